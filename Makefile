@@ -1,0 +1,87 @@
+# nexus — one binary, one library (build/libnexus.a) that the binary, the
+# tests and the benchmarks link against. Sources are found by wildcard: add a
+# .c file under src/ and it is built; add tests/test_<name>.c and it is a test.
+#
+#   make            build ./nexus (installs missing Debian packages as root)
+#   make test       self-contained suite (no ../shared needed)
+#   make golden     extended checks against ../shared (golden files, teacher)
+#   make check      both
+#   make sanitize   the self-contained suite under ASan + UBSan
+#   make bench      benchmarks (print ratios against baselines run in-process)
+#   make fuzz       libFuzzer target for the safetensors header (clang)
+
+CC       ?= cc
+BUILD    ?= build
+OPT      ?= -O3 -march=native
+BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
+BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
+            -Iinclude -I/usr/include/cjson -I$(BLAS_INC)
+LDLIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
+            -lcurl -lmicrohttpd -lpcre2-8 -lm -fopenmp -lpthread
+
+LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC  := $(wildcard tests/test_*.c)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+GOLD_SRC  := $(wildcard tests/golden_*.c)
+GOLD_BIN  := $(GOLD_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+DEPS_STAMP := $(BUILD)/.deps
+BIN      ?= nexus
+
+.PHONY: all test golden check sanitize bench fuzz clean deps
+all: $(BIN)
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/deps.sh
+	@mkdir -p $(BUILD)
+	@sh scripts/deps.sh
+	@touch $@
+
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libnexus.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/src/main.o $(BUILD)/libnexus.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/nxtest.h $(BUILD)/libnexus.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libnexus.a $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libnexus.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libnexus.a $(LDLIBS)
+
+test: $(BIN) $(TEST_BIN)
+	@NEXUS=./$(BIN) sh tests/run.sh $(TEST_BIN) tests/cli_*.sh
+
+golden: $(BIN) $(GOLD_BIN)
+	@NEXUS=./$(BIN) sh tests/run.sh $(GOLD_BIN) tests/golden_*.sh
+
+check: test golden
+
+sanitize:
+	$(MAKE) BUILD=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    BIN=build-san/nexus test
+
+bench: $(BIN) $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; ./$$b || exit 1; done
+
+fuzz: | $(DEPS_STAMP)
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -o $(BUILD)/fuzz/fuzz_safetensors tests/fuzz/fuzz_safetensors.c src/io/safetensors.c src/core/*.c \
+	    -I$(BLAS_INC) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
+	$(BUILD)/fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-180} -max_len=4096 tests/fuzz/corpus
+
+clean:
+	rm -rf build build-san nexus
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,107 @@
+/* core.h — the few things every nexus module shares: error reporting,
+ * always-on assertions, dtypes, tensor views, arenas and the seeded RNG.
+ *
+ * Two kinds of error (STYLE.md). Anything that comes from outside (files,
+ * configs, user input) returns NX_ERR and fills a caller-supplied nx_err
+ * whose message names the file, key, line or byte and says what to do.
+ * Broken internal invariants hit NX_ASSERT, which is compiled in always. */
+#ifndef NEXUS_CORE_H
+#define NEXUS_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NX_VERSION "0.1.0"
+
+enum { NX_OK = 0, NX_ERR = -1 };
+
+typedef struct nx_err {
+    char msg[1024];
+} nx_err;
+
+/* Fill err (may be NULL) with a printf-style message; returns NX_ERR so that
+ * callers can write `return nx_fail(err, "...", ...);`. */
+int nx_fail(nx_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix an existing message: "prefix: old message". Returns NX_ERR. */
+int nx_fail_prefix(nx_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+void nx_assert_fail(const char *expr, const char *file, int line, const char *msg)
+    __attribute__((noreturn));
+#define NX_ASSERT(c) ((c) ? (void)0 : nx_assert_fail(#c, __FILE__, __LINE__, NULL))
+#define NX_ASSERTM(c, m) ((c) ? (void)0 : nx_assert_fail(#c, __FILE__, __LINE__, (m)))
+
+/* malloc/calloc that abort with a clear message on out-of-memory: used only
+ * for set-up sized allocations, never inside a step. */
+void *nx_xmalloc(size_t n);
+void *nx_xcalloc(size_t n, size_t size);
+void *nx_aligned_alloc(size_t n); /* 64-byte aligned, zeroed; free with free() */
+
+/* ---- dtypes ---------------------------------------------------------- */
+typedef enum nx_dtype {
+    NX_F32, NX_F16, NX_BF16, NX_F64, NX_I8, NX_U8, NX_I16, NX_U16,
+    NX_I32, NX_U32, NX_I64, NX_U64, NX_BOOL, NX_DTYPE_COUNT
+} nx_dtype;
+
+size_t nx_dtype_size(nx_dtype t);
+const char *nx_dtype_name(nx_dtype t);   /* safetensors spelling: "F32", "BF16" */
+int nx_dtype_from_name(const char *s, nx_dtype *out); /* NX_OK or NX_ERR */
+
+float nx_bf16_to_f32(uint16_t h);
+uint16_t nx_f32_to_bf16(float f);        /* round to nearest even, NaN kept */
+float nx_f16_to_f32(uint16_t h);
+uint16_t nx_f32_to_f16(float f);         /* round to nearest even */
+/* Widen n elements of src (F32, F16, BF16 or F64) to f32. */
+void nx_convert_to_f32(float *dst, const void *src, nx_dtype t, size_t n);
+
+/* ---- tensor views ------------------------------------------------------ */
+#define NX_MAX_DIMS 4
+typedef struct nx_tensor {
+    void *data;                   /* not owned: points into an arena or mmap */
+    nx_dtype dtype;
+    int ndim;
+    int64_t shape[NX_MAX_DIMS];
+    int64_t stride[NX_MAX_DIMS];  /* in elements */
+} nx_tensor;
+
+/* A contiguous row-major view. */
+nx_tensor nx_tensor_view(void *data, nx_dtype t, int ndim, const int64_t *shape);
+int64_t nx_tensor_numel(const nx_tensor *t);
+bool nx_tensor_is_contiguous(const nx_tensor *t);
+float *nx_tensor_f32(const nx_tensor *t);   /* asserts dtype F32 */
+
+/* ---- arenas -------------------------------------------------------------
+ * Memory is planned up front: a layout function runs once against a
+ * counting arena (base == NULL) to learn the size, then against a real one.
+ * Every allocation is 64-byte aligned. Nothing is freed individually. */
+typedef struct nx_arena {
+    char *base;      /* NULL: counting only */
+    size_t size;     /* capacity (real arena) */
+    size_t used;
+} nx_arena;
+
+nx_arena nx_arena_counting(void);
+int nx_arena_init(nx_arena *a, size_t size, nx_err *err); /* zeroed memory */
+void *nx_arena_alloc(nx_arena *a, size_t bytes);          /* NULL when counting */
+float *nx_arena_floats(nx_arena *a, size_t n);
+void nx_arena_free(nx_arena *a);
+
+/* ---- random numbers ------------------------------------------------------
+ * xoshiro256** seeded through splitmix64. The whole state is the struct, so
+ * a checkpoint saves it by value and a resumed run continues bit for bit. */
+typedef struct nx_rng {
+    uint64_t s[4];
+} nx_rng;
+
+void nx_rng_seed(nx_rng *r, uint64_t seed);
+uint64_t nx_rng_u64(nx_rng *r);
+uint64_t nx_rng_below(nx_rng *r, uint64_t n);  /* uniform in [0, n), unbiased */
+double nx_rng_uniform(nx_rng *r);              /* [0, 1) with 53 bits */
+float nx_rng_normal(nx_rng *r);                /* N(0,1), Box–Muller */
+
+/* ---- misc ------------------------------------------------------------ */
+double nx_now(void);             /* monotonic seconds */
+int nx_threads(void);            /* OpenMP threads in use */
+void nx_set_threads(int n);      /* OpenMP and BLAS; n <= 0: all cores */
+
+#endif

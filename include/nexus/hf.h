@@ -1,0 +1,25 @@
+/* hf.h — Hugging Face model directories in and out: config.json (cJSON),
+ * model.safetensors (or sharded), tokenizer files copied alongside.
+ * This adapter turns files into a validated nx_model; the model module
+ * itself knows nothing of JSON. */
+#ifndef NEXUS_HF_H
+#define NEXUS_HF_H
+
+#include "nexus/model.h"
+
+/* Read DIR/config.json. Accepts model_type llama, qwen2, mistral; rope_theta
+ * at top level (transformers 4) or in rope_parameters (transformers 5);
+ * head_dim; tie_word_embeddings; attention_bias; rms_norm_eps. Rejects what
+ * it cannot run (other activations, rope scaling, mlp_bias) naming the key. */
+int nx_hf_load_config(const char *dir, nx_model_config *cfg, nx_err *err);
+/* Config + weights (f32, f16 or bf16 on disk) widened to f32. Checks that
+ * every expected tensor is present with the right shape and nothing else. */
+int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err);
+/* Write DIR/config.json and DIR/model.safetensors (weights in dtype F32,
+ * BF16 or F16), creating DIR. Atomic per file. */
+int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err *err);
+/* Copy tokenizer.json, tokenizer_config.json, special_tokens_map.json and
+ * generation_config.json where they exist in src. */
+int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err);
+
+#endif

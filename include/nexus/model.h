@@ -1,0 +1,90 @@
+/* model.h — Llama-family decoder-only transformers (llama, qwen2, mistral).
+ *
+ * Layout follows llm.c: all parameters live in one f32 buffer; nx_weights
+ * is a struct of named pointers into such a buffer, so the same binding
+ * serves parameters, gradients and optimiser moments. Names and shapes are
+ * Hugging Face's (weight matrices stored (out, in), row-major), listed once
+ * by nx_model_params() so that I/O, optimisers and tests walk one table.
+ *
+ * Forward and backward for a batch (B, T) of token ids, with activations in
+ * an nx_acts buffer planned for the largest B×T up front. */
+#ifndef NEXUS_MODEL_H
+#define NEXUS_MODEL_H
+
+#include "nexus/core.h"
+
+typedef enum nx_arch { NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL } nx_arch;
+
+typedef struct nx_model_config {
+    nx_arch arch;
+    int V;            /* vocab_size */
+    int C;            /* hidden_size */
+    int L;            /* num_hidden_layers */
+    int NH;           /* num_attention_heads */
+    int KVH;          /* num_key_value_heads (NH % KVH == 0) */
+    int HS;           /* head_dim (default C / NH) */
+    int F;            /* intermediate_size */
+    int max_pos;      /* max_position_embeddings */
+    float eps;        /* rms_norm_eps */
+    float rope_theta; /* rope_theta or rope_parameters.rope_theta */
+    bool tied;        /* tie_word_embeddings: lm_head shares embed_tokens */
+    bool qkv_bias;    /* q/k/v projections have a bias (qwen2 always; llama attention_bias) */
+    bool o_bias;      /* o_proj has a bias (llama attention_bias) */
+    int bos_id, eos_id; /* -1 when absent */
+    nx_dtype dtype;   /* dtype the config names (torch_dtype / dtype), for saving */
+} nx_model_config;
+
+/* Named pointers into one parameter-shaped buffer. Shapes in comments. */
+typedef struct nx_layer_weights {
+    float *ln1;      /* (C)            input_layernorm.weight */
+    float *wq, *bq;  /* (NH*HS, C), (NH*HS)   self_attn.q_proj */
+    float *wk, *bk;  /* (KVH*HS, C), (KVH*HS) self_attn.k_proj */
+    float *wv, *bv;  /* (KVH*HS, C), (KVH*HS) self_attn.v_proj */
+    float *wo, *bo;  /* (C, NH*HS), (C)       self_attn.o_proj */
+    float *ln2;      /* (C)            post_attention_layernorm.weight */
+    float *wg;       /* (F, C)         mlp.gate_proj.weight */
+    float *wu;       /* (F, C)         mlp.up_proj.weight */
+    float *wd;       /* (C, F)         mlp.down_proj.weight */
+} nx_layer_weights;
+
+typedef struct nx_weights {
+    float *wte;               /* (V, C) model.embed_tokens.weight */
+    nx_layer_weights *layer;  /* [L] */
+    float *lnf;               /* (C) model.norm.weight */
+    float *head;              /* (V, C) lm_head.weight; == wte when tied */
+} nx_weights;
+
+/* One row of the parameter table. */
+typedef struct nx_param {
+    char name[96];        /* Hugging Face name, e.g. "model.layers.3.mlp.up_proj.weight" */
+    int ndim;
+    int64_t shape[2];
+    size_t offset;        /* in floats, into the parameter buffer */
+    size_t numel;
+} nx_param;
+
+/* Fills tab (when not NULL) with the parameters of cfg, in HF order, and
+ * returns how many there are. Tied heads have no lm_head row. */
+int nx_model_params(const nx_model_config *cfg, nx_param *tab);
+size_t nx_model_numel(const nx_model_config *cfg);
+/* Binds w (whose layer array must hold cfg->L entries) to buffer base. */
+void nx_weights_bind(nx_weights *w, const nx_model_config *cfg, float *base);
+/* Checks a config for internal consistency (positive sizes, NH % KVH, ...). */
+int nx_model_config_check(const nx_model_config *cfg, nx_err *err);
+
+typedef struct nx_model {
+    nx_model_config cfg;
+    float *params;        /* nx_model_numel(cfg) floats, 64-byte aligned, owned */
+    size_t nparams;
+    nx_weights w;         /* bound to params */
+    nx_layer_weights *layer_store;
+} nx_model;
+
+/* Allocates a model of this shape with zeroed parameters. */
+int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err);
+/* Random init as transformers does: normal(0, std) for matrices and
+ * embeddings, ones for norms, zeros for biases. */
+void nx_model_init_random(nx_model *m, float std, nx_rng *rng);
+void nx_model_free(nx_model *m);
+
+#endif

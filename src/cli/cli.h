@@ -1,0 +1,49 @@
+/* cli.h — what the subcommand files share: the declarative flag parser and
+ * the entry points that src/main.c dispatches to. Only cli/ turns a status
+ * into an exit code: 0 ok, 1 runtime failure, 2 usage error. */
+#ifndef NEXUS_CLI_H
+#define NEXUS_CLI_H
+
+#include <stdbool.h>
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+typedef enum { OPT_FLAG, OPT_STR, OPT_INT, OPT_FLOAT, OPT_MULTI } cli_opt_kind;
+
+typedef struct cli_opt {
+    const char *name;  /* "--max-tokens" */
+    cli_opt_kind kind;
+    void *dst;         /* bool*, const char**, long*, double*; OPT_MULTI: cli_multi* */
+    const char *help;  /* shown by --help */
+} cli_opt;
+
+/* Repeated flag (--set a=b --set c=d). */
+typedef struct cli_multi {
+    const char *v[64];
+    int n;
+} cli_multi;
+
+typedef struct cli_spec {
+    const char *cmd;      /* "generate" */
+    const char *usage;    /* "MODEL_DIR --prompt TEXT [options]" */
+    const char *summary;  /* one paragraph */
+    const cli_opt *opts;
+    int nopts;
+    int min_pos, max_pos; /* positional arguments allowed */
+} cli_spec;
+
+/* Parses argv[1..] (argv[0] is the subcommand). Positional arguments go to
+ * pos[0..*npos). Returns EXIT_OK, EXIT_USAGE (after printing a one-line
+ * error and the usage to stderr), or -1 when --help was printed (the caller
+ * then exits 0). */
+int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int *npos);
+void cli_print_help(const cli_spec *spec, bool to_stderr);
+/* Prints "nexus CMD: message" to stderr; returns EXIT_RUNTIME. */
+int cli_error(const char *cmd, const char *msg);
+/* Is stderr a terminal (progress bars only then)? */
+bool cli_stderr_tty(void);
+
+/* Subcommands. */
+
+
+#endif

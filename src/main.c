@@ -1,0 +1,49 @@
+/* main.c — the nexus binary: a dispatch table from subcommand name to the
+ * function in src/cli/ that implements it. Subcommands are thin: they parse
+ * flags, call the library, and print. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "nexus/core.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command COMMANDS[] = {
+};
+enum { NCOMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: nexus <command> [options]\n\ncommands:\n");
+    for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-14s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    fprintf(f, "  %-14s %s\n", "help", "show this list");
+    fprintf(f, "\nrun 'nexus <command> --help' for a command's options; 'nexus --version' for the version\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("nexus %s\n", NX_VERSION);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    for (int i = 0; i < NCOMMANDS; i++)
+        if (!strcmp(cmd, COMMANDS[i].name)) {
+            int rc = COMMANDS[i].fn(argc - 1, argv + 1);
+            return rc < 0 ? EXIT_OK : rc;
+        }
+    fprintf(stderr, "nexus: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}
