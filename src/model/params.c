@@ -1,0 +1,137 @@
+/* params.c — the parameter table of a Llama-family model: names, shapes and
+ * offsets into one flat f32 buffer, in Hugging Face order. Everything that
+ * walks parameters (loading, saving, optimiser, gradient checks) walks this
+ * one table, so a new tensor is added in exactly one place. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/model.h"
+
+typedef struct {
+    nx_param *tab;
+    int n;
+    size_t off;
+} builder;
+
+static void add(builder *b, int ndim, int64_t d0, int64_t d1, const char *fmt, int layer) {
+    size_t numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
+    if (b->tab) {
+        nx_param *p = &b->tab[b->n];
+        snprintf(p->name, sizeof p->name, fmt, layer);
+        p->ndim = ndim;
+        p->shape[0] = d0;
+        p->shape[1] = ndim == 2 ? d1 : 0;
+        p->offset = b->off;
+        p->numel = numel;
+    }
+    b->n++;
+    /* keep every tensor 16-float (64-byte) aligned inside the buffer */
+    b->off += (numel + 15) & ~(size_t)15;
+}
+
+static builder build(const nx_model_config *c, nx_param *tab) {
+    builder b = {tab, 0, 0};
+    int Q = c->NH * c->HS, KV = c->KVH * c->HS;
+    add(&b, 2, c->V, c->C, "model.embed_tokens.weight", 0);
+    for (int l = 0; l < c->L; l++) {
+        add(&b, 1, c->C, 0, "model.layers.%d.input_layernorm.weight", l);
+        add(&b, 2, Q, c->C, "model.layers.%d.self_attn.q_proj.weight", l);
+        if (c->qkv_bias) add(&b, 1, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l);
+        add(&b, 2, KV, c->C, "model.layers.%d.self_attn.k_proj.weight", l);
+        if (c->qkv_bias) add(&b, 1, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l);
+        add(&b, 2, KV, c->C, "model.layers.%d.self_attn.v_proj.weight", l);
+        if (c->qkv_bias) add(&b, 1, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l);
+        add(&b, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l);
+        if (c->o_bias) add(&b, 1, c->C, 0, "model.layers.%d.self_attn.o_proj.bias", l);
+        add(&b, 1, c->C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        add(&b, 2, c->F, c->C, "model.layers.%d.mlp.gate_proj.weight", l);
+        add(&b, 2, c->F, c->C, "model.layers.%d.mlp.up_proj.weight", l);
+        add(&b, 2, c->C, c->F, "model.layers.%d.mlp.down_proj.weight", l);
+    }
+    add(&b, 1, c->C, 0, "model.norm.weight", 0);
+    if (!c->tied) add(&b, 2, c->V, c->C, "lm_head.weight", 0);
+    return b;
+}
+
+int nx_model_params(const nx_model_config *cfg, nx_param *tab) { return build(cfg, tab).n; }
+
+size_t nx_model_numel(const nx_model_config *cfg) { return build(cfg, NULL).off; }
+
+void nx_weights_bind(nx_weights *w, const nx_model_config *c, float *base) {
+    int n = nx_model_params(c, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * n);
+    nx_model_params(c, tab);
+    int i = 0;
+#define NEXT() (base + tab[i++].offset)
+    w->wte = NEXT();
+    for (int l = 0; l < c->L; l++) {
+        nx_layer_weights *lw = &w->layer[l];
+        lw->ln1 = NEXT();
+        lw->wq = NEXT();
+        lw->bq = c->qkv_bias ? NEXT() : NULL;
+        lw->wk = NEXT();
+        lw->bk = c->qkv_bias ? NEXT() : NULL;
+        lw->wv = NEXT();
+        lw->bv = c->qkv_bias ? NEXT() : NULL;
+        lw->wo = NEXT();
+        lw->bo = c->o_bias ? NEXT() : NULL;
+        lw->ln2 = NEXT();
+        lw->wg = NEXT();
+        lw->wu = NEXT();
+        lw->wd = NEXT();
+    }
+    w->lnf = NEXT();
+    w->head = c->tied ? w->wte : NEXT();
+#undef NEXT
+    NX_ASSERT(i == n);
+    free(tab);
+}
+
+int nx_model_config_check(const nx_model_config *c, nx_err *err) {
+    if (c->V <= 0 || c->C <= 0 || c->L <= 0 || c->NH <= 0 || c->KVH <= 0 || c->HS <= 0 || c->F <= 0)
+        return nx_fail(err, "model shape must be positive: vocab %d, hidden %d, layers %d, heads %d, "
+                            "kv heads %d, head_dim %d, intermediate %d",
+                       c->V, c->C, c->L, c->NH, c->KVH, c->HS, c->F);
+    if (c->NH % c->KVH)
+        return nx_fail(err, "num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
+                       c->NH, c->KVH);
+    if (c->HS % 2) return nx_fail(err, "head_dim (%d) must be even for rotary embeddings", c->HS);
+    if (!(c->eps > 0)) return nx_fail(err, "rms_norm_eps must be positive (got %g)", c->eps);
+    if (!(c->rope_theta > 0)) return nx_fail(err, "rope_theta must be positive (got %g)", c->rope_theta);
+    if (c->max_pos <= 0) return nx_fail(err, "max_position_embeddings must be positive");
+    return NX_OK;
+}
+
+int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err) {
+    memset(m, 0, sizeof *m);
+    if (nx_model_config_check(cfg, err)) return NX_ERR;
+    m->cfg = *cfg;
+    m->nparams = nx_model_numel(cfg);
+    m->params = nx_aligned_alloc(m->nparams * sizeof(float));
+    m->layer_store = nx_xcalloc(cfg->L, sizeof *m->layer_store);
+    m->w.layer = m->layer_store;
+    nx_weights_bind(&m->w, cfg, m->params);
+    return NX_OK;
+}
+
+void nx_model_init_random(nx_model *m, float std, nx_rng *rng) {
+    int n = nx_model_params(&m->cfg, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * n);
+    nx_model_params(&m->cfg, tab);
+    for (int i = 0; i < n; i++) {
+        float *p = m->params + tab[i].offset;
+        const char *nm = tab[i].name;
+        bool norm = strstr(nm, "norm") != NULL, bias = strstr(nm, ".bias") != NULL;
+        for (size_t k = 0; k < tab[i].numel; k++)
+            p[k] = norm ? 1.0f : bias ? 0.0f : std * nx_rng_normal(rng);
+    }
+    free(tab);
+}
+
+void nx_model_free(nx_model *m) {
+    free(m->params);
+    free(m->layer_store);
+    memset(m, 0, sizeof *m);
+}
