@@ -88,3 +88,43 @@ void nx_model_init_random(nx_model *m, float std, nx_rng *rng);
 void nx_model_free(nx_model *m);
 
 #endif
+
+/* ---- forward / backward ------------------------------------------------ */
+
+/* Activations for batches of up to B × T tokens, planned once. With train
+ * set, every layer keeps what its backward needs and backward scratch is
+ * planned too; without, layers share one set of buffers (inference). */
+typedef struct nx_acts {
+    int B, T;               /* capacity */
+    bool train;
+    int cur_B, cur_T;       /* shape of the last forward */
+    nx_arena arena;
+    float *rope_cos, *rope_sin; /* (T, HS/2) */
+    int32_t *pos;           /* (B*T) positions 0..T-1 per row */
+    int32_t *ids;           /* (B*T) copy of the last input */
+    float *res;             /* (L+1, N, C) residual stream: res[0] embeddings, res[l+1] layer l out */
+    /* per layer when training (stride lstride_*), shared otherwise */
+    float *ln1, *rstd1, *q, *k, *v, *probs, *att, *mid, *ln2, *rstd2, *gate, *up, *h;
+    float *lnf, *rstdf;     /* (N, C), (N) after the final norm */
+    float *logits;          /* (N, V) */
+    /* backward scratch (train only) */
+    float *dres, *dln, *datt, *dq, *dk, *dv, *dprobs, *dh, *dgate, *dup, *dlnf;
+    float *dlogits;         /* (N, V): the loss writes here, backward reads it */
+} nx_acts;
+
+int nx_acts_init(nx_acts *a, const nx_model_config *cfg, int B, int T, bool train, nx_err *err);
+void nx_acts_free(nx_acts *a);
+
+/* Hidden state i as Hugging Face reports it (output_hidden_states):
+ * i = 0 embeddings, 1..L−1 layer outputs, L the last layer's output after
+ * the final norm. (N, C) for the last forward. */
+const float *nx_acts_hidden(const nx_acts *a, const nx_model_config *cfg, int i);
+
+/* Forward B×T token ids (B ≤ a->B, T ≤ a->T; ids < V asserted) to
+ * a->logits. With logits false the LM head is skipped (hidden states only). */
+void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, int T, bool logits);
+
+/* Backward of the last forward from a->dlogits, ADDING into grads (a
+ * parameter-shaped buffer, see nx_weights_bind). dhidden, when not NULL,
+ * holds (L+1, N, C) extra gradients w.r.t. res[0..L] (hidden-state losses). */
+void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden);

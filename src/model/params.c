@@ -10,12 +10,14 @@
 #include "nexus/model.h"
 
 typedef struct {
-    nx_param *tab;
+    nx_param *tab;   /* when not NULL: fill the table */
+    float *base;     /* when not NULL: bind pointers into base */
     int n;
     size_t off;
 } builder;
 
-static void add(builder *b, int ndim, int64_t d0, int64_t d1, const char *fmt, int layer) {
+/* Adds one tensor; returns its pointer in base (NULL when not binding). */
+static float *add(builder *b, int ndim, int64_t d0, int64_t d1, const char *fmt, int layer) {
     size_t numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
     if (b->tab) {
         nx_param *p = &b->tab[b->n];
@@ -26,67 +28,49 @@ static void add(builder *b, int ndim, int64_t d0, int64_t d1, const char *fmt, i
         p->offset = b->off;
         p->numel = numel;
     }
+    float *ptr = b->base ? b->base + b->off : NULL;
     b->n++;
     /* keep every tensor 16-float (64-byte) aligned inside the buffer */
     b->off += (numel + 15) & ~(size_t)15;
+    return ptr;
 }
 
-static builder build(const nx_model_config *c, nx_param *tab) {
-    builder b = {tab, 0, 0};
+/* The one walk over a model's tensors, in HF order. w may be NULL. */
+static builder build(const nx_model_config *c, nx_param *tab, float *base, nx_weights *w) {
+    builder b = {tab, base, 0, 0};
+    nx_weights dummy;
+    nx_layer_weights lw_dummy;
+    if (!w) w = &dummy;
     int Q = c->NH * c->HS, KV = c->KVH * c->HS;
-    add(&b, 2, c->V, c->C, "model.embed_tokens.weight", 0);
+    w->wte = add(&b, 2, c->V, c->C, "model.embed_tokens.weight", 0);
     for (int l = 0; l < c->L; l++) {
-        add(&b, 1, c->C, 0, "model.layers.%d.input_layernorm.weight", l);
-        add(&b, 2, Q, c->C, "model.layers.%d.self_attn.q_proj.weight", l);
-        if (c->qkv_bias) add(&b, 1, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l);
-        add(&b, 2, KV, c->C, "model.layers.%d.self_attn.k_proj.weight", l);
-        if (c->qkv_bias) add(&b, 1, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l);
-        add(&b, 2, KV, c->C, "model.layers.%d.self_attn.v_proj.weight", l);
-        if (c->qkv_bias) add(&b, 1, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l);
-        add(&b, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l);
-        if (c->o_bias) add(&b, 1, c->C, 0, "model.layers.%d.self_attn.o_proj.bias", l);
-        add(&b, 1, c->C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        add(&b, 2, c->F, c->C, "model.layers.%d.mlp.gate_proj.weight", l);
-        add(&b, 2, c->F, c->C, "model.layers.%d.mlp.up_proj.weight", l);
-        add(&b, 2, c->C, c->F, "model.layers.%d.mlp.down_proj.weight", l);
+        nx_layer_weights *lw = w == &dummy ? &lw_dummy : &w->layer[l];
+        lw->ln1 = add(&b, 1, c->C, 0, "model.layers.%d.input_layernorm.weight", l);
+        lw->wq = add(&b, 2, Q, c->C, "model.layers.%d.self_attn.q_proj.weight", l);
+        lw->bq = c->qkv_bias ? add(&b, 1, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l) : NULL;
+        lw->wk = add(&b, 2, KV, c->C, "model.layers.%d.self_attn.k_proj.weight", l);
+        lw->bk = c->qkv_bias ? add(&b, 1, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l) : NULL;
+        lw->wv = add(&b, 2, KV, c->C, "model.layers.%d.self_attn.v_proj.weight", l);
+        lw->bv = c->qkv_bias ? add(&b, 1, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l) : NULL;
+        lw->wo = add(&b, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l);
+        lw->bo = c->o_bias ? add(&b, 1, c->C, 0, "model.layers.%d.self_attn.o_proj.bias", l) : NULL;
+        lw->ln2 = add(&b, 1, c->C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        lw->wg = add(&b, 2, c->F, c->C, "model.layers.%d.mlp.gate_proj.weight", l);
+        lw->wu = add(&b, 2, c->F, c->C, "model.layers.%d.mlp.up_proj.weight", l);
+        lw->wd = add(&b, 2, c->C, c->F, "model.layers.%d.mlp.down_proj.weight", l);
     }
-    add(&b, 1, c->C, 0, "model.norm.weight", 0);
-    if (!c->tied) add(&b, 2, c->V, c->C, "lm_head.weight", 0);
+    w->lnf = add(&b, 1, c->C, 0, "model.norm.weight", 0);
+    w->head = c->tied ? w->wte : add(&b, 2, c->V, c->C, "lm_head.weight", 0);
     return b;
 }
 
-int nx_model_params(const nx_model_config *cfg, nx_param *tab) { return build(cfg, tab).n; }
+int nx_model_params(const nx_model_config *cfg, nx_param *tab) { return build(cfg, tab, NULL, NULL).n; }
 
-size_t nx_model_numel(const nx_model_config *cfg) { return build(cfg, NULL).off; }
+size_t nx_model_numel(const nx_model_config *cfg) { return build(cfg, NULL, NULL, NULL).off; }
 
 void nx_weights_bind(nx_weights *w, const nx_model_config *c, float *base) {
-    int n = nx_model_params(c, NULL);
-    nx_param *tab = nx_xmalloc(sizeof *tab * n);
-    nx_model_params(c, tab);
-    int i = 0;
-#define NEXT() (base + tab[i++].offset)
-    w->wte = NEXT();
-    for (int l = 0; l < c->L; l++) {
-        nx_layer_weights *lw = &w->layer[l];
-        lw->ln1 = NEXT();
-        lw->wq = NEXT();
-        lw->bq = c->qkv_bias ? NEXT() : NULL;
-        lw->wk = NEXT();
-        lw->bk = c->qkv_bias ? NEXT() : NULL;
-        lw->wv = NEXT();
-        lw->bv = c->qkv_bias ? NEXT() : NULL;
-        lw->wo = NEXT();
-        lw->bo = c->o_bias ? NEXT() : NULL;
-        lw->ln2 = NEXT();
-        lw->wg = NEXT();
-        lw->wu = NEXT();
-        lw->wd = NEXT();
-    }
-    w->lnf = NEXT();
-    w->head = c->tied ? w->wte : NEXT();
-#undef NEXT
-    NX_ASSERT(i == n);
-    free(tab);
+    NX_ASSERT(w->layer != NULL && base != NULL);
+    build(c, NULL, base, w);
 }
 
 int nx_model_config_check(const nx_model_config *c, nx_err *err) {
