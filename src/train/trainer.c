@@ -1,0 +1,100 @@
+/* trainer.c — the distillation step (see train.h). The order of work per
+ * micro-batch: teacher forward (logits only, no activations kept), student
+ * forward, fused loss gradient into student dlogits, student backward adding
+ * into grads. Then one clip and one AdamW update per step. */
+#include "nexus/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/core.h"
+
+int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
+                    const nx_train_opts *o, nx_err *err) {
+    memset(tr, 0, sizeof *tr);
+    if (o->B <= 0 || o->T < 1 || o->accum <= 0)
+        return nx_fail(err, "batch_size, seq_len and grad_accum must be positive");
+    if (teacher && teacher->cfg.V != student->cfg.V)
+        return nx_fail(err, "teacher vocabulary (%d) and student vocabulary (%d) differ: distilling "
+                            "logits needs the same tokenizer and vocab_size",
+                       teacher->cfg.V, student->cfg.V);
+    tr->o = *o;
+    tr->student = student;
+    tr->teacher = teacher;
+    if (nx_acts_init(&tr->sa, &student->cfg, o->B, o->T, true, err))
+        return nx_fail_prefix(err, "student");
+    if (teacher && nx_acts_init(&tr->ta, &teacher->cfg, o->B, o->T, false, err)) {
+        nx_acts_free(&tr->sa);
+        return nx_fail_prefix(err, "teacher");
+    }
+    tr->grads = nx_aligned_alloc(student->nparams * sizeof(float));
+    nx_adamw_init(&tr->opt, student->nparams, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay);
+    tr->inputs = nx_xmalloc(sizeof(int32_t) * o->B * o->T);
+    tr->targets = nx_xmalloc(sizeof(int32_t) * o->B * o->T);
+    return NX_OK;
+}
+
+void nx_trainer_free(nx_trainer *tr) {
+    nx_acts_free(&tr->sa);
+    if (tr->teacher) nx_acts_free(&tr->ta);
+    nx_adamw_free(&tr->opt);
+    free(tr->grads);
+    free(tr->inputs);
+    free(tr->targets);
+    memset(tr, 0, sizeof *tr);
+}
+
+void nx_trainer_step(nx_trainer *tr, const int32_t *windows, nx_step_stats *st) {
+    const nx_train_opts *o = &tr->o;
+    int B = o->B, T = o->T, N = B * T, V = tr->student->cfg.V;
+    bool kd = tr->teacher && o->alpha > 0;
+    float w_kd = kd ? o->alpha : 0.0f, w_ce = (tr->teacher ? 1.0f - o->alpha : 1.0f);
+    memset(tr->grads, 0, tr->student->nparams * sizeof(float));
+    double loss = 0, ce = 0, kdv = 0;
+    for (int a = 0; a < o->accum; a++) {
+        const int32_t *win = windows + (size_t)a * B * (T + 1);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                tr->inputs[b * T + t] = win[b * (T + 1) + t];
+                tr->targets[b * T + t] = win[b * (T + 1) + t + 1];
+            }
+        if (kd) nx_model_forward(tr->teacher, &tr->ta, tr->inputs, B, T, true);
+        nx_model_forward(tr->student, &tr->sa, tr->inputs, B, T, true);
+        float *dl = tr->sa.dlogits;
+        memset(dl, 0, sizeof(float) * N * V);
+        /* each micro-batch contributes 1/accum of the step's mean loss */
+        float s = 1.0f / o->accum;
+        double c = nx_cross_entropy(w_ce > 0 ? dl : NULL, w_ce * s, tr->sa.logits, tr->targets, N, V);
+        double k = kd ? nx_kd_loss(o->kd, o->temp, dl, w_kd * s, tr->sa.logits, tr->ta.logits,
+                                   tr->targets, N, V)
+                      : 0.0;
+        ce += c / o->accum;
+        kdv += k / o->accum;
+        loss += (w_kd * k + w_ce * c) / o->accum;
+        nx_model_backward(tr->student, &tr->sa, tr->grads, NULL);
+    }
+    float lr = nx_lr_at(o->sched, o->lr, o->min_lr, o->warmup, o->total_steps, tr->step);
+    double norm = nx_clip_grad_norm(tr->grads, tr->student->nparams, o->clip);
+    nx_adamw_step(&tr->opt, tr->student->params, tr->grads, lr, NULL);
+    *st = (nx_step_stats){.step = tr->step, .loss = loss, .ce = ce, .kd = kdv, .grad_norm = norm,
+                          .lr = lr, .tokens = (int64_t)o->accum * N};
+    tr->step++;
+}
+
+bool nx_params_finite(const nx_model_config *cfg, const float *buf, char *name, size_t name_len) {
+    int n = nx_model_params(cfg, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * n);
+    nx_model_params(cfg, tab);
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++)
+        for (size_t k = 0; k < tab[i].numel; k++)
+            if (!isfinite(buf[tab[i].offset + k])) {
+                ok = false;
+                if (name) snprintf(name, name_len, "%s", tab[i].name);
+                break;
+            }
+    free(tab);
+    return ok;
+}
