@@ -268,6 +268,13 @@ int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) 
     size_t len;
     char *txt = read_file(path, &len, err);
     if (!txt) return NX_ERR;
+    size_t bad = nx_st_utf8_invalid_at(txt, len);
+    if (bad < len) {
+        int line = 1;
+        for (size_t i = 0; i < bad; i++) line += txt[i] == '\n';
+        free(txt);
+        return nx_fail(err, "%s: not valid UTF-8 at byte %zu (line %d); JSON must be UTF-8", path, bad, line);
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(txt, len, &end, 0);
     if (!root) {

@@ -43,7 +43,8 @@
 
 /* Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no
  * overlong forms, no surrogates, nothing above U+10FFFF), or len if all is. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
+size_t nx_st_utf8_invalid_at(const void *p, size_t len) {
+    const unsigned char *s = p;
     size_t i = 0;
     while (i < len) {
         unsigned c = s[i];
@@ -173,7 +174,7 @@ int nx_st_parse_header(const char *hdr, size_t hdr_len, size_t data_len, const c
                        nx_st_tensor **out, int *n, nx_err *err) {
     *out = NULL;
     *n = 0;
-    size_t bad = utf8_invalid_at((const unsigned char *)hdr, hdr_len);
+    size_t bad = nx_st_utf8_invalid_at(hdr, hdr_len);
     if (bad < hdr_len)
         return nx_fail(err, "%s: header is not valid UTF-8 at byte %zu (file offset); the file is "
                             "corrupt or not a safetensors file", fname, bad + 8);
