@@ -515,13 +515,22 @@ static const field *field_find(const field *kids, const char *name) {
     return NULL;
 }
 
+/* Copy src into dst of size bytes, cutting it short if it must (callers
+ * check lengths first; this keeps the compiler's truncation analysis quiet). */
+static void copy_str(char *dst, size_t size, const char *src) {
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* Lexically normalise an absolute path: collapse //, ".", "x/..". */
 static void normalise(char *p) {
     char *parts[512];
     int np = 0;
     char tmp[NX_RUN_PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", p);
-    for (char *s = strtok(tmp, "/"); s; s = strtok(NULL, "/")) {
+    char *save = NULL;
+    for (char *s = strtok_r(tmp, "/", &save); s; s = strtok_r(NULL, "/", &save)) {
         if (!strcmp(s, ".")) continue;
         if (!strcmp(s, "..")) {
             if (np) np--;
@@ -533,7 +542,7 @@ static void normalise(char *p) {
     size_t used = 0;
     for (int i = 0; i < np; i++) used += snprintf(out + used, sizeof out - used, "/%s", parts[i]);
     if (!np) snprintf(out, sizeof out, "/");
-    snprintf(p, NX_RUN_PATH_MAX, "%s", out);
+    copy_str(p, NX_RUN_PATH_MAX, out);
 }
 
 /* ---- conversion: tree -> struct ------------------------------------------- */
@@ -567,7 +576,8 @@ static const node *find_near(const ctx *c, const char *path) {
     const node *cur = c->root;
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *s = strtok(tmp, "."); s && cur; s = strtok(NULL, ".")) {
+    char *save = NULL;
+    for (char *s = strtok_r(tmp, ".", &save); s && cur; s = strtok_r(NULL, ".", &save)) {
         int i = map_find(cur, s);
         if (i < 0) break;
         cur = cur->kids[i];
@@ -658,7 +668,7 @@ static int make_path(ctx *c, const node *x, const char *path, char *dst, size_t 
     else snprintf(buf, sizeof buf, "%s/%s", x->from_set ? c->cwd : c->file_dir, s);
     if (strlen(buf) >= size) return fail_node(c, x, path, "path longer than %zu bytes", size - 1);
     normalise(buf);
-    snprintf(dst, size, "%s", buf);
+    copy_str(dst, size, buf);
     return NX_OK;
 }
 
@@ -816,7 +826,8 @@ static int apply_set(ctx *c, const char *arg) {
     int np = 0;
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s", keypath);
-    for (char *s = strtok(tmp, "."); s; s = strtok(NULL, ".")) {
+    char *save = NULL;
+    for (char *s = strtok_r(tmp, ".", &save); s; s = strtok_r(NULL, ".", &save)) {
         if (np == 16) return nx_fail(c->err, "--set %s: key path too deep", arg);
         parts[np++] = s;
     }
@@ -919,6 +930,17 @@ int nx_run_config_student_layers(const nx_run_config *rc) {
     return 0;
 }
 
+/* dst (NX_RUN_PATH_MAX bytes) = dir/name; NX_ERR when too long. */
+static int join(char *dst, const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    bool slash = a && dir[a - 1] != '/';
+    if (a + slash + b >= NX_RUN_PATH_MAX) return NX_ERR;
+    memcpy(dst, dir, a);
+    if (slash) dst[a] = '/';
+    memcpy(dst + a + slash, name, b + 1);
+    return NX_OK;
+}
+
 static int validate(ctx *c, nx_run_config *rc, bool init_kind_given, const char *stem) {
     if (!rc->teacher.path[0]) return FAIL_AT(c, "teacher.path", "missing required key (the teacher's model directory)");
     if (!rc->data.train[0]) return FAIL_AT(c, "data.train", "missing required key (training data: a prepare-data shard or .jsonl[.gz])");
@@ -1012,19 +1034,12 @@ static int validate(ctx *c, nx_run_config *rc, bool init_kind_given, const char 
         snprintf(buf, sizeof buf, "%s/runs/%s", c->cwd, stem);
         if (strlen(buf) >= NX_RUN_PATH_MAX) return FAIL_AT(c, "output.dir", "default path too long; set output.dir");
         normalise(buf);
-        snprintf(rc->output.dir, sizeof rc->output.dir, "%s", buf);
+        copy_str(rc->output.dir, sizeof rc->output.dir, buf);
     }
-    size_t od = strlen(rc->output.dir);
-    if (!rc->checkpoint.dir[0]) {
-        if (od + 13 >= NX_RUN_PATH_MAX) return FAIL_AT(c, "checkpoint.dir", "default path too long; set it");
-        snprintf(rc->checkpoint.dir, sizeof rc->checkpoint.dir, "%s%scheckpoints", rc->output.dir,
-                 od > 1 ? "/" : "");
-    }
-    if (!rc->log.metrics_file[0]) {
-        if (od + 15 >= NX_RUN_PATH_MAX) return FAIL_AT(c, "log.metrics_file", "default path too long; set it");
-        snprintf(rc->log.metrics_file, sizeof rc->log.metrics_file, "%s%smetrics.jsonl", rc->output.dir,
-                 od > 1 ? "/" : "");
-    }
+    if (!rc->checkpoint.dir[0] && join(rc->checkpoint.dir, rc->output.dir, "checkpoints"))
+        return FAIL_AT(c, "checkpoint.dir", "default path too long; set it");
+    if (!rc->log.metrics_file[0] && join(rc->log.metrics_file, rc->output.dir, "metrics.jsonl"))
+        return FAIL_AT(c, "log.metrics_file", "default path too long; set it");
     return NX_OK;
 }
 
@@ -1044,7 +1059,7 @@ int nx_run_config_parse(nx_run_config *rc, const char *text, size_t len, const c
     if (strlen(dir) >= NX_RUN_PATH_MAX) return nx_fail(err, "%s: path too long", display);
     if (!dir[0]) snprintf(dir, sizeof dir, "/");
     normalise(dir);
-    snprintf(c.file_dir, sizeof c.file_dir, "%s", dir);
+    copy_str(c.file_dir, sizeof c.file_dir, dir);
     /* stem for the default output dir */
     char stem[256];
     snprintf(stem, sizeof stem, "%s", text && name ? (slash ? slash + 1 : display) : "run");
