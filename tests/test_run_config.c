@@ -117,7 +117,7 @@ TEST(base_parses_with_defaults) {
     CHECK(rc->teacher.dtype == NX_F32);
     CHECK(rc->optimizer.betas[0] == 0.9 && rc->optimizer.betas[1] == 0.95);
     CHECK(rc->optimizer.weight_decay == 0.1 && rc->optimizer.clip == 1.0);
-    CHECK(rc->optimizer.schedule == NX_SCHEDULE_COSINE);
+    CHECK(rc->optimizer.schedule == NX_SCHED_COSINE);
     CHECK(rc->data.seq_len == 256 && rc->data.batch_size == 8 && rc->data.grad_accum == 1);
     CHECK(!strcmp(rc->data.text_field, "text"));
     CHECK(rc->eval.metrics == (NX_METRIC_PPL | NX_METRIC_AGREEMENT | NX_METRIC_KL));
@@ -186,7 +186,7 @@ TEST(bench_configs_encode_the_protocols) {
 
     CHECKF(nx_run_config_load(rc, "bench/p0.yaml", NULL, 0, &e) == NX_OK, "%s", e.msg);
     CHECK(rc->optimizer.steps == 10 && rc->data.batch_size == 4 && rc->data.seq_len == 128);
-    CHECK(rc->data.order == NX_ORDER_SEQUENTIAL && rc->optimizer.schedule == NX_SCHEDULE_CONSTANT);
+    CHECK(rc->data.order == NX_ORDER_SEQUENTIAL && rc->optimizer.schedule == NX_SCHED_CONSTANT);
     CHECK(rc->optimizer.weight_decay == 0 && rc->optimizer.lr == 1e-3 && rc->optimizer.clip == 1.0);
     CHECK(rc->loss.alpha == 0.5 && rc->loss.temperature == 2 && rc->teacher.dtype == NX_F32);
     CHECK(strstr(rc->data.train, "/shared/data/corpus/validation.jsonl") != NULL);

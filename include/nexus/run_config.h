@@ -17,14 +17,14 @@
 #include <stdio.h>
 
 #include "nexus/core.h"
+#include "nexus/loss.h"
 #include "nexus/model.h"
+#include "nexus/optim.h"
 
 #define NX_RUN_PATH_MAX 1024
 #define NX_RUN_MAX_LAYERS 256
 
 typedef enum nx_init_kind { NX_INIT_RANDOM, NX_INIT_COPY_LAYERS, NX_INIT_AUTO } nx_init_kind;
-typedef enum nx_kd_kind { NX_KD_FORWARD_KL, NX_KD_REVERSE_KL, NX_KD_JSD } nx_kd_kind;
-typedef enum nx_schedule { NX_SCHEDULE_COSINE, NX_SCHEDULE_LINEAR, NX_SCHEDULE_CONSTANT } nx_schedule;
 typedef enum nx_data_order { NX_ORDER_RANDOM, NX_ORDER_SEQUENTIAL } nx_data_order;
 typedef enum nx_projection { NX_PROJECTION_AUTO, NX_PROJECTION_NONE } nx_projection;
 enum { NX_METRIC_PPL = 1, NX_METRIC_AGREEMENT = 2, NX_METRIC_KL = 4 };
@@ -94,7 +94,7 @@ typedef struct nx_run_config {
         double betas[2];     /* default 0.9, 0.95 */
         double eps;          /* default 1e-8 */
         double weight_decay; /* default 0.1 */
-        nx_schedule schedule;/* default cosine */
+        nx_sched schedule;/* default cosine */
         int warmup_steps;    /* default 0 */
         double min_lr;       /* end of the decay (default 0) */
         double clip;         /* global grad-norm clip, 0: off (default 1) */

@@ -308,7 +308,7 @@ static const char *const ARCHS[] = {"llama", "qwen2", "mistral", NULL};
 static const int ARCHS_V[] = {NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL};
 static const char *const INITS[] = {"random", "copy_layers", "auto", NULL};
 static const char *const KDS[] = {"forward_kl", "reverse_kl", "jsd", NULL};
-static const char *const SCHEDS[] = {"cosine", "linear", "constant", NULL};
+static const char *const SCHEDS[] = {"constant", "linear", "cosine", NULL}; /* nx_sched order */
 static const char *const ORDERS[] = {"random", "sequential", NULL};
 static const char *const PROJS[] = {"auto", "none", NULL};
 static const char *const METRICS[] = {"ppl", "agreement", "kl", NULL}; /* bit i = 1 << i */
@@ -459,7 +459,7 @@ void nx_run_config_defaults(nx_run_config *rc) {
     rc->optimizer.betas[1] = 0.95;
     rc->optimizer.eps = 1e-8;
     rc->optimizer.weight_decay = 0.1;
-    rc->optimizer.schedule = NX_SCHEDULE_COSINE;
+    rc->optimizer.schedule = NX_SCHED_COSINE;
     rc->optimizer.clip = 1.0;
     rc->eval.metrics = NX_METRIC_PPL | NX_METRIC_AGREEMENT | NX_METRIC_KL;
     rc->checkpoint.keep = 3;
