@@ -280,6 +280,11 @@ TEST(error_wrong_type) {
     free(t);
     expect_err("- a\n- b\n", NULL, 0, "cfgs/x.yaml:1:1: (top level): a run config is a mapping", NULL, NULL);
     expect_err("teacher: [unclosed\n", NULL, 0, "cfgs/x.yaml:2:1: invalid YAML", NULL, NULL);
+    char deep[400] = "a: "; /* 100 balanced brackets: valid YAML, too deep */
+    for (int i = 0; i < 100; i++) deep[3 + i] = '[', deep[104 + i] = ']';
+    deep[103] = '0';
+    deep[204] = '\0';
+    expect_err(deep, NULL, 0, "cfgs/x.yaml:1:", "nested deeper than 32 levels", NULL);
     t = with("  alpha: 0.5\n", "  alpha: &a 0.5\n  kind: *a\n");
     expect_err(t, NULL, 0, "cfgs/x.yaml:13:9: YAML aliases", NULL, NULL);
     free(t);
@@ -341,6 +346,12 @@ TEST(error_missing_required) {
     expect_err(t, NULL, 0, "student.num_layers: missing: from_teacher needs num_layers", NULL, NULL);
     free(t);
     expect_err("", NULL, 0, "cfgs/x.yaml: teacher.path: missing required key", NULL, NULL);
+    nx_run_config *rc = malloc(sizeof *rc);
+    nx_err e;
+    const char *s[] = {"student=nano"};
+    CHECK(nx_run_config_load(rc, NULL, s, 1, &e) == NX_ERR);
+    CHECKF(strstr(e.msg, "(no config file): teacher.path: missing required key") != NULL, "%s", e.msg);
+    free(rc);
 }
 
 TEST(set_overrides) {

@@ -65,6 +65,7 @@ typedef struct node {
     int line, col;        /* 1-based; file nodes only */
     const char *origin;   /* file display name, or the --set argument */
     bool from_set;
+    bool synthetic;       /* the root made for --set without a file: no location */
 } node;
 
 static node *node_new(node_type t, const char *origin, bool from_set, yaml_mark_t m) {
@@ -119,7 +120,7 @@ static int map_find(const node *m, const char *key) {
 
 /* "FILE:LINE:COL" or "--set ARG" */
 static const char *loc(const node *x, char *buf, size_t n) {
-    if (!x) snprintf(buf, n, "(no config file)");
+    if (!x || x->synthetic) snprintf(buf, n, "(no config file)");
     else if (x->from_set) snprintf(buf, n, "--set %s", x->origin);
     else snprintf(buf, n, "%s:%d:%d", x->origin, x->line, x->col);
     return buf;
@@ -150,10 +151,19 @@ static int next_event(reader *r, yaml_event_t *ev) {
 }
 
 /* Builds the node that starts with ev (consumed). */
-static int build(reader *r, yaml_event_t *ev, node **out) {
+enum { MAX_DEPTH = 32 }; /* run configs nest 4 deep; this bounds the recursion */
+
+static int build(reader *r, yaml_event_t *ev, node **out, int depth) {
     char where[NX_RUN_PATH_MAX + 64];
     yaml_mark_t m = ev->start_mark;
     *out = NULL;
+    if (depth > MAX_DEPTH) {
+        node tmp = {.origin = r->origin, .from_set = r->from_set, .line = (int)m.line + 1,
+                    .col = (int)m.column + 1};
+        yaml_event_delete(ev);
+        return nx_fail(r->err, "%s: nested deeper than %d levels; a run config needs 4",
+                       loc(&tmp, where, sizeof where), MAX_DEPTH);
+    }
     switch (ev->type) {
     case YAML_SCALAR_EVENT: {
         node *x = node_new(N_SCALAR, r->origin, r->from_set, m);
@@ -183,7 +193,7 @@ static int build(reader *r, yaml_event_t *ev, node **out) {
                 break;
             }
             node *key = NULL, *val = NULL;
-            if (build(r, &e, map ? &key : &val)) goto fail;
+            if (build(r, &e, map ? &key : &val, depth + 1)) goto fail;
             if (map) {
                 if (key->type != N_SCALAR) {
                     nx_fail(r->err, "%s: mapping keys must be plain words", loc(key, where, sizeof where));
@@ -197,7 +207,7 @@ static int build(reader *r, yaml_event_t *ev, node **out) {
                     goto fail;
                 }
                 yaml_event_t e2;
-                if (next_event(r, &e2) || build(r, &e2, &val)) {
+                if (next_event(r, &e2) || build(r, &e2, &val, depth + 1)) {
                     node_free(key);
                     goto fail;
                 }
@@ -257,7 +267,7 @@ static int read_yaml(const char *text, size_t len, const char *origin, bool from
             yaml_event_delete(&ev);
             continue;
         }
-        if (build(&r, &ev, root)) goto done;
+        if (build(&r, &ev, root, 0)) goto done;
     }
     rc = NX_OK;
 done:
@@ -867,6 +877,7 @@ static int apply_set(ctx *c, const char *arg) {
     if (!c->root || is_null(c->root)) {
         node_free(c->root);
         c->root = node_new(N_MAP, arg, true, m0);
+        c->root->synthetic = c->file == NULL;
     }
     if (c->root->type != N_MAP) {
         node_free(val);
