@@ -14,6 +14,7 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
+    {"info", cmd_info, "architecture, parameter counts, sizes and memory needs of a model"},
 };
 enum { NCOMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 

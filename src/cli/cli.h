@@ -44,6 +44,7 @@ int cli_error(const char *cmd, const char *msg);
 bool cli_stderr_tty(void);
 
 /* Subcommands. */
+int cmd_info(int argc, char **argv);
 
 
 #endif
