@@ -46,6 +46,7 @@ bool cli_stderr_tty(void);
 /* Subcommands. */
 int cmd_tokenize(int argc, char **argv);
 int cmd_prepare_data(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 
 #endif
