@@ -199,6 +199,24 @@ TEST(unk_fused_and_unfused) {
     CHECK(t);
     if (t) EXPECT(t, "xy", false, false, 259, 0);
     nx_tokenizer_free(t);
+    /* fuse_unk off as well: one <unk> per character */
+    FILE *f = fopen("tests/fixtures/tok-spm/tokenizer.json", "rb");
+    CHECK(f);
+    if (!f) return;
+    char *js = calloc(1, 1 << 16);
+    size_t len = fread(js, 1, (1 << 16) - 1, f);
+    fclose(f);
+    char *a = strstr(js, "\"fuse_unk\": true"), *b = strstr(js, "\"byte_fallback\": true");
+    CHECK(a && b);
+    if (a && b) {
+        memcpy(a, "\"fuse_unk\":false", 16);       /* same length: the file stays valid */
+        memcpy(b, "\"byte_fallback\":false", 21);
+        nx_err err;
+        CHECKF(nx_tokenizer_load_json(&t, js, len, "v.json", &err) == NX_OK, "%s", err.msg);
+        if (t) EXPECT(t, "xy", false, false, 259, 0, 0);
+        nx_tokenizer_free(t);
+    }
+    free(js);
 }
 
 TEST(metaspace_pretokenizer_and_decoder) {
