@@ -59,7 +59,11 @@ int main(void) {
         cJSON_Delete(o);
     }
     gzclose(g);
-    double mb = (double)bytes / 1e6;
+    double mb = (double)bytes / 1e6, load = 0;
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) { if (fscanf(la, "%lf", &load) != 1) load = 0; fclose(la); }
+    if (load > 0.5) printf("note: load average %.2f before the run: other processes share the cores, "
+                           "so these numbers are low\n", load);
     printf("train split: %zu documents, %.1f MB of text\n", n, mb);
     size_t ntok;
     /* cold: a fresh tokenizer, so the word cache starts empty */
