@@ -30,8 +30,10 @@ static void print_table(const nx_run_summary *s) {
         human_bytes(tb, sizeof tb, s->teacher.bytes);
         printf("%-10s %14zu %12s %10.2f %10s\n", "teacher", s->teacher.params, tb, s->teacher.ppl, "1");
     }
-    printf("%-10s %14zu %12s %10.2f %10.4f\n", "student", s->student.params, sb, s->student.ppl,
-           s->student.agreement);
+    char agree[32] = "-";
+    if (!isnan(s->student.agreement)) snprintf(agree, sizeof agree, "%.4f", s->student.agreement);
+    printf("%-10s %14zu %12s %10.2f %10s\n", s->has_teacher ? "student" : "model", s->student.params, sb,
+           s->student.ppl, agree);
     if (s->has_teacher && s->teacher.params)
         printf("student/teacher: %.1f%% of the parameters, perplexity ratio %.3f\n",
                100.0 * s->student.params / s->teacher.params, s->student.ppl / s->teacher.ppl);

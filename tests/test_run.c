@@ -1,0 +1,206 @@
+/* test_run.c — whole runs of `nexus distill` on a tiny teacher made here
+ * (random weights, the byte-level fixture tokenizer, generated JSONL):
+ *   - 150 steps straight = the same run killed with SIGKILL part-way and
+ *     resumed = the same run interrupted with SIGINT (exit 130) and
+ *     resumed: identical losses at every step, bit for bit, and identical
+ *     student files;
+ *   - bad input is caught before the first step with a clear message. */
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nexus/hf.h"
+#include "nexus/run.h"
+#include "nxtest.h"
+
+static char root[64];
+static const char *nexus_bin(void) {
+    const char *b = getenv("NEXUS");
+    return b ? b : "./nexus";
+}
+
+static void sh(const char *fmt, const char *a, const char *b) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, fmt, a, b);
+    if (system(cmd) != 0) fprintf(stderr, "  command failed: %s\n", cmd);
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void make_fixture(void) {
+    strcpy(root, "/tmp/nxrunXXXXXX");
+    NX_ASSERT(mkdtemp(root));
+    char p[256];
+    nx_model_config c = {.arch = NX_ARCH_LLAMA, .V = 266, .C = 32, .L = 3, .NH = 4, .KVH = 2, .HS = 8,
+                         .F = 64, .max_pos = 64, .eps = 1e-5f, .rope_theta = 10000, .bos_id = -1,
+                         .eos_id = 265, .dtype = NX_F32};
+    nx_model m;
+    nx_rng r;
+    nx_rng_seed(&r, 3);
+    NX_ASSERT(nx_model_init(&m, &c, NULL) == NX_OK);
+    nx_model_init_random(&m, 0.3f, &r);
+    snprintf(p, sizeof p, "%s/teacher", root);
+    nx_err e;
+    NX_ASSERT(nx_hf_save_model(p, &m, NX_F32, &e) == NX_OK);
+    nx_model_free(&m);
+    sh("cp tests/fixtures/tok-bytelevel/tokenizer.json tests/fixtures/tok-bytelevel/tokenizer_config.json %s/%s", root, "teacher/");
+    snprintf(p, sizeof p, "%s/data.jsonl", root);
+    FILE *f = fopen(p, "w");
+    const char *words[] = {"the", "cat", "hello", "world", "sat", "on", "a", "mat", "and", "then"};
+    for (int d = 0; d < 120; d++) {
+        fputs("{\"text\": \"", f);
+        int n = 5 + (int)nx_rng_below(&r, 20);
+        for (int w = 0; w < n; w++) fprintf(f, "%s%s", w ? " " : "", words[nx_rng_below(&r, 10)]);
+        fputs(".\"}\n", f);
+    }
+    fclose(f);
+    snprintf(p, sizeof p, "%s/run.yaml", root);
+    write_file(p, "teacher: {path: teacher}\n"
+                  "student: {from_teacher: true, num_layers: 2, init: {copy_layers: [0, 2]}}\n"
+                  "data: {train: data.jsonl, validation: data.jsonl, seq_len: 16, batch_size: 4}\n"
+                  "loss: {alpha: 0.5, temperature: 2}\n"
+                  "optimizer: {lr: 3.0e-3, warmup_steps: 10, min_lr: 1.0e-4, steps: 150}\n"
+                  "eval: {every: 50, batches: 2}\n"
+                  "checkpoint: {every: 1, keep: 2}\n"
+                  "log: {every: 1000}\n"
+                  "seed: 11\n");
+}
+
+/* "step loss grad_norm" of every step line of DIR/metrics.jsonl */
+static char *losses(const char *dir) {
+    char p[256], line[1024];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return strdup("");
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(cap, 1);
+    while (fgets(line, sizeof line, f)) {
+        char *l = strstr(line, "\"loss\": "), *g = strstr(line, "\"grad_norm\": ");
+        if (!l || !g || strstr(line, "\"eval\"")) continue;
+        char *end = strstr(line, "\"lr\"");
+        if (end) *end = 0;
+        len += snprintf(out + len, cap - len, "%s\n", line);
+        if (len > cap - 1100) break;
+    }
+    fclose(f);
+    return out;
+}
+
+static int count_lines(const char *dir) {
+    char *s = losses(dir);
+    int n = 0;
+    for (char *p = s; *p; p++) n += *p == '\n';
+    free(s);
+    return n;
+}
+
+static pid_t spawn(const char *out, bool resume) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char cfg[256], set[300];
+        snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+        snprintf(set, sizeof set, "output.dir=%s", out);
+        freopen("/dev/null", "w", stderr);
+        freopen("/dev/null", "w", stdout);
+        execl(nexus_bin(), nexus_bin(), "distill", cfg, "--set", set, resume ? "--resume" : NULL, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_rc(pid_t pid) {
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static bool same_file(const char *a, const char *b) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
+    return system(cmd) == 0;
+}
+
+static void interrupted_run(const char *name, int sig, int expect_rc, const char *straight) {
+    char out[200];
+    snprintf(out, sizeof out, "%s/%s", root, name);
+    pid_t pid = spawn(out, false);
+    double t0 = nx_now();
+    while (count_lines(out) < 30 && nx_now() - t0 < 60) usleep(2000);
+    kill(pid, sig);
+    int rc = wait_rc(pid);
+    int done = count_lines(out);
+    CHECKF(rc == expect_rc, "%s: exit %d, expected %d", name, rc, expect_rc);
+    CHECKF(done < 150, "%s: the run finished before the signal (%d steps)", name, done);
+    CHECK(wait_rc(spawn(out, true)) == 0);
+    char *a = losses(straight), *b = losses(out);
+    CHECKF(strcmp(a, b) == 0 && strlen(a) > 0, "%s: losses differ after resume", name);
+    char fa[256], fb[256];
+    snprintf(fa, sizeof fa, "%s/model.safetensors", straight);
+    snprintf(fb, sizeof fb, "%s/model.safetensors", out);
+    CHECKF(same_file(fa, fb), "%s: students differ", name);
+    printf("  %s after %d steps, resumed: 150 identical losses, identical student\n", name, done);
+    free(a), free(b);
+}
+
+TEST(resume_after_kill_and_sigint_is_bit_identical) {
+    make_fixture();
+    char straight[200];
+    snprintf(straight, sizeof straight, "%s/straight", root);
+    CHECK(wait_rc(spawn(straight, false)) == 0);
+    CHECK(count_lines(straight) == 150);
+    interrupted_run("killed", SIGKILL, 128 + SIGKILL, straight);
+    interrupted_run("sigint", SIGINT, 130, straight);
+}
+
+static void expect_error(const char *set1, const char *set2, const char *needle) {
+    char cfg[256];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    const char *sets[4] = {"optimizer.steps=20", "eval.every=0", set1, set2};
+    int n = 2 + (set1 != NULL) + (set2 != NULL);
+    nx_run_config rc;
+    nx_err e = {{0}};
+    int r = nx_run_config_load(&rc, cfg, sets, n, &e);
+    if (r == NX_OK) {
+        nx_run_opts o = {.distill = true};
+        nx_run_summary s;
+        r = nx_run(&rc, &o, &s, &e);
+    }
+    CHECKF(r == NX_ERR && strstr(e.msg, needle), "expected an error containing \"%s\", got: %s", needle,
+           r == NX_ERR ? e.msg : "success");
+}
+
+TEST(bad_input_is_reported_before_training) {
+    if (!root[0]) make_fixture();
+    char p[300];
+    snprintf(p, sizeof p, "%s/missing.jsonl", root);
+    char set[400];
+    snprintf(set, sizeof set, "data.train=%s", p);
+    expect_error(set, NULL, "missing.jsonl");
+    expect_error("output.dir=/dev/null/out", NULL, "/dev/null");
+    expect_error("student.vocab_size=300", NULL, "vocab");
+    expect_error("data.seq_len=200", NULL, "max_position_embeddings");
+    /* a shard made with another tokenizer */
+    snprintf(p, sizeof p, "%s/spm", root);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "%s prepare-data --model tests/fixtures/tok-spm --input %s/data.jsonl --out %s --eos '</s>' >/dev/null 2>&1",
+             nexus_bin(), root, p);
+    CHECK(system(cmd) == 0);
+    snprintf(set, sizeof set, "data.train=%s", p);
+    expect_error(set, "data.validation=null", "different tokenizer");
+    /* a teacher directory without tokenizer.json */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/notok && cp %s/teacher/config.json %s/teacher/model.safetensors %s/notok/",
+             root, root, root, root);
+    CHECK(system(cmd) == 0);
+    snprintf(set, sizeof set, "teacher.path=%s/notok", root);
+    expect_error(set, NULL, "tokenizer");
+}
+
+__attribute__((destructor)) static void cleanup(void) {
+    if (root[0]) sh("rm -rf %s%s", root, "");
+}
