@@ -3,6 +3,7 @@
 # .c file under src/ and it is built; add tests/test_<name>.c and it is a test.
 #
 #   make            build ./nexus (installs missing Debian packages as root)
+#   make demo       distill the bundled demo teacher (the README's main job)
 #   make test       self-contained suite (no ../shared needed)
 #   make golden     extended checks against ../shared (golden files, teacher)
 #   make check      both
@@ -32,7 +33,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 DEPS_STAMP := $(BUILD)/.deps
 BIN      ?= nexus
 
-.PHONY: all test golden check sanitize bench fuzz clean deps
+.PHONY: all test golden check sanitize bench fuzz clean deps demo
 all: $(BIN)
 
 deps: $(DEPS_STAMP)
@@ -67,6 +68,10 @@ golden: $(BIN) $(GOLD_BIN)
 	@NEXUS=./$(BIN) sh tests/run.sh $(GOLD_BIN) tests/golden_*.sh
 
 check: test golden
+
+# The README's main job: distill the bundled demo teacher (no network).
+demo: $(BIN)
+	./$(BIN) distill configs/demo.yaml
 
 sanitize:
 	$(MAKE) BUILD=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \

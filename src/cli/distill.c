@@ -6,13 +6,17 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "nexus/run.h"
 
 static volatile sig_atomic_t g_stop;
+/* First SIGINT/SIGTERM: finish the step, checkpoint, exit 130. A second
+ * one exits at once (the newest checkpoint on disk stays valid). */
 static void on_signal(int sig) {
     (void)sig;
+    if (g_stop) _exit(EXIT_INTERRUPTED);
     g_stop = 1;
 }
 
