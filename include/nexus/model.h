@@ -87,8 +87,6 @@ int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err);
 void nx_model_init_random(nx_model *m, float std, nx_rng *rng);
 void nx_model_free(nx_model *m);
 
-#endif
-
 /* ---- forward / backward ------------------------------------------------ */
 
 /* Activations for batches of up to B × T tokens, planned once. With train
@@ -128,3 +126,5 @@ void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, 
  * parameter-shaped buffer, see nx_weights_bind). dhidden, when not NULL,
  * holds (L+1, N, C) extra gradients w.r.t. res[0..L] (hidden-state losses). */
 void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden);
+
+#endif
