@@ -8,7 +8,8 @@
 #   make check      both
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process)
-#   make fuzz       libFuzzer target for the safetensors header (clang)
+#   make fuzz       libFuzzer target for the safetensors header (clang); new
+#                   inputs go to build/fuzz/corpus, seeds stay in tests/fuzz/corpus
 
 CC       ?= cc
 BUILD    ?= build
@@ -79,7 +80,9 @@ fuzz: | $(DEPS_STAMP)
 	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -o $(BUILD)/fuzz/fuzz_safetensors tests/fuzz/fuzz_safetensors.c src/io/safetensors.c src/core/*.c \
 	    -I$(BLAS_INC) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
-	$(BUILD)/fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-180} -max_len=4096 tests/fuzz/corpus
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-180} -max_len=4096 \
+	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
 
 clean:
 	rm -rf build build-san nexus

@@ -14,6 +14,8 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
+    {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},
+    {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
 };
 enum { NCOMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 

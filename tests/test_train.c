@@ -65,8 +65,8 @@ TEST(accumulation_equals_larger_batch) {
     nx_train_opts oa = opts(4, 1), ob = opts(2, 2);
     CHECK(nx_trainer_init(&a, &s1, &t, &oa, NULL) == NX_OK);
     CHECK(nx_trainer_init(&b, &s2, &t, &ob, NULL) == NX_OK);
-    int32_t win[4 * 9];
-    for (int i = 0; i < 36; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
+    int32_t win[4 * 8];
+    for (int i = 0; i < 32; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
     nx_step_stats sa, sb;
     nx_trainer_step(&a, win, &sa);
     nx_trainer_step(&b, win, &sb);
@@ -93,8 +93,8 @@ TEST(student_learns_from_teacher_and_is_deterministic) {
     nx_trainer tr;
     nx_train_opts o = opts(4, 1);
     CHECK(nx_trainer_init(&tr, &s, &t, &o, NULL) == NX_OK);
-    int32_t win[4 * 9];
-    for (int i = 0; i < 36; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
+    int32_t win[4 * 8];
+    for (int i = 0; i < 32; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
     nx_step_stats st;
     double first = 0, last = 0;
     for (int k = 0; k < 40; k++) {

@@ -6,18 +6,31 @@
 #define NEXUS_HF_H
 
 #include "nexus/model.h"
+#include "nexus/safetensors.h"
 
 /* Read DIR/config.json. Accepts model_type llama, qwen2, mistral; rope_theta
  * at top level (transformers 4) or in rope_parameters (transformers 5);
  * head_dim; tie_word_embeddings; attention_bias; rms_norm_eps. Rejects what
  * it cannot run (other activations, rope scaling, mlp_bias) naming the key. */
 int nx_hf_load_config(const char *dir, nx_model_config *cfg, nx_err *err);
+/* The same for a config file given by its path (errors name that path). */
+int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err);
+/* Checks an open checkpoint against cfg: every tensor of nx_model_params()
+ * present with its exact shape and a float dtype (F32, F16, BF16); nothing
+ * else except '*.rotary_emb.inv_freq' buffers and, when tied, an
+ * lm_head.weight (nx_hf_load_model checks that it equals the embeddings).
+ * Errors name the file and the tensor. */
+int nx_hf_check_tensors(const nx_model_config *cfg, const nx_safetensors *st, nx_err *err);
 /* Config + weights (f32, f16 or bf16 on disk) widened to f32. Checks that
  * every expected tensor is present with the right shape and nothing else. */
 int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err);
 /* Write DIR/config.json and DIR/model.safetensors (weights in dtype F32,
  * BF16 or F16), creating DIR. Atomic per file. */
 int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err *err);
+/* The config.json text nx_hf_save_model writes (malloc'd, caller frees):
+ * rope_theta both top level (transformers 4) and in rope_parameters
+ * (transformers 5), dtype and torch_dtype both naming dtype. */
+char *nx_hf_config_json(const nx_model_config *cfg, nx_dtype dtype);
 /* Copy tokenizer.json, tokenizer_config.json, special_tokens_map.json and
  * generation_config.json where they exist in src. */
 int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err);

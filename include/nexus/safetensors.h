@@ -38,6 +38,10 @@ typedef struct nx_safetensors {
 int nx_st_parse_header(const char *hdr, size_t hdr_len, size_t data_len, const char *fname,
                        nx_st_tensor **out, int *n, nx_err *err);
 void nx_st_free_tensors(nx_st_tensor *t, int n);
+/* Offset of the first byte of s[0..len) that is not well-formed UTF-8
+ * (RFC 3629: no overlongs, surrogates or code points above U+10FFFF), or
+ * len when all of it is. Shared with the other JSON readers of io/. */
+size_t nx_st_utf8_invalid_at(const void *s, size_t len);
 
 /* Open one .safetensors file. */
 int nx_st_open(nx_safetensors *st, const char *path, nx_err *err);

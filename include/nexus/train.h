@@ -3,8 +3,9 @@
  * front: student activations and gradients, teacher activations, AdamW
  * state. Nothing is allocated inside nx_trainer_step.
  *
- * A step takes accum × B windows of T + 1 tokens (inputs are the first T,
- * targets the last T), runs the teacher forward without gradients, the
+ * A step takes accum × B windows of T tokens; as in PROTOCOLS.md, positions
+ * 0..T−2 of a window predict tokens 1..T−1 (the last position has no
+ * target and does not count). It runs the teacher forward without gradients, the
  * student forward and backward on
  *     loss = alpha · kd(student, teacher; temp) + (1 − alpha) · ce
  * (kd is forward KL, reverse KL or JSD, each scaled by temp²), averages
@@ -52,7 +53,7 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
                     const nx_train_opts *o, nx_err *err);
 void nx_trainer_free(nx_trainer *tr);
 
-/* One step on windows (accum × B × (T + 1) token ids, each < V). */
+/* One step on windows (accum × B × T token ids, each < V). */
 void nx_trainer_step(nx_trainer *tr, const int32_t *windows, nx_step_stats *st);
 
 /* Is every value finite? For the NaN guard: on failure names the first

@@ -54,12 +54,11 @@ void nx_trainer_step(nx_trainer *tr, const int32_t *windows, nx_step_stats *st) 
     memset(tr->grads, 0, tr->student->nparams * sizeof(float));
     double loss = 0, ce = 0, kdv = 0;
     for (int a = 0; a < o->accum; a++) {
-        const int32_t *win = windows + (size_t)a * B * (T + 1);
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < T; t++) {
-                tr->inputs[b * T + t] = win[b * (T + 1) + t];
-                tr->targets[b * T + t] = win[b * (T + 1) + t + 1];
-            }
+        const int32_t *win = windows + (size_t)a * B * T;
+        for (int n = 0; n < N; n++) {
+            tr->inputs[n] = win[n];
+            tr->targets[n] = (n % T == T - 1) ? -1 : win[n + 1];
+        }
         if (kd) nx_model_forward(tr->teacher, &tr->ta, tr->inputs, B, T, true);
         nx_model_forward(tr->student, &tr->sa, tr->inputs, B, T, true);
         float *dl = tr->sa.dlogits;

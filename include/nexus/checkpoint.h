@@ -1,0 +1,48 @@
+/* checkpoint.h — training checkpoints that resume bit for bit.
+ *
+ * One file per checkpoint, `step-00000120.nxck`, written atomically (to a
+ * temporary name, fsync, rename, fsync of the directory) so that a crash or
+ * a full disk leaves the previous checkpoint intact. Layout (little-endian):
+ *
+ *   magic "NXCKPT\0\0" | u32 version | u32 header bytes | header | payload | u32 crc32
+ *
+ * header: config hash, step, tokens seen, rng state, data-loader state
+ * (opaque bytes), parameter count, AdamW step; payload: student parameters,
+ * AdamW m and v (f32). The CRC covers header and payload. A file with
+ * another magic, version, config hash or size is rejected with a message
+ * that says which and what to do. */
+#ifndef NEXUS_CHECKPOINT_H
+#define NEXUS_CHECKPOINT_H
+
+#include "nexus/core.h"
+#include "nexus/optim.h"
+
+#define NX_CKPT_VERSION 1
+#define NX_CKPT_DATA_STATE_MAX 256
+
+typedef struct nx_ckpt_meta {
+    uint64_t config_hash;
+    int64_t step;                /* steps done */
+    int64_t tokens;              /* tokens trained on */
+    nx_rng rng;                  /* trainer RNG (data order, ...) */
+    uint32_t data_state_len;
+    uint8_t data_state[NX_CKPT_DATA_STATE_MAX];
+    double best_val_loss;        /* for reporting; NAN when none */
+} nx_ckpt_meta;
+
+/* Writes DIR/step-XXXXXXXX.nxck; then deletes older ones beyond keep
+ * (keep <= 0: keep all). params has opt->n floats. */
+int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, const float *params,
+                 const nx_adamw *opt, int keep, nx_err *err);
+/* Path of the newest checkpoint in DIR into out; NX_ERR when none. */
+int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err);
+/* Loads into meta, params (n floats) and opt (allocated with n). Checks the
+ * CRC before touching params; expect_hash != meta hash is an error. */
+int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, float *params,
+                 nx_adamw *opt, nx_err *err);
+
+/* Write a whole file atomically: PATH.tmp, fsync, rename, fsync dir. */
+int nx_write_atomic(const char *path, const void *const *parts, const size_t *lens, int nparts,
+                    nx_err *err);
+
+#endif

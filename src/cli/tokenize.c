@@ -1,0 +1,85 @@
+/* tokenize.c — `nexus tokenize`: encode a text with a model's tokenizer and
+ * print the ids (space-separated) or, with --json, {"ids": [...], "decoded": "..."}.
+ * Handy to compare against `tokenizers` in Python by eye or in a script. */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "nexus/tokenizer.h"
+
+static char *slurp(const char *path, size_t *len, nx_err *err) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) { nx_fail(err, "%s: cannot open", path); return NULL; }
+    size_t cap = 1 << 16, n = 0, k;
+    char *p = nx_xmalloc(cap);
+    while ((k = fread(p + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) { cap *= 2; p = realloc(p, cap); NX_ASSERT(p); }
+    }
+    bool bad = ferror(f);
+    if (f != stdin) fclose(f);
+    if (bad) { free(p); nx_fail(err, "%s: read error", path); return NULL; }
+    *len = n;
+    return p;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL, *text = NULL, *file = NULL;
+    bool json = false, no_special = false, special = false;
+    const cli_opt opts[] = {
+        {"--model", OPT_STR, &model, "model directory (tokenizer.json [+ tokenizer_config.json]) or a tokenizer.json"},
+        {"--text", OPT_STR, &text, "text to encode"},
+        {"--file", OPT_STR, &file, "file whose whole content is encoded ('-': stdin)"},
+        {"--json", OPT_FLAG, &json, "print {\"ids\": [...], \"decoded\": \"...\"}"},
+        {"--special", OPT_FLAG, &special, "add the post-processor's special tokens (BOS/EOS) (default)"},
+        {"--no-special", OPT_FLAG, &no_special, "do not add BOS/EOS"},
+    };
+    const cli_spec spec = {"tokenize", "--model DIR (--text STR | --file F) [options]",
+                           "Encode text with a Hugging Face tokenizer.json exactly as the `tokenizers` library "
+                           "does and print the ids on stdout.",
+                           opts, sizeof opts / sizeof opts[0], 0, 0};
+    const char *pos[1];
+    int npos;
+    int rc = cli_parse(&spec, argc, argv, pos, &npos);
+    if (rc) return rc;
+    if (!model || (!text == !file) || (special && no_special)) {
+        fprintf(stderr, "nexus tokenize: need --model and exactly one of --text / --file (and not both --special and --no-special)\n");
+        cli_print_help(&spec, true);
+        return EXIT_USAGE;
+    }
+    nx_err err;
+    nx_tokenizer *t;
+    if (nx_tokenizer_load(&t, model, &err)) return cli_error("tokenize", err.msg);
+    size_t len = 0;
+    char *owned = NULL;
+    if (file) {
+        if (!(owned = slurp(file, &len, &err))) { nx_tokenizer_free(t); return cli_error("tokenize", err.msg); }
+        text = owned;
+    } else len = strlen(text);
+    int32_t *ids;
+    size_t n;
+    char *dec = NULL;
+    rc = EXIT_OK;
+    if (nx_tokenizer_encode(t, text, len, !no_special, &ids, &n, &err) ||
+        nx_tokenizer_decode(t, ids, n, false, &dec, &err)) {
+        rc = cli_error("tokenize", err.msg);
+    } else if (json) {
+        cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "ids");
+        for (size_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+        cJSON_AddStringToObject(o, "decoded", dec);
+        char *s = cJSON_PrintUnformatted(o);
+        printf("%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        printf("\n");
+    }
+    if (rc == EXIT_OK) free(ids);
+    free(dec);
+    free(owned);
+    nx_tokenizer_free(t);
+    return rc;
+}

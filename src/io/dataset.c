@@ -1,0 +1,434 @@
+/* dataset.c — documents to token streams, token shards on disk, and the
+ * batch loader that training reads from.
+ *
+ * Tokenizing: files are read through zlib's gzopen, which reads gzip and
+ * plain files alike. Documents are gathered in chunks (a few thousand, or
+ * 16 MB of text) and each chunk is tokenized with an OpenMP loop over its
+ * documents; results are concatenated in document order with EOS after each,
+ * so the stream is identical for any thread count.
+ *
+ * Shards: a 64-byte little-endian header (layout in docs/TOKENIZER.md and
+ * below), then the tokens. Opening maps the file and checks everything up
+ * front — a corrupt shard must fail before a training run starts, not
+ * hours into it. */
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "nexus/dataset.h"
+
+/* ------------------------------------------------------------------ */
+/* tokenizing documents                                                 */
+
+typedef struct { char *p; size_t n, cap; } buf;
+
+static void buf_put(buf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t c = b->cap ? b->cap : 4096;
+        while (c < b->n + n + 1) c *= 2;
+        b->p = realloc(b->p, c);
+        NX_ASSERTM(b->p, "out of memory");
+        b->cap = c;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+typedef struct { size_t off, len; long line; } doc;
+
+typedef struct {
+    buf text;            /* all documents of the chunk, back to back */
+    doc *d; size_t n, cap;
+} chunk;
+
+static void chunk_add(chunk *c, const char *s, size_t n, long line) {
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 1024;
+        c->d = realloc(c->d, c->cap * sizeof(doc));
+        NX_ASSERT(c->d);
+    }
+    c->d[c->n++] = (doc){c->text.n, n, line};
+    buf_put(&c->text, s, n);
+}
+
+static void stream_push(nx_token_stream *s, size_t *cap, const int32_t *ids, size_t n) {
+    if (s->n + n > *cap) {
+        size_t c = *cap ? *cap : 1 << 16;
+        while (c < s->n + n) c *= 2;
+        s->ids = realloc(s->ids, c * sizeof(int32_t));
+        NX_ASSERTM(s->ids, "out of memory");
+        *cap = c;
+    }
+    memcpy(s->ids + s->n, ids, n * sizeof(int32_t));
+    s->n += n;
+}
+
+typedef struct {
+    const nx_tokenizer *t;
+    const nx_docs_opts *o;
+    nx_token_stream *out;
+    size_t cap, dcap;
+    nx_docs_stats st;
+    double t0, last_print;
+    uint64_t file_bytes, file_pos; /* progress of the current file */
+    const char *path;
+} run;
+
+static void progress(run *r, bool final) {
+    if (!r->o->progress) return;
+    double now = nx_now();
+    if (!final && now - r->last_print < 0.2) return;
+    r->last_print = now;
+    double el = now - r->t0;
+    int pct = r->file_bytes ? (int)(100.0 * (double)r->file_pos / (double)r->file_bytes) : 0;
+    if (pct > 100) pct = 100;
+    char bar[21];
+    for (int i = 0; i < 20; i++) bar[i] = i < pct / 5 ? '#' : '.';
+    bar[20] = 0;
+    fprintf(stderr, "\r%s [%s] %3d%%  %zu docs  %zu tokens  %.1f MB/s ", r->path, bar, pct,
+            r->st.docs, r->out->n, el > 0 ? (double)r->st.bytes / el / 1e6 : 0.0);
+    if (final) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+/* Tokenize a chunk in parallel and append it in order. */
+static int flush_chunk(run *r, chunk *c, nx_err *err) {
+    size_t n = c->n;
+    if (!n) return NX_OK;
+    int32_t **ids = nx_xcalloc(n, sizeof(int32_t *));
+    size_t *len = nx_xcalloc(n, sizeof(size_t));
+    int *bad = nx_xcalloc(n, sizeof(int));
+    int nt = r->o->threads > 0 ? r->o->threads : omp_get_max_threads();
+    #pragma omp parallel for schedule(dynamic, 8) num_threads(nt)
+    for (size_t i = 0; i < n; i++) {
+        nx_err e;
+        bad[i] = nx_tokenizer_encode(r->t, c->text.p + c->d[i].off, c->d[i].len, false, &ids[i], &len[i], &e) != NX_OK;
+    }
+    int rc = NX_OK;
+    for (size_t i = 0; i < n && rc == NX_OK; i++) {
+        if (bad[i]) {
+            if (r->o->skip_bad_lines) { r->st.bad_lines++; continue; }
+            nx_err e;
+            int32_t *x;
+            size_t k;
+            (void)nx_tokenizer_encode(r->t, c->text.p + c->d[i].off, c->d[i].len, false, &x, &k, &e);
+            if (c->d[i].line > 0)
+                rc = nx_fail(err, "%s:%ld: %s (or pass --skip-bad-lines)", r->path, c->d[i].line, e.msg);
+            else
+                rc = nx_fail(err, "%s: %s", r->path, e.msg);
+            continue;
+        }
+        stream_push(r->out, &r->cap, ids[i], len[i]);
+        if (r->o->eos_id >= 0) stream_push(r->out, &r->cap, &r->o->eos_id, 1);
+        if (r->out->n_docs == r->dcap) {
+            r->dcap = r->dcap ? 2 * r->dcap : 1024;
+            r->out->doc_end = realloc(r->out->doc_end, r->dcap * sizeof(size_t));
+            NX_ASSERT(r->out->doc_end);
+        }
+        r->out->doc_end[r->out->n_docs++] = r->out->n;
+        r->st.docs++;
+        r->st.bytes += c->d[i].len;
+    }
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids); free(len); free(bad);
+    c->n = 0;
+    c->text.n = 0;
+    progress(r, false);
+    return rc;
+}
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* One line into l (without the newline). 1: a line, 0: end of file, -1: error. */
+static int read_line(gzFile g, buf *l) {
+    l->n = 0;
+    char tmp[65536];
+    for (;;) {
+        if (!gzgets(g, tmp, sizeof tmp)) {
+            int e;
+            gzerror(g, &e);
+            if (e != Z_OK && e != Z_BUF_ERROR) return -1;
+            return l->n > 0 ? 1 : 0;
+        }
+        size_t k = strlen(tmp);
+        if (k && tmp[k - 1] == '\n') {
+            buf_put(l, tmp, k - 1);
+            if (l->n && l->p[l->n - 1] == '\r') l->p[--l->n] = 0;
+            return 1;
+        }
+        buf_put(l, tmp, k);
+    }
+}
+
+static int do_file(run *r, const char *path, nx_err *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) return nx_fail(err, "%s: %s", path, strerror(errno));
+    gzFile g = gzopen(path, "rb");
+    if (!g) return nx_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    gzbuffer(g, 1 << 18);
+    r->path = path;
+    r->file_bytes = (uint64_t)st.st_size;
+    r->file_pos = 0;
+    const char *field = r->o->field ? r->o->field : "text";
+    bool jsonl = ends_with(path, ".jsonl") || ends_with(path, ".jsonl.gz") || ends_with(path, ".json") ||
+                 ends_with(path, ".json.gz");
+    chunk c = {0};
+    buf line = {0};
+    int rc = NX_OK;
+    if (!jsonl) {
+        buf all = {0};
+        char tmp[65536];
+        int k;
+        while ((k = gzread(g, tmp, sizeof tmp)) > 0) buf_put(&all, tmp, (size_t)k);
+        if (k < 0) rc = nx_fail(err, "%s: read error (%s)", path, gzerror(g, &k));
+        else {
+            chunk_add(&c, all.p ? all.p : "", all.n, 0);
+            r->file_pos = r->file_bytes;
+            rc = flush_chunk(r, &c, err);
+        }
+        free(all.p);
+    } else {
+        long lineno = 0;
+        int got;
+        while (rc == NX_OK && (got = read_line(g, &line)) == 1) {
+            lineno++;
+            size_t i = 0;
+            while (i < line.n && (line.p[i] == ' ' || line.p[i] == '\t')) i++;
+            if (i == line.n) continue; /* blank line */
+            cJSON *o = cJSON_ParseWithLength(line.p, line.n);
+            const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, field) : NULL;
+            if (!o || !cJSON_IsString(v)) {
+                if (r->o->skip_bad_lines) r->st.bad_lines++;
+                else if (!o) rc = nx_fail(err, "%s:%ld: line is not valid JSON (fix it or pass --skip-bad-lines)", path, lineno);
+                else rc = nx_fail(err, "%s:%ld: no string field \"%s\" (choose it with --field, or pass --skip-bad-lines)",
+                                  path, lineno, field);
+                cJSON_Delete(o);
+                continue;
+            }
+            chunk_add(&c, v->valuestring, strlen(v->valuestring), lineno);
+            cJSON_Delete(o);
+            if (c.n >= 4096 || c.text.n >= (16u << 20)) {
+                r->file_pos = (uint64_t)gzoffset(g);
+                rc = flush_chunk(r, &c, err);
+            }
+        }
+        if (rc == NX_OK && got < 0) {
+            int e;
+            rc = nx_fail(err, "%s: read error after line %ld (%s): truncated or corrupt gzip?", path, lineno, gzerror(g, &e));
+        }
+        r->file_pos = r->file_bytes;
+        if (rc == NX_OK) rc = flush_chunk(r, &c, err);
+    }
+    progress(r, true);
+    free(line.p);
+    free(c.text.p);
+    free(c.d);
+    gzclose(g);
+    return rc;
+}
+
+int nx_dataset_tokenize(const nx_tokenizer *t, const char *const *paths, int npaths, const nx_docs_opts *o,
+                        nx_token_stream *out, nx_docs_stats *stats, nx_err *err) {
+    run r = {.t = t, .o = o, .out = out, .cap = out->n, .dcap = out->n_docs, .t0 = nx_now()};
+    int rc = NX_OK;
+    for (int i = 0; i < npaths && rc == NX_OK; i++) rc = do_file(&r, paths[i], err);
+    r.st.seconds = nx_now() - r.t0;
+    if (stats) *stats = r.st;
+    return rc;
+}
+
+void nx_token_stream_free(nx_token_stream *s) {
+    free(s->ids);
+    free(s->doc_end);
+    *s = (nx_token_stream){0};
+}
+
+/* ------------------------------------------------------------------ */
+/* shards
+ *
+ *   offset size
+ *    0      8   magic "NXTOKENS"
+ *    8      4   version (1)
+ *   12      4   bytes per token (2 or 4)
+ *   16      8   token count
+ *   24      4   vocabulary size
+ *   28      4   EOS id (0xFFFFFFFF: none)
+ *   32      8   document count
+ *   40      8   tokenizer fingerprint
+ *   48      4   CRC32 (zlib) of the payload
+ *   52      4   CRC32 of header bytes 0..51
+ *   56      8   reserved, zero
+ *   64          payload: token count little-endian u16/u32
+ */
+
+static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint32_t get32(const uint8_t *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
+static uint64_t get64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+
+static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n) {
+    const uint8_t *s = p;
+    while (n) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, s, k);
+        s += k;
+        n -= k;
+    }
+    return crc;
+}
+
+int nx_shard_write(const char *path, const int32_t *ids, size_t n, uint32_t vocab_size, int32_t eos_id,
+                   uint64_t n_docs, uint64_t fingerprint, nx_err *err) {
+    uint32_t width = vocab_size <= 65536 ? 2 : 4;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (uint32_t)ids[i] >= vocab_size)
+            return nx_fail(err, "%s: token %zu is id %d, outside the vocabulary [0, %u)", path, i, ids[i], vocab_size);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return nx_fail(err, "%s: cannot create (%s)", tmp, strerror(errno));
+    uint8_t h[NX_SHARD_HEADER_BYTES] = {0};
+    fwrite(h, 1, sizeof h, f); /* placeholder until the CRC is known */
+    uint32_t crc = (uint32_t)crc32(0, NULL, 0);
+    uint8_t blk[1 << 16];
+    size_t per = sizeof blk / width;
+    for (size_t i = 0; i < n; i += per) {
+        size_t k = n - i < per ? n - i : per;
+        for (size_t j = 0; j < k; j++) {
+            if (width == 2) { blk[2 * j] = (uint8_t)ids[i + j]; blk[2 * j + 1] = (uint8_t)(ids[i + j] >> 8); }
+            else put32(blk + 4 * j, (uint32_t)ids[i + j]);
+        }
+        crc = crc_bytes(crc, blk, k * width);
+        fwrite(blk, 1, k * width, f);
+    }
+    memcpy(h, NX_SHARD_MAGIC, 8);
+    put32(h + 8, NX_SHARD_VERSION);
+    put32(h + 12, width);
+    put64(h + 16, n);
+    put32(h + 24, vocab_size);
+    put32(h + 28, (uint32_t)eos_id);
+    put64(h + 32, n_docs);
+    put64(h + 40, fingerprint);
+    put32(h + 48, crc);
+    put32(h + 52, crc_bytes((uint32_t)crc32(0, NULL, 0), h, 52));
+    bool ok = fseek(f, 0, SEEK_SET) == 0 && fwrite(h, 1, sizeof h, f) == sizeof h;
+    ok = !ferror(f) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) { unlink(tmp); return nx_fail(err, "%s: write failed (disk full?)", tmp); }
+    if (rename(tmp, path) != 0) { unlink(tmp); return nx_fail(err, "%s: cannot rename into place (%s)", path, strerror(errno)); }
+    return NX_OK;
+}
+
+int nx_shard_open(nx_shard *s, const char *path, nx_err *err) {
+    *s = (nx_shard){0};
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return nx_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) { close(fd); return nx_fail(err, "%s: cannot stat (%s)", path, strerror(errno)); }
+    size_t len = (size_t)st.st_size;
+    if (len < NX_SHARD_HEADER_BYTES) {
+        close(fd);
+        return nx_fail(err, "%s: %zu bytes, shorter than the %d-byte shard header: truncated or not a token shard",
+                       path, len, NX_SHARD_HEADER_BYTES);
+    }
+    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return nx_fail(err, "%s: mmap failed (%s)", path, strerror(errno));
+    const uint8_t *h = m;
+    nx_shard_info *in = &s->info;
+    int rc = NX_OK;
+    if (memcmp(h, NX_SHARD_MAGIC, 8))
+        rc = nx_fail(err, "%s: not a nexus token shard (bad magic); make one with 'nexus prepare-data'", path);
+    else if ((in->version = get32(h + 8)) != NX_SHARD_VERSION)
+        rc = nx_fail(err, "%s: shard format version %u, this nexus reads version %u; re-run 'nexus prepare-data' "
+                     "with this nexus (or use the nexus that wrote it)", path, in->version, NX_SHARD_VERSION);
+    else if (get32(h + 52) != crc_bytes((uint32_t)crc32(0, NULL, 0), h, 52))
+        rc = nx_fail(err, "%s: header checksum mismatch: the file is corrupt; re-run 'nexus prepare-data'", path);
+    if (rc == NX_OK) {
+        in->width = get32(h + 12);
+        in->n_tokens = get64(h + 16);
+        in->vocab_size = get32(h + 24);
+        in->eos_id = (int32_t)get32(h + 28);
+        in->n_docs = get64(h + 32);
+        in->fingerprint = get64(h + 40);
+        in->crc32 = get32(h + 48);
+        if (in->width != 2 && in->width != 4)
+            rc = nx_fail(err, "%s: token width %u is not 2 or 4: corrupt header", path, in->width);
+        else if (in->n_tokens > (len - NX_SHARD_HEADER_BYTES) / in->width ||
+                 NX_SHARD_HEADER_BYTES + in->n_tokens * in->width != len)
+            rc = nx_fail(err, "%s: header says %llu tokens (%llu bytes) but the file has %zu bytes: truncated or "
+                         "padded; re-run 'nexus prepare-data'", path, (unsigned long long)in->n_tokens,
+                         (unsigned long long)(NX_SHARD_HEADER_BYTES + in->n_tokens * in->width), len);
+    }
+    if (rc == NX_OK) {
+        const uint8_t *p = h + NX_SHARD_HEADER_BYTES;
+        uint32_t crc = crc_bytes((uint32_t)crc32(0, NULL, 0), p, in->n_tokens * in->width);
+        if (crc != in->crc32)
+            rc = nx_fail(err, "%s: payload CRC32 %08x does not match the header's %08x: the file is corrupt; "
+                         "re-run 'nexus prepare-data'", path, crc, in->crc32);
+    }
+    if (rc == NX_OK) {
+        nx_tokens v = {h + NX_SHARD_HEADER_BYTES, in->width, in->n_tokens};
+        for (uint64_t i = 0; i < v.n; i++)
+            if ((uint32_t)nx_tokens_at(v, i) >= in->vocab_size) {
+                rc = nx_fail(err, "%s: token %llu is %d, outside the vocabulary size %u", path,
+                             (unsigned long long)i, nx_tokens_at(v, i), in->vocab_size);
+                break;
+            }
+    }
+    if (rc) { munmap(m, len); *s = (nx_shard){0}; return NX_ERR; }
+    s->map = m;
+    s->map_len = len;
+    s->tokens = h + NX_SHARD_HEADER_BYTES;
+    return NX_OK;
+}
+
+void nx_shard_close(nx_shard *s) {
+    if (s->map) munmap(s->map, s->map_len);
+    *s = (nx_shard){0};
+}
+
+/* ------------------------------------------------------------------ */
+/* batches                                                              */
+
+nx_tokens nx_shard_tokens(const nx_shard *s) { return (nx_tokens){s->tokens, s->info.width, s->info.n_tokens}; }
+nx_tokens nx_stream_tokens(const nx_token_stream *s) { return (nx_tokens){s->ids, 4, s->n}; }
+
+int nx_loader_init(nx_loader *l, nx_tokens src, int B, int T, nx_batch_mode mode, uint64_t seed, nx_err *err) {
+    if (B < 1 || T < 1) return nx_fail(err, "batch size %d and sequence length %d must be at least 1", B, T);
+    if (src.n < (uint64_t)T + 1)
+        return nx_fail(err, "the token stream has %llu tokens, fewer than one window of T+1 = %d",
+                       (unsigned long long)src.n, T + 1);
+    *l = (nx_loader){.src = src, .B = B, .T = T, .mode = mode};
+    nx_rng_seed(&l->st.rng, seed);
+    return NX_OK;
+}
+
+void nx_loader_next(nx_loader *l, int32_t *inputs, int32_t *targets) {
+    const uint64_t W = (uint64_t)l->T + 1;
+    for (int b = 0; b < l->B; b++) {
+        uint64_t start;
+        if (l->mode == NX_BATCH_RANDOM) start = nx_rng_below(&l->st.rng, l->src.n - W + 1);
+        else {
+            if (l->st.pos + W > l->src.n) { l->st.pos = 0; l->st.epoch++; }
+            start = l->st.pos;
+            l->st.pos += W;
+        }
+        for (int t = 0; t < l->T; t++) {
+            inputs[(size_t)b * l->T + t] = nx_tokens_at(l->src, start + t);
+            targets[(size_t)b * l->T + t] = nx_tokens_at(l->src, start + t + 1);
+        }
+    }
+}

@@ -1,0 +1,585 @@
+/* hf.c — Hugging Face model directories: config.json ↔ nx_model_config and
+ * safetensors ↔ the f32 parameter buffer of an nx_model.
+ *
+ * Reading is strict because a config we misread gives a model that runs and
+ * produces garbage. Every key is type-checked (a string where a number is
+ * expected is an error naming the key), and anything the model module
+ * cannot run exactly — rope scaling, an activation other than SiLU, MLP
+ * biases, Qwen2 sliding-window layers — is refused with the key and value.
+ * Defaults follow transformers' config classes when a key is absent:
+ *
+ *   key                       llama      qwen2      mistral
+ *   num_key_value_heads       heads      32         8
+ *   max_position_embeddings   2048       32768      131072
+ *   rms_norm_eps              1e-6       1e-6       1e-6
+ *   rope_theta                10000      10000      10000
+ *   tie_word_embeddings       false      false      false
+ *   head_dim                  hidden_size / num_attention_heads
+ *
+ * Biases: llama and mistral take attention_bias for q, k, v and o alike;
+ * qwen2 always has q/k/v biases and never an o bias.
+ *
+ * Mistral's sliding_window is accepted but not implemented: attention is
+ * over the full context, which equals sliding-window attention whenever the
+ * sequence is no longer than the window (4096 for Mistral 7B) — longer
+ * sequences would differ from transformers. Qwen2 only uses a window when
+ * use_sliding_window is true, which we refuse.
+ *
+ * Writing (nx_hf_save_model) emits keys both transformers 4 and 5 load:
+ * rope_theta at the top level (what v4 reads; v5 folds it into
+ * rope_parameters) and rope_parameters {rope_theta, rope_type: "default"}
+ * (what v5 writes; v4 ignores the unknown key), and both dtype (v5) and
+ * torch_dtype (v4). Tensors are written sorted by name, as the Hugging Face
+ * safetensors library orders them, so that saving a bf16 checkpoint we
+ * loaded gives back the same bytes. */
+#include <cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nexus/hf.h"
+#include "nexus/safetensors.h"
+
+static char *path_join(const char *dir, const char *file) {
+    size_t n = strlen(dir) + strlen(file) + 2;
+    char *p = nx_xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, file);
+    return p;
+}
+
+static char *read_file(const char *path, size_t *len, nx_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0, r;
+    char *buf = nx_xmalloc(cap + 1);
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            NX_ASSERTM(buf, "out of memory");
+        }
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        nx_fail(err, "%s: read error", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static const char *kind(const cJSON *x) {
+    if (cJSON_IsString(x)) return "a string";
+    if (cJSON_IsNumber(x)) return "a number";
+    if (cJSON_IsArray(x)) return "an array";
+    if (cJSON_IsObject(x)) return "an object";
+    if (cJSON_IsBool(x)) return "a boolean";
+    if (cJSON_IsNull(x)) return "null";
+    return "invalid";
+}
+
+static const cJSON *get(const cJSON *o, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(o, key);
+}
+
+/* Positive int at key; absent or null → def (def < 0: required). */
+static int get_int(const cJSON *o, const char *key, int def, int *out, const char *file, nx_err *err) {
+    const cJSON *x = get(o, key);
+    if (!x || cJSON_IsNull(x)) {
+        if (def < 0) return nx_fail(err, "%s: missing required key '%s'", file, key);
+        *out = def;
+        return NX_OK;
+    }
+    if (!cJSON_IsNumber(x))
+        return nx_fail(err, "%s: key '%s' must be an integer (got %s)", file, key, kind(x));
+    double d = x->valuedouble;
+    if (d != floor(d) || d < 0 || d > 2147483647.0)
+        return nx_fail(err, "%s: key '%s' must be a non-negative integer (got %g)", file, key, d);
+    *out = (int)d;
+    return NX_OK;
+}
+
+static int get_num(const cJSON *o, const char *key, double def, double *out, const char *file, nx_err *err) {
+    const cJSON *x = get(o, key);
+    if (!x || cJSON_IsNull(x)) {
+        *out = def;
+        return NX_OK;
+    }
+    if (!cJSON_IsNumber(x)) return nx_fail(err, "%s: key '%s' must be a number (got %s)", file, key, kind(x));
+    *out = x->valuedouble;
+    return NX_OK;
+}
+
+static int get_bool(const cJSON *o, const char *key, bool def, bool *out, const char *file, nx_err *err) {
+    const cJSON *x = get(o, key);
+    if (!x || cJSON_IsNull(x)) {
+        *out = def;
+        return NX_OK;
+    }
+    if (!cJSON_IsBool(x)) return nx_fail(err, "%s: key '%s' must be true or false (got %s)", file, key, kind(x));
+    *out = cJSON_IsTrue(x);
+    return NX_OK;
+}
+
+/* bos_token_id / eos_token_id: integer, null (→ -1) or a list (first). */
+static int get_token(const cJSON *o, const char *key, int *out, const char *file, nx_err *err) {
+    const cJSON *x = get(o, key);
+    *out = -1;
+    if (cJSON_IsArray(x)) x = x->child;
+    if (!x || cJSON_IsNull(x)) return NX_OK;
+    if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 ||
+        x->valuedouble > 2147483647.0)
+        return nx_fail(err, "%s: key '%s' must be a token id, a list of them, or null (got %s)", file, key,
+                       kind(x));
+    *out = (int)x->valuedouble;
+    return NX_OK;
+}
+
+/* rope_scaling (v4) or rope_parameters (v5): only the default rope runs. */
+static int check_rope(const cJSON *x, const char *key, const char *file, nx_err *err) {
+    if (!x || cJSON_IsNull(x)) return NX_OK;
+    if (!cJSON_IsObject(x)) return nx_fail(err, "%s: key '%s' must be an object (got %s)", file, key, kind(x));
+    const char *names[2] = {"rope_type", "type"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *t = get(x, names[i]);
+        if (!t || cJSON_IsNull(t)) continue;
+        if (!cJSON_IsString(t))
+            return nx_fail(err, "%s: key '%s.%s' must be a string (got %s)", file, key, names[i], kind(t));
+        if (strcmp(t->valuestring, "default") != 0)
+            return nx_fail(err, "%s: key '%s.%s' is '%.60s': rope scaling is not supported, only "
+                                "\"default\" rotary embeddings", file, key, names[i], t->valuestring);
+    }
+    /* A v4 rope_scaling object without a type still scales something. */
+    if (strcmp(key, "rope_scaling") == 0 && !get(x, "rope_type") && !get(x, "type") && x->child)
+        return nx_fail(err, "%s: key 'rope_scaling' is set: rope scaling is not supported (remove it or set "
+                            "it to null)", file);
+    return NX_OK;
+}
+
+static int parse_config(const cJSON *root, const char *file, nx_model_config *c, nx_err *err) {
+    memset(c, 0, sizeof *c);
+    if (!cJSON_IsObject(root)) return nx_fail(err, "%s: must hold a JSON object (got %s)", file, kind(root));
+    const cJSON *mt = get(root, "model_type");
+    if (!mt) return nx_fail(err, "%s: missing required key 'model_type' (supported: llama, qwen2, mistral)", file);
+    if (!cJSON_IsString(mt)) return nx_fail(err, "%s: key 'model_type' must be a string (got %s)", file, kind(mt));
+    int kv_def, pos_def;
+    if (!strcmp(mt->valuestring, "llama")) c->arch = NX_ARCH_LLAMA, kv_def = 0, pos_def = 2048;
+    else if (!strcmp(mt->valuestring, "qwen2")) c->arch = NX_ARCH_QWEN2, kv_def = 32, pos_def = 32768;
+    else if (!strcmp(mt->valuestring, "mistral")) c->arch = NX_ARCH_MISTRAL, kv_def = 8, pos_def = 131072;
+    else
+        return nx_fail(err, "%s: key 'model_type' is '%.60s', which nexus cannot run (supported: llama, qwen2, "
+                            "mistral)", file, mt->valuestring);
+    if (get_int(root, "vocab_size", -1, &c->V, file, err) || get_int(root, "hidden_size", -1, &c->C, file, err) ||
+        get_int(root, "num_hidden_layers", -1, &c->L, file, err) ||
+        get_int(root, "num_attention_heads", -1, &c->NH, file, err) ||
+        get_int(root, "intermediate_size", -1, &c->F, file, err) ||
+        get_int(root, "num_key_value_heads", kv_def ? kv_def : c->NH, &c->KVH, file, err) ||
+        get_int(root, "max_position_embeddings", pos_def, &c->max_pos, file, err))
+        return NX_ERR;
+    if (c->NH <= 0) return nx_fail(err, "%s: key 'num_attention_heads' must be positive", file);
+    if (get(root, "head_dim") && !cJSON_IsNull(get(root, "head_dim"))) {
+        if (get_int(root, "head_dim", -1, &c->HS, file, err)) return NX_ERR;
+    } else {
+        if (c->C % c->NH)
+            return nx_fail(err, "%s: hidden_size %d is not a multiple of num_attention_heads %d; set 'head_dim'",
+                           file, c->C, c->NH);
+        c->HS = c->C / c->NH;
+    }
+    double eps = 0, theta = 0;
+    if (get_num(root, "rms_norm_eps", 1e-6, &eps, file, err)) return NX_ERR;
+    c->eps = (float)eps;
+    /* rope: transformers 5 nests it in rope_parameters, 4 has it top level. */
+    const cJSON *rp = get(root, "rope_parameters");
+    if (check_rope(rp, "rope_parameters", file, err) || check_rope(get(root, "rope_scaling"), "rope_scaling", file, err))
+        return NX_ERR;
+    if (get_num(root, "rope_theta", 10000.0, &theta, file, err)) return NX_ERR;
+    if (cJSON_IsObject(rp) && get(rp, "rope_theta")) {
+        const cJSON *t = get(rp, "rope_theta");
+        if (!cJSON_IsNumber(t))
+            return nx_fail(err, "%s: key 'rope_parameters.rope_theta' must be a number (got %s)", file, kind(t));
+        theta = t->valuedouble;
+    }
+    c->rope_theta = (float)theta;
+    const cJSON *act = get(root, "hidden_act");
+    if (act && !cJSON_IsNull(act)) {
+        if (!cJSON_IsString(act)) return nx_fail(err, "%s: key 'hidden_act' must be a string (got %s)", file, kind(act));
+        if (strcmp(act->valuestring, "silu") != 0)
+            return nx_fail(err, "%s: key 'hidden_act' is '%.60s'; only \"silu\" is supported", file, act->valuestring);
+    }
+    bool mlp_bias = false, attn_bias = false;
+    if (get_bool(root, "mlp_bias", false, &mlp_bias, file, err)) return NX_ERR;
+    if (mlp_bias) return nx_fail(err, "%s: key 'mlp_bias' is true; MLP biases are not supported", file);
+    if (get_bool(root, "attention_bias", false, &attn_bias, file, err)) return NX_ERR;
+    if (c->arch == NX_ARCH_QWEN2) c->qkv_bias = true, c->o_bias = false;
+    else c->qkv_bias = c->o_bias = attn_bias;
+    if (get_bool(root, "tie_word_embeddings", false, &c->tied, file, err)) return NX_ERR;
+    if (c->arch == NX_ARCH_QWEN2) {
+        bool sw = false;
+        if (get_bool(root, "use_sliding_window", false, &sw, file, err)) return NX_ERR;
+        if (sw) return nx_fail(err, "%s: key 'use_sliding_window' is true; sliding-window attention is not "
+                                    "supported", file);
+    } else if (c->arch == NX_ARCH_MISTRAL) {
+        int sw = 0; /* accepted, see the note at the top of this file */
+        if (get_int(root, "sliding_window", 0, &sw, file, err)) return NX_ERR;
+    }
+    const cJSON *lt = get(root, "layer_types");
+    if (cJSON_IsArray(lt))
+        for (const cJSON *x = lt->child; x; x = x->next) {
+            bool ok = cJSON_IsString(x) && (!strcmp(x->valuestring, "full_attention") ||
+                                            (c->arch == NX_ARCH_MISTRAL && !strcmp(x->valuestring, "sliding_attention")));
+            if (!ok)
+                return nx_fail(err, "%s: key 'layer_types' holds %s%.60s%s; only \"full_attention\" layers are "
+                                    "supported", file, cJSON_IsString(x) ? "'" : "", cJSON_IsString(x) ? x->valuestring : kind(x),
+                               cJSON_IsString(x) ? "'" : "");
+        }
+    if (get_token(root, "bos_token_id", &c->bos_id, file, err) || get_token(root, "eos_token_id", &c->eos_id, file, err))
+        return NX_ERR;
+    c->dtype = NX_F32;
+    const char *dkeys[2] = {"dtype", "torch_dtype"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *d = get(root, dkeys[i]);
+        if (!d || cJSON_IsNull(d)) continue;
+        if (!cJSON_IsString(d)) return nx_fail(err, "%s: key '%s' must be a string (got %s)", file, dkeys[i], kind(d));
+        const char *s = d->valuestring;
+        if (!strcmp(s, "float32")) c->dtype = NX_F32;
+        else if (!strcmp(s, "bfloat16")) c->dtype = NX_BF16;
+        else if (!strcmp(s, "float16")) c->dtype = NX_F16;
+        else
+            return nx_fail(err, "%s: key '%s' is '%.40s' (supported: float32, bfloat16, float16)", file, dkeys[i], s);
+        break;
+    }
+    if (nx_model_config_check(c, err)) return nx_fail_prefix(err, "%s", file);
+    return NX_OK;
+}
+
+int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) {
+    size_t len;
+    char *txt = read_file(path, &len, err);
+    if (!txt) return NX_ERR;
+    size_t bad = nx_st_utf8_invalid_at(txt, len);
+    if (bad < len) {
+        int line = 1;
+        for (size_t i = 0; i < bad; i++) line += txt[i] == '\n';
+        free(txt);
+        return nx_fail(err, "%s: not valid UTF-8 at byte %zu (line %d); JSON must be UTF-8", path, bad, line);
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(txt, len, &end, 0);
+    if (!root) {
+        size_t at = end && end >= txt && end <= txt + len ? (size_t)(end - txt) : 0;
+        int line = 1;
+        for (size_t i = 0; i < at; i++) line += txt[i] == '\n';
+        free(txt);
+        return nx_fail(err, "%s: not valid JSON (error at byte %zu, line %d)", path, at, line);
+    }
+    free(txt);
+    int rc = parse_config(root, path, cfg, err);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int nx_hf_load_config(const char *dir, nx_model_config *cfg, nx_err *err) {
+    char *p = path_join(dir, "config.json");
+    int rc = nx_hf_load_config_file(p, cfg, err);
+    free(p);
+    return rc;
+}
+
+static bool ignorable(const char *name) {
+    const char *suf = ".rotary_emb.inv_freq";
+    size_t n = strlen(name), k = strlen(suf);
+    return n >= k && strcmp(name + n - k, suf) == 0;
+}
+
+static int check_shape(const nx_st_tensor *t, const nx_param *p, const char *file, nx_err *err) {
+    bool ok = t->ndim == p->ndim;
+    for (int d = 0; ok && d < p->ndim; d++) ok = t->shape[d] == p->shape[d];
+    if (ok) return NX_OK;
+    char got[96] = "[", want[96] = "[";
+    for (int d = 0; d < t->ndim; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    for (int d = 0; d < p->ndim; d++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "", (long long)p->shape[d]);
+    strcat(got, "]");
+    strcat(want, "]");
+    return nx_fail(err, "%s: tensor '%s' has shape %s but config.json implies %s", file, t->name, got, want);
+}
+
+int nx_hf_check_tensors(const nx_model_config *cfg, const nx_safetensors *st, nx_err *err) {
+    int np = nx_model_params(cfg, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * np);
+    nx_model_params(cfg, tab);
+    const char *where = st->nfiles ? st->paths[0] : "(no file)";
+    int rc = NX_ERR, missing = 0, first = -1;
+    for (int i = 0; i < np; i++) {
+        const nx_st_tensor *t = nx_st_find(st, tab[i].name);
+        if (!t) {
+            if (first < 0) first = i;
+            missing++;
+            continue;
+        }
+        if (check_shape(t, &tab[i], st->paths[t->file], err)) goto done;
+        if (t->dtype != NX_F32 && t->dtype != NX_F16 && t->dtype != NX_BF16) {
+            nx_fail(err, "%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", st->paths[t->file],
+                    t->name, nx_dtype_name(t->dtype));
+            goto done;
+        }
+    }
+    if (missing) {
+        nx_fail(err, "%s: missing tensor '%s'%s (%d of %d expected tensors missing; does config.json match the "
+                     "weights?)", where, tab[first].name, missing > 1 ? " and others" : "", missing, np);
+        goto done;
+    }
+    for (int i = 0; i < st->n; i++) {
+        const char *nm = st->t[i].name;
+        bool known = false;
+        for (int k = 0; k < np && !known; k++) known = strcmp(tab[k].name, nm) == 0;
+        if (known || ignorable(nm)) continue;
+        if (cfg->tied && strcmp(nm, "lm_head.weight") == 0) continue; /* compared on load */
+        nx_fail(err, "%s: unexpected tensor '%s' for a %s model with this config.json", st->paths[st->t[i].file],
+                nm, cfg->arch == NX_ARCH_QWEN2 ? "qwen2" : cfg->arch == NX_ARCH_MISTRAL ? "mistral" : "llama");
+        goto done;
+    }
+    rc = NX_OK;
+done:
+    free(tab);
+    return rc;
+}
+
+/* Widen a tensor to f32, via an aligned copy when the mapping leaves the
+ * data misaligned for its element type (headers of odd length do that). */
+static void widen(float *dst, const nx_st_tensor *t, size_t numel) {
+    size_t es = nx_dtype_size(t->dtype);
+    if ((uintptr_t)t->data % es == 0) {
+        nx_convert_to_f32(dst, t->data, t->dtype, numel);
+        return;
+    }
+    void *tmp = nx_xmalloc(t->nbytes ? t->nbytes : 1);
+    memcpy(tmp, t->data, t->nbytes);
+    nx_convert_to_f32(dst, tmp, t->dtype, numel);
+    free(tmp);
+}
+
+int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err) {
+    memset(m, 0, sizeof *m);
+    nx_model_config cfg;
+    if (nx_hf_load_config(dir, &cfg, err)) return NX_ERR;
+    nx_safetensors st;
+    if (nx_st_open_dir(&st, dir, err)) return NX_ERR;
+    if (nx_hf_check_tensors(&cfg, &st, err) || nx_model_init(m, &cfg, err)) {
+        nx_st_close(&st);
+        return NX_ERR;
+    }
+    int np = nx_model_params(&cfg, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * np);
+    nx_model_params(&cfg, tab);
+    for (int i = 0; i < np; i++) widen(m->params + tab[i].offset, nx_st_find(&st, tab[i].name), tab[i].numel);
+    free(tab);
+    const nx_st_tensor *head = nx_st_find(&st, "lm_head.weight");
+    if (cfg.tied && head) {
+        /* transformers drops lm_head when tied; a copy is fine if it is one. */
+        size_t n = (size_t)cfg.V * cfg.C;
+        const nx_st_tensor *emb = nx_st_find(&st, "model.embed_tokens.weight");
+        bool same = head->ndim == 2 && head->shape[0] == cfg.V && head->shape[1] == cfg.C &&
+                    (head->dtype == NX_F32 || head->dtype == NX_F16 || head->dtype == NX_BF16);
+        if (same) {
+            float *tmp = nx_xmalloc(n * sizeof *tmp);
+            widen(tmp, head, n);
+            same = memcmp(tmp, m->w.wte, n * sizeof *tmp) == 0;
+            free(tmp);
+        }
+        if (!same) {
+            nx_fail(err, "%s: tensor 'lm_head.weight' differs from 'model.embed_tokens.weight' (%s) but "
+                         "config.json sets tie_word_embeddings true; set it false or drop lm_head.weight",
+                    st.paths[head->file], st.paths[emb->file]);
+            nx_st_close(&st);
+            nx_model_free(m);
+            return NX_ERR;
+        }
+    }
+    nx_st_close(&st);
+    return NX_OK;
+}
+
+/* ---- saving ------------------------------------------------------------ */
+
+/* The shortest decimal that reads back as the same float, so 1e-05 stays
+ * "1e-05" rather than 9.99999974737875e-06. */
+static cJSON *float_raw(float v) {
+    char buf[40];
+    for (int p = 1; p <= 9; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
+        if (strtof(buf, NULL) == v) break;
+    }
+    if (!strpbrk(buf, ".eEn")) strcat(buf, ".0"); /* keep it a float in Python */
+    return cJSON_CreateRaw(buf);
+}
+
+static int write_atomic(const char *path, const void *data, size_t n, nx_err *err) {
+    size_t tl = strlen(path) + 5;
+    char *tmp = nx_xmalloc(tl);
+    snprintf(tmp, tl, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        nx_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return NX_ERR;
+    }
+    bool bad = fwrite(data, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        nx_fail(err, "%s: write failed: %s", path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return NX_ERR;
+    }
+    free(tmp);
+    return NX_OK;
+}
+
+static int mkdirs(const char *dir, nx_err *err) {
+    char *p = strdup(dir);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
+            free(p);
+            return NX_ERR;
+        }
+        *s = '/';
+    }
+    int rc = NX_OK;
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
+    free(p);
+    return rc;
+}
+
+static const char *dtype_torch(nx_dtype t) {
+    return t == NX_BF16 ? "bfloat16" : t == NX_F16 ? "float16" : "float32";
+}
+
+char *nx_hf_config_json(const nx_model_config *c, nx_dtype dtype) {
+    static const char *arch_name[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
+    static const char *type_name[] = {"llama", "qwen2", "mistral"};
+    cJSON *r = cJSON_CreateObject();
+    /* keys in sorted order, as transformers writes them */
+    cJSON *archs = cJSON_CreateArray();
+    cJSON_AddItemToArray(archs, cJSON_CreateString(arch_name[c->arch]));
+    cJSON_AddItemToObject(r, "architectures", archs);
+    if (c->arch != NX_ARCH_QWEN2) cJSON_AddBoolToObject(r, "attention_bias", c->qkv_bias);
+    if (c->bos_id >= 0) cJSON_AddNumberToObject(r, "bos_token_id", c->bos_id);
+    else cJSON_AddNullToObject(r, "bos_token_id");
+    cJSON_AddStringToObject(r, "dtype", dtype_torch(dtype));
+    if (c->eos_id >= 0) cJSON_AddNumberToObject(r, "eos_token_id", c->eos_id);
+    else cJSON_AddNullToObject(r, "eos_token_id");
+    cJSON_AddNumberToObject(r, "head_dim", c->HS);
+    cJSON_AddStringToObject(r, "hidden_act", "silu");
+    cJSON_AddNumberToObject(r, "hidden_size", c->C);
+    cJSON_AddNumberToObject(r, "intermediate_size", c->F);
+    cJSON_AddNumberToObject(r, "max_position_embeddings", c->max_pos);
+    if (c->arch == NX_ARCH_LLAMA) cJSON_AddBoolToObject(r, "mlp_bias", false);
+    cJSON_AddStringToObject(r, "model_type", type_name[c->arch]);
+    cJSON_AddNumberToObject(r, "num_attention_heads", c->NH);
+    cJSON_AddNumberToObject(r, "num_hidden_layers", c->L);
+    cJSON_AddNumberToObject(r, "num_key_value_heads", c->KVH);
+    cJSON_AddItemToObject(r, "rms_norm_eps", float_raw(c->eps));
+    cJSON *rp = cJSON_CreateObject();
+    cJSON_AddItemToObject(rp, "rope_theta", float_raw(c->rope_theta));
+    cJSON_AddStringToObject(rp, "rope_type", "default");
+    cJSON_AddItemToObject(r, "rope_parameters", rp);
+    cJSON_AddItemToObject(r, "rope_theta", float_raw(c->rope_theta));
+    if (c->arch == NX_ARCH_MISTRAL) cJSON_AddNullToObject(r, "sliding_window");
+    cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tied);
+    cJSON_AddStringToObject(r, "torch_dtype", dtype_torch(dtype));
+    if (c->arch == NX_ARCH_QWEN2) cJSON_AddBoolToObject(r, "use_sliding_window", false);
+    cJSON_AddNumberToObject(r, "vocab_size", c->V);
+    char *s = cJSON_Print(r);
+    cJSON_Delete(r);
+    NX_ASSERTM(s, "out of memory");
+    return s;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const nx_st_entry *)a)->name, ((const nx_st_entry *)b)->name);
+}
+
+int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err *err) {
+    if (dtype != NX_F32 && dtype != NX_BF16 && dtype != NX_F16)
+        return nx_fail(err, "%s: cannot save weights as %s (use F32, BF16 or F16)", dir, nx_dtype_name(dtype));
+    if (mkdirs(dir, err)) return NX_ERR;
+    const nx_model_config *c = &m->cfg;
+    int np = nx_model_params(c, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * np);
+    nx_model_params(c, tab);
+    nx_st_entry *e = nx_xcalloc(np, sizeof *e);
+    uint16_t *half = dtype == NX_F32 ? NULL : nx_xmalloc(m->nparams * sizeof *half + 2);
+    for (int i = 0; i < np; i++) {
+        const float *src = m->params + tab[i].offset;
+        e[i].name = tab[i].name;
+        e[i].dtype = dtype;
+        e[i].ndim = tab[i].ndim;
+        e[i].shape[0] = tab[i].shape[0];
+        e[i].shape[1] = tab[i].shape[1];
+        if (!half) {
+            e[i].data = src;
+            continue;
+        }
+        uint16_t *dst = half + tab[i].offset;
+        for (size_t k = 0; k < tab[i].numel; k++)
+            dst[k] = dtype == NX_BF16 ? nx_f32_to_bf16(src[k]) : nx_f32_to_f16(src[k]);
+        e[i].data = dst;
+    }
+    qsort(e, np, sizeof *e, by_name);
+    char *st_path = path_join(dir, "model.safetensors"), *cfg_path = path_join(dir, "config.json");
+    int rc = nx_st_write(st_path, e, np, err);
+    if (rc == NX_OK) {
+        char *js = nx_hf_config_json(c, dtype);
+        size_t n = strlen(js);
+        js = realloc(js, n + 2);
+        js[n] = '\n';
+        rc = write_atomic(cfg_path, js, n + 1, err);
+        free(js);
+    }
+    free(st_path);
+    free(cfg_path);
+    free(half);
+    free(e);
+    free(tab);
+    return rc;
+}
+
+int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err) {
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                  "generation_config.json"};
+    if (mkdirs(dst_dir, err)) return NX_ERR;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *s = path_join(src_dir, files[i]);
+        if (access(s, F_OK) != 0) {
+            free(s);
+            continue;
+        }
+        size_t n;
+        char *buf = read_file(s, &n, err);
+        free(s);
+        if (!buf) return NX_ERR;
+        char *d = path_join(dst_dir, files[i]);
+        int rc = write_atomic(d, buf, n, err);
+        free(d);
+        free(buf);
+        if (rc) return NX_ERR;
+    }
+    return NX_OK;
+}

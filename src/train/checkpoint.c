@@ -1,0 +1,234 @@
+/* checkpoint.c — see checkpoint.h. The writer streams header, parameters
+ * and moments through one CRC so that nothing parameter-sized is copied;
+ * the reader maps the file, checks magic, version, sizes and CRC, and only
+ * then copies into the live buffers, so a corrupt file never half-loads. */
+#include "nexus/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static const char MAGIC[8] = {'N', 'X', 'C', 'K', 'P', 'T', 0, 0};
+
+typedef struct {
+    uint64_t config_hash;
+    int64_t step, tokens;
+    uint64_t rng[4];
+    uint32_t data_state_len, pad;
+    uint8_t data_state[NX_CKPT_DATA_STATE_MAX];
+    double best_val_loss;
+    uint64_t nparams;
+    int64_t adam_t;
+} disk_header;
+
+static int write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n) {
+        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int nx_write_atomic(const char *path, const void *const *parts, const size_t *lens, int nparts,
+                    nx_err *err) {
+    char tmp[4200];
+    if (strlen(path) > 4000) return nx_fail(err, "%.100s...: path too long", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return nx_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    for (int i = 0; i < nparts; i++)
+        if (write_all(fd, parts[i], lens[i])) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return nx_fail(err, "%s: write failed: %s%s", tmp, strerror(e),
+                           e == ENOSPC ? " (disk full; the previous file is untouched)" : "");
+        }
+    if (fsync(fd) || close(fd)) {
+        int e = errno;
+        unlink(tmp);
+        return nx_fail(err, "%s: fsync failed: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return nx_fail(err, "%s: rename failed: %s", path, strerror(e));
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else strcpy(dir, ".");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return NX_OK;
+}
+
+static int mkdirs(const char *dir, nx_err *err) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0755) && errno != EEXIST) return nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
+            *s = '/';
+        }
+    if (mkdir(p, 0755) && errno != EEXIST) return nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
+    return NX_OK;
+}
+
+static int is_ckpt_name(const char *n, long *step) {
+    char tail[16];
+    return sscanf(n, "step-%ld.nxc%15s", step, tail) == 2 && strcmp(tail, "k") == 0;
+}
+
+static int cmp_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* Steps of the checkpoints in dir, sorted ascending; returns count. */
+static int list_steps(const char *dir, long **out) {
+    DIR *d = opendir(dir);
+    *out = NULL;
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long s;
+        if (!is_ckpt_name(e->d_name, &s)) continue;
+        if (n == cap) *out = realloc(*out, sizeof(long) * (cap = cap ? 2 * cap : 16));
+        (*out)[n++] = s;
+    }
+    closedir(d);
+    qsort(*out, n, sizeof(long), cmp_long);
+    return n;
+}
+
+int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, const float *params,
+                 const nx_adamw *opt, int keep, nx_err *err) {
+    if (mkdirs(dir, err)) return NX_ERR;
+    disk_header h = {0};
+    h.config_hash = meta->config_hash;
+    h.step = meta->step;
+    h.tokens = meta->tokens;
+    memcpy(h.rng, meta->rng.s, sizeof h.rng);
+    h.data_state_len = meta->data_state_len;
+    memcpy(h.data_state, meta->data_state, meta->data_state_len);
+    h.best_val_loss = meta->best_val_loss;
+    h.nparams = opt->n;
+    h.adam_t = opt->t;
+    uint32_t version = NX_CKPT_VERSION, hlen = sizeof h;
+    size_t nb = opt->n * sizeof(float);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32_z(crc, (const Bytef *)&h, sizeof h);
+    crc = crc32_z(crc, (const Bytef *)params, nb);
+    crc = crc32_z(crc, (const Bytef *)opt->m, nb);
+    crc = crc32_z(crc, (const Bytef *)opt->v, nb);
+    uint32_t c32 = (uint32_t)crc;
+    const void *parts[] = {MAGIC, &version, &hlen, &h, params, opt->m, opt->v, &c32};
+    size_t lens[] = {8, 4, 4, sizeof h, nb, nb, nb, 4};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/step-%08ld.nxck", dir, (long)meta->step);
+    if (nx_write_atomic(path, parts, lens, 8, err)) return NX_ERR;
+    if (keep > 0) {
+        long *steps;
+        int n = list_steps(dir, &steps);
+        for (int i = 0; i + keep < n; i++) {
+            snprintf(path, sizeof path, "%s/step-%08ld.nxck", dir, steps[i]);
+            unlink(path);
+        }
+        free(steps);
+    }
+    return NX_OK;
+}
+
+int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err) {
+    long *steps;
+    int n = list_steps(dir, &steps);
+    if (n == 0) {
+        free(steps);
+        return nx_fail(err, "%s: no checkpoint (step-*.nxck) to resume from", dir);
+    }
+    snprintf(out, out_len, "%s/step-%08ld.nxck", dir, steps[n - 1]);
+    free(steps);
+    return NX_OK;
+}
+
+int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, float *params,
+                 nx_adamw *opt, nx_err *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    fstat(fd, &st);
+    size_t size = (size_t)st.st_size, nb = opt->n * sizeof(float);
+    size_t want = 16 + sizeof(disk_header) + 3 * nb + 4;
+    if (size < 16) {
+        close(fd);
+        return nx_fail(err, "%s: truncated (%zu bytes): not a nexus checkpoint", path, size);
+    }
+    unsigned char *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return nx_fail(err, "%s: cannot map: %s", path, strerror(errno));
+    int rc = NX_ERR;
+    uint32_t version, hlen;
+    memcpy(&version, p + 8, 4);
+    memcpy(&hlen, p + 12, 4);
+    disk_header h;
+    if (memcmp(p, MAGIC, 8)) {
+        nx_fail(err, "%s: not a nexus checkpoint (bad magic)", path);
+    } else if (version != NX_CKPT_VERSION) {
+        nx_fail(err, "%s: checkpoint version %u, this nexus reads version %d: resume with the "
+                     "nexus that wrote it", path, version, NX_CKPT_VERSION);
+    } else if (hlen != sizeof h || size != want) {
+        nx_fail(err, "%s: size %zu bytes, expected %zu for a student of %zu parameters: truncated, "
+                     "or written for another student shape", path, size, want, opt->n);
+    } else {
+        uLong crc = crc32_z(crc32(0L, Z_NULL, 0), p + 16, size - 20);
+        uint32_t stored;
+        memcpy(&stored, p + size - 4, 4);
+        memcpy(&h, p + 16, sizeof h);
+        if ((uint32_t)crc != stored)
+            nx_fail(err, "%s: CRC mismatch (stored %08x, computed %08x): the file is corrupt; "
+                         "resume from an earlier checkpoint", path, stored, (unsigned)crc);
+        else if (h.config_hash != expect_hash)
+            nx_fail(err, "%s: written for a different configuration (hash %016llx, this run "
+                         "%016llx): resume with the same config, or start a new output directory",
+                    path, (unsigned long long)h.config_hash, (unsigned long long)expect_hash);
+        else if (h.nparams != opt->n || h.data_state_len > NX_CKPT_DATA_STATE_MAX)
+            nx_fail(err, "%s: parameter count %llu does not match the student (%zu)", path,
+                    (unsigned long long)h.nparams, opt->n);
+        else {
+            const unsigned char *d = p + 16 + sizeof h;
+            memcpy(params, d, nb);
+            memcpy(opt->m, d + nb, nb);
+            memcpy(opt->v, d + 2 * nb, nb);
+            opt->t = h.adam_t;
+            meta->config_hash = h.config_hash;
+            meta->step = h.step;
+            meta->tokens = h.tokens;
+            memcpy(meta->rng.s, h.rng, sizeof h.rng);
+            meta->data_state_len = h.data_state_len;
+            memcpy(meta->data_state, h.data_state, h.data_state_len);
+            meta->best_val_loss = h.best_val_loss;
+            rc = NX_OK;
+        }
+    }
+    munmap(p, size);
+    return rc;
+}

@@ -1,0 +1,199 @@
+/* golden_model.c — nexus against PyTorch float64 references in
+ * ../shared/golden: logits and every hidden state of teacher and student
+ * (1e-4 relative), the loss terms ce, kd and total (1e-5 relative), and the
+ * gradient of the loss w.r.t. every student parameter (1e-3 relative); for
+ * llama-gqa also each distillation loss alone (forward KL at T=0.5,
+ * reverse KL, JSD). */
+#include <cJSON.h>
+
+#include "nexus/hf.h"
+#include "nexus/loss.h"
+#include "nexus/model.h"
+#include "nexus/safetensors.h"
+#include "nxtest.h"
+
+#define GOLDEN "../shared/golden/"
+
+static float *tensor_f32(const nx_safetensors *st, const char *name, long expect_numel) {
+    const nx_st_tensor *t = nx_st_find(st, name);
+    if (!t) {
+        fprintf(stderr, "  golden tensor %s missing\n", name);
+        return NULL;
+    }
+    long n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    if (expect_numel >= 0 && n != expect_numel) {
+        fprintf(stderr, "  golden tensor %s has %ld values, expected %ld\n", name, n, expect_numel);
+        return NULL;
+    }
+    float *out = malloc(sizeof(float) * n);
+    nx_convert_to_f32(out, t->data, t->dtype, n);
+    return out;
+}
+
+static cJSON *read_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return cJSON_Parse(buf);
+}
+
+static double jnum(cJSON *o, const char *a, const char *b) {
+    cJSON *x = cJSON_GetObjectItem(o, a);
+    if (b) x = cJSON_GetObjectItem(x, b);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+typedef struct {
+    nx_model s, t;
+    nx_acts sa, ta;
+    nx_safetensors g;
+    int32_t ids[32], tg[32];
+    int B, T, N;
+} fixture;
+
+static bool setup(fixture *f, const char *name) {
+    char p[256];
+    nx_err e;
+    snprintf(p, sizeof p, GOLDEN "%s/student", name);
+    if (nx_hf_load_model(p, &f->s, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
+    snprintf(p, sizeof p, GOLDEN "%s/teacher", name);
+    if (nx_hf_load_model(p, &f->t, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
+    snprintf(p, sizeof p, GOLDEN "%s/golden.safetensors", name);
+    if (nx_st_open(&f->g, p, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
+    const nx_st_tensor *ids = nx_st_find(&f->g, "input_ids");
+    if (!ids || ids->dtype != NX_I32 || ids->ndim != 2) return false;
+    f->B = (int)ids->shape[0];
+    f->T = (int)ids->shape[1];
+    f->N = f->B * f->T;
+    memcpy(f->ids, ids->data, sizeof(int32_t) * f->N);
+    for (int n = 0; n < f->N; n++) f->tg[n] = (n % f->T == f->T - 1) ? -1 : f->ids[n + 1];
+    if (nx_acts_init(&f->sa, &f->s.cfg, f->B, f->T, true, &e) ||
+        nx_acts_init(&f->ta, &f->t.cfg, f->B, f->T, false, &e))
+        return fprintf(stderr, "  %s\n", e.msg), false;
+    nx_model_forward(&f->t, &f->ta, f->ids, f->B, f->T, true);
+    nx_model_forward(&f->s, &f->sa, f->ids, f->B, f->T, true);
+    return true;
+}
+
+static void teardown(fixture *f) {
+    nx_acts_free(&f->sa);
+    nx_acts_free(&f->ta);
+    nx_model_free(&f->s);
+    nx_model_free(&f->t);
+    nx_st_close(&f->g);
+}
+
+static void check_forward(fixture *f, const char *who, const nx_model *m, const nx_acts *a) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.logits", who);
+    float *ref = tensor_f32(&f->g, name, (long)f->N * m->cfg.V);
+    CHECK(ref != NULL);
+    if (ref) {
+        double e = nxt_rel_err(a->logits, ref, (long)f->N * m->cfg.V);
+        CHECKF(e <= 1e-4, "%s: relative error %.3g", name, e);
+        printf("  %-22s rel err %.2e\n", name, e);
+    }
+    free(ref);
+    for (int i = 0; i <= m->cfg.L; i++) {
+        snprintf(name, sizeof name, "%s.hidden.%d", who, i);
+        ref = tensor_f32(&f->g, name, (long)f->N * m->cfg.C);
+        CHECK(ref != NULL);
+        if (!ref) continue;
+        double e = nxt_rel_err(nx_acts_hidden(a, &m->cfg, i), ref, (long)f->N * m->cfg.C);
+        CHECKF(e <= 1e-4, "%s: relative error %.3g", name, e);
+        printf("  %-22s rel err %.2e\n", name, e);
+        free(ref);
+    }
+}
+
+static void check_grads(fixture *f, const nx_safetensors *g, const char *prefix, float *grads) {
+    int np = nx_model_params(&f->s.cfg, NULL);
+    nx_param *tab = malloc(sizeof *tab * np);
+    nx_model_params(&f->s.cfg, tab);
+    double worst = 0;
+    const char *wn = "";
+    for (int i = 0; i < np; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "%sgrad.%s", prefix, tab[i].name);
+        float *ref = tensor_f32(g, name, (long)tab[i].numel);
+        CHECKF(ref != NULL, "%s", name);
+        if (!ref) continue;
+        double e = nxt_rel_err(grads + tab[i].offset, ref, (long)tab[i].numel);
+        CHECKF(e <= 1e-3, "%s: relative error %.3g", name, e);
+        if (e > worst) worst = e, wn = tab[i].name;
+        free(ref);
+    }
+    printf("  %sgradients: %d tensors, worst rel err %.2e (%s)\n", prefix, np, worst, wn);
+    free(tab);
+}
+
+static void run_case(const char *name) {
+    fixture f;
+    memset(&f, 0, sizeof f);
+    CHECK(setup(&f, name));
+    if (!f.N) return;
+    check_forward(&f, "teacher", &f.t, &f.ta);
+    check_forward(&f, "student", &f.s, &f.sa);
+
+    char p[256];
+    snprintf(p, sizeof p, GOLDEN "%s/golden.json", name);
+    cJSON *j = read_json(p);
+    CHECK(j != NULL);
+    double temp = jnum(j, "loss", "temperature"), alpha = jnum(j, "loss", "alpha");
+    double ce_ref = jnum(j, "loss", "ce"), kd_ref = jnum(j, "loss", "kd"), tot_ref = jnum(j, "loss", "total");
+    cJSON_Delete(j);
+    int V = f.s.cfg.V;
+    float *dl = f.sa.dlogits;
+    memset(dl, 0, sizeof(float) * f.N * V);
+    double ce = nx_cross_entropy(dl, (float)(1 - alpha), f.sa.logits, f.tg, f.N, V);
+    double kd = nx_kd_loss(NX_KD_FORWARD_KL, (float)temp, dl, (float)alpha, f.sa.logits, f.ta.logits, f.tg, f.N, V);
+    double tot = alpha * kd + (1 - alpha) * ce;
+    printf("  ce %.9f (ref %.9f)  kd %.9f (ref %.9f)  total %.9f (ref %.9f)\n", ce, ce_ref, kd, kd_ref, tot, tot_ref);
+    CHECKF(fabs(ce - ce_ref) <= 1e-5 * fabs(ce_ref), "ce rel err %.3g", fabs(ce - ce_ref) / ce_ref);
+    CHECKF(fabs(kd - kd_ref) <= 1e-5 * fabs(kd_ref), "kd rel err %.3g", fabs(kd - kd_ref) / kd_ref);
+    CHECKF(fabs(tot - tot_ref) <= 1e-5 * fabs(tot_ref), "total rel err %.3g", fabs(tot - tot_ref) / tot_ref);
+    float *grads = calloc(f.s.nparams, sizeof(float));
+    nx_model_backward(&f.s, &f.sa, grads, NULL);
+    check_grads(&f, &f.g, "", grads);
+    free(grads);
+    teardown(&f);
+}
+
+TEST(llama_gqa_matches_pytorch) { run_case("llama-gqa"); }
+TEST(qwen2_tied_bias_matches_pytorch) { run_case("qwen2-tied-bias"); }
+
+TEST(each_distillation_loss_matches_pytorch) {
+    fixture f;
+    memset(&f, 0, sizeof f);
+    CHECK(setup(&f, "llama-gqa"));
+    if (!f.N) return;
+    nx_safetensors g;
+    nx_err e;
+    CHECK(nx_st_open(&g, GOLDEN "llama-gqa/golden_losses.safetensors", &e) == NX_OK);
+    cJSON *j = read_json(GOLDEN "llama-gqa/golden_losses.json");
+    CHECK(j != NULL);
+    struct { const char *key; nx_kd_kind kind; } cases[] = {
+        {"forward_kl_T0.5", NX_KD_FORWARD_KL}, {"reverse_kl_T1", NX_KD_REVERSE_KL}, {"jsd_T1", NX_KD_JSD}};
+    int V = f.s.cfg.V;
+    for (int c = 0; c < 3; c++) {
+        double temp = jnum(j, cases[c].key, "temperature"), ref = jnum(j, cases[c].key, "value");
+        float *dl = f.sa.dlogits;
+        memset(dl, 0, sizeof(float) * f.N * V);
+        double v = nx_kd_loss(cases[c].kind, (float)temp, dl, 1.0f, f.sa.logits, f.ta.logits, f.tg, f.N, V);
+        printf("  %-16s %.9f (ref %.9f)\n", cases[c].key, v, ref);
+        CHECKF(fabs(v - ref) <= 1e-5 * fabs(ref), "%s rel err %.3g", cases[c].key, fabs(v - ref) / ref);
+        float *grads = calloc(f.s.nparams, sizeof(float));
+        nx_model_backward(&f.s, &f.sa, grads, NULL);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s.", cases[c].key);
+        check_grads(&f, &g, prefix, grads);
+        free(grads);
+    }
+    cJSON_Delete(j);
+    nx_st_close(&g);
+    teardown(&f);
+}

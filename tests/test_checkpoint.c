@@ -1,0 +1,107 @@
+/* test_checkpoint.c — checkpoints round-trip exactly, keep the newest K,
+ * and reject what they must: corrupt bytes (CRC), truncation, another
+ * config, another student size. A full disk during a save leaves the
+ * previous checkpoint intact (on a 256 KiB tmpfs when we may mount one). */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nexus/checkpoint.h"
+#include "nxtest.h"
+
+static char dir[64];
+
+static void fill(float *x, size_t n, float k) {
+    for (size_t i = 0; i < n; i++) x[i] = k * (float)i + 0.5f;
+}
+
+static nx_ckpt_meta meta_at(int64_t step) {
+    nx_ckpt_meta m = {.config_hash = 0xabcdef, .step = step, .tokens = step * 100, .best_val_loss = 3.5};
+    nx_rng_seed(&m.rng, (uint64_t)step);
+    m.data_state_len = 3;
+    memcpy(m.data_state, "xyz", 3);
+    return m;
+}
+
+TEST(roundtrip_keep_and_latest) {
+    strcpy(dir, "/tmp/nxckXXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    size_t n = 1000;
+    float *p = malloc(n * 4), *q = malloc(n * 4);
+    nx_adamw o, o2;
+    nx_adamw_init(&o, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    nx_adamw_init(&o2, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    fill(p, n, 1), fill(o.m, n, 2), fill(o.v, n, 3);
+    o.t = 7;
+    nx_err e;
+    for (int s = 10; s <= 40; s += 10) {
+        nx_ckpt_meta m = meta_at(s);
+        CHECK(nx_ckpt_save(dir, &m, p, &o, 2, &e) == NX_OK);
+    }
+    char path[256];
+    CHECK(nx_ckpt_latest(dir, path, sizeof path, &e) == NX_OK && strstr(path, "step-00000040.nxck"));
+    char old[300];
+    snprintf(old, sizeof old, "%s/step-00000020.nxck", dir);
+    CHECK(access(old, F_OK) != 0); /* only the newest 2 kept */
+    nx_ckpt_meta got;
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, q, &o2, &e) == NX_OK);
+    CHECK(memcmp(p, q, n * 4) == 0 && memcmp(o.m, o2.m, n * 4) == 0 && memcmp(o.v, o2.v, n * 4) == 0);
+    nx_ckpt_meta want = meta_at(40);
+    CHECK(got.step == 40 && got.tokens == 4000 && o2.t == 7 && got.data_state_len == 3);
+    CHECK(memcmp(got.rng.s, want.rng.s, sizeof want.rng.s) == 0);
+    /* another config */
+    CHECK(nx_ckpt_load(path, 0x1234, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "different configuration"));
+    /* another student size */
+    nx_adamw o3;
+    nx_adamw_init(&o3, n + 1, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    float *r = malloc((n + 1) * 4);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, r, &o3, &e) == NX_ERR && strstr(e.msg, "student"));
+    /* corrupt one byte in the payload */
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 2000, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    memset(q, 0, n * 4);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "CRC") && strstr(e.msg, path));
+    CHECK(q[0] == 0.0f); /* nothing half-loaded */
+    /* truncation */
+    CHECK(truncate(path, 500) == 0);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "truncated"));
+    CHECK(nx_ckpt_load("/nonexistent/x.nxck", 0, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "/nonexistent/x.nxck"));
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    free(p), free(q), free(r);
+    nx_adamw_free(&o), nx_adamw_free(&o2), nx_adamw_free(&o3);
+}
+
+TEST(full_disk_keeps_previous_checkpoint) {
+    char mnt[] = "/tmp/nxfullXXXXXX";
+    CHECK(mkdtemp(mnt) != NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=256k tmpfs %s 2>/dev/null", mnt);
+    if (geteuid() != 0 || system(cmd) != 0) {
+        printf("  (skipped: cannot mount a small tmpfs here)\n");
+        rmdir(mnt);
+        return;
+    }
+    size_t small = 10000, big = 40000; /* 3 × 40 KB fits 256 KiB once, not twice */
+    float *p = calloc(big, 4);
+    nx_adamw o;
+    nx_adamw_init(&o, small, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    nx_err e;
+    nx_ckpt_meta m = meta_at(1);
+    CHECK(nx_ckpt_save(mnt, &m, p, &o, 0, &e) == NX_OK);
+    nx_adamw ob;
+    nx_adamw_init(&ob, big, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    m = meta_at(2);
+    CHECK(nx_ckpt_save(mnt, &m, p, &ob, 0, &e) == NX_ERR && strstr(e.msg, "disk full"));
+    char path[256];
+    CHECK(nx_ckpt_latest(mnt, path, sizeof path, &e) == NX_OK && strstr(path, "step-00000001"));
+    nx_ckpt_meta got;
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, p, &o, &e) == NX_OK && got.step == 1);
+    snprintf(cmd, sizeof cmd, "umount %s", mnt);
+    CHECK(system(cmd) == 0);
+    rmdir(mnt);
+    free(p);
+    nx_adamw_free(&o), nx_adamw_free(&ob);
+}

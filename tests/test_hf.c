@@ -1,0 +1,383 @@
+/* test_hf.c — Hugging Face config.json parsing and model directories:
+ * defaults and transformers 4/5 spellings, every refusal naming its file
+ * and key, save/load round trips in F32/BF16/F16, sharded checkpoints, and
+ * the tensor checks (missing, extra, wrong shape, tied head). Fixtures are
+ * written to a mkdtemp dir. */
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nexus/hf.h"
+#include "nxtest.h"
+
+static char tmpdir[64];
+
+static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w) {
+    (void)s, (void)f, (void)w;
+    return remove(p);
+}
+static void setup(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/nx_hf_XXXXXX");
+    if (!mkdtemp(tmpdir)) abort();
+}
+static void teardown(void) { nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS); }
+
+static const char *tpath(const char *name) {
+    static char p[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", tmpdir, name);
+    return p[k];
+}
+
+static void write_text(const char *path, const char *s) {
+    FILE *f = fopen(path, "w");
+    fputs(s, f);
+    fclose(f);
+}
+
+#define LLAMA_BASE                                                                                   \
+    "\"vocab_size\": 32, \"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, " \
+    "\"intermediate_size\": 24"
+
+static int load_cfg(const char *json, nx_model_config *c, nx_err *err) {
+    write_text(tpath("config.json"), json);
+    return nx_hf_load_config(tmpdir, c, err);
+}
+
+static void expect_cfg_error(const char *json, const char *n1, const char *n2) {
+    nx_model_config c;
+    nx_err err = {{0}};
+    CHECKF(load_cfg(json, &c, &err) == NX_ERR, "accepted: %s", json);
+    CHECKF(strstr(err.msg, "config.json") != NULL, "no file name: %s", err.msg);
+    if (n1) CHECKF(strstr(err.msg, n1) != NULL, "lacks '%s': %s", n1, err.msg);
+    if (n2) CHECKF(strstr(err.msg, n2) != NULL, "lacks '%s': %s", n2, err.msg);
+}
+
+TEST(config_llama_v5_and_defaults) {
+    setup();
+    nx_model_config c;
+    nx_err err = {{0}};
+    CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
+                    "\"rope_parameters\": {\"rope_theta\": 500000.0, \"rope_type\": \"default\"}, "
+                    "\"dtype\": \"bfloat16\", \"bos_token_id\": 1, \"eos_token_id\": [7, 8], "
+                    "\"rms_norm_eps\": 1e-05, \"attention_bias\": true, \"head_dim\": null}",
+                    &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.arch == NX_ARCH_LLAMA && c.V == 32 && c.C == 16 && c.L == 2 && c.NH == 4 && c.KVH == 2);
+    CHECK(c.HS == 4 && c.F == 24 && c.max_pos == 2048 && c.rope_theta == 500000.0f && c.eps == 1e-5f);
+    CHECK(c.dtype == NX_BF16 && c.bos_id == 1 && c.eos_id == 7 && !c.tied && c.qkv_bias && c.o_bias);
+    /* transformers 4: rope_theta top level, torch_dtype; defaults */
+    CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_theta\": 1000.0, "
+                    "\"torch_dtype\": \"float16\", \"bos_token_id\": null, \"rope_scaling\": null}",
+                    &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.KVH == 4 && c.rope_theta == 1000.0f && c.dtype == NX_F16 && c.bos_id == -1 && c.eos_id == -1);
+    CHECK(c.eps == 1e-6f && !c.qkv_bias && !c.o_bias);
+    /* explicit head_dim different from hidden/heads */
+    CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"head_dim\": 8}", &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.HS == 8);
+    teardown();
+}
+
+TEST(config_qwen2_mistral) {
+    setup();
+    nx_model_config c;
+    nx_err err = {{0}};
+    CHECKF(load_cfg("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
+                    "\"tie_word_embeddings\": true, \"attention_bias\": false, \"sliding_window\": null, "
+                    "\"use_sliding_window\": false, \"layer_types\": [\"full_attention\", \"full_attention\"]}",
+                    &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.arch == NX_ARCH_QWEN2 && c.tied && c.qkv_bias && !c.o_bias && c.max_pos == 32768);
+    CHECKF(load_cfg("{\"model_type\": \"qwen2\", " LLAMA_BASE "}", &c, &err) == NX_ERR, "qwen2 default 32 kv heads");
+    CHECK(strstr(err.msg, "num_key_value_heads"));
+    CHECKF(load_cfg("{\"model_type\": \"mistral\", " LLAMA_BASE ", \"num_key_value_heads\": 4, "
+                    "\"sliding_window\": 4096}", &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.arch == NX_ARCH_MISTRAL && !c.qkv_bias && !c.tied && c.max_pos == 131072);
+    expect_cfg_error("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
+                     "\"use_sliding_window\": true}", "use_sliding_window", NULL);
+    expect_cfg_error("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
+                     "\"layer_types\": [\"sliding_attention\"]}", "layer_types", "sliding_attention");
+    teardown();
+}
+
+TEST(config_errors_name_key) {
+    setup();
+    expect_cfg_error("{\"model_type\": \"gpt2\", " LLAMA_BASE "}", "model_type", "'gpt2'");
+    expect_cfg_error("{\"model_type\": \"gpt2\", " LLAMA_BASE "}", "llama, qwen2, mistral", NULL);
+    expect_cfg_error("{" LLAMA_BASE "}", "model_type", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", \"vocab_size\": 32}", "hidden_size", "missing");
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"num_key_value_heads\": \"2\"}",
+                     "num_key_value_heads", "string");
+    expect_cfg_error("{\"model_type\": \"llama\", \"vocab_size\": 32.5, \"hidden_size\": 16}", "vocab_size", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rms_norm_eps\": \"1e-5\"}", "rms_norm_eps", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_theta\": \"1e4\"}", "rope_theta", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_parameters\": {\"rope_theta\": "
+                     "\"x\"}}", "rope_parameters.rope_theta", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_scaling\": {\"type\": \"linear\", "
+                     "\"factor\": 2.0}}", "rope_scaling", "linear");
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_scaling\": {\"factor\": 2.0}}",
+                     "rope_scaling", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_parameters\": {\"rope_type\": "
+                     "\"yarn\", \"rope_theta\": 1e4}}", "rope_parameters", "yarn");
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"hidden_act\": \"gelu\"}", "hidden_act", "gelu");
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"mlp_bias\": true}", "mlp_bias", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"attention_bias\": 1}", "attention_bias", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"tie_word_embeddings\": \"yes\"}",
+                     "tie_word_embeddings", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"eos_token_id\": \"</s>\"}", "eos_token_id", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"dtype\": \"int8\"}", "dtype", "int8");
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"num_key_value_heads\": 3}",
+                     "num_key_value_heads", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", \"vocab_size\": 32, \"hidden_size\": 18, \"num_hidden_layers\": 2, "
+                     "\"num_attention_heads\": 4, \"intermediate_size\": 24}", "head_dim", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\",\n " LLAMA_BASE ",\n \"x\": }", "line 3", "JSON");
+    expect_cfg_error("[1]", "object", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", \"vocab_size\": 32, \"hidden_size\": 16, \"num_hidden_layers\": 2, "
+                     "\"num_attention_heads\": 4, \"intermediate_size\": 24, \"\xff\": 1}", "UTF-8", "byte");
+    nx_model_config c;
+    nx_err err = {{0}};
+    CHECK(nx_hf_load_config("/nonexistent/dir", &c, &err) == NX_ERR && strstr(err.msg, "/nonexistent/dir/config.json"));
+    teardown();
+}
+
+/* A small random model of the given kind. */
+static void make_model(nx_model *m, nx_arch arch, bool tied, bool bias, uint64_t seed) {
+    nx_model_config c = {.arch = arch, .V = 40, .C = 16, .L = 2, .NH = 4, .KVH = 2, .HS = 6, .F = 24,
+                         .max_pos = 128, .eps = 1e-5f, .rope_theta = 10000.0f, .tied = tied,
+                         .qkv_bias = bias || arch == NX_ARCH_QWEN2, .o_bias = bias && arch != NX_ARCH_QWEN2,
+                         .bos_id = 1, .eos_id = -1, .dtype = NX_F32};
+    nx_err err;
+    NX_ASSERT(nx_model_init(m, &c, &err) == NX_OK);
+    nx_rng r;
+    nx_rng_seed(&r, seed);
+    nx_model_init_random(m, 0.5f, &r);
+    /* biases are zero after init: make them non-trivial (padding between
+     * tensors stays zero, as loading leaves it) */
+    int np = nx_model_params(&c, NULL);
+    nx_param *tab = malloc(sizeof *tab * np);
+    nx_model_params(&c, tab);
+    for (int i = 0; i < np; i++)
+        if (strstr(tab[i].name, ".bias"))
+            for (size_t k = 0; k < tab[i].numel; k++) m->params[tab[i].offset + k] = 0.25f - 0.01f * k;
+    free(tab);
+}
+
+TEST(model_round_trip_dtypes) {
+    setup();
+    nx_arch archs[3] = {NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL};
+    nx_dtype dts[3] = {NX_F32, NX_BF16, NX_F16};
+    for (int a = 0; a < 3; a++)
+        for (int d = 0; d < 3; d++) {
+            nx_model m, m2;
+            make_model(&m, archs[a], a == 1, a == 0, 7 + a);
+            nx_err err = {{0}};
+            char dir[128];
+            snprintf(dir, sizeof dir, "%s/m%d%d/sub", tmpdir, a, d);
+            CHECKF(nx_hf_save_model(dir, &m, dts[d], &err) == NX_OK, "%s", err.msg);
+            CHECKF(nx_hf_load_model(dir, &m2, &err) == NX_OK, "%s", err.msg);
+            CHECK(m2.nparams == m.nparams);
+            nx_model_config c2 = m2.cfg;
+            c2.dtype = m.cfg.dtype;
+            CHECK(memcmp(&c2, &m.cfg, sizeof c2) == 0);
+            CHECK(m2.cfg.dtype == dts[d]);
+            int bad = 0;
+            for (size_t i = 0; i < m.nparams; i++) {
+                float want = m.params[i];
+                if (dts[d] == NX_BF16) want = nx_bf16_to_f32(nx_f32_to_bf16(want));
+                if (dts[d] == NX_F16) want = nx_f16_to_f32(nx_f32_to_f16(want));
+                bad += memcmp(&want, &m2.params[i], 4) != 0;
+            }
+            CHECKF(bad == 0, "arch %d dtype %d: %d params differ", a, d, bad);
+            nx_model_free(&m);
+            nx_model_free(&m2);
+        }
+    nx_err err;
+    nx_model m;
+    make_model(&m, NX_ARCH_LLAMA, false, false, 1);
+    CHECK(nx_hf_save_model(tmpdir, &m, NX_I8, &err) == NX_ERR && strstr(err.msg, "I8"));
+    nx_model_free(&m);
+    teardown();
+}
+
+/* Write the model's tensors with one dropped, renamed or added. */
+static void write_tensors(const nx_model *m, const char *drop, const char *extra_name, const float *extra) {
+    int np = nx_model_params(&m->cfg, NULL);
+    nx_param *tab = malloc(sizeof *tab * np);
+    nx_model_params(&m->cfg, tab);
+    nx_st_entry *e = calloc(np + 1, sizeof *e);
+    int n = 0;
+    for (int i = 0; i < np; i++) {
+        if (drop && !strcmp(tab[i].name, drop)) continue;
+        e[n] = (nx_st_entry){.name = tab[i].name, .dtype = NX_F32, .ndim = tab[i].ndim,
+                             .shape = {tab[i].shape[0], tab[i].shape[1]}, .data = m->params + tab[i].offset};
+        n++;
+    }
+    if (extra_name)
+        e[n++] = (nx_st_entry){.name = extra_name, .dtype = NX_F32, .ndim = 2,
+                               .shape = {m->cfg.V, m->cfg.C}, .data = extra};
+    nx_err err;
+    NX_ASSERT(nx_st_write(tpath("model.safetensors"), e, n, &err) == NX_OK);
+    free(e);
+    free(tab);
+}
+
+static void expect_load_error(const char *n1, const char *n2) {
+    nx_model m;
+    nx_err err = {{0}};
+    CHECK(nx_hf_load_model(tmpdir, &m, &err) == NX_ERR);
+    CHECKF(strstr(err.msg, tmpdir) != NULL, "no file: %s", err.msg);
+    if (n1) CHECKF(strstr(err.msg, n1) != NULL, "lacks '%s': %s", n1, err.msg);
+    if (n2) CHECKF(strstr(err.msg, n2) != NULL, "lacks '%s': %s", n2, err.msg);
+    CHECK(m.params == NULL);
+}
+
+TEST(model_tensor_checks) {
+    setup();
+    nx_model m, m2;
+    nx_err err = {{0}};
+    make_model(&m, NX_ARCH_LLAMA, false, false, 3);
+    CHECKF(nx_hf_save_model(tmpdir, &m, NX_F32, &err) == NX_OK, "%s", err.msg);
+    write_tensors(&m, "model.layers.1.mlp.up_proj.weight", NULL, NULL);
+    expect_load_error("model.safetensors", "'model.layers.1.mlp.up_proj.weight'");
+    write_tensors(&m, NULL, "model.layers.0.self_attn.q_proj.bias", m.params);
+    expect_load_error("unexpected tensor", "'model.layers.0.self_attn.q_proj.bias'");
+    /* old checkpoints carry rotary buffers: ignored */
+    write_tensors(&m, NULL, "model.layers.0.self_attn.rotary_emb.inv_freq", m.params);
+    CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
+    CHECK(memcmp(m2.params, m.params, m.nparams * 4) == 0);
+    nx_model_free(&m2);
+    /* the config no longer matches the weights */
+    write_tensors(&m, NULL, NULL, NULL);
+    nx_model_config c2 = m.cfg;
+    c2.F = 20;
+    char *js = nx_hf_config_json(&c2, NX_F32);
+    write_text(tpath("config.json"), js);
+    free(js);
+    expect_load_error("shape", "mlp");
+    /* not a safetensors dir at all */
+    remove(tpath("model.safetensors"));
+    expect_load_error("no model.safetensors", NULL);
+    nx_model_free(&m);
+    teardown();
+}
+
+TEST(tied_head) {
+    setup();
+    nx_model m, m2;
+    nx_err err = {{0}};
+    make_model(&m, NX_ARCH_QWEN2, true, false, 5);
+    CHECKF(nx_hf_save_model(tmpdir, &m, NX_F32, &err) == NX_OK, "%s", err.msg);
+    /* an identical lm_head copy is accepted */
+    write_tensors(&m, NULL, "lm_head.weight", m.w.wte);
+    CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
+    CHECK(m2.w.head == m2.w.wte && memcmp(m2.params, m.params, m.nparams * 4) == 0);
+    nx_model_free(&m2);
+    /* a different one is an error */
+    size_t n = (size_t)m.cfg.V * m.cfg.C;
+    float *other = malloc(n * 4);
+    memcpy(other, m.w.wte, n * 4);
+    other[n - 1] += 1.0f;
+    write_tensors(&m, NULL, "lm_head.weight", other);
+    expect_load_error("'lm_head.weight'", "tie_word_embeddings");
+    free(other);
+    nx_model_free(&m);
+    teardown();
+}
+
+TEST(sharded_model_and_unaligned) {
+    setup();
+    nx_model m, m2;
+    nx_err err = {{0}};
+    make_model(&m, NX_ARCH_LLAMA, false, true, 9);
+    CHECKF(nx_hf_save_model(tmpdir, &m, NX_BF16, &err) == NX_OK, "%s", err.msg);
+    /* split into two shards by hand: embeddings alone, the rest */
+    nx_safetensors st;
+    CHECKF(nx_st_open(&st, tpath("model.safetensors"), &err) == NX_OK, "%s", err.msg);
+    nx_st_entry *e = calloc(st.n, sizeof *e);
+    int n1 = 0, n2 = 0;
+    FILE *idx = fopen(tpath("model.safetensors.index.json"), "w");
+    fprintf(idx, "{\"metadata\": {}, \"weight_map\": {");
+    for (int pass = 0; pass < 2; pass++) {
+        int k = 0;
+        for (int i = 0; i < st.n; i++) {
+            bool emb = strcmp(st.t[i].name, "model.embed_tokens.weight") == 0;
+            if (emb != (pass == 0)) continue;
+            e[k] = (nx_st_entry){.name = st.t[i].name, .dtype = st.t[i].dtype, .ndim = st.t[i].ndim,
+                                 .data = st.t[i].data};
+            memcpy(e[k].shape, st.t[i].shape, sizeof e[k].shape);
+            fprintf(idx, "%s\"%s\": \"part-%d.safetensors\"", n1 + n2 + k ? ", " : "", st.t[i].name, pass);
+            k++;
+        }
+        char name[32];
+        snprintf(name, sizeof name, "part-%d.safetensors", pass);
+        CHECKF(nx_st_write(tpath(name), e, k, &err) == NX_OK, "%s", err.msg);
+        if (pass == 0) n1 = k;
+        else n2 = k;
+    }
+    fprintf(idx, "}}");
+    fclose(idx);
+    free(e);
+    nx_st_close(&st);
+    remove(tpath("model.safetensors"));
+    CHECK(n1 == 1 && n2 > 1);
+    CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
+    for (size_t i = 0; i < m.nparams; i++) m.params[i] = nx_bf16_to_f32(nx_f32_to_bf16(m.params[i]));
+    CHECK(m2.nparams == m.nparams && memcmp(m2.params, m.params, m.nparams * 4) == 0);
+    nx_model_free(&m2);
+    nx_model_free(&m);
+
+    /* a header of odd length leaves BF16 data at odd addresses */
+    teardown();
+    setup();
+    make_model(&m, NX_ARCH_LLAMA, true, false, 11);
+    CHECKF(nx_hf_save_model(tmpdir, &m, NX_BF16, &err) == NX_OK, "%s", err.msg);
+    FILE *f = fopen(tpath("model.safetensors"), "rb");
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc(len + 1);
+    CHECK(fread(buf, 1, len, f) == (size_t)len);
+    fclose(f);
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--) h = h << 8 | buf[i];
+    while (buf[8 + h - 1] == ' ' && h % 2 == 0) h--; /* drop padding until odd */
+    f = fopen(tpath("model.safetensors"), "wb");
+    for (int i = 0; i < 8; i++) fputc((int)(h >> (8 * i)) & 0xff, f);
+    uint64_t old = 0;
+    for (int i = 7; i >= 0; i--) old = old << 8 | buf[i];
+    fwrite(buf + 8, 1, h, f);
+    fwrite(buf + 8 + old, 1, len - 8 - old, f);
+    fclose(f);
+    free(buf);
+    CHECK(h % 2 == 1);
+    CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
+    for (size_t i = 0; i < m.nparams; i++) m.params[i] = nx_bf16_to_f32(nx_f32_to_bf16(m.params[i]));
+    CHECK(memcmp(m2.params, m.params, m.nparams * 4) == 0);
+    nx_model_free(&m2);
+    nx_model_free(&m);
+    teardown();
+}
+
+TEST(copy_tokenizer) {
+    setup();
+    char src[128], dst[128];
+    snprintf(src, sizeof src, "%s/src", tmpdir);
+    snprintf(dst, sizeof dst, "%s/out/dst", tmpdir);
+    mkdir(src, 0755);
+    char p[256];
+    snprintf(p, sizeof p, "%s/tokenizer.json", src);
+    write_text(p, "{\"model\": {}}");
+    snprintf(p, sizeof p, "%s/generation_config.json", src);
+    write_text(p, "{\"bos_token_id\": 1}");
+    nx_err err = {{0}};
+    CHECKF(nx_hf_copy_tokenizer(src, dst, &err) == NX_OK, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dst);
+    FILE *f = fopen(p, "r");
+    char buf[64] = {0};
+    CHECK(f && fread(buf, 1, sizeof buf - 1, f) == 13 && !strcmp(buf, "{\"model\": {}}"));
+    if (f) fclose(f);
+    snprintf(p, sizeof p, "%s/generation_config.json", dst);
+    CHECK(access(p, F_OK) == 0);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dst);
+    CHECK(access(p, F_OK) != 0);
+    teardown();
+}
