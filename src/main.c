@@ -14,6 +14,8 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
+    {"generate", cmd_generate, "generate text with a model (KV cache, streaming)"},
+    {"benchmark", cmd_benchmark, "perplexity, agreement, speed and cost of models"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
 };

@@ -1,0 +1,189 @@
+/* eval.c — perplexity / agreement / KL over a token stream, and the speed
+ * measurements of inference (see eval.h for the definitions).
+ *
+ * Quality runs the training forward (nx_model_forward, no gradients) over
+ * batches of windows, so it is the same computation the trainer's loss
+ * sees; the losses of loss.c give the per-position means. Speed runs the
+ * inference engine (infer.h) on synthetic ids: one warm-up, then reps
+ * measured runs, reported as min / median / max. */
+#include "nexus/eval.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "nexus/loss.h"
+
+static int32_t argmax(const float *x, int V) {
+    int32_t b = 0;
+    for (int v = 1; v < V; v++)
+        if (x[v] > x[b]) b = v;
+    return b;
+}
+
+int nx_eval_stream(const nx_model *m, const nx_model *teacher, const int32_t *tokens, size_t n,
+                   int seq_len, int batch, nx_eval_result *r,
+                   void (*progress)(int64_t, int64_t), nx_err *err) {
+    memset(r, 0, sizeof *r);
+    const nx_model_config *c = &m->cfg;
+    if (seq_len < 2) return nx_fail(err, "sequence length must be at least 2 (got %d)", seq_len);
+    if (batch < 1) return nx_fail(err, "batch must be positive (got %d)", batch);
+    int64_t W = (int64_t)(n / (size_t)seq_len);
+    if (W == 0)
+        return nx_fail(err, "the data holds %zu tokens: not one complete window of %d tokens to "
+                            "evaluate (use more data or a smaller sequence length)", n, seq_len);
+    if (teacher && teacher->cfg.V != c->V)
+        return nx_fail(err, "teacher vocabulary (%d) differs from the model's (%d): agreement and KL "
+                            "need the same tokenizer", teacher->cfg.V, c->V);
+    for (size_t i = 0; i < (size_t)W * seq_len; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->V)
+            return nx_fail(err, "token %zu of the stream has id %d, outside the model's vocabulary "
+                                "of %d: was the data tokenized with another tokenizer?", i, tokens[i], c->V);
+    if (batch > W) batch = (int)W;
+    nx_acts a, ta;
+    if (nx_acts_init(&a, c, batch, seq_len, false, err)) return NX_ERR;
+    if (teacher && nx_acts_init(&ta, &teacher->cfg, batch, seq_len, false, err)) {
+        nx_acts_free(&a);
+        return NX_ERR;
+    }
+    int32_t *tg = nx_xmalloc(sizeof(int32_t) * batch * seq_len);
+    double ce_sum = 0, kl_sum = 0, tce_sum = 0;
+    int64_t agree = 0, pos = 0;
+    for (int64_t w0 = 0; w0 < W; w0 += batch) {
+        int B = W - w0 < batch ? (int)(W - w0) : batch, N = B * seq_len;
+        const int32_t *ids = tokens + (size_t)w0 * seq_len;
+        for (int i = 0; i < N; i++) tg[i] = (i % seq_len == seq_len - 1) ? -1 : ids[i + 1];
+        int cnt = B * (seq_len - 1);
+        nx_model_forward(m, &a, ids, B, seq_len, true);
+        ce_sum += nx_cross_entropy(NULL, 0.0f, a.logits, tg, N, c->V) * cnt;
+        if (teacher) {
+            nx_model_forward(teacher, &ta, ids, B, seq_len, true);
+            kl_sum += nx_kd_loss(NX_KD_FORWARD_KL, 1.0f, NULL, 0.0f, a.logits, ta.logits, tg, N, c->V) * cnt;
+            tce_sum += nx_cross_entropy(NULL, 0.0f, ta.logits, tg, N, c->V) * cnt;
+            for (int i = 0; i < N; i++)
+                if (tg[i] >= 0)
+                    agree += argmax(a.logits + (size_t)i * c->V, c->V) ==
+                             argmax(ta.logits + (size_t)i * c->V, c->V);
+        }
+        pos += cnt;
+        if (progress) progress(w0 + B, W);
+    }
+    r->windows = W;
+    r->positions = pos;
+    r->mean_ce = ce_sum / pos;
+    r->ppl = exp(r->mean_ce);
+    if (teacher) {
+        r->has_teacher = true;
+        r->agreement = (double)agree / pos;
+        r->kl = kl_sum / pos;
+        r->teacher_ppl = exp(tce_sum / pos);
+        nx_acts_free(&ta);
+    }
+    free(tg);
+    nx_acts_free(&a);
+    return NX_OK;
+}
+
+nx_bench_opts nx_bench_defaults(void) {
+    return (nx_bench_opts){.prompt_tokens = 256, .decode_tokens = 128, .batch = 8, .reps = 3, .seed = 1};
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static nx_bench_stat stat_of(double *v, int n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    return (nx_bench_stat){v[0], med, v[n - 1]};
+}
+
+static double percentile(const double *sorted, int n, double p) { /* nearest rank */
+    int k = (int)ceil(p / 100.0 * n) - 1;
+    return sorted[k < 0 ? 0 : k >= n ? n - 1 : k];
+}
+
+int nx_bench_speed_run(const nx_model *m, const nx_bench_opts *o, nx_bench_speed *r, nx_err *err) {
+    memset(r, 0, sizeof *r);
+    const nx_model_config *c = &m->cfg;
+    if (o->prompt_tokens < 1 || o->decode_tokens < 1 || o->batch < 1 || o->reps < 1)
+        return nx_fail(err, "benchmark sizes must be positive: prompt %d, decode %d, batch %d, reps %d",
+                       o->prompt_tokens, o->decode_tokens, o->batch, o->reps);
+    int T = o->prompt_tokens + o->decode_tokens;
+    if (T > c->max_pos)
+        return nx_fail(err, "prompt (%d) + decoded tokens (%d) exceed the model's context of %d tokens "
+                            "(max_position_embeddings): use a shorter --prompt-tokens",
+                       o->prompt_tokens, o->decode_tokens, c->max_pos);
+    nx_infer s;
+    if (nx_infer_init(&s, m, o->batch, T, o->prompt_tokens, err)) return NX_ERR;
+    int R = o->reps, D = o->decode_tokens;
+    int32_t *ids = nx_xmalloc(sizeof(int32_t) * o->prompt_tokens);
+    int32_t *next = nx_xmalloc(sizeof(int32_t) * o->batch);
+    double *ttft = nx_xmalloc(sizeof(double) * R), *pre = nx_xmalloc(sizeof(double) * R);
+    double *dec = nx_xmalloc(sizeof(double) * R), *decb = nx_xmalloc(sizeof(double) * R);
+    double *lat = nx_xmalloc(sizeof(double) * R * D);
+    nx_rng rng;
+    nx_rng_seed(&rng, o->seed);
+    for (int i = 0; i < o->prompt_tokens; i++) ids[i] = (int32_t)nx_rng_below(&rng, c->V);
+    for (int rep = -1; rep < R; rep++) { /* rep −1 warms caches and thread pools up */
+        /* batch 1: prompt, then greedy decode, each token timed */
+        nx_infer_reset(&s);
+        double t0 = nx_now();
+        nx_infer_prefill(&s, 0, ids, o->prompt_tokens);
+        double t1 = nx_now();
+        next[0] = argmax(s.logits, c->V);
+        double t2 = nx_now(), tprev = t2;
+        for (int k = 0; k < D; k++) {
+            nx_infer_decode(&s, next, 1);
+            next[0] = argmax(s.logits, c->V);
+            double t = nx_now();
+            if (rep >= 0) lat[rep * D + k] = (t - tprev) * 1e3;
+            tprev = t;
+        }
+        double t3 = nx_now();
+        /* batch B: every row holds the prompt, then B tokens per step */
+        nx_infer_reset(&s);
+        for (int b = 0; b < o->batch; b++) nx_infer_prefill(&s, b, ids, o->prompt_tokens);
+        for (int b = 0; b < o->batch; b++) next[b] = argmax(s.logits + (size_t)b * c->V, c->V);
+        double t4 = nx_now();
+        for (int k = 0; k < D; k++) {
+            nx_infer_decode(&s, next, o->batch);
+            for (int b = 0; b < o->batch; b++) next[b] = argmax(s.logits + (size_t)b * c->V, c->V);
+        }
+        double t5 = nx_now();
+        if (rep < 0) continue;
+        ttft[rep] = (t2 - t0) * 1e3;
+        pre[rep] = o->prompt_tokens / (t1 - t0);
+        dec[rep] = D / (t3 - t2);
+        decb[rep] = (double)D * o->batch / (t5 - t4);
+    }
+    r->ttft_ms = stat_of(ttft, R);
+    r->prefill_tps = stat_of(pre, R);
+    r->decode_tps = stat_of(dec, R);
+    r->decode_batch_tps = stat_of(decb, R);
+    qsort(lat, (size_t)R * D, sizeof *lat, cmp_double);
+    r->latency_p50_ms = percentile(lat, R * D, 50);
+    r->latency_p95_ms = percentile(lat, R * D, 95);
+    r->latency_p99_ms = percentile(lat, R * D, 99);
+    free(ids), free(next), free(ttft), free(pre), free(dec), free(decb), free(lat);
+    nx_infer_free(&s);
+    return NX_OK;
+}
+
+double nx_peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        long kb = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+        fclose(f);
+        if (kb >= 0) return kb * 1024.0;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss * 1024.0;
+}
