@@ -351,3 +351,14 @@ TEST(speed_benchmark_reports_consistent_figures) {
     CHECK(nx_peak_rss_bytes() > 1e6);
     nx_model_free(&m);
 }
+
+TEST(kv_long_prompt_crosses_attention_blocks_and_chunks) {
+    nx_model_config c = base();
+    c.max_pos = 200;
+    int plen[2] = {150, 131};
+    bool fused;
+    double e = kv_vs_full(c, 2, plen, 160, 200, 6, &fused); /* one chunk, three row blocks */
+    CHECKF(e < 1e-4, "worst relative error %.3g", e);
+    e = kv_vs_full(c, 2, plen, 160, 70, 7, &fused); /* chunks of 70 starting mid-block */
+    CHECKF(e < 1e-4, "worst relative error %.3g (chunked)", e);
+}

@@ -124,29 +124,37 @@ static inline float *cache_at(const nx_infer *s, float *base, int l, int b, int 
 }
 
 /* Causal attention of prefill rows r < n (sequence b, positions p0 + r)
- * over keys 0..p0+n−1 of layer l, per head with two GEMMs. */
+ * over keys 0..p0+n−1 of layer l, per head with two GEMMs. Rows go in
+ * blocks of 64 so that each block multiplies only the keys it can see
+ * (about half the work of the full square for a prompt from position 0). */
 static void attend_prefill(nx_infer *s, int l, int b, int p0, int n) {
     const nx_model_config *c = &s->m->cfg;
-    int G = c->NH / c->KVH, Q = c->NH * c->HS, KV = c->KVH * c->HS, QKV = Q + 2 * KV, nk = p0 + n;
+    int G = c->NH / c->KVH, Q = c->NH * c->HS, KV = c->KVH * c->HS, QKV = Q + 2 * KV;
     float scale = 1.0f / sqrtf((float)c->HS);
     const float *K0 = cache_at(s, s->kc, l, b, 0), *V0 = cache_at(s, s->vc, l, b, 0);
-#pragma omp parallel for schedule(dynamic) num_threads(s->nthreads)
-    for (int h = 0; h < c->NH; h++) {
-        float *S = s->scores + (size_t)omp_get_thread_num() * s->P * s->T;
-        const float *K = K0 + (h / G) * c->HS, *V = V0 + (h / G) * c->HS;
-        nx_gemm(false, true, n, nk, c->HS, scale, s->qkv + h * c->HS, QKV, K, KV, 0.0f, S, nk);
-        for (int r = 0; r < n; r++) {
-            float *row = S + (long)r * nk, mx = -INFINITY;
-            int last = p0 + r; /* keys 0..last */
-            for (int j = 0; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
-            float sum = 0;
-            for (int j = 0; j <= last; j++) sum += row[j] = expf(row[j] - mx);
-            float inv = 1.0f / sum;
-            for (int j = 0; j <= last; j++) row[j] *= inv;
-            for (int j = last + 1; j < nk; j++) row[j] = 0.0f;
+    enum { RB = 64 };
+    int nblk = (n + RB - 1) / RB;
+#pragma omp parallel for schedule(dynamic) collapse(2) num_threads(s->nthreads)
+    for (int h = 0; h < c->NH; h++)
+        for (int blk = 0; blk < nblk; blk++) {
+            float *S = s->scores + (size_t)omp_get_thread_num() * s->P * s->T;
+            const float *K = K0 + (h / G) * c->HS, *V = V0 + (h / G) * c->HS;
+            int r0 = blk * RB, nr = n - r0 < RB ? n - r0 : RB, nk = p0 + r0 + nr;
+            nx_gemm(false, true, nr, nk, c->HS, scale, s->qkv + (long)r0 * QKV + h * c->HS, QKV, K, KV,
+                    0.0f, S, nk);
+            for (int r = 0; r < nr; r++) {
+                float *row = S + (long)r * nk, mx = -INFINITY;
+                int last = p0 + r0 + r; /* keys 0..last */
+                for (int j = 0; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
+                float sum = 0;
+                for (int j = 0; j <= last; j++) sum += row[j] = expf(row[j] - mx);
+                float inv = 1.0f / sum;
+                for (int j = 0; j <= last; j++) row[j] *= inv;
+                for (int j = last + 1; j < nk; j++) row[j] = 0.0f;
+            }
+            nx_gemm(false, false, nr, c->HS, nk, 1.0f, S, nk, V, KV, 0.0f,
+                    s->att + (long)r0 * Q + h * c->HS, Q);
         }
-        nx_gemm(false, false, n, c->HS, nk, 1.0f, S, nk, V, KV, 0.0f, s->att + h * c->HS, Q);
-    }
 }
 
 /* Decode attention: row r is sequence r at position s->pos[r]. */
