@@ -154,7 +154,7 @@ int cmd_generate(int argc, char **argv) {
     int T = P + (int)max_tokens < c->max_pos ? P + (int)max_tokens : c->max_pos;
     hist = nx_xmalloc(sizeof(int32_t) * T);
     if (bos) hist[0] = bos_id;
-    memcpy(hist + (bos ? 1 : 0), pids, sizeof(int32_t) * np);
+    if (np) memcpy(hist + (bos ? 1 : 0), pids, sizeof(int32_t) * np);
     gen = hist + P;
     if (nx_infer_init(&s, &m, 1, T, P < 512 ? P : 512, &err)) goto done;
     have_infer = true;
