@@ -5,9 +5,9 @@
  * memory system, not the core, is the limit. Rows are split statically over
  * threads in blocks of four, so each thread streams a contiguous slab of W.
  *
- * Small batches (nx_matvec_batch): for a block of two weight rows, every
- * input row is dotted against both while the rows sit in L1, so W crosses
- * the memory bus once per step whatever N is.
+ * Small batches (nx_matvec_batch): for a block of four weight rows, every
+ * pair of input rows is dotted against them (eight accumulators) while the
+ * rows sit in L1, so W crosses the memory bus once per step whatever N is.
  *
  * The AVX2 paths are compiled only under __AVX2__ && __FMA__; the portable
  * loops below them compute the same sums in a different order (float
@@ -59,6 +59,35 @@ static inline float dot1(const float *w, const float *x, int IC) {
     return s;
 }
 
+/* o[j][r] = W[r]·x_j for 4 rows and 2 inputs: 8 accumulators, 6 loads per 8 FMAs */
+static inline void dot4x2(float o[2][4], const float *W, const float *x0, const float *x1, int IC) {
+    const float *w0 = W, *w1 = W + IC, *w2 = W + 2 * (long)IC, *w3 = W + 3 * (long)IC;
+    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a02 = _mm256_setzero_ps(),
+           a03 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps(),
+           a12 = _mm256_setzero_ps(), a13 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= IC; i += 8) {
+        __m256 u = _mm256_loadu_ps(x0 + i), v = _mm256_loadu_ps(x1 + i);
+        __m256 c0 = _mm256_loadu_ps(w0 + i), c1 = _mm256_loadu_ps(w1 + i);
+        a00 = _mm256_fmadd_ps(c0, u, a00);
+        a10 = _mm256_fmadd_ps(c0, v, a10);
+        a01 = _mm256_fmadd_ps(c1, u, a01);
+        a11 = _mm256_fmadd_ps(c1, v, a11);
+        __m256 c2 = _mm256_loadu_ps(w2 + i), c3 = _mm256_loadu_ps(w3 + i);
+        a02 = _mm256_fmadd_ps(c2, u, a02);
+        a12 = _mm256_fmadd_ps(c2, v, a12);
+        a03 = _mm256_fmadd_ps(c3, u, a03);
+        a13 = _mm256_fmadd_ps(c3, v, a13);
+    }
+    o[0][0] = hsum8(a00), o[0][1] = hsum8(a01), o[0][2] = hsum8(a02), o[0][3] = hsum8(a03);
+    o[1][0] = hsum8(a10), o[1][1] = hsum8(a11), o[1][2] = hsum8(a12), o[1][3] = hsum8(a13);
+    for (; i < IC; i++)
+        for (int r = 0; r < 4; r++) {
+            o[0][r] += W[(long)r * IC + i] * x0[i];
+            o[1][r] += W[(long)r * IC + i] * x1[i];
+        }
+}
+
 /* out[0] = w0·x, out[1] = w1·x */
 static inline void dot2(float out[2], const float *w0, const float *w1, const float *x, int IC) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -91,6 +120,10 @@ static inline void dot2(float out[2], const float *w0, const float *w1, const fl
     out[0] = dot1(w0, x, IC);
     out[1] = dot1(w1, x, IC);
 }
+static inline void dot4x2(float o[2][4], const float *W, const float *x0, const float *x1, int IC) {
+    dot4(o[0], W, x0, IC);
+    dot4(o[1], W, x1, IC);
+}
 #endif
 
 float nx_dot(const float *x, const float *y, int n) { return dot1(x, y, n); }
@@ -118,6 +151,11 @@ void nx_matvec(float *y, const float *W, const float *x, const float *b, int OC,
     }
 }
 
+static inline void put(float *y, float v, const float *b, int o, bool acc) {
+    v += b ? b[o] : 0.0f;
+    *y = acc ? *y + v : v;
+}
+
 void nx_matvec_batch(float *Y, const float *W, const float *X, const float *b, int N, int OC,
                      int IC, bool accumulate) {
     NX_ASSERT(N >= 0 && OC >= 0 && IC >= 0);
@@ -125,22 +163,27 @@ void nx_matvec_batch(float *Y, const float *W, const float *X, const float *b, i
         nx_matvec(Y, W, X, b, OC, IC, accumulate);
         return;
     }
-    int npair = (OC + 1) / 2;
+    /* blocks of 4 weight rows (in L1 while every input pair passes) */
+    int nblk = OC / 4;
 #pragma omp parallel for schedule(static) if ((long)OC * IC * N >= PAR_MIN_ELEMS)
-    for (int k = 0; k < npair; k++) {
-        int o = 2 * k;
-        bool two = o + 1 < OC;
-        const float *w0 = W + (long)o * IC, *w1 = two ? w0 + IC : w0;
-        for (int n = 0; n < N; n++) {
-            float s[2];
-            dot2(s, w0, w1, X + (long)n * IC, IC);
-            float *yr = Y + (long)n * OC;
-            for (int r = 0; r < (two ? 2 : 1); r++) {
-                float v = s[r] + (b ? b[o + r] : 0.0f);
-                yr[o + r] = accumulate ? yr[o + r] + v : v;
-            }
+    for (int k = 0; k < nblk; k++) {
+        const float *Wk = W + (long)4 * k * IC;
+        int n = 0;
+        for (; n + 2 <= N; n += 2) {
+            float s[2][4];
+            dot4x2(s, Wk, X + (long)n * IC, X + (long)(n + 1) * IC, IC);
+            for (int j = 0; j < 2; j++)
+                for (int r = 0; r < 4; r++) put(&Y[(long)(n + j) * OC + 4 * k + r], s[j][r], b, 4 * k + r, accumulate);
+        }
+        if (n < N) {
+            float s[4];
+            dot4(s, Wk, X + (long)n * IC, IC);
+            for (int r = 0; r < 4; r++) put(&Y[(long)n * OC + 4 * k + r], s[r], b, 4 * k + r, accumulate);
         }
     }
+    for (int o = 4 * nblk; o < OC; o++)
+        for (int n = 0; n < N; n++)
+            put(&Y[(long)n * OC + o], dot1(W + (long)o * IC, X + (long)n * IC, IC), b, o, accumulate);
 }
 
 void nx_ref_matvec(float *Y, const float *W, const float *X, const float *b, int N, int OC, int IC,
