@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"benchmark", cmd_benchmark, "perplexity, agreement, speed and cost of models"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
+    {"info", cmd_info, "architecture, parameter counts, sizes and memory needs of a model"},
 };
 enum { NCOMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 

@@ -282,54 +282,8 @@ TEST(stop_scan_holds_partial_stops_and_utf8) {
     CHECK(nx_stop_scan(t9, 5, NULL, 0, &safe) == -1 && safe == 5);
 }
 
-/* ---- evaluation and speed ------------------------------------------------ */
-#include "nexus/eval.h"
-#include "nexus/loss.h"
-
-TEST(eval_matches_per_window_reference_and_self_agreement) {
-    nx_model_config c = base();
-    nx_rng r;
-    nx_rng_seed(&r, 11);
-    nx_model m, t;
-    CHECK(nx_model_init(&m, &c, NULL) == NX_OK);
-    CHECK(nx_model_init(&t, &c, NULL) == NX_OK);
-    nx_model_init_random(&m, 0.3f, &r);
-    nx_model_init_random(&t, 0.3f, &r);
-    int S = 6, n = 5 * S + 4; /* 5 windows and a dropped tail */
-    int32_t ids[64];
-    for (int i = 0; i < n; i++) ids[i] = (int32_t)nx_rng_below(&r, c.V);
-    /* reference: each window alone, double-precision CE of positions 0..S-2 */
-    nx_acts a;
-    CHECK(nx_acts_init(&a, &c, 1, S, false, NULL) == NX_OK);
-    double ce = 0;
-    for (int w = 0; w < 5; w++) {
-        nx_model_forward(&m, &a, ids + w * S, 1, S, true);
-        int32_t tg[6];
-        for (int i = 0; i < S; i++) tg[i] = i == S - 1 ? -1 : ids[w * S + i + 1];
-        ce += nx_ref_cross_entropy(NULL, 0, a.logits, tg, S, c.V) * (S - 1);
-    }
-    double ppl = exp(ce / (5 * (S - 1)));
-    nx_eval_result er;
-    nx_err err;
-    CHECKF(nx_eval_stream(&m, NULL, ids, n, S, 2, &er, NULL, &err) == NX_OK, "%s", err.msg);
-    CHECK(er.windows == 5 && er.positions == 5 * (S - 1) && !er.has_teacher);
-    CHECKF(fabs(er.ppl - ppl) < 1e-4 * ppl, "ppl %g vs reference %g", er.ppl, ppl);
-    /* against itself: full agreement, zero KL, ratio 1 */
-    CHECK(nx_eval_stream(&m, &m, ids, n, S, 3, &er, NULL, &err) == NX_OK);
-    CHECK(er.agreement == 1.0 && fabs(er.kl) < 1e-6 && fabs(er.teacher_ppl - er.ppl) < 1e-9 * er.ppl);
-    /* against another model: partial agreement, positive KL */
-    CHECK(nx_eval_stream(&m, &t, ids, n, S, 8, &er, NULL, &err) == NX_OK);
-    CHECK(er.agreement < 1.0 && er.kl > 0 && fabs(er.ppl - ppl) < 1e-4 * ppl);
-    /* no complete window; token outside the vocabulary */
-    CHECK(nx_eval_stream(&m, NULL, ids, S - 1, S, 2, &er, NULL, &err) == NX_ERR);
-    CHECK(strstr(err.msg, "complete window") != NULL);
-    ids[7] = c.V;
-    CHECK(nx_eval_stream(&m, NULL, ids, n, S, 2, &er, NULL, &err) == NX_ERR);
-    CHECK(strstr(err.msg, "token 7") != NULL);
-    nx_acts_free(&a);
-    nx_model_free(&m);
-    nx_model_free(&t);
-}
+/* ---- speed ------------------------------------------------ */
+#include "nexus/bench.h"
 
 TEST(speed_benchmark_reports_consistent_figures) {
     nx_model_config c = base();

@@ -21,11 +21,16 @@ int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err);
  * lm_head.weight (nx_hf_load_model checks that it equals the embeddings).
  * Errors name the file and the tensor. */
 int nx_hf_check_tensors(const nx_model_config *cfg, const nx_safetensors *st, nx_err *err);
-/* Config + weights (f32, f16 or bf16 on disk) widened to f32. Checks that
- * every expected tensor is present with the right shape and nothing else. */
+/* Config + weights (f32, f16 or bf16 on disk) widened to f32 into a model
+ * allocated here (free with nx_model_free). Checks that every expected
+ * tensor is present with the right shape and nothing else (see
+ * nx_hf_check_tensors); a tied model's lm_head.weight, if present, must
+ * equal the embeddings bit for bit. On error *m is zeroed. */
 int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err);
 /* Write DIR/config.json and DIR/model.safetensors (weights in dtype F32,
- * BF16 or F16), creating DIR. Atomic per file. */
+ * BF16 or F16, rounded to nearest even), creating DIR and its parents.
+ * Atomic per file. Tensors are sorted by name as the HF library sorts them,
+ * so re-saving a loaded checkpoint in its own dtype gives the same bytes. */
 int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err *err);
 /* The config.json text nx_hf_save_model writes (malloc'd, caller frees):
  * rope_theta both top level (transformers 4) and in rope_parameters

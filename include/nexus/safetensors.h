@@ -43,12 +43,21 @@ void nx_st_free_tensors(nx_st_tensor *t, int n);
  * len when all of it is. Shared with the other JSON readers of io/. */
 size_t nx_st_utf8_invalid_at(const void *s, size_t len);
 
-/* Open one .safetensors file. */
+/* Open one .safetensors file: mmap it read-only and validate the header
+ * against the file size. Tensor data pointers stay valid until
+ * nx_st_close. On error *st is left empty (nothing to close) and err names
+ * the file and the tensor or byte. */
 int nx_st_open(nx_safetensors *st, const char *path, nx_err *err);
-/* Open a model directory: model.safetensors, or the shards listed by
- * model.safetensors.index.json (each tensor must be in the shard named). */
+/* Open a model directory: the shards listed by model.safetensors.index.json
+ * when it exists (each tensor must be in the shard the index names; a
+ * tensor the index lists but its shard lacks, or one a shard holds but the
+ * index does not list, is an error; shard names must be plain file names),
+ * else model.safetensors. Same ownership and errors as nx_st_open. */
 int nx_st_open_dir(nx_safetensors *st, const char *dir, nx_err *err);
+/* The tensor called name, or NULL (linear search). */
 const nx_st_tensor *nx_st_find(const nx_safetensors *st, const char *name);
+/* Unmaps every file and frees everything; st is left empty. Safe on an
+ * empty (zeroed) st. */
 void nx_st_close(nx_safetensors *st);
 
 typedef struct nx_st_entry {
@@ -60,7 +69,11 @@ typedef struct nx_st_entry {
 } nx_st_entry;
 
 /* Write entries (in the given order) atomically: to PATH.tmp, fsync,
- * rename. Output is deterministic: the same entries give the same bytes. */
+ * rename. Output is deterministic: the same entries give the same bytes.
+ * Layout as the Hugging Face library writes it: compact JSON header with
+ * "__metadata__": {"format": "pt"} first, padded with spaces to a multiple
+ * of 8 bytes; data in entry order. Names must be unique, non-empty and not
+ * "__metadata__"; on error nothing is left at PATH or PATH.tmp. */
 int nx_st_write(const char *path, const nx_st_entry *e, int n, nx_err *err);
 
 #endif

@@ -22,6 +22,7 @@
 
 #include "cli.h"
 #include "nexus/dataset.h"
+#include "nexus/bench.h"
 #include "nexus/eval.h"
 #include "nexus/hf.h"
 #include "nexus/tokenizer.h"
@@ -36,10 +37,17 @@ typedef struct {
 typedef struct {
     int ok;
     char err[1024];
+    bool is_teacher, has_teacher;
     double params, disk_bytes, peak_rss, data_tokens;
     nx_bench_speed sp;
     nx_eval_result ev;
 } result;
+
+static bool same_dir(const char *a, const char *b) {
+    char ra[4096], rb[4096];
+    if (!realpath(a, ra) || !realpath(b, rb)) return strcmp(a, b) == 0;
+    return strcmp(ra, rb) == 0;
+}
 
 static double disk_size(const char *dir) {
     DIR *d = opendir(dir);
@@ -66,11 +74,6 @@ static double count_params(const nx_model_config *c) {
     for (int i = 0; i < n; i++) s += tab[i].numel;
     free(tab);
     return s;
-}
-
-static void progress(int64_t done, int64_t total) {
-    fprintf(stderr, "\r  evaluating: %lld / %lld windows", (long long)done, (long long)total);
-    if (done == total) fputc('\n', stderr);
 }
 
 /* Everything measured for one model, in this (child) process. */
@@ -100,14 +103,20 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
     if (!st->no_speed && nx_bench_speed_run(&m, &st->bo, &r->sp, err)) goto out;
     r->peak_rss = nx_peak_rss_bytes();
     if (st->data) {
-        if (st->teacher && nx_hf_load_model(st->teacher, &t, err)) {
+        r->is_teacher = st->teacher && same_dir(dir, st->teacher);
+        r->has_teacher = st->teacher && !r->is_teacher;
+        if (r->has_teacher && nx_hf_load_model(st->teacher, &t, err)) {
             nx_fail_prefix(err, "teacher");
             goto out;
         }
-        size_t n = ts.n;
-        if (st->max_windows > 0 && (size_t)st->max_windows * st->seq_len < n) n = (size_t)st->max_windows * st->seq_len;
-        if (nx_eval_stream(&m, st->teacher ? &t : NULL, ts.ids, n, (int)st->seq_len, (int)st->eval_batch, &r->ev,
-                           cli_stderr_tty() ? progress : NULL, err)) {
+        for (size_t i = 0; i < ts.n; i++)
+            if (ts.ids[i] >= m.cfg.V) {
+                nx_fail(err, "%s: token %zu of the stream has id %d, outside the model's vocabulary of %d: "
+                             "the tokenizer does not match the model", st->data, i, ts.ids[i], m.cfg.V);
+                goto out;
+            }
+        if (nx_eval(&m, r->has_teacher ? &t : NULL, nx_stream_tokens(&ts), (int)st->seq_len, (int)st->eval_batch,
+                    st->max_windows, &r->ev, err)) {
             nx_fail_prefix(err, "%s", st->data);
             goto out;
         }
@@ -195,8 +204,8 @@ static int write_plot(const char *path, const char *const *names, const result *
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY, smax = 0;
     int k = 0;
     for (int i = 0; i < n; i++) {
-        if (!r[i].ok || !(r[i].ev.ppl > 0) || !(r[i].sp.decode_tps.median > 0)) continue;
-        double x = r[i].sp.decode_tps.median, y = r[i].ev.ppl;
+        if (!r[i].ok || !(r[i].ev.perplexity > 0) || !(r[i].sp.decode_tps.median > 0)) continue;
+        double x = r[i].sp.decode_tps.median, y = r[i].ev.perplexity;
         xmin = fmin(xmin, x), xmax = fmax(xmax, x), ymin = fmin(ymin, y), ymax = fmax(ymax, y);
         smax = fmax(smax, r[i].disk_bytes);
         k++;
@@ -233,8 +242,8 @@ static int write_plot(const char *path, const char *const *names, const result *
     fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">decode tokens/s (batch 1, higher is better)</text>\n", (L + W - R) / 2, H - 15);
     fprintf(f, "<text transform=\"translate(20 %.0f) rotate(-90)\" text-anchor=\"middle\">perplexity (log scale, lower is better)</text>\n", (Tp + H - Bm) / 2);
     for (int i = 0; i < n; i++) {
-        if (!r[i].ok || !(r[i].ev.ppl > 0) || !(r[i].sp.decode_tps.median > 0)) continue;
-        double x = PX(r[i].sp.decode_tps.median), y = PY(r[i].ev.ppl);
+        if (!r[i].ok || !(r[i].ev.perplexity > 0) || !(r[i].sp.decode_tps.median > 0)) continue;
+        double x = PX(r[i].sp.decode_tps.median), y = PY(r[i].ev.perplexity);
         double rad = smax > 0 ? 4 + 26 * sqrt(r[i].disk_bytes / smax) : 8;
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#3b7dd8\" fill-opacity=\"0.45\" stroke=\"#1d4f91\"/>\n", x, y, rad);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", x + rad + 4, y + 4);
@@ -293,18 +302,25 @@ int cmd_benchmark(int argc, char **argv) {
     }
     st.bo.prompt_tokens = (int)prompt_tokens, st.bo.decode_tokens = (int)decode_tokens;
     st.bo.batch = (int)batch, st.bo.reps = (int)reps;
-    result *res = nx_xcalloc(npos, sizeof *res);
+    /* the teacher is measured too (first row) unless it is among the models */
+    const char *dirs[33];
+    int nd = 0;
+    bool listed = false;
+    for (int i = 0; i < npos; i++) listed |= st.teacher && same_dir(pos[i], st.teacher);
+    if (st.teacher && !listed) dirs[nd++] = st.teacher;
+    for (int i = 0; i < npos; i++) dirs[nd++] = pos[i];
+    result *res = nx_xcalloc(nd, sizeof *res);
     int failed = 0;
-    for (int i = 0; i < npos; i++) {
-        fprintf(stderr, "benchmark: %s\n", pos[i]);
-        if (run_child(pos[i], &st, &res[i])) {
-            fprintf(stderr, "nexus benchmark: %s: %s\n", pos[i], res[i].err);
+    for (int i = 0; i < nd; i++) {
+        fprintf(stderr, "benchmark: %s\n", dirs[i]);
+        if (run_child(dirs[i], &st, &res[i])) {
+            fprintf(stderr, "nexus benchmark: %s: %s\n", dirs[i], res[i].err);
             failed++;
         }
     }
     double tppl = 0;
-    for (int i = 0; i < npos; i++)
-        if (res[i].ok && res[i].ev.has_teacher) tppl = res[i].ev.teacher_ppl;
+    for (int i = 0; i < nd; i++)
+        if (res[i].ok && res[i].is_teacher) tppl = res[i].ev.perplexity;
     if (json) {
         cJSON *o = cJSON_CreateObject(), *s = cJSON_AddObjectToObject(o, "settings");
         cJSON_AddStringToObject(s, "data", st.data ? st.data : "");
@@ -318,10 +334,11 @@ int cmd_benchmark(int argc, char **argv) {
         cJSON_AddStringToObject(s, "peak_rss", "VmHWM of a child process per model, read after loading and the speed runs, before the teacher is loaded");
         if (tppl > 0) cJSON_AddNumberToObject(o, "teacher_perplexity", tppl);
         cJSON *arr = cJSON_AddArrayToObject(o, "models");
-        for (int i = 0; i < npos; i++) {
+        for (int i = 0; i < nd; i++) {
             const result *r = &res[i];
             cJSON *m = cJSON_CreateObject();
-            cJSON_AddStringToObject(m, "path", pos[i]);
+            cJSON_AddStringToObject(m, "path", dirs[i]);
+            cJSON_AddBoolToObject(m, "is_teacher", r->is_teacher);
             if (!r->ok) {
                 cJSON_AddStringToObject(m, "error", r->err);
                 cJSON_AddItemToArray(arr, m);
@@ -334,14 +351,13 @@ int cmd_benchmark(int argc, char **argv) {
                 cJSON_AddNumberToObject(m, "data_tokens", r->data_tokens);
                 cJSON_AddNumberToObject(m, "windows", (double)r->ev.windows);
                 cJSON_AddNumberToObject(m, "positions", (double)r->ev.positions);
-                cJSON_AddNumberToObject(m, "mean_ce", r->ev.mean_ce);
-                cJSON_AddNumberToObject(m, "perplexity", r->ev.ppl);
-                if (r->ev.has_teacher) {
+                cJSON_AddNumberToObject(m, "mean_ce", r->ev.loss);
+                cJSON_AddNumberToObject(m, "perplexity", r->ev.perplexity);
+                if (r->has_teacher) {
                     cJSON_AddNumberToObject(m, "agreement", r->ev.agreement);
                     cJSON_AddNumberToObject(m, "kl", r->ev.kl);
-                    cJSON_AddNumberToObject(m, "teacher_perplexity", r->ev.teacher_ppl);
-                    cJSON_AddNumberToObject(m, "perplexity_ratio", r->ev.ppl / r->ev.teacher_ppl);
                 }
+                if (tppl > 0) cJSON_AddNumberToObject(m, "perplexity_ratio", r->ev.perplexity / tppl);
             }
             if (!st.no_speed) {
                 cJSON_AddItemToObject(m, "ttft_ms", stat_json(r->sp.ttft_ms));
@@ -364,16 +380,21 @@ int cmd_benchmark(int argc, char **argv) {
         if (!st.no_speed)
             printf(" %8s %9s %9s %9s %17s", "TTFT ms", "prefill/s", "decode/s", "b8 tok/s", "lat p50/95/99 ms");
         printf("\n");
-        for (int i = 0; i < npos; i++) {
+        for (int i = 0; i < nd; i++) {
             const result *r = &res[i];
             if (!r->ok) {
-                printf("%-24s error: %s\n", base_name(pos[i]), r->err);
+                printf("%-24s error: %s\n", base_name(dirs[i]), r->err);
                 continue;
             }
-            printf("%-24s %8.2f %8.1f %8.1f", base_name(pos[i]), r->params / 1e6, r->disk_bytes / 1e6, r->peak_rss / 1e6);
-            if (st.data) printf(" %9.3f", r->ev.ppl);
+            char label[300];
+            snprintf(label, sizeof label, "%s%s", base_name(dirs[i]), r->is_teacher ? " (teacher)" : "");
+            printf("%-24s %8.2f %8.1f %8.1f", label, r->params / 1e6, r->disk_bytes / 1e6, r->peak_rss / 1e6);
+            if (st.data) printf(" %9.3f", r->ev.perplexity);
             else printf(" %9s", "-");
-            if (tppl > 0) printf(" %7.3f %7.4f %7.4f", r->ev.ppl / tppl, r->ev.agreement, r->ev.kl);
+            if (tppl > 0) {
+                if (r->has_teacher) printf(" %7.3f %7.4f %7.4f", r->ev.perplexity / tppl, r->ev.agreement, r->ev.kl);
+                else printf(" %7.3f %7s %7s", r->ev.perplexity / tppl, "-", "-");
+            }
             if (!st.no_speed)
                 printf(" %8.1f %9.0f %9.1f %9.1f %5.2f/%.2f/%.2f", r->sp.ttft_ms.median, r->sp.prefill_tps.median,
                        r->sp.decode_tps.median, r->sp.decode_batch_tps.median, r->sp.latency_p50_ms,
@@ -387,14 +408,14 @@ int cmd_benchmark(int argc, char **argv) {
     }
     int status = failed ? EXIT_RUNTIME : EXIT_OK;
     if (plot) {
-        const char **names = nx_xmalloc(sizeof(char *) * npos);
-        char (*nb)[256] = nx_xmalloc(256 * (size_t)npos);
-        for (int i = 0; i < npos; i++) {
-            snprintf(nb[i], 256, "%s", base_name(pos[i]));
+        const char **names = nx_xmalloc(sizeof(char *) * nd);
+        char (*nb)[256] = nx_xmalloc(256 * (size_t)nd);
+        for (int i = 0; i < nd; i++) {
+            snprintf(nb[i], 256, "%s", base_name(dirs[i]));
             names[i] = nb[i];
         }
         nx_err err;
-        if (write_plot(plot, names, res, npos, &err)) status = cli_error("benchmark", err.msg);
+        if (write_plot(plot, names, res, nd, &err)) status = cli_error("benchmark", err.msg);
         free(names), free(nb);
     }
     free(res);

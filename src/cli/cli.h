@@ -48,6 +48,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_benchmark(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_prepare_data(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 
 #endif

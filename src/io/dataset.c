@@ -100,31 +100,54 @@ static void progress(run *r, bool final) {
     fflush(stderr);
 }
 
-/* Tokenize a chunk in parallel and append it in order. */
-static int flush_chunk(run *r, chunk *c, nx_err *err) {
+enum { DOC_OK, DOC_NOT_JSON, DOC_NO_FIELD, DOC_BAD_TEXT };
+
+/* Parse (JSONL) and tokenize a chunk in parallel, then append it in order;
+ * the first bad line in file order decides the error. */
+static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *err) {
     size_t n = c->n;
     if (!n) return NX_OK;
     int32_t **ids = nx_xcalloc(n, sizeof(int32_t *));
-    size_t *len = nx_xcalloc(n, sizeof(size_t));
-    int *bad = nx_xcalloc(n, sizeof(int));
+    size_t *len = nx_xcalloc(n, sizeof(size_t)), *tbytes = nx_xcalloc(n, sizeof(size_t));
+    int *status = nx_xcalloc(n, sizeof(int));
+    nx_err *first_err = nx_xcalloc(1, sizeof(nx_err));
+    size_t first_bad = n;
     int nt = r->o->threads > 0 ? r->o->threads : omp_get_max_threads();
     #pragma omp parallel for schedule(dynamic, 8) num_threads(nt)
     for (size_t i = 0; i < n; i++) {
+        const char *text = c->text.p + c->d[i].off;
+        size_t tl = c->d[i].len;
+        cJSON *o = NULL;
+        if (jsonl) {
+            o = cJSON_ParseWithLength(text, tl);
+            const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, field) : NULL;
+            if (!o) status[i] = DOC_NOT_JSON;
+            else if (!cJSON_IsString(v)) status[i] = DOC_NO_FIELD;
+            else { text = v->valuestring; tl = strlen(text); }
+        }
         nx_err e;
-        bad[i] = nx_tokenizer_encode(r->t, c->text.p + c->d[i].off, c->d[i].len, false, &ids[i], &len[i], &e) != NX_OK;
+        if (status[i] == DOC_OK && nx_tokenizer_encode(r->t, text, tl, false, &ids[i], &len[i], &e)) {
+            status[i] = DOC_BAD_TEXT;
+            #pragma omp critical
+            if (i < first_bad) { first_bad = i; *first_err = e; }
+        }
+        tbytes[i] = tl;
+        cJSON_Delete(o);
     }
     int rc = NX_OK;
     for (size_t i = 0; i < n && rc == NX_OK; i++) {
-        if (bad[i]) {
-            if (r->o->skip_bad_lines) { r->st.bad_lines++; continue; }
-            nx_err e;
-            int32_t *x;
-            size_t k;
-            (void)nx_tokenizer_encode(r->t, c->text.p + c->d[i].off, c->d[i].len, false, &x, &k, &e);
-            if (c->d[i].line > 0)
-                rc = nx_fail(err, "%s:%ld: %s (or pass --skip-bad-lines)", r->path, c->d[i].line, e.msg);
+        if (status[i] != DOC_OK) {
+            if (r->o->skip_bad_lines && c->d[i].line > 0) { r->st.bad_lines++; continue; }
+            const char *hint = c->d[i].line > 0 ? " (fix it or pass --skip-bad-lines)" : "";
+            if (status[i] == DOC_NOT_JSON)
+                rc = nx_fail(err, "%s:%ld: line is not valid JSON%s", r->path, c->d[i].line, hint);
+            else if (status[i] == DOC_NO_FIELD)
+                rc = nx_fail(err, "%s:%ld: no string field \"%s\" (choose the field with --field)%s", r->path,
+                             c->d[i].line, field, hint);
+            else if (c->d[i].line > 0)
+                rc = nx_fail(err, "%s:%ld: field \"%s\": %s%s", r->path, c->d[i].line, field, first_err->msg, hint);
             else
-                rc = nx_fail(err, "%s: %s", r->path, e.msg);
+                rc = nx_fail(err, "%s: %s", r->path, first_err->msg);
             continue;
         }
         stream_push(r->out, &r->cap, ids[i], len[i]);
@@ -136,10 +159,10 @@ static int flush_chunk(run *r, chunk *c, nx_err *err) {
         }
         r->out->doc_end[r->out->n_docs++] = r->out->n;
         r->st.docs++;
-        r->st.bytes += c->d[i].len;
+        r->st.bytes += tbytes[i];
     }
     for (size_t i = 0; i < n; i++) free(ids[i]);
-    free(ids); free(len); free(bad);
+    free(ids); free(len); free(tbytes); free(status); free(first_err);
     c->n = 0;
     c->text.n = 0;
     progress(r, false);
@@ -196,7 +219,7 @@ static int do_file(run *r, const char *path, nx_err *err) {
         else {
             chunk_add(&c, all.p ? all.p : "", all.n, 0);
             r->file_pos = r->file_bytes;
-            rc = flush_chunk(r, &c, err);
+            rc = flush_chunk(r, &c, jsonl, field, err);
         }
         free(all.p);
     } else {
@@ -207,21 +230,10 @@ static int do_file(run *r, const char *path, nx_err *err) {
             size_t i = 0;
             while (i < line.n && (line.p[i] == ' ' || line.p[i] == '\t')) i++;
             if (i == line.n) continue; /* blank line */
-            cJSON *o = cJSON_ParseWithLength(line.p, line.n);
-            const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, field) : NULL;
-            if (!o || !cJSON_IsString(v)) {
-                if (r->o->skip_bad_lines) r->st.bad_lines++;
-                else if (!o) rc = nx_fail(err, "%s:%ld: line is not valid JSON (fix it or pass --skip-bad-lines)", path, lineno);
-                else rc = nx_fail(err, "%s:%ld: no string field \"%s\" (choose it with --field, or pass --skip-bad-lines)",
-                                  path, lineno, field);
-                cJSON_Delete(o);
-                continue;
-            }
-            chunk_add(&c, v->valuestring, strlen(v->valuestring), lineno);
-            cJSON_Delete(o);
+            chunk_add(&c, line.p, line.n, lineno);
             if (c.n >= 4096 || c.text.n >= (16u << 20)) {
                 r->file_pos = (uint64_t)gzoffset(g);
-                rc = flush_chunk(r, &c, err);
+                rc = flush_chunk(r, &c, jsonl, field, err);
             }
         }
         if (rc == NX_OK && got < 0) {
@@ -229,7 +241,7 @@ static int do_file(run *r, const char *path, nx_err *err) {
             rc = nx_fail(err, "%s: read error after line %ld (%s): truncated or corrupt gzip?", path, lineno, gzerror(g, &e));
         }
         r->file_pos = r->file_bytes;
-        if (rc == NX_OK) rc = flush_chunk(r, &c, err);
+        if (rc == NX_OK) rc = flush_chunk(r, &c, jsonl, field, err);
     }
     progress(r, true);
     free(line.p);

@@ -33,7 +33,6 @@
  * safetensors library orders them, so that saving a bf16 checkpoint we
  * loaded gives back the same bytes. */
 #include <cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

@@ -1,12 +1,7 @@
-/* eval.c — perplexity / agreement / KL over a token stream, and the speed
- * measurements of inference (see eval.h for the definitions).
- *
- * Quality runs the training forward (nx_model_forward, no gradients) over
- * batches of windows, so it is the same computation the trainer's loss
- * sees; the losses of loss.c give the per-position means. Speed runs the
- * inference engine (infer.h) on synthetic ids: one warm-up, then reps
- * measured runs, reported as min / median / max. */
-#include "nexus/eval.h"
+/* bench.c — the speed measurements of inference (see bench.h): the
+ * inference engine (infer.h) on synthetic ids, one warm-up, then reps
+ * measured runs, reported as min / median / max, plus peak memory. */
+#include "nexus/bench.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,76 +9,12 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "nexus/loss.h"
 
 static int32_t argmax(const float *x, int V) {
     int32_t b = 0;
     for (int v = 1; v < V; v++)
         if (x[v] > x[b]) b = v;
     return b;
-}
-
-int nx_eval_stream(const nx_model *m, const nx_model *teacher, const int32_t *tokens, size_t n,
-                   int seq_len, int batch, nx_eval_result *r,
-                   void (*progress)(int64_t, int64_t), nx_err *err) {
-    memset(r, 0, sizeof *r);
-    const nx_model_config *c = &m->cfg;
-    if (seq_len < 2) return nx_fail(err, "sequence length must be at least 2 (got %d)", seq_len);
-    if (batch < 1) return nx_fail(err, "batch must be positive (got %d)", batch);
-    int64_t W = (int64_t)(n / (size_t)seq_len);
-    if (W == 0)
-        return nx_fail(err, "the data holds %zu tokens: not one complete window of %d tokens to "
-                            "evaluate (use more data or a smaller sequence length)", n, seq_len);
-    if (teacher && teacher->cfg.V != c->V)
-        return nx_fail(err, "teacher vocabulary (%d) differs from the model's (%d): agreement and KL "
-                            "need the same tokenizer", teacher->cfg.V, c->V);
-    for (size_t i = 0; i < (size_t)W * seq_len; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->V)
-            return nx_fail(err, "token %zu of the stream has id %d, outside the model's vocabulary "
-                                "of %d: was the data tokenized with another tokenizer?", i, tokens[i], c->V);
-    if (batch > W) batch = (int)W;
-    nx_acts a, ta;
-    if (nx_acts_init(&a, c, batch, seq_len, false, err)) return NX_ERR;
-    if (teacher && nx_acts_init(&ta, &teacher->cfg, batch, seq_len, false, err)) {
-        nx_acts_free(&a);
-        return NX_ERR;
-    }
-    int32_t *tg = nx_xmalloc(sizeof(int32_t) * batch * seq_len);
-    double ce_sum = 0, kl_sum = 0, tce_sum = 0;
-    int64_t agree = 0, pos = 0;
-    for (int64_t w0 = 0; w0 < W; w0 += batch) {
-        int B = W - w0 < batch ? (int)(W - w0) : batch, N = B * seq_len;
-        const int32_t *ids = tokens + (size_t)w0 * seq_len;
-        for (int i = 0; i < N; i++) tg[i] = (i % seq_len == seq_len - 1) ? -1 : ids[i + 1];
-        int cnt = B * (seq_len - 1);
-        nx_model_forward(m, &a, ids, B, seq_len, true);
-        ce_sum += nx_cross_entropy(NULL, 0.0f, a.logits, tg, N, c->V) * cnt;
-        if (teacher) {
-            nx_model_forward(teacher, &ta, ids, B, seq_len, true);
-            kl_sum += nx_kd_loss(NX_KD_FORWARD_KL, 1.0f, NULL, 0.0f, a.logits, ta.logits, tg, N, c->V) * cnt;
-            tce_sum += nx_cross_entropy(NULL, 0.0f, ta.logits, tg, N, c->V) * cnt;
-            for (int i = 0; i < N; i++)
-                if (tg[i] >= 0)
-                    agree += argmax(a.logits + (size_t)i * c->V, c->V) ==
-                             argmax(ta.logits + (size_t)i * c->V, c->V);
-        }
-        pos += cnt;
-        if (progress) progress(w0 + B, W);
-    }
-    r->windows = W;
-    r->positions = pos;
-    r->mean_ce = ce_sum / pos;
-    r->ppl = exp(r->mean_ce);
-    if (teacher) {
-        r->has_teacher = true;
-        r->agreement = (double)agree / pos;
-        r->kl = kl_sum / pos;
-        r->teacher_ppl = exp(tce_sum / pos);
-        nx_acts_free(&ta);
-    }
-    free(tg);
-    nx_acts_free(&a);
-    return NX_OK;
 }
 
 nx_bench_opts nx_bench_defaults(void) {

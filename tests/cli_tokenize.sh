@@ -1,0 +1,49 @@
+#!/bin/sh
+# cli_tokenize.sh — `nexus tokenize` and `nexus prepare-data` on the small
+# fixture tokenizers: outputs, exit codes (2 usage, 1 runtime) and messages.
+: "${NEXUS:=./nexus}"
+pass=0; fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+check() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2' want '$3'"; fi; }
+T=$(mktemp -d /tmp/nx_cli_tok_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+FX=tests/fixtures
+
+check "ids" "$($NEXUS tokenize --model $FX/tok-bytelevel --text 'hello the world')" "261 258 262 111 114 108 100"
+check "template adds bos/eos by default" "$($NEXUS tokenize --model $FX/tok-split --text hello)" "300 261 301"
+check "--no-special" "$($NEXUS tokenize --model $FX/tok-split --text hello --no-special)" "261"
+check "--json" "$($NEXUS tokenize --model $FX/tok-spm/tokenizer.json --text 'hello wx' --json)" \
+      '{"ids":[1,268,259,269,123],"decoded":"<s> hello wx"}'
+printf 'lll' > "$T/in.txt"
+check "--file" "$($NEXUS tokenize --model $FX/tok-bytelevel --file "$T/in.txt")" "259 108"
+$NEXUS tokenize --model $FX/tok-bytelevel >/dev/null 2>&1; check "missing --text is usage error" "$?" "2"
+printf 'a\377b' > "$T/bad.txt"
+msg=$($NEXUS tokenize --model $FX/tok-bytelevel --file "$T/bad.txt" 2>&1); rc=$?
+check "invalid UTF-8 exit 1" "$rc" "1"
+case "$msg" in *"byte offset 1"*) ok "invalid UTF-8 names the offset";; *) bad "invalid UTF-8 message: $msg";; esac
+$NEXUS tokenize --model "$T/nothing" --text x >/dev/null 2>&1; check "missing model exit 1" "$?" "1"
+
+printf '{"text": "hello"}\n{"text": " the"}\n{"text": "lll"}\n{"text": "hello"}\n' > "$T/c.jsonl"
+out=$($NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/c.jsonl" --out "$T/o" --val-docs 1); rc=$?
+check "prepare-data exit 0" "$rc" "0"
+case "$out" in *"train.bin: 3 documents, 7 tokens"*"val.bin: 1 documents, 2 tokens"*) ok "prepare-data counts";;
+    *) bad "prepare-data output: $out";; esac
+[ -s "$T/o/train.bin" ] && [ -s "$T/o/val.bin" ] && ok "shards written" || bad "shards written"
+# 64-byte header + 7 u16 tokens
+check "train.bin size" "$(wc -c < "$T/o/train.bin" | tr -d ' ')" "78"
+printf '{"text": "hello"}\nnot json\n{"text": "lll"}\n' > "$T/b.jsonl"
+msg=$($NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/b.jsonl" --out "$T/o2" 2>&1); rc=$?
+check "bad line exit 1" "$rc" "1"
+case "$msg" in *"b.jsonl:2:"*"not valid JSON"*) ok "bad line names file:line";; *) bad "bad line message: $msg";; esac
+out=$($NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/b.jsonl" --out "$T/o2" --skip-bad-lines); rc=$?
+check "--skip-bad-lines exit 0" "$rc" "0"
+case "$out" in *"train.bin: 2 documents, 5 tokens"*"1 bad lines skipped"*) ok "--skip-bad-lines counts";;
+    *) bad "--skip-bad-lines output: $out";; esac
+msg=$($NEXUS prepare-data --model $FX/tok-split --input "$T/c.jsonl" --out "$T/o3" 2>&1); rc=$?
+check "tok-split has eos from template" "$rc" "0"
+$NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/c.jsonl" >/dev/null 2>&1; check "missing --out is usage error" "$?" "2"
+$NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/c.jsonl" --out "$T/o4" --val-fraction 1.5 >/dev/null 2>&1
+check "bad --val-fraction is usage error" "$?" "2"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

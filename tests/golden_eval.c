@@ -1,0 +1,31 @@
+/* golden_eval.c — teacher-19m's validation perplexity as PROTOCOLS.md
+ * defines it (transformers: 103.155), and agreement 1 / KL 0 against
+ * itself. */
+#include "nexus/dataset.h"
+#include "nexus/eval.h"
+#include "nexus/hf.h"
+#include "nxtest.h"
+
+TEST(teacher19m_validation_perplexity) {
+    const char *dir = "../shared/models/teacher-19m";
+    nx_model m;
+    nx_tokenizer *tok;
+    nx_err e;
+    CHECK(nx_hf_load_model(dir, &m, &e) == NX_OK);
+    CHECK(nx_tokenizer_load(&tok, dir, &e) == NX_OK);
+    const char *paths[] = {"../shared/data/corpus/validation.jsonl"};
+    nx_docs_opts o = {.eos_id = nx_tokenizer_eos_id(tok)};
+    nx_token_stream s = {0};
+    CHECK(nx_dataset_tokenize(tok, paths, 1, &o, &s, NULL, &e) == NX_OK);
+    CHECK(s.n == 180547);
+    nx_eval_result r;
+    double t0 = nx_now();
+    CHECK(nx_eval(&m, &m, nx_stream_tokens(&s), 256, 16, 0, &r, &e) == NX_OK);
+    printf("  ppl %.4f over %lld windows (%.1f s); agreement with itself %.4f, KL %.2g\n", r.perplexity,
+           (long long)r.windows, nx_now() - t0, r.agreement, r.kl);
+    CHECK(fabs(r.perplexity / 103.155 - 1) < 0.003);
+    CHECK(r.windows == 180547 / 256 && r.agreement == 1.0 && fabs(r.kl) < 1e-6);
+    nx_token_stream_free(&s);
+    nx_tokenizer_free(tok);
+    nx_model_free(&m);
+}
