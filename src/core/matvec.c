@@ -27,6 +27,19 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
+/* While a block of 4 rows (4·IC floats, contiguous) is read, fetch the
+ * next block into cache at the same pace: at step i (every 16 floats) the
+ * 64 floats at 4·i of the next block. Streaming with the hardware
+ * prefetcher alone leaves ~10% of the read bandwidth unused here. Prefetches
+ * past the end of W are harmless (they never fault). */
+static inline void prefetch_next(const float *W, int IC, int i) {
+    const char *p = (const char *)(W + 4 * (long)IC + 4 * (long)i);
+    _mm_prefetch(p, _MM_HINT_T0);
+    _mm_prefetch(p + 64, _MM_HINT_T0);
+    _mm_prefetch(p + 128, _MM_HINT_T0);
+    _mm_prefetch(p + 192, _MM_HINT_T0);
+}
+
 /* out[r] = W[r]·x for r < 4 */
 static inline void dot4(float out[4], const float *W, const float *x, int IC) {
     const float *w0 = W, *w1 = W + IC, *w2 = W + 2 * (long)IC, *w3 = W + 3 * (long)IC;
@@ -34,6 +47,7 @@ static inline void dot4(float out[4], const float *W, const float *x, int IC) {
            a3 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= IC; i += 8) {
+        if ((i & 15) == 0) prefetch_next(W, IC, i);
         __m256 xv = _mm256_loadu_ps(x + i);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xv, a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xv, a1);
@@ -67,6 +81,7 @@ static inline void dot4x2(float o[2][4], const float *W, const float *x0, const 
            a12 = _mm256_setzero_ps(), a13 = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= IC; i += 8) {
+        if ((i & 15) == 0) prefetch_next(W, IC, i);
         __m256 u = _mm256_loadu_ps(x0 + i), v = _mm256_loadu_ps(x1 + i);
         __m256 c0 = _mm256_loadu_ps(w0 + i), c1 = _mm256_loadu_ps(w1 + i);
         a00 = _mm256_fmadd_ps(c0, u, a00);
@@ -88,22 +103,6 @@ static inline void dot4x2(float o[2][4], const float *W, const float *x0, const 
         }
 }
 
-/* out[0] = w0·x, out[1] = w1·x */
-static inline void dot2(float out[2], const float *w0, const float *w1, const float *x, int IC) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= IC; i += 8) {
-        __m256 xv = _mm256_loadu_ps(x + i);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + i), xv, a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + i), xv, a1);
-    }
-    float s0 = hsum8(a0), s1 = hsum8(a1);
-    for (; i < IC; i++) {
-        s0 += w0[i] * x[i];
-        s1 += w1[i] * x[i];
-    }
-    out[0] = s0, out[1] = s1;
-}
 #else
 static inline void dot4(float out[4], const float *W, const float *x, int IC) {
     float s[4] = {0, 0, 0, 0};
@@ -115,10 +114,6 @@ static inline float dot1(const float *w, const float *x, int IC) {
     float s = 0;
     for (int i = 0; i < IC; i++) s += w[i] * x[i];
     return s;
-}
-static inline void dot2(float out[2], const float *w0, const float *w1, const float *x, int IC) {
-    out[0] = dot1(w0, x, IC);
-    out[1] = dot1(w1, x, IC);
 }
 static inline void dot4x2(float o[2][4], const float *W, const float *x0, const float *x1, int IC) {
     dot4(o[0], W, x0, IC);

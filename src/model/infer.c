@@ -223,8 +223,15 @@ static void run_layers(nx_infer *s, bool decode, int N, int b, int p0) {
             mm(decode, s->gu, 2 * F, s->xn, w->wg, NULL, N, C, F, false);
             mm(decode, s->gu + F, 2 * F, s->xn, w->wu, NULL, N, C, F, false);
         }
-        for (int r = 0; r < N; r++) /* act_fn(gate_proj(x)) * up_proj(x) */
-            nx_swiglu_forward(s->h + (long)r * F, s->gu + (long)r * 2 * F, s->gu + (long)r * 2 * F + F, F);
+        /* act_fn(gate_proj(x)) * up_proj(x), silu(g) = g·σ(g), over all rows at once */
+        const float *gu = s->gu;
+        float *hh = s->h;
+#pragma omp parallel for schedule(static) if ((long)N * F >= 1024)
+        for (long i = 0; i < (long)N * F; i++) {
+            long r = i / F, f = i % F;
+            float g = gu[r * 2 * F + f];
+            hh[i] = g / (1.0f + expf(-g)) * gu[r * 2 * F + F + f];
+        }
         mm(decode, s->x, C, s->h, w->wd, NULL, N, F, C, true);
     }
 }
