@@ -16,6 +16,8 @@ typedef struct {
 static const command COMMANDS[] = {
     {"generate", cmd_generate, "generate text with a model (KV cache, streaming)"},
     {"benchmark", cmd_benchmark, "perplexity, agreement, speed and cost of models"},
+    {"distill", cmd_distill, "distill a teacher into a smaller student from a YAML config"},
+    {"train", cmd_train, "train a model from a YAML config with no teacher"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
     {"info", cmd_info, "architecture, parameter counts, sizes and memory needs of a model"},

@@ -44,6 +44,15 @@ static nx_model_config tiny(int L) {
                              .bos_id = -1, .eos_id = -1, .dtype = NX_F32};
 }
 
+/* windows of T+1 tokens → inputs and targets, as the loader makes them */
+static void split(const int32_t *win, int rows, int T, int32_t *in, int32_t *tg) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < T; t++) {
+            in[r * T + t] = win[r * (T + 1) + t];
+            tg[r * T + t] = win[r * (T + 1) + t + 1];
+        }
+}
+
 static nx_train_opts opts(int B, int accum) {
     return (nx_train_opts){.B = B, .T = 8, .accum = accum, .alpha = 0.5f, .temp = 2.0f,
                            .kd = NX_KD_FORWARD_KL, .lr = 1e-2f, .min_lr = 1e-3f, .beta1 = 0.9f,
@@ -65,11 +74,12 @@ TEST(accumulation_equals_larger_batch) {
     nx_train_opts oa = opts(4, 1), ob = opts(2, 2);
     CHECK(nx_trainer_init(&a, &s1, &t, &oa, NULL) == NX_OK);
     CHECK(nx_trainer_init(&b, &s2, &t, &ob, NULL) == NX_OK);
-    int32_t win[4 * 8];
-    for (int i = 0; i < 32; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
+    int32_t win[4 * 9], in[32], tg[32];
+    for (int i = 0; i < 36; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
+    split(win, 4, 8, in, tg);
     nx_step_stats sa, sb;
-    nx_trainer_step(&a, win, &sa);
-    nx_trainer_step(&b, win, &sb);
+    CHECK(nx_trainer_step(&a, in, tg, &sa) == NX_OK);
+    CHECK(nx_trainer_step(&b, in, tg, &sb) == NX_OK);
     CHECK(fabs(sa.loss - sb.loss) < 1e-5 * fabs(sa.loss));
     CHECK(fabs(sa.grad_norm - sb.grad_norm) < 1e-4 * sa.grad_norm);
     CHECK_REL(s1.params, s2.params, (long)s1.nparams, 1e-5);
@@ -93,12 +103,13 @@ TEST(student_learns_from_teacher_and_is_deterministic) {
     nx_trainer tr;
     nx_train_opts o = opts(4, 1);
     CHECK(nx_trainer_init(&tr, &s, &t, &o, NULL) == NX_OK);
-    int32_t win[4 * 8];
-    for (int i = 0; i < 32; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
+    int32_t win[4 * 9], in[32], tg[32];
+    for (int i = 0; i < 36; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
+    split(win, 4, 8, in, tg);
     nx_step_stats st;
     double first = 0, last = 0;
     for (int k = 0; k < 40; k++) {
-        nx_trainer_step(&tr, win, &st);
+        nx_trainer_step(&tr, in, tg, &st);
         if (k == 0) first = st.loss;
         last = st.loss;
     }
@@ -110,8 +121,15 @@ TEST(student_learns_from_teacher_and_is_deterministic) {
     nx_trainer_free(&tr);
     memcpy(s.params, init, s.nparams * sizeof(float));
     CHECK(nx_trainer_init(&tr, &s, &t, &o, NULL) == NX_OK);
-    for (int k = 0; k < 40; k++) nx_trainer_step(&tr, win, &st);
+    for (int k = 0; k < 40; k++) nx_trainer_step(&tr, in, tg, &st);
     CHECK(memcmp(after, s.params, s.nparams * sizeof(float)) == 0);
+    /* a non-finite loss stops the step before any update, naming the tensor */
+    float *before = malloc(s.nparams * sizeof(float));
+    s.params[5] = INFINITY;
+    memcpy(before, s.params, s.nparams * sizeof(float));
+    CHECK(nx_trainer_step(&tr, in, tg, &st) == NX_ERR && st.bad_tensor[0]);
+    CHECK(memcmp(before, s.params, s.nparams * sizeof(float)) == 0);
+    free(before);
     s.params[7] = NAN;
     char name[96];
     CHECK(!nx_params_finite(&c, s.params, name, sizeof name) && strcmp(name, "model.embed_tokens.weight") == 0);

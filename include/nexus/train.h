@@ -3,9 +3,8 @@
  * front: student activations and gradients, teacher activations, AdamW
  * state. Nothing is allocated inside nx_trainer_step.
  *
- * A step takes accum × B windows of T tokens; as in PROTOCOLS.md, positions
- * 0..T−2 of a window predict tokens 1..T−1 (the last position has no
- * target and does not count). It runs the teacher forward without gradients, the
+ * A step takes accum micro-batches of B × T inputs with their next-token
+ * targets (from the data loader: windows of T + 1 tokens). It runs the teacher forward without gradients, the
  * student forward and backward on
  *     loss = alpha · kd(student, teacher; temp) + (1 − alpha) · ce
  * (kd is forward KL, reverse KL or JSD, each scaled by temp²), averages
@@ -33,6 +32,7 @@ typedef struct nx_step_stats {
     double grad_norm;           /* before clipping */
     float lr;
     int64_t tokens;             /* tokens this step trained on */
+    char bad_tensor[96];        /* on a non-finite loss: the first gradient that went bad */
 } nx_step_stats;
 
 typedef struct nx_trainer {
@@ -42,7 +42,6 @@ typedef struct nx_trainer {
     nx_acts sa, ta;
     float *grads;               /* student-parameter-shaped */
     nx_adamw opt;
-    int32_t *inputs, *targets;  /* (B*T) each */
     int64_t step;               /* steps done */
 } nx_trainer;
 
@@ -53,8 +52,11 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
                     const nx_train_opts *o, nx_err *err);
 void nx_trainer_free(nx_trainer *tr);
 
-/* One step on windows (accum × B × T token ids, each < V). */
-void nx_trainer_step(nx_trainer *tr, const int32_t *windows, nx_step_stats *st);
+/* One step on accum × B × T inputs and targets (target −1: position left
+ * out). Returns NX_ERR without updating anything when the loss or the
+ * gradient is not finite (st->bad_tensor names where it shows first). */
+int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *targets,
+                    nx_step_stats *st);
 
 /* Is every value finite? For the NaN guard: on failure names the first
  * parameter (HF name) holding a non-finite value in name (may be NULL). */

@@ -49,6 +49,8 @@ int cmd_benchmark(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_prepare_data(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 
 #endif

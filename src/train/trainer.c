@@ -31,8 +31,6 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
     }
     tr->grads = nx_aligned_alloc(student->nparams * sizeof(float));
     nx_adamw_init(&tr->opt, student->nparams, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay);
-    tr->inputs = nx_xmalloc(sizeof(int32_t) * o->B * o->T);
-    tr->targets = nx_xmalloc(sizeof(int32_t) * o->B * o->T);
     return NX_OK;
 }
 
@@ -41,12 +39,11 @@ void nx_trainer_free(nx_trainer *tr) {
     if (tr->teacher) nx_acts_free(&tr->ta);
     nx_adamw_free(&tr->opt);
     free(tr->grads);
-    free(tr->inputs);
-    free(tr->targets);
     memset(tr, 0, sizeof *tr);
 }
 
-void nx_trainer_step(nx_trainer *tr, const int32_t *windows, nx_step_stats *st) {
+int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *targets,
+                    nx_step_stats *st) {
     const nx_train_opts *o = &tr->o;
     int B = o->B, T = o->T, N = B * T, V = tr->student->cfg.V;
     bool kd = tr->teacher && o->alpha > 0;
@@ -54,20 +51,16 @@ void nx_trainer_step(nx_trainer *tr, const int32_t *windows, nx_step_stats *st) 
     memset(tr->grads, 0, tr->student->nparams * sizeof(float));
     double loss = 0, ce = 0, kdv = 0;
     for (int a = 0; a < o->accum; a++) {
-        const int32_t *win = windows + (size_t)a * B * T;
-        for (int n = 0; n < N; n++) {
-            tr->inputs[n] = win[n];
-            tr->targets[n] = (n % T == T - 1) ? -1 : win[n + 1];
-        }
-        if (kd) nx_model_forward(tr->teacher, &tr->ta, tr->inputs, B, T, true);
-        nx_model_forward(tr->student, &tr->sa, tr->inputs, B, T, true);
+        const int32_t *in = inputs + (size_t)a * N, *tg = targets + (size_t)a * N;
+        if (kd) nx_model_forward(tr->teacher, &tr->ta, in, B, T, true);
+        nx_model_forward(tr->student, &tr->sa, in, B, T, true);
         float *dl = tr->sa.dlogits;
         memset(dl, 0, sizeof(float) * N * V);
         /* each micro-batch contributes 1/accum of the step's mean loss */
         float s = 1.0f / o->accum;
-        double c = nx_cross_entropy(w_ce > 0 ? dl : NULL, w_ce * s, tr->sa.logits, tr->targets, N, V);
-        double k = kd ? nx_kd_loss(o->kd, o->temp, dl, w_kd * s, tr->sa.logits, tr->ta.logits,
-                                   tr->targets, N, V)
+        double c = nx_cross_entropy(w_ce > 0 ? dl : NULL, w_ce * s, tr->sa.logits, tg, N, V);
+        double k = kd ? nx_kd_loss(o->kd, o->temp, dl, w_kd * s, tr->sa.logits, tr->ta.logits, tg,
+                                   N, V)
                       : 0.0;
         ce += c / o->accum;
         kdv += k / o->accum;
@@ -75,11 +68,19 @@ void nx_trainer_step(nx_trainer *tr, const int32_t *windows, nx_step_stats *st) 
         nx_model_backward(tr->student, &tr->sa, tr->grads, NULL);
     }
     float lr = nx_lr_at(o->sched, o->lr, o->min_lr, o->warmup, o->total_steps, tr->step);
-    double norm = nx_clip_grad_norm(tr->grads, tr->student->nparams, o->clip);
+    *st = (nx_step_stats){.step = tr->step, .loss = loss, .ce = ce, .kd = kdv, .lr = lr,
+                          .tokens = (int64_t)o->accum * N};
+    st->grad_norm = nx_grad_norm(tr->grads, tr->student->nparams);
+    if (!isfinite(loss) || !isfinite(st->grad_norm)) {
+        /* name the first tensor whose gradient went bad; do not update */
+        if (nx_params_finite(&tr->student->cfg, tr->grads, st->bad_tensor, sizeof st->bad_tensor))
+            snprintf(st->bad_tensor, sizeof st->bad_tensor, "%s", kd ? "teacher or student logits" : "student logits");
+        return NX_ERR;
+    }
+    nx_clip_grad_norm(tr->grads, tr->student->nparams, o->clip);
     nx_adamw_step(&tr->opt, tr->student->params, tr->grads, lr, NULL);
-    *st = (nx_step_stats){.step = tr->step, .loss = loss, .ce = ce, .kd = kdv, .grad_norm = norm,
-                          .lr = lr, .tokens = (int64_t)o->accum * N};
     tr->step++;
+    return NX_OK;
 }
 
 bool nx_params_finite(const nx_model_config *cfg, const float *buf, char *name, size_t name_len) {

@@ -1,0 +1,55 @@
+/* run.h — a whole distillation (or pretraining) run from a validated
+ * nx_run_config: load the teacher and tokenizer, build and initialise the
+ * student, open the data, train with evals, checkpoints and metrics, and
+ * write a Hugging Face student directory. The orchestration layer between
+ * the adapters (io/) and the numeric core (model/, train/).
+ *
+ * Interruption: when *o->stop becomes nonzero (SIGINT/SIGTERM), the run
+ * saves a checkpoint after the step in flight and returns with
+ * summary->interrupted set; `--resume` continues from the newest checkpoint
+ * bit for bit. A non-finite loss stops the run with an error naming the
+ * step and tensor; the last checkpoint on disk is left as it was. */
+#ifndef NEXUS_RUN_H
+#define NEXUS_RUN_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "nexus/run_config.h"
+
+typedef struct nx_run_opts {
+    bool distill;                      /* false: `nexus train`, no teacher forward */
+    bool resume;                       /* continue from the newest checkpoint */
+    bool progress;                     /* progress line on stderr (TTY) */
+    volatile sig_atomic_t *stop;       /* may be NULL */
+} nx_run_opts;
+
+typedef struct nx_model_summary {
+    size_t params;
+    double bytes;                      /* weights at the output dtype */
+    double ppl, agreement, kl;         /* NAN when not measured */
+} nx_model_summary;
+
+typedef struct nx_run_summary {
+    bool interrupted;
+    int64_t steps_done, tokens;
+    double seconds, tokens_per_s;      /* training steps only (evals excluded) */
+    double final_loss;
+    nx_model_summary teacher, student;
+    bool has_teacher;
+} nx_run_summary;
+
+int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, nx_err *err);
+
+/* Student initialisation helpers (also used by tests). */
+/* Copy embeddings, final norm, head and teacher layers map[i] → student
+ * layer i. Widths must match. */
+int nx_student_copy_layers(nx_model *s, const nx_model *t, const int *map, int n, nx_err *err);
+/* Block influence (ShortGPT): for each teacher layer l, 1 − mean cosine
+ * between its input and output hidden states over the given inputs.
+ * Layers that change the residual stream most matter most. */
+void nx_layer_importance(const nx_model *t, const int32_t *ids, int B, int T, double *bi);
+/* The n most important layers, in increasing order. */
+void nx_choose_layers(const double *bi, int L, int n, int *out);
+
+#endif

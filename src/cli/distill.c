@@ -1,0 +1,84 @@
+/* distill.c — `nexus distill CONFIG.yaml` and `nexus train CONFIG.yaml`:
+ * load the run config (with --set overrides), optionally print it, install
+ * SIGINT/SIGTERM handlers that ask the run to checkpoint and stop, run, and
+ * print the teacher-vs-student table. Exit 130 after an interruption. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "nexus/run.h"
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void human_bytes(char *buf, size_t n, double b) {
+    if (b >= 1e9) snprintf(buf, n, "%.2f GB", b / 1e9);
+    else if (b >= 1e6) snprintf(buf, n, "%.1f MB", b / 1e6);
+    else snprintf(buf, n, "%.0f KB", b / 1e3);
+}
+
+static void print_table(const nx_run_summary *s) {
+    char tb[32], sb[32];
+    human_bytes(sb, sizeof sb, s->student.bytes);
+    printf("\n%-10s %14s %12s %10s %10s\n", "model", "parameters", "size", "val ppl", "agreement");
+    if (s->has_teacher) {
+        human_bytes(tb, sizeof tb, s->teacher.bytes);
+        printf("%-10s %14zu %12s %10.2f %10s\n", "teacher", s->teacher.params, tb, s->teacher.ppl, "1");
+    }
+    printf("%-10s %14zu %12s %10.2f %10.4f\n", "student", s->student.params, sb, s->student.ppl,
+           s->student.agreement);
+    if (s->has_teacher && s->teacher.params)
+        printf("student/teacher: %.1f%% of the parameters, perplexity ratio %.3f\n",
+               100.0 * s->student.params / s->teacher.params, s->student.ppl / s->teacher.ppl);
+    printf("trained %lld steps, %lld tokens, %.0f tokens/s\n", (long long)s->steps_done,
+           (long long)s->tokens, s->tokens_per_s);
+}
+
+static int run_cmd(const char *name, bool distill, int argc, char **argv) {
+    bool print_config = false, resume = false;
+    cli_multi sets = {0};
+    const cli_opt opts[] = {
+        {"--set", OPT_MULTI, &sets, "override a config key, e.g. --set optimizer.lr=3e-4 (repeatable)"},
+        {"--print-config", OPT_FLAG, &print_config, "print the resolved config as YAML and exit"},
+        {"--resume", OPT_FLAG, &resume, "continue from the newest checkpoint in checkpoint.dir"},
+    };
+    const cli_spec spec = {
+        name, "CONFIG.yaml [--set key=value ...] [--resume] [--print-config]",
+        distill ? "Distill the config's teacher into a smaller student and write it as a Hugging Face "
+                  "model directory (config.json, model.safetensors, tokenizer) with metrics.jsonl. "
+                  "Ctrl-C saves a checkpoint; --resume continues bit for bit. Keys: docs/CONFIG.md."
+                : "Train the config's student from its data with no teacher (the teacher path gives the "
+                  "tokenizer only). Checkpoints and --resume as for distill. Keys: docs/CONFIG.md.",
+        opts, sizeof opts / sizeof opts[0], 1, 1};
+    const char *pos[1];
+    int npos;
+    int rc = cli_parse(&spec, argc, argv, pos, &npos);
+    if (rc) return rc;
+    nx_run_config cfg;
+    nx_err err;
+    if (nx_run_config_load(&cfg, pos[0], sets.v, sets.n, &err)) return cli_error(name, err.msg);
+    if (print_config) {
+        nx_run_config_print(stdout, &cfg);
+        return EXIT_OK;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    nx_run_opts o = {.distill = distill, .resume = resume, .progress = cli_stderr_tty(), .stop = &g_stop};
+    nx_run_summary sum;
+    if (nx_run(&cfg, &o, &sum, &err)) return cli_error(name, err.msg);
+    if (sum.interrupted) return EXIT_INTERRUPTED;
+    print_table(&sum);
+    printf("student written to %s\n", cfg.output.dir);
+    return EXIT_OK;
+}
+
+int cmd_distill(int argc, char **argv) { return run_cmd("distill", true, argc, argv); }
+int cmd_train(int argc, char **argv) { return run_cmd("train", false, argc, argv); }
