@@ -14,6 +14,8 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
+    {"generate", cmd_generate, "generate text with a model (KV cache, streaming)"},
+    {"benchmark", cmd_benchmark, "perplexity, agreement, speed and cost of models"},
     {"distill", cmd_distill, "distill a teacher into a smaller student from a YAML config"},
     {"train", cmd_train, "train a model from a YAML config with no teacher"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},

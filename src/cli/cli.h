@@ -44,6 +44,8 @@ int cli_error(const char *cmd, const char *msg);
 bool cli_stderr_tty(void);
 
 /* Subcommands. */
+int cmd_generate(int argc, char **argv);
+int cmd_benchmark(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_prepare_data(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -1,0 +1,44 @@
+#!/bin/sh
+# cli_benchmark.sh — `nexus benchmark` on the tiny fixture model: JSON with
+# every model's figures, teacher-relative figures (the model against itself:
+# a copy of it as the student: agreement 1, KL 0, ratio 1; the teacher is
+# measured as the first row), the SVG plot, the table, and the clear error
+# for data without one complete window.
+: "${NEXUS:=./nexus}"
+M=tests/fixtures/tiny-gen
+pass=0; fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+T=$(mktemp -d /tmp/nx_bench.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+for i in $(seq 1 20); do echo "{\"text\": \"Document $i says hello to the world and counts $i, $((i * 7)).\"}"; done > $T/d.jsonl
+echo '{"text": "hi"}' > $T/tiny.jsonl
+OPTS="--seq-len 16 --prompt-tokens 16 --decode-tokens 8 --batch 2 --reps 2 --threads 1"
+
+mkdir $T/student && cp $M/* $T/student/
+$NEXUS benchmark $T/student --teacher $M --data $T/d.jsonl $OPTS --json --plot $T/p.svg > $T/b.json 2> $T/err; rc=$?
+if [ $rc = 0 ] && jq -e '(.models | length) == 2 and .models[0].path == "tests/fixtures/tiny-gen" and .models[0].is_teacher
+      and (.models[1].is_teacher | not)
+      and .models[0].perplexity > 1 and .models[0].windows > 0 and .models[0].parameters > 10000
+      and .models[0].disk_bytes > 10000 and .models[0].peak_rss_bytes > 1000000
+      and .models[0].decode_tokens_per_s.median > 0 and .models[0].ttft_ms.min > 0
+      and .models[0].latency_p99_ms >= .models[0].latency_p50_ms and .settings.seq_len == 16' $T/b.json > /dev/null
+then ok "json: figures and settings per model"; else bad "json (rc $rc)"; cat $T/err; fi
+if jq -e '.models[1].agreement == 1 and (.models[1].kl | fabs) < 1e-6 and
+          ((.models[1].perplexity_ratio - 1) | fabs) < 1e-9 and .models[1].perplexity == .teacher_perplexity' $T/b.json > /dev/null
+then ok "against itself: agreement 1, KL 0, ratio 1"; else bad "teacher-relative figures"; fi
+if grep -q "<svg" $T/p.svg && [ "$(grep -c "<circle" $T/p.svg)" = 2 ] && grep -q "perplexity" $T/p.svg && grep -q "tiny-gen" $T/p.svg && grep -q ">student" $T/p.svg
+then ok "svg plot with two labelled markers"; else bad "svg plot"; fi
+
+$NEXUS benchmark $T/student --teacher $M --data $T/d.jsonl $OPTS > $T/table.txt 2> $T/err; rc=$?
+if [ $rc = 0 ] && grep -q "^model .*ppl/tch" $T/table.txt && grep -q "^tiny-gen (teacher)" $T/table.txt &&
+   grep -q "^student .* 1.000  1.0000" $T/table.txt; then ok "table"; else bad "table (rc $rc)"; cat $T/table.txt; fi
+
+$NEXUS benchmark $M --data $T/tiny.jsonl --seq-len 256 --no-speed > /dev/null 2> $T/err; rc=$?
+if [ $rc = 1 ] && grep -q "fewer than one window of 256" $T/err; then ok "no complete window: clear error"; else bad "no window (rc $rc)"; cat $T/err; fi
+
+$NEXUS benchmark $T/missing --data $T/d.jsonl --no-speed > /dev/null 2> $T/err; rc=$?
+if [ $rc = 1 ] && grep -q "missing" $T/err; then ok "missing model dir: error names it"; else bad "missing model (rc $rc)"; fi
+
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
