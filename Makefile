@@ -93,3 +93,6 @@ clean:
 	rm -rf build build-san nexus
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+print-ldlibs:
+	@echo $(LDLIBS)

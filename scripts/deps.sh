@@ -4,7 +4,7 @@
 # machine needs no other set-up step. Without root it only reports.
 set -e
 PKGS="gcc make pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev zlib1g-dev \
-libcurl4-openssl-dev libmicrohttpd-dev libpcre2-dev"
+libcurl4-openssl-dev libmicrohttpd-dev libpcre2-dev jq"
 [ -n "$NEXUS_EXTRA_PKGS" ] && PKGS="$PKGS $NEXUS_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do
