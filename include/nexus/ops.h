@@ -57,6 +57,13 @@ void nx_swiglu_forward(float *out, const float *gate, const float *up, long n);
 void nx_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                         const float *up, long n);
 
+/* y[i] = exp((x[i] − shift) · scale) for i < n; returns Σ y in double.
+ * AVX2 polynomial (max relative error ≈ 2e-7, like expf) with a scalar
+ * fallback; nx_ref_exp_sum is the expf loop it is tested against. Inputs
+ * with (x − shift)·scale below −87 give 0. */
+double nx_exp_sum(float *y, const float *x, float shift, float scale, long n);
+double nx_ref_exp_sum(float *y, const float *x, float shift, float scale, long n);
+
 /* y += x, elementwise. */
 void nx_add_inplace(float *y, const float *x, long n);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "nexus/core.h"
+#include "nexus/ops.h"
 
 static int count_rows(const int32_t *targets, int N) {
     int c = 0;
@@ -22,13 +23,23 @@ static int count_rows(const int32_t *targets, int N) {
     return c;
 }
 
-/* lse of x/temp over V, in double */
-static double lse(const float *x, int V, float inv_t) {
+static float row_max(const float *x, int V) {
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
-    double s = 0;
-    for (int i = 0; i < V; i++) s += expf((x[i] - mx) * inv_t);
-    return mx * (double)inv_t + log(s);
+    return mx;
+}
+
+/* Per-thread row scratch (2 × V floats), grown on demand and kept for the
+ * thread's life, so a training step allocates nothing once warm. */
+static _Thread_local float *tl_buf;
+static _Thread_local size_t tl_cap;
+static float *row_scratch(int V) {
+    if (tl_cap < 2 * (size_t)V) {
+        free(tl_buf);
+        tl_cap = 2 * (size_t)V;
+        tl_buf = nx_xmalloc(tl_cap * sizeof(float));
+    }
+    return tl_buf;
 }
 
 double nx_cross_entropy(float *dlogits, float weight, const float *logits, const int32_t *targets,
@@ -37,18 +48,22 @@ double nx_cross_entropy(float *dlogits, float weight, const float *logits, const
     if (cnt == 0) return 0.0;
     double total = 0;
     float g = weight / cnt;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) continue;
-        const float *z = logits + (long)n * V;
-        double l = lse(z, V, 1.0f);
-        NX_ASSERT(targets[n] < V);
-        total += l - z[targets[n]];
-        if (dlogits) {
-            float *d = dlogits + (long)n * V;
-            float lf = (float)l;
-            for (int i = 0; i < V; i++) d[i] += g * expf(z[i] - lf);
-            d[targets[n]] -= g;
+#pragma omp parallel reduction(+ : total)
+    {
+        float *e = row_scratch(V);
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            if (targets[n] < 0) continue;
+            NX_ASSERT(targets[n] < V);
+            const float *z = logits + (long)n * V;
+            float mx = row_max(z, V);
+            double sum = nx_exp_sum(e, z, mx, 1.0f, V); /* e = exp(z − max) */
+            total += mx + log(sum) - z[targets[n]];
+            if (dlogits) {
+                float *d = dlogits + (long)n * V, k = (float)(g / sum);
+                for (int i = 0; i < V; i++) d[i] += k * e[i];
+                d[targets[n]] -= g;
+            }
         }
     }
     return total / cnt;
@@ -61,51 +76,59 @@ double nx_kd_loss(nx_kd_kind kind, float temp, float *dlogits, float weight, con
     float inv_t = 1.0f / temp;
     float g = weight * temp / cnt;
     double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) continue;
-        const float *s = student + (long)n * V, *t = teacher + (long)n * V;
-        double lsd = lse(s, V, inv_t), ltd = lse(t, V, inv_t);
-        float ls = (float)lsd, lt = (float)ltd;
-        double row = 0, mean_g = 0, mass = 0;
-        /* First pass: the loss and, for reverse KL / JSD, Σ ps·g. The KLs
-         * use the logit difference (t − s)/temp, exact to float rounding
-         * of the difference itself, and the log-sum-exps in double:
-         * Σ p (lp_t − lp_s) = Σ p (t − s)/temp − (lse_t − lse_s) Σ p. */
-        for (int i = 0; i < V; i++) {
-            float lps = s[i] * inv_t - ls, lpt = t[i] * inv_t - lt;
-            float ps = expf(lps), pt = expf(lpt);
+#pragma omp parallel reduction(+ : total)
+    {
+        float *ps = row_scratch(V), *pt = ps + V;
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            if (targets[n] < 0) continue;
+            const float *s = student + (long)n * V, *t = teacher + (long)n * V;
+            float ms = row_max(s, V), mt = row_max(t, V);
+            double ss = nx_exp_sum(ps, s, ms, inv_t, V), st = nx_exp_sum(pt, t, mt, inv_t, V);
+            double lsd = ms * (double)inv_t + log(ss), ltd = mt * (double)inv_t + log(st);
+            float rs = (float)(1.0 / ss), rt = (float)(1.0 / st);
+            for (int i = 0; i < V; i++) ps[i] *= rs, pt[i] *= rt; /* now probabilities */
+            /* KL(p ‖ q) = Σ p (t − s)/temp − (lse_t − lse_s) Σ p: the logit difference is exact
+             * to float rounding of the difference itself; the log-sum-exps are in double. */
+            double row = 0, mean_g = 0;
+            float dl = (float)(lsd - ltd); /* log ps − log pt = (s − t)/temp − dl */
             if (kind == NX_KD_FORWARD_KL) {
-                row += (double)pt * ((t[i] - s[i]) * inv_t);
-                mass += pt;
+                double mass = 0;
+                for (int i = 0; i < V; i++) {
+                    row += (double)pt[i] * ((t[i] - s[i]) * inv_t);
+                    mass += pt[i];
+                }
+                row -= (ltd - lsd) * mass;
             } else if (kind == NX_KD_REVERSE_KL) {
-                row += (double)ps * ((s[i] - t[i]) * inv_t);
-                mass += ps;
+                double mass = 0;
+                for (int i = 0; i < V; i++) {
+                    row += (double)ps[i] * ((s[i] - t[i]) * inv_t);
+                    mass += ps[i];
+                }
+                row -= (lsd - ltd) * mass;
             } else {
-                float m = 0.5f * (ps + pt);
-                float lm = logf(m > 0 ? m : 1e-38f);
-                row += 0.5 * ((pt > 0 ? (double)pt * (lpt - lm) : 0) + (ps > 0 ? (double)ps * (lps - lm) : 0));
-                mean_g += ps * 0.5 * (lps - lm);
+                for (int i = 0; i < V; i++) {
+                    float lps = s[i] * inv_t - (float)lsd, lpt = t[i] * inv_t - (float)ltd;
+                    float m = 0.5f * (ps[i] + pt[i]), lm = logf(m > 0 ? m : 1e-38f);
+                    row += 0.5 * ((pt[i] > 0 ? (double)pt[i] * (lpt - lm) : 0) +
+                                  (ps[i] > 0 ? (double)ps[i] * (lps - lm) : 0));
+                    mean_g += ps[i] * 0.5 * (lps - lm);
+                }
             }
-        }
-        if (kind == NX_KD_FORWARD_KL) row -= (ltd - lsd) * mass;
-        if (kind == NX_KD_REVERSE_KL) row -= (lsd - ltd) * mass;
-        total += row;
-        if (!dlogits) continue;
-        float *d = dlogits + (long)n * V;
-        float kl = (float)row, mg = (float)mean_g;
-        for (int i = 0; i < V; i++) {
-            float lps = s[i] * inv_t - ls, lpt = t[i] * inv_t - lt, ps = expf(lps);
-            float gi;
+            total += row;
+            if (!dlogits) continue;
+            float *d = dlogits + (long)n * V, kl = (float)row, mg = (float)mean_g;
             if (kind == NX_KD_FORWARD_KL) {
-                gi = ps - expf(lpt);
+                for (int i = 0; i < V; i++) d[i] += g * (ps[i] - pt[i]);
             } else if (kind == NX_KD_REVERSE_KL) {
-                gi = ps * ((lps - lpt) - kl);
+                for (int i = 0; i < V; i++) d[i] += g * ps[i] * (((s[i] - t[i]) * inv_t - dl) - kl);
             } else {
-                float m = 0.5f * (ps + expf(lpt));
-                gi = ps * (0.5f * (lps - logf(m > 0 ? m : 1e-38f)) - mg);
+                for (int i = 0; i < V; i++) {
+                    float m = 0.5f * (ps[i] + pt[i]);
+                    float lps = s[i] * inv_t - (float)lsd;
+                    d[i] += g * ps[i] * (0.5f * (lps - logf(m > 0 ? m : 1e-38f)) - mg);
+                }
             }
-            d[i] += g * gi;
         }
     }
     return (double)temp * temp * total / cnt;
