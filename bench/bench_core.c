@@ -13,6 +13,27 @@
 #include "nexus/model.h"
 #include "nexus/optim.h"
 
+#ifdef __AVX2__
+#include <immintrin.h>
+/* One core's AVX2 FMA throughput: ten independent chains in registers. */
+static double fma_peak(void) {
+    __m256 a0 = _mm256_set1_ps(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+    __m256 b = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+    long iters = 50000000;
+    double t0 = nx_now();
+    for (long k = 0; k < iters; k++) {
+#define F(x) x = _mm256_fmadd_ps(x, b, c);
+        F(a0) F(a1) F(a2) F(a3) F(a4) F(a5) F(a6) F(a7) F(a8) F(a9)
+#undef F
+        __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6),
+                         "+x"(a7), "+x"(a8), "+x"(a9));
+    }
+    return iters * 10.0 * 16 / (nx_now() - t0) / 1e9;
+}
+#else
+static double fma_peak(void) { return 0; }
+#endif
+
 typedef void (*gemm_fn)(bool, bool, int, int, int, float, const float *, int, const float *, int,
                         float, float *, int);
 
@@ -36,6 +57,7 @@ static double step_matmul_flops(const nx_model_config *c, int B, int T, bool bac
 
 int main(void) {
     nx_set_threads(0);
+    printf("one core's AVX2 FMA peak: %.1f GFLOP/s\n", fma_peak());
     printf("threads: %d\n\n", nx_threads());
     printf("GEMM (row-major, C = A·Bᵀ as nn.Linear does)  GFLOP/s\n");
     printf("%-22s %10s %10s %7s\n", "M×N×K", "nx_gemm", "cblas", "ratio");
