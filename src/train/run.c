@@ -257,6 +257,11 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     int rcode = NX_ERR;
     bool distill = o->distill;
     nx_model_config tcfg;
+    if (rc->teacher.dtype != NX_F32) {
+        nx_fail(err, "teacher.dtype %s is not implemented yet: use f32 (bf16 checkpoints are widened "
+                     "to f32 exactly)", nx_dtype_name(rc->teacher.dtype));
+        return NX_ERR;
+    }
     if (rc->loss.hidden.weight > 0 || rc->loss.attention > 0) {
         nx_fail(err, "loss.hidden and loss.attention are not implemented yet: set their weights to 0");
         return NX_ERR;
