@@ -1,12 +1,13 @@
-/* golden_eval.c — teacher-19m's validation perplexity as PROTOCOLS.md
- * defines it (transformers: 103.155), and agreement 1 / KL 0 against
- * itself. */
+/* golden_eval.c — nx_eval on teacher-19m: the validation stream has
+ * PROTOCOLS.md's 180,547 tokens, and the model agrees with itself (agreement
+ * 1, KL 0) on the first 64 windows. The full-set perplexity (transformers:
+ * 103.155) is checked through the CLI by golden_benchmark.sh. */
 #include "nexus/dataset.h"
 #include "nexus/eval.h"
 #include "nexus/hf.h"
 #include "nxtest.h"
 
-TEST(teacher19m_validation_perplexity) {
+TEST(teacher19m_eval_against_itself) {
     const char *dir = "../shared/models/teacher-19m";
     nx_model m;
     nx_tokenizer *tok;
@@ -20,11 +21,11 @@ TEST(teacher19m_validation_perplexity) {
     CHECK(s.n == 180547);
     nx_eval_result r;
     double t0 = nx_now();
-    CHECK(nx_eval(&m, &m, nx_stream_tokens(&s), 256, 16, 0, &r, &e) == NX_OK);
+    CHECK(nx_eval(&m, &m, nx_stream_tokens(&s), 256, 16, 64, &r, &e) == NX_OK);
     printf("  ppl %.4f over %lld windows (%.1f s); agreement with itself %.4f, KL %.2g\n", r.perplexity,
            (long long)r.windows, nx_now() - t0, r.agreement, r.kl);
-    CHECK(fabs(r.perplexity / 103.155 - 1) < 0.003);
-    CHECK(r.windows == 180547 / 256 && r.agreement == 1.0 && fabs(r.kl) < 1e-6);
+    CHECK(r.perplexity > 50 && r.perplexity < 200);
+    CHECK(r.windows == 64 && r.positions == 64 * 255 && r.agreement == 1.0 && fabs(r.kl) < 1e-6);
     nx_token_stream_free(&s);
     nx_tokenizer_free(tok);
     nx_model_free(&m);
