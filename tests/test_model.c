@@ -108,3 +108,14 @@ TEST(param_table_is_consistent) {
     c.KVH = 3;
     CHECK(nx_model_config_check(&c, &e) == NX_ERR && strstr(e.msg, "multiple"));
 }
+
+TEST(acts_bytes_is_what_init_allocates) {
+    nx_model_config c = base();
+    for (int train = 0; train < 2; train++) {
+        nx_acts a;
+        CHECK(nx_acts_init(&a, &c, 3, 7, train, NULL) == NX_OK);
+        CHECK(a.arena.used == nx_acts_bytes(&c, 3, 7, train));
+        nx_acts_free(&a);
+    }
+    CHECK(nx_acts_bytes(&c, 2, 8, true) > nx_acts_bytes(&c, 2, 8, false));
+}

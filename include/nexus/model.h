@@ -111,6 +111,8 @@ typedef struct nx_acts {
 } nx_acts;
 
 int nx_acts_init(nx_acts *a, const nx_model_config *cfg, int B, int T, bool train, nx_err *err);
+/* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated). */
+size_t nx_acts_bytes(const nx_model_config *cfg, int B, int T, bool train);
 void nx_acts_free(nx_acts *a);
 
 /* Hidden state i as Hugging Face reports it (output_hidden_states):

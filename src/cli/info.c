@@ -11,12 +11,11 @@
  *                   + 4·2·L·B·T·KVH·HS                 KV cache (K and V)
  *                   + 4·B·(3C + 2F + V + NH·T)         one decode step's scratch
  *   training(B, T)  = 4N + 4N + 8N                     weights, grads, AdamW m and v
- *                   + 4·B·T·(L·A + C + 1 + 2V)         activations kept for backward
- *   A = 4C + 2 + 2·NH·HS + 2·KVH·HS + 3F + NH·T       per layer and token: residual in,
- *       norm out and rstd (×2), q and attention out, k and v, gate/up/act, and the
- *       attention probabilities (NH·T); final norm (C + 1) and logits + their gradient (2V).
- * The activation term is an estimate of what a llm.c-style backward keeps;
- * distillation adds the teacher's logits, 4·B·T·V, on top.
+ *                   + activations                      exactly what nx_acts_init plans for
+ *                                                      training at B × T (nx_acts_bytes)
+ * A run config (YAML) describes a student and a run: its B and T are the
+ * config's batch_size and seq_len − 1, and a distillation adds the teacher's
+ * weights (4N_t) and inference activations (nx_acts_bytes of the teacher).
  *
  * Quantised sizes count 2-D matrices at 8 + 16/32 bits (int8) or 4 + 16/32
  * bits (4-bit) per weight — a group of 32 weights shares one f16 scale, as
@@ -30,6 +29,7 @@
 
 #include "cli.h"
 #include "nexus/hf.h"
+#include "nexus/run_config.h"
 
 typedef struct {
     double emb, attn, mlp, norm, head, total, matrix, vector;
@@ -100,7 +100,7 @@ int cmd_info(int argc, char **argv) {
         {"--json", OPT_FLAG, &json, "print one JSON object instead of the table"},
     };
     const cli_spec spec = {
-        "info", "MODEL_DIR|CONFIG_JSON [--batch B] [--seq-len T] [--json]",
+        "info", "MODEL_DIR|CONFIG_JSON|RUN_CONFIG.yaml [--batch B] [--seq-len T] [--json]",
         "Show a Hugging Face model's architecture, parameter counts by part, its size on disk\n"
         "and at f32/bf16/int8/4-bit, and the memory to run and train it. MODEL_DIR holds\n"
         "config.json and (optionally) model.safetensors or a sharded index; a config.json path\n"
@@ -109,9 +109,9 @@ int cmd_info(int argc, char **argv) {
         "(8.5 and 4.5 bits per weight); norms and biases stay f32.\n"
         "Memory (bytes, f32 throughout; N params):\n"
         "  inference = 4N + 8·L·B·T·KVH·HS (KV cache) + 4·B·(3C + 2F + V + NH·T)\n"
-        "  training  = 16N (weights, grads, AdamW m, v) + 4·B·T·(L·A + C + 1 + 2V),\n"
-        "  A = 4C + 2 + 2·NH·HS + 2·KVH·HS + 3F + NH·T (activations kept for backward; an estimate;\n"
-        "  distillation adds the teacher's logits, 4·B·T·V).",
+        "  training  = 16N (weights, grads, AdamW m, v) + the activations nexus plans for B×T.\n"
+        "A run config (CONFIG.yaml) shows its student, with B and T from the config; a\n"
+        "distillation adds the teacher's weights and inference activations.",
         opts, 3, 1, 1};
     const char *pos[1];
     int npos;
@@ -135,8 +135,23 @@ int cmd_info(int argc, char **argv) {
     nx_model_config c;
     nx_err err = {{0}};
     bool is_dir = S_ISDIR(sb.st_mode);
-    if ((is_dir ? nx_hf_load_config(path, &c, &err) : nx_hf_load_config_file(path, &c, &err)) != NX_OK)
+    size_t plen = strlen(path);
+    bool yaml = !is_dir && plen > 5 && (!strcmp(path + plen - 5, ".yaml") || !strcmp(path + plen - 4, ".yml"));
+    double teacher_bytes = 0; /* distillation: teacher weights + inference activations */
+    if (yaml) {
+        nx_run_config rc;
+        nx_model_config tc, *tcp = NULL;
+        if (nx_run_config_load(&rc, path, NULL, 0, &err)) return cli_error("info", err.msg);
+        if (nx_hf_load_config(rc.teacher.path, &tc, &err) == NX_OK) tcp = &tc;
+        if (nx_run_config_student_shape(&rc, tcp, &c, &err))
+            return cli_error("info", err.msg); /* names the teacher when its shape is needed */
+        if (B == 1) B = rc.data.batch_size;
+        if (T == 0) T = rc.data.seq_len - 1;
+        if (tcp && rc.loss.alpha > 0)
+            teacher_bytes = 4.0 * (double)nx_model_numel(&tc) + (double)nx_acts_bytes(&tc, (int)B, (int)T, false);
+    } else if ((is_dir ? nx_hf_load_config(path, &c, &err) : nx_hf_load_config_file(path, &c, &err)) != NX_OK) {
         return cli_error("info", err.msg);
+    }
     /* Weights, when there are any: validated against the config. */
     double disk = -1;
     char dtypes[64] = "";
@@ -170,9 +185,8 @@ int cmd_info(int argc, char **argv) {
     double kv = 4.0 * 2 * L * B * T * KVH * HS;
     double scratch = 4.0 * B * (3 * C + 2 * F + V + NH * T);
     double infer = f32 + kv + scratch;
-    double A = 4 * C + 2 + 2 * NH * HS + 2 * KVH * HS + 3 * F + NH * T;
-    double acts = 4.0 * B * T * (L * A + C + 1 + 2 * V);
-    double train = 16 * N + acts;
+    double acts = (double)nx_acts_bytes(&c, (int)B, (int)T, true);
+    double train = 16 * N + acts + teacher_bytes;
 
     if (json) {
         cJSON *r = cJSON_CreateObject();
@@ -217,6 +231,7 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddNumberToObject(m, "inference_total", infer);
         cJSON_AddNumberToObject(m, "train_weights_grads_adamw", 16 * N);
         cJSON_AddNumberToObject(m, "train_activations", acts);
+        if (yaml) cJSON_AddNumberToObject(m, "train_teacher", teacher_bytes);
         cJSON_AddNumberToObject(m, "train_total", train);
         char *out = cJSON_Print(r);
         puts(out);
@@ -226,7 +241,7 @@ int cmd_info(int argc, char **argv) {
     }
     static const char *cls[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
     char a[32], b[32], d[32], e[32];
-    printf("model        %s\n", path);
+    printf(yaml ? "student of   %s\n" : "model        %s\n", path);
     printf("architecture %s (%s)\n", arch_name(c.arch), cls[c.arch]);
     printf("shape        V=%d C=%d L=%d NH=%d KVH=%d HS=%d F=%d max_pos=%d\n", c.V, c.C, c.L, c.NH, c.KVH, c.HS,
            c.F, c.max_pos);
@@ -255,10 +270,12 @@ int cmd_info(int argc, char **argv) {
            human(int8, a, sizeof a));
     printf("  %-12s %15s  (matrices 4-bit + f16 scale per group of 32; norms, biases f32)\n", "4-bit",
            human(q4, a, sizeof a));
-    printf("\nmemory, f32 (estimates; formulas in 'nexus info --help')\n");
+    printf("\nmemory, f32 (formulas in 'nexus info --help')\n");
     printf("  inference B=%ld T=%ld: %s = weights %s + KV cache %s + scratch %s\n", B, T, human(infer, a, sizeof a),
            human(f32, b, sizeof b), human(kv, d, sizeof d), human(scratch, e, sizeof e));
-    printf("  training  B=%ld T=%ld: %s = weights+grads+AdamW %s + activations %s\n", B, T,
+    printf("  training  B=%ld T=%ld: %s = weights+grads+AdamW %s + activations %s", B, T,
            human(train, a, sizeof a), human(16 * N, b, sizeof b), human(acts, d, sizeof d));
+    if (teacher_bytes > 0) printf(" + teacher %s", human(teacher_bytes, e, sizeof e));
+    printf("\n");
     return EXIT_OK;
 }

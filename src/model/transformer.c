@@ -72,6 +72,13 @@ int nx_acts_init(nx_acts *a, const nx_model_config *c, int B, int T, bool train,
     return NX_OK;
 }
 
+size_t nx_acts_bytes(const nx_model_config *c, int B, int T, bool train) {
+    nx_acts a = {.B = B, .T = T, .train = train};
+    nx_arena count = nx_arena_counting();
+    plan(&a, c, &count);
+    return count.used;
+}
+
 void nx_acts_free(nx_acts *a) {
     nx_arena_free(&a->arena);
     memset(a, 0, sizeof *a);
