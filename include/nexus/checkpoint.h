@@ -41,8 +41,4 @@ int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err);
 int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, float *params,
                  nx_adamw *opt, nx_err *err);
 
-/* Write a whole file atomically: PATH.tmp, fsync, rename, fsync dir. */
-int nx_write_atomic(const char *path, const void *const *parts, const size_t *lens, int nparts,
-                    nx_err *err);
-
 #endif

@@ -41,43 +41,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nexus/fsutil.h"
 #include "nexus/hf.h"
 #include "nexus/safetensors.h"
-
-static char *path_join(const char *dir, const char *file) {
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = nx_xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, file);
-    return p;
-}
-
-static char *read_file(const char *path, size_t *len, nx_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0, r;
-    char *buf = nx_xmalloc(cap + 1);
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap + 1);
-            NX_ASSERTM(buf, "out of memory");
-        }
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        nx_fail(err, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
 
 static const char *kind(const cJSON *x) {
     if (cJSON_IsString(x)) return "a string";
@@ -265,7 +231,7 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
 
 int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) {
     size_t len;
-    char *txt = read_file(path, &len, err);
+    char *txt = nx_read_file(path, 0, &len, err);
     if (!txt) return NX_ERR;
     size_t bad = nx_st_utf8_invalid_at(txt, len);
     if (bad < len) {
@@ -290,7 +256,7 @@ int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) 
 }
 
 int nx_hf_load_config(const char *dir, nx_model_config *cfg, nx_err *err) {
-    char *p = path_join(dir, "config.json");
+    char *p = nx_path_join(dir, "config.json");
     int rc = nx_hf_load_config_file(p, cfg, err);
     free(p);
     return rc;
@@ -542,7 +508,7 @@ int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err 
         e[i].data = dst;
     }
     qsort(e, np, sizeof *e, by_name);
-    char *st_path = path_join(dir, "model.safetensors"), *cfg_path = path_join(dir, "config.json");
+    char *st_path = nx_path_join(dir, "model.safetensors"), *cfg_path = nx_path_join(dir, "config.json");
     int rc = nx_st_write(st_path, e, np, err);
     if (rc == NX_OK) {
         char *js = nx_hf_config_json(c, dtype);
@@ -565,16 +531,16 @@ int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err) 
                                   "generation_config.json"};
     if (mkdirs(dst_dir, err)) return NX_ERR;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        char *s = path_join(src_dir, files[i]);
+        char *s = nx_path_join(src_dir, files[i]);
         if (access(s, F_OK) != 0) {
             free(s);
             continue;
         }
         size_t n;
-        char *buf = read_file(s, &n, err);
+        char *buf = nx_read_file(s, 0, &n, err);
         free(s);
         if (!buf) return NX_ERR;
-        char *d = path_join(dst_dir, files[i]);
+        char *d = nx_path_join(dst_dir, files[i]);
         int rc = write_atomic(d, buf, n, err);
         free(d);
         free(buf);

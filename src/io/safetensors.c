@@ -35,6 +35,8 @@
 
 #include "nexus/safetensors.h"
 
+#include "nexus/fsutil.h"
+
 /* The reference implementation refuses headers above 100 MB; so do we,
  * before handing the bytes to a JSON parser. */
 #define MAX_HEADER (100u * 1000u * 1000u)
@@ -366,52 +368,11 @@ void nx_st_close(nx_safetensors *st) {
     memset(st, 0, sizeof *st);
 }
 
-static char *path_join(const char *dir, const char *file) {
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = nx_xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, file);
-    return p;
-}
-
-static char *read_small_file(const char *path, size_t *len, nx_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = nx_xmalloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            if (cap > MAX_HEADER) {
-                fclose(f);
-                free(buf);
-                nx_fail(err, "%s: larger than %u bytes", path, MAX_HEADER);
-                return NULL;
-            }
-            cap *= 2;
-            buf = realloc(buf, cap);
-            NX_ASSERTM(buf, "out of memory");
-        }
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        nx_fail(err, "%s: read error", path);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Sharded checkpoint: DIR/model.safetensors.index.json names, for every
  * tensor, the shard file that holds it. */
 static int open_index(nx_safetensors *st, const char *dir, const char *ipath, nx_err *err) {
     size_t len;
-    char *txt = read_small_file(ipath, &len, err);
+    char *txt = nx_read_file(ipath, MAX_HEADER, &len, err);
     if (!txt) return NX_ERR;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(txt, len, &end, 0);
@@ -468,7 +429,7 @@ static int open_index(nx_safetensors *st, const char *dir, const char *ipath, nx
         goto done;
     }
     for (int k = 0; k < nshards; k++) {
-        char *p = path_join(dir, shards[k]);
+        char *p = nx_path_join(dir, shards[k]);
         int r = open_into(st, p, err);
         free(p);
         if (r) goto done;
@@ -522,8 +483,8 @@ done:
 
 int nx_st_open_dir(nx_safetensors *st, const char *dir, nx_err *err) {
     memset(st, 0, sizeof *st);
-    char *ipath = path_join(dir, "model.safetensors.index.json");
-    char *spath = path_join(dir, "model.safetensors");
+    char *ipath = nx_path_join(dir, "model.safetensors.index.json");
+    char *spath = nx_path_join(dir, "model.safetensors");
     int rc;
     if (access(ipath, F_OK) == 0) rc = open_index(st, dir, ipath, err);
     else if (access(spath, F_OK) == 0) rc = open_into(st, spath, err);
@@ -544,20 +505,6 @@ int nx_st_open_dir(nx_safetensors *st, const char *dir, nx_err *err) {
 }
 
 /* ---- writing ----------------------------------------------------------- */
-
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 int nx_st_write(const char *path, const nx_st_entry *e, int n, nx_err *err) {
     if (n < 0) return nx_fail(err, "%s: negative tensor count", path);
@@ -622,8 +569,8 @@ int nx_st_write(const char *path, const nx_st_entry *e, int n, nx_err *err) {
         goto done;
     }
     static const char spaces[8] = "        ";
-    int bad = write_all(fd, len8, 8) || write_all(fd, hdr, hlen) || write_all(fd, spaces, padded - hlen);
-    for (int i = 0; i < n && !bad; i++) bad = nbytes[i] && write_all(fd, e[i].data, nbytes[i]);
+    int bad = nx_write_all(fd, len8, 8) || nx_write_all(fd, hdr, hlen) || nx_write_all(fd, spaces, padded - hlen);
+    for (int i = 0; i < n && !bad; i++) bad = nbytes[i] && nx_write_all(fd, e[i].data, nbytes[i]);
     if (bad || fsync(fd) != 0) {
         nx_fail(err, "%s: write failed: %s", tmp, strerror(errno));
         goto done;

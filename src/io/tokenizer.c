@@ -34,6 +34,8 @@
 
 #include "nexus/tokenizer.h"
 
+#include "nexus/fsutil.h"
+
 /* ------------------------------------------------------------------ */
 /* UTF-8                                                                */
 
@@ -489,21 +491,6 @@ static int32_t config_token(nx_tokenizer *t, const cJSON *cfg, const char *key) 
     return s ? nx_tokenizer_token_to_id(t, s) : -1;
 }
 
-static char *read_file(const char *path, size_t *len, nx_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { nx_fail(err, "%s: cannot open (%s)", path, strerror(errno)); return NULL; }
-    sbuf b = {0};
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) sb_put(&b, tmp, k);
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) { free(b.p); nx_fail(err, "%s: read error", path); return NULL; }
-    if (!b.p) sb_reserve(&b, 0);
-    *len = b.n;
-    return b.p;
-}
-
 static int load_impl(nx_tokenizer *t, const cJSON *root, const cJSON *cfg, lctx *L) {
     if (!cJSON_IsObject(root)) return nx_fail(L->err, "%s: not a JSON object", L->name);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -740,13 +727,13 @@ int nx_tokenizer_load(nx_tokenizer **out, const char *path, nx_err *err) {
         snprintf(tc, sizeof tc, "%.*stokenizer_config.json", sl ? (int)(sl - path + 1) : 0, path);
     }
     size_t len, clen = 0;
-    char *json = read_file(tj, &len, err);
+    char *json = nx_read_file(tj, 0, &len, err);
     if (!json) {
         if (dir) nx_fail_prefix(err, "%s has no readable tokenizer.json", path);
         return NX_ERR;
     }
     char *cfg = NULL;
-    if (stat(tc, &st) == 0 && !(cfg = read_file(tc, &clen, err))) { free(json); return NX_ERR; }
+    if (stat(tc, &st) == 0 && !(cfg = nx_read_file(tc, 0, &clen, err))) { free(json); return NX_ERR; }
     int rc = load_common(out, json, len, tj, cfg, clen, tc, err);
     free(json);
     free(cfg);

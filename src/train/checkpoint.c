@@ -4,6 +4,8 @@
  * then copies into the live buffers, so a corrupt file never half-loads. */
 #include "nexus/checkpoint.h"
 
+#include "nexus/fsutil.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,57 +29,6 @@ typedef struct {
     uint64_t nparams;
     int64_t adam_t;
 } disk_header;
-
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int nx_write_atomic(const char *path, const void *const *parts, const size_t *lens, int nparts,
-                    nx_err *err) {
-    char tmp[4200];
-    if (strlen(path) > 4000) return nx_fail(err, "%.100s...: path too long", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return nx_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    for (int i = 0; i < nparts; i++)
-        if (write_all(fd, parts[i], lens[i])) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return nx_fail(err, "%s: write failed: %s%s", tmp, strerror(e),
-                           e == ENOSPC ? " (disk full; the previous file is untouched)" : "");
-        }
-    if (fsync(fd) || close(fd)) {
-        int e = errno;
-        unlink(tmp);
-        return nx_fail(err, "%s: fsync failed: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return nx_fail(err, "%s: rename failed: %s", path, strerror(e));
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0; else strcpy(dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return NX_OK;
-}
 
 static int mkdirs(const char *dir, nx_err *err) {
     char p[4096];
