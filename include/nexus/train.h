@@ -7,7 +7,8 @@
  * targets (from the data loader: windows of T + 1 tokens). It runs the teacher forward without gradients, the
  * student forward and backward on
  *     loss = alpha · kd(student, teacher; temp) + (1 − alpha) · ce
- * (kd is forward KL, reverse KL or JSD, each scaled by temp²), averages
+ * (kd is forward KL, reverse KL or JSD, each scaled by temp²), plus an
+ * optional hidden-state loss on mapped layers, averages
  * gradients over micro-batches, clips the global norm and applies AdamW at
  * the scheduled learning rate. */
 #ifndef NEXUS_TRAIN_H
@@ -24,11 +25,17 @@ typedef struct nx_train_opts {
     float lr, min_lr, beta1, beta2, eps, weight_decay, clip;
     nx_sched sched;
     int64_t warmup, total_steps;
+    /* Hidden-state loss: hidden_weight × mean over the pairs of the mean
+     * squared difference between the output of student layer hidden_pairs[i][0]
+     * and of teacher layer hidden_pairs[i][1] (equal widths). 0: off. */
+    float hidden_weight;
+    int n_hidden_pairs;
+    const int (*hidden_pairs)[2];
 } nx_train_opts;
 
 typedef struct nx_step_stats {
     int64_t step;               /* index of this step (0-based) */
-    double loss, ce, kd;        /* means over the step's micro-batches */
+    double loss, ce, kd, hidden; /* means over the step's micro-batches (hidden: unweighted) */
     double grad_norm;           /* before clipping */
     float lr;
     int64_t tokens;             /* tokens this step trained on */
@@ -41,6 +48,7 @@ typedef struct nx_trainer {
     const nx_model *teacher;    /* NULL: no distillation (nexus train) */
     nx_acts sa, ta;
     float *grads;               /* student-parameter-shaped */
+    float *dhidden;             /* (L+1, B*T, C) gradients of the hidden loss, or NULL */
     nx_adamw opt;
     int64_t step;               /* steps done */
 } nx_trainer;

@@ -262,8 +262,8 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
                      "to f32 exactly)", nx_dtype_name(rc->teacher.dtype));
         return NX_ERR;
     }
-    if (rc->loss.hidden.weight > 0 || rc->loss.attention > 0) {
-        nx_fail(err, "loss.hidden and loss.attention are not implemented yet: set their weights to 0");
+    if (rc->loss.attention > 0) {
+        nx_fail(err, "loss.attention (attention transfer) is not implemented yet: set it to 0");
         return NX_ERR;
     }
 
@@ -362,7 +362,10 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
                         .beta1 = (float)rc->optimizer.betas[0], .beta2 = (float)rc->optimizer.betas[1],
                         .eps = (float)rc->optimizer.eps, .weight_decay = (float)rc->optimizer.weight_decay,
                         .clip = (float)rc->optimizer.clip, .sched = rc->optimizer.schedule,
-                        .warmup = rc->optimizer.warmup_steps, .total_steps = rc->optimizer.steps};
+                        .warmup = rc->optimizer.warmup_steps, .total_steps = rc->optimizer.steps,
+                        .hidden_weight = distill ? (float)rc->loss.hidden.weight : 0.0f,
+                        .n_hidden_pairs = rc->loss.hidden.layer_map.n,
+                        .hidden_pairs = (const int (*)[2])rc->loss.hidden.layer_map.pair};
     if (nx_trainer_init(&s.tr, &s.student, distill ? &s.teacher : NULL, &to, err)) goto fail;
     s.have_trainer = true;
     s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);
@@ -412,9 +415,10 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         tokens += st.tokens;
         double tps = (double)(tokens - 0) > 0 ? (s.tr.step - start) * (double)st.tokens / t_train : 0;
         fprintf(s.metrics,
-                "{\"step\": %lld, \"loss\": %.9g, \"ce\": %.9g, \"kd\": %.9g, \"grad_norm\": %.9g, "
-                "\"lr\": %.9g, \"tokens\": %lld, \"step_s\": %.4f, \"tokens_per_s\": %.1f}\n",
-                (long long)st.step, st.loss, st.ce, st.kd, st.grad_norm, st.lr, (long long)tokens, dt, tps);
+                "{\"step\": %lld, \"loss\": %.9g, \"ce\": %.9g, \"kd\": %.9g, \"hidden\": %.9g, "
+                "\"grad_norm\": %.9g, \"lr\": %.9g, \"tokens\": %lld, \"step_s\": %.4f, \"tokens_per_s\": %.1f}\n",
+                (long long)st.step, st.loss, st.ce, st.kd, st.hidden, st.grad_norm, st.lr, (long long)tokens, dt,
+                tps);
         bool last = s.tr.step == total;
         if (o->progress) {
             char eta[32];
