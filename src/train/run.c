@@ -413,7 +413,7 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         double dt = nx_now() - t0;
         t_train += dt;
         tokens += st.tokens;
-        double tps = (double)(tokens - 0) > 0 ? (s.tr.step - start) * (double)st.tokens / t_train : 0;
+        double tps = (s.tr.step - start) * (double)st.tokens / t_train; /* this session's steps */
         fprintf(s.metrics,
                 "{\"step\": %lld, \"loss\": %.9g, \"ce\": %.9g, \"kd\": %.9g, \"hidden\": %.9g, "
                 "\"grad_norm\": %.9g, \"lr\": %.9g, \"tokens\": %lld, \"step_s\": %.4f, \"tokens_per_s\": %.1f}\n",
