@@ -90,7 +90,7 @@ int main(void) {
     nx_err err;
     nx_rng r;
     nx_rng_seed(&r, 1);
-    if (nx_model_init(&m, &c, &err) || nx_acts_init(&a, &c, B, T, true, &err)) {
+    if (nx_model_init(&m, &c, &err) || nx_acts_init(&a, &c, B, T, NX_ACTS_TRAIN, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
@@ -116,7 +116,7 @@ int main(void) {
         memset(a.dlogits, 0, sizeof(float) * N * c.V);
         memset(grads, 0, m.nparams * sizeof(float));
         loss = nx_cross_entropy(a.dlogits, 1.0f, a.logits, tg, N, c.V);
-        nx_model_backward(&m, &a, grads, NULL);
+        nx_model_backward(&m, &a, grads, NULL, NULL);
         nx_clip_grad_norm(grads, m.nparams, 1.0f);
         nx_adamw_step(&opt, m.params, grads, 1e-3f, NULL);
     }

@@ -26,7 +26,7 @@ TEST(teacher_kv_decode_matches_full_forward) {
     nx_rng_seed(&r, 5);
     for (int i = 0; i < B * T; i++) ids[i] = (int32_t)nx_rng_below(&r, c->V);
     nx_acts a;
-    CHECK(nx_acts_init(&a, c, B, T, false, NULL) == NX_OK);
+    CHECK(nx_acts_init(&a, c, B, T, NX_ACTS_INFER, NULL) == NX_OK);
     nx_model_forward(&m, &a, ids, B, T, true);
     nx_infer s;
     CHECKF(nx_infer_init(&s, &m, B, T, 16, &err) == NX_OK, "%s", err.msg);

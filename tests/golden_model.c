@@ -71,8 +71,8 @@ static bool setup(fixture *f, const char *name) {
     f->N = f->B * f->T;
     memcpy(f->ids, ids->data, sizeof(int32_t) * f->N);
     for (int n = 0; n < f->N; n++) f->tg[n] = (n % f->T == f->T - 1) ? -1 : f->ids[n + 1];
-    if (nx_acts_init(&f->sa, &f->s.cfg, f->B, f->T, true, &e) ||
-        nx_acts_init(&f->ta, &f->t.cfg, f->B, f->T, false, &e))
+    if (nx_acts_init(&f->sa, &f->s.cfg, f->B, f->T, NX_ACTS_TRAIN, &e) ||
+        nx_acts_init(&f->ta, &f->t.cfg, f->B, f->T, NX_ACTS_INFER, &e))
         return fprintf(stderr, "  %s\n", e.msg), false;
     nx_model_forward(&f->t, &f->ta, f->ids, f->B, f->T, true);
     nx_model_forward(&f->s, &f->sa, f->ids, f->B, f->T, true);
@@ -157,7 +157,7 @@ static void run_case(const char *name) {
     CHECKF(fabs(kd - kd_ref) <= 1e-5 * fabs(kd_ref), "kd rel err %.3g", fabs(kd - kd_ref) / kd_ref);
     CHECKF(fabs(tot - tot_ref) <= 1e-5 * fabs(tot_ref), "total rel err %.3g", fabs(tot - tot_ref) / tot_ref);
     float *grads = calloc(f.s.nparams, sizeof(float));
-    nx_model_backward(&f.s, &f.sa, grads, NULL);
+    nx_model_backward(&f.s, &f.sa, grads, NULL, NULL);
     check_grads(&f, &f.g, "", grads);
     free(grads);
     teardown(&f);
@@ -187,7 +187,7 @@ TEST(each_distillation_loss_matches_pytorch) {
         printf("  %-16s %.9f (ref %.9f)\n", cases[c].key, v, ref);
         CHECKF(fabs(v - ref) <= 1e-5 * fabs(ref), "%s rel err %.3g", cases[c].key, fabs(v - ref) / ref);
         float *grads = calloc(f.s.nparams, sizeof(float));
-        nx_model_backward(&f.s, &f.sa, grads, NULL);
+        nx_model_backward(&f.s, &f.sa, grads, NULL, NULL);
         char prefix[64];
         snprintf(prefix, sizeof prefix, "%s.", cases[c].key);
         check_grads(&f, &g, prefix, grads);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "nexus/hf.h"
+#include "nexus/run.h"
 #include "nxtest.h"
 
 static char tmpdir[64];
@@ -200,6 +201,67 @@ TEST(model_round_trip_dtypes) {
     make_model(&m, NX_ARCH_LLAMA, false, false, 1);
     CHECK(nx_hf_save_model(tmpdir, &m, NX_I8, &err) == NX_ERR && strstr(err.msg, "I8"));
     nx_model_free(&m);
+    teardown();
+}
+
+/* A teacher held in bf16: a bf16 checkpoint loads bit for bit, f32 ones
+ * round to nearest even; the forward (layer by layer through the staging
+ * buffer) gives the same logits and attention maps as the f32-held model
+ * of the same checkpoint; copying layers from it gives the same student. */
+TEST(bf16_held_model_equals_f32_held) {
+    setup();
+    nx_arch archs[3] = {NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL};
+    for (int a = 0; a < 3; a++) {
+        nx_model m, mf, mb;
+        make_model(&m, archs[a], a == 1, a == 0, 17 + a);
+        nx_err err = {{0}};
+        char dir[128];
+        snprintf(dir, sizeof dir, "%s/b%d", tmpdir, a);
+        CHECKF(nx_hf_save_model(dir, &m, NX_F32, &err) == NX_OK, "%s", err.msg);
+        CHECKF(nx_hf_load_model_as(dir, &mb, NX_BF16, &err) == NX_OK, "%s", err.msg);
+        CHECK(mb.params == NULL && mb.params16 != NULL);
+        float *got = malloc(m.nparams * sizeof(float));
+        nx_model_read(&mb, 0, mb.nparams, got);
+        int bad = 0;
+        for (size_t i = 0; i < m.nparams; i++) {
+            float want = nx_bf16_to_f32(nx_f32_to_bf16(m.params[i]));
+            bad += memcmp(&want, &got[i], 4) != 0;
+        }
+        CHECKF(bad == 0, "arch %d: %d values not rounded to nearest even", a, bad);
+        nx_model_free(&mb);
+        /* the same bf16 checkpoint, held both ways */
+        CHECK(nx_hf_save_model(dir, &m, NX_BF16, &err) == NX_OK);
+        CHECK(nx_hf_load_model(dir, &mf, &err) == NX_OK && nx_hf_load_model_as(dir, &mb, NX_BF16, &err) == NX_OK);
+        nx_model_read(&mb, 0, mb.nparams, got);
+        CHECK(memcmp(got, mf.params, mf.nparams * sizeof(float)) == 0);
+        int B = 2, T = 7;
+        int32_t ids[14];
+        for (int i = 0; i < B * T; i++) ids[i] = (i * 7 + a) % m.cfg.V;
+        nx_acts af, ab;
+        CHECK(nx_acts_init(&af, &mf.cfg, B, T, NX_ACTS_KEEP_PROBS, NULL) == NX_OK);
+        CHECK(nx_acts_init(&ab, &mb.cfg, B, T, NX_ACTS_KEEP_PROBS, NULL) == NX_OK);
+        nx_model_forward(&mf, &af, ids, B, T, true);
+        nx_model_forward(&mb, &ab, ids, B, T, true);
+        CHECK(memcmp(af.logits, ab.logits, sizeof(float) * B * T * m.cfg.V) == 0);
+        for (int l = 0; l < m.cfg.L; l++)
+            CHECK(memcmp(nx_acts_probs(&af, &mf.cfg, l), nx_acts_probs(&ab, &mb.cfg, l),
+                         sizeof(float) * B * m.cfg.NH * T * T) == 0);
+        /* a one-layer student copied from layer 1 */
+        nx_model_config sc = mf.cfg;
+        sc.L = 1;
+        nx_model s1, s2;
+        int map[1] = {1};
+        CHECK(nx_model_init(&s1, &sc, NULL) == NX_OK && nx_model_init(&s2, &sc, NULL) == NX_OK);
+        CHECK(nx_student_copy_layers(&s1, &mf, map, 1, &err) == NX_OK);
+        CHECK(nx_student_copy_layers(&s2, &mb, map, 1, &err) == NX_OK);
+        CHECK(memcmp(s1.params, s2.params, s1.nparams * sizeof(float)) == 0);
+        CHECK(memcmp(s1.w.layer[0].wq, mf.w.layer[1].wq, sizeof(float) * sc.NH * sc.HS * sc.C) == 0);
+        CHECK(memcmp(s1.w.head, mf.w.head, sizeof(float) * sc.V * sc.C) == 0);
+        nx_acts_free(&af), nx_acts_free(&ab);
+        nx_model_free(&s1), nx_model_free(&s2);
+        nx_model_free(&m), nx_model_free(&mf), nx_model_free(&mb);
+        free(got);
+    }
     teardown();
 }
 

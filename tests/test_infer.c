@@ -66,7 +66,7 @@ static double kv_vs_full(nx_model_config cfg, int B, const int *plen, int T, int
     for (int i = 0; i < B * T; i++) ids[i] = (int32_t)nx_rng_below(&r, cfg.V);
     /* reference: full forward of each whole sequence */
     nx_acts a;
-    NX_ASSERT(nx_acts_init(&a, &cfg, B, T, false, NULL) == NX_OK);
+    NX_ASSERT(nx_acts_init(&a, &cfg, B, T, NX_ACTS_INFER, NULL) == NX_OK);
     nx_model_forward(&m, &a, ids, B, T, true);
     nx_infer s;
     nx_err err;

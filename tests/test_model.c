@@ -25,7 +25,7 @@ static void check_config(nx_model_config cfg, uint64_t seed) {
         m.params[i] += 0.05f * nx_rng_normal(&r);
     int B = 2, T = 5, N = B * T;
     nx_acts a;
-    CHECK(nx_acts_init(&a, &cfg, B, T, true, NULL) == NX_OK);
+    CHECK(nx_acts_init(&a, &cfg, B, T, NX_ACTS_TRAIN, NULL) == NX_OK);
     int32_t ids[10], tg[10];
     for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&r, cfg.V);
     for (int n = 0; n < N; n++) tg[n] = (n % T == T - 1) ? -1 : ids[n + 1];
@@ -35,7 +35,7 @@ static void check_config(nx_model_config cfg, uint64_t seed) {
     float *grads = calloc(m.nparams, sizeof(float));
     memset(a.dlogits, 0, sizeof(float) * N * cfg.V);
     model_loss(&m, &a, ids, tg, B, T, a.dlogits, teacher);
-    nx_model_backward(&m, &a, grads, NULL);
+    nx_model_backward(&m, &a, grads, NULL, NULL);
 
     int np = nx_model_params(&cfg, NULL);
     nx_param *tab = malloc(sizeof *tab * np);
@@ -111,11 +111,14 @@ TEST(param_table_is_consistent) {
 
 TEST(acts_bytes_is_what_init_allocates) {
     nx_model_config c = base();
-    for (int train = 0; train < 2; train++) {
+    for (unsigned mode = 0; mode < 4; mode++) {
         nx_acts a;
-        CHECK(nx_acts_init(&a, &c, 3, 7, train, NULL) == NX_OK);
-        CHECK(a.arena.used == nx_acts_bytes(&c, 3, 7, train));
+        CHECK(nx_acts_init(&a, &c, 3, 7, mode, NULL) == NX_OK);
+        CHECK(a.arena.used == nx_acts_bytes(&c, 3, 7, mode));
         nx_acts_free(&a);
     }
-    CHECK(nx_acts_bytes(&c, 2, 8, true) > nx_acts_bytes(&c, 2, 8, false));
+    CHECK(nx_acts_bytes(&c, 2, 8, NX_ACTS_TRAIN) > nx_acts_bytes(&c, 2, 8, NX_ACTS_INFER));
+    /* kept maps: one (B, NH, T, T) slice per layer instead of one shared */
+    CHECK(nx_acts_bytes(&c, 2, 8, NX_ACTS_KEEP_PROBS) - nx_acts_bytes(&c, 2, 8, NX_ACTS_INFER) ==
+          (size_t)(c.L - 1) * 2 * c.NH * 8 * 8 * sizeof(float));
 }

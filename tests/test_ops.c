@@ -127,6 +127,14 @@ static void att_fwd(float *out, float *x, void *c_) {
     nx_attention_forward(out, p, q, k, v, c->B, c->T, c->NH, c->KVH, c->HS);
     free(p);
 }
+/* out followed by probs: for checking the gradient that enters through the
+ * attention maps (dprobs_add) */
+static void att_fwd_probs(float *out, float *x, void *c_) {
+    att_ctx *c = c_;
+    float *q = c->which == 0 ? x : c->q, *k = c->which == 1 ? x : c->k, *v = c->which == 2 ? x : c->v;
+    nx_attention_forward(out, out + (long)c->B * c->T * c->NH * c->HS, q, k, v, c->B, c->T, c->NH, c->KVH,
+                         c->HS);
+}
 
 TEST(attention_matches_reference_and_finite_differences) {
     /* shapes: T = 1, one head, MQA (KVH = 1), GQA, MHA, odd head sizes */
@@ -142,7 +150,7 @@ TEST(attention_matches_reference_and_finite_differences) {
         nx_ref_attention_forward(o2, q, k, v, B, T, NH, KVH, HS);
         CHECK_REL(o1, o2, nq, 1e-5);
         float *dq1 = zeros(nq), *dk1 = zeros(nk), *dv1 = zeros(nk), *dq2 = zeros(nq), *dk2 = zeros(nk), *dv2 = zeros(nk);
-        nx_attention_backward(dq1, dk1, dv1, s, dy, p, q, k, v, B, T, NH, KVH, HS);
+        nx_attention_backward(dq1, dk1, dv1, s, dy, p, NULL, q, k, v, B, T, NH, KVH, HS);
         nx_ref_attention_backward(dq2, dk2, dv2, dy, q, k, v, B, T, NH, KVH, HS);
         CHECK_REL(dq1, dq2, nq, 1e-5);
         CHECK_REL(dk1, dk2, nk, 1e-5);
@@ -153,6 +161,16 @@ TEST(attention_matches_reference_and_finite_differences) {
         CHECK(fd_check(att_fwd, &c, k, nk, dy, nq, dk1, 8) < 2e-2);
         c.which = 2;
         CHECK(fd_check(att_fwd, &c, v, nk, dy, nq, dv1, 8) < 2e-2);
+        /* a loss on the maps too: Σ out·dy + Σ probs·G */
+        long np_ = (long)B * NH * T * T;
+        float *dy2 = rnd(nq + np_, 1);
+        memcpy(dy2, dy, nq * sizeof(float));
+        nx_attention_backward(dq1, dk1, dv1, s, dy, p, dy2 + nq, q, k, v, B, T, NH, KVH, HS);
+        c.which = 0;
+        CHECK(fd_check(att_fwd_probs, &c, q, nq, dy2, nq + np_, dq1, 8) < 2e-2);
+        c.which = 1;
+        CHECK(fd_check(att_fwd_probs, &c, k, nk, dy2, nq + np_, dk1, 8) < 2e-2);
+        free(dy2);
         free(q), free(k), free(v), free(dy), free(p), free(s), free(o1), free(o2);
         free(dq1), free(dk1), free(dv1), free(dq2), free(dk2), free(dv2);
     }

@@ -4,6 +4,10 @@
  *     resumed = the same run interrupted with SIGINT (exit 130) and
  *     resumed: identical losses at every step, bit for bit, and identical
  *     student files;
+ *   - the same for a narrower student trained with hidden-state loss through
+ *     learned projections and attention transfer from a teacher held in
+ *     bf16 (the projections and their optimiser state are in the
+ *     checkpoint);
  *   - bad input is caught before the first step with a clear message. */
 #include <signal.h>
 #include <sys/stat.h>
@@ -69,6 +73,18 @@ static void make_fixture(void) {
                   "checkpoint: {every: 1, keep: 2}\n"
                   "log: {every: 1000}\n"
                   "seed: 11\n");
+    snprintf(p, sizeof p, "%s/narrow.yaml", root);
+    write_file(p, "teacher: {path: teacher, dtype: bf16}\n"
+                  "student: {from_teacher: true, num_layers: 2, hidden_size: 24, intermediate_size: 48,\n"
+                  "          num_heads: 3, num_kv_heads: 1, init: {kind: random, std: 0.02}}\n"
+                  "data: {train: data.jsonl, validation: data.jsonl, seq_len: 16, batch_size: 4}\n"
+                  "loss: {alpha: 0.5, temperature: 2, attention: 0.3,\n"
+                  "       hidden: {weight: 0.5, layer_map: [[0, 1], [1, 2]]}}\n"
+                  "optimizer: {lr: 3.0e-3, warmup_steps: 10, min_lr: 1.0e-4, steps: 150}\n"
+                  "eval: {every: 50, batches: 2}\n"
+                  "checkpoint: {every: 1, keep: 2}\n"
+                  "log: {every: 1000}\n"
+                  "seed: 12\n");
 }
 
 /* "step loss grad_norm" of every step line of DIR/metrics.jsonl */
@@ -99,12 +115,12 @@ static int count_lines(const char *dir) {
     return n;
 }
 
-static pid_t spawn(const char *out, bool resume) {
+static pid_t spawn(const char *yaml, const char *out, bool resume) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         char cfg[256], set[300];
-        snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+        snprintf(cfg, sizeof cfg, "%s/%s", root, yaml);
         snprintf(set, sizeof set, "output.dir=%s", out);
         freopen("/dev/null", "w", stderr);
         freopen("/dev/null", "w", stdout);
@@ -126,10 +142,10 @@ static bool same_file(const char *a, const char *b) {
     return system(cmd) == 0;
 }
 
-static void interrupted_run(const char *name, int sig, int expect_rc, const char *straight) {
+static void interrupted_run(const char *yaml, const char *name, int sig, int expect_rc, const char *straight) {
     char out[200];
     snprintf(out, sizeof out, "%s/%s", root, name);
-    pid_t pid = spawn(out, false);
+    pid_t pid = spawn(yaml, out, false);
     double t0 = nx_now();
     while (count_lines(out) < 30 && nx_now() - t0 < 60) usleep(2000);
     kill(pid, sig);
@@ -137,7 +153,7 @@ static void interrupted_run(const char *name, int sig, int expect_rc, const char
     int done = count_lines(out);
     CHECKF(rc == expect_rc, "%s: exit %d, expected %d", name, rc, expect_rc);
     CHECKF(done < 150, "%s: the run finished before the signal (%d steps)", name, done);
-    CHECK(wait_rc(spawn(out, true)) == 0);
+    CHECK(wait_rc(spawn(yaml, out, true)) == 0);
     char *a = losses(straight), *b = losses(out);
     CHECKF(strcmp(a, b) == 0 && strlen(a) > 0, "%s: losses differ after resume", name);
     char fa[256], fb[256];
@@ -152,10 +168,22 @@ TEST(resume_after_kill_and_sigint_is_bit_identical) {
     make_fixture();
     char straight[200];
     snprintf(straight, sizeof straight, "%s/straight", root);
-    CHECK(wait_rc(spawn(straight, false)) == 0);
+    CHECK(wait_rc(spawn("run.yaml", straight, false)) == 0);
     CHECK(count_lines(straight) == 150);
-    interrupted_run("killed", SIGKILL, 128 + SIGKILL, straight);
-    interrupted_run("sigint", SIGINT, 130, straight);
+    interrupted_run("run.yaml", "killed", SIGKILL, 128 + SIGKILL, straight);
+    interrupted_run("run.yaml", "sigint", SIGINT, 130, straight);
+}
+
+TEST(resume_with_projections_attention_and_bf16_teacher_is_bit_identical) {
+    if (!root[0]) make_fixture();
+    char straight[200], p[300];
+    snprintf(straight, sizeof straight, "%s/narrow-straight", root);
+    CHECK(wait_rc(spawn("narrow.yaml", straight, false)) == 0);
+    CHECK(count_lines(straight) == 150);
+    /* the hidden and attention terms are live in every step line */
+    snprintf(p, sizeof p, "test $(grep -c '\"hidden\": [0-9.]*[1-9][0-9.e-]*, \"attention\": [0-9.]*[1-9]' %s/metrics.jsonl) -eq 150", straight);
+    CHECK(system(p) == 0);
+    interrupted_run("narrow.yaml", "narrow-killed", SIGKILL, 128 + SIGKILL, straight);
 }
 
 static void expect_error(const char *set1, const char *set2, const char *needle) {
@@ -202,5 +230,5 @@ TEST(bad_input_is_reported_before_training) {
 }
 
 __attribute__((destructor)) static void cleanup(void) {
-    if (root[0]) sh("rm -rf %s%s", root, "");
+    if (root[0] && !getenv("KEEP")) sh("rm -rf %s%s", root, "");
 }

@@ -152,38 +152,47 @@ TEST(vocab_mismatch_is_reported) {
     nx_model_free(&t);
 }
 
-/* The trainer's whole gradient (CE + KD + hidden-state loss) against finite
- * differences of the loss it reports: lr 0 and no clipping leave the
- * parameters as they are and tr.grads as the raw gradient. */
-TEST(trainer_gradient_with_hidden_loss_matches_finite_differences) {
-    nx_model_config c = tiny(2), tc = tiny(3);
+/* The trainer's whole gradient (CE + KD + hidden-state + attention-map
+ * losses, accumulated over two micro-batches) against finite differences
+ * of the loss it reports: lr 0 and no clipping leave the parameters as they
+ * are and tr.grads as the raw gradient. Probes cover the student and, where
+ * the teacher is wider, the learned projections. */
+static double trainer_fd(nx_model_config tc, float hidden_w, float att_w, uint64_t seed, bool *had_proj) {
+    nx_model_config c = tiny(2);
     nx_model t, s;
     nx_rng r;
-    nx_rng_seed(&r, 21);
+    nx_rng_seed(&r, seed);
     CHECK(nx_model_init(&t, &tc, NULL) == NX_OK && nx_model_init(&s, &c, NULL) == NX_OK);
     nx_model_init_random(&t, 0.4f, &r);
     nx_model_init_random(&s, 0.3f, &r);
-    static const int pairs[2][2] = {{0, 1}, {1, 2}};
-    nx_train_opts o = opts(2, 1);
+    static const int pairs[3][2] = {{0, 1}, {1, 2}, {1, 0}};
+    nx_train_opts o = opts(2, 2);
     o.lr = o.min_lr = 0;
     o.sched = NX_SCHED_CONSTANT;
     o.clip = 0;
     o.weight_decay = 0;
-    o.hidden_weight = 0.7f;
-    o.n_hidden_pairs = 2;
-    o.hidden_pairs = pairs;
+    o.n_layer_map = 3;
+    o.layer_map = pairs;
+    o.hidden_weight = hidden_w;
+    o.attention_weight = att_w;
+    o.proj_seed = seed;
     nx_trainer tr;
     CHECK(nx_trainer_init(&tr, &s, &t, &o, NULL) == NX_OK);
-    int32_t win[2 * 9], in[16], tg[16];
-    for (int i = 0; i < 18; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
-    split(win, 2, 8, in, tg);
+    *had_proj = tr.proj != NULL;
+    int32_t win[4 * 9], in[32], tg[32];
+    for (int i = 0; i < 36; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
+    split(win, 4, 8, in, tg);
     nx_step_stats st;
-    CHECK(nx_trainer_step(&tr, in, tg, &st) == NX_OK && st.hidden > 0);
-    float *g = malloc(s.nparams * sizeof(float));
-    memcpy(g, tr.grads, s.nparams * sizeof(float));
+    CHECK(nx_trainer_step(&tr, in, tg, &st) == NX_OK);
+    CHECK(hidden_w == 0 || st.hidden > 0);
+    CHECK(att_w == 0 || st.attention > 0);
+    float *g = malloc(tr.n_train * sizeof(float));
+    memcpy(g, tr.grads, tr.n_train * sizeof(float));
     double worst = 0;
-    for (int k = 0; k < 40; k++) {
-        size_t i = nx_rng_below(&r, s.nparams);
+    for (int k = 0; k < 60; k++) {
+        /* half the probes on the projections when there are some */
+        size_t i = tr.proj && k % 2 ? s.nparams + nx_rng_below(&r, tr.n_train - s.nparams)
+                                    : nx_rng_below(&r, s.nparams);
         float keep = s.params[i], h = 1e-3f;
         s.params[i] = keep + h;
         nx_trainer_step(&tr, in, tg, &st);
@@ -195,18 +204,67 @@ TEST(trainer_gradient_with_hidden_loss_matches_finite_differences) {
         double num = (up - dn) / (2 * h), e = fabs(num - g[i]) / (fabs(num) + fabs(g[i]) + 1e-2);
         if (e > worst) worst = e;
     }
-    CHECKF(worst < 2e-2, "worst disagreement %.3g", worst);
-    /* unequal widths are refused until a learned projection exists */
-    nx_model_config wide = tiny(3);
-    wide.C = 24;
-    nx_model w;
-    nx_trainer tr2;
-    nx_err e;
-    CHECK(nx_model_init(&w, &wide, NULL) == NX_OK);
-    CHECK(nx_trainer_init(&tr2, &s, &w, &o, &e) == NX_ERR && strstr(e.msg, "equal widths"));
     free(g);
     nx_trainer_free(&tr);
-    nx_model_free(&w);
+    nx_model_free(&s);
+    nx_model_free(&t);
+    return worst;
+}
+
+TEST(trainer_gradient_with_hidden_and_attention_losses_matches_finite_differences) {
+    bool proj;
+    /* equal widths and head counts: identity map, per-head attention KL */
+    double w = trainer_fd(tiny(3), 0.7f, 0, 21, &proj);
+    CHECKF(w < 2e-2 && !proj, "hidden only: worst disagreement %.3g", w);
+    w = trainer_fd(tiny(3), 0, 0.9f, 22, &proj);
+    CHECKF(w < 2e-2, "attention only: worst disagreement %.3g", w);
+    w = trainer_fd(tiny(3), 0.7f, 0.9f, 23, &proj);
+    CHECKF(w < 2e-2, "both: worst disagreement %.3g", w);
+    /* a wider teacher with other head counts: learned projections, head-mean maps */
+    nx_model_config wide = tiny(3);
+    wide.C = 24;
+    wide.NH = 6;
+    wide.KVH = 3;
+    w = trainer_fd(wide, 0.7f, 0.9f, 24, &proj);
+    CHECKF(w < 2e-2 && proj, "projection + head-mean attention: worst disagreement %.3g", w);
+}
+
+/* Projections train with the student: the loss falls, and a layer map out
+ * of range is refused. */
+TEST(hidden_projection_learns_and_layer_map_is_checked) {
+    nx_model_config c = tiny(2), wide = tiny(3);
+    wide.C = 24;
+    nx_model t, s;
+    nx_rng r;
+    nx_rng_seed(&r, 31);
+    CHECK(nx_model_init(&t, &wide, NULL) == NX_OK && nx_model_init(&s, &c, NULL) == NX_OK);
+    nx_model_init_random(&t, 0.5f, &r);
+    nx_model_init_random(&s, 0.1f, &r);
+    static const int pairs[2][2] = {{0, 1}, {1, 2}};
+    nx_train_opts o = opts(4, 1);
+    o.n_layer_map = 2;
+    o.layer_map = pairs;
+    o.hidden_weight = 1.0f;
+    nx_trainer tr;
+    CHECK(nx_trainer_init(&tr, &s, &t, &o, NULL) == NX_OK);
+    CHECK(tr.n_train == s.nparams + 2 * 24 * 16 && s.nextra == 2 * 24 * 16);
+    int32_t win[4 * 9], in[32], tg[32];
+    for (int i = 0; i < 36; i++) win[i] = (int32_t)nx_rng_below(&r, c.V);
+    split(win, 4, 8, in, tg);
+    nx_step_stats st;
+    double first = 0, last = 0;
+    for (int k = 0; k < 40; k++) {
+        CHECK(nx_trainer_step(&tr, in, tg, &st) == NX_OK);
+        if (k == 0) first = st.hidden;
+        last = st.hidden;
+    }
+    CHECKF(last < 0.7 * first, "hidden loss %.4f -> %.4f", first, last);
+    nx_trainer_free(&tr);
+    static const int bad[1][2] = {{0, 3}};
+    o.n_layer_map = 1;
+    o.layer_map = bad;
+    nx_err e;
+    CHECK(nx_trainer_init(&tr, &s, &t, &o, &e) == NX_ERR && strstr(e.msg, "out of range"));
     nx_model_free(&s);
     nx_model_free(&t);
 }

@@ -74,27 +74,58 @@ int nx_model_config_check(const nx_model_config *cfg, nx_err *err);
 
 typedef struct nx_model {
     nx_model_config cfg;
-    float *params;        /* nx_model_numel(cfg) floats, 64-byte aligned, owned */
-    size_t nparams;
-    nx_weights w;         /* bound to params */
+    float *params;        /* nparams + nextra floats, 64-byte aligned, owned; NULL when held in bf16 */
+    size_t nparams;       /* the model's own: nx_model_numel(cfg) */
+    size_t nextra;        /* room after them for a trainer's own parameters (see nx_model_reserve) */
+    nx_weights w;         /* bound to params (unbound when held in bf16) */
     nx_layer_weights *layer_store;
+    /* A model held in bf16 (a teacher, forward only): params16 has the
+     * nparams values in the f32 layout's order; the forward widens one
+     * layer, or the final norm and head, at a time into stage. */
+    uint16_t *params16;
+    float *stage;
 } nx_model;
+
+/* Where the parts of the flat parameter layout start, in floats. Layer l
+ * starts at layer0 + l * layer_span and is laid out as layer 0 is (see
+ * nx_layer_bind). head == wte (0) when tied. */
+typedef struct nx_layout {
+    size_t layer0, layer_span, lnf, head;
+} nx_layout;
+nx_layout nx_model_layout(const nx_model_config *cfg);
+/* Binds one layer's weights to a buffer holding that layer alone. */
+void nx_layer_bind(nx_layer_weights *lw, const nx_model_config *cfg, float *base);
 
 /* Allocates a model of this shape with zeroed parameters. */
 int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err);
+/* The same, held in bf16 (half the memory; forward only, computed in f32
+ * on weights widened exactly from bf16). */
+int nx_model_init_bf16(nx_model *m, const nx_model_config *cfg, nx_err *err);
+/* n parameter values from offset off as f32, whichever way m is held. */
+void nx_model_read(const nx_model *m, size_t off, size_t n, float *dst);
 /* Random init as transformers does: normal(0, std) for matrices and
  * embeddings, ones for norms, zeros for biases. */
 void nx_model_init_random(nx_model *m, float std, nx_rng *rng);
 void nx_model_free(nx_model *m);
+/* Grows the parameter buffer to hold `extra` zeroed floats after the model's
+ * own (keeping them and rebinding m->w) and returns the first of them.
+ * A trainer keeps parameters of its own there (hidden-state projections) so
+ * that one optimiser, one clip and one checkpoint cover all that trains;
+ * nothing that reads or writes the model itself looks past nparams. */
+float *nx_model_reserve(nx_model *m, size_t extra);
 
 /* ---- forward / backward ------------------------------------------------ */
 
-/* Activations for batches of up to B × T tokens, planned once. With train
- * set, every layer keeps what its backward needs and backward scratch is
- * planned too; without, layers share one set of buffers (inference). */
+/* Activations for batches of up to B × T tokens, planned once. With
+ * NX_ACTS_TRAIN every layer keeps what its backward needs and backward
+ * scratch is planned too; without, layers share one set of buffers
+ * (inference). NX_ACTS_KEEP_PROBS keeps every layer's attention maps in
+ * inference too (a teacher for attention transfer). */
+enum { NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2 };
+
 typedef struct nx_acts {
     int B, T;               /* capacity */
-    bool train;
+    bool train, keep_probs;
     int cur_B, cur_T;       /* shape of the last forward */
     nx_arena arena;
     float *rope_cos, *rope_sin; /* (T, HS/2) */
@@ -110,15 +141,19 @@ typedef struct nx_acts {
     float *dlogits;         /* (N, V): the loss writes here, backward reads it */
 } nx_acts;
 
-int nx_acts_init(nx_acts *a, const nx_model_config *cfg, int B, int T, bool train, nx_err *err);
+/* mode: NX_ACTS_* flags */
+int nx_acts_init(nx_acts *a, const nx_model_config *cfg, int B, int T, unsigned mode, nx_err *err);
 /* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated). */
-size_t nx_acts_bytes(const nx_model_config *cfg, int B, int T, bool train);
+size_t nx_acts_bytes(const nx_model_config *cfg, int B, int T, unsigned mode);
 void nx_acts_free(nx_acts *a);
 
 /* Hidden state i as Hugging Face reports it (output_hidden_states):
  * i = 0 embeddings, 1..L−1 layer outputs, L the last layer's output after
  * the final norm. (N, C) for the last forward. */
 const float *nx_acts_hidden(const nx_acts *a, const nx_model_config *cfg, int i);
+/* Attention probabilities of layer l in the last forward, (cur_B, NH,
+ * cur_T, cur_T) with zeros above the diagonal. Needs TRAIN or KEEP_PROBS. */
+const float *nx_acts_probs(const nx_acts *a, const nx_model_config *cfg, int l);
 
 /* Forward B×T token ids (B ≤ a->B, T ≤ a->T; ids < V asserted) to
  * a->logits. With logits false the LM head is skipped (hidden states only). */
@@ -126,7 +161,10 @@ void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, 
 
 /* Backward of the last forward from a->dlogits, ADDING into grads (a
  * parameter-shaped buffer, see nx_weights_bind). dhidden, when not NULL,
- * holds (L+1, N, C) extra gradients w.r.t. res[0..L] (hidden-state losses). */
-void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden);
+ * holds (L+1, N, C) extra gradients w.r.t. res[0..L] (hidden-state losses);
+ * dprobs, when not NULL, L pointers (each NULL or (B, NH, T, T)) of extra
+ * gradients w.r.t. the attention maps (attention transfer). */
+void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden,
+                       float *const *dprobs);
 
 #endif

@@ -46,10 +46,12 @@ void nx_rope_backward(float *dx, const int32_t *pos, const float *cos_t, const f
  * above the diagonal are zero); out (B,T,NH,HS). Scale 1/sqrt(HS). */
 void nx_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                           int B, int T, int NH, int KVH, int HS);
-/* dq, dk, dv are written (not added). scratch: B*NH*T*T floats. */
+/* dq, dk, dv are written (not added). scratch: B*NH*T*T floats.
+ * dprobs_add, when not NULL, is a further gradient w.r.t. probs (B,NH,T,T)
+ * from a loss on the attention maps; entries above the diagonal are ignored. */
 void nx_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                           const float *probs, const float *q, const float *k, const float *v,
-                           int B, int T, int NH, int KVH, int HS);
+                           const float *probs, const float *dprobs_add, const float *q, const float *k,
+                           const float *v, int B, int T, int NH, int KVH, int HS);
 
 /* SwiGLU: out = silu(gate) * up, elementwise over n values. */
 void nx_swiglu_forward(float *out, const float *gate, const float *up, long n);

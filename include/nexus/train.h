@@ -7,8 +7,8 @@
  * targets (from the data loader: windows of T + 1 tokens). It runs the teacher forward without gradients, the
  * student forward and backward on
  *     loss = alpha · kd(student, teacher; temp) + (1 − alpha) · ce
- * (kd is forward KL, reverse KL or JSD, each scaled by temp²), plus an
- * optional hidden-state loss on mapped layers, averages
+ * (kd is forward KL, reverse KL or JSD, each scaled by temp²), plus
+ * optional hidden-state and attention-map losses on mapped layers, averages
  * gradients over micro-batches, clips the global norm and applies AdamW at
  * the scheduled learning rate. */
 #ifndef NEXUS_TRAIN_H
@@ -25,17 +25,29 @@ typedef struct nx_train_opts {
     float lr, min_lr, beta1, beta2, eps, weight_decay, clip;
     nx_sched sched;
     int64_t warmup, total_steps;
+    /* Layer map for the two losses below: student layer layer_map[i][0]
+     * is matched with teacher layer layer_map[i][1]. */
+    int n_layer_map;
+    const int (*layer_map)[2];
     /* Hidden-state loss: hidden_weight × mean over the pairs of the mean
-     * squared difference between the output of student layer hidden_pairs[i][0]
-     * and of teacher layer hidden_pairs[i][1] (equal widths). 0: off. */
+     * squared difference between the output h_s of the student layer and
+     * h_t of the teacher layer. Where the widths differ h_s is first mapped
+     * by a learned matrix (C_t × C_s, one per pair, trained with the
+     * student, initialised as torch.nn.Linear's weight from proj_seed).
+     * 0: off. */
     float hidden_weight;
-    int n_hidden_pairs;
-    const int (*hidden_pairs)[2];
+    uint64_t proj_seed;
+    /* Attention transfer: attention_weight × mean over pairs, batch rows,
+     * head groups and query positions of KL(A_t ‖ A_s) over key positions,
+     * A the softmax attention maps. With equal head counts each head is a
+     * group (MiniLM); otherwise each side's maps are averaged over its heads
+     * (one group). 0: off. */
+    float attention_weight;
 } nx_train_opts;
 
 typedef struct nx_step_stats {
     int64_t step;               /* index of this step (0-based) */
-    double loss, ce, kd, hidden; /* means over the step's micro-batches (hidden: unweighted) */
+    double loss, ce, kd, hidden, attention; /* means over the step's micro-batches (unweighted terms) */
     double grad_norm;           /* before clipping */
     float lr;
     int64_t tokens;             /* tokens this step trained on */
@@ -47,15 +59,21 @@ typedef struct nx_trainer {
     nx_model *student;
     const nx_model *teacher;    /* NULL: no distillation (nexus train) */
     nx_acts sa, ta;
-    float *grads;               /* student-parameter-shaped */
+    size_t n_train;             /* trained floats: the student's, then the projections' */
+    float *proj;                /* hidden-state projections (student->params + nparams), or NULL */
+    float *grads;               /* (n_train) */
     float *dhidden;             /* (L+1, B*T, C) gradients of the hidden loss, or NULL */
-    nx_adamw opt;
+    float *py;                  /* (B*T, C_t) projected student states, or NULL */
+    float **dprobs;             /* [student L]: attention-map gradients of mapped layers, or NULL */
+    nx_adamw opt;               /* over n_train */
     int64_t step;               /* steps done */
 } nx_trainer;
 
 /* The student and teacher must outlive the trainer; teacher may be NULL.
- * Fails (with a message) when shapes disagree: vocabulary, T beyond
- * max_position_embeddings, or memory cannot be had. */
+ * With hidden-state projections the student's parameter buffer is grown to
+ * carry them (nx_model_reserve). Fails (with a message) when shapes
+ * disagree: vocabulary, T beyond max_position_embeddings, a layer map out
+ * of range, or memory cannot be had. */
 int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
                     const nx_train_opts *o, nx_err *err);
 void nx_trainer_free(nx_trainer *tr);

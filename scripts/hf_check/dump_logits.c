@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     int32_t *ids = malloc(sizeof(int32_t) * T);
     for (int i = 0; i < T; i++) ids[i] = atoi(argv[3 + i]);
     nx_acts a;
-    if (nx_acts_init(&a, &m.cfg, 1, T, false, &err)) {
+    if (nx_acts_init(&a, &m.cfg, 1, T, NX_ACTS_INFER, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

@@ -148,7 +148,7 @@ int cmd_info(int argc, char **argv) {
         if (B == 1) B = rc.data.batch_size;
         if (T == 0) T = rc.data.seq_len - 1;
         if (tcp && rc.loss.alpha > 0)
-            teacher_bytes = 4.0 * (double)nx_model_numel(&tc) + (double)nx_acts_bytes(&tc, (int)B, (int)T, false);
+            teacher_bytes = 4.0 * (double)nx_model_numel(&tc) + (double)nx_acts_bytes(&tc, (int)B, (int)T, NX_ACTS_INFER);
     } else if ((is_dir ? nx_hf_load_config(path, &c, &err) : nx_hf_load_config_file(path, &c, &err)) != NX_OK) {
         return cli_error("info", err.msg);
     }
@@ -185,7 +185,7 @@ int cmd_info(int argc, char **argv) {
     double kv = 4.0 * 2 * L * B * T * KVH * HS;
     double scratch = 4.0 * B * (3 * C + 2 * F + V + NH * T);
     double infer = f32 + kv + scratch;
-    double acts = (double)nx_acts_bytes(&c, (int)B, (int)T, true);
+    double acts = (double)nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN);
     double train = 16 * N + acts + teacher_bytes;
 
     if (json) {

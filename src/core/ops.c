@@ -164,12 +164,12 @@ void nx_attention_forward(float *out, float *probs, const float *q, const float 
         }
 }
 
-/* dP = dO Vᵀ; dV = Pᵀ dO; dS = P ⊙ (dP − rowsum(dP ⊙ P)); dQ = dS K/√HS;
- * dK = dSᵀ Q/√HS. Heads sharing a kv head are handled by one iteration so
+/* dP = dO Vᵀ (+ dprobs_add); dV = Pᵀ dO; dS = P ⊙ (dP − rowsum(dP ⊙ P));
+ * dQ = dS K/√HS; dK = dSᵀ Q/√HS. Heads sharing a kv head are handled by one iteration so
  * that dK/dV accumulate without races. */
 void nx_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                           const float *probs, const float *q, const float *k, const float *v,
-                           int B, int T, int NH, int KVH, int HS) {
+                           const float *probs, const float *dprobs_add, const float *q, const float *k,
+                           const float *v, int B, int T, int NH, int KVH, int HS) {
     int G = NH / KVH, qs = NH * HS, ks = KVH * HS;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for schedule(dynamic) collapse(2)
@@ -189,9 +189,12 @@ void nx_attention_backward(float *dq, float *dk, float *dv, float *scratch, cons
                 float *dQ = dq + (long)b * T * qs + h * HS;
                 nx_gemm(false, true, T, T, HS, 1.0f, dO, qs, Vv, ks, 0.0f, dP, T);
                 nx_gemm(true, false, T, HS, T, 1.0f, P, T, dO, qs, 1.0f, dV, ks);
+                const float *add = dprobs_add ? dprobs_add + ((long)b * NH + h) * T * T : NULL;
                 for (int t = 0; t < T; t++) {
                     const float *pr = P + (long)t * T;
                     float *dr = dP + (long)t * T;
+                    if (add)
+                        for (int j = 0; j <= t; j++) dr[j] += add[(long)t * T + j];
                     double dot = 0;
                     for (int j = 0; j <= t; j++) dot += (double)dr[j] * pr[j];
                     float d = (float)dot;

@@ -337,20 +337,37 @@ static void widen(float *dst, const nx_st_tensor *t, size_t numel) {
     free(tmp);
 }
 
-int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err) {
+/* A tensor into m's storage at offset off: widened to f32, or for a model
+ * held in bf16 copied as is (bf16 on disk) or rounded to nearest even. */
+static void load_tensor(nx_model *m, size_t off, const nx_st_tensor *t, size_t numel) {
+    if (!m->params16) {
+        widen(m->params + off, t, numel);
+    } else if (t->dtype == NX_BF16) {
+        memcpy(m->params16 + off, t->data, numel * sizeof(uint16_t));
+    } else {
+        float *tmp = nx_xmalloc(numel * sizeof(float));
+        widen(tmp, t, numel);
+        for (size_t i = 0; i < numel; i++) m->params16[off + i] = nx_f32_to_bf16(tmp[i]);
+        free(tmp);
+    }
+}
+
+int nx_hf_load_model_as(const char *dir, nx_model *m, nx_dtype hold, nx_err *err) {
     memset(m, 0, sizeof *m);
+    NX_ASSERTM(hold == NX_F32 || hold == NX_BF16, "models are held in f32 or bf16");
     nx_model_config cfg;
     if (nx_hf_load_config(dir, &cfg, err)) return NX_ERR;
     nx_safetensors st;
     if (nx_st_open_dir(&st, dir, err)) return NX_ERR;
-    if (nx_hf_check_tensors(&cfg, &st, err) || nx_model_init(m, &cfg, err)) {
+    if (nx_hf_check_tensors(&cfg, &st, err) ||
+        (hold == NX_BF16 ? nx_model_init_bf16(m, &cfg, err) : nx_model_init(m, &cfg, err))) {
         nx_st_close(&st);
         return NX_ERR;
     }
     int np = nx_model_params(&cfg, NULL);
     nx_param *tab = nx_xmalloc(sizeof *tab * np);
     nx_model_params(&cfg, tab);
-    for (int i = 0; i < np; i++) widen(m->params + tab[i].offset, nx_st_find(&st, tab[i].name), tab[i].numel);
+    for (int i = 0; i < np; i++) load_tensor(m, tab[i].offset, nx_st_find(&st, tab[i].name), tab[i].numel);
     free(tab);
     const nx_st_tensor *head = nx_st_find(&st, "lm_head.weight");
     if (cfg.tied && head) {
@@ -360,10 +377,11 @@ int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err) {
         bool same = head->ndim == 2 && head->shape[0] == cfg.V && head->shape[1] == cfg.C &&
                     (head->dtype == NX_F32 || head->dtype == NX_F16 || head->dtype == NX_BF16);
         if (same) {
-            float *tmp = nx_xmalloc(n * sizeof *tmp);
-            widen(tmp, head, n);
-            same = memcmp(tmp, m->w.wte, n * sizeof *tmp) == 0;
-            free(tmp);
+            float *a = nx_xmalloc(n * sizeof *a), *b = nx_xmalloc(n * sizeof *b);
+            widen(a, head, n);
+            widen(b, emb, n);
+            same = memcmp(a, b, n * sizeof *a) == 0;
+            free(a), free(b);
         }
         if (!same) {
             nx_fail(err, "%s: tensor 'lm_head.weight' differs from 'model.embed_tokens.weight' (%s) but "
@@ -377,6 +395,8 @@ int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err) {
     nx_st_close(&st);
     return NX_OK;
 }
+
+int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err) { return nx_hf_load_model_as(dir, m, NX_F32, err); }
 
 /* ---- saving ------------------------------------------------------------ */
 

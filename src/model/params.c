@@ -35,33 +35,51 @@ static float *add(builder *b, int ndim, int64_t d0, int64_t d1, const char *fmt,
     return ptr;
 }
 
+/* One layer's tensors, in HF order. */
+static void add_layer(builder *b, const nx_model_config *c, int l, nx_layer_weights *lw) {
+    int Q = c->NH * c->HS, KV = c->KVH * c->HS;
+    lw->ln1 = add(b, 1, c->C, 0, "model.layers.%d.input_layernorm.weight", l);
+    lw->wq = add(b, 2, Q, c->C, "model.layers.%d.self_attn.q_proj.weight", l);
+    lw->bq = c->qkv_bias ? add(b, 1, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l) : NULL;
+    lw->wk = add(b, 2, KV, c->C, "model.layers.%d.self_attn.k_proj.weight", l);
+    lw->bk = c->qkv_bias ? add(b, 1, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l) : NULL;
+    lw->wv = add(b, 2, KV, c->C, "model.layers.%d.self_attn.v_proj.weight", l);
+    lw->bv = c->qkv_bias ? add(b, 1, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l) : NULL;
+    lw->wo = add(b, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l);
+    lw->bo = c->o_bias ? add(b, 1, c->C, 0, "model.layers.%d.self_attn.o_proj.bias", l) : NULL;
+    lw->ln2 = add(b, 1, c->C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+    lw->wg = add(b, 2, c->F, c->C, "model.layers.%d.mlp.gate_proj.weight", l);
+    lw->wu = add(b, 2, c->F, c->C, "model.layers.%d.mlp.up_proj.weight", l);
+    lw->wd = add(b, 2, c->C, c->F, "model.layers.%d.mlp.down_proj.weight", l);
+}
+
 /* The one walk over a model's tensors, in HF order. w may be NULL. */
 static builder build(const nx_model_config *c, nx_param *tab, float *base, nx_weights *w) {
     builder b = {tab, base, 0, 0};
     nx_weights dummy;
     nx_layer_weights lw_dummy;
     if (!w) w = &dummy;
-    int Q = c->NH * c->HS, KV = c->KVH * c->HS;
     w->wte = add(&b, 2, c->V, c->C, "model.embed_tokens.weight", 0);
-    for (int l = 0; l < c->L; l++) {
-        nx_layer_weights *lw = w == &dummy ? &lw_dummy : &w->layer[l];
-        lw->ln1 = add(&b, 1, c->C, 0, "model.layers.%d.input_layernorm.weight", l);
-        lw->wq = add(&b, 2, Q, c->C, "model.layers.%d.self_attn.q_proj.weight", l);
-        lw->bq = c->qkv_bias ? add(&b, 1, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l) : NULL;
-        lw->wk = add(&b, 2, KV, c->C, "model.layers.%d.self_attn.k_proj.weight", l);
-        lw->bk = c->qkv_bias ? add(&b, 1, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l) : NULL;
-        lw->wv = add(&b, 2, KV, c->C, "model.layers.%d.self_attn.v_proj.weight", l);
-        lw->bv = c->qkv_bias ? add(&b, 1, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l) : NULL;
-        lw->wo = add(&b, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l);
-        lw->bo = c->o_bias ? add(&b, 1, c->C, 0, "model.layers.%d.self_attn.o_proj.bias", l) : NULL;
-        lw->ln2 = add(&b, 1, c->C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        lw->wg = add(&b, 2, c->F, c->C, "model.layers.%d.mlp.gate_proj.weight", l);
-        lw->wu = add(&b, 2, c->F, c->C, "model.layers.%d.mlp.up_proj.weight", l);
-        lw->wd = add(&b, 2, c->C, c->F, "model.layers.%d.mlp.down_proj.weight", l);
-    }
+    for (int l = 0; l < c->L; l++) add_layer(&b, c, l, w == &dummy ? &lw_dummy : &w->layer[l]);
     w->lnf = add(&b, 1, c->C, 0, "model.norm.weight", 0);
     w->head = c->tied ? w->wte : add(&b, 2, c->V, c->C, "lm_head.weight", 0);
     return b;
+}
+
+nx_layout nx_model_layout(const nx_model_config *c) {
+    nx_layer_weights lw;
+    builder emb = {0}, one = {0};
+    add(&emb, 2, c->V, c->C, "", 0);
+    add_layer(&one, c, 0, &lw);
+    nx_layout o = {.layer0 = emb.off, .layer_span = one.off};
+    o.lnf = o.layer0 + (size_t)c->L * o.layer_span;
+    o.head = c->tied ? 0 : o.lnf + ((size_t)c->C + 15) / 16 * 16;
+    return o;
+}
+
+void nx_layer_bind(nx_layer_weights *lw, const nx_model_config *c, float *base) {
+    builder b = {NULL, base, 0, 0};
+    add_layer(&b, c, 0, lw);
 }
 
 int nx_model_params(const nx_model_config *cfg, nx_param *tab) { return build(cfg, tab, NULL, NULL).n; }
@@ -114,7 +132,37 @@ void nx_model_init_random(nx_model *m, float std, nx_rng *rng) {
     free(tab);
 }
 
+float *nx_model_reserve(nx_model *m, size_t extra) {
+    float *p = nx_aligned_alloc((m->nparams + extra) * sizeof(float));
+    memcpy(p, m->params, m->nparams * sizeof(float));
+    free(m->params);
+    m->params = p;
+    m->nextra = extra;
+    nx_weights_bind(&m->w, &m->cfg, p);
+    return p + m->nparams;
+}
+
+int nx_model_init_bf16(nx_model *m, const nx_model_config *cfg, nx_err *err) {
+    memset(m, 0, sizeof *m);
+    if (nx_model_config_check(cfg, err)) return NX_ERR;
+    m->cfg = *cfg;
+    m->nparams = nx_model_numel(cfg);
+    m->params16 = nx_aligned_alloc(m->nparams * sizeof(uint16_t));
+    nx_layout o = nx_model_layout(cfg);
+    size_t head = ((size_t)cfg->C + 15) / 16 * 16 + (size_t)cfg->V * cfg->C; /* lnf, then head */
+    m->stage = nx_aligned_alloc((o.layer_span > head ? o.layer_span : head) * sizeof(float));
+    return NX_OK;
+}
+
+void nx_model_read(const nx_model *m, size_t off, size_t n, float *dst) {
+    NX_ASSERT(off + n <= m->nparams);
+    if (m->params16) nx_convert_to_f32(dst, m->params16 + off, NX_BF16, n);
+    else memcpy(dst, m->params + off, n * sizeof(float));
+}
+
 void nx_model_free(nx_model *m) {
+    free(m->params16);
+    free(m->stage);
     free(m->params);
     free(m->layer_store);
     memset(m, 0, sizeof *m);

@@ -18,6 +18,7 @@
 static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     long N = (long)a->B * a->T;
     int Q = c->NH * c->HS, KV = c->KVH * c->HS, Lk = a->train ? c->L : 1;
+    int Lp = a->train || a->keep_probs ? c->L : 1;
     a->rope_cos = nx_arena_floats(ar, (size_t)a->T * c->HS / 2);
     a->rope_sin = nx_arena_floats(ar, (size_t)a->T * c->HS / 2);
     a->pos = nx_arena_alloc(ar, N * sizeof(int32_t));
@@ -28,7 +29,7 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->q = nx_arena_floats(ar, Lk * N * Q);
     a->k = nx_arena_floats(ar, Lk * N * KV);
     a->v = nx_arena_floats(ar, Lk * N * KV);
-    a->probs = nx_arena_floats(ar, (size_t)Lk * a->B * c->NH * a->T * a->T);
+    a->probs = nx_arena_floats(ar, (size_t)Lp * a->B * c->NH * a->T * a->T);
     a->att = nx_arena_floats(ar, Lk * N * Q);
     a->mid = nx_arena_floats(ar, Lk * N * c->C);
     a->ln2 = nx_arena_floats(ar, Lk * N * c->C);
@@ -54,7 +55,7 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->dlogits = nx_arena_floats(ar, N * c->V);
 }
 
-int nx_acts_init(nx_acts *a, const nx_model_config *c, int B, int T, bool train, nx_err *err) {
+int nx_acts_init(nx_acts *a, const nx_model_config *c, int B, int T, unsigned mode, nx_err *err) {
     memset(a, 0, sizeof *a);
     if (B <= 0 || T <= 0) return nx_fail(err, "batch (%d) and sequence length (%d) must be positive", B, T);
     if (T > c->max_pos)
@@ -62,7 +63,8 @@ int nx_acts_init(nx_acts *a, const nx_model_config *c, int B, int T, bool train,
                        c->max_pos);
     a->B = B;
     a->T = T;
-    a->train = train;
+    a->train = mode & NX_ACTS_TRAIN;
+    a->keep_probs = mode & NX_ACTS_KEEP_PROBS;
     nx_arena count = nx_arena_counting();
     plan(a, c, &count);
     if (nx_arena_init(&a->arena, count.used, err))
@@ -72,8 +74,8 @@ int nx_acts_init(nx_acts *a, const nx_model_config *c, int B, int T, bool train,
     return NX_OK;
 }
 
-size_t nx_acts_bytes(const nx_model_config *c, int B, int T, bool train) {
-    nx_acts a = {.B = B, .T = T, .train = train};
+size_t nx_acts_bytes(const nx_model_config *c, int B, int T, unsigned mode) {
+    nx_acts a = {.B = B, .T = T, .train = mode & NX_ACTS_TRAIN, .keep_probs = mode & NX_ACTS_KEEP_PROBS};
     nx_arena count = nx_arena_counting();
     plan(&a, c, &count);
     return count.used;
@@ -90,6 +92,12 @@ const float *nx_acts_hidden(const nx_acts *a, const nx_model_config *c, int i) {
     return i == c->L ? a->lnf : a->res + (size_t)i * N * c->C;
 }
 
+const float *nx_acts_probs(const nx_acts *a, const nx_model_config *c, int l) {
+    NX_ASSERTM(a->train || a->keep_probs, "attention maps are kept only with NX_ACTS_TRAIN or NX_ACTS_KEEP_PROBS");
+    NX_ASSERT(l >= 0 && l < c->L);
+    return a->probs + (size_t)l * a->B * c->NH * a->T * a->T;
+}
+
 /* Per-layer views: in training each layer has its own slice. */
 typedef struct {
     float *ln1, *rstd1, *q, *k, *v, *probs, *att, *mid, *ln2, *rstd2, *gate, *up, *h;
@@ -98,14 +106,24 @@ typedef struct {
 static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) {
     size_t N = (size_t)a->B * a->T, L = a->train ? (size_t)l : 0;
     size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS;
-    size_t P = (size_t)a->B * c->NH * a->T * a->T;
+    size_t P = (size_t)a->B * c->NH * a->T * a->T, LP = a->train || a->keep_probs ? (size_t)l : 0;
     return (layer_acts){
         a->ln1 + L * N * c->C, a->rstd1 + L * N,     a->q + L * N * Q,
-        a->k + L * N * KV,     a->v + L * N * KV,    a->probs + L * P,
+        a->k + L * N * KV,     a->v + L * N * KV,    a->probs + LP * P,
         a->att + L * N * Q,    a->mid + L * N * c->C, a->ln2 + L * N * c->C,
         a->rstd2 + L * N,      a->gate + L * N * c->F, a->up + L * N * c->F,
         a->h + L * N * c->F,
     };
+}
+
+/* The weights of layer l in f32: the model's own, or (held in bf16) widened
+ * into m->stage. */
+static const nx_layer_weights *layer_weights(const nx_model *m, int l, nx_layer_weights *tmp) {
+    if (!m->params16) return &m->w.layer[l];
+    nx_layout o = nx_model_layout(&m->cfg);
+    nx_model_read(m, o.layer0 + (size_t)l * o.layer_span, o.layer_span, m->stage);
+    nx_layer_bind(tmp, &m->cfg, m->stage);
+    return tmp;
 }
 
 void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, int T, bool logits) {
@@ -119,9 +137,13 @@ void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, 
         a->ids[n] = ids[n];
         a->pos[n] = n % T;
     }
-    nx_embedding_forward(a->res, ids, m->w.wte, N, C);
+    if (m->params16)
+        for (int n = 0; n < N; n++) nx_model_read(m, (size_t)ids[n] * C, C, a->res + (size_t)n * C);
+    else
+        nx_embedding_forward(a->res, ids, m->w.wte, N, C);
     for (int l = 0; l < c->L; l++) {
-        const nx_layer_weights *w = &m->w.layer[l];
+        nx_layer_weights tmp;
+        const nx_layer_weights *w = layer_weights(m, l, &tmp);
         layer_acts s = layer_view(a, c, l);
         float *x = a->res + (size_t)l * N * C, *out = a->res + (size_t)(l + 1) * N * C;
         nx_rmsnorm_forward(s.ln1, s.rstd1, x, w->ln1, N, C, c->eps);
@@ -140,13 +162,23 @@ void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, 
         nx_linear_forward(out, s.h, w->wd, NULL, N, c->F, C);
         nx_add_inplace(out, s.mid, (long)N * C);
     }
-    nx_rmsnorm_forward(a->lnf, a->rstdf, a->res + (size_t)c->L * N * C, m->w.lnf, N, C, c->eps);
-    if (logits) nx_linear_forward(a->logits, a->lnf, m->w.head, NULL, N, C, c->V);
+    const float *lnf = m->w.lnf, *head = m->w.head;
+    if (m->params16) { /* final norm, then the head, widened into the stage */
+        nx_layout o = nx_model_layout(c);
+        float *st = m->stage, *sh = m->stage + ((size_t)C + 15) / 16 * 16;
+        nx_model_read(m, o.lnf, C, st);
+        if (logits) nx_model_read(m, o.head, (size_t)c->V * C, sh);
+        lnf = st, head = sh;
+    }
+    nx_rmsnorm_forward(a->lnf, a->rstdf, a->res + (size_t)c->L * N * C, lnf, N, C, c->eps);
+    if (logits) nx_linear_forward(a->logits, a->lnf, head, NULL, N, C, c->V);
 }
 
-void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden) {
+void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden,
+                       float *const *dprobs) {
     const nx_model_config *c = &m->cfg;
-    NX_ASSERTM(a->train, "backward needs activations planned with train = true");
+    NX_ASSERTM(a->train, "backward needs activations planned with NX_ACTS_TRAIN");
+    NX_ASSERTM(m->params, "backward needs a model held in f32");
     int B = a->cur_B, T = a->cur_T, N = B * T, C = c->C, Q = c->NH * c->HS, KV = c->KVH * c->HS;
     nx_layer_weights gl[c->L];
     nx_weights g = {.layer = gl};
@@ -176,8 +208,8 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo */
         memset(a->datt, 0, sizeof(float) * N * Q);
         nx_linear_backward(a->datt, gw->wo, gw->bo, dres, s.att, w->wo, N, Q, C);
-        nx_attention_backward(a->dq, a->dk, a->dv, a->dprobs, a->datt, s.probs, s.q, s.k, s.v, B, T,
-                              c->NH, c->KVH, c->HS);
+        nx_attention_backward(a->dq, a->dk, a->dv, a->dprobs, a->datt, s.probs, dprobs ? dprobs[l] : NULL,
+                              s.q, s.k, s.v, B, T, c->NH, c->KVH, c->HS);
         nx_rope_backward(a->dq, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS);
         nx_rope_backward(a->dk, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS);
         memset(a->dln, 0, sizeof(float) * N * C);

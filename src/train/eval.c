@@ -28,8 +28,8 @@ int nx_eval(const nx_model *m, const nx_model *teacher, nx_tokens tokens, int se
         return nx_fail(err, "teacher vocabulary (%d) differs from the model's (%d)", teacher->cfg.V, V);
     if (B > nwin) B = (int)nwin;
     nx_acts a, ta;
-    if (nx_acts_init(&a, &m->cfg, B, T, false, err)) return NX_ERR;
-    if (teacher && nx_acts_init(&ta, &teacher->cfg, B, T, false, err)) {
+    if (nx_acts_init(&a, &m->cfg, B, T, NX_ACTS_INFER, err)) return NX_ERR;
+    if (teacher && nx_acts_init(&ta, &teacher->cfg, B, T, NX_ACTS_INFER, err)) {
         nx_acts_free(&a);
         return NX_ERR;
     }

@@ -25,6 +25,15 @@
 
 /* ---- student initialisation ---- */
 
+/* Teacher tensor name for a student tensor: layer i becomes layer map[i]. */
+static void teacher_name(const char *student, const int *map, char *out, size_t n) {
+    int l, at;
+    if (sscanf(student, "model.layers.%d.%n", &l, &at) == 1)
+        snprintf(out, n, "model.layers.%d.%s", map[l], student + at);
+    else
+        snprintf(out, n, "%s", student);
+}
+
 int nx_student_copy_layers(nx_model *s, const nx_model *t, const int *map, int n, nx_err *err) {
     const nx_model_config *sc = &s->cfg, *tc = &t->cfg;
     if (sc->C != tc->C || sc->F != tc->F || sc->NH != tc->NH || sc->KVH != tc->KVH || sc->HS != tc->HS ||
@@ -34,25 +43,31 @@ int nx_student_copy_layers(nx_model *s, const nx_model *t, const int *map, int n
                             "use student.init: random for a narrower student",
                        sc->C, tc->C, sc->F, tc->F, sc->NH, tc->NH, sc->KVH, tc->KVH, sc->V, tc->V);
     if (n != sc->L) return nx_fail(err, "copy_layers lists %d layers but the student has %d", n, sc->L);
-    size_t C = sc->C, V = sc->V;
-    memcpy(s->w.wte, t->w.wte, V * C * sizeof(float));
-    memcpy(s->w.lnf, t->w.lnf, C * sizeof(float));
-    if (!sc->tied) memcpy(s->w.head, t->w.head, V * C * sizeof(float));
-    /* one layer's tensors are contiguous in both buffers, in the same order */
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         if (map[i] < 0 || map[i] >= tc->L)
             return nx_fail(err, "copy_layers[%d] = %d: the teacher has layers 0..%d", i, map[i], tc->L - 1);
-        const float *src = t->w.layer[map[i]].ln1;
-        size_t len = (size_t)(t->w.layer[map[i]].wd - src) + (size_t)C * sc->F;
-        memcpy(s->w.layer[i].ln1, src, len * sizeof(float));
+    /* walk the student's tensors by name; a tied teacher's head is its embeddings */
+    int ns = nx_model_params(sc, NULL), nt = nx_model_params(tc, NULL);
+    nx_param *ts = nx_xmalloc(sizeof *ts * ns), *tt = nx_xmalloc(sizeof *tt * nt);
+    nx_model_params(sc, ts);
+    nx_model_params(tc, tt);
+    for (int i = 0; i < ns; i++) {
+        char want[96];
+        teacher_name(ts[i].name, map, want, sizeof want);
+        if (tc->tied && !strcmp(want, "lm_head.weight")) snprintf(want, sizeof want, "model.embed_tokens.weight");
+        int j = 0;
+        while (j < nt && strcmp(tt[j].name, want)) j++;
+        NX_ASSERTM(j < nt && tt[j].numel == ts[i].numel, "equal widths give the same tensors");
+        nx_model_read(t, tt[j].offset, ts[i].numel, s->params + ts[i].offset);
     }
+    free(ts), free(tt);
     return NX_OK;
 }
 
 void nx_layer_importance(const nx_model *t, const int32_t *ids, int B, int T, double *bi) {
     nx_acts a;
     nx_err e;
-    NX_ASSERT(nx_acts_init(&a, &t->cfg, B, T, false, &e) == NX_OK);
+    NX_ASSERT(nx_acts_init(&a, &t->cfg, B, T, NX_ACTS_INFER, &e) == NX_OK);
     nx_model_forward(t, &a, ids, B, T, false);
     long N = (long)B * T;
     int C = t->cfg.C;
@@ -257,20 +272,11 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     int rcode = NX_ERR;
     bool distill = o->distill;
     nx_model_config tcfg;
-    if (rc->teacher.dtype != NX_F32) {
-        nx_fail(err, "teacher.dtype %s is not implemented yet: use f32 (bf16 checkpoints are widened "
-                     "to f32 exactly)", nx_dtype_name(rc->teacher.dtype));
-        return NX_ERR;
-    }
-    if (rc->loss.attention > 0) {
-        nx_fail(err, "loss.attention (attention transfer) is not implemented yet: set it to 0");
-        return NX_ERR;
-    }
 
     /* teacher: weights when distilling (or copying layers), config + tokenizer always */
     bool need_weights = distill || rc->student.init.kind != NX_INIT_RANDOM;
     if (need_weights) {
-        if (nx_hf_load_model(rc->teacher.path, &s.teacher, err)) goto fail;
+        if (nx_hf_load_model_as(rc->teacher.path, &s.teacher, rc->teacher.dtype, err)) goto fail;
         s.have_teacher_weights = true;
         tcfg = s.teacher.cfg;
     } else if (nx_hf_load_config(rc->teacher.path, &tcfg, err)) {
@@ -363,9 +369,11 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
                         .eps = (float)rc->optimizer.eps, .weight_decay = (float)rc->optimizer.weight_decay,
                         .clip = (float)rc->optimizer.clip, .sched = rc->optimizer.schedule,
                         .warmup = rc->optimizer.warmup_steps, .total_steps = rc->optimizer.steps,
+                        .n_layer_map = rc->loss.hidden.layer_map.n,
+                        .layer_map = (const int (*)[2])rc->loss.hidden.layer_map.pair,
                         .hidden_weight = distill ? (float)rc->loss.hidden.weight : 0.0f,
-                        .n_hidden_pairs = rc->loss.hidden.layer_map.n,
-                        .hidden_pairs = (const int (*)[2])rc->loss.hidden.layer_map.pair};
+                        .proj_seed = (uint64_t)rc->seed ^ 0x9a0ecu,
+                        .attention_weight = distill ? (float)rc->loss.attention : 0.0f};
     if (nx_trainer_init(&s.tr, &s.student, distill ? &s.teacher : NULL, &to, err)) goto fail;
     s.have_trainer = true;
     s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);
@@ -416,9 +424,10 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         double tps = (s.tr.step - start) * (double)st.tokens / t_train; /* this session's steps */
         fprintf(s.metrics,
                 "{\"step\": %lld, \"loss\": %.9g, \"ce\": %.9g, \"kd\": %.9g, \"hidden\": %.9g, "
-                "\"grad_norm\": %.9g, \"lr\": %.9g, \"tokens\": %lld, \"step_s\": %.4f, \"tokens_per_s\": %.1f}\n",
-                (long long)st.step, st.loss, st.ce, st.kd, st.hidden, st.grad_norm, st.lr, (long long)tokens, dt,
-                tps);
+                "\"attention\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"tokens\": %lld, \"step_s\": %.4f, "
+                "\"tokens_per_s\": %.1f}\n",
+                (long long)st.step, st.loss, st.ce, st.kd, st.hidden, st.attention, st.grad_norm, st.lr,
+                (long long)tokens, dt, tps);
         bool last = s.tr.step == total;
         if (o->progress) {
             char eta[32];
