@@ -101,6 +101,9 @@ int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err);
 /* The same, held in bf16 (half the memory; forward only, computed in f32
  * on weights widened exactly from bf16). */
 int nx_model_init_bf16(nx_model *m, const nx_model_config *cfg, nx_err *err);
+/* Bytes of weights a model of this shape holds as hold (NX_F32 or NX_BF16,
+ * the latter with its staging buffer). */
+size_t nx_model_bytes(const nx_model_config *cfg, nx_dtype hold);
 /* n parameter values from offset off as f32, whichever way m is held. */
 void nx_model_read(const nx_model *m, size_t off, size_t n, float *dst);
 /* Random init as transformers does: normal(0, std) for matrices and

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "nexus/run_config.h"
+#include "nexus/train.h"
 
 typedef struct nx_run_opts {
     bool distill;                      /* false: `nexus train`, no teacher forward */
@@ -40,6 +41,8 @@ typedef struct nx_run_summary {
 } nx_run_summary;
 
 int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, nx_err *err);
+/* The trainer options a run uses (without a teacher when !distill). */
+nx_train_opts nx_run_train_opts(const nx_run_config *rc, bool distill);
 
 /* Student initialisation helpers (also used by tests). */
 /* Copy embeddings, final norm, head and teacher layers map[i] → student

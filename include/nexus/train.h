@@ -77,6 +77,10 @@ typedef struct nx_trainer {
 int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
                     const nx_train_opts *o, nx_err *err);
 void nx_trainer_free(nx_trainer *tr);
+/* Bytes nx_trainer_init allocates for the hidden-state and attention
+ * losses (projections with their gradients and AdamW moments, loss
+ * gradient buffers); 0 without a teacher. For memory estimates. */
+size_t nx_trainer_loss_bytes(const nx_model_config *s, const nx_model_config *t, const nx_train_opts *o);
 
 /* One step on accum × B × T inputs and targets (target −1: position left
  * out). Returns NX_ERR without updating anything when the loss or the

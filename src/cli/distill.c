@@ -26,23 +26,33 @@ static void human_bytes(char *buf, size_t n, double b) {
     else snprintf(buf, n, "%.0f KB", b / 1e3);
 }
 
+/* "-" for a figure not measured (no validation data) */
+static const char *fig(char *buf, size_t n, const char *fmt, double v) {
+    if (isnan(v)) snprintf(buf, n, "-");
+    else snprintf(buf, n, fmt, v);
+    return buf;
+}
+
 static void print_table(const nx_run_summary *s) {
-    char tb[32], sb[32];
+    char tb[32], sb[32], p1[32], p2[32], agree[32];
     human_bytes(sb, sizeof sb, s->student.bytes);
     printf("\n%-10s %14s %12s %10s %10s\n", "model", "parameters", "size", "val ppl", "agreement");
     if (s->has_teacher) {
         human_bytes(tb, sizeof tb, s->teacher.bytes);
-        printf("%-10s %14zu %12s %10.2f %10s\n", "teacher", s->teacher.params, tb, s->teacher.ppl, "1");
+        printf("%-10s %14zu %12s %10s %10s\n", "teacher", s->teacher.params, tb,
+               fig(p1, sizeof p1, "%.2f", s->teacher.ppl), "1");
     }
-    char agree[32] = "-";
-    if (!isnan(s->student.agreement)) snprintf(agree, sizeof agree, "%.4f", s->student.agreement);
-    printf("%-10s %14zu %12s %10.2f %10s\n", s->has_teacher ? "student" : "model", s->student.params, sb,
-           s->student.ppl, agree);
-    if (s->has_teacher && s->teacher.params)
-        printf("student/teacher: %.1f%% of the parameters, perplexity ratio %.3f\n",
-               100.0 * s->student.params / s->teacher.params, s->student.ppl / s->teacher.ppl);
-    printf("trained %lld steps, %lld tokens, %.0f tokens/s\n", (long long)s->steps_done,
-           (long long)s->tokens, s->tokens_per_s);
+    printf("%-10s %14zu %12s %10s %10s\n", s->has_teacher ? "student" : "model", s->student.params, sb,
+           fig(p2, sizeof p2, "%.2f", s->student.ppl), fig(agree, sizeof agree, "%.4f", s->student.agreement));
+    if (s->has_teacher && s->teacher.params) {
+        printf("student/teacher: %.1f%% of the parameters", 100.0 * s->student.params / s->teacher.params);
+        if (!isnan(s->student.ppl) && !isnan(s->teacher.ppl))
+            printf(", perplexity ratio %.3f", s->student.ppl / s->teacher.ppl);
+        putchar('\n');
+    }
+    printf("trained %lld steps, %lld tokens", (long long)s->steps_done, (long long)s->tokens);
+    if (s->tokens_per_s > 0) printf(", %.0f tokens/s this session\n", s->tokens_per_s);
+    else printf(" (no steps left to run this session)\n");
 }
 
 static int run_cmd(const char *name, bool distill, int argc, char **argv) {

@@ -15,7 +15,10 @@
  *                                                      training at B × T (nx_acts_bytes)
  * A run config (YAML) describes a student and a run: its B and T are the
  * config's batch_size and seq_len − 1, and a distillation adds the teacher's
- * weights (4N_t) and inference activations (nx_acts_bytes of the teacher).
+ * weights (nx_model_bytes: 4N_t in f32, 2N_t + one layer's staging in
+ * bf16), its inference activations (nx_acts_bytes of the teacher, with every
+ * layer's attention maps for attention transfer) and the hidden-state and
+ * attention losses' buffers (nx_trainer_loss_bytes).
  *
  * Quantised sizes count 2-D matrices at 8 + 16/32 bits (int8) or 4 + 16/32
  * bits (4-bit) per weight — a group of 32 weights shares one f16 scale, as
@@ -29,7 +32,7 @@
 
 #include "cli.h"
 #include "nexus/hf.h"
-#include "nexus/run_config.h"
+#include "nexus/run.h"
 
 typedef struct {
     double emb, attn, mlp, norm, head, total, matrix, vector;
@@ -147,8 +150,14 @@ int cmd_info(int argc, char **argv) {
             return cli_error("info", err.msg); /* names the teacher when its shape is needed */
         if (B == 1) B = rc.data.batch_size;
         if (T == 0) T = rc.data.seq_len - 1;
-        if (tcp && rc.loss.alpha > 0)
-            teacher_bytes = 4.0 * (double)nx_model_numel(&tc) + (double)nx_acts_bytes(&tc, (int)B, (int)T, NX_ACTS_INFER);
+        if (tcp) {
+            nx_train_opts to = nx_run_train_opts(&rc, true);
+            to.B = (int)B, to.T = (int)T;
+            teacher_bytes = (double)nx_model_bytes(&tc, rc.teacher.dtype) +
+                            (double)nx_acts_bytes(&tc, (int)B, (int)T,
+                                                  to.attention_weight > 0 ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) +
+                            (double)nx_trainer_loss_bytes(&c, &tc, &to);
+        }
     } else if ((is_dir ? nx_hf_load_config(path, &c, &err) : nx_hf_load_config_file(path, &c, &err)) != NX_OK) {
         return cli_error("info", err.msg);
     }

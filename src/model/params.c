@@ -142,15 +142,25 @@ float *nx_model_reserve(nx_model *m, size_t extra) {
     return p + m->nparams;
 }
 
+/* The bf16 forward's staging buffer: one layer, or the final norm and head. */
+static size_t stage_floats(const nx_model_config *cfg) {
+    size_t span = nx_model_layout(cfg).layer_span;
+    size_t head = ((size_t)cfg->C + 15) / 16 * 16 + (size_t)cfg->V * cfg->C;
+    return span > head ? span : head;
+}
+
+size_t nx_model_bytes(const nx_model_config *cfg, nx_dtype hold) {
+    size_t n = nx_model_numel(cfg);
+    return hold == NX_BF16 ? 2 * n + 4 * stage_floats(cfg) : 4 * n;
+}
+
 int nx_model_init_bf16(nx_model *m, const nx_model_config *cfg, nx_err *err) {
     memset(m, 0, sizeof *m);
     if (nx_model_config_check(cfg, err)) return NX_ERR;
     m->cfg = *cfg;
     m->nparams = nx_model_numel(cfg);
     m->params16 = nx_aligned_alloc(m->nparams * sizeof(uint16_t));
-    nx_layout o = nx_model_layout(cfg);
-    size_t head = ((size_t)cfg->C + 15) / 16 * 16 + (size_t)cfg->V * cfg->C; /* lnf, then head */
-    m->stage = nx_aligned_alloc((o.layer_span > head ? o.layer_span : head) * sizeof(float));
+    m->stage = nx_aligned_alloc(stage_floats(cfg) * sizeof(float));
     return NX_OK;
 }
 

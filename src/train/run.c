@@ -220,6 +220,20 @@ static void fmt_eta(char *buf, size_t n, double s) {
 
 /* ---- the run ---- */
 
+nx_train_opts nx_run_train_opts(const nx_run_config *rc, bool distill) {
+    return (nx_train_opts){
+        .B = rc->data.batch_size, .T = rc->data.seq_len - 1, .accum = rc->data.grad_accum,
+        .alpha = (float)rc->loss.alpha, .temp = (float)rc->loss.temperature, .kd = rc->loss.kind,
+        .lr = (float)rc->optimizer.lr, .min_lr = (float)rc->optimizer.min_lr,
+        .beta1 = (float)rc->optimizer.betas[0], .beta2 = (float)rc->optimizer.betas[1],
+        .eps = (float)rc->optimizer.eps, .weight_decay = (float)rc->optimizer.weight_decay,
+        .clip = (float)rc->optimizer.clip, .sched = rc->optimizer.schedule,
+        .warmup = rc->optimizer.warmup_steps, .total_steps = rc->optimizer.steps,
+        .n_layer_map = rc->loss.hidden.layer_map.n, .layer_map = (const int (*)[2])rc->loss.hidden.layer_map.pair,
+        .hidden_weight = distill ? (float)rc->loss.hidden.weight : 0.0f, .proj_seed = (uint64_t)rc->seed ^ 0x9a0ecu,
+        .attention_weight = distill ? (float)rc->loss.attention : 0.0f};
+}
+
 typedef struct {
     nx_model teacher, student;
     bool have_teacher_weights, have_student;
@@ -362,18 +376,7 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         }
     }
 
-    nx_train_opts to = {.B = B, .T = T, .accum = accum, .alpha = (float)rc->loss.alpha,
-                        .temp = (float)rc->loss.temperature, .kd = rc->loss.kind,
-                        .lr = (float)rc->optimizer.lr, .min_lr = (float)rc->optimizer.min_lr,
-                        .beta1 = (float)rc->optimizer.betas[0], .beta2 = (float)rc->optimizer.betas[1],
-                        .eps = (float)rc->optimizer.eps, .weight_decay = (float)rc->optimizer.weight_decay,
-                        .clip = (float)rc->optimizer.clip, .sched = rc->optimizer.schedule,
-                        .warmup = rc->optimizer.warmup_steps, .total_steps = rc->optimizer.steps,
-                        .n_layer_map = rc->loss.hidden.layer_map.n,
-                        .layer_map = (const int (*)[2])rc->loss.hidden.layer_map.pair,
-                        .hidden_weight = distill ? (float)rc->loss.hidden.weight : 0.0f,
-                        .proj_seed = (uint64_t)rc->seed ^ 0x9a0ecu,
-                        .attention_weight = distill ? (float)rc->loss.attention : 0.0f};
+    nx_train_opts to = nx_run_train_opts(rc, distill);
     if (nx_trainer_init(&s.tr, &s.student, distill ? &s.teacher : NULL, &to, err)) goto fail;
     s.have_trainer = true;
     s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);

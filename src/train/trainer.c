@@ -26,6 +26,25 @@ static int check_layer_map(const nx_train_opts *o, const nx_model *s, const nx_m
     return NX_OK;
 }
 
+/* Floats of the hidden-state projections (none when the widths agree). */
+static size_t proj_floats(const nx_model_config *s, const nx_model_config *t, const nx_train_opts *o) {
+    return o->hidden_weight > 0 && s->C != t->C ? (size_t)o->n_layer_map * t->C * s->C : 0;
+}
+
+size_t nx_trainer_loss_bytes(const nx_model_config *s, const nx_model_config *t, const nx_train_opts *o) {
+    if (!t) return 0;
+    size_t N = (size_t)o->B * o->T, np = proj_floats(s, t, o), b = 0;
+    if (o->hidden_weight > 0) b += (size_t)(s->L + 1) * N * s->C * 4;
+    if (np) b += 16 * np + N * t->C * 4; /* weights, grads, AdamW m and v; projected states */
+    if (o->attention_weight > 0) /* one map gradient per distinct student layer */
+        for (int i = 0; i < o->n_layer_map; i++) {
+            int j = 0;
+            while (j < i && o->layer_map[j][0] != o->layer_map[i][0]) j++;
+            if (j == i) b += N * o->T * s->NH * 4;
+        }
+    return b;
+}
+
 int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
                     const nx_train_opts *o, nx_err *err) {
     memset(tr, 0, sizeof *tr);
@@ -53,8 +72,8 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
     if (hid) {
         tr->dhidden = nx_aligned_alloc((size_t)(sc->L + 1) * N * sc->C * sizeof(float));
         int Cs = sc->C, Ct = teacher->cfg.C;
-        if (Cs != Ct) { /* torch.nn.Linear's default init: U(−1/√in, 1/√in) */
-            size_t n = (size_t)o->n_layer_map * Ct * Cs;
+        size_t n = proj_floats(sc, &teacher->cfg, o);
+        if (n) { /* torch.nn.Linear's default init: U(−1/√in, 1/√in) */
             tr->proj = nx_model_reserve(student, n);
             tr->n_train += n;
             tr->py = nx_aligned_alloc(N * Ct * sizeof(float));
