@@ -106,11 +106,17 @@ int nx_model_config_check(const nx_model_config *c, nx_err *err) {
     return NX_OK;
 }
 
-int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err) {
+/* What every model starts with: a checked shape and its parameter count. */
+static int model_shape(nx_model *m, const nx_model_config *cfg, nx_err *err) {
     memset(m, 0, sizeof *m);
     if (nx_model_config_check(cfg, err)) return NX_ERR;
     m->cfg = *cfg;
     m->nparams = nx_model_numel(cfg);
+    return NX_OK;
+}
+
+int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err) {
+    if (model_shape(m, cfg, err)) return NX_ERR;
     m->params = nx_aligned_alloc(m->nparams * sizeof(float));
     m->layer_store = nx_xcalloc(cfg->L, sizeof *m->layer_store);
     m->w.layer = m->layer_store;
@@ -155,10 +161,7 @@ size_t nx_model_bytes(const nx_model_config *cfg, nx_dtype hold) {
 }
 
 int nx_model_init_bf16(nx_model *m, const nx_model_config *cfg, nx_err *err) {
-    memset(m, 0, sizeof *m);
-    if (nx_model_config_check(cfg, err)) return NX_ERR;
-    m->cfg = *cfg;
-    m->nparams = nx_model_numel(cfg);
+    if (model_shape(m, cfg, err)) return NX_ERR;
     m->params16 = nx_aligned_alloc(m->nparams * sizeof(uint16_t));
     m->stage = nx_aligned_alloc(stage_floats(cfg) * sizeof(float));
     return NX_OK;
