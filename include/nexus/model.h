@@ -66,7 +66,8 @@ typedef struct nx_param {
 /* Fills tab (when not NULL) with the parameters of cfg, in HF order, and
  * returns how many there are. Tied heads have no lm_head row. */
 int nx_model_params(const nx_model_config *cfg, nx_param *tab);
-size_t nx_model_numel(const nx_model_config *cfg);
+size_t nx_model_numel(const nx_model_config *cfg);   /* floats of the buffer, with alignment padding */
+size_t nx_model_count(const nx_model_config *cfg);   /* parameters: the sum of the tensors' sizes */
 /* Binds w (whose layer array must hold cfg->L entries) to buffer base. */
 void nx_weights_bind(nx_weights *w, const nx_model_config *cfg, float *base);
 /* Checks a config for internal consistency (positive sizes, NH % KVH, ...). */

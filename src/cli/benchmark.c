@@ -66,16 +66,6 @@ static double disk_size(const char *dir) {
     return total;
 }
 
-static double count_params(const nx_model_config *c) {
-    int n = nx_model_params(c, NULL);
-    nx_param *tab = nx_xmalloc(sizeof *tab * n);
-    nx_model_params(c, tab);
-    double s = 0;
-    for (int i = 0; i < n; i++) s += tab[i].numel;
-    free(tab);
-    return s;
-}
-
 /* Everything measured for one model, in this (child) process. */
 static int measure(const char *dir, const settings *st, result *r, nx_err *err) {
     nx_set_threads((int)st->threads);
@@ -92,7 +82,7 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
     int rc = NX_ERR;
     if (nx_tokenizer_load(&tok, tokdir, err)) goto out;
     if (nx_hf_load_model(dir, &m, err)) goto out;
-    r->params = count_params(&m.cfg);
+    r->params = (double)nx_model_count(&m.cfg);
     r->disk_bytes = disk_size(dir);
     if (st->data) {
         nx_docs_opts o = {.field = NULL, .eos_id = nx_tokenizer_eos_id(tok) >= 0 ? nx_tokenizer_eos_id(tok) : m.cfg.eos_id,

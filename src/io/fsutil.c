@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char *nx_path_join(const char *dir, const char *file) {
@@ -47,6 +48,26 @@ char *nx_read_file(const char *path, size_t max, size_t *len, nx_err *err) {
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+int nx_mkdirs(const char *dir, nx_err *err) {
+    if (!*dir) return nx_fail(err, "empty directory path");
+    char *p = nx_xmalloc(strlen(dir) + 1);
+    strcpy(p, dir);
+    int rc = NX_OK;
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s) continue;
+        char keep = *s;
+        *s = 0;
+        if (mkdir(p, 0755) && errno != EEXIST) {
+            rc = nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
+            break;
+        }
+        *s = keep;
+        if (!keep) break;
+    }
+    free(p);
+    return rc;
 }
 
 int nx_write_all(int fd, const void *buf, size_t n) {

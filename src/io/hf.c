@@ -412,44 +412,10 @@ static cJSON *float_raw(float v) {
     return cJSON_CreateRaw(buf);
 }
 
+/* One buffer to PATH, atomically (nx_write_atomic). */
 static int write_atomic(const char *path, const void *data, size_t n, nx_err *err) {
-    size_t tl = strlen(path) + 5;
-    char *tmp = nx_xmalloc(tl);
-    snprintf(tmp, tl, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        nx_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return NX_ERR;
-    }
-    bool bad = fwrite(data, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        nx_fail(err, "%s: write failed: %s", path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return NX_ERR;
-    }
-    free(tmp);
-    return NX_OK;
-}
-
-static int mkdirs(const char *dir, nx_err *err) {
-    char *p = strdup(dir);
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
-            free(p);
-            return NX_ERR;
-        }
-        *s = '/';
-    }
-    int rc = NX_OK;
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
-    free(p);
-    return rc;
+    const void *parts[1] = {data};
+    return nx_write_atomic(path, parts, &n, 1, err);
 }
 
 static const char *dtype_torch(nx_dtype t) {
@@ -504,7 +470,7 @@ static int by_name(const void *a, const void *b) {
 int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err *err) {
     if (dtype != NX_F32 && dtype != NX_BF16 && dtype != NX_F16)
         return nx_fail(err, "%s: cannot save weights as %s (use F32, BF16 or F16)", dir, nx_dtype_name(dtype));
-    if (mkdirs(dir, err)) return NX_ERR;
+    if (nx_mkdirs(dir, err)) return NX_ERR;
     const nx_model_config *c = &m->cfg;
     int np = nx_model_params(c, NULL);
     nx_param *tab = nx_xmalloc(sizeof *tab * np);
@@ -549,7 +515,7 @@ int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err 
 int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err) {
     static const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                   "generation_config.json"};
-    if (mkdirs(dst_dir, err)) return NX_ERR;
+    if (nx_mkdirs(dst_dir, err)) return NX_ERR;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *s = nx_path_join(src_dir, files[i]);
         if (access(s, F_OK) != 0) {

@@ -86,6 +86,16 @@ int nx_model_params(const nx_model_config *cfg, nx_param *tab) { return build(cf
 
 size_t nx_model_numel(const nx_model_config *cfg) { return build(cfg, NULL, NULL, NULL).off; }
 
+size_t nx_model_count(const nx_model_config *cfg) {
+    int n = nx_model_params(cfg, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * n);
+    nx_model_params(cfg, tab);
+    size_t s = 0;
+    for (int i = 0; i < n; i++) s += tab[i].numel;
+    free(tab);
+    return s;
+}
+
 void nx_weights_bind(nx_weights *w, const nx_model_config *c, float *base) {
     NX_ASSERT(w->layer != NULL && base != NULL);
     build(c, NULL, base, w);

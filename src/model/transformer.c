@@ -117,11 +117,11 @@ static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) 
 }
 
 /* The weights of layer l in f32: the model's own, or (held in bf16) widened
- * into m->stage. */
-static const nx_layer_weights *layer_weights(const nx_model *m, int l, nx_layer_weights *tmp) {
+ * into m->stage; o is the model's layout. */
+static const nx_layer_weights *layer_weights(const nx_model *m, const nx_layout *o, int l,
+                                             nx_layer_weights *tmp) {
     if (!m->params16) return &m->w.layer[l];
-    nx_layout o = nx_model_layout(&m->cfg);
-    nx_model_read(m, o.layer0 + (size_t)l * o.layer_span, o.layer_span, m->stage);
+    nx_model_read(m, o->layer0 + (size_t)l * o->layer_span, o->layer_span, m->stage);
     nx_layer_bind(tmp, &m->cfg, m->stage);
     return tmp;
 }
@@ -137,13 +137,14 @@ void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, 
         a->ids[n] = ids[n];
         a->pos[n] = n % T;
     }
+    nx_layout o = m->params16 ? nx_model_layout(c) : (nx_layout){0}; /* bf16 only */
     if (m->params16)
         for (int n = 0; n < N; n++) nx_model_read(m, (size_t)ids[n] * C, C, a->res + (size_t)n * C);
     else
         nx_embedding_forward(a->res, ids, m->w.wte, N, C);
     for (int l = 0; l < c->L; l++) {
         nx_layer_weights tmp;
-        const nx_layer_weights *w = layer_weights(m, l, &tmp);
+        const nx_layer_weights *w = layer_weights(m, &o, l, &tmp);
         layer_acts s = layer_view(a, c, l);
         float *x = a->res + (size_t)l * N * C, *out = a->res + (size_t)(l + 1) * N * C;
         nx_rmsnorm_forward(s.ln1, s.rstd1, x, w->ln1, N, C, c->eps);
@@ -164,7 +165,6 @@ void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, 
     }
     const float *lnf = m->w.lnf, *head = m->w.head;
     if (m->params16) { /* final norm, then the head, widened into the stage */
-        nx_layout o = nx_model_layout(c);
         float *st = m->stage, *sh = m->stage + ((size_t)C + 15) / 16 * 16;
         nx_model_read(m, o.lnf, C, st);
         if (logits) nx_model_read(m, o.head, (size_t)c->V * C, sh);

@@ -30,19 +30,6 @@ typedef struct {
     int64_t adam_t;
 } disk_header;
 
-static int mkdirs(const char *dir, nx_err *err) {
-    char p[4096];
-    snprintf(p, sizeof p, "%s", dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0755) && errno != EEXIST) return nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
-            *s = '/';
-        }
-    if (mkdir(p, 0755) && errno != EEXIST) return nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
-    return NX_OK;
-}
-
 static int is_ckpt_name(const char *n, long *step) {
     char tail[16];
     return sscanf(n, "step-%ld.nxc%15s", step, tail) == 2 && strcmp(tail, "k") == 0;
@@ -73,7 +60,7 @@ static int list_steps(const char *dir, long **out) {
 
 int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, const float *params,
                  const nx_adamw *opt, int keep, nx_err *err) {
-    if (mkdirs(dir, err)) return NX_ERR;
+    if (nx_mkdirs(dir, err)) return NX_ERR;
     disk_header h = {0};
     h.config_hash = meta->config_hash;
     h.step = meta->step;

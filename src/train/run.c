@@ -19,6 +19,7 @@
 #include "nexus/checkpoint.h"
 #include "nexus/dataset.h"
 #include "nexus/eval.h"
+#include "nexus/fsutil.h"
 #include "nexus/hf.h"
 #include "nexus/tokenizer.h"
 #include "nexus/train.h"
@@ -172,19 +173,9 @@ static void close_data(dataset *d) {
 
 /* ---- metrics ---- */
 
-static int mkdir_p(const char *dir, nx_err *err) {
-    char p[NX_RUN_PATH_MAX];
-    snprintf(p, sizeof p, "%s", dir);
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char keep = *s;
-            *s = 0;
-            if (mkdir(p, 0755) && errno != EEXIST)
-                return nx_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
-            *s = keep;
-            if (!keep) break;
-        }
-    }
+/* The directory, created with its parents, and writable. */
+static int writable_dir(const char *dir, nx_err *err) {
+    if (nx_mkdirs(dir, err)) return NX_ERR;
     if (access(dir, W_OK)) return nx_fail(err, "%s: not writable: %s", dir, strerror(errno));
     return NX_OK;
 }
@@ -383,7 +374,7 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     s.targets = nx_xmalloc(sizeof(int32_t) * accum * B * T);
 
     /* outputs */
-    if (mkdir_p(rc->output.dir, err) || mkdir_p(rc->checkpoint.dir, err)) goto fail;
+    if (writable_dir(rc->output.dir, err) || writable_dir(rc->checkpoint.dir, err)) goto fail;
     int64_t tokens = 0;
     if (o->resume) {
         char path[NX_RUN_PATH_MAX + 64];
