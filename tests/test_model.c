@@ -109,6 +109,16 @@ TEST(param_table_is_consistent) {
     CHECK(nx_model_config_check(&c, &e) == NX_ERR && strstr(e.msg, "multiple"));
 }
 
+/* Parameters are the tensors' sizes; the buffer pads each tensor to 16 floats. */
+TEST(parameter_count_excludes_padding) {
+    nx_model_config c = base(); /* V 23, C 12: every tensor but the 4×4 ones is padded */
+    int L = c.L, Q = c.NH * c.HS, KV = c.KVH * c.HS;
+    size_t want = 2 * (size_t)c.V * c.C + c.C +
+                  (size_t)L * (2 * c.C + (size_t)Q * c.C * 2 + (size_t)KV * c.C * 2 + 3 * (size_t)c.F * c.C);
+    CHECK(nx_model_count(&c) == want);
+    CHECK(nx_model_numel(&c) > want);
+}
+
 TEST(acts_bytes_is_what_init_allocates) {
     nx_model_config c = base();
     for (unsigned mode = 0; mode < 4; mode++) {

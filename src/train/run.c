@@ -462,8 +462,8 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     out->seconds = t_train;
     out->tokens_per_s = s.tr.step > start ? (s.tr.step - start) * (double)accum * B * T / t_train : 0;
     out->final_loss = st.loss;
-    out->student.params = s.student.nparams;
-    out->student.bytes = (double)nx_model_numel(&scfg) * nx_dtype_size(rc->output.dtype);
+    out->student.params = nx_model_count(&scfg);
+    out->student.bytes = (double)out->student.params * nx_dtype_size(rc->output.dtype);
     out->has_teacher = distill;
     if (out->interrupted) {
         rcode = NX_OK;
@@ -488,8 +488,8 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         }
     }
     if (distill) {
-        out->teacher.params = s.teacher.nparams;
-        out->teacher.bytes = (double)nx_model_numel(&tcfg) * nx_dtype_size(tcfg.dtype);
+        out->teacher.params = nx_model_count(&tcfg);
+        out->teacher.bytes = (double)out->teacher.params * nx_dtype_size(tcfg.dtype);
     }
     if (nx_hf_save_model(rc->output.dir, &s.student, rc->output.dtype, err)) goto fail;
     if (nx_hf_copy_tokenizer(rc->teacher.path, rc->output.dir, err)) goto fail;
