@@ -4,11 +4,8 @@
 # a copy of it as the student: agreement 1, KL 0, ratio 1; the teacher is
 # measured as the first row), the SVG plot, the table, and the clear error
 # for data without one complete window.
-: "${NEXUS:=./nexus}"
 M=tests/fixtures/tiny-gen
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 T=$(mktemp -d /tmp/nx_bench.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 for i in $(seq 1 20); do echo "{\"text\": \"Document $i says hello to the world and counts $i, $((i * 7)).\"}"; done > $T/d.jsonl

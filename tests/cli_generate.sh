@@ -4,11 +4,8 @@
 # determinism, streaming = JSON text, stop strings, seeds, and the clear
 # errors for a prompt beyond the context, an empty prompt, a model dir
 # without tokenizer.json and bad sampling options.
-: "${NEXUS:=./nexus}"
 M=tests/fixtures/tiny-gen
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 T=$(mktemp -d /tmp/nx_gen.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 

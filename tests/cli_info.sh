@@ -2,11 +2,8 @@
 # cli_info.sh — `nexus info` on the committed fixture tests/fixtures/tiny-llama
 # (V=32 C=16 L=2 NH=2 KVH=1 HS=8 F=32, BF16; made by tests/fixtures/make_tiny.py):
 # counts, sizes, the KV-cache formula, --json, and exit codes (1 runtime, 2 usage).
-: "${NEXUS:=./nexus}"
 FIX=tests/fixtures/tiny-llama
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 # expect NAME RC NEEDLE -- CMD...: exit code RC and NEEDLE in stdout+stderr
 expect() {
     name=$1; want=$2; needle=$3; shift 4

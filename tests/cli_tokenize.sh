@@ -1,10 +1,7 @@
 #!/bin/sh
 # cli_tokenize.sh — `nexus tokenize` and `nexus prepare-data` on the small
 # fixture tokenizers: outputs, exit codes (2 usage, 1 runtime) and messages.
-: "${NEXUS:=./nexus}"
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+. tests/lib.sh
 check() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1: got '$2' want '$3'"; fi; }
 T=$(mktemp -d /tmp/nx_cli_tok_XXXXXX)
 trap 'rm -rf "$T"' EXIT
