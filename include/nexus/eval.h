@@ -16,6 +16,7 @@ typedef struct nx_eval_result {
     double perplexity;
     double agreement;   /* NAN without a teacher */
     double kl;          /* NAN without a teacher */
+    double teacher_perplexity; /* the teacher's, on the same windows; NAN without one */
     int64_t windows, positions;
 } nx_eval_result;
 

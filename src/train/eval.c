@@ -34,7 +34,7 @@ int nx_eval(const nx_model *m, const nx_model *teacher, nx_tokens tokens, int se
         return NX_ERR;
     }
     int32_t *ids = nx_xmalloc(sizeof(int32_t) * B * T), *tg = nx_xmalloc(sizeof(int32_t) * B * T);
-    double ce_sum = 0, kl_sum = 0;
+    double ce_sum = 0, tce_sum = 0, kl_sum = 0;
     int64_t agree = 0, npos = 0;
     for (int64_t w0 = 0; w0 < nwin; w0 += B) {
         int b = (int)(nwin - w0 < B ? nwin - w0 : B), N = b * T;
@@ -45,6 +45,7 @@ int nx_eval(const nx_model *m, const nx_model *teacher, nx_tokens tokens, int se
         ce_sum += nx_cross_entropy(NULL, 0, a.logits, tg, N, V) * cnt;
         if (teacher) {
             nx_model_forward(teacher, &ta, ids, b, T, true);
+            tce_sum += nx_cross_entropy(NULL, 0, ta.logits, tg, N, V) * cnt;
             kl_sum += nx_kd_loss(NX_KD_FORWARD_KL, 1.0f, NULL, 0, a.logits, ta.logits, tg, N, V) * cnt;
             int64_t ag = 0;
 #pragma omp parallel for reduction(+ : ag)
@@ -56,7 +57,9 @@ int nx_eval(const nx_model *m, const nx_model *teacher, nx_tokens tokens, int se
     }
     *out = (nx_eval_result){.loss = ce_sum / npos, .perplexity = exp(ce_sum / npos),
                             .agreement = teacher ? (double)agree / npos : NAN,
-                            .kl = teacher ? kl_sum / npos : NAN, .windows = nwin, .positions = npos};
+                            .kl = teacher ? kl_sum / npos : NAN,
+                            .teacher_perplexity = teacher ? exp(tce_sum / npos) : NAN, .windows = nwin,
+                            .positions = npos};
     free(ids);
     free(tg);
     nx_acts_free(&a);
