@@ -468,6 +468,7 @@ static int by_name(const void *a, const void *b) {
 }
 
 int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err *err) {
+    NX_ASSERTM(m->params, "saving needs a model held in f32");
     if (dtype != NX_F32 && dtype != NX_BF16 && dtype != NX_F16)
         return nx_fail(err, "%s: cannot save weights as %s (use F32, BF16 or F16)", dir, nx_dtype_name(dtype));
     if (nx_mkdirs(dir, err)) return NX_ERR;

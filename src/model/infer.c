@@ -46,6 +46,7 @@ static void plan(nx_infer *s, const nx_model_config *c, nx_arena *ar) {
 
 int nx_infer_init(nx_infer *s, const nx_model *m, int B, int T, int P, nx_err *err) {
     memset(s, 0, sizeof *s);
+    NX_ASSERTM(m->params, "the inference engine reads f32 weights (load the model with nx_hf_load_model)");
     const nx_model_config *c = &m->cfg;
     if (B <= 0 || T <= 0 || P <= 0)
         return nx_fail(err, "inference sizes must be positive: batch %d, context %d, chunk %d", B, T, P);
