@@ -1,6 +1,6 @@
 # nexus — one binary, one library (build/libnexus.a) that the binary, the
 # tests and the benchmarks link against. Sources are found by wildcard: add a
-# .c file under src/ and it is built; add tests/test_<name>.c and it is a test.
+# .c file under src/ (or a folder of it) and it is built; add tests/test_<name>.c and it is a test.
 #
 #   make            build ./nexus (installs missing Debian packages as root)
 #   make demo       distill the bundled demo teacher (the README's main job)
@@ -22,7 +22,7 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
 LDLIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
             -lcurl -lmicrohttpd -lpcre2-8 -lm -fopenmp -lpthread
 
-LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c))
+LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
