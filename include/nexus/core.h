@@ -99,6 +99,13 @@ uint64_t nx_rng_below(nx_rng *r, uint64_t n);  /* uniform in [0, n), unbiased */
 double nx_rng_uniform(nx_rng *r);              /* [0, 1) with 53 bits */
 float nx_rng_normal(nx_rng *r);                /* N(0,1), Box–Muller */
 
+/* ---- hashing --------------------------------------------------------------
+ * 64-bit FNV-1a: the one non-cryptographic hash of nexus (config hashes,
+ * tokenizer fingerprints, hash tables). Chain calls by passing the previous
+ * result as h; start from NX_FNV_INIT. */
+#define NX_FNV_INIT 0xcbf29ce484222325ULL
+uint64_t nx_fnv1a(const void *p, size_t n, uint64_t h);
+
 /* ---- misc ------------------------------------------------------------ */
 double nx_now(void);             /* monotonic seconds */
 int nx_threads(void);            /* OpenMP threads in use */

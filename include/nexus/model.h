@@ -13,7 +13,16 @@
 
 #include "nexus/core.h"
 
-typedef enum nx_arch { NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL } nx_arch;
+typedef enum nx_arch { NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL, NX_ARCH_COUNT } nx_arch;
+
+/* The one table of architecture names: Hugging Face's model_type
+ * ("llama", "qwen2", "mistral") and its architectures[] class name
+ * ("LlamaForCausalLM", ...). nx_arch_parse returns NX_ERR for a model_type
+ * nexus cannot run; nx_arch_list gives "llama, qwen2, mistral" for messages. */
+const char *nx_arch_name(nx_arch a);
+const char *nx_arch_class(nx_arch a);
+int nx_arch_parse(const char *model_type, nx_arch *out);
+const char *nx_arch_list(void);
 
 typedef struct nx_model_config {
     nx_arch arch;

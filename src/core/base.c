@@ -242,6 +242,16 @@ void nx_arena_free(nx_arena *a) {
     *a = (nx_arena){0};
 }
 
+/* ---- hashing ---- */
+uint64_t nx_fnv1a(const void *p, size_t n, uint64_t h) {
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 /* ---- misc ---- */
 double nx_now(void) {
     struct timespec ts;

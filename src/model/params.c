@@ -9,6 +9,33 @@
 
 #include "nexus/model.h"
 
+static const struct { const char *type, *cls; } ARCH[NX_ARCH_COUNT] = {
+    [NX_ARCH_LLAMA] = {"llama", "LlamaForCausalLM"},
+    [NX_ARCH_QWEN2] = {"qwen2", "Qwen2ForCausalLM"},
+    [NX_ARCH_MISTRAL] = {"mistral", "MistralForCausalLM"},
+};
+
+const char *nx_arch_name(nx_arch a) {
+    NX_ASSERT((unsigned)a < NX_ARCH_COUNT);
+    return ARCH[a].type;
+}
+
+const char *nx_arch_class(nx_arch a) {
+    NX_ASSERT((unsigned)a < NX_ARCH_COUNT);
+    return ARCH[a].cls;
+}
+
+int nx_arch_parse(const char *model_type, nx_arch *out) {
+    for (int a = 0; a < NX_ARCH_COUNT; a++)
+        if (!strcmp(model_type, ARCH[a].type)) {
+            *out = (nx_arch)a;
+            return NX_OK;
+        }
+    return NX_ERR;
+}
+
+const char *nx_arch_list(void) { return "llama, qwen2, mistral"; }
+
 typedef struct {
     nx_param *tab;   /* when not NULL: fill the table */
     float *base;     /* when not NULL: bind pointers into base */
