@@ -28,8 +28,8 @@ TEST(roundtrip_keep_and_latest) {
     size_t n = 1000;
     float *p = malloc(n * 4), *q = malloc(n * 4);
     nx_adamw o, o2;
-    nx_adamw_init(&o, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
-    nx_adamw_init(&o2, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    nx_adamw_init(&o, nx_backend_cpu(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
+    nx_adamw_init(&o2, nx_backend_cpu(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
     fill(p, n, 1), fill(o.m, n, 2), fill(o.v, n, 3);
     o.t = 7;
     nx_err e;
@@ -52,7 +52,7 @@ TEST(roundtrip_keep_and_latest) {
     CHECK(nx_ckpt_load(path, 0x1234, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "different configuration"));
     /* another student size */
     nx_adamw o3;
-    nx_adamw_init(&o3, n + 1, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    nx_adamw_init(&o3, nx_backend_cpu(), n + 1, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
     float *r = malloc((n + 1) * 4);
     CHECK(nx_ckpt_load(path, 0xabcdef, &got, r, &o3, &e) == NX_ERR && strstr(e.msg, "student"));
     /* corrupt one byte in the payload */
@@ -87,12 +87,12 @@ TEST(full_disk_keeps_previous_checkpoint) {
     size_t small = 10000, big = 40000; /* 3 × 40 KB fits 256 KiB once, not twice */
     float *p = calloc(big, 4);
     nx_adamw o;
-    nx_adamw_init(&o, small, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    nx_adamw_init(&o, nx_backend_cpu(), small, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
     nx_err e;
     nx_ckpt_meta m = meta_at(1);
     CHECK(nx_ckpt_save(mnt, &m, p, &o, 0, &e) == NX_OK);
     nx_adamw ob;
-    nx_adamw_init(&ob, big, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
+    nx_adamw_init(&ob, nx_backend_cpu(), big, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
     m = meta_at(2);
     CHECK(nx_ckpt_save(mnt, &m, p, &ob, 0, &e) == NX_ERR && strstr(e.msg, "disk full"));
     char path[256];

@@ -1,7 +1,8 @@
 /* test_core.c — dtypes, arenas, rng, and the GEMM wrapper against its naive
  * reference on random shapes (odd sizes, vectors, transposes). */
 #include "nexus/core.h"
-#include "nexus/gemm.h"
+#include "nexus/backend.h"
+#include "nexus/cpu.h"
 #include "nxtest.h"
 
 TEST(bf16_roundtrip_and_rounding) {
@@ -44,7 +45,7 @@ TEST(arena_plan_then_alloc) {
     CHECK(nx_arena_floats(&a, 100) == NULL);
     size_t need = a.used;
     nx_arena r;
-    CHECK(nx_arena_init(&r, need, NULL) == NX_OK);
+    CHECK(nx_arena_init(&r, nx_backend_cpu(), need, NULL) == NX_OK);
     float *x = nx_arena_floats(&r, 3), *y = nx_arena_floats(&r, 100);
     CHECK(((uintptr_t)x & 63) == 0 && ((uintptr_t)y & 63) == 0);
     CHECK(r.used == need);
@@ -95,4 +96,19 @@ TEST(gemm_matches_reference_on_random_shapes) {
         CHECK_REL(C1, C2, nc, 1e-5);
         free(A), free(B), free(C1), free(C2);
     }
+}
+
+TEST(type_traits_and_convert) {
+    CHECK(nx_type(NX_BF16)->block == 1 && nx_type(NX_BF16)->block_bytes == 2 && nx_type(NX_BF16)->weight);
+    CHECK(!nx_type(NX_I32)->weight && nx_row_bytes(NX_F16, 10) == 20);
+    float src[37], back[37];
+    uint16_t h[37];
+    for (int i = 0; i < 37; i++) src[i] = (float)i * 0.37f - 5.0f;
+    nx_convert(h, NX_BF16, src, NX_F32, 37);
+    for (int i = 0; i < 37; i++) CHECK(h[i] == nx_f32_to_bf16(src[i]));
+    nx_convert(back, NX_F32, h, NX_BF16, 37);
+    for (int i = 0; i < 37; i++) CHECK(back[i] == nx_bf16_to_f32(h[i]));
+    uint16_t f16[37];
+    nx_convert(f16, NX_F16, h, NX_BF16, 37); /* through f32 */
+    for (int i = 0; i < 37; i++) CHECK(f16[i] == nx_f32_to_f16(nx_bf16_to_f32(h[i])));
 }

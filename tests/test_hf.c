@@ -153,13 +153,19 @@ static void make_model(nx_model *m, nx_arch arch, bool tied, bool bias, uint64_t
     nx_model_init_random(m, 0.5f, &r);
     /* biases are zero after init: make them non-trivial (padding between
      * tensors stays zero, as loading leaves it) */
-    int np = nx_model_params(&c, NULL);
-    nx_param *tab = malloc(sizeof *tab * np);
-    nx_model_params(&c, tab);
-    for (int i = 0; i < np; i++)
-        if (strstr(tab[i].name, ".bias"))
-            for (size_t k = 0; k < tab[i].numel; k++) m->params[tab[i].offset + k] = 0.25f - 0.01f * k;
+    for (int i = 0; i < m->ntab; i++)
+        if (strstr(m->tab[i].name, ".bias"))
+            for (size_t k = 0; k < m->tab[i].numel; k++) nx_param_f32(&m->tab[i], m->data)[k] = 0.25f - 0.01f * k;
+}
+
+/* Every tensor of m widened to f32, in the f32 layout (padding zero). */
+static float *all_f32(const nx_model *m) {
+    nx_param *tab = malloc(sizeof *tab * m->ntab);
+    nx_model_params(&m->cfg, NX_F32, tab);
+    float *buf = calloc(nx_model_numel(&m->cfg), sizeof(float));
+    for (int i = 0; i < m->ntab; i++) nx_model_get(m, i, nx_param_f32(&tab[i], buf));
     free(tab);
+    return buf;
 }
 
 TEST(model_round_trip_dtypes) {
@@ -205,9 +211,9 @@ TEST(model_round_trip_dtypes) {
 }
 
 /* A teacher held in bf16: a bf16 checkpoint loads bit for bit, f32 ones
- * round to nearest even; the forward (layer by layer through the staging
- * buffer) gives the same logits and attention maps as the f32-held model
- * of the same checkpoint; copying layers from it gives the same student. */
+ * round to nearest even; the forward (matrices widened by the backend)
+ * gives the same logits and attention maps as the f32-held model of the
+ * same checkpoint; copying layers from it gives the same student. */
 TEST(bf16_held_model_equals_f32_held) {
     setup();
     nx_arch archs[3] = {NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL};
@@ -219,27 +225,30 @@ TEST(bf16_held_model_equals_f32_held) {
         snprintf(dir, sizeof dir, "%s/b%d", tmpdir, a);
         CHECKF(nx_hf_save_model(dir, &m, NX_F32, &err) == NX_OK, "%s", err.msg);
         CHECKF(nx_hf_load_model_as(dir, &mb, NX_BF16, &err) == NX_OK, "%s", err.msg);
-        CHECK(mb.params == NULL && mb.params16 != NULL);
-        float *got = malloc(m.nparams * sizeof(float));
-        nx_model_read(&mb, 0, mb.nparams, got);
+        CHECK(mb.params == NULL && mb.wtype == NX_BF16 && mb.nbytes < m.nbytes);
+        float *got = all_f32(&mb);
         int bad = 0;
-        for (size_t i = 0; i < m.nparams; i++) {
-            float want = nx_bf16_to_f32(nx_f32_to_bf16(m.params[i]));
-            bad += memcmp(&want, &got[i], 4) != 0;
+        for (int i = 0; i < m.ntab; i++) { /* matrices rounded, norms and biases as they were */
+            const float *w = nx_param_f32(&m.tab[i], m.data), *g = nx_param_f32(&m.tab[i], got);
+            for (size_t k = 0; k < m.tab[i].numel; k++) {
+                float want = m.tab[i].ndim == 2 ? nx_bf16_to_f32(nx_f32_to_bf16(w[k])) : w[k];
+                bad += memcmp(&want, &g[k], 4) != 0;
+            }
         }
-        CHECKF(bad == 0, "arch %d: %d values not rounded to nearest even", a, bad);
+        CHECKF(bad == 0, "arch %d: %d values not rounded to nearest even (norms and biases stay f32)", a, bad);
         nx_model_free(&mb);
         /* the same bf16 checkpoint, held both ways */
         CHECK(nx_hf_save_model(dir, &m, NX_BF16, &err) == NX_OK);
         CHECK(nx_hf_load_model(dir, &mf, &err) == NX_OK && nx_hf_load_model_as(dir, &mb, NX_BF16, &err) == NX_OK);
-        nx_model_read(&mb, 0, mb.nparams, got);
+        free(got);
+        got = all_f32(&mb);
         CHECK(memcmp(got, mf.params, mf.nparams * sizeof(float)) == 0);
         int B = 2, T = 7;
         int32_t ids[14];
         for (int i = 0; i < B * T; i++) ids[i] = (i * 7 + a) % m.cfg.V;
         nx_acts af, ab;
-        CHECK(nx_acts_init(&af, &mf.cfg, B, T, NX_ACTS_KEEP_PROBS, NULL) == NX_OK);
-        CHECK(nx_acts_init(&ab, &mb.cfg, B, T, NX_ACTS_KEEP_PROBS, NULL) == NX_OK);
+        CHECK(nx_acts_init(&af, &mf, B, T, NX_ACTS_KEEP_PROBS, NULL) == NX_OK);
+        CHECK(nx_acts_init(&ab, &mb, B, T, NX_ACTS_KEEP_PROBS, NULL) == NX_OK);
         nx_model_forward(&mf, &af, ids, B, T, true);
         nx_model_forward(&mb, &ab, ids, B, T, true);
         CHECK(memcmp(af.logits, ab.logits, sizeof(float) * B * T * m.cfg.V) == 0);
@@ -255,8 +264,8 @@ TEST(bf16_held_model_equals_f32_held) {
         CHECK(nx_student_copy_layers(&s1, &mf, map, 1, &err) == NX_OK);
         CHECK(nx_student_copy_layers(&s2, &mb, map, 1, &err) == NX_OK);
         CHECK(memcmp(s1.params, s2.params, s1.nparams * sizeof(float)) == 0);
-        CHECK(memcmp(s1.w.layer[0].wq, mf.w.layer[1].wq, sizeof(float) * sc.NH * sc.HS * sc.C) == 0);
-        CHECK(memcmp(s1.w.head, mf.w.head, sizeof(float) * sc.V * sc.C) == 0);
+        CHECK(memcmp(s1.w.layer[0].qkv.data, mf.w.layer[1].qkv.data, mf.w.layer[1].qkv.row_bytes * mf.w.layer[1].qkv.rows) == 0);
+        CHECK(memcmp(s1.w.head.data, mf.w.head.data, sizeof(float) * sc.V * sc.C) == 0);
         nx_acts_free(&af), nx_acts_free(&ab);
         nx_model_free(&s1), nx_model_free(&s2);
         nx_model_free(&m), nx_model_free(&mf), nx_model_free(&mb);
@@ -267,15 +276,14 @@ TEST(bf16_held_model_equals_f32_held) {
 
 /* Write the model's tensors with one dropped, renamed or added. */
 static void write_tensors(const nx_model *m, const char *drop, const char *extra_name, const float *extra) {
-    int np = nx_model_params(&m->cfg, NULL);
-    nx_param *tab = malloc(sizeof *tab * np);
-    nx_model_params(&m->cfg, tab);
+    int np = m->ntab;
+    const nx_param *tab = m->tab;
     nx_st_entry *e = calloc(np + 1, sizeof *e);
     int n = 0;
     for (int i = 0; i < np; i++) {
         if (drop && !strcmp(tab[i].name, drop)) continue;
         e[n] = (nx_st_entry){.name = tab[i].name, .dtype = NX_F32, .ndim = tab[i].ndim,
-                             .shape = {tab[i].shape[0], tab[i].shape[1]}, .data = m->params + tab[i].offset};
+                             .shape = {tab[i].shape[0], tab[i].shape[1]}, .data = nx_param_f32(&tab[i], m->data)};
         n++;
     }
     if (extra_name)
@@ -284,7 +292,6 @@ static void write_tensors(const nx_model *m, const char *drop, const char *extra
     nx_err err;
     NX_ASSERT(nx_st_write(tpath("model.safetensors"), e, n, &err) == NX_OK);
     free(e);
-    free(tab);
 }
 
 static void expect_load_error(const char *n1, const char *n2) {
@@ -294,7 +301,7 @@ static void expect_load_error(const char *n1, const char *n2) {
     CHECKF(strstr(err.msg, tmpdir) != NULL, "no file: %s", err.msg);
     if (n1) CHECKF(strstr(err.msg, n1) != NULL, "lacks '%s': %s", n1, err.msg);
     if (n2) CHECKF(strstr(err.msg, n2) != NULL, "lacks '%s': %s", n2, err.msg);
-    CHECK(m.params == NULL);
+    CHECK(m.data == NULL);
 }
 
 TEST(model_tensor_checks) {
@@ -334,14 +341,14 @@ TEST(tied_head) {
     make_model(&m, NX_ARCH_QWEN2, true, false, 5);
     CHECKF(nx_hf_save_model(tmpdir, &m, NX_F32, &err) == NX_OK, "%s", err.msg);
     /* an identical lm_head copy is accepted */
-    write_tensors(&m, NULL, "lm_head.weight", m.w.wte);
+    write_tensors(&m, NULL, "lm_head.weight", m.w.wte.data);
     CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
-    CHECK(m2.w.head == m2.w.wte && memcmp(m2.params, m.params, m.nparams * 4) == 0);
+    CHECK(m2.w.head.data == m2.w.wte.data && memcmp(m2.params, m.params, m.nparams * 4) == 0);
     nx_model_free(&m2);
     /* a different one is an error */
     size_t n = (size_t)m.cfg.V * m.cfg.C;
     float *other = malloc(n * 4);
-    memcpy(other, m.w.wte, n * 4);
+    memcpy(other, m.w.wte.data, n * 4);
     other[n - 1] += 1.0f;
     write_tensors(&m, NULL, "lm_head.weight", other);
     expect_load_error("'lm_head.weight'", "tie_word_embeddings");

@@ -2,7 +2,6 @@
  * its loss, on tiny random configurations covering GQA, MQA, q/k/v/o bias
  * and tied embeddings; and a forward at batch B that equals B forwards at
  * batch 1. */
-#include "nexus/loss.h"
 #include "nexus/model.h"
 #include "nxtest.h"
 
@@ -10,8 +9,9 @@ static double model_loss(nx_model *m, nx_acts *a, const int32_t *ids, const int3
                          int T, float *dlogits_or_null, const float *teacher) {
     nx_model_forward(m, a, ids, B, T, true);
     int N = B * T;
-    double ce = nx_cross_entropy(dlogits_or_null, 0.5f, a->logits, tg, N, m->cfg.V);
-    double kd = nx_kd_loss(NX_KD_FORWARD_KL, 2.0f, dlogits_or_null, 0.5f, a->logits, teacher, tg, N, m->cfg.V);
+    double ce, kd;
+    nx_cross_entropy(m->be, &ce, dlogits_or_null, 0.5f, a->logits, tg, N, m->cfg.V);
+    nx_kd_loss(m->be, &kd, NX_KD_FORWARD_KL, 2.0f, dlogits_or_null, 0.5f, a->logits, teacher, tg, N, m->cfg.V);
     return 0.5 * ce + 0.5 * kd;
 }
 
@@ -25,7 +25,7 @@ static void check_config(nx_model_config cfg, uint64_t seed) {
         m.params[i] += 0.05f * nx_rng_normal(&r);
     int B = 2, T = 5, N = B * T;
     nx_acts a;
-    CHECK(nx_acts_init(&a, &cfg, B, T, NX_ACTS_TRAIN, NULL) == NX_OK);
+    CHECK(nx_acts_init(&a, &m, B, T, NX_ACTS_TRAIN, NULL) == NX_OK);
     int32_t ids[10], tg[10];
     for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&r, cfg.V);
     for (int n = 0; n < N; n++) tg[n] = (n % T == T - 1) ? -1 : ids[n + 1];
@@ -37,14 +37,13 @@ static void check_config(nx_model_config cfg, uint64_t seed) {
     model_loss(&m, &a, ids, tg, B, T, a.dlogits, teacher);
     nx_model_backward(&m, &a, grads, NULL, NULL);
 
-    int np = nx_model_params(&cfg, NULL);
-    nx_param *tab = malloc(sizeof *tab * np);
-    nx_model_params(&cfg, tab);
+    int np = m.ntab;
+    const nx_param *tab = m.tab;
     double worst = 0;
     const char *worst_name = "";
     for (int p = 0; p < np; p++)
         for (int probe = 0; probe < 3; probe++) {
-            size_t i = tab[p].offset + nx_rng_below(&r, tab[p].numel);
+            size_t i = tab[p].off / sizeof(float) + nx_rng_below(&r, tab[p].numel);
             float keep = m.params[i], h = 2e-3f;
             m.params[i] = keep + h;
             double up = model_loss(&m, &a, ids, tg, B, T, NULL, teacher);
@@ -62,7 +61,7 @@ static void check_config(nx_model_config cfg, uint64_t seed) {
     memcpy(batched, a.logits, sizeof(float) * N * cfg.V);
     nx_model_forward(&m, &a, ids + T, 1, T, true);
     CHECK_REL(a.logits, batched + T * cfg.V, T * cfg.V, 1e-5);
-    free(batched), free(tab), free(grads), free(teacher);
+    free(batched), free(grads), free(teacher);
     nx_acts_free(&a);
     nx_model_free(&m);
 }
@@ -92,26 +91,48 @@ TEST(backward_matches_finite_differences_one_head_one_layer) {
     check_config(c, 3);
 }
 
+/* The layout: Hugging Face names in order, q/k/v (and gate/up, and the
+ * biases) back to back so that each group is one matrix, groups 64-byte
+ * aligned, matrices in the model's weight type and norms/biases in f32. */
 TEST(param_table_is_consistent) {
     nx_model_config c = base();
     c.qkv_bias = true;
-    int n = nx_model_params(&c, NULL);
-    CHECK(n == 1 + 2 * 12 + 2);
-    nx_param *t = malloc(sizeof *t * n);
-    nx_model_params(&c, t);
-    CHECK(strcmp(t[0].name, "model.embed_tokens.weight") == 0);
-    CHECK(strcmp(t[n - 1].name, "lm_head.weight") == 0);
-    for (int i = 1; i < n; i++) CHECK(t[i].offset >= t[i - 1].offset + t[i - 1].numel && t[i].offset % 16 == 0);
-    CHECK(nx_model_numel(&c) >= t[n - 1].offset + t[n - 1].numel);
-    free(t);
+    for (int k = 0; k < 2; k++) {
+        nx_dtype wt = k ? NX_BF16 : NX_F32;
+        int n = nx_model_params(&c, wt, NULL);
+        CHECK(n == 1 + 2 * 12 + 2);
+        nx_param *t = malloc(sizeof *t * n);
+        nx_model_params(&c, wt, t);
+        CHECK(strcmp(t[0].name, "model.embed_tokens.weight") == 0);
+        CHECK(strcmp(t[n - 1].name, "lm_head.weight") == 0);
+        for (int i = 1; i < n; i++) {
+            bool grouped = strstr(t[i].name, "k_proj") || strstr(t[i].name, "v_proj") || strstr(t[i].name, "up_proj");
+            if (grouped) CHECK(t[i].off == t[i - 1].off + t[i - 1].nbytes);
+            else CHECK(t[i].off >= t[i - 1].off + t[i - 1].nbytes && t[i].off % 64 == 0);
+            bool vec = t[i].ndim == 1;
+            CHECK(t[i].type == (vec ? NX_F32 : wt) && t[i].nbytes == t[i].numel * nx_dtype_size(t[i].type));
+        }
+        CHECK(nx_model_size(&c, wt) >= t[n - 1].off + t[n - 1].nbytes);
+        free(t);
+    }
+    /* the bound views agree with the table */
+    nx_model m;
+    CHECK(nx_model_init(&m, &c, NULL) == NX_OK);
+    int q = nx_model_find(&m, "model.layers.1.self_attn.q_proj.weight");
+    int bq = nx_model_find(&m, "model.layers.1.self_attn.q_proj.bias");
+    int g = nx_model_find(&m, "model.layers.1.mlp.gate_proj.weight");
+    CHECK((char *)m.w.layer[1].qkv.data == (char *)m.data + m.tab[q].off && m.w.layer[1].qkv.rows == 16 + 2 * 8);
+    CHECK((char *)m.w.layer[1].bqkv == (char *)m.data + m.tab[bq].off);
+    CHECK((char *)m.w.layer[1].gu.data == (char *)m.data + m.tab[g].off && m.w.layer[1].gu.rows == 2 * c.F);
+    nx_model_free(&m);
     nx_err e;
     c.KVH = 3;
     CHECK(nx_model_config_check(&c, &e) == NX_ERR && strstr(e.msg, "multiple"));
 }
 
-/* Parameters are the tensors' sizes; the buffer pads each tensor to 16 floats. */
+/* Parameters are the tensors' sizes; the buffer pads groups to 64 bytes. */
 TEST(parameter_count_excludes_padding) {
-    nx_model_config c = base(); /* V 23, C 12: every tensor but the 4×4 ones is padded */
+    nx_model_config c = base(); /* V 23, C 12: most groups are padded */
     int L = c.L, Q = c.NH * c.HS, KV = c.KVH * c.HS;
     size_t want = 2 * (size_t)c.V * c.C + c.C +
                   (size_t)L * (2 * c.C + (size_t)Q * c.C * 2 + (size_t)KV * c.C * 2 + 3 * (size_t)c.F * c.C);
@@ -119,16 +140,69 @@ TEST(parameter_count_excludes_padding) {
     CHECK(nx_model_numel(&c) > want);
 }
 
-TEST(acts_bytes_is_what_init_allocates) {
+/* The activation plan against sizes worked out here from the buffer list
+ * of model.h (each buffer starts 64-byte aligned; the last one, the logits
+ * or their gradient, ends where it ends), not from the plan itself. */
+static size_t al(size_t floats) { return (floats * 4 + 63) / 64 * 64; }
+
+TEST(acts_bytes_matches_the_documented_buffers) {
     nx_model_config c = base();
-    for (unsigned mode = 0; mode < 4; mode++) {
-        nx_acts a;
-        CHECK(nx_acts_init(&a, &c, 3, 7, mode, NULL) == NX_OK);
-        CHECK(a.arena.used == nx_acts_bytes(&c, 3, 7, mode));
-        nx_acts_free(&a);
+    size_t B = 3, T = 7, N = B * T, C = c.C, F = c.F, V = c.V, L = c.L, H = c.HS / 2;
+    size_t Q = c.NH * c.HS, QKV = Q + 2 * c.KVH * c.HS, P = B * c.NH * T * T;
+    /* rope cos/sin, pos, ids, residuals, then one layer's set, last, lnf, rstdf, logits */
+    size_t layer = al(N * C) + al(N) + al(N * QKV) + al(N * Q) + al(N * C) * 2 + al(N) + al(N * 2 * F) + al(N * F);
+    size_t infer = 2 * al(T * H) + 2 * al(N) + al((L + 1) * N * C) + layer + al(N * C) * 2 + al(N) + N * V * 4;
+    CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_INFER) == infer);
+    /* kept maps: one (B, NH, T, T) block per layer */
+    CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_KEEP_PROBS) == infer + al(L * P));
+    /* training: every layer's set, maps, no `last`, and the backward scratch */
+    size_t train = 2 * al(T * H) + 2 * al(N) + al((L + 1) * N * C) + al(L * P) + al(N * C) + al(N) + al(N * V) +
+                   (al(L * N * C) + al(L * N) + al(L * N * QKV) + al(L * N * Q) + al(L * N * C) * 2 + al(L * N) +
+                    al(L * N * 2 * F) + al(L * N * F)) +
+                   al(N * C) * 2 + al(N * Q) + al(N * QKV) + al(P) + al(N * F) + al(N * 2 * F) + al(N * C) + N * V * 4;
+    CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_TRAIN) == train);
+    nx_model m;
+    CHECK(nx_model_init(&m, &c, NULL) == NX_OK);
+    nx_acts a;
+    CHECK(nx_acts_init(&a, &m, 3, 7, NX_ACTS_TRAIN, NULL) == NX_OK && a.arena.size == train);
+    nx_acts_free(&a);
+    nx_model_free(&m);
+}
+
+/* A model held in bf16 computes what the f32 model with the same (rounded)
+ * weights computes: the GEMM path widens whole matrices, the decode path
+ * widens rows in registers, and both give the same sums. */
+TEST(bf16_held_model_equals_its_f32_widening) {
+    nx_model_config c = base();
+    c.qkv_bias = true;
+    nx_rng r;
+    nx_rng_seed(&r, 11);
+    nx_model f, h;
+    CHECK(nx_model_init(&f, &c, NULL) == NX_OK);
+    CHECK(nx_model_init_on(&h, &c, NX_BF16, nx_backend_cpu(), NULL) == NX_OK && h.params == NULL);
+    nx_model_init_random(&f, 0.3f, &r);
+    for (int i = 0; i < f.ntab; i++) {
+        float *v = malloc(sizeof(float) * f.tab[i].numel);
+        nx_model_get(&f, i, v);
+        nx_model_set(&h, i, v, NX_F32);                         /* rounds matrices to bf16 */
+        nx_model_get(&h, i, v);
+        nx_model_set(&f, i, v, NX_F32);                         /* f = the widening of h */
+        free(v);
     }
-    CHECK(nx_acts_bytes(&c, 2, 8, NX_ACTS_TRAIN) > nx_acts_bytes(&c, 2, 8, NX_ACTS_INFER));
-    /* kept maps: one (B, NH, T, T) slice per layer instead of one shared */
-    CHECK(nx_acts_bytes(&c, 2, 8, NX_ACTS_KEEP_PROBS) - nx_acts_bytes(&c, 2, 8, NX_ACTS_INFER) ==
-          (size_t)(c.L - 1) * 2 * c.NH * 8 * 8 * sizeof(float));
+    for (int B = 1; B <= 4; B += 3) { /* 1 × 5 rows: decode kernels; 4 × 5: GEMM */
+        int T = 5, N = B * T;
+        int32_t ids[20];
+        for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&r, c.V);
+        nx_acts af, ah;
+        CHECK(nx_acts_init(&af, &f, B, T, NX_ACTS_KEEP_PROBS, NULL) == NX_OK);
+        CHECK(nx_acts_init(&ah, &h, B, T, NX_ACTS_KEEP_PROBS, NULL) == NX_OK);
+        nx_model_forward(&f, &af, ids, B, T, true);
+        nx_model_forward(&h, &ah, ids, B, T, true);
+        CHECK(memcmp(af.logits, ah.logits, sizeof(float) * N * c.V) == 0);
+        CHECK(memcmp(nx_acts_probs(&af, &c, 1), nx_acts_probs(&ah, &c, 1), sizeof(float) * B * c.NH * T * T) == 0);
+        nx_acts_free(&af);
+        nx_acts_free(&ah);
+    }
+    nx_model_free(&f);
+    nx_model_free(&h);
 }

@@ -169,9 +169,9 @@ static nx_model_config teacher19m(void) {
 }
 
 static size_t true_count(const nx_model_config *c) {
-    int n = nx_model_params(c, NULL);
+    int n = nx_model_params(c, NX_F32, NULL);
     nx_param *tab = malloc(sizeof *tab * n);
-    nx_model_params(c, tab);
+    nx_model_params(c, NX_F32, tab);
     size_t s = 0;
     for (int i = 0; i < n; i++) s += tab[i].numel;
     free(tab);

@@ -10,7 +10,7 @@
 #define NEXUS_BENCH_H
 
 #include "nexus/core.h"
-#include "nexus/infer.h"
+#include "nexus/generate.h"
 
 typedef struct nx_bench_opts {
     int prompt_tokens;  /* TTFT / prefill prompt length (default 256) */
@@ -27,6 +27,7 @@ typedef struct nx_bench_stat {
 typedef struct nx_bench_speed {
     nx_bench_stat ttft_ms, prefill_tps, decode_tps, decode_batch_tps;
     double latency_p50_ms, latency_p95_ms, latency_p99_ms; /* batch 1, all reps pooled */
+    int64_t decoded, decoded_batch; /* tokens the measured decode runs produced (batch 1, batch B) */
 } nx_bench_speed;
 
 nx_bench_opts nx_bench_defaults(void);

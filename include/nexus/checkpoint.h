@@ -17,7 +17,8 @@
 #include "nexus/core.h"
 #include "nexus/optim.h"
 
-#define NX_CKPT_VERSION 1
+/* 2: parameters in the layout of engine v2 (q/k/v and gate/up stacked, biases after their weights) */
+#define NX_CKPT_VERSION 2
 #define NX_CKPT_DATA_STATE_MAX 256
 
 typedef struct nx_ckpt_meta {

@@ -31,21 +31,47 @@ void nx_assert_fail(const char *expr, const char *file, int line, const char *ms
 #define NX_ASSERT(c) ((c) ? (void)0 : nx_assert_fail(#c, __FILE__, __LINE__, NULL))
 #define NX_ASSERTM(c, m) ((c) ? (void)0 : nx_assert_fail(#c, __FILE__, __LINE__, (m)))
 
-/* malloc/calloc that abort with a clear message on out-of-memory: used only
- * for set-up sized allocations, never inside a step. */
+/* Out of memory, handled one way: host allocations of set-up size
+ * (tables, names, small buffers) use these, which exit with a message
+ * naming the size; memory that scales with the model or the batch comes
+ * from a backend (nx_backend_alloc, nx_arena_init), whose failure is an
+ * error the caller reports with what it was for and how large. */
 void *nx_xmalloc(size_t n);
 void *nx_xcalloc(size_t n, size_t size);
 void *nx_aligned_alloc(size_t n); /* 64-byte aligned, zeroed; free with free() */
 
-/* ---- dtypes ---------------------------------------------------------- */
+/* ---- element and weight types -----------------------------------------
+ * One enum names every type a file or a tensor can hold; one traits row
+ * per type says how it is stored (learned from ggml's type traits). Plain
+ * types have blocks of one element; block types (int8 and 4-bit weights,
+ * added by the quantizer) store `block` elements in `block_bytes` bytes,
+ * with the layout GGUF uses, so that export is a copy. */
 typedef enum nx_dtype {
     NX_F32, NX_F16, NX_BF16, NX_F64, NX_I8, NX_U8, NX_I16, NX_U16,
     NX_I32, NX_U32, NX_I64, NX_U64, NX_BOOL, NX_DTYPE_COUNT
 } nx_dtype;
 
-size_t nx_dtype_size(nx_dtype t);
-const char *nx_dtype_name(nx_dtype t);   /* safetensors spelling: "F32", "BF16" */
+typedef struct nx_type_traits {
+    const char *name;        /* "F32", "BF16", ... (safetensors spelling) */
+    int block;               /* elements per block (1 for plain types) */
+    size_t block_bytes;      /* bytes per block */
+    bool weight;             /* may hold model weights (F32, F16, BF16, block types) */
+    /* Reference conversions of n elements (n a multiple of block): exact
+     * widening to f32, and rounding to nearest (even) from f32. NULL for
+     * types that hold no weights. */
+    void (*to_f32)(float *dst, const void *src, int64_t n);
+    void (*from_f32)(void *dst, const float *src, int64_t n);
+} nx_type_traits;
+
+const nx_type_traits *nx_type(nx_dtype t);
+size_t nx_dtype_size(nx_dtype t);        /* bytes of one element; asserts a plain type */
+const char *nx_dtype_name(nx_dtype t);
 int nx_dtype_from_name(const char *s, nx_dtype *out); /* NX_OK or NX_ERR */
+/* Bytes of n elements of t (n a multiple of the block, asserted). */
+size_t nx_row_bytes(nx_dtype t, int64_t n);
+/* dst[0..n) of type dt from src of type st (both weight types or F64 as a
+ * source): a copy when the types agree, else widened to f32 and rounded. */
+void nx_convert(void *dst, nx_dtype dt, const void *src, nx_dtype st, int64_t n);
 
 float nx_bf16_to_f32(uint16_t h);
 uint16_t nx_f32_to_bf16(float f);        /* round to nearest even, NaN kept */
@@ -54,37 +80,37 @@ uint16_t nx_f32_to_f16(float f);         /* round to nearest even */
 /* Widen n elements of src (F32, F16, BF16 or F64) to f32. */
 void nx_convert_to_f32(float *dst, const void *src, nx_dtype t, size_t n);
 
-/* ---- tensor views ------------------------------------------------------ */
-#define NX_MAX_DIMS 4
-typedef struct nx_tensor {
-    void *data;                   /* not owned: points into an arena or mmap */
-    nx_dtype dtype;
-    int ndim;
-    int64_t shape[NX_MAX_DIMS];
-    int64_t stride[NX_MAX_DIMS];  /* in elements */
-} nx_tensor;
+#define NX_MAX_DIMS 4  /* dimensions of a tensor in a file */
 
-/* A contiguous row-major view. */
-nx_tensor nx_tensor_view(void *data, nx_dtype t, int ndim, const int64_t *shape);
-int64_t nx_tensor_numel(const nx_tensor *t);
-bool nx_tensor_is_contiguous(const nx_tensor *t);
-float *nx_tensor_f32(const nx_tensor *t);   /* asserts dtype F32 */
+/* ---- token views ----------------------------------------------------------
+ * A read-only run of token ids as a shard or an in-memory stream holds
+ * them: n little-endian ids of width 2 or 4 bytes. */
+typedef struct nx_tokens {
+    const void *data;
+    uint32_t width;        /* 2 or 4 */
+    uint64_t n;
+} nx_tokens;
+
+static inline int32_t nx_tokens_at(nx_tokens t, uint64_t i) {
+    return t.width == 2 ? (int32_t)((const uint16_t *)t.data)[i] : ((const int32_t *)t.data)[i];
+}
 
 /* ---- arenas -------------------------------------------------------------
  * Memory is planned up front: a layout function runs once against a
- * counting arena (base == NULL) to learn the size, then against a real one.
- * Every allocation is 64-byte aligned. Nothing is freed individually. */
+ * counting arena (base == NULL) to learn the size, then against a real one
+ * that a backend allocated (nx_arena_init in backend.h). Every allocation
+ * is 64-byte aligned. Nothing is freed individually. */
+struct nx_backend;
 typedef struct nx_arena {
     char *base;      /* NULL: counting only */
     size_t size;     /* capacity (real arena) */
     size_t used;
+    struct nx_backend *be; /* owner of base */
 } nx_arena;
 
 nx_arena nx_arena_counting(void);
-int nx_arena_init(nx_arena *a, size_t size, nx_err *err); /* zeroed memory */
 void *nx_arena_alloc(nx_arena *a, size_t bytes);          /* NULL when counting */
 float *nx_arena_floats(nx_arena *a, size_t n);
-void nx_arena_free(nx_arena *a);
 
 /* ---- random numbers ------------------------------------------------------
  * xoshiro256** seeded through splitmix64. The whole state is the struct, so
@@ -109,6 +135,5 @@ uint64_t nx_fnv1a(const void *p, size_t n, uint64_t h);
 /* ---- misc ------------------------------------------------------------ */
 double nx_now(void);             /* monotonic seconds */
 int nx_threads(void);            /* OpenMP threads in use */
-void nx_set_threads(int n);      /* OpenMP and BLAS; n <= 0: all cores */
 
 #endif

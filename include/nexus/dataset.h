@@ -98,18 +98,9 @@ void nx_shard_close(nx_shard *s);
 
 /* ---- batches ------------------------------------------------------------ */
 
-/* A read-only view of tokens: a shard's payload or an in-memory stream. */
-typedef struct nx_tokens {
-    const void *data;
-    uint32_t width;        /* 2 or 4 */
-    uint64_t n;
-} nx_tokens;
-
+/* Token views (nx_tokens, core.h) of a shard's payload or a stream. */
 nx_tokens nx_shard_tokens(const nx_shard *s);
 nx_tokens nx_stream_tokens(const nx_token_stream *s);
-static inline int32_t nx_tokens_at(nx_tokens v, uint64_t i) {
-    return v.width == 2 ? (int32_t)((const uint16_t *)v.data)[i] : ((const int32_t *)v.data)[i];
-}
 
 typedef enum nx_batch_mode {
     NX_BATCH_RANDOM,      /* window starts uniform in [0, n - T - 1] */

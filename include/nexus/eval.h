@@ -8,7 +8,6 @@
 #ifndef NEXUS_EVAL_H
 #define NEXUS_EVAL_H
 
-#include "nexus/dataset.h"
 #include "nexus/model.h"
 
 typedef struct nx_eval_result {

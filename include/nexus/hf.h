@@ -27,12 +27,14 @@ int nx_hf_check_tensors(const nx_model_config *cfg, const nx_safetensors *st, nx
  * nx_hf_check_tensors); a tied model's lm_head.weight, if present, must
  * equal the embeddings bit for bit. On error *m is zeroed. */
 int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err);
-/* The same, holding the weights as hold: NX_F32, or NX_BF16 (see
- * nx_model_init_bf16; bf16 on disk is kept bit for bit, f32/f16 rounded to
- * nearest even). */
+/* The same, with matrices held as hold (F32, BF16 or F16: a checkpoint in
+ * that type is kept bit for bit, others widened exactly or rounded to
+ * nearest even), on the CPU backend or on be. */
 int nx_hf_load_model_as(const char *dir, nx_model *m, nx_dtype hold, nx_err *err);
+int nx_hf_load_model_on(const char *dir, nx_model *m, nx_dtype hold, nx_backend *be, nx_err *err);
 /* Write DIR/config.json and DIR/model.safetensors (weights in dtype F32,
- * BF16 or F16, rounded to nearest even), creating DIR and its parents.
+ * BF16 or F16, rounded to nearest even, from a model held in any type on
+ * any backend), creating DIR and its parents.
  * Atomic per file. Tensors are sorted by name as the HF library sorts them,
  * so re-saving a loaded checkpoint in its own dtype gives the same bytes. */
 int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err *err);

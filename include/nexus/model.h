@@ -1,17 +1,29 @@
-/* model.h — Llama-family decoder-only transformers (llama, qwen2, mistral).
+/* model.h — Llama-family decoder-only transformers (llama, qwen2, mistral):
+ * the parameter table, models held in any weight type on any backend, and
+ * the one forward that training, evaluation, prefill and decode share.
  *
- * Layout follows llm.c: all parameters live in one f32 buffer; nx_weights
- * is a struct of named pointers into such a buffer, so the same binding
- * serves parameters, gradients and optimiser moments. Names and shapes are
- * Hugging Face's (weight matrices stored (out, in), row-major), listed once
- * by nx_model_params() so that I/O, optimisers and tests walk one table.
+ * Parameters. A model's tensors live in one buffer on its backend, laid
+ * out by one table (nx_model_params): Hugging Face names and shapes, each
+ * tensor's type and byte offset. Matrices take the model's weight type
+ * (f32 for a model that trains; bf16 or f16 for a teacher or for
+ * inference; block types once the quantizer adds them); norms and biases
+ * are always f32. q/k/v projections are stored back to back, as are
+ * gate/up, so that each group is one matrix (nx_weight) read once per
+ * forward; their biases likewise. The same table laid out in f32 shapes
+ * gradients and optimiser moments, so nx_weights_bind gives named views
+ * into any of them (llm.c style).
  *
- * Forward and backward for a batch (B, T) of token ids, with activations in
- * an nx_acts buffer planned for the largest B×T up front. */
+ * The forward runs a batch of rows described by spans (ops.h): training
+ * and evaluation are B sequences of T tokens from position 0, attending
+ * among themselves; inference appends rows to sequences held in a KV cache
+ * (a prefill chunk, one decode row per sequence, or both at once), so a
+ * cache is one more input of the same code. Activations are planned once
+ * for the largest batch (nx_acts). */
 #ifndef NEXUS_MODEL_H
 #define NEXUS_MODEL_H
 
-#include "nexus/core.h"
+#include "nexus/backend.h"
+#include "nexus/ops.h"
 
 typedef enum nx_arch { NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL, NX_ARCH_COUNT } nx_arch;
 
@@ -43,24 +55,24 @@ typedef struct nx_model_config {
     nx_dtype dtype;   /* dtype the config names (torch_dtype / dtype), for saving */
 } nx_model_config;
 
-/* Named pointers into one parameter-shaped buffer. Shapes in comments. */
+/* Named views into one parameter-shaped buffer. Shapes in comments;
+ * Q = NH·HS, KV = KVH·HS. */
 typedef struct nx_layer_weights {
-    float *ln1;      /* (C)            input_layernorm.weight */
-    float *wq, *bq;  /* (NH*HS, C), (NH*HS)   self_attn.q_proj */
-    float *wk, *bk;  /* (KVH*HS, C), (KVH*HS) self_attn.k_proj */
-    float *wv, *bv;  /* (KVH*HS, C), (KVH*HS) self_attn.v_proj */
-    float *wo, *bo;  /* (C, NH*HS), (C)       self_attn.o_proj */
-    float *ln2;      /* (C)            post_attention_layernorm.weight */
-    float *wg;       /* (F, C)         mlp.gate_proj.weight */
-    float *wu;       /* (F, C)         mlp.up_proj.weight */
-    float *wd;       /* (C, F)         mlp.down_proj.weight */
+    float *ln1;      /* (C)          input_layernorm.weight */
+    nx_weight qkv;   /* (Q+2KV, C)   self_attn.{q,k,v}_proj.weight, stacked by rows */
+    float *bqkv;     /* (Q+2KV)      their biases, or NULL */
+    nx_weight o;     /* (C, Q)       self_attn.o_proj.weight */
+    float *bo;       /* (C)          self_attn.o_proj.bias, or NULL */
+    float *ln2;      /* (C)          post_attention_layernorm.weight */
+    nx_weight gu;    /* (2F, C)      mlp.{gate,up}_proj.weight, stacked by rows */
+    nx_weight down;  /* (C, F)       mlp.down_proj.weight */
 } nx_layer_weights;
 
 typedef struct nx_weights {
-    float *wte;               /* (V, C) model.embed_tokens.weight */
+    nx_weight wte;            /* (V, C) model.embed_tokens.weight */
     nx_layer_weights *layer;  /* [L] */
     float *lnf;               /* (C) model.norm.weight */
-    float *head;              /* (V, C) lm_head.weight; == wte when tied */
+    nx_weight head;           /* (V, C) lm_head.weight; the embeddings when tied */
 } nx_weights;
 
 /* One row of the parameter table. */
@@ -68,115 +80,171 @@ typedef struct nx_param {
     char name[96];        /* Hugging Face name, e.g. "model.layers.3.mlp.up_proj.weight" */
     int ndim;
     int64_t shape[2];
-    size_t offset;        /* in floats, into the parameter buffer */
+    nx_dtype type;        /* the matrices' weight type, or F32 (norms, biases) */
+    size_t off;           /* bytes into the buffer */
+    size_t nbytes;
     size_t numel;
 } nx_param;
 
-/* Fills tab (when not NULL) with the parameters of cfg, in HF order, and
- * returns how many there are. Tied heads have no lm_head row. */
-int nx_model_params(const nx_model_config *cfg, nx_param *tab);
-size_t nx_model_numel(const nx_model_config *cfg);   /* floats of the buffer, with alignment padding */
+/* Fills tab (when not NULL) with the tensors of cfg with matrices of type
+ * wtype, in Hugging Face order, and returns how many there are. Tied heads
+ * have no lm_head row. */
+int nx_model_params(const nx_model_config *cfg, nx_dtype wtype, nx_param *tab);
+/* Bytes of the buffer that holds them (groups 64-byte aligned). */
+size_t nx_model_size(const nx_model_config *cfg, nx_dtype wtype);
+size_t nx_model_numel(const nx_model_config *cfg);   /* floats of the f32 buffer, padding included */
 size_t nx_model_count(const nx_model_config *cfg);   /* parameters: the sum of the tensors' sizes */
-/* Binds w (whose layer array must hold cfg->L entries) to buffer base. */
-void nx_weights_bind(nx_weights *w, const nx_model_config *cfg, float *base);
+/* Binds w (whose layer array must hold cfg->L entries) to a buffer laid out
+ * for weight type wtype on backend be. */
+void nx_weights_bind(nx_weights *w, const nx_model_config *cfg, nx_dtype wtype, nx_backend *be, void *base);
+/* f32 view of tensor p in a buffer laid out in f32. */
+static inline float *nx_param_f32(const nx_param *p, void *base) { return (float *)((char *)base + p->off); }
 /* Checks a config for internal consistency (positive sizes, NH % KVH, ...). */
 int nx_model_config_check(const nx_model_config *cfg, nx_err *err);
 
 typedef struct nx_model {
     nx_model_config cfg;
-    float *params;        /* nparams + nextra floats, 64-byte aligned, owned; NULL when held in bf16 */
-    size_t nparams;       /* the model's own: nx_model_numel(cfg) */
-    size_t nextra;        /* room after them for a trainer's own parameters (see nx_model_reserve) */
-    nx_weights w;         /* bound to params (unbound when held in bf16) */
+    nx_backend *be;
+    nx_dtype wtype;       /* type of the matrices */
+    void *data;           /* every tensor, on be, laid out by tab */
+    size_t nbytes;
+    float *params;        /* == data when the model trains (wtype F32), else NULL */
+    size_t nparams;       /* floats of the model's own tensors (F32 only, else 0) */
+    size_t nextra;        /* room after them for a trainer's own parameters (nx_model_reserve) */
+    nx_param *tab;        /* the parameter table */
+    int ntab;
+    nx_weights w;
     nx_layer_weights *layer_store;
-    /* A model held in bf16 (a teacher, forward only): params16 has the
-     * nparams values in the f32 layout's order; the forward widens one
-     * layer, or the final norm and head, at a time into stage. */
-    uint16_t *params16;
-    float *stage;
 } nx_model;
 
-/* Where the parts of the flat parameter layout start, in floats. Layer l
- * starts at layer0 + l * layer_span and is laid out as layer 0 is (see
- * nx_layer_bind). head == wte (0) when tied. */
-typedef struct nx_layout {
-    size_t layer0, layer_span, lnf, head;
-} nx_layout;
-nx_layout nx_model_layout(const nx_model_config *cfg);
-/* Binds one layer's weights to a buffer holding that layer alone. */
-void nx_layer_bind(nx_layer_weights *lw, const nx_model_config *cfg, float *base);
-
-/* Allocates a model of this shape with zeroed parameters. */
+/* Allocates a model of this shape on be with matrices of type wtype (which
+ * the backend must support) and zeroed tensors. */
+int nx_model_init_on(nx_model *m, const nx_model_config *cfg, nx_dtype wtype, nx_backend *be, nx_err *err);
+/* The same in f32 on the CPU backend: a model that can train. */
 int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err);
-/* The same, held in bf16 (half the memory; forward only, computed in f32
- * on weights widened exactly from bf16). */
-int nx_model_init_bf16(nx_model *m, const nx_model_config *cfg, nx_err *err);
-/* Bytes of weights a model of this shape holds as hold (NX_F32 or NX_BF16,
- * the latter with its staging buffer). */
-size_t nx_model_bytes(const nx_model_config *cfg, nx_dtype hold);
-/* n parameter values from offset off as f32, whichever way m is held. */
-void nx_model_read(const nx_model *m, size_t off, size_t n, float *dst);
+/* Bytes a model of this shape takes on a backend when its matrices are of
+ * type wtype, with the workspace a non-f32 matrix needs to be widened. */
+size_t nx_model_bytes(const nx_model_config *cfg, nx_dtype wtype);
+/* Index of the tensor called name, or −1. */
+int nx_model_find(const nx_model *m, const char *name);
+/* Tensor i from host data of type st (converted to the tensor's type:
+ * copied when equal, else widened to f32 and rounded to nearest even). */
+void nx_model_set(nx_model *m, int i, const void *src, nx_dtype st);
+/* Tensor i widened to f32 into host memory (numel floats). */
+void nx_model_get(const nx_model *m, int i, float *dst);
 /* Random init as transformers does: normal(0, std) for matrices and
- * embeddings, ones for norms, zeros for biases. */
+ * embeddings, ones for norms, zeros for biases (f32 models). */
 void nx_model_init_random(nx_model *m, float std, nx_rng *rng);
 void nx_model_free(nx_model *m);
-/* Grows the parameter buffer to hold `extra` zeroed floats after the model's
- * own (keeping them and rebinding m->w) and returns the first of them.
- * A trainer keeps parameters of its own there (hidden-state projections) so
- * that one optimiser, one clip and one checkpoint cover all that trains;
- * nothing that reads or writes the model itself looks past nparams. */
-float *nx_model_reserve(nx_model *m, size_t extra);
+/* Grows the parameter buffer of an f32 model to hold `extra` zeroed floats
+ * after the model's own (keeping them and rebinding m->w) and returns the
+ * first of them, or NULL (err set) when memory cannot be had. A trainer
+ * keeps parameters of its own there (hidden-state projections) so that one
+ * optimiser, one clip and one checkpoint cover all that trains; nothing
+ * that reads or writes the model itself looks past nparams. */
+float *nx_model_reserve(nx_model *m, size_t extra, nx_err *err);
 
-/* ---- forward / backward ------------------------------------------------ */
+/* ---- KV cache ----------------------------------------------------------------
+ * Keys (after RoPE) and values of S sequences of up to T positions, per
+ * layer: (L, S, T, KVH·HS) each, on the model's backend. The cache holds
+ * no lengths: whoever appends rows (spans) knows where each sequence is. */
+typedef struct nx_kv_cache {
+    int L, S, T, D;       /* layers, sequences, positions, KVH·HS */
+    float *k, *v;
+    nx_arena arena;
+} nx_kv_cache;
 
-/* Activations for batches of up to B × T tokens, planned once. With
+int nx_kv_cache_init(nx_kv_cache *c, const nx_model *m, int S, int T, nx_err *err);
+size_t nx_kv_cache_bytes(const nx_model_config *cfg, int S, int T);
+void nx_kv_cache_free(nx_kv_cache *c);
+nx_kv nx_kv_cache_layer(const nx_kv_cache *c, int l);
+
+/* ---- activations -----------------------------------------------------------
+ * Activations for batches of up to B × T rows, planned once. With
  * NX_ACTS_TRAIN every layer keeps what its backward needs and backward
- * scratch is planned too; without, layers share one set of buffers
- * (inference). NX_ACTS_KEEP_PROBS keeps every layer's attention maps in
- * inference too (a teacher for attention transfer). */
-enum { NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2 };
+ * scratch is planned too; without, layers share one set of buffers.
+ * NX_ACTS_KEEP_PROBS keeps every layer's attention maps (a teacher for
+ * attention transfer). Every layer's output (the hidden states) is kept
+ * unless NX_ACTS_STREAM (generation: two residual buffers in turn). */
+enum { NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2, NX_ACTS_STREAM = 4 };
 
 typedef struct nx_acts {
-    int B, T;               /* capacity */
-    bool train, keep_probs;
-    int cur_B, cur_T;       /* shape of the last forward */
-    nx_arena arena;
-    float *rope_cos, *rope_sin; /* (T, HS/2) */
-    int32_t *pos;           /* (B*T) positions 0..T-1 per row */
-    int32_t *ids;           /* (B*T) copy of the last input */
-    float *res;             /* (L+1, N, C) residual stream: res[0] embeddings, res[l+1] layer l out */
-    /* per layer when training (stride lstride_*), shared otherwise */
-    float *ln1, *rstd1, *q, *k, *v, *probs, *att, *mid, *ln2, *rstd2, *gate, *up, *h;
-    float *lnf, *rstdf;     /* (N, C), (N) after the final norm */
-    float *logits;          /* (N, V) */
+    nx_backend *be;
+    int rows, ctx;          /* capacity: rows per forward, positions */
+    int out_rows;           /* rows of the final norm and logits */
+    int B, T;               /* training shape (rows = B·T) */
+    bool train, keep_probs, stream;
+    int cur_B, cur_T, cur_N; /* shape of the last forward (cur_B, cur_T for B×T forwards) */
+    nx_arena arena;         /* on be */
+    float *rope_cos, *rope_sin; /* (ctx, HS/2) */
+    int32_t *pos, *ids;     /* (rows) positions and ids of the last forward */
+    int32_t *pos_host;      /* (rows) host staging for pos */
+    nx_span *spans_host;    /* (B) host: the spans of a B × T forward */
+    float *res;             /* (L+1, rows, C) residual stream (2 buffers with STREAM) */
+    /* per layer when training (stride per layer), shared otherwise */
+    float *ln1, *rstd1, *qkv, *probs, *att, *mid, *ln2, *rstd2, *gu, *h;
+    float *last;            /* (rows, C) the rows whose logits are wanted (NX_OUT_LAST) */
+    float *lnf, *rstdf;     /* (out_rows, C), (out_rows) after the final norm */
+    float *logits;          /* (out_rows, V) */
     /* backward scratch (train only) */
-    float *dres, *dln, *datt, *dq, *dk, *dv, *dprobs, *dh, *dgate, *dup, *dlnf;
-    float *dlogits;         /* (N, V): the loss writes here, backward reads it */
+    float *dres, *dln, *datt, *dqkv, *dprobs, *dh, *dgu, *dlnf;
+    float *dlogits;         /* (rows, V): the loss writes here, backward reads it */
 } nx_acts;
 
-/* mode: NX_ACTS_* flags */
-int nx_acts_init(nx_acts *a, const nx_model_config *cfg, int B, int T, unsigned mode, nx_err *err);
+/* Activations of m for B sequences of T tokens (mode: NX_ACTS_* flags). */
+int nx_acts_init(nx_acts *a, const nx_model *m, int B, int T, unsigned mode, nx_err *err);
+/* Activations for forwards of up to rows rows at positions below ctx over
+ * a KV cache, with logits for up to out_rows of them (inference; mode
+ * NX_ACTS_INFER or NX_ACTS_STREAM). */
+int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, unsigned mode,
+                      nx_err *err);
 /* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated). */
 size_t nx_acts_bytes(const nx_model_config *cfg, int B, int T, unsigned mode);
 void nx_acts_free(nx_acts *a);
 
-/* Hidden state i as Hugging Face reports it (output_hidden_states):
- * i = 0 embeddings, 1..L−1 layer outputs, L the last layer's output after
- * the final norm. (N, C) for the last forward. */
+/* Hidden state i of the last forward as Hugging Face reports it
+ * (output_hidden_states): i = 0 embeddings, 1..L−1 layer outputs, L the
+ * last layer's output after the final norm; (cur_N, C), backend memory. */
 const float *nx_acts_hidden(const nx_acts *a, const nx_model_config *cfg, int i);
 /* Attention probabilities of layer l in the last forward, (cur_B, NH,
  * cur_T, cur_T) with zeros above the diagonal. Needs TRAIN or KEEP_PROBS. */
 const float *nx_acts_probs(const nx_acts *a, const nx_model_config *cfg, int l);
 
-/* Forward B×T token ids (B ≤ a->B, T ≤ a->T; ids < V asserted) to
- * a->logits. With logits false the LM head is skipped (hidden states only). */
+/* ---- forward / backward ----------------------------------------------------- */
+
+/* What a forward produces besides the cache and hidden states. */
+typedef enum nx_out {
+    NX_OUT_NONE,    /* nothing after the last layer */
+    NX_OUT_HIDDEN,  /* the final norm of every row (hidden state L), no logits */
+    NX_OUT_ALL,     /* logits of every row: (N, V) */
+    NX_OUT_LAST,    /* logits of each span's last row: (nspans, V) in span order */
+} nx_out;
+
+typedef struct nx_batch {
+    int N;                  /* rows */
+    const int32_t *ids;     /* (N) host, each < V (asserted) */
+    const nx_span *spans;   /* host, in row order, lengths summing to N */
+    int nspans;
+    nx_kv_cache *kv;        /* NULL: spans are {b, 0, T} and attend among themselves */
+    nx_out out;
+} nx_batch;
+
+/* The one forward. With a cache the rows' keys and values are stored at
+ * their positions first, and every row attends to its sequence's cache;
+ * without, B = nspans sequences of T = spans[0].len tokens attend among
+ * themselves (training, evaluation). Logits land in a->logits. */
+void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *b);
+/* B × T token ids (host) from position 0, without a cache: the forward of
+ * training and evaluation. With logits false the LM head is skipped
+ * (hidden states only). */
 void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, int T, bool logits);
 
-/* Backward of the last forward from a->dlogits, ADDING into grads (a
- * parameter-shaped buffer, see nx_weights_bind). dhidden, when not NULL,
- * holds (L+1, N, C) extra gradients w.r.t. res[0..L] (hidden-state losses);
- * dprobs, when not NULL, L pointers (each NULL or (B, NH, T, T)) of extra
- * gradients w.r.t. the attention maps (attention transfer). */
+/* Backward of the last B × T forward from a->dlogits, ADDING into grads (an
+ * f32 parameter-shaped buffer on the model's backend, see nx_weights_bind).
+ * dhidden, when not NULL, holds (L+1, N, C) extra gradients w.r.t.
+ * res[0..L] (hidden-state losses); dprobs, when not NULL, L pointers (each
+ * NULL or (B, NH, T, T)) of extra gradients w.r.t. the attention maps
+ * (attention transfer). */
 void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden,
                        float *const *dprobs);
 

@@ -1,89 +1,197 @@
-/* ops.h — the transformer's building blocks, each a forward and a backward
- * over plain f32 buffers (llm.c style), with a naive reference (nx_ref_*)
- * that the tests hold them against, alongside finite differences.
+/* ops.h — the op contracts every backend implements: the transformer's
+ * building blocks forward and backward, the training losses and AdamW,
+ * each over backend memory (llm.c style: plain buffers, explicit shapes).
  *
- * Conventions. Dimension letters: N rows (tokens = B*T), C channels,
- * B batch, T time, NH heads, KVH kv heads, HS head size, V vocab, F ffn.
- * Backward functions ADD into parameter gradients (dw, db, dwte) and into
- * the input gradient din, except where a comment says "written". Buffers
- * never alias unless a comment says in place. */
+ * Callers use the nx_<op>(be, ...) functions below; a backend fills an
+ * nx_ops table (NULL for an op it lacks: calling it is an assertion
+ * failure naming the op and the backend, and tests/test_backend.c skips
+ * it). The reference backend ("ref") defines each op with naive loops in
+ * double precision; the others are tested against it.
+ *
+ * Conventions. Dimension letters: N rows (tokens), C channels, B batch,
+ * T time, NH heads, KVH kv heads, HS head size, V vocab, F ffn width.
+ * Pointers are backend memory unless a comment says host. Backward ops ADD
+ * into parameter gradients (dw, dW, db, dwte) and into input gradients
+ * (din), except where a comment says written. Buffers never alias unless
+ * a comment says so. Scalar results (losses, sums) are written to a double
+ * in backend memory, so that a GPU step runs without waiting for the host;
+ * the caller downloads them once per step. */
 #ifndef NEXUS_OPS_H
 #define NEXUS_OPS_H
 
 #include <stdint.h>
 
-/* out[n,:] = wte[ids[n],:] */
-void nx_embedding_forward(float *out, const int32_t *ids, const float *wte, int N, int C);
-/* dwte[ids[n],:] += dout[n,:] */
-void nx_embedding_backward(float *dwte, const float *dout, const int32_t *ids, int N, int C);
+#include "nexus/backend.h"
 
-/* HF LlamaRMSNorm: out = w * x * rsqrt(mean(x²) + eps); rstd[n] saved. */
-void nx_rmsnorm_forward(float *out, float *rstd, const float *in, const float *w, int N, int C,
-                        float eps);
-void nx_rmsnorm_backward(float *din, float *dw, const float *dout, const float *in,
-                         const float *w, const float *rstd, int N, int C);
+typedef enum nx_kd_kind { NX_KD_FORWARD_KL, NX_KD_REVERSE_KL, NX_KD_JSD } nx_kd_kind;
 
-/* out(N,OC) = in(N,IC) · Wᵀ + b, W stored (OC, IC) as in PyTorch; b may be NULL. */
-void nx_linear_forward(float *out, const float *in, const float *W, const float *b, int N, int IC,
-                       int OC);
-/* din += dout·W (din may be NULL), dW += doutᵀ·in, db += Σ dout (db may be NULL). */
-void nx_linear_backward(float *din, float *dW, float *db, const float *dout, const float *in,
-                        const float *W, int N, int IC, int OC);
+/* Rows of one sequence: len consecutive tokens of sequence seq, at
+ * positions pos .. pos+len−1. A batch of rows is a list of spans in row
+ * order: training is B spans {b, 0, T}; a prefill chunk one span; a decode
+ * step one span of length 1 per sequence; continuous batching mixes them. */
+typedef struct nx_span {
+    int seq, pos, len;
+} nx_span;
 
-/* Rotary tables for positions [0, max_pos): cos/sin (max_pos, HS/2), angle
- * p · theta^(-2i/HS), computed in double. */
-void nx_rope_tables(float *cos_t, float *sin_t, int max_pos, int HS, double theta);
-/* In place on x (N, H, HS), row n at position pos[n]; HF rotate_half:
- * x1 = x[:HS/2], x2 = x[HS/2:]; out = (x1·cos − x2·sin, x2·cos + x1·sin). */
-void nx_rope_forward(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
-                     int H, int HS);
-/* In place on dx: the transpose rotation. */
-void nx_rope_backward(float *dx, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
-                      int H, int HS);
+/* Keys and values as attention reads them: those of sequence s at
+ * position t start at k + s·seq + t·row (and v likewise), KVH·HS floats
+ * each, after RoPE for the keys. A KV cache, or a training batch's own
+ * projections. */
+typedef struct nx_kv {
+    float *k, *v;
+    int64_t row, seq;
+} nx_kv;
 
-/* Causal grouped-query attention. q (B,T,NH,HS), k/v (B,T,KVH,HS); head h
- * reads kv head h / (NH/KVH). probs (B,NH,T,T) receives the softmax (rows
- * above the diagonal are zero); out (B,T,NH,HS). Scale 1/sqrt(HS). */
-void nx_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                          int B, int T, int NH, int KVH, int HS);
-/* dq, dk, dv are written (not added). scratch: B*NH*T*T floats.
- * dprobs_add, when not NULL, is a further gradient w.r.t. probs (B,NH,T,T)
- * from a loss on the attention maps; entries above the diagonal are ignored. */
-void nx_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                           const float *probs, const float *dprobs_add, const float *q, const float *k,
-                           const float *v, int B, int T, int NH, int KVH, int HS);
+/* AdamW hyper-parameters of one update (torch.optim.AdamW), bias
+ * corrections for this step included, and the gradient clip. */
+typedef struct nx_adamw_args {
+    float lr, beta1, beta2, eps, weight_decay;
+    double bc1, bc2;       /* 1 − beta1^t, 1 − beta2^t for this step t */
+    float clip;            /* global-norm clip (> 0), 0: off */
+} nx_adamw_args;
 
-/* SwiGLU: out = silu(gate) * up, elementwise over n values. */
-void nx_swiglu_forward(float *out, const float *gate, const float *up, long n);
-/* dgate, dup are written. */
-void nx_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
-                        const float *up, long n);
-
-/* y[i] = exp((x[i] − shift) · scale) for i < n; returns Σ y in double.
- * AVX2 polynomial (max relative error ≈ 2e-7, like expf) with a scalar
- * fallback; nx_ref_exp_sum is the expf loop it is tested against. Inputs
- * with (x − shift)·scale below −87 give 0. */
-double nx_exp_sum(float *y, const float *x, float shift, float scale, long n);
-double nx_ref_exp_sum(float *y, const float *x, float shift, float scale, long n);
-
-/* y += x, elementwise. */
-void nx_add_inplace(float *y, const float *x, long n);
-
-/* ---- naive references (double accumulation, no BLAS, no threads) ---- */
-void nx_ref_rmsnorm_forward(float *out, float *rstd, const float *in, const float *w, int N, int C,
-                            float eps);
-void nx_ref_rmsnorm_backward(float *din, float *dw, const float *dout, const float *in,
+struct nx_ops {
+    void (*embed)(nx_backend *, float *out, const int32_t *ids, const nx_weight *wte, int N);
+    void (*embed_backward)(nx_backend *, float *dwte, const float *dout, const int32_t *ids, int N, int C);
+    void (*rmsnorm)(nx_backend *, float *out, float *rstd, const float *in, const float *w, int N, int C,
+                    float eps);
+    void (*rmsnorm_backward)(nx_backend *, float *din, float *dw, const float *dout, const float *in,
                              const float *w, const float *rstd, int N, int C);
-void nx_ref_linear_forward(float *out, const float *in, const float *W, const float *b, int N,
-                           int IC, int OC);
-void nx_ref_linear_backward(float *din, float *dW, float *db, const float *dout, const float *in,
-                            const float *W, int N, int IC, int OC);
-void nx_ref_rope_forward(float *x, const int32_t *pos, int N, int H, int HS, double theta);
-void nx_ref_attention_forward(float *out, const float *q, const float *k, const float *v, int B,
-                              int T, int NH, int KVH, int HS);
-void nx_ref_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                               const float *k, const float *v, int B, int T, int NH, int KVH,
-                               int HS);
-void nx_ref_swiglu_forward(float *out, const float *gate, const float *up, long n);
+    void (*linear)(nx_backend *, float *out, const float *in, const nx_weight *W, const float *b, int N);
+    void (*linear_backward)(nx_backend *, float *din, float *dW, float *db, const float *dout,
+                            const float *in, const nx_weight *W, int N);
+    void (*rope)(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,
+                 const float *sin_t, int N, int H, int HS, bool inverse);
+    void (*kv_store)(nx_backend *, nx_kv kv, const float *k, const float *v, int64_t ld,
+                     const nx_span *spans, int nspans, int D);
+    void (*attention)(nx_backend *, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
+                      const nx_span *spans, int nspans, int NH, int KVH, int HS);
+    void (*attention_backward)(nx_backend *, float *dq, float *dk, float *dv, float *scratch,
+                               const float *dout, const float *probs, const float *dprobs_add,
+                               const float *q, const float *k, const float *v, int64_t ld, int B, int T,
+                               int NH, int KVH, int HS);
+    void (*swiglu)(nx_backend *, float *h, const float *gu, int N, int F);
+    void (*swiglu_backward)(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F);
+    void (*add)(nx_backend *, float *y, const float *x, int64_t n);
+    void (*cross_entropy)(nx_backend *, double *loss, float *dlogits, float weight, const float *logits,
+                          const int32_t *targets, int N, int V);
+    void (*kd_loss)(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
+                    const float *student, const float *teacher, const int32_t *targets, int N, int V);
+    void (*argmax)(nx_backend *, int32_t *out, const float *x, int N, int V);
+    void (*sqdiff)(nx_backend *, double *sum, float *dy, bool add, const float *y, const float *t,
+                   int64_t n, float scale);
+    void (*attention_kl)(nx_backend *, double *sum, float *dprobs, const float *ps, const float *pt, int B,
+                         int T, int NHs, int NHt, float coef);
+    void (*sumsq)(nx_backend *, double *sum, const float *x, int64_t n);
+    void (*adamw)(nx_backend *, float *p, const float *g, float *m, float *v, int64_t n,
+                  const nx_adamw_args *a, const double *guard, int nguard);
+};
+
+/* ---- forward ------------------------------------------------------------ */
+
+/* out[n,:] = row ids[n] of wte as f32 (any weight type); ids (N) int32. */
+void nx_embed(nx_backend *be, float *out, const int32_t *ids, const nx_weight *wte, int N);
+/* HF LlamaRMSNorm: out = w ⊙ x · rsqrt(mean(x²) + eps); rstd[n] saved
+ * (rstd may be NULL). */
+void nx_rmsnorm(nx_backend *be, float *out, float *rstd, const float *in, const float *w, int N, int C,
+                float eps);
+/* nn.Linear: out(N, W.rows) = in(N, W.cols) · Wᵀ + b; b (W.rows) may be
+ * NULL. W of any type the backend supports. */
+void nx_linear(nx_backend *be, float *out, const float *in, const nx_weight *W, const float *b, int N);
+/* HF rotate_half RoPE in place on H heads of HS values in each row n of x
+ * (row stride ldx), at position pos[n]: x1 = x[:HS/2], x2 = x[HS/2:];
+ * out = (x1·cos − x2·sin, x2·cos + x1·sin); cos/sin tables (P, HS/2) from
+ * nx_rope_tables. inverse: the transposed rotation (the backward). */
+void nx_rope(nx_backend *be, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,
+             const float *sin_t, int N, int H, int HS, bool inverse);
+/* Host: the rotary tables for positions [0, P): angle p · theta^(−2i/HS)
+ * in double (inv_freq = 1 / base ** (arange(0, dim, 2) / dim)). */
+void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta);
+/* Copies each row's keys k and values v (D floats at row stride ld) into
+ * kv at (span.seq, span.pos + i). spans: host. */
+void nx_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64_t ld, const nx_span *spans,
+                 int nspans, int D);
+/* Causal grouped-query attention of the rows of spans (host): row i of a
+ * span (queries q, row stride ldq, NH·HS floats) attends to keys and
+ * values 0 .. pos+i of its sequence in kv; head h reads kv head
+ * h / (NH/KVH); scale 1/√HS. out (N, NH·HS) contiguous. probs, when not
+ * NULL, receives the softmax (B, NH, T, T) with zeros above the diagonal,
+ * and then spans must be {b, 0, T} for b < B. */
+void nx_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
+                  const nx_span *spans, int nspans, int NH, int KVH, int HS);
+/* SwiGLU on rows of gu = [gate | up] (N, 2F): h = silu(gate) ⊙ up (N, F). */
+void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F);
+/* y += x elementwise. */
+void nx_add(nx_backend *be, float *y, const float *x, int64_t n);
+/* out[n] = argmax of row n of x (N, V), the lowest index on ties. */
+void nx_argmax(nx_backend *be, int32_t *out, const float *x, int N, int V);
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* dwte[ids[n],:] += dout[n,:] (dwte f32). */
+void nx_embed_backward(nx_backend *be, float *dwte, const float *dout, const int32_t *ids, int N, int C);
+/* y = w ⊙ x r, r = (mean x² + eps)^-½: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x);
+ * dw += Σ_n dy ⊙ x r. */
+void nx_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *dout, const float *in,
+                         const float *w, const float *rstd, int N, int C);
+/* din += dout·W (din may be NULL), dW += doutᵀ·in, db += Σ_n dout (db may
+ * be NULL). W f32; dW has its shape. */
+void nx_linear_backward(nx_backend *be, float *din, float *dW, float *db, const float *dout, const float *in,
+                        const nx_weight *W, int N);
+/* The backward of nx_attention over B spans {b, 0, T} whose keys and
+ * values are the batch's own: q, k, v and dq, dk, dv share row stride ld
+ * (q: NH·HS, k and v: KVH·HS floats per row); dout (N, NH·HS). dq, dk, dv
+ * are written. scratch: B·NH·T·T floats. dprobs_add, when not NULL, is a
+ * further gradient w.r.t. probs (B, NH, T, T) from a loss on the maps;
+ * entries above the diagonal are ignored. */
+void nx_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
+                           const float *probs, const float *dprobs_add, const float *q, const float *k,
+                           const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS);
+/* dgu = [dgate | dup] (N, 2F), written. */
+void nx_swiglu_backward(nx_backend *be, float *dgu, const float *dh, const float *gu, int N, int F);
+
+/* ---- losses --------------------------------------------------------------
+ * targets[n] (int32) is the next token of row n, or −1 to leave the row
+ * out. Each loss writes its mean over the rows that count to *loss (0 when
+ * none count) and, when dlogits is not NULL, ADDS weight × ∂loss/∂logits
+ * into it: a mix alpha·kd + (1−alpha)·ce is two calls into one buffer.
+ * With p = softmax(logits / temp):
+ *   forward KL = temp² · mean KL(p_teacher ‖ p_student)
+ *   reverse KL = temp² · mean KL(p_student ‖ p_teacher)
+ *   JSD        = temp² · mean ½KL(p_t ‖ m) + ½KL(p_s ‖ m), m = (p_t + p_s)/2 */
+void nx_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weight, const float *logits,
+                      const int32_t *targets, int N, int V);
+void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
+                const float *student, const float *teacher, const int32_t *targets, int N, int V);
+/* *sum = Σ (y − t)²; dy = (add ? dy : 0) + scale·(y − t). dy may be y when
+ * !add (the gradient replaces y). */
+void nx_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,
+               float scale);
+/* Attention transfer of one layer pair. ps (B, NHs, T, T), pt (B, NHt, T, T)
+ * causal maps. Heads form groups: each head its own group when NHs == NHt,
+ * else one group of all heads per side; Ā is a group's mean map.
+ * *sum = Σ over b, groups, t, j ≤ t of Ā_t log(Ā_t / Ā_s) (terms with
+ * Ā_t = 0 left out; Ā_s clamped at 1e-30); dprobs (B, NHs, T, T) +=
+ * −coef · Ā_t / Ā_s / (heads per student group) at every map of the group. */
+void nx_attention_kl(nx_backend *be, double *sum, float *dprobs, const float *ps, const float *pt, int B,
+                     int T, int NHs, int NHt, float coef);
+
+/* ---- optimiser ------------------------------------------------------------ */
+
+/* *sum = Σ x² (double accumulation). */
+void nx_sumsq(nx_backend *be, double *sum, const float *x, int64_t n);
+/* One AdamW update of p with gradients g, clipped as
+ * torch.nn.utils.clip_grad_norm_: with norm = sqrt(guard[nguard−1]) (the
+ * gradients' Σ g², from nx_sumsq), g is scaled by clip / (norm + 1e-6)
+ * when clip > 0 and norm > clip. Skipped entirely (nothing changes) when
+ * any guard[0..nguard) is not finite: a non-finite loss or gradient never
+ * reaches the weights. torch.optim.AdamW, decoupled weight decay:
+ *   p ·= 1 − lr·wd; m = lerp(m, g, 1 − β1); v = β2 v + (1 − β2) g²
+ *   p −= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps) */
+void nx_adamw_update(nx_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
+                     const nx_adamw_args *a, const double *guard, int nguard);
+
+/* Work sizes of the ops, for nx_backend_plan. */
+nx_work nx_work_max(nx_work a, nx_work b);
 
 #endif

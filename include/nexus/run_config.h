@@ -17,7 +17,7 @@
 #include <stdio.h>
 
 #include "nexus/core.h"
-#include "nexus/loss.h"
+#include "nexus/ops.h"
 #include "nexus/model.h"
 #include "nexus/optim.h"
 

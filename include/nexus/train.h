@@ -10,11 +10,16 @@
  * (kd is forward KL, reverse KL or JSD, each scaled by temp²), plus
  * optional hidden-state and attention-map losses on mapped layers, averages
  * gradients over micro-batches, clips the global norm and applies AdamW at
- * the scheduled learning rate. */
+ * the scheduled learning rate.
+ *
+ * Everything runs as ops on the student's backend (the teacher must share
+ * it); the host downloads the step's loss terms and gradient norm once, at
+ * the end of the step. The update itself checks them (nx_adamw_update's
+ * guard), so a non-finite step changes nothing without the backend waiting
+ * for the host. */
 #ifndef NEXUS_TRAIN_H
 #define NEXUS_TRAIN_H
 
-#include "nexus/loss.h"
 #include "nexus/model.h"
 #include "nexus/optim.h"
 
@@ -58,6 +63,7 @@ typedef struct nx_trainer {
     nx_train_opts o;
     nx_model *student;
     const nx_model *teacher;    /* NULL: no distillation (nexus train) */
+    nx_backend *be;             /* the student's */
     nx_acts sa, ta;
     size_t n_train;             /* trained floats: the student's, then the projections' */
     float *proj;                /* hidden-state projections (student->params + nparams), or NULL */
@@ -65,6 +71,10 @@ typedef struct nx_trainer {
     float *dhidden;             /* (L+1, B*T, C) gradients of the hidden loss, or NULL */
     float *py;                  /* (B*T, C_t) projected student states, or NULL */
     float **dprobs;             /* [student L]: attention-map gradients of mapped layers, or NULL */
+    int32_t *targets;           /* (B*T) the micro-batch's targets, on the backend */
+    double *stats;              /* (nstats) the step's loss terms and Σ g², on the backend */
+    double *stats_host;         /* (nstats) */
+    int nstats;
     nx_adamw opt;               /* over n_train */
     int64_t step;               /* steps done */
 } nx_trainer;
@@ -88,8 +98,9 @@ size_t nx_trainer_loss_bytes(const nx_model_config *s, const nx_model_config *t,
 int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *targets,
                     nx_step_stats *st);
 
-/* Is every value finite? For the NaN guard: on failure names the first
- * parameter (HF name) holding a non-finite value in name (may be NULL). */
+/* Is every value of an f32 parameter-shaped host buffer finite? For the
+ * NaN guard: on failure names the first parameter (HF name) holding a
+ * non-finite value in name (may be NULL). */
 bool nx_params_finite(const nx_model_config *cfg, const float *buf, char *name, size_t name_len);
 
 #endif

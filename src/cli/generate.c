@@ -8,11 +8,10 @@
  * (max_position_embeddings): a prompt that does not leave room for one new
  * token is an error, as is an empty prompt without --bos.
  *
- * Streaming prints only text that is final: the whole generated sequence is
- * decoded after each token and only bytes past what was printed, short of
- * an incomplete UTF-8 character (which the decoder renders as a trailing
- * U+FFFD until its last byte arrives) or a tail that may yet become a stop
- * string, are written. --json prints one object at the end instead. */
+ * Generation itself is the library's (generate.h: one slot of nx_gen),
+ * which hands out only text that is final; this file parses flags, encodes
+ * the prompt, prints what comes, and reports timings. --json prints one
+ * object at the end instead of streaming. */
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +20,7 @@
 
 #include "cli.h"
 #include "nexus/hf.h"
-#include "nexus/infer.h"
+#include "nexus/generate.h"
 #include "nexus/tokenizer.h"
 
 static char *read_file(const char *path, nx_err *err) {
@@ -45,10 +44,11 @@ static char *read_file(const char *path, nx_err *err) {
     return p;
 }
 
-/* Hold back trailing U+FFFD (EF BF BD): an incomplete character so far. */
-static size_t hold_replacement(const char *t, size_t safe) {
-    while (safe >= 3 && memcmp(t + safe - 3, "\xEF\xBF\xBD", 3) == 0) safe -= 3;
-    return safe;
+/* The detokenizer the generator calls for stop strings and streaming. */
+static char *detok(void *ctx, const int32_t *ids, int n) {
+    char *text = NULL;
+    nx_err e;
+    return nx_tokenizer_decode(ctx, ids, (size_t)n, true, &text, &e) ? NULL : text;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -116,10 +116,9 @@ int cmd_generate(int argc, char **argv) {
     nx_tokenizer *tok = NULL;
     nx_model m = {0};
     int32_t *pids = NULL, *hist = NULL, *gen = NULL;
-    char *text = NULL;
     int status = EXIT_RUNTIME;
-    nx_infer s = {0};
-    bool have_sampler = false, have_infer = false;
+    nx_gen g;
+    bool have_gen = false;
     if (nx_tokenizer_load(&tok, dir, &err)) goto done;
     size_t np = 0;
     if (nx_tokenizer_encode(tok, prompt, strlen(prompt), false, &pids, &np, &err)) {
@@ -152,50 +151,27 @@ int cmd_generate(int argc, char **argv) {
             goto done;
         }
     int T = P + (int)max_tokens < c->max_pos ? P + (int)max_tokens : c->max_pos;
-    hist = nx_xmalloc(sizeof(int32_t) * T);
+    hist = nx_xmalloc(sizeof(int32_t) * P);
     if (bos) hist[0] = bos_id;
     if (np) memcpy(hist + (bos ? 1 : 0), pids, sizeof(int32_t) * np);
-    gen = hist + P;
-    if (nx_infer_init(&s, &m, 1, T, P < 512 ? P : 512, &err)) goto done;
-    have_infer = true;
-    if (nx_sampler_init(&sampler, &so, c->V, (uint64_t)seed, &err)) goto done;
-    have_sampler = true;
-
-    const char *const *stopv = (const char *const *)stops.v;
-    double t0 = nx_now();
-    nx_infer_prefill(&s, 0, hist, P);
-    double t_pre = nx_now();
-    int ngen = 0;
-    size_t printed = 0;
-    long stop_at = -1;
-    const char *reason = "length";
-    double t_first = 0;
-    for (;;) {
-        int32_t t = nx_sampler_sample(&sampler, s.logits, hist, P + ngen);
-        if (ngen == 0) t_first = nx_now();
-        gen[ngen++] = t;
-        bool is_eos = t == eos_id && !ignore_eos;
-        free(text);
-        text = NULL;
-        if (nx_tokenizer_decode(tok, gen, ngen, true, &text, &err)) goto done;
-        size_t len = strlen(text), safe;
-        stop_at = nx_stop_scan(text, len, stopv, stops.n, &safe);
-        bool last = stop_at >= 0 || is_eos || ngen == max_tokens || P + ngen >= T;
-        if (!last) safe = hold_replacement(text, safe);
-        else if (stop_at < 0) safe = len;
-        if (!json && safe > printed) {
-            fwrite(text + printed, 1, safe - printed, stdout);
+    if (nx_gen_init(&g, &m, 1, T, P < 512 ? P : 512, detok, tok, &err)) goto done;
+    have_gen = true;
+    nx_gen_params gp = {.sample = so, .seed = (uint64_t)seed, .max_tokens = (int)max_tokens,
+                        .eos_id = ignore_eos ? -1 : eos_id, .stops = (const char *const *)stops.v,
+                        .nstops = stops.n};
+    if (nx_gen_start(&g, 0, hist, P, &gp, &err)) goto done;
+    nx_gen_event ev;
+    while (nx_gen_busy(&g))
+        if (nx_gen_step(&g, &ev) && !json && ev.text_len) {
+            fwrite(ev.text, 1, ev.text_len, stdout);
             fflush(stdout);
-            printed = safe;
         }
-        if (stop_at >= 0) { reason = "stop"; break; }
-        if (is_eos) { reason = "eos"; break; }
-        if (ngen == max_tokens) { reason = "length"; break; }
-        if (P + ngen >= T) { reason = "context"; break; }
-        nx_infer_decode(&s, &gen[ngen - 1], 1);
-    }
-    double t_end = nx_now();
-    if (stop_at >= 0) text[stop_at] = '\0';
+    const nx_gen_slot *sl = &g.slots[0];
+    int ngen = sl->n - sl->n_prompt;
+    gen = sl->ids + P;
+    const char *text = sl->text ? sl->text : "";
+    const char *reason = nx_finish_name(sl->finish);
+    double t0 = sl->t_start, t_first = sl->t_first, t_end = sl->t_end;
     double ttft = (t_first - t0) * 1e3, dec_s = t_end - t_first;
     double dec_tps = ngen > 1 && dec_s > 0 ? (ngen - 1) / dec_s : 0;
     if (json) {
@@ -203,11 +179,11 @@ int cmd_generate(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "prompt_tokens", P);
         cJSON_AddItemToObject(o, "prompt_ids", cJSON_CreateIntArray((const int *)hist, P));
         cJSON_AddItemToObject(o, "token_ids", cJSON_CreateIntArray((const int *)gen, ngen));
-        cJSON_AddStringToObject(o, "text", text ? text : "");
+        cJSON_AddStringToObject(o, "text", text);
         cJSON_AddNumberToObject(o, "generated_tokens", ngen);
         cJSON_AddStringToObject(o, "stop_reason", reason);
         cJSON_AddNumberToObject(o, "ttft_ms", ttft);
-        cJSON_AddNumberToObject(o, "prefill_tokens_per_s", P / (t_pre - t0));
+        cJSON_AddNumberToObject(o, "prefill_tokens_per_s", P / (t_first - t0));
         cJSON_AddNumberToObject(o, "decode_tokens_per_s", dec_tps);
         cJSON_AddNumberToObject(o, "total_ms", (t_end - t0) * 1e3);
         cJSON_AddNumberToObject(o, "threads", nx_threads());
@@ -223,10 +199,9 @@ int cmd_generate(int argc, char **argv) {
     status = EXIT_OK;
 done:
     if (status != EXIT_OK) cli_error("generate", err.msg);
-    if (have_sampler) nx_sampler_free(&sampler);
-    if (have_infer) nx_infer_free(&s);
-    if (m.params) nx_model_free(&m);
+    if (have_gen) nx_gen_free(&g);
+    if (m.be) nx_model_free(&m);
     nx_tokenizer_free(tok);
-    free(pids), free(hist), free(text), free(owned);
+    free(pids), free(hist), free(owned);
     return status;
 }

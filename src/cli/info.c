@@ -15,8 +15,8 @@
  *                                                      training at B × T (nx_acts_bytes)
  * A run config (YAML) describes a student and a run: its B and T are the
  * config's batch_size and seq_len − 1, and a distillation adds the teacher's
- * weights (nx_model_bytes: 4N_t in f32, 2N_t + one layer's staging in
- * bf16), its inference activations (nx_acts_bytes of the teacher, with every
+ * weights (nx_model_bytes: 4N_t in f32, 2N_t + the largest matrix in f32 in
+ * bf16 and its widening workspace), its inference activations (nx_acts_bytes of the teacher, with every
  * layer's attention maps for attention transfer) and the hidden-state and
  * attention losses' buffers (nx_trainer_loss_bytes).
  *
@@ -40,9 +40,9 @@ typedef struct {
 
 static counts count_params(const nx_model_config *c) {
     counts k = {0};
-    int np = nx_model_params(c, NULL);
+    int np = nx_model_params(c, NX_F32, NULL);
     nx_param *tab = nx_xmalloc(sizeof *tab * np);
-    nx_model_params(c, tab);
+    nx_model_params(c, NX_F32, tab);
     for (int i = 0; i < np; i++) {
         double n = (double)tab[i].numel;
         const char *nm = tab[i].name;

@@ -283,9 +283,9 @@ static int check_shape(const nx_st_tensor *t, const nx_param *p, const char *fil
 }
 
 int nx_hf_check_tensors(const nx_model_config *cfg, const nx_safetensors *st, nx_err *err) {
-    int np = nx_model_params(cfg, NULL);
+    int np = nx_model_params(cfg, NX_F32, NULL);
     nx_param *tab = nx_xmalloc(sizeof *tab * np);
-    nx_model_params(cfg, tab);
+    nx_model_params(cfg, NX_F32, tab);
     const char *where = st->nfiles ? st->paths[0] : "(no file)";
     int rc = NX_ERR, missing = 0, first = -1;
     for (int i = 0; i < np; i++) {
@@ -337,38 +337,31 @@ static void widen(float *dst, const nx_st_tensor *t, size_t numel) {
     free(tmp);
 }
 
-/* A tensor into m's storage at offset off: widened to f32, or for a model
- * held in bf16 copied as is (bf16 on disk) or rounded to nearest even. */
-static void load_tensor(nx_model *m, size_t off, const nx_st_tensor *t, size_t numel) {
-    if (!m->params16) {
-        widen(m->params + off, t, numel);
-    } else if (t->dtype == NX_BF16) {
-        memcpy(m->params16 + off, t->data, numel * sizeof(uint16_t));
-    } else {
-        float *tmp = nx_xmalloc(numel * sizeof(float));
-        widen(tmp, t, numel);
-        for (size_t i = 0; i < numel; i++) m->params16[off + i] = nx_f32_to_bf16(tmp[i]);
-        free(tmp);
+/* A tensor into tensor i of m (converted to its type), via an aligned copy
+ * when the mapping leaves the data misaligned for its element type. */
+static void load_tensor(nx_model *m, int i, const nx_st_tensor *t) {
+    if ((uintptr_t)t->data % nx_dtype_size(t->dtype) == 0) {
+        nx_model_set(m, i, t->data, t->dtype);
+        return;
     }
+    void *tmp = nx_xmalloc(t->nbytes ? t->nbytes : 1);
+    memcpy(tmp, t->data, t->nbytes);
+    nx_model_set(m, i, tmp, t->dtype);
+    free(tmp);
 }
 
-int nx_hf_load_model_as(const char *dir, nx_model *m, nx_dtype hold, nx_err *err) {
+int nx_hf_load_model_on(const char *dir, nx_model *m, nx_dtype hold, nx_backend *be, nx_err *err) {
     memset(m, 0, sizeof *m);
-    NX_ASSERTM(hold == NX_F32 || hold == NX_BF16, "models are held in f32 or bf16");
     nx_model_config cfg;
     if (nx_hf_load_config(dir, &cfg, err)) return NX_ERR;
     nx_safetensors st;
     if (nx_st_open_dir(&st, dir, err)) return NX_ERR;
     if (nx_hf_check_tensors(&cfg, &st, err) ||
-        (hold == NX_BF16 ? nx_model_init_bf16(m, &cfg, err) : nx_model_init(m, &cfg, err))) {
+        nx_model_init_on(m, &cfg, hold, be, err)) {
         nx_st_close(&st);
         return NX_ERR;
     }
-    int np = nx_model_params(&cfg, NULL);
-    nx_param *tab = nx_xmalloc(sizeof *tab * np);
-    nx_model_params(&cfg, tab);
-    for (int i = 0; i < np; i++) load_tensor(m, tab[i].offset, nx_st_find(&st, tab[i].name), tab[i].numel);
-    free(tab);
+    for (int i = 0; i < m->ntab; i++) load_tensor(m, i, nx_st_find(&st, m->tab[i].name));
     const nx_st_tensor *head = nx_st_find(&st, "lm_head.weight");
     if (cfg.tied && head) {
         /* transformers drops lm_head when tied; a copy is fine if it is one. */
@@ -394,6 +387,10 @@ int nx_hf_load_model_as(const char *dir, nx_model *m, nx_dtype hold, nx_err *err
     }
     nx_st_close(&st);
     return NX_OK;
+}
+
+int nx_hf_load_model_as(const char *dir, nx_model *m, nx_dtype hold, nx_err *err) {
+    return nx_hf_load_model_on(dir, m, hold, nx_backend_cpu(), err);
 }
 
 int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err) { return nx_hf_load_model_as(dir, m, NX_F32, err); }
@@ -468,31 +465,36 @@ static int by_name(const void *a, const void *b) {
 }
 
 int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err *err) {
-    NX_ASSERTM(m->params, "saving needs a model held in f32");
     if (dtype != NX_F32 && dtype != NX_BF16 && dtype != NX_F16)
         return nx_fail(err, "%s: cannot save weights as %s (use F32, BF16 or F16)", dir, nx_dtype_name(dtype));
     if (nx_mkdirs(dir, err)) return NX_ERR;
     const nx_model_config *c = &m->cfg;
-    int np = nx_model_params(c, NULL);
-    nx_param *tab = nx_xmalloc(sizeof *tab * np);
-    nx_model_params(c, tab);
+    int np = m->ntab;
+    const nx_param *tab = m->tab;
     nx_st_entry *e = nx_xcalloc(np, sizeof *e);
-    uint16_t *half = dtype == NX_F32 ? NULL : nx_xmalloc(m->nparams * sizeof *half + 2);
+    /* an f32 model in host memory saved as f32 is written straight from its buffer */
+    bool direct = m->be->host_memory && m->wtype == NX_F32 && dtype == NX_F32;
+    size_t total = 0, maxn = 1, o = 0;
     for (int i = 0; i < np; i++) {
-        const float *src = m->params + tab[i].offset;
+        total += tab[i].numel * nx_dtype_size(dtype);
+        maxn = tab[i].numel > maxn ? tab[i].numel : maxn;
+    }
+    char *out = direct ? NULL : nx_xmalloc(total);
+    float *wide = direct ? NULL : nx_xmalloc(sizeof(float) * maxn);
+    for (int i = 0; i < np; i++) {
         e[i].name = tab[i].name;
         e[i].dtype = dtype;
         e[i].ndim = tab[i].ndim;
         e[i].shape[0] = tab[i].shape[0];
         e[i].shape[1] = tab[i].shape[1];
-        if (!half) {
-            e[i].data = src;
+        if (direct) {
+            e[i].data = nx_param_f32(&tab[i], m->data);
             continue;
         }
-        uint16_t *dst = half + tab[i].offset;
-        for (size_t k = 0; k < tab[i].numel; k++)
-            dst[k] = dtype == NX_BF16 ? nx_f32_to_bf16(src[k]) : nx_f32_to_f16(src[k]);
-        e[i].data = dst;
+        nx_model_get(m, i, wide);
+        nx_convert(out + o, dtype, wide, NX_F32, (int64_t)tab[i].numel);
+        e[i].data = out + o;
+        o += tab[i].numel * nx_dtype_size(dtype);
     }
     qsort(e, np, sizeof *e, by_name);
     char *st_path = nx_path_join(dir, "model.safetensors"), *cfg_path = nx_path_join(dir, "config.json");
@@ -507,9 +509,9 @@ int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err 
     }
     free(st_path);
     free(cfg_path);
-    free(half);
+    free(out);
+    free(wide);
     free(e);
-    free(tab);
     return rc;
 }
 

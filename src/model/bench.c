@@ -10,13 +10,6 @@
 #include <sys/resource.h>
 
 
-static int32_t argmax(const float *x, int V) {
-    int32_t b = 0;
-    for (int v = 1; v < V; v++)
-        if (x[v] > x[b]) b = v;
-    return b;
-}
-
 nx_bench_opts nx_bench_defaults(void) {
     return (nx_bench_opts){.prompt_tokens = 256, .decode_tokens = 128, .batch = 8, .reps = 3, .seed = 1};
 }
@@ -37,58 +30,75 @@ static double percentile(const double *sorted, int n, double p) { /* nearest ran
     return sorted[k < 0 ? 0 : k >= n ? n - 1 : k];
 }
 
+/* Runs every active slot of g to its end; with lat, the time of each step
+ * after the first into lat (ms). Returns when it started; *t_first is when
+ * the first token came, *tokens counts the tokens after it. */
+static double run_to_end(nx_gen *g, double *lat, double *t_first, int64_t *tokens) {
+    nx_gen_event ev[g->S];
+    double t = nx_now(), prev = t;
+    *t_first = 0;
+    while (nx_gen_busy(g)) {
+        int n = nx_gen_step(g, ev);
+        double now = nx_now();
+        if (n > 0 && *t_first == 0) {
+            *t_first = now;
+        } else if (n > 0) {
+            *tokens += n;
+            if (lat) *lat++ = (now - prev) * 1e3;
+        }
+        prev = now;
+    }
+    for (int s = 0; s < g->S; s++) nx_gen_release(g, s);
+    return t;
+}
+
 int nx_bench_speed_run(const nx_model *m, const nx_bench_opts *o, nx_bench_speed *r, nx_err *err) {
     memset(r, 0, sizeof *r);
     const nx_model_config *c = &m->cfg;
     if (o->prompt_tokens < 1 || o->decode_tokens < 1 || o->batch < 1 || o->reps < 1)
         return nx_fail(err, "benchmark sizes must be positive: prompt %d, decode %d, batch %d, reps %d",
                        o->prompt_tokens, o->decode_tokens, o->batch, o->reps);
-    int T = o->prompt_tokens + o->decode_tokens;
-    if (T > c->max_pos)
+    int P = o->prompt_tokens, D = o->decode_tokens, T = P + D + 1;
+    if (T - 1 > c->max_pos)
         return nx_fail(err, "prompt (%d) + decoded tokens (%d) exceed the model's context of %d tokens "
                             "(max_position_embeddings): use a shorter --prompt-tokens",
-                       o->prompt_tokens, o->decode_tokens, c->max_pos);
-    nx_infer s;
-    if (nx_infer_init(&s, m, o->batch, T, o->prompt_tokens, err)) return NX_ERR;
-    int R = o->reps, D = o->decode_tokens;
-    int32_t *ids = nx_xmalloc(sizeof(int32_t) * o->prompt_tokens);
-    int32_t *next = nx_xmalloc(sizeof(int32_t) * o->batch);
+                       P, D, c->max_pos);
+    if (T > c->max_pos) T = c->max_pos;
+    /* greedy, no text: the engine's own speed; prompts first, then decode
+     * steps of every slot together (as the measurements define them) */
+    nx_gen g;
+    if (nx_gen_init(&g, m, o->batch, T, P, NULL, NULL, err)) return NX_ERR;
+    g.prefill_first = true;
+    int R = o->reps;
+    int32_t *ids = nx_xmalloc(sizeof(int32_t) * P);
     double *ttft = nx_xmalloc(sizeof(double) * R), *pre = nx_xmalloc(sizeof(double) * R);
     double *dec = nx_xmalloc(sizeof(double) * R), *decb = nx_xmalloc(sizeof(double) * R);
     double *lat = nx_xmalloc(sizeof(double) * R * D);
     nx_rng rng;
     nx_rng_seed(&rng, o->seed);
-    for (int i = 0; i < o->prompt_tokens; i++) ids[i] = (int32_t)nx_rng_below(&rng, c->V);
+    for (int i = 0; i < P; i++) ids[i] = (int32_t)nx_rng_below(&rng, c->V);
+    nx_gen_params gp = {.sample = nx_sample_defaults(), .max_tokens = D + 1, .eos_id = -1};
+    int rc = NX_ERR;
     for (int rep = -1; rep < R; rep++) { /* rep −1 warms caches and thread pools up */
-        /* batch 1: prompt, then greedy decode, each token timed */
-        nx_infer_reset(&s);
-        double t0 = nx_now();
-        nx_infer_prefill(&s, 0, ids, o->prompt_tokens);
-        double t1 = nx_now();
-        next[0] = argmax(s.logits, c->V);
-        double t2 = nx_now(), tprev = t2;
-        for (int k = 0; k < D; k++) {
-            nx_infer_decode(&s, next, 1);
-            next[0] = argmax(s.logits, c->V);
-            double t = nx_now();
-            if (rep >= 0) lat[rep * D + k] = (t - tprev) * 1e3;
-            tprev = t;
-        }
-        double t3 = nx_now();
-        /* batch B: every row holds the prompt, then B tokens per step */
-        nx_infer_reset(&s);
-        for (int b = 0; b < o->batch; b++) nx_infer_prefill(&s, b, ids, o->prompt_tokens);
-        for (int b = 0; b < o->batch; b++) next[b] = argmax(s.logits + (size_t)b * c->V, c->V);
+        /* batch 1: prompt, first token, then D greedy tokens, each timed */
+        double t_first;
+        if (nx_gen_start(&g, 0, ids, P, &gp, err)) goto done;
+        int64_t n1 = 0, nb = 0;
+        double t0 = run_to_end(&g, rep >= 0 ? lat + (size_t)rep * D : NULL, &t_first, &n1), t1 = nx_now();
+        /* batch B: every slot holds the prompt, then B tokens per step */
+        for (int b = 0; b < o->batch; b++)
+            if (nx_gen_start(&g, b, ids, P, &gp, err)) goto done;
+        nx_gen_event ev[o->batch];
+        for (int got = 0; got < o->batch;) got += nx_gen_step(&g, ev); /* prompts and first tokens */
         double t4 = nx_now();
-        for (int k = 0; k < D; k++) {
-            nx_infer_decode(&s, next, o->batch);
-            for (int b = 0; b < o->batch; b++) next[b] = argmax(s.logits + (size_t)b * c->V, c->V);
-        }
+        while (nx_gen_busy(&g)) nb += nx_gen_step(&g, ev);
         double t5 = nx_now();
+        for (int b = 0; b < o->batch; b++) nx_gen_release(&g, b);
         if (rep < 0) continue;
-        ttft[rep] = (t2 - t0) * 1e3;
-        pre[rep] = o->prompt_tokens / (t1 - t0);
-        dec[rep] = D / (t3 - t2);
+        r->decoded += n1, r->decoded_batch += nb;
+        ttft[rep] = (t_first - t0) * 1e3;
+        pre[rep] = P / (t_first - t0);
+        dec[rep] = D / (t1 - t_first);
         decb[rep] = (double)D * o->batch / (t5 - t4);
     }
     r->ttft_ms = stat_of(ttft, R);
@@ -99,9 +109,11 @@ int nx_bench_speed_run(const nx_model *m, const nx_bench_opts *o, nx_bench_speed
     r->latency_p50_ms = percentile(lat, R * D, 50);
     r->latency_p95_ms = percentile(lat, R * D, 95);
     r->latency_p99_ms = percentile(lat, R * D, 99);
-    free(ids), free(next), free(ttft), free(pre), free(dec), free(decb), free(lat);
-    nx_infer_free(&s);
-    return NX_OK;
+    rc = NX_OK;
+done:
+    free(ids), free(ttft), free(pre), free(dec), free(decb), free(lat);
+    nx_gen_free(&g);
+    return rc;
 }
 
 double nx_peak_rss_bytes(void) {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nexus/infer.h"
+#include "nexus/generate.h"
 
 nx_sample_opts nx_sample_defaults(void) {
     return (nx_sample_opts){.temperature = 0, .top_k = 0, .top_p = 1, .min_p = 0,

@@ -48,32 +48,33 @@ int nx_student_copy_layers(nx_model *s, const nx_model *t, const int *map, int n
         if (map[i] < 0 || map[i] >= tc->L)
             return nx_fail(err, "copy_layers[%d] = %d: the teacher has layers 0..%d", i, map[i], tc->L - 1);
     /* walk the student's tensors by name; a tied teacher's head is its embeddings */
-    int ns = nx_model_params(sc, NULL), nt = nx_model_params(tc, NULL);
-    nx_param *ts = nx_xmalloc(sizeof *ts * ns), *tt = nx_xmalloc(sizeof *tt * nt);
-    nx_model_params(sc, ts);
-    nx_model_params(tc, tt);
-    for (int i = 0; i < ns; i++) {
+    float *buf = NULL;
+    for (int i = 0; i < s->ntab; i++) {
         char want[96];
-        teacher_name(ts[i].name, map, want, sizeof want);
+        teacher_name(s->tab[i].name, map, want, sizeof want);
         if (tc->tied && !strcmp(want, "lm_head.weight")) snprintf(want, sizeof want, "model.embed_tokens.weight");
-        int j = 0;
-        while (j < nt && strcmp(tt[j].name, want)) j++;
-        NX_ASSERTM(j < nt && tt[j].numel == ts[i].numel, "equal widths give the same tensors");
-        nx_model_read(t, tt[j].offset, ts[i].numel, s->params + ts[i].offset);
+        int j = nx_model_find(t, want);
+        NX_ASSERTM(j >= 0 && t->tab[j].numel == s->tab[i].numel, "equal widths give the same tensors");
+        buf = realloc(buf, sizeof(float) * s->tab[i].numel);
+        nx_model_get(t, j, buf);
+        nx_model_set(s, i, buf, NX_F32);
     }
-    free(ts), free(tt);
+    free(buf);
     return NX_OK;
 }
 
 void nx_layer_importance(const nx_model *t, const int32_t *ids, int B, int T, double *bi) {
     nx_acts a;
     nx_err e;
-    NX_ASSERT(nx_acts_init(&a, &t->cfg, B, T, NX_ACTS_INFER, &e) == NX_OK);
+    NX_ASSERT(nx_acts_init(&a, t, B, T, NX_ACTS_INFER, &e) == NX_OK);
     nx_model_forward(t, &a, ids, B, T, false);
     long N = (long)B * T;
     int C = t->cfg.C;
+    size_t NC = (size_t)N * C;
+    float *res = nx_xmalloc(sizeof(float) * (t->cfg.L + 1) * NC);
+    nx_backend_download(t->be, res, a.res, sizeof(float) * (t->cfg.L + 1) * NC);
     for (int l = 0; l < t->cfg.L; l++) {
-        const float *x = a.res + (size_t)l * N * C, *y = a.res + (size_t)(l + 1) * N * C;
+        const float *x = res + (size_t)l * NC, *y = res + (size_t)(l + 1) * NC;
         double sum = 0;
         for (long n = 0; n < N; n++) {
             double xy = 0, xx = 0, yy = 0;
@@ -86,6 +87,7 @@ void nx_layer_importance(const nx_model *t, const int32_t *ids, int B, int T, do
         }
         bi[l] = 1.0 - sum / N;
     }
+    free(res);
     nx_acts_free(&a);
 }
 

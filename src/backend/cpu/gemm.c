@@ -3,7 +3,7 @@
  * nexus links the OpenMP build of OpenBLAS so that BLAS and our own OpenMP
  * loops share one thread pool: with the pthread build, two pools spin
  * against each other on a 2-core machine and both slow down. */
-#include "nexus/gemm.h"
+#include "nexus/cpu.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -35,12 +35,6 @@ void nx_gemm_cblas_raw(bool ta, bool tb, int M, int N, int K, float alpha, const
                        int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
                 N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void nx_gemv(bool ta, int M, int N, float alpha, const float *A, int lda, const float *x,
-             float beta, float *y) {
-    cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, ta ? N : M, ta ? M : N, alpha, A,
-                lda, x, 1, beta, y, 1);
 }
 
 void nx_gemm_ref(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,

@@ -8,7 +8,7 @@
  * [−ln2/2, ln2/2], then scale by 2^n through the exponent bits. */
 #include <math.h>
 
-#include "nexus/ops.h"
+#include "nexus/cpu.h"
 
 #ifdef __AVX2__
 #include <immintrin.h>

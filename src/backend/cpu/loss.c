@@ -9,13 +9,11 @@
  *   JSD:         ∂J/∂z = ps ⊙ (g − Σ ps g),     g = ½ log(ps / m)
  * and ∂z/∂logit = 1/temp; with the temp² factor the row gradient is
  * temp · (that) / count. */
-#include "nexus/loss.h"
-
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 
-#include "nexus/core.h"
-#include "nexus/ops.h"
+#include "cpu_impl.h"
 
 static int count_rows(const int32_t *targets, int N) {
     int c = 0;
@@ -29,28 +27,16 @@ static float row_max(const float *x, int V) {
     return mx;
 }
 
-/* Per-thread row scratch (2 × V floats), grown on demand and kept for the
- * thread's life, so a training step allocates nothing once warm. */
-static _Thread_local float *tl_buf;
-static _Thread_local size_t tl_cap;
-static float *row_scratch(int V) {
-    if (tl_cap < 2 * (size_t)V) {
-        free(tl_buf);
-        tl_cap = 2 * (size_t)V;
-        tl_buf = nx_xmalloc(tl_cap * sizeof(float));
-    }
-    return tl_buf;
-}
-
-double nx_cross_entropy(float *dlogits, float weight, const float *logits, const int32_t *targets,
-                        int N, int V) {
+void cpu_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weight, const float *logits,
+                       const int32_t *targets, int N, int V) {
     int cnt = count_rows(targets, N);
-    if (cnt == 0) return 0.0;
+    *loss = 0.0;
+    if (cnt == 0) return;
     double total = 0;
     float g = weight / cnt;
-#pragma omp parallel reduction(+ : total)
+#pragma omp parallel reduction(+ : total) num_threads(cpu_threads(be))
     {
-        float *e = row_scratch(V);
+        float *e = cpu_scratch(be, omp_get_thread_num(), 2 * (size_t)V);
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
             if (targets[n] < 0) continue;
@@ -66,19 +52,20 @@ double nx_cross_entropy(float *dlogits, float weight, const float *logits, const
             }
         }
     }
-    return total / cnt;
+    *loss = total / cnt;
 }
 
-double nx_kd_loss(nx_kd_kind kind, float temp, float *dlogits, float weight, const float *student,
-                  const float *teacher, const int32_t *targets, int N, int V) {
+void cpu_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
+                 const float *student, const float *teacher, const int32_t *targets, int N, int V) {
     int cnt = count_rows(targets, N);
-    if (cnt == 0) return 0.0;
+    *loss = 0.0;
+    if (cnt == 0) return;
     float inv_t = 1.0f / temp;
     float g = weight * temp / cnt;
     double total = 0;
-#pragma omp parallel reduction(+ : total)
+#pragma omp parallel reduction(+ : total) num_threads(cpu_threads(be))
     {
-        float *ps = row_scratch(V), *pt = ps + V;
+        float *ps = cpu_scratch(be, omp_get_thread_num(), 2 * (size_t)V), *pt = ps + V;
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
             if (targets[n] < 0) continue;
@@ -131,63 +118,50 @@ double nx_kd_loss(nx_kd_kind kind, float temp, float *dlogits, float weight, con
             }
         }
     }
-    return (double)temp * temp * total / cnt;
+    *loss = (double)temp * temp * total / cnt;
 }
 
-/* ---- references ---- */
-static void log_softmax_ref(double *out, const float *x, int V, double temp) {
-    double mx = -INFINITY, s = 0;
-    for (int i = 0; i < V; i++) mx = x[i] / temp > mx ? x[i] / temp : mx;
-    for (int i = 0; i < V; i++) s += exp(x[i] / temp - mx);
-    for (int i = 0; i < V; i++) out[i] = x[i] / temp - mx - log(s);
-}
 
-double nx_ref_cross_entropy(float *dlogits, float weight, const float *logits,
-                            const int32_t *targets, int N, int V) {
-    int cnt = count_rows(targets, N);
-    double *lp = nx_xmalloc(sizeof(double) * V), total = 0;
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) continue;
-        log_softmax_ref(lp, logits + (long)n * V, V, 1.0);
-        total -= lp[targets[n]];
-        if (dlogits)
-            for (int i = 0; i < V; i++)
-                dlogits[(long)n * V + i] += (float)(weight * (exp(lp[i]) - (i == targets[n])) / cnt);
+/* The hidden-state loss's kernel: Σ (y − t)² and its gradient. */
+void cpu_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,
+                float scale) {
+    double sq = 0;
+#pragma omp parallel for reduction(+ : sq) schedule(static) num_threads(cpu_threads(be))
+    for (int64_t i = 0; i < n; i++) {
+        float d = y[i] - t[i];
+        sq += (double)d * d;
+        dy[i] = (add ? dy[i] : 0.0f) + scale * d;
     }
-    free(lp);
-    return cnt ? total / cnt : 0.0;
+    *sum = sq;
 }
 
-double nx_ref_kd_loss(nx_kd_kind kind, float temp, float *dlogits, float weight,
-                      const float *student, const float *teacher, const int32_t *targets, int N,
-                      int V) {
-    int cnt = count_rows(targets, N);
-    double *ls = nx_xmalloc(sizeof(double) * V), *lt = nx_xmalloc(sizeof(double) * V), total = 0;
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) continue;
-        log_softmax_ref(ls, student + (long)n * V, V, temp);
-        log_softmax_ref(lt, teacher + (long)n * V, V, temp);
-        double row = 0, mg = 0;
-        for (int i = 0; i < V; i++) {
-            double ps = exp(ls[i]), pt = exp(lt[i]), lm = log(0.5 * (ps + pt));
-            if (kind == NX_KD_FORWARD_KL) row += pt * (lt[i] - ls[i]);
-            else if (kind == NX_KD_REVERSE_KL) row += ps * (ls[i] - lt[i]);
-            else {
-                row += 0.5 * (pt * (lt[i] - lm) + ps * (ls[i] - lm));
-                mg += ps * 0.5 * (ls[i] - lm);
-            }
+/* Attention transfer: KL(Ā_t ‖ Ā_s) per (row, group, query) over the keys
+ * it sees, Ā a group's mean map (see ops.h). */
+void cpu_attention_kl(nx_backend *be, double *sum, float *dprobs, const float *As, const float *At, int B,
+                      int T, int hs, int ht, float coef) {
+    int groups = hs == ht ? hs : 1, gs = hs / groups, gt = ht / groups;
+    size_t TT = (size_t)T * T;
+    const float tiny = 1e-30f;
+    double kl = 0;
+#pragma omp parallel for collapse(2) reduction(+ : kl) schedule(static) num_threads(cpu_threads(be))
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < groups; k++) {
+            const float *s0 = As + ((size_t)b * hs + (size_t)k * gs) * TT;
+            const float *t0 = At + ((size_t)b * ht + (size_t)k * gt) * TT;
+            float *d0 = dprobs + ((size_t)b * hs + (size_t)k * gs) * TT;
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j <= t; j++) {
+                    size_t at = (size_t)t * T + j;
+                    float ps = 0, pt = 0;
+                    for (int h = 0; h < gs; h++) ps += s0[h * TT + at];
+                    for (int h = 0; h < gt; h++) pt += t0[h * TT + at];
+                    ps = fmaxf(ps / gs, tiny);
+                    pt /= gt;
+                    if (pt <= 0) continue;
+                    kl += (double)pt * (log((double)pt) - log((double)ps));
+                    float d = -coef * pt / ps / gs;
+                    for (int h = 0; h < gs; h++) d0[h * TT + at] += d;
+                }
         }
-        total += row;
-        if (!dlogits) continue;
-        for (int i = 0; i < V; i++) {
-            double ps = exp(ls[i]), pt = exp(lt[i]), gi;
-            if (kind == NX_KD_FORWARD_KL) gi = ps - pt;
-            else if (kind == NX_KD_REVERSE_KL) gi = ps * ((ls[i] - lt[i]) - row);
-            else gi = ps * (0.5 * (ls[i] - log(0.5 * (ps + pt))) - mg);
-            dlogits[(long)n * V + i] += (float)(weight * temp * gi / cnt);
-        }
-    }
-    free(ls);
-    free(lt);
-    return cnt ? (double)temp * temp * total / cnt : 0.0;
+    *sum = kl;
 }

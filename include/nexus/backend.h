@@ -1,0 +1,100 @@
+/* backend.h — the seam between nexus and the hardware.
+ *
+ * A backend owns memory and runs ops on it. Model and training code hold
+ * backend pointers (which are device pointers on a GPU) and never touch
+ * them directly: they allocate, copy and run the ops of ops.h through the
+ * backend they were given. Learned from ggml's backends: a backend is a
+ * small vtable, a new device is a folder (src/backend/<name>/), and one
+ * test (tests/test_backend.c) runs every op of every built backend against
+ * the reference backend.
+ *
+ * Backends:
+ *   "ref"   naive loops in double precision on host memory: the definition
+ *           the others are tested against (slow; tests only).
+ *   "cpu"   OpenBLAS GEMM, AVX2 matrix-vector kernels and OpenMP loops.
+ *   "cuda"  built with `make CUDA=1` only: cuBLAS and CUDA kernels.
+ *
+ * Ops may be asynchronous (a GPU queues them): results are visible to the
+ * host after nx_backend_download, which waits for the ops before it.
+ *
+ * Workspace. Some ops need scratch memory (per-thread rows for the losses,
+ * attention scores, a widened copy of a bf16 matrix for GEMM). A planner
+ * (activations, a model, a trainer) tells the backend the largest sizes
+ * its ops will see with nx_backend_plan, at set-up time; ops then find the
+ * scratch ready, and nothing is allocated while a step runs. */
+#ifndef NEXUS_BACKEND_H
+#define NEXUS_BACKEND_H
+
+#include "nexus/core.h"
+
+typedef struct nx_backend nx_backend;
+typedef struct nx_ops nx_ops;
+
+/* A weight matrix: rows × cols elements of one type, row-major (PyTorch's
+ * nn.Linear layout: rows = out features), each row row_bytes long, in
+ * the memory of backend be. */
+typedef struct nx_weight {
+    nx_dtype type;
+    int rows, cols;
+    size_t row_bytes;
+    void *data;
+    nx_backend *be;
+} nx_weight;
+
+nx_weight nx_weight_view(nx_backend *be, nx_dtype type, int rows, int cols, void *data);
+
+/* The largest sizes the ops of a planner will see (0: none of that kind). */
+typedef struct nx_work {
+    int64_t vocab;        /* V of the losses and argmax */
+    int64_t ctx;          /* keys one attention row can see */
+    int64_t weight_elems; /* elements of the largest non-f32 matrix given to linear */
+} nx_work;
+
+struct nx_backend {
+    const char *name;
+    bool host_memory;          /* backend pointers are host pointers */
+    const nx_ops *ops;
+    /* memory: alloc returns zeroed memory, 64-byte aligned, or NULL */
+    void *(*alloc)(nx_backend *be, size_t bytes);
+    void (*free)(nx_backend *be, void *p);
+    void (*upload)(nx_backend *be, void *dst, const void *src, size_t bytes);
+    void (*download)(nx_backend *be, void *dst, const void *src, size_t bytes);
+    void (*copy)(nx_backend *be, void *dst, const void *src, size_t bytes);
+    void (*fill)(nx_backend *be, void *dst, int byte, size_t bytes);
+    void (*sync)(nx_backend *be);
+    /* grows the workspace for ops up to these sizes (set-up time only) */
+    int (*plan)(nx_backend *be, const nx_work *w, nx_err *err);
+    /* can ops take weights of this type? */
+    bool (*supports_weight)(const nx_backend *be, nx_dtype t);
+    void *impl;                /* the backend's own state */
+};
+
+nx_backend *nx_backend_cpu(void);
+nx_backend *nx_backend_ref(void);
+/* The CUDA backend, or NULL when nexus was built without CUDA or no GPU is
+ * present (then err says which). */
+nx_backend *nx_backend_cuda(nx_err *err);
+/* "cpu", "ref" or "cuda". */
+nx_backend *nx_backend_by_name(const char *name, nx_err *err);
+
+/* Memory through the backend. nx_backend_alloc fails (NULL, with err naming
+ * the size and `what`) instead of exiting: model-sized allocations are
+ * errors the caller reports. */
+void *nx_backend_alloc(nx_backend *be, size_t bytes, const char *what, nx_err *err);
+void nx_backend_free(nx_backend *be, void *p);
+void nx_backend_upload(nx_backend *be, void *dst, const void *src, size_t bytes);
+void nx_backend_download(nx_backend *be, void *dst, const void *src, size_t bytes);
+void nx_backend_copy(nx_backend *be, void *dst, const void *src, size_t bytes);
+void nx_backend_zero(nx_backend *be, void *dst, size_t bytes);
+void nx_backend_sync(nx_backend *be);
+int nx_backend_plan(nx_backend *be, const nx_work *w, nx_err *err);
+bool nx_backend_supports_weight(const nx_backend *be, nx_dtype t);
+
+/* Threads of the CPU backend (OpenMP and BLAS); n <= 0: all cores. */
+void nx_set_threads(int n);
+
+/* Allocate a planned arena (see core.h) on a backend: size bytes, zeroed. */
+int nx_arena_init(nx_arena *a, nx_backend *be, size_t size, nx_err *err);
+void nx_arena_free(nx_arena *a);
+
+#endif

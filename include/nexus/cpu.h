@@ -1,0 +1,47 @@
+/* cpu.h — kernels of the CPU backend that tests and benchmarks call
+ * directly (everything else reaches them through ops.h).
+ *
+ * GEMM. Row-major: C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C,
+ * op(X) = X or Xᵀ, lda/ldb/ldc the row strides as stored. One entry point
+ * wraps OpenBLAS (src/backend/cpu/gemm.c is the only includer of cblas.h);
+ * nx_gemm_ref is the naive triple loop (double accumulator) it is tested
+ * against, nx_gemm_cblas_raw the raw call for the benchmark's baseline.
+ *
+ * Matrix-vector products for decoding. At batch 1 every weight matrix is
+ * read once per token for one dot product per row, so decode speed is
+ * memory bandwidth: the kernel streams W row-major, four rows at a time
+ * against one x held in L1 (AVX2/FMA where the compiler targets it, a
+ * portable loop otherwise), split over OpenMP threads by rows; the small-
+ * batch variant reads each weight row once for all N inputs. Weights may
+ * be f32, bf16 or f16: rows are widened in registers as they stream, so a
+ * bf16 model reads half the bytes. nx_ref_matvec is the naive reference.
+ *
+ * nx_exp_sum: y = exp((x − shift)·scale) over a row and Σ y, vectorised
+ * (Cephes expf on AVX2, max relative error ≈ 2e-7 like expf; inputs whose
+ * (x − shift)·scale is below −87 give 0); nx_ref_exp_sum is the expf loop. */
+#ifndef NEXUS_CPU_H
+#define NEXUS_CPU_H
+
+#include <stdbool.h>
+
+#include "nexus/backend.h"
+
+void nx_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc);
+void nx_gemm_ref(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+void nx_gemm_cblas_raw(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Y[n,o] = (accumulate ? Y[n,o] : 0) + W[o,:]·X[n,:] + (b ? b[o] : 0) for
+ * n < N, o < W.rows; W (host memory) f32, bf16 or f16, X (N, W.cols). Y
+ * must not alias W or X. Meant for N up to ~16 (decode batches). */
+void nx_matvec(float *Y, const nx_weight *W, const float *X, const float *b, int N, bool accumulate);
+void nx_ref_matvec(float *Y, const nx_weight *W, const float *X, const float *b, int N, bool accumulate);
+/* x·y over n floats (vectorised like the kernels above). */
+float nx_dot(const float *x, const float *y, int n);
+
+double nx_exp_sum(float *y, const float *x, float shift, float scale, long n);
+double nx_ref_exp_sum(float *y, const float *x, float shift, float scale, long n);
+
+#endif

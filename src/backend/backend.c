@@ -1,0 +1,195 @@
+/* backend.c — what callers use of a backend: memory through its vtable,
+ * planned arenas on it, and the nx_<op> entry points of ops.h, each of
+ * which checks that the backend has the op and forwards to it. Keeping
+ * the checks here means a backend fills a table and nothing else, and a
+ * missing op fails with its name rather than a NULL call. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nexus/backend.h"
+#include "nexus/ops.h"
+
+nx_weight nx_weight_view(nx_backend *be, nx_dtype type, int rows, int cols, void *data) {
+    NX_ASSERT(rows >= 0 && cols >= 0);
+    return (nx_weight){.type = type, .rows = rows, .cols = cols, .row_bytes = nx_row_bytes(type, cols),
+                       .data = data, .be = be};
+}
+
+#ifndef NX_HAVE_CUDA
+nx_backend *nx_backend_cuda(nx_err *err) {
+    nx_fail(err, "this nexus was built without CUDA: rebuild with `make CUDA=1` on a machine with the CUDA toolkit");
+    return NULL;
+}
+#endif
+
+void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta) {
+    int half = HS / 2;
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < half; i++) {
+            /* inv_freq = 1 / base ** (arange(0, dim, 2) / dim); freqs = pos * inv_freq */
+            double inv = 1.0 / pow(theta, (2.0 * i) / HS);
+            double a = p * inv;
+            cos_t[(long)p * half + i] = (float)cos(a);
+            sin_t[(long)p * half + i] = (float)sin(a);
+        }
+}
+
+nx_backend *nx_backend_by_name(const char *name, nx_err *err) {
+    if (!strcmp(name, "cpu")) return nx_backend_cpu();
+    if (!strcmp(name, "ref")) return nx_backend_ref();
+    if (!strcmp(name, "cuda")) return nx_backend_cuda(err);
+    nx_fail(err, "unknown device '%s' (known: cpu, cuda)", name);
+    return NULL;
+}
+
+void *nx_backend_alloc(nx_backend *be, size_t bytes, const char *what, nx_err *err) {
+    void *p = be->alloc(be, bytes);
+    if (!p)
+        nx_fail(err, "out of memory: could not allocate %.1f MiB on %s for %s", bytes / 1048576.0, be->name,
+                what);
+    return p;
+}
+
+void nx_backend_free(nx_backend *be, void *p) {
+    if (p) be->free(be, p);
+}
+
+void nx_backend_upload(nx_backend *be, void *dst, const void *src, size_t bytes) {
+    if (bytes) be->upload(be, dst, src, bytes);
+}
+
+void nx_backend_download(nx_backend *be, void *dst, const void *src, size_t bytes) {
+    if (bytes) be->download(be, dst, src, bytes);
+}
+
+void nx_backend_copy(nx_backend *be, void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) be->copy(be, dst, src, bytes);
+}
+
+void nx_backend_zero(nx_backend *be, void *dst, size_t bytes) {
+    if (bytes) be->fill(be, dst, 0, bytes);
+}
+
+void nx_backend_sync(nx_backend *be) { be->sync(be); }
+
+int nx_backend_plan(nx_backend *be, const nx_work *w, nx_err *err) { return be->plan(be, w, err); }
+
+bool nx_backend_supports_weight(const nx_backend *be, nx_dtype t) { return be->supports_weight(be, t); }
+
+nx_work nx_work_max(nx_work a, nx_work b) {
+    return (nx_work){a.vocab > b.vocab ? a.vocab : b.vocab, a.ctx > b.ctx ? a.ctx : b.ctx,
+                     a.weight_elems > b.weight_elems ? a.weight_elems : b.weight_elems};
+}
+
+int nx_arena_init(nx_arena *a, nx_backend *be, size_t size, nx_err *err) {
+    *a = (nx_arena){.size = size, .be = be};
+    a->base = nx_backend_alloc(be, size ? size : 64, "planned buffers", err);
+    return a->base ? NX_OK : NX_ERR;
+}
+
+void nx_arena_free(nx_arena *a) {
+    if (a->base) nx_backend_free(a->be, a->base);
+    *a = (nx_arena){0};
+}
+
+/* ---- op entry points ---- */
+
+static void missing(const nx_backend *be, const char *op) {
+    char m[128];
+    snprintf(m, sizeof m, "backend '%s' has no op %s", be->name, op);
+    nx_assert_fail("op implemented", __FILE__, __LINE__, m);
+}
+
+#define OP(name) (be->ops->name ? be->ops->name : (missing(be, #name), be->ops->name))
+
+void nx_embed(nx_backend *be, float *out, const int32_t *ids, const nx_weight *wte, int N) {
+    OP(embed)(be, out, ids, wte, N);
+}
+
+void nx_embed_backward(nx_backend *be, float *dwte, const float *dout, const int32_t *ids, int N, int C) {
+    OP(embed_backward)(be, dwte, dout, ids, N, C);
+}
+
+void nx_rmsnorm(nx_backend *be, float *out, float *rstd, const float *in, const float *w, int N, int C,
+                float eps) {
+    OP(rmsnorm)(be, out, rstd, in, w, N, C, eps);
+}
+
+void nx_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *dout, const float *in,
+                         const float *w, const float *rstd, int N, int C) {
+    OP(rmsnorm_backward)(be, din, dw, dout, in, w, rstd, N, C);
+}
+
+void nx_linear(nx_backend *be, float *out, const float *in, const nx_weight *W, const float *b, int N) {
+    NX_ASSERTM(be->supports_weight(be, W->type), "linear: this backend cannot take weights of this type");
+    OP(linear)(be, out, in, W, b, N);
+}
+
+void nx_linear_backward(nx_backend *be, float *din, float *dW, float *db, const float *dout, const float *in,
+                        const nx_weight *W, int N) {
+    NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
+    OP(linear_backward)(be, din, dW, db, dout, in, W, N);
+}
+
+void nx_rope(nx_backend *be, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,
+             const float *sin_t, int N, int H, int HS, bool inverse) {
+    OP(rope)(be, x, ldx, pos, cos_t, sin_t, N, H, HS, inverse);
+}
+
+void nx_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64_t ld, const nx_span *spans,
+                 int nspans, int D) {
+    OP(kv_store)(be, kv, k, v, ld, spans, nspans, D);
+}
+
+void nx_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
+                  const nx_span *spans, int nspans, int NH, int KVH, int HS) {
+    NX_ASSERT(NH % KVH == 0);
+    OP(attention)(be, out, probs, q, ldq, kv, spans, nspans, NH, KVH, HS);
+}
+
+void nx_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
+                           const float *probs, const float *dprobs_add, const float *q, const float *k,
+                           const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS) {
+    OP(attention_backward)(be, dq, dk, dv, scratch, dout, probs, dprobs_add, q, k, v, ld, B, T, NH, KVH, HS);
+}
+
+void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { OP(swiglu)(be, h, gu, N, F); }
+
+void nx_swiglu_backward(nx_backend *be, float *dgu, const float *dh, const float *gu, int N, int F) {
+    OP(swiglu_backward)(be, dgu, dh, gu, N, F);
+}
+
+void nx_add(nx_backend *be, float *y, const float *x, int64_t n) { OP(add)(be, y, x, n); }
+
+void nx_argmax(nx_backend *be, int32_t *out, const float *x, int N, int V) { OP(argmax)(be, out, x, N, V); }
+
+void nx_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weight, const float *logits,
+                      const int32_t *targets, int N, int V) {
+    OP(cross_entropy)(be, loss, dlogits, weight, logits, targets, N, V);
+}
+
+void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
+                const float *student, const float *teacher, const int32_t *targets, int N, int V) {
+    OP(kd_loss)(be, loss, kind, temp, dlogits, weight, student, teacher, targets, N, V);
+}
+
+void nx_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,
+               float scale) {
+    NX_ASSERT(!add || dy != y);
+    OP(sqdiff)(be, sum, dy, add, y, t, n, scale);
+}
+
+void nx_attention_kl(nx_backend *be, double *sum, float *dprobs, const float *ps, const float *pt, int B,
+                     int T, int NHs, int NHt, float coef) {
+    NX_ASSERT(NHs == NHt || (NHs > 0 && NHt > 0));
+    OP(attention_kl)(be, sum, dprobs, ps, pt, B, T, NHs, NHt, coef);
+}
+
+void nx_sumsq(nx_backend *be, double *sum, const float *x, int64_t n) { OP(sumsq)(be, sum, x, n); }
+
+void nx_adamw_update(nx_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
+                     const nx_adamw_args *a, const double *guard, int nguard) {
+    NX_ASSERT(nguard >= 1);
+    OP(adamw)(be, p, g, m, v, n, a, guard, nguard);
+}

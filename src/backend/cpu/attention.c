@@ -1,0 +1,151 @@
+/* attention.c — causal grouped-query attention on the CPU, one kernel for
+ * training, evaluation, prefill and decode (see ops.h for the contract).
+ *
+ * The rows of a batch come as spans (a sequence, a start position, a
+ * length); each row sees the keys of its own sequence up to its position.
+ * The work is split into items (span, head, block of CPU_ATT_RB rows),
+ * scheduled dynamically over threads; within an item
+ *
+ *   S = Q_blk · K[0..nk)ᵀ / √HS   (one GEMM, nk = keys the block's last row sees)
+ *   P = causal row softmax of S   (row i sees keys 0 .. pos + r0 + i)
+ *   O = P · V[0..nk)              (one GEMM)
+ *
+ * so a block multiplies only the keys it can see — about half the work of
+ * the full T × T square for a sequence from position 0. A single row (a
+ * decode step) takes dot products instead. Scores live in the training
+ * batch's probs (kept for the backward and for attention transfer) or in a
+ * per-thread slice of the workspace.
+ *
+ * The backward works on whole (batch row, kv head) pairs of a training
+ * batch: dP = dO Vᵀ (+ dprobs_add); dV = Pᵀ dO; dS = P ⊙ (dP − rowsum(dP ⊙ P));
+ * dQ = dS K/√HS; dK = dSᵀ Q/√HS, the heads sharing a kv head in one
+ * iteration so that dK and dV accumulate without races. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "cpu_impl.h"
+
+void cpu_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64_t ld, const nx_span *spans,
+                  int nspans, int D) {
+    (void)be;
+    long r = 0;
+    for (int s = 0; s < nspans; s++)
+        for (int i = 0; i < spans[s].len; i++, r++) {
+            int64_t at = spans[s].seq * kv.seq + (int64_t)(spans[s].pos + i) * kv.row;
+            memcpy(kv.k + at, k + r * ld, sizeof(float) * D);
+            memcpy(kv.v + at, v + r * ld, sizeof(float) * D);
+        }
+}
+
+/* One query row against keys 0..last: the decode path. */
+static void attend_row(float *o, float *S, const float *q, const float *K, const float *V, int64_t row,
+                       int last, int HS, float scale) {
+    float mx = -INFINITY;
+    for (int j = 0; j <= last; j++) {
+        S[j] = scale * nx_dot(q, K + j * row, HS);
+        mx = S[j] > mx ? S[j] : mx;
+    }
+    float sum = 0;
+    for (int j = 0; j <= last; j++) sum += S[j] = expf(S[j] - mx);
+    float inv = 1.0f / sum;
+    for (int d = 0; d < HS; d++) o[d] = 0.0f;
+    for (int j = 0; j <= last; j++) {
+        float p = S[j] * inv;
+        const float *vv = V + j * row;
+        for (int d = 0; d < HS; d++) o[d] += p * vv[d];
+    }
+    for (int j = 0; j <= last; j++) S[j] *= inv;
+}
+
+void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
+                   const nx_span *spans, int nspans, int NH, int KVH, int HS) {
+    int G = NH / KVH, Q = NH * HS, T = probs ? spans[0].len : 0, maxblk = 0;
+    float scale = 1.0f / sqrtf((float)HS);
+    long row0[nspans > 0 ? nspans : 1];
+    int64_t ctx = 0;
+    for (int s = 0, r = 0; s < nspans; r += spans[s].len, s++) {
+        row0[s] = r;
+        int nb = (spans[s].len + CPU_ATT_RB - 1) / CPU_ATT_RB;
+        maxblk = nb > maxblk ? nb : maxblk;
+        if (spans[s].pos + spans[s].len > ctx) ctx = spans[s].pos + spans[s].len;
+        if (probs) NX_ASSERTM(spans[s].seq == s && spans[s].pos == 0 && spans[s].len == T,
+                              "attention maps are kept only for training spans {b, 0, T}");
+    }
+    size_t per_thread = (size_t)CPU_ATT_RB * ctx;
+    if (!probs) cpu_scratch(be, cpu_threads(be) - 1, per_thread); /* asserts the plan covers it */
+#pragma omp parallel for schedule(dynamic) collapse(3) num_threads(cpu_threads(be))
+    for (int s = 0; s < nspans; s++)
+        for (int h = 0; h < NH; h++)
+            for (int blk = 0; blk < maxblk; blk++) {
+                nx_span sp = spans[s];
+                int r0 = blk * CPU_ATT_RB;
+                if (r0 >= sp.len) continue;
+                int nr = sp.len - r0 < CPU_ATT_RB ? sp.len - r0 : CPU_ATT_RB, nk = sp.pos + r0 + nr;
+                const float *K = kv.k + sp.seq * kv.seq + (h / G) * HS;
+                const float *V = kv.v + sp.seq * kv.seq + (h / G) * HS;
+                const float *Qb = q + (row0[s] + r0) * ldq + (long)h * HS;
+                float *Ob = out + (row0[s] + r0) * (long)Q + (long)h * HS;
+                int ldS = probs ? T : nk;
+                float *S = probs ? probs + (((size_t)s * NH + h) * T + r0) * T
+                                 : cpu_scratch(be, omp_get_thread_num(), per_thread);
+                if (nr == 1) {
+                    attend_row(Ob, S, Qb, K, V, kv.row, nk - 1, HS, scale);
+                } else {
+                    nx_gemm(false, true, nr, nk, HS, scale, Qb, (int)ldq, K, (int)kv.row, 0.0f, S, ldS);
+                    for (int i = 0; i < nr; i++) {
+                        float *row = S + (long)i * ldS, mx = -INFINITY;
+                        int last = sp.pos + r0 + i;
+                        for (int j = 0; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
+                        float sum = 0;
+                        for (int j = 0; j <= last; j++) sum += row[j] = expf(row[j] - mx);
+                        float inv = 1.0f / sum;
+                        for (int j = 0; j <= last; j++) row[j] *= inv;
+                        for (int j = last + 1; j < nk; j++) row[j] = 0.0f;
+                    }
+                    nx_gemm(false, false, nr, HS, nk, 1.0f, S, ldS, V, (int)kv.row, 0.0f, Ob, Q);
+                }
+                if (probs) /* the rest of each kept row is zero */
+                    for (int i = 0; i < nr; i++) memset(S + (long)i * T + nk, 0, sizeof(float) * (T - nk));
+            }
+}
+
+void cpu_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
+                            const float *probs, const float *dprobs_add, const float *q, const float *k,
+                            const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS) {
+    int G = NH / KVH, Q = NH * HS;
+    float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for schedule(dynamic) collapse(2) num_threads(cpu_threads(be))
+    for (int b = 0; b < B; b++)
+        for (int kh = 0; kh < KVH; kh++) {
+            const float *K = k + (long)b * T * ld + kh * HS, *Vv = v + (long)b * T * ld + kh * HS;
+            float *dK = dk + (long)b * T * ld + kh * HS, *dV = dv + (long)b * T * ld + kh * HS;
+            for (int t = 0; t < T; t++) {
+                memset(dK + t * ld, 0, HS * sizeof(float));
+                memset(dV + t * ld, 0, HS * sizeof(float));
+            }
+            for (int g = 0; g < G; g++) {
+                int h = kh * G + g;
+                const float *Qh = q + (long)b * T * ld + h * HS, *dO = dout + (long)b * T * Q + h * HS;
+                const float *P = probs + ((long)b * NH + h) * T * T;
+                float *dP = scratch + ((long)b * NH + h) * T * T;
+                float *dQ = dq + (long)b * T * ld + h * HS;
+                nx_gemm(false, true, T, T, HS, 1.0f, dO, Q, Vv, (int)ld, 0.0f, dP, T);
+                nx_gemm(true, false, T, HS, T, 1.0f, P, T, dO, Q, 1.0f, dV, (int)ld);
+                const float *add = dprobs_add ? dprobs_add + ((long)b * NH + h) * T * T : NULL;
+                for (int t = 0; t < T; t++) {
+                    const float *pr = P + (long)t * T;
+                    float *dr = dP + (long)t * T;
+                    if (add)
+                        for (int j = 0; j <= t; j++) dr[j] += add[(long)t * T + j];
+                    double dot = 0;
+                    for (int j = 0; j <= t; j++) dot += (double)dr[j] * pr[j];
+                    float d = (float)dot;
+                    for (int j = 0; j <= t; j++) dr[j] = pr[j] * (dr[j] - d) * scale;
+                    for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
+                }
+                nx_gemm(false, false, T, HS, T, 1.0f, dP, T, K, (int)ld, 0.0f, dQ, (int)ld);
+                nx_gemm(true, false, T, HS, T, 1.0f, dP, T, Qh, (int)ld, 1.0f, dK, (int)ld);
+            }
+        }
+}

@@ -1,0 +1,181 @@
+/* dtype.c — element and weight types: one traits row per type.
+ *
+ * A row says how a type is stored (elements per block, bytes per block)
+ * and gives the reference conversions to and from f32 that everything else
+ * builds on: loading a checkpoint into a model held in another type,
+ * saving, and the backends' own conversions, which the tests hold against
+ * these. A new weight type (the quantizer's int8 and 4-bit blocks) is a
+ * new row here plus its kernels in each backend's own table; no model code
+ * changes.
+ *
+ * bf16 is the top half of an f32 (widening is a shift; narrowing rounds to
+ * nearest even and keeps NaNs quiet). f16 is IEEE binary16 with
+ * subnormals, rounded to nearest even. */
+#include <math.h>
+#include <string.h>
+
+#include "nexus/core.h"
+
+float nx_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t nx_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);                                          /* nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+float nx_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+    if (exp == 0) {
+        if (man == 0) {
+            u = sign;
+        } else { /* subnormal: normalise */
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 0x400u));
+            u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else {
+        u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t nx_f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* overflow → inf */
+    if (a < 0x38800000u) {                                   /* subnormal or zero */
+        float af;
+        memcpy(&af, &a, 4);
+        /* scale so that the f16 subnormal unit (2^-24) becomes 1, round to even */
+        float r = nearbyintf(af * 16777216.0f);
+        return (uint16_t)(sign | (uint32_t)r);
+    }
+    uint32_t e = ((a >> 23) - 127 + 15), m = a & 0x7fffffu;
+    uint32_t h = (e << 10) | (m >> 13);
+    uint32_t rest = m & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+    return (uint16_t)(sign | h);
+}
+
+/* ---- the reference conversions of each weight type ---- */
+
+static void f32_to_f32(float *d, const void *s, int64_t n) { memmove(d, s, (size_t)n * 4); }
+static void f32_from_f32(void *d, const float *s, int64_t n) { memmove(d, s, (size_t)n * 4); }
+
+static void bf16_to_f32(float *d, const void *src, int64_t n) {
+    const uint16_t *s = src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) d[i] = nx_bf16_to_f32(s[i]);
+}
+
+static void bf16_from_f32(void *dst, const float *s, int64_t n) {
+    uint16_t *d = dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) d[i] = nx_f32_to_bf16(s[i]);
+}
+
+static void f16_to_f32(float *d, const void *src, int64_t n) {
+    const uint16_t *s = src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) d[i] = nx_f16_to_f32(s[i]);
+}
+
+static void f16_from_f32(void *dst, const float *s, int64_t n) {
+    uint16_t *d = dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) d[i] = nx_f32_to_f16(s[i]);
+}
+
+static void f64_to_f32(float *d, const void *src, int64_t n) {
+    const double *s = src;
+    for (int64_t i = 0; i < n; i++) d[i] = (float)s[i];
+}
+
+static const nx_type_traits TYPES[NX_DTYPE_COUNT] = {
+    [NX_F32] = {"F32", 1, 4, true, f32_to_f32, f32_from_f32},
+    [NX_F16] = {"F16", 1, 2, true, f16_to_f32, f16_from_f32},
+    [NX_BF16] = {"BF16", 1, 2, true, bf16_to_f32, bf16_from_f32},
+    [NX_F64] = {"F64", 1, 8, false, f64_to_f32, NULL},
+    [NX_I8] = {"I8", 1, 1, false, NULL, NULL},
+    [NX_U8] = {"U8", 1, 1, false, NULL, NULL},
+    [NX_I16] = {"I16", 1, 2, false, NULL, NULL},
+    [NX_U16] = {"U16", 1, 2, false, NULL, NULL},
+    [NX_I32] = {"I32", 1, 4, false, NULL, NULL},
+    [NX_U32] = {"U32", 1, 4, false, NULL, NULL},
+    [NX_I64] = {"I64", 1, 8, false, NULL, NULL},
+    [NX_U64] = {"U64", 1, 8, false, NULL, NULL},
+    [NX_BOOL] = {"BOOL", 1, 1, false, NULL, NULL},
+};
+
+const nx_type_traits *nx_type(nx_dtype t) {
+    NX_ASSERT((unsigned)t < NX_DTYPE_COUNT);
+    return &TYPES[t];
+}
+
+size_t nx_dtype_size(nx_dtype t) {
+    const nx_type_traits *tt = nx_type(t);
+    NX_ASSERTM(tt->block == 1, "a block type has no element size: use nx_row_bytes");
+    return tt->block_bytes;
+}
+
+const char *nx_dtype_name(nx_dtype t) { return nx_type(t)->name; }
+
+int nx_dtype_from_name(const char *s, nx_dtype *out) {
+    for (int i = 0; i < NX_DTYPE_COUNT; i++)
+        if (strcmp(s, TYPES[i].name) == 0) {
+            *out = (nx_dtype)i;
+            return NX_OK;
+        }
+    return NX_ERR;
+}
+
+size_t nx_row_bytes(nx_dtype t, int64_t n) {
+    const nx_type_traits *tt = nx_type(t);
+    NX_ASSERTM(n >= 0 && n % tt->block == 0, "row length is not a multiple of the type's block");
+    return (size_t)(n / tt->block) * tt->block_bytes;
+}
+
+void nx_convert_to_f32(float *dst, const void *src, nx_dtype t, size_t n) {
+    const nx_type_traits *tt = nx_type(t);
+    NX_ASSERTM(tt->to_f32, "nx_convert_to_f32: not a float type");
+    tt->to_f32(dst, src, (int64_t)n);
+}
+
+void nx_convert(void *dst, nx_dtype dt, const void *src, nx_dtype st, int64_t n) {
+    if (dt == st) {
+        memmove(dst, src, nx_row_bytes(dt, n));
+        return;
+    }
+    const nx_type_traits *d = nx_type(dt), *s = nx_type(st);
+    NX_ASSERTM(s->to_f32 && d->from_f32, "nx_convert: not a pair of float types");
+    if (dt == NX_F32) {
+        s->to_f32(dst, src, n);
+        return;
+    }
+    /* through f32, a chunk at a time (chunks are a multiple of every block) */
+    enum { CHUNK = 1 << 14 };
+    float tmp[CHUNK];
+    size_t ib = 0, ob = 0;
+    for (int64_t i = 0; i < n; i += CHUNK) {
+        int64_t k = n - i < CHUNK ? n - i : CHUNK;
+        s->to_f32(tmp, (const char *)src + ib, k);
+        d->from_f32((char *)dst + ob, tmp, k);
+        ib += nx_row_bytes(st, k);
+        ob += nx_row_bytes(dt, k);
+    }
+}

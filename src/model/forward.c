@@ -1,0 +1,308 @@
+/* forward.c — the one forward of a Llama-family decoder, its backward,
+ * the planned activations and the KV cache. Mirrors transformers'
+ * LlamaDecoderLayer:
+ *
+ *   h   = x + o_proj(attn(rope(q_proj(rms1(x))), rope(k_proj(·)), v_proj(·)))
+ *   out = h + down_proj(silu(gate_proj(rms2(h))) * up_proj(rms2(h)))
+ *
+ * and LlamaModel: embed → layers → norm → lm_head, with q/k/v and gate/up
+ * each one stacked matrix (model.c). Every step is an op of the model's
+ * backend (ops.h): this file holds the order of the work and the layout of
+ * the buffers, and never touches their contents.
+ *
+ * One forward serves every use. Its rows come as spans (ops.h). Without a
+ * cache (training, evaluation) the spans are B sequences of T tokens and
+ * attention reads the keys and values straight from this layer's q/k/v
+ * projections; with a cache (prefill, decode, both mixed) the rows' keys
+ * and values are stored at their positions first and attention reads the
+ * cache. Backward (training only) retraces the layers with the backward
+ * ops, accumulating the residual gradient in place in one (N, C) buffer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/model.h"
+
+/* ---- activations ---- */
+
+static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
+    size_t R = (size_t)a->rows, C = (size_t)c->C, F = (size_t)c->F;
+    size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
+    size_t Lk = a->train ? (size_t)c->L : 1, P = (size_t)a->B * c->NH * a->T * a->T;
+    a->rope_cos = nx_arena_floats(ar, (size_t)a->ctx * c->HS / 2);
+    a->rope_sin = nx_arena_floats(ar, (size_t)a->ctx * c->HS / 2);
+    a->pos = nx_arena_alloc(ar, R * sizeof(int32_t));
+    a->ids = nx_arena_alloc(ar, R * sizeof(int32_t));
+    a->res = nx_arena_floats(ar, (a->stream ? 2 : (size_t)c->L + 1) * R * C);
+    a->ln1 = nx_arena_floats(ar, Lk * R * C);
+    a->rstd1 = nx_arena_floats(ar, Lk * R);
+    a->qkv = nx_arena_floats(ar, Lk * R * QKV);
+    a->probs = a->train || a->keep_probs ? nx_arena_floats(ar, (size_t)c->L * P) : NULL;
+    a->att = nx_arena_floats(ar, Lk * R * Q);
+    a->mid = nx_arena_floats(ar, Lk * R * C);
+    a->ln2 = nx_arena_floats(ar, Lk * R * C);
+    a->rstd2 = nx_arena_floats(ar, Lk * R);
+    a->gu = nx_arena_floats(ar, Lk * R * 2 * F);
+    a->h = nx_arena_floats(ar, Lk * R * F);
+    size_t O = (size_t)a->out_rows;
+    a->last = a->train ? NULL : nx_arena_floats(ar, O * C);
+    a->lnf = nx_arena_floats(ar, O * C);
+    a->rstdf = nx_arena_floats(ar, O);
+    a->logits = nx_arena_floats(ar, O * c->V);
+    if (!a->train) return;
+    a->dres = nx_arena_floats(ar, R * C);
+    a->dln = nx_arena_floats(ar, R * C);
+    a->datt = nx_arena_floats(ar, R * Q);
+    a->dqkv = nx_arena_floats(ar, R * QKV);
+    a->dprobs = nx_arena_floats(ar, P);
+    a->dh = nx_arena_floats(ar, R * F);
+    a->dgu = nx_arena_floats(ar, R * 2 * F);
+    a->dlnf = nx_arena_floats(ar, R * C);
+    a->dlogits = nx_arena_floats(ar, R * c->V);
+}
+
+static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, int B, int T,
+                     unsigned mode, nx_err *err) {
+    const nx_model_config *c = &m->cfg;
+    memset(a, 0, sizeof *a);
+    if (rows <= 0 || ctx <= 0) return nx_fail(err, "batch rows (%d) and context (%d) must be positive", rows, ctx);
+    if (ctx > c->max_pos)
+        return nx_fail(err, "sequence length %d exceeds the model's max_position_embeddings %d", ctx, c->max_pos);
+    *a = (nx_acts){.be = m->be, .rows = rows, .out_rows = out_rows, .ctx = ctx, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
+                   .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM};
+    NX_ASSERTM(!(a->train && a->stream), "training keeps every layer's activations");
+    NX_ASSERTM(!((a->train || a->keep_probs) && B * T == 0), "attention maps need a B × T shape");
+    nx_arena count = nx_arena_counting();
+    plan(a, c, &count);
+    if (nx_backend_plan(m->be, &(nx_work){.vocab = c->V, .ctx = ctx}, err) ||
+        nx_arena_init(&a->arena, m->be, count.used, err))
+        return nx_fail_prefix(err, "activations for %d rows of up to %d positions", rows, ctx);
+    plan(a, c, &a->arena);
+    a->pos_host = nx_xmalloc(sizeof(int32_t) * rows);
+    a->spans_host = nx_xmalloc(sizeof(nx_span) * (B > 0 ? B : 1));
+    float *cs = nx_xmalloc(sizeof(float) * ctx * (c->HS / 2)), *sn = nx_xmalloc(sizeof(float) * ctx * (c->HS / 2));
+    nx_rope_tables(cs, sn, ctx, c->HS, c->rope_theta);
+    nx_backend_upload(m->be, a->rope_cos, cs, sizeof(float) * ctx * (c->HS / 2));
+    nx_backend_upload(m->be, a->rope_sin, sn, sizeof(float) * ctx * (c->HS / 2));
+    free(cs), free(sn);
+    return NX_OK;
+}
+
+int nx_acts_init(nx_acts *a, const nx_model *m, int B, int T, unsigned mode, nx_err *err) {
+    if (B <= 0 || T <= 0) return nx_fail(err, "batch (%d) and sequence length (%d) must be positive", B, T);
+    return acts_init(a, m, B * T, B * T, T, B, T, mode, err);
+}
+
+int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, unsigned mode, nx_err *err) {
+    NX_ASSERTM(!(mode & (NX_ACTS_TRAIN | NX_ACTS_KEEP_PROBS)), "rows-only activations are for inference");
+    if (out_rows <= 0 || out_rows > rows) return nx_fail(err, "output rows (%d) must be in 1..%d", out_rows, rows);
+    return acts_init(a, m, rows, out_rows, ctx, 0, 0, mode, err);
+}
+
+size_t nx_acts_bytes(const nx_model_config *c, int B, int T, unsigned mode) {
+    nx_acts a = {.rows = B * T, .out_rows = B * T, .ctx = T, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
+                 .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM};
+    nx_arena count = nx_arena_counting();
+    plan(&a, c, &count);
+    return count.used;
+}
+
+void nx_acts_free(nx_acts *a) {
+    nx_arena_free(&a->arena);
+    free(a->pos_host);
+    free(a->spans_host);
+    memset(a, 0, sizeof *a);
+}
+
+/* Residual stream i (the input of layer i; i = L the last output), rows of
+ * the current forward. */
+static float *res_at(const nx_acts *a, const nx_model_config *c, int i) {
+    return a->res + (size_t)(a->stream ? i % 2 : i) * a->cur_N * c->C;
+}
+
+const float *nx_acts_hidden(const nx_acts *a, const nx_model_config *c, int i) {
+    NX_ASSERT(i >= 0 && i <= c->L);
+    NX_ASSERTM(!a->stream || i == c->L, "streaming activations keep no hidden states");
+    return i == c->L ? a->lnf : res_at(a, c, i);
+}
+
+const float *nx_acts_probs(const nx_acts *a, const nx_model_config *c, int l) {
+    NX_ASSERTM(a->probs, "attention maps are kept only with NX_ACTS_TRAIN or NX_ACTS_KEEP_PROBS");
+    NX_ASSERT(l >= 0 && l < c->L);
+    return a->probs + (size_t)l * a->B * c->NH * a->T * a->T;
+}
+
+/* Per-layer views: in training each layer has its own slice. */
+typedef struct {
+    float *ln1, *rstd1, *qkv, *probs, *att, *mid, *ln2, *rstd2, *gu, *h;
+} layer_acts;
+
+static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) {
+    size_t R = (size_t)a->rows, L = a->train ? (size_t)l : 0, C = (size_t)c->C, F = (size_t)c->F;
+    size_t Q = (size_t)c->NH * c->HS, QKV = Q + 2 * (size_t)c->KVH * c->HS;
+    return (layer_acts){
+        a->ln1 + L * R * C,     a->rstd1 + L * R,       a->qkv + L * R * QKV,
+        a->probs ? (float *)nx_acts_probs(a, c, l) : NULL,
+        a->att + L * R * Q,     a->mid + L * R * C,     a->ln2 + L * R * C,
+        a->rstd2 + L * R,       a->gu + L * R * 2 * F,  a->h + L * R * F,
+    };
+}
+
+/* ---- KV cache ---- */
+
+int nx_kv_cache_init(nx_kv_cache *kc, const nx_model *m, int S, int T, nx_err *err) {
+    const nx_model_config *c = &m->cfg;
+    memset(kc, 0, sizeof *kc);
+    if (S <= 0 || T <= 0) return nx_fail(err, "KV cache sizes must be positive: %d sequences × %d positions", S, T);
+    if (T > c->max_pos)
+        return nx_fail(err, "context of %d tokens exceeds the model's max_position_embeddings (%d)", T, c->max_pos);
+    *kc = (nx_kv_cache){.L = c->L, .S = S, .T = T, .D = c->KVH * c->HS};
+    size_t n = (size_t)c->L * S * T * kc->D;
+    if (nx_arena_init(&kc->arena, m->be, nx_kv_cache_bytes(c, S, T), err))
+        return nx_fail_prefix(err, "KV cache for %d × %d tokens", S, T);
+    kc->k = nx_arena_floats(&kc->arena, n);
+    kc->v = nx_arena_floats(&kc->arena, n);
+    return NX_OK;
+}
+
+size_t nx_kv_cache_bytes(const nx_model_config *c, int S, int T) {
+    nx_arena count = nx_arena_counting();
+    size_t n = (size_t)c->L * S * T * c->KVH * c->HS;
+    nx_arena_floats(&count, n);
+    nx_arena_floats(&count, n);
+    return count.used;
+}
+
+void nx_kv_cache_free(nx_kv_cache *kc) {
+    nx_arena_free(&kc->arena);
+    memset(kc, 0, sizeof *kc);
+}
+
+nx_kv nx_kv_cache_layer(const nx_kv_cache *kc, int l) {
+    NX_ASSERT(l >= 0 && l < kc->L);
+    size_t off = (size_t)l * kc->S * kc->T * kc->D;
+    return (nx_kv){kc->k + off, kc->v + off, kc->D, (int64_t)kc->T * kc->D};
+}
+
+/* ---- forward ---- */
+
+void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
+    const nx_model_config *c = &m->cfg;
+    nx_backend *be = m->be;
+    int N = bt->N, C = c->C, F = c->F, Q = c->NH * c->HS, KV = c->KVH * c->HS, QKV = Q + 2 * KV;
+    NX_ASSERT(a->be == be && N >= 1 && N <= a->rows && bt->nspans >= 1);
+    for (int s = 0, r = 0; s < bt->nspans; s++) {
+        nx_span sp = bt->spans[s];
+        NX_ASSERTM(sp.len >= 1 && sp.pos >= 0 && sp.pos + sp.len <= a->ctx, "span outside the planned context");
+        NX_ASSERTM(r + sp.len <= N, "spans longer than the batch");
+        for (int i = 0; i < sp.len; i++) a->pos_host[r++] = sp.pos + i;
+        if (s == bt->nspans - 1) NX_ASSERTM(r == N, "spans shorter than the batch");
+    }
+    for (int n = 0; n < N; n++) NX_ASSERTM(bt->ids[n] >= 0 && bt->ids[n] < c->V, "token id out of the vocabulary");
+    int B = 0, T = 0;
+    if (!bt->kv) { /* B sequences of T tokens among themselves */
+        B = bt->nspans, T = bt->spans[0].len;
+        for (int s = 0; s < B; s++)
+            NX_ASSERTM(bt->spans[s].seq == s && bt->spans[s].pos == 0 && bt->spans[s].len == T,
+                       "without a cache, spans must be {b, 0, T}");
+    }
+    if (a->probs) NX_ASSERTM(!bt->kv && B <= a->B && T == a->T, "kept attention maps need a B × T forward");
+    a->cur_N = N, a->cur_B = B, a->cur_T = T;
+    nx_backend_upload(be, a->ids, bt->ids, sizeof(int32_t) * N);
+    nx_backend_upload(be, a->pos, a->pos_host, sizeof(int32_t) * N);
+
+    nx_embed(be, res_at(a, c, 0), a->ids, &m->w.wte, N);
+    for (int l = 0; l < c->L; l++) {
+        const nx_layer_weights *w = &m->w.layer[l];
+        layer_acts s = layer_view(a, c, l);
+        float *x = res_at(a, c, l), *out = res_at(a, c, l + 1);
+        nx_rmsnorm(be, s.ln1, s.rstd1, x, w->ln1, N, C, c->eps);
+        nx_linear(be, s.qkv, s.ln1, &w->qkv, w->bqkv, N);
+        nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, false);
+        nx_rope(be, s.qkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, false);
+        nx_kv kv = {s.qkv + Q, s.qkv + Q + KV, QKV, (int64_t)T * QKV};
+        if (bt->kv) {
+            kv = nx_kv_cache_layer(bt->kv, l);
+            nx_kv_store(be, kv, s.qkv + Q, s.qkv + Q + KV, QKV, bt->spans, bt->nspans, KV);
+        }
+        nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS);
+        nx_linear(be, s.mid, s.att, &w->o, w->bo, N);
+        nx_add(be, s.mid, x, (int64_t)N * C);
+        nx_rmsnorm(be, s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->eps);
+        nx_linear(be, s.gu, s.ln2, &w->gu, NULL, N);
+        nx_swiglu(be, s.h, s.gu, N, F);
+        nx_linear(be, out, s.h, &w->down, NULL, N);
+        nx_add(be, out, s.mid, (int64_t)N * C);
+    }
+    const float *fin = res_at(a, c, c->L);
+    int nout = bt->out == NX_OUT_LAST ? bt->nspans : N;
+    if (bt->out == NX_OUT_NONE) return;
+    NX_ASSERTM(nout <= a->out_rows, "more output rows than planned");
+    if (bt->out == NX_OUT_LAST && bt->nspans != N) { /* gather each span's last row */
+        NX_ASSERTM(a->last, "training activations give logits of every row");
+        for (int s = 0, r = 0; s < bt->nspans; s++) {
+            r += bt->spans[s].len;
+            nx_backend_copy(be, a->last + (size_t)s * C, fin + (size_t)(r - 1) * C, sizeof(float) * C);
+        }
+        fin = a->last;
+    }
+    nx_rmsnorm(be, a->lnf, a->rstdf, fin, m->w.lnf, nout, C, c->eps);
+    if (bt->out != NX_OUT_HIDDEN) nx_linear(be, a->logits, a->lnf, &m->w.head, NULL, nout);
+}
+
+void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, int T, bool logits) {
+    NX_ASSERT(B >= 1 && B <= a->B && T >= 1 && T <= a->T);
+    for (int b = 0; b < B; b++) a->spans_host[b] = (nx_span){b, 0, T};
+    nx_batch bt = {.N = B * T, .ids = ids, .spans = a->spans_host, .nspans = B,
+                   .out = logits ? NX_OUT_ALL : NX_OUT_HIDDEN};
+    nx_model_run(m, a, &bt);
+}
+
+/* ---- backward ---- */
+
+void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden,
+                       float *const *dprobs) {
+    const nx_model_config *c = &m->cfg;
+    nx_backend *be = m->be;
+    NX_ASSERTM(a->train, "backward needs activations planned with NX_ACTS_TRAIN");
+    NX_ASSERTM(m->params, "backward needs a model held in f32");
+    int B = a->cur_B, T = a->cur_T, N = B * T, C = c->C, Q = c->NH * c->HS, KV = c->KVH * c->HS;
+    int QKV = Q + 2 * KV;
+    size_t NC = (size_t)N * C * sizeof(float);
+    nx_layer_weights gl[c->L];
+    nx_weights g = {.layer = gl};
+    nx_weights_bind(&g, c, NX_F32, be, grads);
+
+    /* logits = lnf @ head.T ; lnf = norm(res[L]) */
+    nx_backend_zero(be, a->dlnf, NC);
+    nx_linear_backward(be, a->dlnf, g.head.data, NULL, a->dlogits, a->lnf, &m->w.head, N);
+    float *dres = a->dres;
+    nx_backend_zero(be, dres, NC);
+    nx_rmsnorm_backward(be, dres, g.lnf, a->dlnf, res_at(a, c, c->L), m->w.lnf, a->rstdf, N, C);
+    if (dhidden) nx_add(be, dres, dhidden + (size_t)c->L * N * C, (int64_t)N * C);
+
+    for (int l = c->L - 1; l >= 0; l--) {
+        const nx_layer_weights *w = &m->w.layer[l];
+        nx_layer_weights *gw = &g.layer[l];
+        layer_acts s = layer_view(a, c, l);
+        /* out = mid + down(h): dmid = dres (kept in place), dh = dres @ Wd */
+        nx_backend_zero(be, a->dh, sizeof(float) * N * c->F);
+        nx_linear_backward(be, a->dh, gw->down.data, NULL, dres, s.h, &w->down, N);
+        nx_swiglu_backward(be, a->dgu, a->dh, s.gu, N, c->F);
+        nx_backend_zero(be, a->dln, NC);
+        nx_linear_backward(be, a->dln, gw->gu.data, NULL, a->dgu, s.ln2, &w->gu, N);
+        nx_rmsnorm_backward(be, dres, gw->ln2, a->dln, s.mid, w->ln2, s.rstd2, N, C);
+        /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo */
+        nx_backend_zero(be, a->datt, sizeof(float) * N * Q);
+        nx_linear_backward(be, a->datt, gw->o.data, gw->bo, dres, s.att, &w->o, N);
+        nx_attention_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.probs,
+                              dprobs ? dprobs[l] : NULL, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH,
+                              c->KVH, c->HS);
+        nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, true);
+        nx_rope(be, a->dqkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, true);
+        nx_backend_zero(be, a->dln, NC);
+        nx_linear_backward(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, s.ln1, &w->qkv, N);
+        nx_rmsnorm_backward(be, dres, gw->ln1, a->dln, res_at(a, c, l), w->ln1, s.rstd1, N, C);
+        if (dhidden) nx_add(be, dres, dhidden + (size_t)l * N * C, (int64_t)N * C);
+    }
+    nx_embed_backward(be, g.wte.data, dres, a->ids, N, C);
+}

@@ -1,0 +1,287 @@
+/* model.c — the parameter table of a Llama-family model and models held
+ * on a backend: names, shapes, types and byte offsets into one buffer.
+ * Everything that walks parameters (loading, saving, the optimiser,
+ * gradient checks) walks this one table, so a new tensor is added in
+ * exactly one place.
+ *
+ * Layout, per layer: input norm | q, k, v weights back to back | their
+ * biases | o weight | o bias | post-attention norm | gate, up weights back
+ * to back | down weight. Each group starts 64-byte aligned and the tensors
+ * of a group are contiguous, so q/k/v and gate/up are each one matrix for
+ * the forward (rows stacked), whatever the shapes. Matrices (embeddings
+ * and head included) take the model's weight type; norms and biases f32. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexus/model.h"
+
+static const struct { const char *type, *cls; } ARCH[NX_ARCH_COUNT] = {
+    [NX_ARCH_LLAMA] = {"llama", "LlamaForCausalLM"},
+    [NX_ARCH_QWEN2] = {"qwen2", "Qwen2ForCausalLM"},
+    [NX_ARCH_MISTRAL] = {"mistral", "MistralForCausalLM"},
+};
+
+const char *nx_arch_name(nx_arch a) {
+    NX_ASSERT((unsigned)a < NX_ARCH_COUNT);
+    return ARCH[a].type;
+}
+
+const char *nx_arch_class(nx_arch a) {
+    NX_ASSERT((unsigned)a < NX_ARCH_COUNT);
+    return ARCH[a].cls;
+}
+
+int nx_arch_parse(const char *model_type, nx_arch *out) {
+    for (int a = 0; a < NX_ARCH_COUNT; a++)
+        if (!strcmp(model_type, ARCH[a].type)) {
+            *out = (nx_arch)a;
+            return NX_OK;
+        }
+    return NX_ERR;
+}
+
+const char *nx_arch_list(void) { return "llama, qwen2, mistral"; }
+
+typedef struct {
+    nx_param *tab;   /* when not NULL: fill the table */
+    char *base;      /* when not NULL: views point into base */
+    nx_backend *be;
+    nx_dtype wt;     /* the matrices' type */
+    int n;
+    size_t off;      /* bytes */
+} builder;
+
+static void group(builder *b) { b->off = (b->off + 63) & ~(size_t)63; }
+
+/* Adds one tensor of type t; returns where it lives in base (NULL when not binding). */
+static void *add(builder *b, nx_dtype t, int ndim, int64_t d0, int64_t d1, const char *fmt, int layer) {
+    size_t numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
+    size_t bytes = ndim == 2 ? (size_t)d0 * nx_row_bytes(t, d1) : nx_row_bytes(t, d0);
+    if (b->tab) {
+        nx_param *p = &b->tab[b->n];
+        snprintf(p->name, sizeof p->name, fmt, layer);
+        p->ndim = ndim;
+        p->shape[0] = d0;
+        p->shape[1] = ndim == 2 ? d1 : 0;
+        p->type = t;
+        p->off = b->off;
+        p->nbytes = bytes;
+        p->numel = numel;
+    }
+    void *ptr = b->base ? b->base + b->off : NULL;
+    b->n++;
+    b->off += bytes;
+    return ptr;
+}
+
+static nx_weight matrix(builder *b, int rows, int cols, void *data) {
+    return nx_weight_view(b->be, b->wt, rows, cols, data);
+}
+
+/* One layer's tensors. */
+static void add_layer(builder *b, const nx_model_config *c, int l, nx_layer_weights *lw) {
+    int Q = c->NH * c->HS, KV = c->KVH * c->HS;
+    nx_dtype wt = b->wt;
+    group(b);
+    lw->ln1 = add(b, NX_F32, 1, c->C, 0, "model.layers.%d.input_layernorm.weight", l);
+    group(b);
+    void *q = add(b, wt, 2, Q, c->C, "model.layers.%d.self_attn.q_proj.weight", l);
+    add(b, wt, 2, KV, c->C, "model.layers.%d.self_attn.k_proj.weight", l);
+    add(b, wt, 2, KV, c->C, "model.layers.%d.self_attn.v_proj.weight", l);
+    lw->qkv = matrix(b, Q + 2 * KV, c->C, q);
+    lw->bqkv = NULL;
+    if (c->qkv_bias) {
+        group(b);
+        lw->bqkv = add(b, NX_F32, 1, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l);
+        add(b, NX_F32, 1, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l);
+        add(b, NX_F32, 1, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l);
+    }
+    group(b);
+    lw->o = matrix(b, c->C, Q, add(b, wt, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l));
+    lw->bo = NULL;
+    if (c->o_bias) {
+        group(b);
+        lw->bo = add(b, NX_F32, 1, c->C, 0, "model.layers.%d.self_attn.o_proj.bias", l);
+    }
+    group(b);
+    lw->ln2 = add(b, NX_F32, 1, c->C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+    group(b);
+    void *g = add(b, wt, 2, c->F, c->C, "model.layers.%d.mlp.gate_proj.weight", l);
+    add(b, wt, 2, c->F, c->C, "model.layers.%d.mlp.up_proj.weight", l);
+    lw->gu = matrix(b, 2 * c->F, c->C, g);
+    group(b);
+    lw->down = matrix(b, c->C, c->F, add(b, wt, 2, c->C, c->F, "model.layers.%d.mlp.down_proj.weight", l));
+}
+
+/* The one walk over a model's tensors. w may be NULL. */
+static builder build(const nx_model_config *c, nx_dtype wt, nx_param *tab, nx_backend *be, void *base,
+                     nx_weights *w) {
+    NX_ASSERTM(nx_type(wt)->weight, "not a weight type");
+    builder b = {tab, base, be, wt, 0, 0};
+    nx_weights dummy;
+    nx_layer_weights lw_dummy;
+    if (!w) w = &dummy;
+    w->wte = matrix(&b, c->V, c->C, add(&b, wt, 2, c->V, c->C, "model.embed_tokens.weight", 0));
+    for (int l = 0; l < c->L; l++) add_layer(&b, c, l, w == &dummy ? &lw_dummy : &w->layer[l]);
+    group(&b);
+    w->lnf = add(&b, NX_F32, 1, c->C, 0, "model.norm.weight", 0);
+    if (c->tied) {
+        w->head = w->wte;
+    } else {
+        group(&b);
+        w->head = matrix(&b, c->V, c->C, add(&b, wt, 2, c->V, c->C, "lm_head.weight", 0));
+    }
+    group(&b);
+    return b;
+}
+
+int nx_model_params(const nx_model_config *cfg, nx_dtype wtype, nx_param *tab) {
+    return build(cfg, wtype, tab, NULL, NULL, NULL).n;
+}
+
+size_t nx_model_size(const nx_model_config *cfg, nx_dtype wtype) {
+    return build(cfg, wtype, NULL, NULL, NULL, NULL).off;
+}
+
+size_t nx_model_numel(const nx_model_config *cfg) { return nx_model_size(cfg, NX_F32) / sizeof(float); }
+
+size_t nx_model_count(const nx_model_config *cfg) {
+    int n = nx_model_params(cfg, NX_F32, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * n);
+    nx_model_params(cfg, NX_F32, tab);
+    size_t s = 0;
+    for (int i = 0; i < n; i++) s += tab[i].numel;
+    free(tab);
+    return s;
+}
+
+void nx_weights_bind(nx_weights *w, const nx_model_config *c, nx_dtype wtype, nx_backend *be, void *base) {
+    NX_ASSERT(w->layer != NULL && base != NULL);
+    build(c, wtype, NULL, be, base, w);
+}
+
+int nx_model_config_check(const nx_model_config *c, nx_err *err) {
+    if (c->V <= 0 || c->C <= 0 || c->L <= 0 || c->NH <= 0 || c->KVH <= 0 || c->HS <= 0 || c->F <= 0)
+        return nx_fail(err, "model shape must be positive: vocab %d, hidden %d, layers %d, heads %d, "
+                            "kv heads %d, head_dim %d, intermediate %d",
+                       c->V, c->C, c->L, c->NH, c->KVH, c->HS, c->F);
+    if (c->NH % c->KVH)
+        return nx_fail(err, "num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
+                       c->NH, c->KVH);
+    if (c->HS % 2) return nx_fail(err, "head_dim (%d) must be even for rotary embeddings", c->HS);
+    if (!(c->eps > 0)) return nx_fail(err, "rms_norm_eps must be positive (got %g)", c->eps);
+    if (!(c->rope_theta > 0)) return nx_fail(err, "rope_theta must be positive (got %g)", c->rope_theta);
+    if (c->max_pos <= 0) return nx_fail(err, "max_position_embeddings must be positive");
+    return NX_OK;
+}
+
+
+/* Elements of the largest matrix: what linear widens into the workspace
+ * when the weights are not f32. */
+static size_t largest_matrix(const nx_model_config *c) {
+    size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, C = (size_t)c->C;
+    size_t m = (size_t)c->V * C, cand[] = {(Q + 2 * KV) * C, C * Q, 2 * (size_t)c->F * C};
+    for (int i = 0; i < 3; i++) m = cand[i] > m ? cand[i] : m;
+    return m;
+}
+
+size_t nx_model_bytes(const nx_model_config *cfg, nx_dtype wtype) {
+    return nx_model_size(cfg, wtype) + (wtype == NX_F32 ? 0 : sizeof(float) * largest_matrix(cfg));
+}
+
+int nx_model_init_on(nx_model *m, const nx_model_config *cfg, nx_dtype wtype, nx_backend *be, nx_err *err) {
+    memset(m, 0, sizeof *m);
+    if (nx_model_config_check(cfg, err)) return NX_ERR;
+    if (!nx_type(wtype)->weight || !nx_backend_supports_weight(be, wtype))
+        return nx_fail(err, "the %s backend cannot hold weights of type %s", be->name, nx_dtype_name(wtype));
+    if (wtype != NX_F32 && nx_backend_plan(be, &(nx_work){.weight_elems = (int64_t)largest_matrix(cfg)}, err))
+        return NX_ERR;
+    m->cfg = *cfg;
+    m->be = be;
+    m->wtype = wtype;
+    m->nbytes = nx_model_size(cfg, wtype);
+    if (!(m->data = nx_backend_alloc(be, m->nbytes, "model weights", err))) return NX_ERR;
+    m->ntab = nx_model_params(cfg, wtype, NULL);
+    m->tab = nx_xmalloc(sizeof *m->tab * m->ntab);
+    nx_model_params(cfg, wtype, m->tab);
+    m->layer_store = nx_xcalloc(cfg->L, sizeof *m->layer_store);
+    m->w.layer = m->layer_store;
+    nx_weights_bind(&m->w, cfg, wtype, be, m->data);
+    if (wtype == NX_F32) {
+        m->params = m->data;
+        m->nparams = m->nbytes / sizeof(float);
+    }
+    return NX_OK;
+}
+
+int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err) {
+    return nx_model_init_on(m, cfg, NX_F32, nx_backend_cpu(), err);
+}
+
+int nx_model_find(const nx_model *m, const char *name) {
+    for (int i = 0; i < m->ntab; i++)
+        if (!strcmp(m->tab[i].name, name)) return i;
+    return -1;
+}
+
+void nx_model_set(nx_model *m, int i, const void *src, nx_dtype st) {
+    NX_ASSERT(i >= 0 && i < m->ntab);
+    const nx_param *p = &m->tab[i];
+    char *dst = (char *)m->data + p->off;
+    if (m->be->host_memory) {
+        nx_convert(dst, p->type, src, st, (int64_t)p->numel);
+        return;
+    }
+    void *tmp = nx_xmalloc(p->nbytes);
+    nx_convert(tmp, p->type, src, st, (int64_t)p->numel);
+    nx_backend_upload(m->be, dst, tmp, p->nbytes);
+    free(tmp);
+}
+
+void nx_model_get(const nx_model *m, int i, float *dst) {
+    NX_ASSERT(i >= 0 && i < m->ntab);
+    const nx_param *p = &m->tab[i];
+    const char *src = (const char *)m->data + p->off;
+    if (m->be->host_memory) {
+        nx_convert(dst, NX_F32, src, p->type, (int64_t)p->numel);
+        return;
+    }
+    void *tmp = nx_xmalloc(p->nbytes);
+    nx_backend_download(m->be, tmp, src, p->nbytes);
+    nx_convert(dst, NX_F32, tmp, p->type, (int64_t)p->numel);
+    free(tmp);
+}
+
+void nx_model_init_random(nx_model *m, float std, nx_rng *rng) {
+    for (int i = 0; i < m->ntab; i++) {
+        const nx_param *p = &m->tab[i];
+        float *v = nx_xmalloc(sizeof(float) * p->numel);
+        bool norm = strstr(p->name, "norm") != NULL, bias = strstr(p->name, ".bias") != NULL;
+        for (size_t k = 0; k < p->numel; k++) v[k] = norm ? 1.0f : bias ? 0.0f : std * nx_rng_normal(rng);
+        nx_model_set(m, i, v, NX_F32);
+        free(v);
+    }
+}
+
+float *nx_model_reserve(nx_model *m, size_t extra, nx_err *err) {
+    NX_ASSERTM(m->params, "only an f32 model trains parameters of its own");
+    size_t own = m->nparams * sizeof(float);
+    float *p = nx_backend_alloc(m->be, own + extra * sizeof(float), "model and trainer parameters", err);
+    if (!p) return NULL;
+    nx_backend_copy(m->be, p, m->data, own);
+    nx_backend_free(m->be, m->data);
+    m->data = m->params = p;
+    m->nbytes = own + extra * sizeof(float);
+    m->nextra = extra;
+    nx_weights_bind(&m->w, &m->cfg, NX_F32, m->be, p);
+    return p + m->nparams;
+}
+
+void nx_model_free(nx_model *m) {
+    if (m->be) nx_backend_free(m->be, m->data);
+    free(m->tab);
+    free(m->layer_store);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,415 @@
+/* test_backend.c — every op of every built backend against the reference
+ * backend, forward and backward, on random shapes with odd sizes (ggml's
+ * test-backend-ops idea). Inputs are made on the host, run through the
+ * reference there and through the backend under test after an upload; the
+ * results are downloaded and compared. An op a backend lacks is reported
+ * as skipped, by name. The CPU backend always runs; the CUDA backend when
+ * nexus was built with `make CUDA=1` and a GPU is present. */
+#include "nexus/ops.h"
+#include "nxtest.h"
+
+static nx_rng R;
+static nx_backend *REF;
+static nx_backend *UNDER[4];
+static int NUNDER;
+
+static float *rnd(long n, float scale) {
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    for (long i = 0; i < n; i++) x[i] = scale * nx_rng_normal(&R);
+    return x;
+}
+static int rint_in(int lo, int hi) { return lo + (int)nx_rng_below(&R, hi - lo + 1); }
+
+/* A copy of host bytes on be. */
+static void *up(nx_backend *be, const void *host, size_t bytes) {
+    void *d = nx_backend_alloc(be, bytes ? bytes : 4, "test", NULL);
+    NX_ASSERT(d);
+    nx_backend_upload(be, d, host, bytes);
+    return d;
+}
+/* Downloads n floats of dev and compares them with want. */
+static double rel_err(nx_backend *be, const float *dev, const float *want, long n) {
+    float *got = malloc(sizeof(float) * (n ? n : 1));
+    nx_backend_download(be, got, dev, sizeof(float) * n);
+    double e = nxt_rel_err(got, want, n);
+    free(got);
+    return e;
+}
+static double scalar(nx_backend *be, const double *dev) {
+    double v;
+    nx_backend_download(be, &v, dev, sizeof v);
+    return v;
+}
+
+#define SKIP_IF_MISSING(be, op)                                                         \
+    if (!(be)->ops->op) {                                                               \
+        printf("skip %s on %s: the backend has no such op\n", #op, (be)->name);         \
+        continue;                                                                       \
+    }
+#define EXPECT(e, tol, what)                                                            \
+    CHECKF((e) <= (tol), "%s on %s: relative error %.3g > %.3g", what, be->name, (double)(e), (double)(tol))
+#define FOR_EACH_BACKEND for (int bi = 0; bi < NUNDER; bi++) for (nx_backend *be = UNDER[bi]; be; be = NULL)
+
+TEST(embed_every_weight_type) {
+    nx_dtype types[] = {NX_F32, NX_BF16, NX_F16};
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, embed);
+        for (int k = 0; k < 3; k++) {
+            if (!nx_backend_supports_weight(be, types[k])) {
+                printf("skip embed of %s on %s\n", nx_dtype_name(types[k]), be->name);
+                continue;
+            }
+            int V = rint_in(2, 50), C = rint_in(1, 67), N = rint_in(1, 20);
+            float *w = rnd((long)V * C, 1), *want = malloc(sizeof(float) * N * C);
+            void *wt = malloc(nx_row_bytes(types[k], (int64_t)V * C));
+            nx_convert(wt, types[k], w, NX_F32, (int64_t)V * C);
+            int32_t ids[20];
+            for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&R, V);
+            nx_weight W = nx_weight_view(REF, types[k], V, C, wt);
+            nx_embed(REF, want, ids, &W, N);
+            nx_weight Wd = nx_weight_view(be, types[k], V, C, up(be, wt, W.row_bytes * V));
+            int32_t *idd = up(be, ids, sizeof ids);
+            float *out = up(be, want, sizeof(float) * N * C);
+            nx_backend_zero(be, out, sizeof(float) * N * C);
+            nx_embed(be, out, idd, &Wd, N);
+            EXPECT(rel_err(be, out, want, (long)N * C), 0, "embed");
+            /* backward (f32) */
+            float *dout = rnd((long)N * C, 1), *dw = calloc((size_t)V * C, 4);
+            float *dwd = up(be, dw, sizeof(float) * V * C), *doutd = up(be, dout, sizeof(float) * N * C);
+            nx_embed_backward(REF, dw, dout, ids, N, C);
+            if (be->ops->embed_backward) {
+                nx_embed_backward(be, dwd, doutd, idd, N, C);
+                EXPECT(rel_err(be, dwd, dw, (long)V * C), 1e-6, "embed_backward");
+            }
+            nx_backend_free(be, Wd.data), nx_backend_free(be, idd), nx_backend_free(be, out);
+            nx_backend_free(be, dwd), nx_backend_free(be, doutd);
+            free(w), free(want), free(wt), free(dout), free(dw);
+        }
+    }
+}
+
+TEST(rmsnorm_forward_and_backward) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, rmsnorm);
+        for (int it = 0; it < 6; it++) {
+            int N = rint_in(1, 37), C = rint_in(1, 130); /* int: the sizes below stay small */
+            long n = (long)N * C;
+            float *x = rnd(n, 1), *w = rnd(C, 1), *dy = rnd(n, 1), *o = malloc(4 * n), *rs = malloc(4 * N);
+            nx_rmsnorm(REF, o, rs, x, w, N, C, 1e-5f);
+            float *xd = up(be, x, 4 * n), *wd = up(be, w, 4 * C), *od = up(be, o, 4 * n), *rsd = up(be, rs, 4 * N);
+            nx_backend_zero(be, od, 4 * n);
+            nx_rmsnorm(be, od, rsd, xd, wd, N, C, 1e-5f);
+            EXPECT(rel_err(be, od, o, n), 1e-6, "rmsnorm");
+            EXPECT(rel_err(be, rsd, rs, N), 1e-6, "rmsnorm rstd");
+            if (!be->ops->rmsnorm_backward) {
+                printf("skip rmsnorm_backward on %s\n", be->name);
+            } else {
+                float *dx = rnd(n, 1), *dw = rnd(C, 1); /* backward adds: start from nonzero */
+                float *dxd = up(be, dx, 4 * n), *dwd = up(be, dw, 4 * C), *dyd = up(be, dy, 4 * n);
+                nx_rmsnorm_backward(REF, dx, dw, dy, x, w, rs, N, C);
+                nx_rmsnorm_backward(be, dxd, dwd, dyd, xd, wd, rsd, N, C);
+                EXPECT(rel_err(be, dxd, dx, n), 1e-5, "rmsnorm_backward dx");
+                EXPECT(rel_err(be, dwd, dw, C), 1e-5, "rmsnorm_backward dw");
+                nx_backend_free(be, dxd), nx_backend_free(be, dwd), nx_backend_free(be, dyd);
+                free(dx), free(dw);
+            }
+            nx_backend_free(be, xd), nx_backend_free(be, wd), nx_backend_free(be, od), nx_backend_free(be, rsd);
+            free(x), free(w), free(dy), free(o), free(rs);
+        }
+    }
+}
+
+TEST(linear_every_weight_type_few_and_many_rows) {
+    nx_dtype types[] = {NX_F32, NX_BF16, NX_F16};
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, linear);
+        for (int k = 0; k < 3; k++) {
+            if (!nx_backend_supports_weight(be, types[k])) {
+                printf("skip linear with %s weights on %s\n", nx_dtype_name(types[k]), be->name);
+                continue;
+            }
+            int rows[] = {1, 2, 3, 5, 8, 9, 33, 70};
+            for (int it = 0; it < 8; it++) {
+                int N = rows[it], IC = rint_in(1, 90), OC = rint_in(1, 90);
+                bool bias = it % 2;
+                float *x = rnd((long)N * IC, 1), *w = rnd((long)OC * IC, 1), *b = rnd(OC, 1);
+                void *wt = malloc(nx_row_bytes(types[k], (int64_t)OC * IC));
+                nx_convert(wt, types[k], w, NX_F32, (int64_t)OC * IC);
+                nx_weight W = nx_weight_view(REF, types[k], OC, IC, wt);
+                float *want = malloc(4L * N * OC);
+                nx_linear(REF, want, x, &W, bias ? b : NULL, N);
+                int64_t plan = (int64_t)OC * IC;
+                NX_ASSERT(nx_backend_plan(be, &(nx_work){.weight_elems = plan}, NULL) == NX_OK);
+                nx_weight Wd = nx_weight_view(be, types[k], OC, IC, up(be, wt, W.row_bytes * OC));
+                float *xd = up(be, x, 4L * N * IC), *bd = up(be, b, 4L * OC), *od = up(be, want, 4L * N * OC);
+                nx_backend_zero(be, od, 4L * N * OC);
+                nx_linear(be, od, xd, &Wd, bias ? bd : NULL, N);
+                EXPECT(rel_err(be, od, want, (long)N * OC), 2e-6, "linear");
+                if (types[k] == NX_F32 && be->ops->linear_backward) {
+                    float *dy = rnd((long)N * OC, 1), *dx = rnd((long)N * IC, 1), *dW = rnd((long)OC * IC, 1),
+                          *db = rnd(OC, 1);
+                    float *dyd = up(be, dy, 4L * N * OC), *dxd = up(be, dx, 4L * N * IC), *dWd = up(be, dW, 4L * OC * IC),
+                          *dbd = up(be, db, 4L * OC);
+                    nx_linear_backward(REF, dx, dW, bias ? db : NULL, dy, x, &W, N);
+                    nx_linear_backward(be, dxd, dWd, bias ? dbd : NULL, dyd, xd, &Wd, N);
+                    EXPECT(rel_err(be, dxd, dx, (long)N * IC), 1e-5, "linear_backward din");
+                    EXPECT(rel_err(be, dWd, dW, (long)OC * IC), 1e-5, "linear_backward dW");
+                    EXPECT(rel_err(be, dbd, db, OC), 1e-5, "linear_backward db");
+                    nx_backend_free(be, dyd), nx_backend_free(be, dxd), nx_backend_free(be, dWd), nx_backend_free(be, dbd);
+                    free(dy), free(dx), free(dW), free(db);
+                } else if (types[k] == NX_F32) {
+                    printf("skip linear_backward on %s\n", be->name);
+                }
+                nx_backend_free(be, Wd.data), nx_backend_free(be, xd), nx_backend_free(be, bd), nx_backend_free(be, od);
+                free(x), free(w), free(b), free(wt), free(want);
+            }
+        }
+    }
+}
+
+TEST(rope_with_row_stride_and_inverse) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, rope);
+        for (int it = 0; it < 4; it++) {
+            int N = rint_in(1, 21), H = rint_in(1, 5), HS = 2 * rint_in(1, 17), P = 50, ld = H * HS + rint_in(0, 7);
+            float *cs = malloc(4L * P * HS / 2), *sn = malloc(4L * P * HS / 2);
+            nx_rope_tables(cs, sn, P, HS, 10000.0);
+            int32_t pos[21];
+            for (int n = 0; n < N; n++) pos[n] = (int32_t)nx_rng_below(&R, P);
+            long n_ = (long)N * ld;
+            float *x = rnd(n_, 1);
+            float *xd = up(be, x, 4 * n_), *csd = up(be, cs, 4L * P * HS / 2), *snd = up(be, sn, 4L * P * HS / 2);
+            int32_t *pd = up(be, pos, sizeof pos);
+            for (int inv = 0; inv < 2; inv++) {
+                nx_rope(REF, x, ld, pos, cs, sn, N, H, HS, inv);
+                nx_rope(be, xd, ld, pd, csd, snd, N, H, HS, inv);
+                EXPECT(rel_err(be, xd, x, n_), 1e-6, inv ? "rope inverse" : "rope");
+            }
+            nx_backend_free(be, xd), nx_backend_free(be, csd), nx_backend_free(be, snd), nx_backend_free(be, pd);
+            free(cs), free(sn), free(x);
+        }
+    }
+}
+
+/* Attention over a KV cache: spans mixing prefill chunks (also ones that
+ * cross a 64-row block) and decode rows of sequences at other positions,
+ * after kv_store put the rows' keys and values in place. */
+TEST(kv_store_and_attention_over_a_cache) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, attention);
+        SKIP_IF_MISSING(be, kv_store);
+        int cases[][3] = {{4, 2, 8}, {6, 2, 5}, {2, 1, 16}, {3, 3, 7}};
+        for (int it = 0; it < 4; it++) {
+            int NH = cases[it][0], KVH = cases[it][1], HS = cases[it][2], S = 4, T = 150;
+            int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV;
+            nx_span sp[4] = {{0, 0, 70}, {2, 33, 1}, {1, 5, 1}, {3, 10, 9}};
+            int nspans = 4, N = 81;
+            long ncache = (long)S * T * KV;
+            float *kc = rnd(ncache, 1), *vc = rnd(ncache, 1), *qkv = rnd((long)N * ld, 1), *out = malloc(4L * N * Q);
+            float *kcd = up(be, kc, 4 * ncache), *vcd = up(be, vc, 4 * ncache), *qkvd = up(be, qkv, 4L * N * ld);
+            float *outd = up(be, out, 4L * N * Q);
+            NX_ASSERT(nx_backend_plan(be, &(nx_work){.ctx = T}, NULL) == NX_OK);
+            nx_kv kv = {kc, vc, KV, (int64_t)T * KV}, kvd = {kcd, vcd, KV, (int64_t)T * KV};
+            nx_kv_store(REF, kv, qkv + Q, qkv + Q + KV, ld, sp, nspans, KV);
+            nx_kv_store(be, kvd, qkvd + Q, qkvd + Q + KV, ld, sp, nspans, KV);
+            EXPECT(rel_err(be, kcd, kc, ncache), 0, "kv_store keys");
+            EXPECT(rel_err(be, vcd, vc, ncache), 0, "kv_store values");
+            nx_attention(REF, out, NULL, qkv, ld, kv, sp, nspans, NH, KVH, HS);
+            nx_attention(be, outd, NULL, qkvd, ld, kvd, sp, nspans, NH, KVH, HS);
+            EXPECT(rel_err(be, outd, out, (long)N * Q), 1e-5, "attention over a cache");
+            nx_backend_free(be, kcd), nx_backend_free(be, vcd), nx_backend_free(be, qkvd), nx_backend_free(be, outd);
+            free(kc), free(vc), free(qkv), free(out);
+        }
+    }
+}
+
+/* Training attention: B sequences among themselves, maps kept, backward. */
+TEST(training_attention_forward_maps_and_backward) {
+    int shapes[][5] = {{1, 1, 1, 1, 4}, {2, 5, 1, 1, 3}, {2, 7, 4, 1, 8}, {1, 9, 6, 2, 5},
+                       {3, 4, 4, 4, 6}, {1, 70, 2, 1, 16}, {2, 65, 4, 2, 8}};
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, attention);
+        for (unsigned it = 0; it < sizeof shapes / sizeof shapes[0]; it++) {
+            int B = shapes[it][0], T = shapes[it][1], NH = shapes[it][2], KVH = shapes[it][3], HS = shapes[it][4];
+            int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV;
+            long N = (long)B * T, np = (long)B * NH * T * T;
+            nx_span sp[3];
+            for (int b = 0; b < B; b++) sp[b] = (nx_span){b, 0, T};
+            float *x = rnd(N * ld, 1), *out = malloc(4 * N * Q), *probs = malloc(4 * np);
+            float *xd = up(be, x, 4 * N * ld), *outd = up(be, out, 4 * N * Q), *pd = up(be, probs, 4 * np);
+            nx_backend_zero(be, pd, 4 * np);
+            nx_kv kv = {x + Q, x + Q + KV, ld, (int64_t)T * ld}, kvd = {xd + Q, xd + Q + KV, ld, (int64_t)T * ld};
+            nx_attention(REF, out, probs, x, ld, kv, sp, B, NH, KVH, HS);
+            nx_attention(be, outd, pd, xd, ld, kvd, sp, B, NH, KVH, HS);
+            EXPECT(rel_err(be, outd, out, N * Q), 1e-5, "training attention");
+            EXPECT(rel_err(be, pd, probs, np), 1e-5, "attention maps");
+            if (!be->ops->attention_backward) {
+                printf("skip attention_backward on %s\n", be->name);
+            } else {
+                float *dy = rnd(N * Q, 1), *dmap = rnd(np, 1), *dx = malloc(4 * N * ld), *s = malloc(4 * np);
+                float *dyd = up(be, dy, 4 * N * Q), *dmapd = up(be, dmap, 4 * np), *dxd = up(be, x, 4 * N * ld);
+                float *sd = up(be, probs, 4 * np);
+                memcpy(dx, x, 4 * N * ld); /* the strided gaps must survive untouched */
+                nx_attention_backward(REF, dx, dx + Q, dx + Q + KV, s, dy, probs, dmap, x, x + Q, x + Q + KV, ld, B, T,
+                                      NH, KVH, HS);
+                nx_attention_backward(be, dxd, dxd + Q, dxd + Q + KV, sd, dyd, pd, dmapd, xd, xd + Q, xd + Q + KV, ld,
+                                      B, T, NH, KVH, HS);
+                EXPECT(rel_err(be, dxd, dx, N * ld), 1e-5, "attention_backward");
+                nx_backend_free(be, dyd), nx_backend_free(be, dmapd), nx_backend_free(be, dxd), nx_backend_free(be, sd);
+                free(dy), free(dmap), free(dx), free(s);
+            }
+            nx_backend_free(be, xd), nx_backend_free(be, outd), nx_backend_free(be, pd);
+            free(x), free(out), free(probs);
+        }
+    }
+}
+
+TEST(swiglu_add_argmax) {
+    FOR_EACH_BACKEND {
+        int N = rint_in(1, 17), F = rint_in(1, 300);
+        size_t n = (size_t)N * F;
+        float *gu = rnd(2 * n, 2), *h = malloc(4 * n), *dh = rnd(n, 1), *dgu = malloc(8 * n);
+        float *gud = up(be, gu, 8 * n), *hd = up(be, h, 4 * n), *dhd = up(be, dh, 4 * n), *dgud = up(be, gu, 8 * n);
+        if (be->ops->swiglu) {
+            nx_swiglu(REF, h, gu, N, F);
+            nx_swiglu(be, hd, gud, N, F);
+            EXPECT(rel_err(be, hd, h, n), 1e-6, "swiglu");
+        } else printf("skip swiglu on %s\n", be->name);
+        if (be->ops->swiglu_backward) {
+            nx_swiglu_backward(REF, dgu, dh, gu, N, F);
+            nx_swiglu_backward(be, dgud, dhd, gud, N, F);
+            EXPECT(rel_err(be, dgud, dgu, 2 * n), 1e-6, "swiglu_backward");
+        } else printf("skip swiglu_backward on %s\n", be->name);
+        if (be->ops->add) {
+            nx_add(REF, dh, gu, n);
+            nx_add(be, dhd, gud, n);
+            EXPECT(rel_err(be, dhd, dh, n), 0, "add");
+        } else printf("skip add on %s\n", be->name);
+        if (be->ops->argmax) {
+            int32_t a[17], b[17], *ad = up(be, a, sizeof a);
+            if (F > 2) gu[1] = gu[2] = 100.0f; /* a tie in row 0: the lowest index wins */
+            nx_backend_upload(be, gud, gu, 8 * n);
+            nx_argmax(REF, a, gu, N, F);
+            nx_argmax(be, ad, gud, N, F);
+            nx_backend_download(be, b, ad, sizeof(int32_t) * N);
+            CHECK(memcmp(a, b, sizeof(int32_t) * N) == 0);
+            nx_backend_free(be, ad);
+        } else printf("skip argmax on %s\n", be->name);
+        nx_backend_free(be, gud), nx_backend_free(be, hd), nx_backend_free(be, dhd), nx_backend_free(be, dgud);
+        free(gu), free(h), free(dh), free(dgu);
+    }
+}
+
+TEST(losses_values_and_gradients) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, cross_entropy);
+        SKIP_IF_MISSING(be, kd_loss);
+        for (int it = 0; it < 6; it++) {
+            int N = rint_in(1, 9), V = rint_in(2, 3000);
+            long n = (long)N * V;
+            float *s = rnd(n, 3), *t = rnd(n, 3), *d = rnd(n, 1);
+            int32_t tg[9];
+            for (int i = 0; i < N; i++) tg[i] = (i == N - 1 && N > 1) ? -1 : (int)nx_rng_below(&R, V);
+            NX_ASSERT(nx_backend_plan(be, &(nx_work){.vocab = V}, NULL) == NX_OK);
+            float *sd = up(be, s, 4 * n), *td = up(be, t, 4 * n), *dd = up(be, d, 4 * n);
+            int32_t *tgd = up(be, tg, sizeof tg);
+            double *ld = up(be, &(double){0}, sizeof(double)), l;
+            for (int kind = -1; kind < 3; kind++) {
+                float temp = kind == 0 ? 0.5f : kind == 1 ? 1.0f : 2.0f;
+                if (kind < 0) {
+                    nx_cross_entropy(REF, &l, d, 0.7f, s, tg, N, V);
+                    nx_cross_entropy(be, ld, dd, 0.7f, sd, tgd, N, V);
+                } else {
+                    nx_kd_loss(REF, &l, (nx_kd_kind)kind, temp, d, 0.7f, s, t, tg, N, V);
+                    nx_kd_loss(be, ld, (nx_kd_kind)kind, temp, dd, 0.7f, sd, td, tgd, N, V);
+                }
+                double got = scalar(be, ld);
+                CHECKF(fabs(got - l) <= 1e-5 * fabs(l) + 1e-7, "loss %d on %s: %.9g vs %.9g", kind, be->name, got, l);
+                EXPECT(rel_err(be, dd, d, n), 1e-5, "loss gradient");
+            }
+            nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, dd), nx_backend_free(be, tgd);
+            nx_backend_free(be, ld);
+            free(s), free(t), free(d);
+        }
+    }
+}
+
+TEST(hidden_and_attention_transfer_kernels) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, sqdiff);
+        long n = rint_in(1, 5000);
+        float *y = rnd(n, 1), *t = rnd(n, 1), *dy = rnd(n, 1);
+        float *yd = up(be, y, 4 * n), *td = up(be, t, 4 * n), *dyd = up(be, dy, 4 * n);
+        double *sd = up(be, &(double){0}, sizeof(double)), sum;
+        nx_sqdiff(REF, &sum, dy, true, y, t, n, 0.3f);
+        nx_sqdiff(be, sd, dyd, true, yd, td, n, 0.3f);
+        CHECK(fabs(scalar(be, sd) - sum) <= 1e-9 * sum);
+        EXPECT(rel_err(be, dyd, dy, n), 1e-6, "sqdiff add");
+        nx_sqdiff(REF, &sum, y, false, y, t, n, 0.3f); /* in place */
+        nx_sqdiff(be, sd, yd, false, yd, td, n, 0.3f);
+        EXPECT(rel_err(be, yd, y, n), 1e-6, "sqdiff in place");
+        if (!be->ops->attention_kl) {
+            printf("skip attention_kl on %s\n", be->name);
+        } else {
+            int B = 2, T = 6;
+            for (int hs = 2; hs <= 3; hs++) {
+                int ht = hs == 2 ? 2 : 4;
+                long ns = (long)B * hs * T * T, nt = (long)B * ht * T * T;
+                float *ps = malloc(4 * ns), *pt = malloc(4 * nt), *dp = rnd(ns, 1);
+                for (long i = 0; i < ns; i++) ps[i] = (float)nx_rng_uniform(&R);
+                for (long i = 0; i < nt; i++) pt[i] = i % 7 ? (float)nx_rng_uniform(&R) : 0.0f;
+                float *psd = up(be, ps, 4 * ns), *ptd = up(be, pt, 4 * nt), *dpd = up(be, dp, 4 * ns);
+                nx_attention_kl(REF, &sum, dp, ps, pt, B, T, hs, ht, 0.25f);
+                nx_attention_kl(be, sd, dpd, psd, ptd, B, T, hs, ht, 0.25f);
+                CHECK(fabs(scalar(be, sd) - sum) <= 1e-6 * fabs(sum));
+                EXPECT(rel_err(be, dpd, dp, ns), 1e-6, "attention_kl");
+                nx_backend_free(be, psd), nx_backend_free(be, ptd), nx_backend_free(be, dpd);
+                free(ps), free(pt), free(dp);
+            }
+        }
+        nx_backend_free(be, yd), nx_backend_free(be, td), nx_backend_free(be, dyd), nx_backend_free(be, sd);
+        free(y), free(t), free(dy);
+    }
+}
+
+TEST(sumsq_and_clipped_adamw_with_guard) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, sumsq);
+        SKIP_IF_MISSING(be, adamw);
+        long n = rint_in(1, 20000);
+        float *p = rnd(n, 1), *g = rnd(n, 1), *m = rnd(n, 0.1f), *v = malloc(4 * n);
+        for (long i = 0; i < n; i++) v[i] = 0.01f * (float)nx_rng_uniform(&R);
+        float *pd = up(be, p, 4 * n), *gd = up(be, g, 4 * n), *md = up(be, m, 4 * n), *vd = up(be, v, 4 * n);
+        double guard[2] = {1.0, 0}, *gdev = up(be, guard, sizeof guard);
+        nx_sumsq(REF, &guard[1], g, n);
+        nx_sumsq(be, gdev + 1, gd, n);
+        CHECK(fabs(scalar(be, gdev + 1) - guard[1]) <= 1e-9 * guard[1]);
+        nx_backend_upload(be, gdev, guard, sizeof guard);
+        nx_adamw_args a = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
+                           .bc1 = 1 - pow(0.9, 3), .bc2 = 1 - pow(0.95, 3), .clip = 1.0f};
+        nx_adamw_update(REF, p, g, m, v, n, &a, guard, 2);
+        nx_adamw_update(be, pd, gd, md, vd, n, &a, gdev, 2);
+        EXPECT(rel_err(be, pd, p, n), 1e-6, "adamw p");
+        EXPECT(rel_err(be, md, m, n), 1e-6, "adamw m");
+        EXPECT(rel_err(be, vd, v, n), 1e-6, "adamw v");
+        guard[0] = INFINITY; /* a non-finite loss: nothing moves */
+        nx_backend_upload(be, gdev, guard, sizeof guard);
+        nx_adamw_update(be, pd, gd, md, vd, n, &a, gdev, 2);
+        EXPECT(rel_err(be, pd, p, n), 1e-6, "adamw skipped on a bad guard");
+        nx_backend_free(be, pd), nx_backend_free(be, gd), nx_backend_free(be, md), nx_backend_free(be, vd);
+        nx_backend_free(be, gdev);
+        free(p), free(g), free(m), free(v);
+    }
+}
+
+__attribute__((constructor(200))) static void setup(void) {
+    nx_rng_seed(&R, 77);
+    REF = nx_backend_ref();
+    UNDER[NUNDER++] = nx_backend_cpu();
+    nx_err e;
+    nx_backend *cuda = nx_backend_cuda(&e);
+    if (cuda) UNDER[NUNDER++] = cuda;
+    else printf("skip the CUDA backend: %s\n", e.msg);
+    NX_ASSERT(nx_backend_plan(nx_backend_cpu(), &(nx_work){.vocab = 4096, .ctx = 256, .weight_elems = 1 << 14},
+                              NULL) == NX_OK);
+}
