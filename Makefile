@@ -8,7 +8,8 @@
 #   make golden     extended checks against ../shared (golden files, teacher)
 #   make check      both
 #   make sanitize   the self-contained suite under ASan + UBSan
-#   make bench      benchmarks (print ratios against baselines run in-process)
+#   make bench      benchmarks (print ratios against baselines run in-process,
+#                   and against the engine of BENCH_BASE built beside this one)
 #   make fuzz       libFuzzer target for the safetensors header (clang); new
 #                   inputs go to build/fuzz/corpus, seeds stay in tests/fuzz/corpus
 
@@ -32,6 +33,9 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 DEPS_STAMP := $(BUILD)/.deps
 BIN      ?= nexus
+# the commit `make bench` measures this engine against, side by side
+# (engine v1, the last commit before the backend seam)
+BENCH_BASE ?= 4f7dc87
 
 .PHONY: all test golden check sanitize bench fuzz clean deps demo
 all: $(BIN)
@@ -79,6 +83,9 @@ sanitize:
 
 bench: $(BIN) $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; ./$$b || exit 1; done
+	@echo "== the engine against commit $(BENCH_BASE) (bench/compare.sh)"
+	@if git cat-file -e $(BENCH_BASE) 2>/dev/null; then sh bench/compare.sh $(BENCH_BASE); \
+	 else echo "compare: skipped ($(BENCH_BASE) is not in this clone)"; fi
 
 fuzz: | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/fuzz

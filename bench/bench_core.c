@@ -7,11 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nexus/core.h"
-#include "nexus/gemm.h"
-#include "nexus/loss.h"
+#include "nexus/cpu.h"
 #include "nexus/model.h"
-#include "nexus/optim.h"
+#include "nexus/train.h"
 
 #ifdef __AVX2__
 #include <immintrin.h>
@@ -90,47 +88,44 @@ int main(void) {
     nx_err err;
     nx_rng r;
     nx_rng_seed(&r, 1);
-    if (nx_model_init(&m, &c, &err) || nx_acts_init(&a, &c, B, T, NX_ACTS_TRAIN, &err)) {
+    if (nx_model_init(&m, &c, &err) || nx_acts_init(&a, &m, B, T, NX_ACTS_INFER, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
     nx_model_init_random(&m, 0.02f, &r);
-    printf("S7M student: %.2f M parameters, batch %d × %d\n", m.nparams / 1e6, B, T);
+    printf("S7M student: %.2f M parameters, batch %d × %d\n", nx_model_count(&c) / 1e6, B, T);
     int32_t *ids = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
     for (int i = 0; i < N; i++) ids[i] = (int32_t)nx_rng_below(&r, c.V);
     for (int i = 0; i < N; i++) tg[i] = (i % T == T - 1) ? -1 : ids[i + 1];
-    float *grads = nx_aligned_alloc(m.nparams * sizeof(float));
-    nx_adamw opt;
-    nx_adamw_init(&opt, m.nparams, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f);
 
     int reps = 5;
     nx_model_forward(&m, &a, ids, B, T, true);
     double t0 = nx_now();
     for (int i = 0; i < reps; i++) nx_model_forward(&m, &a, ids, B, T, true);
     double fwd = (nx_now() - t0) / reps;
+    nx_acts_free(&a);
 
-    double loss = 0;
+    /* the CE training step: the trainer without a teacher */
+    nx_train_opts o = {.B = B, .T = T, .accum = 1, .lr = 1e-3f, .min_lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f,
+                       .eps = 1e-8f, .weight_decay = 0.1f, .clip = 1.0f, .sched = NX_SCHED_CONSTANT, .total_steps = 100};
+    nx_trainer tr;
+    if (nx_trainer_init(&tr, &m, NULL, &o, &err)) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return 1;
+    }
+    nx_step_stats st;
     for (int i = 0; i <= reps; i++) {
         if (i == 1) t0 = nx_now(); /* first step is warm-up */
-        nx_model_forward(&m, &a, ids, B, T, true);
-        memset(a.dlogits, 0, sizeof(float) * N * c.V);
-        memset(grads, 0, m.nparams * sizeof(float));
-        loss = nx_cross_entropy(a.dlogits, 1.0f, a.logits, tg, N, c.V);
-        nx_model_backward(&m, &a, grads, NULL, NULL);
-        nx_clip_grad_norm(grads, m.nparams, 1.0f);
-        nx_adamw_step(&opt, m.params, grads, 1e-3f, NULL);
+        nx_trainer_step(&tr, ids, tg, &st);
     }
     double step = (nx_now() - t0) / reps;
     double ff = step_matmul_flops(&c, B, T, false), fb = step_matmul_flops(&c, B, T, true);
     printf("%-34s %10.0f tokens/s  (%.1f GFLOP/s matmul, %.0f%% of sgemm peak)\n", "forward", N / fwd,
            ff / fwd / 1e9, 100 * ff / fwd / 1e9 / peak);
     printf("%-34s %10.0f tokens/s  (%.1f GFLOP/s matmul, %.0f%% of sgemm peak)  loss %.3f\n",
-           "forward+backward+AdamW (CE step)", N / step, fb / step / 1e9, 100 * fb / step / 1e9 / peak, loss);
-    printf("PyTorch on this machine type (PROTOCOLS.md, CE step): 1345 tokens/s as installed, "
-           "2539 with expert settings → nexus ratio %.2f× / %.2f×\n", N / step / 1345, N / step / 2539);
-    nx_adamw_free(&opt);
-    free(grads), free(ids), free(tg);
-    nx_acts_free(&a);
+           "forward+backward+AdamW (CE step)", N / step, fb / step / 1e9, 100 * fb / step / 1e9 / peak, st.loss);
+    nx_trainer_free(&tr);
+    free(ids), free(tg);
     nx_model_free(&m);
     return 0;
 }

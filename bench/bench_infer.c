@@ -18,7 +18,7 @@
 
 #include "nexus/core.h"
 #include "nexus/hf.h"
-#include "nexus/infer.h"
+#include "nexus/generate.h"
 
 #define MODEL "../shared/models/teacher-19m"
 
@@ -81,8 +81,11 @@ int main(void) {
     }
     const nx_model_config *c = &m.cfg;
     int P = 256, NDEC = 128, B = 8, REPS = 5;
-    nx_infer s;
-    if (nx_infer_init(&s, &m, B, 512, P, &err)) {
+    /* the engine itself, as llama-bench measures it: a 256-token prompt as
+     * one chunk, and decode steps fed with given ids (no sampling) */
+    nx_kv_cache kv;
+    nx_acts s;
+    if (nx_kv_cache_init(&kv, &m, B, 512, &err) || nx_acts_init_rows(&s, &m, P, B, 512, NX_ACTS_STREAM, &err)) {
         fprintf(stderr, "bench_infer: %s\n", err.msg);
         return 1;
     }
@@ -91,26 +94,28 @@ int main(void) {
     nx_rng_seed(&r, 1);
     for (int i = 0; i < P; i++) ids[i] = (int32_t)nx_rng_below(&r, c->V);
     int32_t next[8];
+    nx_span sp[8];
     double pre[REPS], dec[REPS], decb[REPS];
     for (int rep = -1; rep < REPS; rep++) { /* rep −1: warm-up */
-        nx_infer_reset(&s);
         double t0 = nx_now();
-        nx_infer_prefill(&s, 0, ids, P);
+        sp[0] = (nx_span){0, 0, P};
+        nx_model_run(&m, &s, &(nx_batch){P, ids, sp, 1, &kv, NX_OUT_LAST});
         double tp = nx_now() - t0;
-        nx_infer_reset(&s);
-        nx_infer_prefill(&s, 0, ids, 1);
+        sp[0] = (nx_span){0, 0, 1};
+        nx_model_run(&m, &s, &(nx_batch){1, ids, sp, 1, &kv, NX_OUT_LAST});
         t0 = nx_now();
         for (int k = 0; k < NDEC; k++) {
             next[0] = (int32_t)((ids[k] + 7 * k) % c->V);
-            nx_infer_decode(&s, next, 1);
+            sp[0] = (nx_span){0, 1 + k, 1};
+            nx_model_run(&m, &s, &(nx_batch){1, next, sp, 1, &kv, NX_OUT_LAST});
         }
         double td = nx_now() - t0;
-        nx_infer_reset(&s);
-        for (int b = 0; b < B; b++) nx_infer_prefill(&s, b, ids + b, 1);
+        for (int b = 0; b < B; b++) sp[b] = (nx_span){b, 0, 1};
+        nx_model_run(&m, &s, &(nx_batch){B, ids, sp, B, &kv, NX_OUT_LAST});
         t0 = nx_now();
         for (int k = 0; k < NDEC; k++) {
-            for (int b = 0; b < B; b++) next[b] = (int32_t)((ids[b + k] + k) % c->V);
-            nx_infer_decode(&s, next, B);
+            for (int b = 0; b < B; b++) next[b] = (int32_t)((ids[b + k] + k) % c->V), sp[b] = (nx_span){b, 1 + k, 1};
+            nx_model_run(&m, &s, &(nx_batch){B, next, sp, B, &kv, NX_OUT_LAST});
         }
         double tb = nx_now() - t0;
         if (rep < 0) continue;
@@ -119,7 +124,7 @@ int main(void) {
     qsort(pre, REPS, sizeof(double), cmp_d);
     qsort(dec, REPS, sizeof(double), cmp_d);
     qsort(decb, REPS, sizeof(double), cmp_d);
-    double bw = copy_bandwidth(), rbw = read_bandwidth(), bytes = nx_infer_bytes_per_token(c);
+    double bw = copy_bandwidth(), rbw = read_bandwidth(), bytes = nx_gen_bytes_per_token(&m);
     double med_dec = dec[REPS / 2], med_pre = pre[REPS / 2];
     printf("teacher-19m f32, %d threads, load average %.2f %.2f %.2f (%d reps, median [min, max])\n",
            nx_threads(), load[0], load[1], load[2], REPS);
@@ -135,7 +140,8 @@ int main(void) {
     printf("           streaming read with %d threads %.2f GB/s: decode reads weights at %.0f%% of it\n",
            nx_threads(), rbw / 1e9, 100 * bytes * med_dec / rbw);
     free(ids);
-    nx_infer_free(&s);
+    nx_acts_free(&s);
+    nx_kv_cache_free(&kv);
     nx_model_free(&m);
     return 0;
 }

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nexus/gemm.h"
+#include "nexus/cpu.h"
 #include "nexus/hf.h"
 #include "nexus/train.h"
 
