@@ -1,9 +1,7 @@
 /* golden_infer.c — on teacher-19m (../shared): prefill then KV-cache decode
  * gives at every step the logits of a full forward of the whole sequence
  * (within 1e-4 relative), at batch 1 and for a batch of 3 sequences with
- * different prompt lengths. Skips when ../shared is absent. */
-#include <unistd.h>
-
+ * different prompt lengths. A missing ../shared is a failure. */
 #include "nexus/hf.h"
 #include "nexus/infer.h"
 #include "nxtest.h"
@@ -11,13 +9,13 @@
 #define MODEL "../shared/models/teacher-19m"
 
 TEST(teacher_kv_decode_matches_full_forward) {
-    if (access(MODEL "/model.safetensors", R_OK) != 0) {
-        printf("skipped: %s not found\n", MODEL);
-        return;
-    }
+    if (!NEED(MODEL "/config.json", MODEL "/model.safetensors")) return;
     nx_model m;
     nx_err err;
-    CHECKF(nx_hf_load_model(MODEL, &m, &err) == NX_OK, "%s", err.msg);
+    if (nx_hf_load_model(MODEL, &m, &err) != NX_OK) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
     const nx_model_config *c = &m.cfg;
     enum { B = 3, T = 80 };
     int plen[B] = {17, 5, 40};
