@@ -19,12 +19,11 @@
  * save is byte-comparable with one it saved: compact JSON with
  * "__metadata__": {"format": "pt"} first, the header padded with spaces to a
  * multiple of 8 bytes (so the data section is 8-byte aligned), data in the
- * order given. The file goes to PATH.tmp, is fsync'd, then renamed over
- * PATH, so a crash never leaves a half-written model behind. */
+ * order given. The file is written through nx_atomic_open/commit (PATH.tmp,
+ * fsync, rename), so a crash never leaves a half-written model behind. */
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -513,8 +512,8 @@ int nx_st_write(const char *path, const nx_st_entry *e, int n, nx_err *err) {
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "format", "pt");
     cJSON_AddItemToObject(root, "__metadata__", meta);
-    char *hdr = NULL, *tmp = NULL;
-    int fd = -1, rc = NX_ERR;
+    char *hdr = NULL;
+    int rc = NX_ERR;
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const nx_st_entry *x = &e[i];
@@ -561,39 +560,15 @@ int nx_st_write(const char *path, const nx_st_entry *e, int n, nx_err *err) {
     size_t hlen = strlen(hdr), padded = (hlen + 7) & ~(size_t)7;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    tmp = nx_xmalloc(strlen(path) + 5);
-    sprintf(tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        nx_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
     static const char spaces[8] = "        ";
-    int bad = nx_write_all(fd, len8, 8) || nx_write_all(fd, hdr, hlen) || nx_write_all(fd, spaces, padded - hlen);
-    for (int i = 0; i < n && !bad; i++) bad = nbytes[i] && nx_write_all(fd, e[i].data, nbytes[i]);
-    if (bad || fsync(fd) != 0) {
-        nx_fail(err, "%s: write failed: %s", tmp, strerror(errno));
+    nx_atomic_file f;
+    if (nx_atomic_open(&f, path, err) || nx_atomic_write(&f, len8, 8, err) ||
+        nx_atomic_write(&f, hdr, hlen, err) || nx_atomic_write(&f, spaces, padded - hlen, err))
         goto done;
-    }
-    int c = close(fd);
-    fd = -1;
-    if (c != 0 || rename(tmp, path) != 0) {
-        nx_fail(err, "%s: cannot finish writing (close/rename): %s", path, strerror(errno));
-        goto done;
-    }
-    /* Make the rename itself durable. */
-    char *dcopy = strdup(path);
-    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dcopy);
-    rc = NX_OK;
+    for (int i = 0; i < n; i++)
+        if (nx_atomic_write(&f, e[i].data, nbytes[i], err)) goto done;
+    rc = nx_atomic_commit(&f, err);
 done:
-    if (fd >= 0) close(fd);
-    if (rc && tmp) unlink(tmp);
-    free(tmp);
     free(hdr);
     cJSON_Delete(root);
     free(names);
