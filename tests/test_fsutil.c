@@ -1,10 +1,12 @@
 /* test_fsutil.c — the one whole-file reader and the one atomic writer:
  * contents, size limits, and that no error leaves anything at PATH.tmp or a
- * torn file at PATH (full disk included, on a small tmpfs when root). */
+ * torn file at PATH (full disk included, on a small tmpfs when root); and
+ * the JSON helpers the adapters share (json.h). */
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "nexus/fsutil.h"
+#include "nexus/json.h"
 #include "nxtest.h"
 
 static bool holds(const char *path, const char *want) {
@@ -101,4 +103,34 @@ TEST(atomic_full_disk_leaves_old_file) {
     snprintf(cmd, sizeof cmd, "umount %s", mnt);
     CHECK(system(cmd) == 0);
     rmdir(mnt);
+}
+
+static bool raw_is(float v, bool as_float, const char *want) {
+    cJSON *x = nx_json_float(v, as_float);
+    bool ok = cJSON_IsRaw(x) && !strcmp(x->valuestring, want);
+    if (!ok) fprintf(stderr, "  nx_json_float(%.9g, %d) = %s, want %s\n", (double)v, as_float, x->valuestring, want);
+    cJSON_Delete(x);
+    return ok;
+}
+
+TEST(json_float_and_kind) {
+    CHECK(raw_is(1e-5f, true, "1e-05"));
+    CHECK(raw_is(1e-6f, false, "1e-06"));
+    CHECK(raw_is(0.1f, true, "0.1"));
+    CHECK(raw_is(10000.0f, true, "1e+04")); /* shortest, and a float to Python already */
+    CHECK(raw_is(10000.0f, false, "1e+04"));
+    CHECK(raw_is(3.0f, true, "3.0"));
+    CHECK(raw_is(3.0f, false, "3"));
+    CHECK(raw_is(-2.0f, true, "-2.0"));
+    CHECK(raw_is(16777217.0f, true, "16777216.0")); /* rounds to the float first */
+    CHECK(raw_is(0.1234567f, true, "0.1234567"));
+    cJSON *o = cJSON_Parse("{\"s\":\"x\",\"n\":1,\"a\":[],\"o\":{},\"b\":true,\"z\":null}");
+    CHECK(!strcmp(nx_json_kind(cJSON_GetObjectItem(o, "s")), "a string"));
+    CHECK(!strcmp(nx_json_kind(cJSON_GetObjectItem(o, "n")), "a number"));
+    CHECK(!strcmp(nx_json_kind(cJSON_GetObjectItem(o, "a")), "an array"));
+    CHECK(!strcmp(nx_json_kind(cJSON_GetObjectItem(o, "o")), "an object"));
+    CHECK(!strcmp(nx_json_kind(cJSON_GetObjectItem(o, "b")), "a boolean"));
+    CHECK(!strcmp(nx_json_kind(cJSON_GetObjectItem(o, "z")), "null"));
+    CHECK(!strcmp(nx_json_kind(cJSON_GetObjectItem(o, "q")), "missing"));
+    cJSON_Delete(o);
 }
