@@ -19,8 +19,11 @@ BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
             -Iinclude -I/usr/include/cjson -I$(BLAS_INC)
+# Only what the code uses. libcurl and libmicrohttpd are installed by
+# scripts/deps.sh for the Hub download and the HTTP server to come; add
+# -lcurl / -lmicrohttpd here with the first source that includes them.
 LDLIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
-            -lcurl -lmicrohttpd -lpcre2-8 -lm -fopenmp -lpthread
+            -lpcre2-8 -lm -fopenmp -lpthread
 
 LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
