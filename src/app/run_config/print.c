@@ -8,15 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fmt.h"
 #include "internal.h"
-
-/* Shortest %g that reads back to the same double. */
-static void fmt_real(char *buf, size_t n, double v) {
-    for (int p = 1; p <= 17; p++) {
-        snprintf(buf, n, "%.*g", p, v);
-        if (strtod(buf, NULL) == v) return;
-    }
-}
 
 static void fmt_string(char *buf, size_t n, const char *s) {
     size_t u = 0;
@@ -55,7 +48,7 @@ bool cfg_fmt_value(const cfg_field *f, const nx_run_config *rc, char *buf, size_
         return true;
     case T_REAL:
         if ((f->flags & F_OPT) && !*(const double *)p) return false;
-        fmt_real(buf, n, *(const double *)p);
+        app_fmt_real(buf, n, *(const double *)p, false);
         return true;
     case T_BOOL:
         snprintf(buf, n, "%s", *(const bool *)p ? "true" : "false");
@@ -85,8 +78,8 @@ bool cfg_fmt_value(const cfg_field *f, const nx_run_config *rc, char *buf, size_
     }
     case T_BETAS: {
         char a[32], b[32];
-        fmt_real(a, sizeof a, ((const double *)p)[0]);
-        fmt_real(b, sizeof b, ((const double *)p)[1]);
+        app_fmt_real(a, sizeof a, ((const double *)p)[0], false);
+        app_fmt_real(b, sizeof b, ((const double *)p)[1], false);
         snprintf(buf, n, "[%s, %s]", a, b);
         return true;
     }
