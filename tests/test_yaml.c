@@ -70,7 +70,7 @@ TEST(rejections_name_the_place) {
 TEST(building_and_grafting) {
     nx_yaml *m = nx_yaml_new(NX_YAML_MAP, "(none)", 0, 0);
     for (int i = 0; i < 20; i++) { /* past the first growth */
-        char k[8];
+        char k[16];
         snprintf(k, sizeof k, "k%d", i);
         nx_yaml_push(m, nx_yaml_new_scalar(k, "(none)"), nx_yaml_new_scalar("v", "(none)"));
     }
