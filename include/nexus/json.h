@@ -16,6 +16,10 @@ const char *nx_json_kind(const cJSON *x);
  * 9.99999974737875e-06. as_float: text that would read as an integer gets
  * ".0" ("3.0", while 10000 is "1e+04" already) so that Python's json reads
  * a float, as transformers writes it. */
+/* The shortest "%.Ng" of v that reads back exactly: with as_float N = 1..9
+ * and strtof(buf) == (float)v ("0.0005", not "0.000500000024"), else N =
+ * 1..17 and strtod(buf) == v, as Python's repr() does. v finite. */
+void nx_fmt_real(char *buf, size_t n, double v, bool as_float);
 cJSON *nx_json_float(float v, bool as_float);
 
 #endif

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fmt.h"
+#include "nexus/json.h"
 #include "nexus/fsutil.h"
 #include "run_internal.h"
 
@@ -34,7 +34,7 @@ static void add_real(cJSON *o, const char *key, double v, bool as_float) {
         return;
     }
     char buf[40];
-    app_fmt_real(buf, sizeof buf, v, as_float);
+    nx_fmt_real(buf, sizeof buf, v, as_float);
     cJSON_AddRawToObject(o, key, buf);
 }
 

@@ -18,13 +18,17 @@ const char *nx_json_kind(const cJSON *x) {
     return "invalid";
 }
 
+void nx_fmt_real(char *buf, size_t n, double v, bool as_float) {
+    /* 9 significant digits always round-trip a float, 17 a double */
+    for (int p = 1; p <= (as_float ? 9 : 17); p++) {
+        snprintf(buf, n, "%.*g", p, v);
+        if (as_float ? strtof(buf, NULL) == (float)v : strtod(buf, NULL) == v) return;
+    }
+}
+
 cJSON *nx_json_float(float v, bool as_float) {
     char buf[40];
-    /* 9 significant digits always round-trip a float (FLT_DECIMAL_DIG). */
-    for (int p = 1; p <= 9; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
-        if (strtof(buf, NULL) == v) break;
-    }
+    nx_fmt_real(buf, sizeof buf, v, true);
     if (as_float && !strpbrk(buf, ".eEn")) strcat(buf, ".0"); /* "inf", "nan" have an n */
     cJSON *x = cJSON_CreateRaw(buf);
     NX_ASSERTM(x, "out of memory");

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../fmt.h"
+#include "nexus/json.h"
 #include "internal.h"
 
 static void fmt_string(char *buf, size_t n, const char *s) {
@@ -48,7 +48,7 @@ bool cfg_fmt_value(const cfg_field *f, const nx_run_config *rc, char *buf, size_
         return true;
     case T_REAL:
         if ((f->flags & F_OPT) && !*(const double *)p) return false;
-        app_fmt_real(buf, n, *(const double *)p, false);
+        nx_fmt_real(buf, n, *(const double *)p, false);
         return true;
     case T_BOOL:
         snprintf(buf, n, "%s", *(const bool *)p ? "true" : "false");
@@ -78,8 +78,8 @@ bool cfg_fmt_value(const cfg_field *f, const nx_run_config *rc, char *buf, size_
     }
     case T_BETAS: {
         char a[32], b[32];
-        app_fmt_real(a, sizeof a, ((const double *)p)[0], false);
-        app_fmt_real(b, sizeof b, ((const double *)p)[1], false);
+        nx_fmt_real(a, sizeof a, ((const double *)p)[0], false);
+        nx_fmt_real(b, sizeof b, ((const double *)p)[1], false);
         snprintf(buf, n, "[%s, %s]", a, b);
         return true;
     }
