@@ -37,5 +37,4 @@ if [ $rc = 1 ] && grep -q "fewer than one window of 256" $T/err; then ok "no com
 $NEXUS benchmark $T/missing --data $T/d.jsonl --no-speed > /dev/null 2> $T/err; rc=$?
 if [ $rc = 1 ] && grep -q "missing" $T/err; then ok "missing model dir: error names it"; else bad "missing model (rc $rc)"; fi
 
-echo "$pass passed, $fail failed"
-[ $fail = 0 ]
+summary

@@ -63,5 +63,4 @@ P=$(jq .prompt_tokens $T/c.json); G=$(jq .generated_tokens $T/c.json)
 if [ $rc = 0 ] && [ "$(jq -r .stop_reason $T/c.json)" = context ] && [ $((P + G)) = 64 ]; then
     ok "generation stops at the end of the context"; else bad "context stop (rc $rc, $P + $G)"; fi
 
-echo "$pass passed, $fail failed"
-[ $fail = 0 ]
+summary

@@ -48,5 +48,4 @@ expect bad_flag 2 "unknown option '--bogus'" -- $NEXUS info $FIX --bogus
 expect no_arg 2 "missing argument" -- $NEXUS info
 expect bad_batch 2 "--batch" -- $NEXUS info $FIX --batch 0
 expect bad_int 2 "not an integer" -- $NEXUS info $FIX --seq-len ten
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

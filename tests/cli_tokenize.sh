@@ -42,5 +42,4 @@ check "tok-split has eos from template" "$rc" "0"
 $NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/c.jsonl" >/dev/null 2>&1; check "missing --out is usage error" "$?" "2"
 $NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/c.jsonl" --out "$T/o4" --val-fraction 1.5 >/dev/null 2>&1
 check "bad --val-fraction is usage error" "$?" "2"
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

@@ -2,22 +2,18 @@
 # golden_benchmark.sh — `nexus benchmark` perplexity of teacher-19m on the
 # validation split equals transformers' 103.155 (PROTOCOLS.md) within 0.3%,
 # over 705 windows of 256 tokens of the 180,547-token stream.
-: "${NEXUS:=./nexus}"
+. tests/lib.sh
 M=../shared/models/teacher-19m
 D=../shared/data/corpus/validation.jsonl
-pass=0; fail=0
-if [ ! -d "$M" ] || [ ! -f "$D" ]; then
-    echo "ok   teacher perplexity (SKIPPED: ../shared absent)"; echo "1 passed, 0 failed"; exit 0
-fi
+need $M/config.json $M/model.safetensors $M/tokenizer.json $D || { summary; exit 1; }
 T=$(mktemp -d /tmp/nx_gbench.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 $NEXUS benchmark $M --data $D --no-speed --json > $T/b.json 2> $T/err; rc=$?
 ppl=$(jq '.models[0].perplexity' $T/b.json 2>/dev/null)
 if [ $rc = 0 ] && jq -e '(.models[0].perplexity / 103.155 - 1) | fabs < 0.003' $T/b.json > /dev/null; then
-    pass=$((pass + 1)); echo "ok   teacher-19m perplexity $ppl (transformers 103.155)"
-else fail=$((fail + 1)); echo "FAIL teacher-19m perplexity $ppl, expected 103.155 ± 0.3% (rc $rc)"; cat $T/err; fi
+    ok "teacher-19m perplexity $ppl (transformers 103.155)"
+else bad "teacher-19m perplexity $ppl, expected 103.155 ± 0.3% (rc $rc)"; cat $T/err; fi
 if jq -e '.models[0].data_tokens == 180547 and .models[0].windows == 705' $T/b.json > /dev/null; then
-    pass=$((pass + 1)); echo "ok   token stream of 180547 tokens, 705 windows"
-else fail=$((fail + 1)); echo "FAIL stream: $(jq -c '[.models[0].data_tokens, .models[0].windows]' $T/b.json)"; fi
-echo "$pass passed, $fail failed"
-[ $fail = 0 ]
+    ok "token stream of 180547 tokens, 705 windows"
+else bad "stream: $(jq -c '[.models[0].data_tokens, .models[0].windows]' $T/b.json)"; fi
+summary

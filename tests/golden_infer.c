@@ -2,7 +2,8 @@
  * through the one forward gives at every step the logits of a full forward
  * of the whole sequence (within 1e-4 relative), at batch 1 and for a batch
  * of 3 sequences with different prompt lengths decoded together; and held
- * in bf16 (as on disk), the same logits as held in f32. */
+ * in bf16 (as on disk), the same logits as held in f32. A missing ../shared
+ * is a failure. */
 #include <unistd.h>
 
 #include "nexus/hf.h"
@@ -22,13 +23,13 @@ static void run(const nx_model *m, nx_acts *s, nx_kv_cache *kv, const int32_t *i
 }
 
 TEST(teacher_kv_decode_matches_full_forward) {
-    if (access(MODEL "/model.safetensors", R_OK) != 0) {
-        CHECKF(0, "%s not found: make golden needs ../shared", MODEL);
-        return;
-    }
+    if (!NEED(MODEL "/config.json", MODEL "/model.safetensors")) return;
     nx_model m;
     nx_err err;
-    CHECKF(nx_hf_load_model(MODEL, &m, &err) == NX_OK, "%s", err.msg);
+    if (nx_hf_load_model(MODEL, &m, &err) != NX_OK) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
     const nx_model_config *c = &m.cfg;
     enum { B = 3, T = 80 };
     int plen[B] = {17, 5, 40};

@@ -6,6 +6,7 @@
  * reverse KL, JSD). */
 #include <cJSON.h>
 
+#include "nexus/fsutil.h"
 #include "nexus/hf.h"
 #include "nexus/ops.h"
 #include "nexus/model.h"
@@ -32,13 +33,17 @@ static float *tensor_f32(const nx_safetensors *st, const char *name, long expect
 }
 
 static cJSON *read_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return cJSON_Parse(buf);
+    size_t n;
+    nx_err e;
+    char *txt = nx_read_file(path, 0, &n, &e);
+    if (!txt) {
+        fprintf(stderr, "  %s\n", e.msg);
+        return NULL;
+    }
+    cJSON *j = cJSON_ParseWithLength(txt, n);
+    if (!j) fprintf(stderr, "  %s: not valid JSON\n", path);
+    free(txt);
+    return j;
 }
 
 static double jnum(cJSON *o, const char *a, const char *b) {
@@ -51,21 +56,28 @@ typedef struct {
     nx_model s, t;
     nx_acts sa, ta;
     nx_safetensors g;
-    int32_t *ids, *tg;   /* (N) from the golden file */
+    int32_t *ids, *tg;  /* (B, T), sized from the golden file's input_ids */
     int B, T, N;
 } fixture;
 
 static bool setup(fixture *f, const char *name) {
-    char p[256];
+    char p[256], sc[256], sw[256], tc[256], tw[256], g[256];
     nx_err e;
+    snprintf(sc, sizeof sc, GOLDEN "%s/student/config.json", name);
+    snprintf(sw, sizeof sw, GOLDEN "%s/student/model.safetensors", name);
+    snprintf(tc, sizeof tc, GOLDEN "%s/teacher/config.json", name);
+    snprintf(tw, sizeof tw, GOLDEN "%s/teacher/model.safetensors", name);
+    snprintf(g, sizeof g, GOLDEN "%s/golden.safetensors", name);
+    if (!NEED(sc, sw, tc, tw, g)) return false;
     snprintf(p, sizeof p, GOLDEN "%s/student", name);
     if (nx_hf_load_model(p, &f->s, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
     snprintf(p, sizeof p, GOLDEN "%s/teacher", name);
     if (nx_hf_load_model(p, &f->t, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
-    snprintf(p, sizeof p, GOLDEN "%s/golden.safetensors", name);
-    if (nx_st_open(&f->g, p, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
+    if (nx_st_open(&f->g, g, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
     const nx_st_tensor *ids = nx_st_find(&f->g, "input_ids");
-    if (!ids || ids->dtype != NX_I32 || ids->ndim != 2) return false;
+    if (!ids || ids->dtype != NX_I32 || ids->ndim != 2 || ids->shape[0] < 1 || ids->shape[1] < 2 ||
+        ids->shape[0] * ids->shape[1] > 1 << 20)
+        return fprintf(stderr, "  %s: no 'input_ids' of I32 (B, T) with B >= 1, T >= 2\n", g), false;
     f->B = (int)ids->shape[0];
     f->T = (int)ids->shape[1];
     f->N = f->B * f->T;
@@ -136,14 +148,17 @@ static void check_grads(fixture *f, const nx_safetensors *g, const char *prefix,
 static void run_case(const char *name) {
     fixture f;
     memset(&f, 0, sizeof f);
-    CHECK(setup(&f, name));
-    if (!f.N) return;
+    if (!setup(&f, name)) {
+        CHECKF(0, "set-up of %s failed (see above)", name);
+        teardown(&f);
+        return;
+    }
     check_forward(&f, "teacher", &f.t, &f.ta);
     check_forward(&f, "student", &f.s, &f.sa);
 
     char p[256];
     snprintf(p, sizeof p, GOLDEN "%s/golden.json", name);
-    cJSON *j = read_json(p);
+    cJSON *j = NEED(p) ? read_json(p) : NULL;
     CHECK(j != NULL);
     double temp = jnum(j, "loss", "temperature"), alpha = jnum(j, "loss", "alpha");
     double ce_ref = jnum(j, "loss", "ce"), kd_ref = jnum(j, "loss", "kd"), tot_ref = jnum(j, "loss", "total");
@@ -172,11 +187,18 @@ TEST(qwen2_tied_bias_matches_pytorch) { run_case("qwen2-tied-bias"); }
 TEST(each_distillation_loss_matches_pytorch) {
     fixture f;
     memset(&f, 0, sizeof f);
-    CHECK(setup(&f, "llama-gqa"));
-    if (!f.N) return;
+    if (!setup(&f, "llama-gqa")) {
+        CHECKF(0, "set-up of %s failed (see above)", "llama-gqa");
+        teardown(&f);
+        return;
+    }
     nx_safetensors g;
     nx_err e;
-    CHECK(nx_st_open(&g, GOLDEN "llama-gqa/golden_losses.safetensors", &e) == NX_OK);
+    if (!NEED(GOLDEN "llama-gqa/golden_losses.safetensors", GOLDEN "llama-gqa/golden_losses.json")) {
+        teardown(&f);
+        return;
+    }
+    CHECKF(nx_st_open(&g, GOLDEN "llama-gqa/golden_losses.safetensors", &e) == NX_OK, "%s", e.msg);
     cJSON *j = read_json(GOLDEN "llama-gqa/golden_losses.json");
     CHECK(j != NULL);
     struct { const char *key; nx_kd_kind kind; } cases[] = {

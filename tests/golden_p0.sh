@@ -3,12 +3,14 @@
 # deterministic distillation of L0246 from teacher-19m. Every step's loss
 # must be within 1e-4 relative of PyTorch's float64 run (listed there), and
 # the gradient norm before clipping within 1e-4 too.
-: "${NEXUS:=./nexus}"
+. tests/lib.sh
+M=../shared/models/teacher-19m
+need bench/p0.yaml $M/config.json $M/model.safetensors $M/tokenizer.json ../shared/data/corpus/validation.jsonl ||
+    { summary; exit 1; }
 T=$(mktemp -d /tmp/nx_p0.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
 if ! $NEXUS distill bench/p0.yaml --set output.dir=$T/out --set data.validation=null > $T/log 2>&1; then
-    echo "FAIL nexus distill bench/p0.yaml"; cat $T/log; echo "0 passed, 1 failed"; exit 1
+    bad "nexus distill bench/p0.yaml"; cat $T/log; summary; exit 1
 fi
 ref="0 3.199752417 3.02956
 1 3.301396120 3.48095
@@ -23,15 +25,14 @@ ref="0 3.199752417 3.02956
 got=$(grep -v '"eval"' $T/out/metrics.jsonl | sed -E 's/.*"step": ([0-9]+), "loss": ([^,]+),.*"grad_norm": ([^,]+),.*/\1 \2 \3/')
 while read -r step loss gn; do
     line=$(echo "$got" | awk -v s=$step '$1 == s')
-    if [ -z "$line" ]; then fail=$((fail + 1)); echo "FAIL step $step missing"; continue; fi
-    ok=$(echo "$line" | awk -v l=$loss -v g=$gn '{ e = ($2 - l) / l; if (e < 0) e = -e;
+    if [ -z "$line" ]; then bad "step $step missing"; continue; fi
+    v=$(echo "$line" | awk -v l=$loss -v g=$gn '{ e = ($2 - l) / l; if (e < 0) e = -e;
         f = ($3 - g) / g; if (f < 0) f = -f; printf "%s %.2e %.2e", (e <= 1e-4 && f <= 1e-4) ? "ok" : "no", e, f }')
-    case "$ok" in
-        ok*) pass=$((pass + 1)); echo "ok   P0 step $step loss $(echo $line | cut -d' ' -f2) (rel err ${ok#ok })" ;;
-        *) fail=$((fail + 1)); echo "FAIL P0 step $step: nexus $line vs PyTorch $loss $gn (${ok#no })" ;;
+    case "$v" in
+        ok*) ok "P0 step $step loss $(echo $line | cut -d' ' -f2) (rel err ${v#ok })" ;;
+        *) bad "P0 step $step: nexus $line vs PyTorch $loss $gn (${v#no })" ;;
     esac
 done <<EOF2
 $ref
 EOF2
-echo "$pass passed, $fail failed"
-[ $fail = 0 ]
+summary

@@ -4,8 +4,8 @@
  * states (teacher 18.9 M, L0246 12.6 M, S7M 7.15 M). Reads config.json with
  * cJSON directly so that this check does not depend on the HF loader. */
 #include <cJSON.h>
-#include <sys/stat.h>
 
+#include "nexus/fsutil.h"
 #include "nexus/run_config.h"
 #include "nxtest.h"
 
@@ -17,14 +17,13 @@ static int num(const cJSON *o, const char *k) {
 static bool teacher_cfg(const char *dir, nx_model_config *t) {
     char path[1200];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    cJSON *j = cJSON_Parse(buf);
-    if (!j) return false;
+    size_t n;
+    nx_err e;
+    char *txt = nx_read_file(path, 0, &n, &e);
+    if (!txt) return fprintf(stderr, "  %s\n", e.msg), false;
+    cJSON *j = cJSON_ParseWithLength(txt, n);
+    free(txt);
+    if (!j) return fprintf(stderr, "  %s: not valid JSON\n", path), false;
     memset(t, 0, sizeof *t);
     t->arch = NX_ARCH_LLAMA;
     t->V = num(j, "vocab_size");
@@ -44,20 +43,20 @@ static bool teacher_cfg(const char *dir, nx_model_config *t) {
     return true;
 }
 
-static bool exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
 static void check(const char *file, size_t want) {
     nx_run_config *rc = malloc(sizeof *rc);
     nx_err e;
     nx_model_config t, s;
-    CHECKF(nx_run_config_load(rc, file, NULL, 0, &e) == NX_OK, "%s", e.msg);
-    CHECKF(exists(rc->teacher.path), "%s: teacher %s missing", file, rc->teacher.path);
-    CHECKF(exists(rc->data.train), "%s: %s missing", file, rc->data.train);
-    CHECKF(exists(rc->data.validation), "%s: %s missing", file, rc->data.validation);
-    CHECK(teacher_cfg(rc->teacher.path, &t));
+    if (nx_run_config_load(rc, file, NULL, 0, &e) != NX_OK) {
+        CHECKF(0, "%s", e.msg);
+        free(rc);
+        return;
+    }
+    if (!NEED(rc->teacher.path, rc->data.train, rc->data.validation) || !teacher_cfg(rc->teacher.path, &t)) {
+        CHECKF(0, "%s: its teacher or data is missing or unreadable (see above)", file);
+        free(rc);
+        return;
+    }
     CHECKF(nx_model_numel(&t) == 18880896, "teacher %zu", nx_model_numel(&t));
     CHECKF(nx_run_config_student_shape(rc, &t, &s, &e) == NX_OK, "%s: %s", file, e.msg);
     CHECKF(nx_model_numel(&s) == want, "%s: student has %zu parameters, want %zu", file, nx_model_numel(&s), want);

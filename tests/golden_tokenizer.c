@@ -8,35 +8,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nexus/fsutil.h"
 #include "nexus/tokenizer.h"
 #include "nxtest.h"
 
 static const char *ROOT = "../shared/tokenizers";
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    *len = fread(p, 1, (size_t)n, f);
-    p[*len] = 0;
-    fclose(f);
-    return p;
-}
-
 static void check_style(const char *style) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", ROOT, style);
+    char dir[512], tj[600], path[600];
+    snprintf(dir, sizeof dir, "%s/%s", ROOT, style);
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+    snprintf(path, sizeof path, "%s/golden_encodings.json", dir);
+    if (!NEED(tj, path)) return;
     nx_err err;
     nx_tokenizer *t;
-    if (nx_tokenizer_load(&t, path, &err)) { CHECKF(0, "%s", err.msg); return; }
-    snprintf(path, sizeof path, "%s/%s/golden_encodings.json", ROOT, style);
+    if (nx_tokenizer_load(&t, dir, &err)) { CHECKF(0, "%s", err.msg); return; }
     size_t len;
-    char *js = slurp(path, &len);
-    CHECKF(js, "cannot read %s", path);
-    cJSON *g = js ? cJSON_Parse(js) : NULL;
+    char *js = nx_read_file(path, 0, &len, &err);
+    CHECKF(js, "%s", err.msg);
+    cJSON *g = js ? cJSON_ParseWithLength(js, len) : NULL;
+    CHECKF(!js || g, "%s: not valid JSON", path);
     int ncase = 0, bad = 0;
     cJSON *c;
     cJSON_ArrayForEach(c, g) {

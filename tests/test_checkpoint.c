@@ -14,6 +14,15 @@ static void fill(float *x, size_t n, float k) {
     for (size_t i = 0; i < n; i++) x[i] = k * (float)i + 0.5f;
 }
 
+/* What an optimizer hands over: AdamW's moments and step count. */
+typedef struct {
+    float *m, *v;
+    int64_t t;
+} moments;
+
+static moments moments_new(size_t n) { return (moments){calloc(n, 4), calloc(n, 4), 0}; }
+static void moments_free(moments *o) { free(o->m), free(o->v); }
+
 static nx_ckpt_meta meta_at(int64_t step) {
     nx_ckpt_meta m = {.config_hash = 0xabcdef, .step = step, .tokens = step * 100, .best_val_loss = 3.5};
     nx_rng_seed(&m.rng, (uint64_t)step);
@@ -27,15 +36,13 @@ TEST(roundtrip_keep_and_latest) {
     CHECK(mkdtemp(dir) != NULL);
     size_t n = 1000;
     float *p = malloc(n * 4), *q = malloc(n * 4);
-    nx_adamw o, o2;
-    nx_adamw_init(&o, nx_backend_cpu(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
-    nx_adamw_init(&o2, nx_backend_cpu(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
+    moments o = moments_new(n), o2 = moments_new(n);
     fill(p, n, 1), fill(o.m, n, 2), fill(o.v, n, 3);
     o.t = 7;
     nx_err e;
     for (int s = 10; s <= 40; s += 10) {
         nx_ckpt_meta m = meta_at(s);
-        CHECK(nx_ckpt_save(dir, &m, p, &o, 2, &e) == NX_OK);
+        CHECK(nx_ckpt_save(dir, &m, n, p, o.m, o.v, o.t, 2, &e) == NX_OK);
     }
     char path[256];
     CHECK(nx_ckpt_latest(dir, path, sizeof path, &e) == NX_OK && strstr(path, "step-00000040.nxck"));
@@ -43,35 +50,34 @@ TEST(roundtrip_keep_and_latest) {
     snprintf(old, sizeof old, "%s/step-00000020.nxck", dir);
     CHECK(access(old, F_OK) != 0); /* only the newest 2 kept */
     nx_ckpt_meta got;
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, q, &o2, &e) == NX_OK);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_OK);
     CHECK(memcmp(p, q, n * 4) == 0 && memcmp(o.m, o2.m, n * 4) == 0 && memcmp(o.v, o2.v, n * 4) == 0);
     nx_ckpt_meta want = meta_at(40);
     CHECK(got.step == 40 && got.tokens == 4000 && o2.t == 7 && got.data_state_len == 3);
     CHECK(memcmp(got.rng.s, want.rng.s, sizeof want.rng.s) == 0);
     /* another config */
-    CHECK(nx_ckpt_load(path, 0x1234, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "different configuration"));
+    CHECK(nx_ckpt_load(path, 0x1234, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_ERR && strstr(e.msg, "different configuration"));
     /* another student size */
-    nx_adamw o3;
-    nx_adamw_init(&o3, nx_backend_cpu(), n + 1, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
+    moments o3 = moments_new(n + 1);
     float *r = malloc((n + 1) * 4);
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, r, &o3, &e) == NX_ERR && strstr(e.msg, "student"));
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n + 1, r, o3.m, o3.v, &o3.t, &e) == NX_ERR && strstr(e.msg, "student"));
     /* corrupt one byte in the payload */
     FILE *f = fopen(path, "r+b");
     fseek(f, 2000, SEEK_SET);
     fputc(0x5a, f);
     fclose(f);
     memset(q, 0, n * 4);
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "CRC") && strstr(e.msg, path));
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_ERR && strstr(e.msg, "CRC") && strstr(e.msg, path));
     CHECK(q[0] == 0.0f); /* nothing half-loaded */
     /* truncation */
     CHECK(truncate(path, 500) == 0);
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "truncated"));
-    CHECK(nx_ckpt_load("/nonexistent/x.nxck", 0, &got, q, &o2, &e) == NX_ERR && strstr(e.msg, "/nonexistent/x.nxck"));
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_ERR && strstr(e.msg, "truncated"));
+    CHECK(nx_ckpt_load("/nonexistent/x.nxck", 0, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_ERR && strstr(e.msg, "/nonexistent/x.nxck"));
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
     free(p), free(q), free(r);
-    nx_adamw_free(&o), nx_adamw_free(&o2), nx_adamw_free(&o3);
+    moments_free(&o), moments_free(&o2), moments_free(&o3);
 }
 
 TEST(full_disk_keeps_previous_checkpoint) {
@@ -80,28 +86,25 @@ TEST(full_disk_keeps_previous_checkpoint) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=256k tmpfs %s 2>/dev/null", mnt);
     if (geteuid() != 0 || system(cmd) != 0) {
-        printf("  (skipped: cannot mount a small tmpfs here)\n");
         rmdir(mnt);
-        return;
+        SKIP("cannot mount a 256 KiB tmpfs here (needs root)");
     }
     size_t small = 10000, big = 40000; /* 3 × 40 KB fits 256 KiB once, not twice */
     float *p = calloc(big, 4);
-    nx_adamw o;
-    nx_adamw_init(&o, nx_backend_cpu(), small, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
+    moments o = moments_new(small);
     nx_err e;
     nx_ckpt_meta m = meta_at(1);
-    CHECK(nx_ckpt_save(mnt, &m, p, &o, 0, &e) == NX_OK);
-    nx_adamw ob;
-    nx_adamw_init(&ob, nx_backend_cpu(), big, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, NULL);
+    CHECK(nx_ckpt_save(mnt, &m, small, p, o.m, o.v, o.t, 0, &e) == NX_OK);
+    moments ob = moments_new(big);
     m = meta_at(2);
-    CHECK(nx_ckpt_save(mnt, &m, p, &ob, 0, &e) == NX_ERR && strstr(e.msg, "disk full"));
+    CHECK(nx_ckpt_save(mnt, &m, big, p, ob.m, ob.v, ob.t, 0, &e) == NX_ERR && strstr(e.msg, "disk full"));
     char path[256];
     CHECK(nx_ckpt_latest(mnt, path, sizeof path, &e) == NX_OK && strstr(path, "step-00000001"));
     nx_ckpt_meta got;
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, p, &o, &e) == NX_OK && got.step == 1);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, small, p, o.m, o.v, &o.t, &e) == NX_OK && got.step == 1);
     snprintf(cmd, sizeof cmd, "umount %s", mnt);
     CHECK(system(cmd) == 0);
     rmdir(mnt);
     free(p);
-    nx_adamw_free(&o), nx_adamw_free(&ob);
+    moments_free(&o), moments_free(&ob);
 }

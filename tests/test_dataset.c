@@ -55,6 +55,16 @@ TEST(shard_roundtrip_u16_u32) {
     /* an id outside the vocabulary is refused at write */
     ids[5] = 80000;
     CHECK(nx_shard_write(p, ids, 1000, 80000, -1, 1, 0, &err) == NX_ERR && strstr(err.msg, "token 5"));
+    /* ... leaving the previous shard whole and no temporary behind */
+    char tmp[140];
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    CHECK(access(tmp, F_OK) != 0);
+    CHECK(nx_shard_open(&s, p, &err) == NX_OK && s.info.width == 4);
+    nx_shard_close(&s);
+    /* an unwritable place: the error names the temporary it could not create */
+    ids[5] = 0;
+    snprintf(tmp, sizeof tmp, "%s/no/such/b.bin", dir);
+    CHECK(nx_shard_write(tmp, ids, 1000, 80000, -1, 1, 0, &err) == NX_ERR && strstr(err.msg, "no/such/b.bin.tmp"));
     rmdir_all();
 }
 

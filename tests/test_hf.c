@@ -3,33 +3,12 @@
  * and key, save/load round trips in F32/BF16/F16, sharded checkpoints, and
  * the tensor checks (missing, extra, wrong shape, tied head). Fixtures are
  * written to a mkdtemp dir. */
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "nexus/hf.h"
 #include "nexus/run.h"
 #include "nxtest.h"
-
-static char tmpdir[64];
-
-static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w) {
-    (void)s, (void)f, (void)w;
-    return remove(p);
-}
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/nx_hf_XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
-}
-static void teardown(void) { nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS); }
-
-static const char *tpath(const char *name) {
-    static char p[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", tmpdir, name);
-    return p[k];
-}
 
 static void write_text(const char *path, const char *s) {
     FILE *f = fopen(path, "w");
@@ -42,8 +21,8 @@ static void write_text(const char *path, const char *s) {
     "\"intermediate_size\": 24"
 
 static int load_cfg(const char *json, nx_model_config *c, nx_err *err) {
-    write_text(tpath("config.json"), json);
-    return nx_hf_load_config(tmpdir, c, err);
+    write_text(nxt_tpath("config.json"), json);
+    return nx_hf_load_config(nxt_tmpdir(), c, err);
 }
 
 static void expect_cfg_error(const char *json, const char *n1, const char *n2) {
@@ -56,7 +35,7 @@ static void expect_cfg_error(const char *json, const char *n1, const char *n2) {
 }
 
 TEST(config_llama_v5_and_defaults) {
-    setup();
+    nxt_tmp_make("hf");
     nx_model_config c;
     nx_err err = {{0}};
     CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
@@ -76,11 +55,11 @@ TEST(config_llama_v5_and_defaults) {
     /* explicit head_dim different from hidden/heads */
     CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"head_dim\": 8}", &c, &err) == NX_OK, "%s", err.msg);
     CHECK(c.HS == 8);
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(config_qwen2_mistral) {
-    setup();
+    nxt_tmp_make("hf");
     nx_model_config c;
     nx_err err = {{0}};
     CHECKF(load_cfg("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
@@ -97,11 +76,11 @@ TEST(config_qwen2_mistral) {
                      "\"use_sliding_window\": true}", "use_sliding_window", NULL);
     expect_cfg_error("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
                      "\"layer_types\": [\"sliding_attention\"]}", "layer_types", "sliding_attention");
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(config_errors_name_key) {
-    setup();
+    nxt_tmp_make("hf");
     expect_cfg_error("{\"model_type\": \"gpt2\", " LLAMA_BASE "}", "model_type", "'gpt2'");
     expect_cfg_error("{\"model_type\": \"gpt2\", " LLAMA_BASE "}", "llama, qwen2, mistral", NULL);
     expect_cfg_error("{" LLAMA_BASE "}", "model_type", NULL);
@@ -137,7 +116,7 @@ TEST(config_errors_name_key) {
     nx_model_config c;
     nx_err err = {{0}};
     CHECK(nx_hf_load_config("/nonexistent/dir", &c, &err) == NX_ERR && strstr(err.msg, "/nonexistent/dir/config.json"));
-    teardown();
+    nxt_tmp_remove();
 }
 
 /* A small random model of the given kind. */
@@ -169,7 +148,7 @@ static float *all_f32(const nx_model *m) {
 }
 
 TEST(model_round_trip_dtypes) {
-    setup();
+    nxt_tmp_make("hf");
     nx_arch archs[3] = {NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL};
     nx_dtype dts[3] = {NX_F32, NX_BF16, NX_F16};
     for (int a = 0; a < 3; a++)
@@ -178,7 +157,7 @@ TEST(model_round_trip_dtypes) {
             make_model(&m, archs[a], a == 1, a == 0, 7 + a);
             nx_err err = {{0}};
             char dir[128];
-            snprintf(dir, sizeof dir, "%s/m%d%d/sub", tmpdir, a, d);
+            snprintf(dir, sizeof dir, "%s/m%d%d/sub", nxt_tmpdir(), a, d);
             CHECKF(nx_hf_save_model(dir, &m, dts[d], &err) == NX_OK, "%s", err.msg);
             CHECKF(nx_hf_load_model(dir, &m2, &err) == NX_OK, "%s", err.msg);
             CHECK(m2.nparams == m.nparams);
@@ -205,9 +184,9 @@ TEST(model_round_trip_dtypes) {
     nx_err err;
     nx_model m;
     make_model(&m, NX_ARCH_LLAMA, false, false, 1);
-    CHECK(nx_hf_save_model(tmpdir, &m, NX_I8, &err) == NX_ERR && strstr(err.msg, "I8"));
+    CHECK(nx_hf_save_model(nxt_tmpdir(), &m, NX_I8, &err) == NX_ERR && strstr(err.msg, "I8"));
     nx_model_free(&m);
-    teardown();
+    nxt_tmp_remove();
 }
 
 /* A teacher held in bf16: a bf16 checkpoint loads bit for bit, f32 ones
@@ -215,14 +194,14 @@ TEST(model_round_trip_dtypes) {
  * gives the same logits and attention maps as the f32-held model of the
  * same checkpoint; copying layers from it gives the same student. */
 TEST(bf16_held_model_equals_f32_held) {
-    setup();
+    nxt_tmp_make("hf");
     nx_arch archs[3] = {NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL};
     for (int a = 0; a < 3; a++) {
         nx_model m, mf, mb;
         make_model(&m, archs[a], a == 1, a == 0, 17 + a);
         nx_err err = {{0}};
         char dir[128];
-        snprintf(dir, sizeof dir, "%s/b%d", tmpdir, a);
+        snprintf(dir, sizeof dir, "%s/b%d", nxt_tmpdir(), a);
         CHECKF(nx_hf_save_model(dir, &m, NX_F32, &err) == NX_OK, "%s", err.msg);
         CHECKF(nx_hf_load_model_as(dir, &mb, NX_BF16, &err) == NX_OK, "%s", err.msg);
         CHECK(mb.params == NULL && mb.wtype == NX_BF16 && mb.nbytes < m.nbytes);
@@ -271,7 +250,7 @@ TEST(bf16_held_model_equals_f32_held) {
         nx_model_free(&m), nx_model_free(&mf), nx_model_free(&mb);
         free(got);
     }
-    teardown();
+    nxt_tmp_remove();
 }
 
 /* Write the model's tensors with one dropped, renamed or added. */
@@ -290,33 +269,33 @@ static void write_tensors(const nx_model *m, const char *drop, const char *extra
         e[n++] = (nx_st_entry){.name = extra_name, .dtype = NX_F32, .ndim = 2,
                                .shape = {m->cfg.V, m->cfg.C}, .data = extra};
     nx_err err;
-    NX_ASSERT(nx_st_write(tpath("model.safetensors"), e, n, &err) == NX_OK);
+    NX_ASSERT(nx_st_write(nxt_tpath("model.safetensors"), e, n, &err) == NX_OK);
     free(e);
 }
 
 static void expect_load_error(const char *n1, const char *n2) {
     nx_model m;
     nx_err err = {{0}};
-    CHECK(nx_hf_load_model(tmpdir, &m, &err) == NX_ERR);
-    CHECKF(strstr(err.msg, tmpdir) != NULL, "no file: %s", err.msg);
+    CHECK(nx_hf_load_model(nxt_tmpdir(), &m, &err) == NX_ERR);
+    CHECKF(strstr(err.msg, nxt_tmpdir()) != NULL, "no file: %s", err.msg);
     if (n1) CHECKF(strstr(err.msg, n1) != NULL, "lacks '%s': %s", n1, err.msg);
     if (n2) CHECKF(strstr(err.msg, n2) != NULL, "lacks '%s': %s", n2, err.msg);
     CHECK(m.data == NULL);
 }
 
 TEST(model_tensor_checks) {
-    setup();
+    nxt_tmp_make("hf");
     nx_model m, m2;
     nx_err err = {{0}};
     make_model(&m, NX_ARCH_LLAMA, false, false, 3);
-    CHECKF(nx_hf_save_model(tmpdir, &m, NX_F32, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_hf_save_model(nxt_tmpdir(), &m, NX_F32, &err) == NX_OK, "%s", err.msg);
     write_tensors(&m, "model.layers.1.mlp.up_proj.weight", NULL, NULL);
     expect_load_error("model.safetensors", "'model.layers.1.mlp.up_proj.weight'");
     write_tensors(&m, NULL, "model.layers.0.self_attn.q_proj.bias", m.params);
     expect_load_error("unexpected tensor", "'model.layers.0.self_attn.q_proj.bias'");
     /* old checkpoints carry rotary buffers: ignored */
     write_tensors(&m, NULL, "model.layers.0.self_attn.rotary_emb.inv_freq", m.params);
-    CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_hf_load_model(nxt_tmpdir(), &m2, &err) == NX_OK, "%s", err.msg);
     CHECK(memcmp(m2.params, m.params, m.nparams * 4) == 0);
     nx_model_free(&m2);
     /* the config no longer matches the weights */
@@ -324,25 +303,25 @@ TEST(model_tensor_checks) {
     nx_model_config c2 = m.cfg;
     c2.F = 20;
     char *js = nx_hf_config_json(&c2, NX_F32);
-    write_text(tpath("config.json"), js);
+    write_text(nxt_tpath("config.json"), js);
     free(js);
     expect_load_error("shape", "mlp");
     /* not a safetensors dir at all */
-    remove(tpath("model.safetensors"));
+    remove(nxt_tpath("model.safetensors"));
     expect_load_error("no model.safetensors", NULL);
     nx_model_free(&m);
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(tied_head) {
-    setup();
+    nxt_tmp_make("hf");
     nx_model m, m2;
     nx_err err = {{0}};
     make_model(&m, NX_ARCH_QWEN2, true, false, 5);
-    CHECKF(nx_hf_save_model(tmpdir, &m, NX_F32, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_hf_save_model(nxt_tmpdir(), &m, NX_F32, &err) == NX_OK, "%s", err.msg);
     /* an identical lm_head copy is accepted */
     write_tensors(&m, NULL, "lm_head.weight", m.w.wte.data);
-    CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_hf_load_model(nxt_tmpdir(), &m2, &err) == NX_OK, "%s", err.msg);
     CHECK(m2.w.head.data == m2.w.wte.data && memcmp(m2.params, m.params, m.nparams * 4) == 0);
     nx_model_free(&m2);
     /* a different one is an error */
@@ -354,21 +333,21 @@ TEST(tied_head) {
     expect_load_error("'lm_head.weight'", "tie_word_embeddings");
     free(other);
     nx_model_free(&m);
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(sharded_model_and_unaligned) {
-    setup();
+    nxt_tmp_make("hf");
     nx_model m, m2;
     nx_err err = {{0}};
     make_model(&m, NX_ARCH_LLAMA, false, true, 9);
-    CHECKF(nx_hf_save_model(tmpdir, &m, NX_BF16, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_hf_save_model(nxt_tmpdir(), &m, NX_BF16, &err) == NX_OK, "%s", err.msg);
     /* split into two shards by hand: embeddings alone, the rest */
     nx_safetensors st;
-    CHECKF(nx_st_open(&st, tpath("model.safetensors"), &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_st_open(&st, nxt_tpath("model.safetensors"), &err) == NX_OK, "%s", err.msg);
     nx_st_entry *e = calloc(st.n, sizeof *e);
     int n1 = 0, n2 = 0;
-    FILE *idx = fopen(tpath("model.safetensors.index.json"), "w");
+    FILE *idx = fopen(nxt_tpath("model.safetensors.index.json"), "w");
     fprintf(idx, "{\"metadata\": {}, \"weight_map\": {");
     for (int pass = 0; pass < 2; pass++) {
         int k = 0;
@@ -383,7 +362,7 @@ TEST(sharded_model_and_unaligned) {
         }
         char name[32];
         snprintf(name, sizeof name, "part-%d.safetensors", pass);
-        CHECKF(nx_st_write(tpath(name), e, k, &err) == NX_OK, "%s", err.msg);
+        CHECKF(nx_st_write(nxt_tpath(name), e, k, &err) == NX_OK, "%s", err.msg);
         if (pass == 0) n1 = k;
         else n2 = k;
     }
@@ -391,20 +370,20 @@ TEST(sharded_model_and_unaligned) {
     fclose(idx);
     free(e);
     nx_st_close(&st);
-    remove(tpath("model.safetensors"));
+    remove(nxt_tpath("model.safetensors"));
     CHECK(n1 == 1 && n2 > 1);
-    CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_hf_load_model(nxt_tmpdir(), &m2, &err) == NX_OK, "%s", err.msg);
     for (size_t i = 0; i < m.nparams; i++) m.params[i] = nx_bf16_to_f32(nx_f32_to_bf16(m.params[i]));
     CHECK(m2.nparams == m.nparams && memcmp(m2.params, m.params, m.nparams * 4) == 0);
     nx_model_free(&m2);
     nx_model_free(&m);
 
     /* a header of odd length leaves BF16 data at odd addresses */
-    teardown();
-    setup();
+    nxt_tmp_remove();
+    nxt_tmp_make("hf");
     make_model(&m, NX_ARCH_LLAMA, true, false, 11);
-    CHECKF(nx_hf_save_model(tmpdir, &m, NX_BF16, &err) == NX_OK, "%s", err.msg);
-    FILE *f = fopen(tpath("model.safetensors"), "rb");
+    CHECKF(nx_hf_save_model(nxt_tmpdir(), &m, NX_BF16, &err) == NX_OK, "%s", err.msg);
+    FILE *f = fopen(nxt_tpath("model.safetensors"), "rb");
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -414,7 +393,7 @@ TEST(sharded_model_and_unaligned) {
     uint64_t h = 0;
     for (int i = 7; i >= 0; i--) h = h << 8 | buf[i];
     while (buf[8 + h - 1] == ' ' && h % 2 == 0) h--; /* drop padding until odd */
-    f = fopen(tpath("model.safetensors"), "wb");
+    f = fopen(nxt_tpath("model.safetensors"), "wb");
     for (int i = 0; i < 8; i++) fputc((int)(h >> (8 * i)) & 0xff, f);
     uint64_t old = 0;
     for (int i = 7; i >= 0; i--) old = old << 8 | buf[i];
@@ -423,19 +402,19 @@ TEST(sharded_model_and_unaligned) {
     fclose(f);
     free(buf);
     CHECK(h % 2 == 1);
-    CHECKF(nx_hf_load_model(tmpdir, &m2, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_hf_load_model(nxt_tmpdir(), &m2, &err) == NX_OK, "%s", err.msg);
     for (size_t i = 0; i < m.nparams; i++) m.params[i] = nx_bf16_to_f32(nx_f32_to_bf16(m.params[i]));
     CHECK(memcmp(m2.params, m.params, m.nparams * 4) == 0);
     nx_model_free(&m2);
     nx_model_free(&m);
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(copy_tokenizer) {
-    setup();
+    nxt_tmp_make("hf");
     char src[128], dst[128];
-    snprintf(src, sizeof src, "%s/src", tmpdir);
-    snprintf(dst, sizeof dst, "%s/out/dst", tmpdir);
+    snprintf(src, sizeof src, "%s/src", nxt_tmpdir());
+    snprintf(dst, sizeof dst, "%s/out/dst", nxt_tmpdir());
     mkdir(src, 0755);
     char p[256];
     snprintf(p, sizeof p, "%s/tokenizer.json", src);
@@ -453,5 +432,5 @@ TEST(copy_tokenizer) {
     CHECK(access(p, F_OK) == 0);
     snprintf(p, sizeof p, "%s/tokenizer_config.json", dst);
     CHECK(access(p, F_OK) != 0);
-    teardown();
+    nxt_tmp_remove();
 }

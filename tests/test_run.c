@@ -87,25 +87,31 @@ static void make_fixture(void) {
                   "seed: 12\n");
 }
 
-/* "step loss grad_norm" of every step line of DIR/metrics.jsonl */
-static char *losses(const char *dir) {
+/* DIR/metrics.jsonl line by line. steps_only: "step, loss, ..., grad_norm"
+ * of the step lines (what must match bit for bit, even while a run is still
+ * writing). Otherwise every line with the timings (step_s, tokens_per_s) cut
+ * off, evaluations included, each checked to be a JSON object (no bare nan). */
+static char *metrics(const char *dir, bool steps_only) {
     char p[256], line[1024];
     snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
     FILE *f = fopen(p, "r");
     if (!f) return strdup("");
-    size_t cap = 1 << 16, len = 0;
+    size_t cap = 1 << 18, len = 0;
     char *out = calloc(cap, 1);
-    while (fgets(line, sizeof line, f)) {
-        char *l = strstr(line, "\"loss\": "), *g = strstr(line, "\"grad_norm\": ");
-        if (!l || !g || strstr(line, "\"eval\"")) continue;
-        char *end = strstr(line, "\"lr\"");
-        if (end) *end = 0;
-        len += snprintf(out + len, cap - len, "%s\n", line);
-        if (len > cap - 1100) break;
+    while (fgets(line, sizeof line, f) && len < cap - 1100) {
+        if (steps_only && (!strstr(line, "\"loss\": ") || !strstr(line, "\"grad_norm\": ") || strstr(line, "\"eval\"")))
+            continue;
+        if (!steps_only)
+            CHECKF(line[0] == '{' && !strstr(line, "nan") && !strstr(line, "inf"), "not JSON: %s", line);
+        char *cut = strstr(line, steps_only ? "\"lr\"" : ", \"step_s\"");
+        if (cut) strcpy(cut, "\n");
+        len += snprintf(out + len, cap - len, "%s", line);
     }
     fclose(f);
     return out;
 }
+
+static char *losses(const char *dir) { return metrics(dir, true); }
 
 static int count_lines(const char *dir) {
     char *s = losses(dir);
@@ -156,6 +162,9 @@ static void interrupted_run(const char *yaml, const char *name, int sig, int exp
     CHECK(wait_rc(spawn(yaml, out, true)) == 0);
     char *a = losses(straight), *b = losses(out);
     CHECKF(strcmp(a, b) == 0 && strlen(a) > 0, "%s: losses differ after resume", name);
+    free(a), free(b);
+    a = metrics(straight, false), b = metrics(out, false);
+    CHECKF(strcmp(a, b) == 0, "%s: metrics.jsonl differs after resume (beyond timings)", name);
     char fa[256], fb[256];
     snprintf(fa, sizeof fa, "%s/model.safetensors", straight);
     snprintf(fb, sizeof fb, "%s/model.safetensors", out);

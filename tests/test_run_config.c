@@ -454,6 +454,44 @@ TEST(hash_stable_and_sensitive) {
     free(b);
 }
 
+/* A config that sets every hashed key to a non-default value (every key
+ * type: paths, enums, tri-state, lists, pairs, betas) hashes to the value
+ * the single-file parser of before src/app/ gave, so checkpoints written
+ * then still resume. */
+TEST(hash_pinned_for_a_full_config) {
+    static const char *full =
+        "teacher: {path: /abs/teacher, dtype: bf16}\n"
+        "student:\n"
+        "  arch: qwen2\n  vocab_size: 1000\n  hidden_size: 64\n  num_layers: 3\n  num_heads: 4\n"
+        "  num_kv_heads: 2\n  head_dim: 16\n  intermediate_size: 96\n  max_position_embeddings: 512\n"
+        "  rope_theta: 500000\n  rms_norm_eps: 1.0e-6\n  tie_word_embeddings: true\n"
+        "  init: {kind: copy_layers, std: 0.03, copy_layers: [0, 2, 5], importance_batches: 4}\n"
+        "data: {train: /abs/train.bin, validation: /abs/val.bin, text_field: content, seq_len: 65,\n"
+        "       batch_size: 3, grad_accum: 2, order: sequential}\n"
+        "loss: {alpha: 0.25, temperature: 1.5, kind: jsd, attention: 0.3,\n"
+        "       hidden: {weight: 0.7, layer_map: [[0, 1], [2, 5]], projection: none}}\n"
+        "optimizer: {lr: 3.0e-4, betas: [0.9, 0.999], eps: 1.0e-7, weight_decay: 0.01, schedule: linear,\n"
+        "            warmup_steps: 7, min_lr: 1.0e-5, clip: 0.5, tokens: 100000}\n"
+        "eval: {every: 5, batches: 2, metrics: [ppl, kl]}\n"
+        "checkpoint: {every: 3, keep: 1, dir: /abs/ck}\n"
+        "output: {dir: /abs/out, dtype: f16}\n"
+        "log: {every: 2, metrics_file: /abs/m.jsonl}\n"
+        "seed: 1234567\nthreads: 2\n";
+    static const char *preset = "teacher: /abs/t\nstudent: nano\ndata: {train: /abs/d.jsonl}\noptimizer: {steps: 10}\n";
+    static const char *auto_ = "teacher: /abs/t\nstudent: {from_teacher: true, num_layers: 2, init: auto}\n"
+                               "data: {train: /abs/d.jsonl}\noptimizer: {steps: 10, lr: 0.1}\nloss: {kind: reverse_kl}\n";
+    const char *text[] = {full, preset, auto_};
+    const uint64_t want[] = {0x01e1c9ee2d95c708ULL, 0xca3347eb8f81ce79ULL, 0xf4a6546b6ca7d4a7ULL};
+    nx_run_config *rc = malloc(sizeof *rc);
+    for (int i = 0; i < 3; i++) {
+        nx_err e;
+        CHECKF(nx_run_config_parse(rc, text[i], strlen(text[i]), "/abs/x.yaml", NULL, 0, &e) == NX_OK, "%s", e.msg);
+        CHECKF(nx_run_config_hash(rc) == want[i], "config %d hashes to %016llx, expected %016llx", i,
+               (unsigned long long)nx_run_config_hash(rc), (unsigned long long)want[i]);
+    }
+    free(rc);
+}
+
 TEST(student_shape_teacher_checks) {
     nx_run_config *rc = malloc(sizeof *rc);
     nx_err e;

@@ -1,32 +1,11 @@
 /* test_safetensors.c — the safetensors reader and writer: round trips, and
  * every malformed-input case the reader must reject with a message naming
  * the file and the tensor or byte. Fixtures are written to a mkdtemp dir. */
-#include <ftw.h>
 #include <stdint.h>
 #include <unistd.h>
 
 #include "nexus/safetensors.h"
 #include "nxtest.h"
-
-static char tmpdir[64];
-
-static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w) {
-    (void)s, (void)f, (void)w;
-    return remove(p);
-}
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/nx_st_XXXXXX");
-    if (!mkdtemp(tmpdir)) abort();
-}
-static void teardown(void) { nftw(tmpdir, rm_cb, 8, FTW_DEPTH | FTW_PHYS); }
-
-static const char *tpath(const char *name) {
-    static char p[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", tmpdir, name);
-    return p[k];
-}
 
 /* A file with header length hlen (as stored), header bytes and ndata zero
  * bytes of data. */
@@ -71,7 +50,7 @@ static bool same_file(const char *a, const char *b) {
 }
 
 TEST(round_trip) {
-    setup();
+    nxt_tmp_make("st");
     float a[6] = {1, -2, 3.5f, 1e-30f, -0.0f, 7};
     uint16_t b[5] = {0x3f80, 0xc000, 0x7fc0, 0x0001, 0x8000};
     int64_t s = -42;
@@ -82,11 +61,11 @@ TEST(round_trip) {
         {.name = "empty", .dtype = NX_U8, .ndim = 1, .shape = {0}, .data = NULL},
     };
     nx_err err = {{0}};
-    const char *p = tpath("rt.safetensors"), *q = tpath("rt2.safetensors");
+    const char *p = nxt_tpath("rt.safetensors"), *q = nxt_tpath("rt2.safetensors");
     CHECKF(nx_st_write(p, e, 4, &err) == NX_OK, "%s", err.msg);
     CHECKF(nx_st_write(q, e, 4, &err) == NX_OK, "%s", err.msg);
     CHECK(same_file(p, q));
-    CHECK(access(tpath("rt.safetensors.tmp"), F_OK) != 0);
+    CHECK(access(nxt_tpath("rt.safetensors.tmp"), F_OK) != 0);
     FILE *f = fopen(p, "rb");
     unsigned char len8[8];
     CHECK(fread(len8, 1, 8, f) == 8);
@@ -118,45 +97,45 @@ TEST(round_trip) {
     CHECKF(nx_st_open(&st, p, &err) == NX_OK, "%s", err.msg);
     CHECK(st.n == 0);
     nx_st_close(&st);
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(writer_rejects_bad_entries) {
-    setup();
+    nxt_tmp_make("st");
     float a[2] = {0};
     nx_st_entry e[2] = {{.name = "x", .dtype = NX_F32, .ndim = 1, .shape = {2}, .data = a},
                         {.name = "x", .dtype = NX_F32, .ndim = 1, .shape = {2}, .data = a}};
     nx_err err = {{0}};
-    const char *p = tpath("w.safetensors");
+    const char *p = nxt_tpath("w.safetensors");
     CHECK(nx_st_write(p, e, 2, &err) == NX_ERR && strstr(err.msg, "'x'") && strstr(err.msg, p));
     e[1].name = "__metadata__";
     CHECK(nx_st_write(p, e, 2, &err) == NX_ERR && strstr(err.msg, "reserved"));
     e[1].name = "y";
     e[1].shape[0] = -1;
     CHECK(nx_st_write(p, e, 2, &err) == NX_ERR && strstr(err.msg, "'y'"));
-    CHECK(access(p, F_OK) != 0 && access(tpath("w.safetensors.tmp"), F_OK) != 0);
-    teardown();
+    CHECK(access(p, F_OK) != 0 && access(nxt_tpath("w.safetensors.tmp"), F_OK) != 0);
+    nxt_tmp_remove();
 }
 
 TEST(short_and_truncated_files) {
-    setup();
-    const char *p = tpath("short.safetensors");
+    nxt_tmp_make("st");
+    const char *p = nxt_tpath("short.safetensors");
     FILE *f = fopen(p, "wb");
     fwrite("\x05\0\0", 1, 3, f);
     fclose(f);
     expect_open_error(p, "byte 0", "too short");
-    const char *q = tpath("trunc.safetensors");
+    const char *q = nxt_tpath("trunc.safetensors");
     write_raw_len(q, 1000, "{}", 2, 0);
     expect_open_error(q, "byte 0", "past the end");
     write_raw_len(q, UINT64_MAX, "{}", 2, 0);
     expect_open_error(q, "byte 0", "past the end");
-    expect_open_error(tpath("missing.safetensors"), "cannot open", NULL);
-    teardown();
+    expect_open_error(nxt_tpath("missing.safetensors"), "cannot open", NULL);
+    nxt_tmp_remove();
 }
 
 TEST(bad_json_and_utf8) {
-    setup();
-    const char *p = tpath("bad.safetensors");
+    nxt_tmp_make("st");
+    const char *p = nxt_tpath("bad.safetensors");
     write_raw(p, "{\"a\": {\"dtype\": \"F32\",, }", 0);
     expect_open_error(p, "not valid JSON", "byte");
     write_raw(p, "{\"a\xff\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4);
@@ -177,12 +156,12 @@ TEST(bad_json_and_utf8) {
     nx_err err = {{0}};
     CHECKF(nx_st_open(&st, p, &err) == NX_OK, "%s", err.msg);
     nx_st_close(&st);
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(bad_keys) {
-    setup();
-    const char *p = tpath("keys.safetensors");
+    nxt_tmp_make("st");
+    const char *p = nxt_tpath("keys.safetensors");
     struct { const char *hdr; size_t nd; const char *n1, *n2; } cases[] = {
         {"{\"wq\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, "'wq'", "dtype"},
         {"{\"wq\": {\"dtype\": 3, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4, "'wq'", "dtype"},
@@ -217,7 +196,7 @@ TEST(bad_keys) {
         write_raw(p, cases[i].hdr, cases[i].nd);
         expect_open_error(p, cases[i].n1, cases[i].n2);
     }
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(parse_header_direct) {
@@ -241,9 +220,9 @@ static void make_shards(const char *index) {
     nx_st_entry e1 = {.name = "a", .dtype = NX_F32, .ndim = 1, .shape = {2}, .data = a};
     nx_st_entry e2 = {.name = "b", .dtype = NX_F32, .ndim = 1, .shape = {3}, .data = b};
     nx_err err;
-    nx_st_write(tpath("s-1.safetensors"), &e1, 1, &err);
-    nx_st_write(tpath("s-2.safetensors"), &e2, 1, &err);
-    FILE *f = fopen(tpath("model.safetensors.index.json"), "w");
+    nx_st_write(nxt_tpath("s-1.safetensors"), &e1, 1, &err);
+    nx_st_write(nxt_tpath("s-2.safetensors"), &e2, 1, &err);
+    FILE *f = fopen(nxt_tpath("model.safetensors.index.json"), "w");
     fputs(index, f);
     fclose(f);
 }
@@ -251,20 +230,20 @@ static void make_shards(const char *index) {
 static void expect_dir_error(const char *n1, const char *n2) {
     nx_safetensors st;
     nx_err err = {{0}};
-    CHECK(nx_st_open_dir(&st, tmpdir, &err) == NX_ERR);
-    CHECKF(strstr(err.msg, tmpdir) != NULL, "message lacks dir: %s", err.msg);
+    CHECK(nx_st_open_dir(&st, nxt_tmpdir(), &err) == NX_ERR);
+    CHECKF(strstr(err.msg, nxt_tmpdir()) != NULL, "message lacks dir: %s", err.msg);
     if (n1) CHECKF(strstr(err.msg, n1) != NULL, "lacks '%s': %s", n1, err.msg);
     if (n2) CHECKF(strstr(err.msg, n2) != NULL, "lacks '%s': %s", n2, err.msg);
 }
 
 TEST(sharded_dir) {
-    setup();
+    nxt_tmp_make("st");
     expect_dir_error("no model.safetensors", NULL);
     make_shards("{\"metadata\": {\"total_size\": 20}, \"weight_map\": {\"a\": \"s-1.safetensors\", "
                 "\"b\": \"s-2.safetensors\"}}");
     nx_safetensors st;
     nx_err err = {{0}};
-    CHECKF(nx_st_open_dir(&st, tmpdir, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_st_open_dir(&st, nxt_tmpdir(), &err) == NX_OK, "%s", err.msg);
     CHECK(st.n == 2 && st.nfiles == 2);
     const nx_st_tensor *b = nx_st_find(&st, "b");
     CHECK(b && strstr(st.paths[b->file], "s-2.safetensors") && ((const float *)b->data)[2] == 5);
@@ -278,7 +257,7 @@ TEST(sharded_dir) {
     expect_dir_error("'c'", "missing");
     /* a shard the index does not name is not part of the model */
     make_shards("{\"weight_map\": {\"a\": \"s-1.safetensors\"}}");
-    CHECKF(nx_st_open_dir(&st, tmpdir, &err) == NX_OK, "%s", err.msg);
+    CHECKF(nx_st_open_dir(&st, nxt_tmpdir(), &err) == NX_OK, "%s", err.msg);
     CHECK(st.n == 1 && st.nfiles == 1);
     nx_st_close(&st);
     make_shards("{\"weight_map\": {\"a\": \"../s-1.safetensors\"}}");
@@ -290,22 +269,22 @@ TEST(sharded_dir) {
     make_shards("{\"weight_map\": {\"a\": \"s-1.safetensors\", \"b\": \"s-2.safetensors\", "
                 "\"a\": \"s-1.safetensors\"}}");
     expect_dir_error("'a'", "twice");
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(shard_extra_tensor) {
-    setup();
+    nxt_tmp_make("st");
     /* s-2 holds b, which the index does not list */
     make_shards("{\"weight_map\": {\"a\": \"s-1.safetensors\", \"x\": \"s-2.safetensors\"}}");
     expect_dir_error("'b'", "not listed");
-    teardown();
+    nxt_tmp_remove();
 }
 
 TEST(shard_names_wrong_file) {
-    setup();
+    nxt_tmp_make("st");
     /* both shards opened, but b is said to be in s-1 */
     make_shards("{\"weight_map\": {\"a\": \"s-1.safetensors\", \"b\": \"s-1.safetensors\", "
                 "\"x\": \"s-2.safetensors\"}}");
     expect_dir_error("'b'", "s-2.safetensors");
-    teardown();
+    nxt_tmp_remove();
 }

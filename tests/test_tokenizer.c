@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nexus/fsutil.h"
 #include "nexus/tokenizer.h"
 #include "nxtest.h"
 
@@ -96,12 +97,10 @@ TEST(bytelevel_gpt2_regex_and_merges) {
 
 TEST(ignore_merges_uses_whole_word) {
     size_t len;
-    FILE *f = fopen("tests/fixtures/tok-bytelevel/tokenizer.json", "rb");
-    CHECK(f);
-    if (!f) return;
-    char *js = malloc(1 << 16);
-    len = fread(js, 1, 1 << 16, f);
-    fclose(f);
+    nx_err rerr;
+    char *js = nx_read_file("tests/fixtures/tok-bytelevel/tokenizer.json", 0, &len, &rerr);
+    CHECKF(js, "%s", rerr.msg);
+    if (!js) return;
     cJSON *root = cJSON_ParseWithLength(js, len);
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(root, "model"), "ignore_merges", cJSON_CreateTrue());
     char *j2 = cJSON_PrintUnformatted(root);
@@ -173,11 +172,10 @@ TEST(sentencepiece_style_byte_fallback_unk) {
 
 static nx_tokenizer *spm_variant(const char *model_key, cJSON *model_val, const char *key, cJSON *val,
                                  const char *key2, cJSON *val2) {
-    FILE *f = fopen("tests/fixtures/tok-spm/tokenizer.json", "rb");
-    if (!f) return NULL;
-    char *js = malloc(1 << 16);
-    size_t len = fread(js, 1, 1 << 16, f);
-    fclose(f);
+    size_t len;
+    nx_err rerr;
+    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 0, &len, &rerr);
+    if (!js) { fprintf(stderr, "  %s\n", rerr.msg); return NULL; }
     cJSON *root = cJSON_ParseWithLength(js, len);
     free(js);
     if (model_key) cJSON_ReplaceItemInObject(cJSON_GetObjectItem(root, "model"), model_key, model_val);
@@ -200,12 +198,11 @@ TEST(unk_fused_and_unfused) {
     if (t) EXPECT(t, "xy", false, false, 259, 0);
     nx_tokenizer_free(t);
     /* fuse_unk off as well: one <unk> per character */
-    FILE *f = fopen("tests/fixtures/tok-spm/tokenizer.json", "rb");
-    CHECK(f);
-    if (!f) return;
-    char *js = calloc(1, 1 << 16);
-    size_t len = fread(js, 1, (1 << 16) - 1, f);
-    fclose(f);
+    size_t len;
+    nx_err rerr;
+    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 0, &len, &rerr);
+    CHECKF(js, "%s", rerr.msg);
+    if (!js) return;
     char *a = strstr(js, "\"fuse_unk\": true"), *b = strstr(js, "\"byte_fallback\": true");
     CHECK(a && b);
     if (a && b) {

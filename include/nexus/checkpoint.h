@@ -10,12 +10,15 @@
  * (opaque bytes), parameter count, AdamW step; payload: student parameters,
  * AdamW m and v (f32). The CRC covers header and payload. A file with
  * another magic, version, config hash or size is rejected with a message
- * that says which and what to do. */
+ * that says which and what to do.
+ *
+ * A file format, so it lives in io/ and knows nothing of the optimizer: the
+ * caller hands over host copies of the trained floats (parameters, then
+ * AdamW's m and v, n floats each) and the AdamW step count. */
 #ifndef NEXUS_CHECKPOINT_H
 #define NEXUS_CHECKPOINT_H
 
 #include "nexus/core.h"
-#include "nexus/optim.h"
 
 /* 2: parameters in the layout of engine v2 (q/k/v and gate/up stacked, biases after their weights) */
 #define NX_CKPT_VERSION 2
@@ -31,15 +34,17 @@ typedef struct nx_ckpt_meta {
     double best_val_loss;        /* for reporting; NAN when none */
 } nx_ckpt_meta;
 
-/* Writes DIR/step-XXXXXXXX.nxck; then deletes older ones beyond keep
- * (keep <= 0: keep all). params has opt->n floats. */
-int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, const float *params,
-                 const nx_adamw *opt, int keep, nx_err *err);
+/* Writes DIR/step-XXXXXXXX.nxck holding params, m and v (n floats each)
+ * and adam_t (AdamW updates done); then deletes older ones beyond keep
+ * (keep <= 0: keep all). */
+int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const float *params, const float *m,
+                 const float *v, int64_t adam_t, int keep, nx_err *err);
 /* Path of the newest checkpoint in DIR into out; NX_ERR when none. */
 int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err);
-/* Loads into meta, params (n floats) and opt (allocated with n). Checks the
- * CRC before touching params; expect_hash != meta hash is an error. */
-int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, float *params,
-                 nx_adamw *opt, nx_err *err);
+/* Loads into meta, params, m and v (n floats each, n the count the file
+ * must hold) and *adam_t. Checks the CRC before touching any of them;
+ * expect_hash != meta hash is an error. */
+int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, size_t n, float *params, float *m,
+                 float *v, int64_t *adam_t, nx_err *err);
 
 #endif

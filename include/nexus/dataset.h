@@ -76,9 +76,11 @@ typedef struct nx_shard_info {
     uint32_t crc32;        /* zlib crc32 of the payload */
 } nx_shard_info;
 
-/* Writes ids[0..n) to path (via path.tmp + rename, so a crash never leaves a
- * half-written shard under the real name). Every id must be in
- * [0, vocab_size): an id outside is an error naming its position. */
+/* Writes ids[0..n) to path atomically (nx_atomic_open/commit: path.tmp,
+ * fsync, rename), so a crash never leaves a half-written shard under the
+ * real name; on error path keeps what it held and path.tmp is gone. Every
+ * id must be in [0, vocab_size): an id outside is an error naming its
+ * position. */
 int nx_shard_write(const char *path, const int32_t *ids, size_t n, uint32_t vocab_size,
                    int32_t eos_id, uint64_t n_docs, uint64_t fingerprint, nx_err *err);
 

@@ -8,6 +8,9 @@
 #include "nexus/model.h"
 #include "nexus/safetensors.h"
 
+/* config.json's name of a weight dtype: "float32", "bfloat16", "float16"
+ * (any other dtype reads as "float32"). */
+const char *nx_hf_dtype_name(nx_dtype t);
 /* Read DIR/config.json. Accepts model_type llama, qwen2, mistral; rope_theta
  * at top level (transformers 4) or in rope_parameters (transformers 5);
  * head_dim; tie_word_embeddings; attention_bias; rms_norm_eps. Rejects what

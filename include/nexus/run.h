@@ -1,8 +1,10 @@
 /* run.h — a whole distillation (or pretraining) run from a validated
  * nx_run_config: load the teacher and tokenizer, build and initialise the
  * student, open the data, train with evals, checkpoints and metrics, and
- * write a Hugging Face student directory. The orchestration layer between
- * the adapters (io/) and the numeric core (model/, train/).
+ * write a Hugging Face student directory. The public API of the app layer
+ * (src/app/), which sits above the adapters (io/) and the numeric core
+ * (model/, train/); cli/distill.c only parses flags, calls nx_run and
+ * prints the summary.
  *
  * Interruption: when *o->stop becomes nonzero (SIGINT/SIGTERM), the run
  * saves a checkpoint after the step in flight and returns with
@@ -21,7 +23,8 @@
 typedef struct nx_run_opts {
     bool distill;                      /* false: `nexus train`, no teacher forward */
     bool resume;                       /* continue from the newest checkpoint */
-    bool progress;                     /* progress line on stderr (TTY) */
+    bool progress;                     /* progress on stderr: a self-rewriting line when stderr is a
+                                          terminal (log lines otherwise), tokenizing progress */
     volatile sig_atomic_t *stop;       /* may be NULL */
 } nx_run_opts;
 

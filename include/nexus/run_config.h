@@ -1,7 +1,7 @@
 /* run_config.h — the run configuration of `nexus distill` / `nexus train`:
  * a plain, validated C struct. The YAML file (and `--set a.b=v` overrides)
- * is read by src/io/run_config.c with libyaml; nothing else in nexus sees
- * YAML. Every key, its type, default and meaning is documented in
+ * is read by the app's run-config module (src/app/run_config/) through the
+ * generic YAML reader (io/yaml.h); the numeric core never sees YAML. Every key, its type, default and meaning is documented in
  * docs/CONFIG.md; the defaults below are set by nx_run_config_defaults().
  *
  * The struct owns no heap memory (paths are fixed-size buffers), so it can
@@ -129,8 +129,9 @@ typedef struct nx_run_config {
     int threads;    /* 0: all cores (default) */
 } nx_run_config;
 
-/* Student presets: one table, in src/io/run_config.c. The vocabulary is the
- * teacher's at run time; shape.V here (32000) is used only without one. */
+/* Student presets: one table, in src/app/run_config/presets.c. The
+ * vocabulary is the teacher's at run time; shape.V here (32000) is used
+ * only without one. */
 typedef struct nx_run_preset {
     const char *name;     /* "nano", "standard" */
     const char *summary;

@@ -77,7 +77,20 @@ typedef struct nx_trainer {
     int nstats;
     nx_adamw opt;               /* over n_train */
     int64_t step;               /* steps done */
+    float *host_state;          /* (3 n_train) host copies for checkpoints; NULL with host memory */
 } nx_trainer;
+
+/* What trains, as host memory (n_train floats each): parameters and the
+ * AdamW moments, for a checkpoint. With a host-memory backend these are
+ * the trainer's own buffers; otherwise copies downloaded by
+ * nx_trainer_state. After writing into them (a resume),
+ * nx_trainer_state_upload puts them where the trainer works. */
+typedef struct nx_train_state {
+    float *params, *m, *v;
+} nx_train_state;
+
+nx_train_state nx_trainer_state(nx_trainer *tr);
+void nx_trainer_state_upload(nx_trainer *tr);
 
 /* The student and teacher must outlive the trainer; teacher may be NULL.
  * With hidden-state projections the student's parameter buffer is grown to

@@ -19,30 +19,10 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "nexus/fsutil.h"
 #include "nexus/hf.h"
 #include "nexus/generate.h"
 #include "nexus/tokenizer.h"
-
-static char *read_file(const char *path, nx_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nx_fail(err, "%s: cannot open the prompt file", path);
-        return NULL;
-    }
-    size_t cap = 4096, n = 0, k;
-    char *p = nx_xmalloc(cap);
-    while ((k = fread(p + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (n + 1 == cap) {
-            cap *= 2;
-            p = realloc(p, cap);
-            NX_ASSERT(p);
-        }
-    }
-    fclose(f);
-    p[n] = '\0';
-    return p;
-}
 
 /* The detokenizer the generator calls for stop strings and streaming. */
 static char *detok(void *ctx, const int32_t *ids, int n) {
@@ -112,7 +92,7 @@ int cmd_generate(int argc, char **argv) {
     nx_set_threads((int)threads);
 
     char *owned = NULL;
-    if (prompt_file && !(prompt = owned = read_file(prompt_file, &err))) return cli_error("generate", err.msg);
+    if (prompt_file && !(prompt = owned = nx_read_file(prompt_file, 0, NULL, &err))) return cli_error("generate", err.msg);
     nx_tokenizer *tok = NULL;
     nx_model m = {0};
     int32_t *pids = NULL, *hist = NULL, *gen = NULL;

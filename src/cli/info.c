@@ -32,6 +32,7 @@
 
 #include "cli.h"
 #include "nexus/hf.h"
+#include "nexus/json.h"
 #include "nexus/run.h"
 
 typedef struct {
@@ -78,20 +79,6 @@ static const char *commas(double v, char *buf, size_t n) {
     }
     buf[o] = '\0';
     return buf;
-}
-
-/* Shortest decimal that reads back as the same float: 1e-06, not 9.99e-07. */
-static cJSON *json_float(float v) {
-    char buf[40];
-    for (int p = 1; p <= 9; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
-        if (strtof(buf, NULL) == v) break;
-    }
-    return cJSON_CreateRaw(buf);
-}
-
-static const char *arch_name(nx_arch a) {
-    return a == NX_ARCH_QWEN2 ? "qwen2" : a == NX_ARCH_MISTRAL ? "mistral" : "llama";
 }
 
 int cmd_info(int argc, char **argv) {
@@ -200,7 +187,7 @@ int cmd_info(int argc, char **argv) {
     if (json) {
         cJSON *r = cJSON_CreateObject();
         cJSON_AddStringToObject(r, "path", path);
-        cJSON_AddStringToObject(r, "model_type", arch_name(c.arch));
+        cJSON_AddStringToObject(r, "model_type", nx_arch_name(c.arch));
         cJSON *s = cJSON_AddObjectToObject(r, "config");
         cJSON_AddNumberToObject(s, "vocab_size", c.V);
         cJSON_AddNumberToObject(s, "hidden_size", c.C);
@@ -210,8 +197,8 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddNumberToObject(s, "head_dim", c.HS);
         cJSON_AddNumberToObject(s, "intermediate_size", c.F);
         cJSON_AddNumberToObject(s, "max_position_embeddings", c.max_pos);
-        cJSON_AddItemToObject(s, "rope_theta", json_float(c.rope_theta));
-        cJSON_AddItemToObject(s, "rms_norm_eps", json_float(c.eps));
+        cJSON_AddItemToObject(s, "rope_theta", nx_json_float(c.rope_theta, false));
+        cJSON_AddItemToObject(s, "rms_norm_eps", nx_json_float(c.eps, false));
         cJSON_AddBoolToObject(s, "tie_word_embeddings", c.tied);
         cJSON_AddBoolToObject(s, "qkv_bias", c.qkv_bias);
         cJSON_AddBoolToObject(s, "o_bias", c.o_bias);
@@ -248,15 +235,14 @@ int cmd_info(int argc, char **argv) {
         cJSON_Delete(r);
         return EXIT_OK;
     }
-    static const char *cls[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
     char a[32], b[32], d[32], e[32];
     printf(yaml ? "student of   %s\n" : "model        %s\n", path);
-    printf("architecture %s (%s)\n", arch_name(c.arch), cls[c.arch]);
+    printf("architecture %s (%s)\n", nx_arch_name(c.arch), nx_arch_class(c.arch));
     printf("shape        V=%d C=%d L=%d NH=%d KVH=%d HS=%d F=%d max_pos=%d\n", c.V, c.C, c.L, c.NH, c.KVH, c.HS,
            c.F, c.max_pos);
     printf("             rope_theta=%g rms_norm_eps=%g tied=%s qkv_bias=%s o_bias=%s dtype=%s\n", c.rope_theta,
            c.eps, c.tied ? "yes" : "no", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no",
-           c.dtype == NX_BF16 ? "bfloat16" : c.dtype == NX_F16 ? "float16" : "float32");
+           nx_hf_dtype_name(c.dtype));
     printf("\nparameters\n");
     const char *part[] = {"embeddings", "attention", "mlp", "norms", "head"};
     double val[] = {k.emb, k.attn, k.mlp, k.norm, k.head};

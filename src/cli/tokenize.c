@@ -7,23 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "nexus/fsutil.h"
 #include "nexus/tokenizer.h"
-
-static char *slurp(const char *path, size_t *len, nx_err *err) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) { nx_fail(err, "%s: cannot open", path); return NULL; }
-    size_t cap = 1 << 16, n = 0, k;
-    char *p = nx_xmalloc(cap);
-    while ((k = fread(p + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) { cap *= 2; p = realloc(p, cap); NX_ASSERT(p); }
-    }
-    bool bad = ferror(f);
-    if (f != stdin) fclose(f);
-    if (bad) { free(p); nx_fail(err, "%s: read error", path); return NULL; }
-    *len = n;
-    return p;
-}
 
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *file = NULL;
@@ -55,7 +40,8 @@ int cmd_tokenize(int argc, char **argv) {
     size_t len = 0;
     char *owned = NULL;
     if (file) {
-        if (!(owned = slurp(file, &len, &err))) { nx_tokenizer_free(t); return cli_error("tokenize", err.msg); }
+        owned = strcmp(file, "-") ? nx_read_file(file, 0, &len, &err) : nx_read_stream(stdin, "-", 0, &len, &err);
+        if (!owned) { nx_tokenizer_free(t); return cli_error("tokenize", err.msg); }
         text = owned;
     } else len = strlen(text);
     int32_t *ids;

@@ -25,6 +25,8 @@
 
 #include "nexus/dataset.h"
 
+#include "nexus/fsutil.h"
+
 /* ------------------------------------------------------------------ */
 /* tokenizing documents                                                 */
 
@@ -301,30 +303,31 @@ static uint32_t crc_bytes(uint32_t crc, const void *p, size_t n) {
     return crc;
 }
 
+/* ids[0..k) as little-endian u16/u32 into out. */
+static void pack(uint8_t *out, const int32_t *ids, size_t k, uint32_t width) {
+    for (size_t j = 0; j < k; j++) {
+        if (width == 2) { out[2 * j] = (uint8_t)ids[j]; out[2 * j + 1] = (uint8_t)(ids[j] >> 8); }
+        else put32(out + 4 * j, (uint32_t)ids[j]);
+    }
+}
+
 int nx_shard_write(const char *path, const int32_t *ids, size_t n, uint32_t vocab_size, int32_t eos_id,
                    uint64_t n_docs, uint64_t fingerprint, nx_err *err) {
     uint32_t width = vocab_size <= 65536 ? 2 : 4;
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || (uint32_t)ids[i] >= vocab_size)
             return nx_fail(err, "%s: token %zu is id %d, outside the vocabulary [0, %u)", path, i, ids[i], vocab_size);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return nx_fail(err, "%s: cannot create (%s)", tmp, strerror(errno));
-    uint8_t h[NX_SHARD_HEADER_BYTES] = {0};
-    fwrite(h, 1, sizeof h, f); /* placeholder until the CRC is known */
-    uint32_t crc = (uint32_t)crc32(0, NULL, 0);
+    /* The header holds the payload's CRC: one pass packs for the CRC, a
+     * second packs again for writing (packing is far cheaper than I/O). */
     uint8_t blk[1 << 16];
     size_t per = sizeof blk / width;
+    uint32_t crc = (uint32_t)crc32(0, NULL, 0);
     for (size_t i = 0; i < n; i += per) {
         size_t k = n - i < per ? n - i : per;
-        for (size_t j = 0; j < k; j++) {
-            if (width == 2) { blk[2 * j] = (uint8_t)ids[i + j]; blk[2 * j + 1] = (uint8_t)(ids[i + j] >> 8); }
-            else put32(blk + 4 * j, (uint32_t)ids[i + j]);
-        }
+        pack(blk, ids + i, k, width);
         crc = crc_bytes(crc, blk, k * width);
-        fwrite(blk, 1, k * width, f);
     }
+    uint8_t h[NX_SHARD_HEADER_BYTES] = {0};
     memcpy(h, NX_SHARD_MAGIC, 8);
     put32(h + 8, NX_SHARD_VERSION);
     put32(h + 12, width);
@@ -335,12 +338,14 @@ int nx_shard_write(const char *path, const int32_t *ids, size_t n, uint32_t voca
     put64(h + 40, fingerprint);
     put32(h + 48, crc);
     put32(h + 52, crc_bytes((uint32_t)crc32(0, NULL, 0), h, 52));
-    bool ok = fseek(f, 0, SEEK_SET) == 0 && fwrite(h, 1, sizeof h, f) == sizeof h;
-    ok = !ferror(f) && ok;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) { unlink(tmp); return nx_fail(err, "%s: write failed (disk full?)", tmp); }
-    if (rename(tmp, path) != 0) { unlink(tmp); return nx_fail(err, "%s: cannot rename into place (%s)", path, strerror(errno)); }
-    return NX_OK;
+    nx_atomic_file f;
+    if (nx_atomic_open(&f, path, err) || nx_atomic_write(&f, h, sizeof h, err)) return NX_ERR;
+    for (size_t i = 0; i < n; i += per) {
+        size_t k = n - i < per ? n - i : per;
+        pack(blk, ids + i, k, width);
+        if (nx_atomic_write(&f, blk, k * width, err)) return NX_ERR;
+    }
+    return nx_atomic_commit(&f, err);
 }
 
 int nx_shard_open(nx_shard *s, const char *path, nx_err *err) {

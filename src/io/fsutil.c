@@ -16,20 +16,14 @@ char *nx_path_join(const char *dir, const char *file) {
     return p;
 }
 
-char *nx_read_file(const char *path, size_t max, size_t *len, nx_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+char *nx_read_stream(FILE *f, const char *name, size_t max, size_t *len, nx_err *err) {
     size_t cap = 1 << 16, n = 0, r;
     char *buf = nx_xmalloc(cap + 1);
     while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
         n += r;
         if (max && n > max) {
-            fclose(f);
             free(buf);
-            nx_fail(err, "%s: larger than %zu bytes", path, max);
+            nx_fail(err, "%s: larger than %zu bytes", name, max);
             return NULL;
         }
         if (n == cap) {
@@ -38,15 +32,24 @@ char *nx_read_file(const char *path, size_t max, size_t *len, nx_err *err) {
             NX_ASSERTM(buf, "out of memory");
         }
     }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
+    if (ferror(f)) {
         free(buf);
-        nx_fail(err, "%s: read error", path);
+        nx_fail(err, "%s: read error", name);
         return NULL;
     }
     buf[n] = '\0';
-    *len = n;
+    if (len) *len = n;
+    return buf;
+}
+
+char *nx_read_file(const char *path, size_t max, size_t *len, nx_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = nx_read_stream(f, path, max, len, err);
+    fclose(f);
     return buf;
 }
 
@@ -84,40 +87,77 @@ int nx_write_all(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-int nx_write_atomic(const char *path, const void *const *parts, const size_t *lens, int nparts,
-                    nx_err *err) {
-    char tmp[4200];
-    if (strlen(path) > 4000) return nx_fail(err, "%.100s...: path too long", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return nx_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-    for (int i = 0; i < nparts; i++)
-        if (nx_write_all(fd, parts[i], lens[i])) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return nx_fail(err, "%s: write failed: %s%s", tmp, strerror(e),
-                           e == ENOSPC ? " (disk full; the previous file is untouched)" : "");
-        }
-    if (fsync(fd) || close(fd)) {
-        int e = errno;
-        unlink(tmp);
-        return nx_fail(err, "%s: fsync failed: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return nx_fail(err, "%s: rename failed: %s", path, strerror(e));
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0; else strcpy(dir, ".");
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
+/* ---- atomic replacement ---- */
+
+static void atomic_close(nx_atomic_file *f, bool remove_tmp) {
+    if (f->fd >= 0) close(f->fd);
+    if (remove_tmp && f->tmp) unlink(f->tmp);
+    free(f->path);
+    free(f->tmp);
+    *f = (nx_atomic_file){.fd = -1};
+}
+
+int nx_atomic_open(nx_atomic_file *f, const char *path, nx_err *err) {
+    size_t n = strlen(path);
+    *f = (nx_atomic_file){.fd = -1, .path = nx_xmalloc(n + 1), .tmp = nx_xmalloc(n + 5)};
+    memcpy(f->path, path, n + 1);
+    snprintf(f->tmp, n + 5, "%s.tmp", path);
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        nx_fail(err, "%s: cannot create: %s", f->tmp, strerror(errno));
+        atomic_close(f, false);
+        return NX_ERR;
     }
     return NX_OK;
 }
 
+int nx_atomic_write(nx_atomic_file *f, const void *buf, size_t n, nx_err *err) {
+    NX_ASSERTM(f->fd >= 0, "nx_atomic_write on a closed file");
+    if (nx_write_all(f->fd, buf, n) == 0) return NX_OK;
+    int e = errno;
+    nx_fail(err, "%s: write failed: %s%s", f->tmp, strerror(e),
+            e == ENOSPC ? " (disk full; the previous file is untouched)" : "");
+    atomic_close(f, true);
+    return NX_ERR;
+}
+
+int nx_atomic_commit(nx_atomic_file *f, nx_err *err) {
+    NX_ASSERTM(f->fd >= 0, "nx_atomic_commit on a closed file");
+    int rc = fsync(f->fd), e = errno;
+    if (close(f->fd) && !rc) rc = -1, e = errno;
+    f->fd = -1;
+    if (rc) {
+        nx_fail(err, "%s: fsync failed: %s%s", f->tmp, strerror(e),
+                e == ENOSPC ? " (disk full; the previous file is untouched)" : "");
+        atomic_close(f, true);
+        return NX_ERR;
+    }
+    if (rename(f->tmp, f->path)) {
+        nx_fail(err, "%s: rename failed: %s", f->path, strerror(errno));
+        atomic_close(f, true);
+        return NX_ERR;
+    }
+    /* Make the rename itself durable: fsync the directory that holds PATH. */
+    char *slash = strrchr(f->path, '/');
+    const char *dir = ".";
+    if (slash == f->path) dir = "/";
+    else if (slash) *slash = '\0', dir = f->path;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    atomic_close(f, false);
+    return NX_OK;
+}
+
+void nx_atomic_abort(nx_atomic_file *f) { atomic_close(f, f->fd >= 0); }
+
+int nx_write_atomic(const char *path, const void *const *parts, const size_t *lens, int nparts,
+                    nx_err *err) {
+    nx_atomic_file f;
+    if (nx_atomic_open(&f, path, err)) return NX_ERR;
+    for (int i = 0; i < nparts; i++)
+        if (nx_atomic_write(&f, parts[i], lens[i], err)) return NX_ERR;
+    return nx_atomic_commit(&f, err);
+}

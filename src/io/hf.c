@@ -43,20 +43,15 @@
 
 #include "nexus/fsutil.h"
 #include "nexus/hf.h"
+#include "nexus/json.h"
 #include "nexus/safetensors.h"
-
-static const char *kind(const cJSON *x) {
-    if (cJSON_IsString(x)) return "a string";
-    if (cJSON_IsNumber(x)) return "a number";
-    if (cJSON_IsArray(x)) return "an array";
-    if (cJSON_IsObject(x)) return "an object";
-    if (cJSON_IsBool(x)) return "a boolean";
-    if (cJSON_IsNull(x)) return "null";
-    return "invalid";
-}
 
 static const cJSON *get(const cJSON *o, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(o, key);
+}
+
+const char *nx_hf_dtype_name(nx_dtype t) {
+    return t == NX_BF16 ? "bfloat16" : t == NX_F16 ? "float16" : "float32";
 }
 
 /* Positive int at key; absent or null → def (def < 0: required). */
@@ -68,7 +63,7 @@ static int get_int(const cJSON *o, const char *key, int def, int *out, const cha
         return NX_OK;
     }
     if (!cJSON_IsNumber(x))
-        return nx_fail(err, "%s: key '%s' must be an integer (got %s)", file, key, kind(x));
+        return nx_fail(err, "%s: key '%s' must be an integer (got %s)", file, key, nx_json_kind(x));
     double d = x->valuedouble;
     if (d != floor(d) || d < 0 || d > 2147483647.0)
         return nx_fail(err, "%s: key '%s' must be a non-negative integer (got %g)", file, key, d);
@@ -82,7 +77,7 @@ static int get_num(const cJSON *o, const char *key, double def, double *out, con
         *out = def;
         return NX_OK;
     }
-    if (!cJSON_IsNumber(x)) return nx_fail(err, "%s: key '%s' must be a number (got %s)", file, key, kind(x));
+    if (!cJSON_IsNumber(x)) return nx_fail(err, "%s: key '%s' must be a number (got %s)", file, key, nx_json_kind(x));
     *out = x->valuedouble;
     return NX_OK;
 }
@@ -93,7 +88,7 @@ static int get_bool(const cJSON *o, const char *key, bool def, bool *out, const 
         *out = def;
         return NX_OK;
     }
-    if (!cJSON_IsBool(x)) return nx_fail(err, "%s: key '%s' must be true or false (got %s)", file, key, kind(x));
+    if (!cJSON_IsBool(x)) return nx_fail(err, "%s: key '%s' must be true or false (got %s)", file, key, nx_json_kind(x));
     *out = cJSON_IsTrue(x);
     return NX_OK;
 }
@@ -107,7 +102,7 @@ static int get_token(const cJSON *o, const char *key, int *out, const char *file
     if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || x->valuedouble < 0 ||
         x->valuedouble > 2147483647.0)
         return nx_fail(err, "%s: key '%s' must be a token id, a list of them, or null (got %s)", file, key,
-                       kind(x));
+                       nx_json_kind(x));
     *out = (int)x->valuedouble;
     return NX_OK;
 }
@@ -115,13 +110,13 @@ static int get_token(const cJSON *o, const char *key, int *out, const char *file
 /* rope_scaling (v4) or rope_parameters (v5): only the default rope runs. */
 static int check_rope(const cJSON *x, const char *key, const char *file, nx_err *err) {
     if (!x || cJSON_IsNull(x)) return NX_OK;
-    if (!cJSON_IsObject(x)) return nx_fail(err, "%s: key '%s' must be an object (got %s)", file, key, kind(x));
+    if (!cJSON_IsObject(x)) return nx_fail(err, "%s: key '%s' must be an object (got %s)", file, key, nx_json_kind(x));
     const char *names[2] = {"rope_type", "type"};
     for (int i = 0; i < 2; i++) {
         const cJSON *t = get(x, names[i]);
         if (!t || cJSON_IsNull(t)) continue;
         if (!cJSON_IsString(t))
-            return nx_fail(err, "%s: key '%s.%s' must be a string (got %s)", file, key, names[i], kind(t));
+            return nx_fail(err, "%s: key '%s.%s' must be a string (got %s)", file, key, names[i], nx_json_kind(t));
         if (strcmp(t->valuestring, "default") != 0)
             return nx_fail(err, "%s: key '%s.%s' is '%.60s': rope scaling is not supported, only "
                                 "\"default\" rotary embeddings", file, key, names[i], t->valuestring);
@@ -135,17 +130,17 @@ static int check_rope(const cJSON *x, const char *key, const char *file, nx_err 
 
 static int parse_config(const cJSON *root, const char *file, nx_model_config *c, nx_err *err) {
     memset(c, 0, sizeof *c);
-    if (!cJSON_IsObject(root)) return nx_fail(err, "%s: must hold a JSON object (got %s)", file, kind(root));
+    if (!cJSON_IsObject(root)) return nx_fail(err, "%s: must hold a JSON object (got %s)", file, nx_json_kind(root));
     const cJSON *mt = get(root, "model_type");
-    if (!mt) return nx_fail(err, "%s: missing required key 'model_type' (supported: llama, qwen2, mistral)", file);
-    if (!cJSON_IsString(mt)) return nx_fail(err, "%s: key 'model_type' must be a string (got %s)", file, kind(mt));
-    int kv_def, pos_def;
-    if (!strcmp(mt->valuestring, "llama")) c->arch = NX_ARCH_LLAMA, kv_def = 0, pos_def = 2048;
-    else if (!strcmp(mt->valuestring, "qwen2")) c->arch = NX_ARCH_QWEN2, kv_def = 32, pos_def = 32768;
-    else if (!strcmp(mt->valuestring, "mistral")) c->arch = NX_ARCH_MISTRAL, kv_def = 8, pos_def = 131072;
-    else
-        return nx_fail(err, "%s: key 'model_type' is '%.60s', which nexus cannot run (supported: llama, qwen2, "
-                            "mistral)", file, mt->valuestring);
+    if (!mt) return nx_fail(err, "%s: missing required key 'model_type' (supported: %s)", file, nx_arch_list());
+    if (!cJSON_IsString(mt)) return nx_fail(err, "%s: key 'model_type' must be a string (got %s)", file, nx_json_kind(mt));
+    if (nx_arch_parse(mt->valuestring, &c->arch))
+        return nx_fail(err, "%s: key 'model_type' is '%.60s', which nexus cannot run (supported: %s)", file,
+                       mt->valuestring, nx_arch_list());
+    /* transformers' defaults (table at the top of this file); kv 0: the head count */
+    static const struct { int kv, pos; } DEF[NX_ARCH_COUNT] = {
+        [NX_ARCH_LLAMA] = {0, 2048}, [NX_ARCH_QWEN2] = {32, 32768}, [NX_ARCH_MISTRAL] = {8, 131072}};
+    int kv_def = DEF[c->arch].kv, pos_def = DEF[c->arch].pos;
     if (get_int(root, "vocab_size", -1, &c->V, file, err) || get_int(root, "hidden_size", -1, &c->C, file, err) ||
         get_int(root, "num_hidden_layers", -1, &c->L, file, err) ||
         get_int(root, "num_attention_heads", -1, &c->NH, file, err) ||
@@ -173,13 +168,13 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
     if (cJSON_IsObject(rp) && get(rp, "rope_theta")) {
         const cJSON *t = get(rp, "rope_theta");
         if (!cJSON_IsNumber(t))
-            return nx_fail(err, "%s: key 'rope_parameters.rope_theta' must be a number (got %s)", file, kind(t));
+            return nx_fail(err, "%s: key 'rope_parameters.rope_theta' must be a number (got %s)", file, nx_json_kind(t));
         theta = t->valuedouble;
     }
     c->rope_theta = (float)theta;
     const cJSON *act = get(root, "hidden_act");
     if (act && !cJSON_IsNull(act)) {
-        if (!cJSON_IsString(act)) return nx_fail(err, "%s: key 'hidden_act' must be a string (got %s)", file, kind(act));
+        if (!cJSON_IsString(act)) return nx_fail(err, "%s: key 'hidden_act' must be a string (got %s)", file, nx_json_kind(act));
         if (strcmp(act->valuestring, "silu") != 0)
             return nx_fail(err, "%s: key 'hidden_act' is '%.60s'; only \"silu\" is supported", file, act->valuestring);
     }
@@ -206,7 +201,7 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
                                             (c->arch == NX_ARCH_MISTRAL && !strcmp(x->valuestring, "sliding_attention")));
             if (!ok)
                 return nx_fail(err, "%s: key 'layer_types' holds %s%.60s%s; only \"full_attention\" layers are "
-                                    "supported", file, cJSON_IsString(x) ? "'" : "", cJSON_IsString(x) ? x->valuestring : kind(x),
+                                    "supported", file, cJSON_IsString(x) ? "'" : "", cJSON_IsString(x) ? x->valuestring : nx_json_kind(x),
                                cJSON_IsString(x) ? "'" : "");
         }
     if (get_token(root, "bos_token_id", &c->bos_id, file, err) || get_token(root, "eos_token_id", &c->eos_id, file, err))
@@ -216,13 +211,14 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
     for (int i = 0; i < 2; i++) {
         const cJSON *d = get(root, dkeys[i]);
         if (!d || cJSON_IsNull(d)) continue;
-        if (!cJSON_IsString(d)) return nx_fail(err, "%s: key '%s' must be a string (got %s)", file, dkeys[i], kind(d));
-        const char *s = d->valuestring;
-        if (!strcmp(s, "float32")) c->dtype = NX_F32;
-        else if (!strcmp(s, "bfloat16")) c->dtype = NX_BF16;
-        else if (!strcmp(s, "float16")) c->dtype = NX_F16;
-        else
-            return nx_fail(err, "%s: key '%s' is '%.40s' (supported: float32, bfloat16, float16)", file, dkeys[i], s);
+        if (!cJSON_IsString(d)) return nx_fail(err, "%s: key '%s' must be a string (got %s)", file, dkeys[i], nx_json_kind(d));
+        static const nx_dtype known[3] = {NX_F32, NX_BF16, NX_F16};
+        int k = 0;
+        while (k < 3 && strcmp(d->valuestring, nx_hf_dtype_name(known[k]))) k++;
+        if (k == 3)
+            return nx_fail(err, "%s: key '%s' is '%.40s' (supported: float32, bfloat16, float16)", file, dkeys[i],
+                           d->valuestring);
+        c->dtype = known[k];
         break;
     }
     if (nx_model_config_check(c, err)) return nx_fail_prefix(err, "%s", file);
@@ -314,7 +310,7 @@ int nx_hf_check_tensors(const nx_model_config *cfg, const nx_safetensors *st, nx
         if (known || ignorable(nm)) continue;
         if (cfg->tied && strcmp(nm, "lm_head.weight") == 0) continue; /* compared on load */
         nx_fail(err, "%s: unexpected tensor '%s' for a %s model with this config.json", st->paths[st->t[i].file],
-                nm, cfg->arch == NX_ARCH_QWEN2 ? "qwen2" : cfg->arch == NX_ARCH_MISTRAL ? "mistral" : "llama");
+                nm, nx_arch_name(cfg->arch));
         goto done;
     }
     rc = NX_OK;
@@ -397,40 +393,23 @@ int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err) { return nx_hf_l
 
 /* ---- saving ------------------------------------------------------------ */
 
-/* The shortest decimal that reads back as the same float, so 1e-05 stays
- * "1e-05" rather than 9.99999974737875e-06. */
-static cJSON *float_raw(float v) {
-    char buf[40];
-    for (int p = 1; p <= 9; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, (double)v);
-        if (strtof(buf, NULL) == v) break;
-    }
-    if (!strpbrk(buf, ".eEn")) strcat(buf, ".0"); /* keep it a float in Python */
-    return cJSON_CreateRaw(buf);
-}
-
 /* One buffer to PATH, atomically (nx_write_atomic). */
 static int write_atomic(const char *path, const void *data, size_t n, nx_err *err) {
     const void *parts[1] = {data};
     return nx_write_atomic(path, parts, &n, 1, err);
 }
 
-static const char *dtype_torch(nx_dtype t) {
-    return t == NX_BF16 ? "bfloat16" : t == NX_F16 ? "float16" : "float32";
-}
 
 char *nx_hf_config_json(const nx_model_config *c, nx_dtype dtype) {
-    static const char *arch_name[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
-    static const char *type_name[] = {"llama", "qwen2", "mistral"};
     cJSON *r = cJSON_CreateObject();
     /* keys in sorted order, as transformers writes them */
     cJSON *archs = cJSON_CreateArray();
-    cJSON_AddItemToArray(archs, cJSON_CreateString(arch_name[c->arch]));
+    cJSON_AddItemToArray(archs, cJSON_CreateString(nx_arch_class(c->arch)));
     cJSON_AddItemToObject(r, "architectures", archs);
     if (c->arch != NX_ARCH_QWEN2) cJSON_AddBoolToObject(r, "attention_bias", c->qkv_bias);
     if (c->bos_id >= 0) cJSON_AddNumberToObject(r, "bos_token_id", c->bos_id);
     else cJSON_AddNullToObject(r, "bos_token_id");
-    cJSON_AddStringToObject(r, "dtype", dtype_torch(dtype));
+    cJSON_AddStringToObject(r, "dtype", nx_hf_dtype_name(dtype));
     if (c->eos_id >= 0) cJSON_AddNumberToObject(r, "eos_token_id", c->eos_id);
     else cJSON_AddNullToObject(r, "eos_token_id");
     cJSON_AddNumberToObject(r, "head_dim", c->HS);
@@ -439,19 +418,19 @@ char *nx_hf_config_json(const nx_model_config *c, nx_dtype dtype) {
     cJSON_AddNumberToObject(r, "intermediate_size", c->F);
     cJSON_AddNumberToObject(r, "max_position_embeddings", c->max_pos);
     if (c->arch == NX_ARCH_LLAMA) cJSON_AddBoolToObject(r, "mlp_bias", false);
-    cJSON_AddStringToObject(r, "model_type", type_name[c->arch]);
+    cJSON_AddStringToObject(r, "model_type", nx_arch_name(c->arch));
     cJSON_AddNumberToObject(r, "num_attention_heads", c->NH);
     cJSON_AddNumberToObject(r, "num_hidden_layers", c->L);
     cJSON_AddNumberToObject(r, "num_key_value_heads", c->KVH);
-    cJSON_AddItemToObject(r, "rms_norm_eps", float_raw(c->eps));
+    cJSON_AddItemToObject(r, "rms_norm_eps", nx_json_float(c->eps, true));
     cJSON *rp = cJSON_CreateObject();
-    cJSON_AddItemToObject(rp, "rope_theta", float_raw(c->rope_theta));
+    cJSON_AddItemToObject(rp, "rope_theta", nx_json_float(c->rope_theta, true));
     cJSON_AddStringToObject(rp, "rope_type", "default");
     cJSON_AddItemToObject(r, "rope_parameters", rp);
-    cJSON_AddItemToObject(r, "rope_theta", float_raw(c->rope_theta));
+    cJSON_AddItemToObject(r, "rope_theta", nx_json_float(c->rope_theta, true));
     if (c->arch == NX_ARCH_MISTRAL) cJSON_AddNullToObject(r, "sliding_window");
     cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tied);
-    cJSON_AddStringToObject(r, "torch_dtype", dtype_torch(dtype));
+    cJSON_AddStringToObject(r, "torch_dtype", nx_hf_dtype_name(dtype));
     if (c->arch == NX_ARCH_QWEN2) cJSON_AddBoolToObject(r, "use_sliding_window", false);
     cJSON_AddNumberToObject(r, "vocab_size", c->V);
     char *s = cJSON_Print(r);

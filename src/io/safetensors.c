@@ -19,12 +19,11 @@
  * save is byte-comparable with one it saved: compact JSON with
  * "__metadata__": {"format": "pt"} first, the header padded with spaces to a
  * multiple of 8 bytes (so the data section is 8-byte aligned), data in the
- * order given. The file goes to PATH.tmp, is fsync'd, then renamed over
- * PATH, so a crash never leaves a half-written model behind. */
+ * order given. The file is written through nx_atomic_open/commit (PATH.tmp,
+ * fsync, rename), so a crash never leaves a half-written model behind. */
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +35,7 @@
 #include "nexus/safetensors.h"
 
 #include "nexus/fsutil.h"
+#include "nexus/json.h"
 
 /* The reference implementation refuses headers above 100 MB; so do we,
  * before handing the bytes to a JSON parser. */
@@ -82,17 +82,6 @@ static bool json_uint(const cJSON *x, uint64_t *out) {
     return (uint64_t)(size_t)*out == *out;
 }
 
-static const char *json_kind(const cJSON *x) {
-    if (!x) return "missing";
-    if (cJSON_IsString(x)) return "a string";
-    if (cJSON_IsNumber(x)) return "a number";
-    if (cJSON_IsArray(x)) return "an array";
-    if (cJSON_IsObject(x)) return "an object";
-    if (cJSON_IsBool(x)) return "a boolean";
-    if (cJSON_IsNull(x)) return "null";
-    return "invalid";
-}
-
 void nx_st_free_tensors(nx_st_tensor *t, int n) {
     if (!t) return;
     for (int i = 0; i < n; i++) free(t[i].name);
@@ -115,19 +104,19 @@ static int parse_tensor(const cJSON *v, const char *name, size_t data_len, const
                         nx_st_tensor *t, nx_err *err) {
     if (!cJSON_IsObject(v))
         return nx_fail(err, "%s: tensor '%.200s': entry must be an object with dtype, shape and "
-                            "data_offsets (got %s)", fname, name, json_kind(v));
+                            "data_offsets (got %s)", fname, name, nx_json_kind(v));
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(v, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(v, "shape");
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(v, "data_offsets");
     if (!cJSON_IsString(dt))
         return nx_fail(err, "%s: tensor '%.200s': key 'dtype' must be a string (got %s)", fname, name,
-                       json_kind(dt));
+                       nx_json_kind(dt));
     if (nx_dtype_from_name(dt->valuestring, &t->dtype))
         return nx_fail(err, "%s: tensor '%.200s': unknown dtype '%.40s' (supported: F32 F16 BF16 F64 "
                             "I8 U8 I16 U16 I32 U32 I64 U64 BOOL)", fname, name, dt->valuestring);
     if (!cJSON_IsArray(sh))
         return nx_fail(err, "%s: tensor '%.200s': key 'shape' must be an array (got %s)", fname, name,
-                       json_kind(sh));
+                       nx_json_kind(sh));
     int nd = cJSON_GetArraySize(sh);
     if (nd > NX_MAX_DIMS)
         return nx_fail(err, "%s: tensor '%.200s': %d dimensions, at most %d are supported", fname, name,
@@ -195,7 +184,7 @@ int nx_st_parse_header(const char *hdr, size_t hdr_len, size_t data_len, const c
         }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return nx_fail(err, "%s: header must be a JSON object (got %s)", fname, json_kind(root));
+        return nx_fail(err, "%s: header must be a JSON object (got %s)", fname, nx_json_kind(root));
     }
     int cap = cJSON_GetArraySize(root);
     nx_st_tensor *t = nx_xcalloc(cap ? (size_t)cap : 1, sizeof *t);
@@ -209,13 +198,13 @@ int nx_st_parse_header(const char *hdr, size_t hdr_len, size_t data_len, const c
             }
             if (!cJSON_IsObject(v)) {
                 nx_fail(err, "%s: '__metadata__' must be an object of strings (got %s)", fname,
-                        json_kind(v));
+                        nx_json_kind(v));
                 goto fail;
             }
             for (const cJSON *m = v->child; m; m = m->next)
                 if (!cJSON_IsString(m)) {
                     nx_fail(err, "%s: '__metadata__' key '%.200s' must be a string (got %s)", fname,
-                            m->string, json_kind(m));
+                            m->string, nx_json_kind(m));
                     goto fail;
                 }
             continue;
@@ -388,13 +377,13 @@ static int open_index(nx_safetensors *st, const char *dir, const char *ipath, nx
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm)) {
         nx_fail(err, "%s: key 'weight_map' must be an object of tensor name → shard file (got %s)", ipath,
-                json_kind(wm));
+                nx_json_kind(wm));
         goto done;
     }
     for (const cJSON *e = wm->child; e; e = e->next) {
         if (!cJSON_IsString(e)) {
             nx_fail(err, "%s: weight_map entry for tensor '%.200s' must be a file name string (got %s)",
-                    ipath, e->string, json_kind(e));
+                    ipath, e->string, nx_json_kind(e));
             goto done;
         }
         const char *f = e->valuestring;
@@ -513,8 +502,8 @@ int nx_st_write(const char *path, const nx_st_entry *e, int n, nx_err *err) {
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "format", "pt");
     cJSON_AddItemToObject(root, "__metadata__", meta);
-    char *hdr = NULL, *tmp = NULL;
-    int fd = -1, rc = NX_ERR;
+    char *hdr = NULL;
+    int rc = NX_ERR;
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const nx_st_entry *x = &e[i];
@@ -561,39 +550,15 @@ int nx_st_write(const char *path, const nx_st_entry *e, int n, nx_err *err) {
     size_t hlen = strlen(hdr), padded = (hlen + 7) & ~(size_t)7;
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    tmp = nx_xmalloc(strlen(path) + 5);
-    sprintf(tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        nx_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
     static const char spaces[8] = "        ";
-    int bad = nx_write_all(fd, len8, 8) || nx_write_all(fd, hdr, hlen) || nx_write_all(fd, spaces, padded - hlen);
-    for (int i = 0; i < n && !bad; i++) bad = nbytes[i] && nx_write_all(fd, e[i].data, nbytes[i]);
-    if (bad || fsync(fd) != 0) {
-        nx_fail(err, "%s: write failed: %s", tmp, strerror(errno));
+    nx_atomic_file f;
+    if (nx_atomic_open(&f, path, err) || nx_atomic_write(&f, len8, 8, err) ||
+        nx_atomic_write(&f, hdr, hlen, err) || nx_atomic_write(&f, spaces, padded - hlen, err))
         goto done;
-    }
-    int c = close(fd);
-    fd = -1;
-    if (c != 0 || rename(tmp, path) != 0) {
-        nx_fail(err, "%s: cannot finish writing (close/rename): %s", path, strerror(errno));
-        goto done;
-    }
-    /* Make the rename itself durable. */
-    char *dcopy = strdup(path);
-    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dcopy);
-    rc = NX_OK;
+    for (int i = 0; i < n; i++)
+        if (nx_atomic_write(&f, e[i].data, nbytes[i], err)) goto done;
+    rc = nx_atomic_commit(&f, err);
 done:
-    if (fd >= 0) close(fd);
-    if (rc && tmp) unlink(tmp);
-    free(tmp);
     free(hdr);
     cJSON_Delete(root);
     free(names);

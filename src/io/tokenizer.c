@@ -103,12 +103,6 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
 }
 static void sb_putc(sbuf *b, char c) { sb_put(b, &c, 1); }
 
-static uint64_t fnv(const void *p, size_t n, uint64_t h) {
-    const uint8_t *s = p;
-    for (size_t i = 0; i < n; i++) { h ^= s[i]; h *= 0x100000001b3ULL; }
-    return h;
-}
-#define FNV0 0xcbf29ce484222325ULL
 
 /* string -> id, open addressing; keys point to strings owned elsewhere */
 typedef struct { const char *s; uint32_t len; int32_t id; } sment;
@@ -121,7 +115,7 @@ static void smap_init(smap *m, size_t count) {
     m->mask = c - 1;
 }
 static sment *smap_slot(const smap *m, const char *s, size_t n) {
-    size_t i = fnv(s, n, FNV0) & m->mask;
+    size_t i = nx_fnv1a(s, n, NX_FNV_INIT) & m->mask;
     for (;;) {
         sment *e = &m->e[i];
         if (!e->s || (e->len == n && memcmp(e->s, s, n) == 0)) return e;
@@ -586,7 +580,7 @@ static int load_impl(nx_tokenizer *t, const cJSON *root, const cJSON *cfg, lctx 
     t->merges.e = nx_xmalloc(cap * sizeof(pment));
     for (size_t i = 0; i < cap; i++) t->merges.e[i].rank = -1;
     t->merges.mask = cap - 1;
-    uint64_t fp = FNV0;
+    uint64_t fp = NX_FNV_INIT;
     int rank = 0;
     sbuf tmp = {0};
     cJSON_ArrayForEach(x, merges) {
@@ -628,14 +622,14 @@ static int load_impl(nx_tokenizer *t, const cJSON *root, const cJSON *cfg, lctx 
         uint64_t key = (uint64_t)(uint32_t)ia << 32 | (uint32_t)ib;
         pment *e = pmap_slot(&t->merges, key);
         e->key = key; e->rank = rank; e->id = im;
-        fp = fnv(&ia, 4, fnv(&ib, 4, fp));
+        fp = nx_fnv1a(&ia, 4, nx_fnv1a(&ib, 4, fp));
         rank++;
     }
     free(tmp.p);
 
     for (int32_t i = 0; i < t->V; i++) {
-        fp = fnv(&i, 4, fp);
-        if (t->tok[i]) fp = fnv(t->tok[i], t->toklen[i], fp);
+        fp = nx_fnv1a(&i, 4, fp);
+        if (t->tok[i]) fp = nx_fnv1a(t->tok[i], t->toklen[i], fp);
     }
     t->fingerprint = fp;
 
@@ -942,7 +936,7 @@ static int run_model(ectx *c, const char *w, size_t n) {
     cshard *sh = NULL;
     cslot *slot = NULL;
     if (n <= CW) {
-        h = fnv(w, n, FNV0);
+        h = nx_fnv1a(w, n, NX_FNV_INIT);
         sh = &t->cache[h >> 58];
         slot = &sh->slot[h & (CACHE_SLOTS - 1)];
         pthread_mutex_lock(&sh->mu);

@@ -134,6 +134,7 @@ void nx_trainer_free(nx_trainer *tr) {
         for (int l = 0; l < tr->student->cfg.L; l++) nx_backend_free(be, tr->dprobs[l]);
     free(tr->dprobs);
     free(tr->stats_host);
+    free(tr->host_state);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -254,6 +255,26 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
     tr->opt.t++;
     tr->step++;
     return NX_OK;
+}
+
+nx_train_state nx_trainer_state(nx_trainer *tr) {
+    size_t n = tr->n_train;
+    if (tr->be->host_memory) return (nx_train_state){tr->student->params, tr->opt.m, tr->opt.v};
+    if (!tr->host_state) tr->host_state = nx_xmalloc(3 * n * sizeof(float));
+    nx_train_state s = {tr->host_state, tr->host_state + n, tr->host_state + 2 * n};
+    nx_backend_download(tr->be, s.params, tr->student->params, n * sizeof(float));
+    nx_backend_download(tr->be, s.m, tr->opt.m, n * sizeof(float));
+    nx_backend_download(tr->be, s.v, tr->opt.v, n * sizeof(float));
+    return s;
+}
+
+void nx_trainer_state_upload(nx_trainer *tr) {
+    if (tr->be->host_memory) return;
+    size_t n = tr->n_train;
+    NX_ASSERTM(tr->host_state, "nx_trainer_state first");
+    nx_backend_upload(tr->be, tr->student->params, tr->host_state, n * sizeof(float));
+    nx_backend_upload(tr->be, tr->opt.m, tr->host_state + n, n * sizeof(float));
+    nx_backend_upload(tr->be, tr->opt.v, tr->host_state + 2 * n, n * sizeof(float));
 }
 
 bool nx_params_finite(const nx_model_config *cfg, const float *buf, char *name, size_t name_len) {

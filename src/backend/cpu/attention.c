@@ -38,9 +38,10 @@ void cpu_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int6
         }
 }
 
-/* One query row against keys 0..last: the decode path. */
+/* One query row against keys 0..last: the decode path. With keep, S is
+ * left holding the probabilities (a kept attention map). */
 static void attend_row(float *o, float *S, const float *q, const float *K, const float *V, int64_t row,
-                       int last, int HS, float scale) {
+                       int last, int HS, float scale, bool keep) {
     float mx = -INFINITY;
     for (int j = 0; j <= last; j++) {
         S[j] = scale * nx_dot(q, K + j * row, HS);
@@ -55,12 +56,59 @@ static void attend_row(float *o, float *S, const float *q, const float *K, const
         const float *vv = V + j * row;
         for (int d = 0; d < HS; d++) o[d] += p * vv[d];
     }
-    for (int j = 0; j <= last; j++) S[j] *= inv;
+    if (keep)
+        for (int j = 0; j <= last; j++) S[j] *= inv;
+}
+
+typedef struct {
+    float *out, *probs;
+    const float *q;
+    int64_t ldq;
+    nx_kv kv;
+    const nx_span *spans;
+    const long *row0;
+    int NH, G, HS, T;
+    float scale;
+    size_t per_thread;
+    nx_backend *be;
+} attend_args;
+
+/* Work item (span s, head h, row block blk). */
+static void attend_block(const attend_args *x, int s, int h, int blk) {
+    nx_span sp = x->spans[s];
+    int r0 = blk * CPU_ATT_RB, HS = x->HS, T = x->T, Q = x->NH * HS;
+    if (r0 >= sp.len) return;
+    int nr = sp.len - r0 < CPU_ATT_RB ? sp.len - r0 : CPU_ATT_RB, nk = sp.pos + r0 + nr;
+    const float *K = x->kv.k + sp.seq * x->kv.seq + (h / x->G) * HS;
+    const float *V = x->kv.v + sp.seq * x->kv.seq + (h / x->G) * HS;
+    const float *Qb = x->q + (x->row0[s] + r0) * x->ldq + (long)h * HS;
+    float *Ob = x->out + (x->row0[s] + r0) * (long)Q + (long)h * HS;
+    int ldS = x->probs ? T : nk;
+    float *S = x->probs ? x->probs + (((size_t)s * x->NH + h) * T + r0) * T
+                        : cpu_scratch(x->be, omp_get_thread_num(), x->per_thread);
+    if (nr == 1) {
+        attend_row(Ob, S, Qb, K, V, x->kv.row, nk - 1, HS, x->scale, x->probs != NULL);
+    } else {
+        nx_gemm(false, true, nr, nk, HS, x->scale, Qb, (int)x->ldq, K, (int)x->kv.row, 0.0f, S, ldS);
+        for (int i = 0; i < nr; i++) {
+            float *row = S + (long)i * ldS, mx = -INFINITY;
+            int last = sp.pos + r0 + i;
+            for (int j = 0; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
+            float sum = 0;
+            for (int j = 0; j <= last; j++) sum += row[j] = expf(row[j] - mx);
+            float inv = 1.0f / sum;
+            for (int j = 0; j <= last; j++) row[j] *= inv;
+            for (int j = last + 1; j < nk; j++) row[j] = 0.0f;
+        }
+        nx_gemm(false, false, nr, HS, nk, 1.0f, S, ldS, V, (int)x->kv.row, 0.0f, Ob, Q);
+    }
+    if (x->probs) /* the rest of each kept row is zero */
+        for (int i = 0; i < nr; i++) memset(S + (long)i * T + nk, 0, sizeof(float) * (T - nk));
 }
 
 void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
                    const nx_span *spans, int nspans, int NH, int KVH, int HS) {
-    int G = NH / KVH, Q = NH * HS, T = probs ? spans[0].len : 0, maxblk = 0;
+    int G = NH / KVH, T = probs ? spans[0].len : 0, maxblk = 0;
     float scale = 1.0f / sqrtf((float)HS);
     long row0[nspans > 0 ? nspans : 1];
     int64_t ctx = 0;
@@ -74,40 +122,16 @@ void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int
     }
     size_t per_thread = (size_t)CPU_ATT_RB * ctx;
     if (!probs) cpu_scratch(be, cpu_threads(be) - 1, per_thread); /* asserts the plan covers it */
+    attend_args x = {out, probs, q, ldq, kv, spans, row0, NH, G, HS, T, scale, per_thread, be};
+    if (maxblk == 1) { /* rows of equal cost (decode, short spans): a static split */
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(be)) if (nspans * NH > 1)
+        for (int i = 0; i < nspans * NH; i++) attend_block(&x, i / NH, i % NH, 0);
+        return;
+    }
 #pragma omp parallel for schedule(dynamic) collapse(3) num_threads(cpu_threads(be))
     for (int s = 0; s < nspans; s++)
         for (int h = 0; h < NH; h++)
-            for (int blk = 0; blk < maxblk; blk++) {
-                nx_span sp = spans[s];
-                int r0 = blk * CPU_ATT_RB;
-                if (r0 >= sp.len) continue;
-                int nr = sp.len - r0 < CPU_ATT_RB ? sp.len - r0 : CPU_ATT_RB, nk = sp.pos + r0 + nr;
-                const float *K = kv.k + sp.seq * kv.seq + (h / G) * HS;
-                const float *V = kv.v + sp.seq * kv.seq + (h / G) * HS;
-                const float *Qb = q + (row0[s] + r0) * ldq + (long)h * HS;
-                float *Ob = out + (row0[s] + r0) * (long)Q + (long)h * HS;
-                int ldS = probs ? T : nk;
-                float *S = probs ? probs + (((size_t)s * NH + h) * T + r0) * T
-                                 : cpu_scratch(be, omp_get_thread_num(), per_thread);
-                if (nr == 1) {
-                    attend_row(Ob, S, Qb, K, V, kv.row, nk - 1, HS, scale);
-                } else {
-                    nx_gemm(false, true, nr, nk, HS, scale, Qb, (int)ldq, K, (int)kv.row, 0.0f, S, ldS);
-                    for (int i = 0; i < nr; i++) {
-                        float *row = S + (long)i * ldS, mx = -INFINITY;
-                        int last = sp.pos + r0 + i;
-                        for (int j = 0; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
-                        float sum = 0;
-                        for (int j = 0; j <= last; j++) sum += row[j] = expf(row[j] - mx);
-                        float inv = 1.0f / sum;
-                        for (int j = 0; j <= last; j++) row[j] *= inv;
-                        for (int j = last + 1; j < nk; j++) row[j] = 0.0f;
-                    }
-                    nx_gemm(false, false, nr, HS, nk, 1.0f, S, ldS, V, (int)kv.row, 0.0f, Ob, Q);
-                }
-                if (probs) /* the rest of each kept row is zero */
-                    for (int i = 0; i < nr; i++) memset(S + (long)i * T + nk, 0, sizeof(float) * (T - nk));
-            }
+            for (int blk = 0; blk < maxblk; blk++) attend_block(&x, s, h, blk);
 }
 
 void cpu_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,

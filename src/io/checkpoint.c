@@ -58,8 +58,8 @@ static int list_steps(const char *dir, long **out) {
     return n;
 }
 
-int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, const float *params,
-                 const nx_adamw *opt, int keep, nx_err *err) {
+int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const float *params, const float *m,
+                 const float *v, int64_t adam_t, int keep, nx_err *err) {
     if (nx_mkdirs(dir, err)) return NX_ERR;
     disk_header h = {0};
     h.config_hash = meta->config_hash;
@@ -69,25 +69,25 @@ int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, const float *params,
     h.data_state_len = meta->data_state_len;
     memcpy(h.data_state, meta->data_state, meta->data_state_len);
     h.best_val_loss = meta->best_val_loss;
-    h.nparams = opt->n;
-    h.adam_t = opt->t;
+    h.nparams = n;
+    h.adam_t = adam_t;
     uint32_t version = NX_CKPT_VERSION, hlen = sizeof h;
-    size_t nb = opt->n * sizeof(float);
+    size_t nb = n * sizeof(float);
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32_z(crc, (const Bytef *)&h, sizeof h);
     crc = crc32_z(crc, (const Bytef *)params, nb);
-    crc = crc32_z(crc, (const Bytef *)opt->m, nb);
-    crc = crc32_z(crc, (const Bytef *)opt->v, nb);
+    crc = crc32_z(crc, (const Bytef *)m, nb);
+    crc = crc32_z(crc, (const Bytef *)v, nb);
     uint32_t c32 = (uint32_t)crc;
-    const void *parts[] = {MAGIC, &version, &hlen, &h, params, opt->m, opt->v, &c32};
+    const void *parts[] = {MAGIC, &version, &hlen, &h, params, m, v, &c32};
     size_t lens[] = {8, 4, 4, sizeof h, nb, nb, nb, 4};
     char path[4096];
     snprintf(path, sizeof path, "%s/step-%08ld.nxck", dir, (long)meta->step);
     if (nx_write_atomic(path, parts, lens, 8, err)) return NX_ERR;
     if (keep > 0) {
         long *steps;
-        int n = list_steps(dir, &steps);
-        for (int i = 0; i + keep < n; i++) {
+        int count = list_steps(dir, &steps);
+        for (int i = 0; i + keep < count; i++) {
             snprintf(path, sizeof path, "%s/step-%08ld.nxck", dir, steps[i]);
             unlink(path);
         }
@@ -108,13 +108,13 @@ int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err) {
     return NX_OK;
 }
 
-int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, float *params,
-                 nx_adamw *opt, nx_err *err) {
+int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, size_t n, float *params, float *m,
+                 float *v, int64_t *adam_t, nx_err *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     fstat(fd, &st);
-    size_t size = (size_t)st.st_size, nb = opt->n * sizeof(float);
+    size_t size = (size_t)st.st_size, nb = n * sizeof(float);
     size_t want = 16 + sizeof(disk_header) + 3 * nb + 4;
     if (size < 16) {
         close(fd);
@@ -135,7 +135,7 @@ int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, flo
                      "nexus that wrote it", path, version, NX_CKPT_VERSION);
     } else if (hlen != sizeof h || size != want) {
         nx_fail(err, "%s: size %zu bytes, expected %zu for a student of %zu parameters: truncated, "
-                     "or written for another student shape", path, size, want, opt->n);
+                     "or written for another student shape", path, size, want, n);
     } else {
         uLong crc = crc32_z(crc32(0L, Z_NULL, 0), p + 16, size - 20);
         uint32_t stored;
@@ -148,15 +148,15 @@ int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, flo
             nx_fail(err, "%s: written for a different configuration (hash %016llx, this run "
                          "%016llx): resume with the same config, or start a new output directory",
                     path, (unsigned long long)h.config_hash, (unsigned long long)expect_hash);
-        else if (h.nparams != opt->n || h.data_state_len > NX_CKPT_DATA_STATE_MAX)
+        else if (h.nparams != n || h.data_state_len > NX_CKPT_DATA_STATE_MAX)
             nx_fail(err, "%s: parameter count %llu does not match the student (%zu)", path,
-                    (unsigned long long)h.nparams, opt->n);
+                    (unsigned long long)h.nparams, n);
         else {
             const unsigned char *d = p + 16 + sizeof h;
             memcpy(params, d, nb);
-            memcpy(opt->m, d + nb, nb);
-            memcpy(opt->v, d + 2 * nb, nb);
-            opt->t = h.adam_t;
+            memcpy(m, d + nb, nb);
+            memcpy(v, d + 2 * nb, nb);
+            *adam_t = h.adam_t;
             meta->config_hash = h.config_hash;
             meta->step = h.step;
             meta->tokens = h.tokens;

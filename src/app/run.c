@@ -1,0 +1,266 @@
+/* run.c — one run of `nexus distill` / `nexus train` (see run.h): the
+ * orchestration, with the pieces in their own files (init.c, data.c,
+ * metrics.c, progress.c).
+ *
+ * Order of work: teacher (weights for distill, tokenizer always) → student
+ * shape and initialisation → data (token shards or JSONL tokenized in
+ * memory, checked against the tokenizer and the vocabulary before any step)
+ * → trainer, loader → resume → steps with metrics.jsonl, evals,
+ * checkpoints → final eval, student directory, summary. Every failure
+ * before the first step leaves nothing behind; after it, the newest
+ * checkpoint is the state of record.
+ *
+ * A checkpoint holds the student's parameters followed by the trainer's own
+ * (hidden-state projections), AdamW's moments over all of them, and the
+ * loader's state: everything a resumed run needs to continue bit for bit. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nexus/checkpoint.h"
+#include "nexus/fsutil.h"
+#include "nexus/hf.h"
+#include "nexus/tokenizer.h"
+#include "run_internal.h"
+
+nx_train_opts nx_run_train_opts(const nx_run_config *rc, bool distill) {
+    return (nx_train_opts){
+        .B = rc->data.batch_size, .T = rc->data.seq_len - 1, .accum = rc->data.grad_accum,
+        .alpha = (float)rc->loss.alpha, .temp = (float)rc->loss.temperature, .kd = rc->loss.kind,
+        .lr = (float)rc->optimizer.lr, .min_lr = (float)rc->optimizer.min_lr,
+        .beta1 = (float)rc->optimizer.betas[0], .beta2 = (float)rc->optimizer.betas[1],
+        .eps = (float)rc->optimizer.eps, .weight_decay = (float)rc->optimizer.weight_decay,
+        .clip = (float)rc->optimizer.clip, .sched = rc->optimizer.schedule,
+        .warmup = rc->optimizer.warmup_steps, .total_steps = rc->optimizer.steps,
+        .n_layer_map = rc->loss.hidden.layer_map.n, .layer_map = (const int (*)[2])rc->loss.hidden.layer_map.pair,
+        .hidden_weight = distill ? (float)rc->loss.hidden.weight : 0.0f, .proj_seed = (uint64_t)rc->seed ^ 0x9a0ecu,
+        .attention_weight = distill ? (float)rc->loss.attention : 0.0f};
+}
+
+typedef struct {
+    nx_model teacher, student;
+    bool have_teacher_weights, have_student;
+    nx_tokenizer *tok;
+    run_data train, val;
+    bool have_train, have_val;
+    nx_trainer tr;
+    bool have_trainer;
+    int32_t *inputs, *targets;
+    run_metrics metrics;
+} run_state;
+
+static void cleanup(run_state *s) {
+    run_metrics_close(&s->metrics);
+    if (s->have_trainer) nx_trainer_free(&s->tr);
+    free(s->inputs);
+    free(s->targets);
+    if (s->have_train) run_data_close(&s->train);
+    if (s->have_val) run_data_close(&s->val);
+    if (s->tok) nx_tokenizer_free(s->tok);
+    if (s->have_student) nx_model_free(&s->student);
+    if (s->have_teacher_weights) nx_model_free(&s->teacher);
+}
+
+/* The directory, created with its parents, and writable. */
+static int writable_dir(const char *dir, nx_err *err) {
+    if (nx_mkdirs(dir, err)) return NX_ERR;
+    if (access(dir, W_OK)) return nx_fail(err, "%s: not writable: %s", dir, strerror(errno));
+    return NX_OK;
+}
+
+static int save_ckpt(run_state *s, const nx_run_config *rc, const nx_loader *ld, int64_t tokens, nx_err *err) {
+    nx_ckpt_meta meta = {.config_hash = nx_run_config_hash(rc), .step = s->tr.step, .tokens = tokens,
+                         .best_val_loss = NAN};
+    nx_rng_seed(&meta.rng, 0);
+    meta.data_state_len = sizeof ld->st;
+    memcpy(meta.data_state, &ld->st, sizeof ld->st);
+    nx_train_state st = nx_trainer_state(&s->tr);
+    return nx_ckpt_save(rc->checkpoint.dir, &meta, s->tr.n_train, st.params, st.m, st.v, s->tr.opt.t,
+                        rc->checkpoint.keep, err);
+}
+
+/* Restores the student, the trainer's step and AdamW, and the loader from
+ * the newest checkpoint; *tokens is the count trained on so far. */
+static int resume(run_state *s, const nx_run_config *rc, nx_loader *ld, int64_t *tokens, nx_err *err) {
+    char path[NX_RUN_PATH_MAX + 64];
+    nx_ckpt_meta meta;
+    nx_adamw *opt = &s->tr.opt;
+    if (nx_ckpt_latest(rc->checkpoint.dir, path, sizeof path, err)) return NX_ERR;
+    nx_train_state st = nx_trainer_state(&s->tr);
+    if (nx_ckpt_load(path, nx_run_config_hash(rc), &meta, opt->n, st.params, st.m, st.v, &opt->t, err))
+        return NX_ERR;
+    nx_trainer_state_upload(&s->tr);
+    if (meta.data_state_len != sizeof ld->st)
+        return nx_fail(err, "%s: data-loader state of %u bytes, expected %zu", path, meta.data_state_len,
+                       sizeof ld->st);
+    memcpy(&ld->st, meta.data_state, sizeof ld->st);
+    s->tr.step = meta.step;
+    *tokens = meta.tokens;
+    if (run_metrics_open(&s->metrics, rc->log.metrics_file, true, meta.step, err)) return NX_ERR;
+    run_progress_resumed(path, meta.step);
+    return NX_OK;
+}
+
+static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval_result *r, nx_err *err) {
+    int64_t maxw = rc->eval.batches > 0 ? (int64_t)rc->eval.batches * rc->data.batch_size
+                 : rc->eval.tokens > 0 ? rc->eval.tokens / rc->data.seq_len : 0;
+    if (maxw == 0 && rc->eval.tokens > 0) maxw = 1;
+    return nx_eval(&s->student, distill ? &s->teacher : NULL, s->val.view, rc->data.seq_len,
+                   rc->data.batch_size, maxw, r, err);
+}
+
+/* Teacher weights (when distilling or copying layers) or its config alone,
+ * and its tokenizer. */
+static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_model_config *tcfg, nx_err *err) {
+    if (distill || rc->student.init.kind != NX_INIT_RANDOM) {
+        if (nx_hf_load_model_as(rc->teacher.path, &s->teacher, rc->teacher.dtype, err)) return NX_ERR;
+        s->have_teacher_weights = true;
+        *tcfg = s->teacher.cfg;
+    } else if (nx_hf_load_config(rc->teacher.path, tcfg, err)) {
+        return NX_ERR;
+    }
+    if (nx_tokenizer_load(&s->tok, rc->teacher.path, err)) return NX_ERR;
+    if (nx_tokenizer_vocab_size(s->tok) > tcfg->V)
+        return nx_fail(err, "%s: the tokenizer has %d tokens but the model's vocab_size is %d", rc->teacher.path,
+                       nx_tokenizer_vocab_size(s->tok), tcfg->V);
+    return NX_OK;
+}
+
+/* Training and validation data, checked against the student's vocabulary. */
+static int open_data(run_state *s, const nx_run_config *rc, int V, bool progress, nx_err *err) {
+    if (nx_tokenizer_vocab_size(s->tok) > V)
+        return nx_fail(err, "the tokenizer has %d tokens but the student's vocab_size is %d: the student must "
+                            "cover the teacher's vocabulary", nx_tokenizer_vocab_size(s->tok), V);
+    if (run_data_open(&s->train, rc->data.train, "train.bin", s->tok, rc->data.text_field, V, progress, err))
+        return NX_ERR;
+    s->have_train = true;
+    if (!rc->data.validation[0]) return NX_OK;
+    if (run_data_open(&s->val, rc->data.validation, "val.bin", s->tok, rc->data.text_field, V, progress, err))
+        return NX_ERR;
+    s->have_val = true;
+    if (s->val.view.n < (uint64_t)rc->data.seq_len)
+        return nx_fail(err, "%s: %llu tokens, fewer than one evaluation window of %d", rc->data.validation,
+                       (unsigned long long)s->val.view.n, rc->data.seq_len);
+    return NX_OK;
+}
+
+/* The final evaluation into the summary and metrics, then the student
+ * directory with the teacher's tokenizer. */
+static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_model_config *tcfg,
+                  nx_run_summary *out, nx_err *err) {
+    if (s->have_val) {
+        nx_eval_result r;
+        if (evaluate(s, rc, distill, &r, err)) return NX_ERR;
+        out->student.ppl = r.perplexity;
+        out->student.agreement = r.agreement;
+        out->student.kl = r.kl;
+        run_metrics_eval(&s->metrics, s->tr.step, &r, true);
+        out->teacher.ppl = r.teacher_perplexity; /* NAN without a teacher */
+    }
+    if (distill) {
+        out->teacher.params = nx_model_count(tcfg);
+        out->teacher.bytes = (double)out->teacher.params * nx_dtype_size(tcfg->dtype);
+    }
+    if (nx_hf_save_model(rc->output.dir, &s->student, rc->output.dtype, err)) return NX_ERR;
+    return nx_hf_copy_tokenizer(rc->teacher.path, rc->output.dir, err);
+}
+
+int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, nx_err *err) {
+    run_state s;
+    memset(&s, 0, sizeof s);
+    memset(out, 0, sizeof *out);
+    out->student.ppl = out->teacher.ppl = out->student.agreement = out->student.kl = NAN;
+    out->teacher.agreement = out->teacher.kl = NAN;
+    nx_set_threads(rc->threads);
+    int rcode = NX_ERR;
+    bool distill = o->distill;
+    nx_model_config tcfg, scfg;
+
+    if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
+    if (nx_run_config_student_shape(rc, &tcfg, &scfg, err)) goto fail;
+    if (rc->data.seq_len - 1 > scfg.max_pos) {
+        nx_fail(err, "data.seq_len %d exceeds the student's max_position_embeddings %d + 1", rc->data.seq_len,
+                scfg.max_pos);
+        goto fail;
+    }
+    if (nx_model_init(&s.student, &scfg, err)) goto fail;
+    s.have_student = true;
+    if (open_data(&s, rc, scfg.V, o->progress, err)) goto fail;
+    int B = rc->data.batch_size, T = rc->data.seq_len - 1, accum = rc->data.grad_accum;
+    nx_loader ld;
+    if (nx_loader_init(&ld, s.train.view, B, T,
+                       rc->data.order == NX_ORDER_SEQUENTIAL ? NX_BATCH_SEQUENTIAL : NX_BATCH_RANDOM,
+                       (uint64_t)rc->seed, err)) {
+        nx_fail_prefix(err, "%s", rc->data.train);
+        goto fail;
+    }
+    /* (skipped on resume: the checkpoint holds the student) */
+    if (!o->resume && run_init_student(&s.student, &s.teacher, rc, &ld, err)) goto fail;
+
+    nx_train_opts to = nx_run_train_opts(rc, distill);
+    if (nx_trainer_init(&s.tr, &s.student, distill ? &s.teacher : NULL, &to, err)) goto fail;
+    s.have_trainer = true;
+    s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);
+    s.targets = nx_xmalloc(sizeof(int32_t) * accum * B * T);
+
+    /* outputs */
+    if (writable_dir(rc->output.dir, err) || writable_dir(rc->checkpoint.dir, err)) goto fail;
+    int64_t tokens = 0;
+    if (o->resume ? resume(&s, rc, &ld, &tokens, err)
+                  : run_metrics_open(&s.metrics, rc->log.metrics_file, false, 0, err))
+        goto fail;
+
+    /* steps */
+    run_progress pg = {.tty = o->progress && isatty(STDERR_FILENO), .log_every = rc->log.every,
+                       .start = s.tr.step, .total = rc->optimizer.steps};
+    double t_train = 0;
+    nx_step_stats st = {0};
+    while (s.tr.step < pg.total) {
+        double t0 = nx_now();
+        for (int a = 0; a < accum; a++)
+            nx_loader_next(&ld, s.inputs + (size_t)a * B * T, s.targets + (size_t)a * B * T);
+        if (nx_trainer_step(&s.tr, s.inputs, s.targets, &st)) {
+            nx_fail(err, "step %lld: the loss is not finite (loss %g, gradient norm %g); the first "
+                         "non-finite gradient is in %s. Nothing was updated; the newest checkpoint in %s "
+                         "is intact. Try a lower optimizer.lr or a smaller loss.temperature",
+                    (long long)st.step, st.loss, st.grad_norm, st.bad_tensor, rc->checkpoint.dir);
+            goto fail;
+        }
+        double dt = nx_now() - t0;
+        t_train += dt;
+        tokens += st.tokens;
+        double tps = (s.tr.step - pg.start) * (double)st.tokens / t_train; /* this session's steps */
+        run_metrics_step(&s.metrics, &st, tokens, dt, tps);
+        run_progress_step(&pg, &st, s.tr.step, t_train, tps);
+        bool last = s.tr.step == pg.total;
+        if (s.have_val && rc->eval.every > 0 && s.tr.step % rc->eval.every == 0 && !last) {
+            nx_eval_result r;
+            if (evaluate(&s, rc, distill, &r, err)) goto fail;
+            run_metrics_eval(&s.metrics, s.tr.step, &r, false);
+            run_progress_eval(&pg, s.tr.step, &r, distill);
+        }
+        bool stop = o->stop && *o->stop;
+        if ((rc->checkpoint.every > 0 && s.tr.step % rc->checkpoint.every == 0) || last || stop) {
+            if (save_ckpt(&s, rc, &ld, tokens, err)) goto fail;
+        }
+        if (stop && !last) {
+            run_progress_interrupted(&pg, s.tr.step, rc->checkpoint.dir);
+            out->interrupted = true;
+            break;
+        }
+    }
+    out->steps_done = s.tr.step;
+    out->tokens = tokens;
+    out->seconds = t_train;
+    out->tokens_per_s = s.tr.step > pg.start ? (s.tr.step - pg.start) * (double)accum * B * T / t_train : 0;
+    out->final_loss = st.loss;
+    out->student.params = nx_model_count(&scfg);
+    out->student.bytes = (double)out->student.params * nx_dtype_size(rc->output.dtype);
+    out->has_teacher = distill;
+    if (out->interrupted || finish(&s, rc, distill, &tcfg, out, err) == NX_OK) rcode = NX_OK;
+fail:
+    cleanup(&s);
+    return rcode;
+}

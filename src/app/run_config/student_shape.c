@@ -1,0 +1,125 @@
+/* student_shape.c — the student's final nx_model_config, resolved from its
+ * one source of shape (a preset, the teacher's shape, or explicit keys) with
+ * the shape keys as overrides on top.
+ *
+ * What the student cannot know better than the teacher (vocabulary, BOS and
+ * EOS ids; for explicit shapes also max positions, RoPE base and norm eps)
+ * comes from the teacher when there is one. The checks that need the
+ * teacher's shape are here too, since this is the first place that has it:
+ * run.c calls this after loading the teacher's config, and validate.c calls
+ * it without a teacher to check the shape alone. */
+#include <string.h>
+
+#include "internal.h"
+
+int nx_run_config_student_layers(const nx_run_config *rc) {
+    if (rc->student.num_layers > 0) return rc->student.num_layers;
+    if (rc->student.preset >= 0 && rc->student.preset < CFG_NPRESETS) return CFG_PRESETS[rc->student.preset].shape.L;
+    return 0;
+}
+
+/* The start of the shape: the teacher's, a preset's, or the defaults of an
+ * explicit one. */
+static int base_shape(const struct nx_run_student *s, const nx_model_config *t, nx_model_config *m, nx_err *err) {
+    memset(m, 0, sizeof *m);
+    if (s->from_teacher) {
+        if (!t) return nx_fail(err, "student.from_teacher needs the teacher's config");
+        *m = *t;
+    } else if (s->preset >= 0) {
+        NX_ASSERT(s->preset < CFG_NPRESETS);
+        *m = CFG_PRESETS[s->preset].shape;
+    } else {
+        m->arch = NX_ARCH_LLAMA;
+        m->V = 32000;
+        m->max_pos = 2048;
+        m->rope_theta = 10000.0f;
+        m->eps = 1e-5f;
+        m->bos_id = m->eos_id = -1;
+        m->dtype = NX_F32;
+        if (t) { /* what the student cannot know better than the teacher */
+            m->max_pos = t->max_pos;
+            m->rope_theta = t->rope_theta;
+            m->eps = t->eps;
+        }
+    }
+    if (t && !s->from_teacher) {
+        m->V = t->V;
+        m->bos_id = t->bos_id;
+        m->eos_id = t->eos_id;
+    }
+    return NX_OK;
+}
+
+/* What needs both shapes: layer indices in the teacher's range, and equal
+ * widths where teacher tensors are copied or compared unprojected. */
+static int check_against_teacher(const nx_run_config *rc, const nx_model_config *m, const nx_model_config *t,
+                                 nx_err *err) {
+    const struct nx_run_student *s = &rc->student;
+    if (s->from_teacher && m->L > t->L)
+        return nx_fail(err, "student.num_layers %d is more than the teacher's %d layers", m->L, t->L);
+    const nx_layer_list *cl = &s->init.copy_layers;
+    if (s->init.kind == NX_INIT_AUTO && (m->V != t->V || m->C != t->C))
+        return nx_fail(err, "student.init auto copies teacher layers chosen by importance, so the student needs "
+                            "the teacher's vocabulary and hidden size (teacher %d x %d, student %d x %d)",
+                       t->V, t->C, m->V, m->C);
+    if (s->init.kind == NX_INIT_COPY_LAYERS) {
+        for (int i = 0; i < cl->n; i++)
+            if (cl->v[i] >= t->L)
+                return nx_fail(err, "student.init.copy_layers: teacher layer %d out of range (the teacher has %d layers, 0..%d)",
+                               cl->v[i], t->L, t->L - 1);
+        if (m->V != t->V || m->C != t->C)
+            return nx_fail(err, "student.init.copy_layers copies the teacher's embeddings, so the student needs its "
+                                "vocabulary and hidden size (teacher %d x %d, student %d x %d)",
+                           t->V, t->C, m->V, m->C);
+    }
+    const nx_layer_map *lm = &rc->loss.hidden.layer_map;
+    for (int i = 0; i < lm->n; i++)
+        if (lm->pair[i][1] >= t->L)
+            return nx_fail(err, "loss.hidden.layer_map: teacher layer %d out of range (the teacher has %d layers)",
+                           lm->pair[i][1], t->L);
+    if (rc->loss.hidden.weight > 0 && rc->loss.hidden.projection == NX_PROJECTION_NONE && m->C != t->C)
+        return nx_fail(err, "loss.hidden.projection is none but the widths differ (student %d, teacher %d); "
+                            "use projection: auto", m->C, t->C);
+    if (rc->loss.alpha > 0 && m->V != t->V)
+        return nx_fail(err, "distilling logits (loss.alpha %g > 0) needs the teacher's vocabulary: student %d, "
+                            "teacher %d; drop student.vocab_size", rc->loss.alpha, m->V, t->V);
+    return NX_OK;
+}
+
+int nx_run_config_student_shape(const nx_run_config *rc, const nx_model_config *t, nx_model_config *out,
+                                nx_err *err) {
+    const struct nx_run_student *s = &rc->student;
+    nx_model_config m;
+    if (base_shape(s, t, &m, err)) return NX_ERR;
+    bool explicit_ = !s->from_teacher && s->preset < 0;
+    if (s->arch >= 0 && (nx_arch)s->arch != m.arch) {
+        m.arch = (nx_arch)s->arch;
+        m.qkv_bias = m.arch == NX_ARCH_QWEN2;
+        m.o_bias = false;
+    } else if (!s->from_teacher) {
+        m.qkv_bias = m.arch == NX_ARCH_QWEN2;
+        m.o_bias = false;
+    }
+    if (s->vocab_size) m.V = s->vocab_size;
+    if (s->hidden_size) m.C = s->hidden_size;
+    if (s->num_layers) m.L = s->num_layers;
+    if (s->num_heads) m.NH = s->num_heads;
+    if (s->num_kv_heads) m.KVH = s->num_kv_heads;
+    else if (explicit_) m.KVH = m.NH;
+    if (s->head_dim) m.HS = s->head_dim;
+    else if (explicit_) m.HS = m.NH > 0 ? m.C / m.NH : 0;
+    if (s->intermediate_size) m.F = s->intermediate_size;
+    if (s->max_position_embeddings) m.max_pos = s->max_position_embeddings;
+    if (s->rope_theta > 0) m.rope_theta = (float)s->rope_theta;
+    if (s->rms_norm_eps > 0) m.eps = (float)s->rms_norm_eps;
+    if (s->tie_word_embeddings >= 0) m.tied = s->tie_word_embeddings;
+    else if (explicit_) m.tied = false;
+    if (explicit_ && !s->head_dim && m.NH > 0 && m.C % m.NH)
+        return nx_fail(err, "hidden_size %d is not a multiple of num_heads %d; give head_dim", m.C, m.NH);
+    if (m.KVH > 0 && m.NH % m.KVH)
+        return nx_fail(err, "num_heads (%d) must be a multiple of num_kv_heads (%d)", m.NH, m.KVH);
+    if (nx_model_config_check(&m, err)) return NX_ERR;
+    if (t && check_against_teacher(rc, &m, t, err)) return NX_ERR;
+    *out = m;
+    return NX_OK;
+}
