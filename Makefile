@@ -14,7 +14,12 @@
 #                   inputs go to build/fuzz/corpus, seeds stay in tests/fuzz/corpus
 
 CC       ?= cc
+# make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
+ifeq ($(CUDA),1)
+BUILD    ?= build-cuda
+else
 BUILD    ?= build
+endif
 OPT      ?= -O3 -march=native
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
@@ -26,8 +31,31 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
 LDLIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
             -lpcre2-8 -lm -fopenmp -lpthread
 
+# make STATIC=1: the Debian libraries linked in, for a binary that runs on
+# a machine without them (the GPU machine); cJSON has no static library in
+# Debian: carry libcjson.so.1 beside the binary (LD_LIBRARY_PATH)
+ifeq ($(STATIC),1)
+LDLIBS   := -L$(BLAS_DIR) -Wl,-Bstatic -lopenblas -lgfortran -lquadmath -lyaml -lz -lpcre2-8 -lgomp \
+            -Wl,-Bdynamic -lcjson -lm -lpthread -ldl
+endif
+
 LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+
+ifeq ($(CUDA),1)
+CUDA_HOME ?= /usr/local/cuda
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+# sm_90: H100/H200; PTX for the rest
+NVFLAGS   ?= -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CU_SRC    := $(wildcard src/backend/cuda/*.cu)
+LIB_OBJ   += $(CU_SRC:%.cu=$(BUILD)/%.o)
+CFLAGS    += -DNX_HAVE_CUDA
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+
+$(BUILD)/%.o: %.cu | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -DNX_HAVE_CUDA -Iinclude -MMD -MP -c $< -o $@
+endif
 TEST_SRC  := $(wildcard tests/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 GOLD_SRC  := $(wildcard tests/golden_*.c)
@@ -100,7 +128,7 @@ fuzz: | $(DEPS_STAMP)
 	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
 
 clean:
-	rm -rf build build-san nexus
+	rm -rf build build-san build-cuda build-base nexus
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # compare.sh BASE — this checkout's engine beside commit BASE's, in one run
 # on this machine: builds BASE's benchmarks from `git archive` under
-# build/baseline/ (never committed), then runs bench_train and bench_infer
+# build-base/ (never committed), then runs bench_train and bench_infer
 # of both, alternating, ROUNDS times (default 3), and prints each figure's
 # best and the ratio new ÷ base: the KD step, the CE step, batch-1 decode
 # and 256-token prefill. Needs ../shared (teacher-19m); run from the repo
@@ -10,7 +10,7 @@
 set -e
 base=${1:?usage: bench/compare.sh BASE_COMMIT}
 rounds=${ROUNDS:-3}
-dir=build/baseline
+dir=build-base
 if [ ! -d ../shared/models/teacher-19m ]; then echo "compare: skipped (needs ../shared)"; exit 0; fi
 rev=$(git rev-parse --short "$base")
 if [ ! -x "$dir/$rev/build/bench/bench_infer" ]; then

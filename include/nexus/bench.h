@@ -36,8 +36,4 @@ nx_bench_opts nx_bench_defaults(void);
  * model's context or sizes are not positive. */
 int nx_bench_speed_run(const nx_model *m, const nx_bench_opts *o, nx_bench_speed *r, nx_err *err);
 
-/* Peak resident set of this process so far, in bytes (VmHWM from
- * /proc/self/status; getrusage's ru_maxrss where /proc is missing). */
-double nx_peak_rss_bytes(void);
-
 #endif

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,23 @@
 #include "nexus/eval.h"
 #include "nexus/hf.h"
 #include "nexus/tokenizer.h"
+
+/* Peak resident set of this process so far, in bytes (VmHWM from
+ * /proc/self/status; getrusage's ru_maxrss where /proc is missing). */
+static double peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        long kb = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
+        fclose(f);
+        if (kb >= 0) return kb * 1024.0;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss * 1024.0;
+}
 
 typedef struct {
     const char *teacher, *data;
@@ -91,7 +109,7 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
         r->data_tokens = (double)ts.n;
     }
     if (!st->no_speed && nx_bench_speed_run(&m, &st->bo, &r->sp, err)) goto out;
-    r->peak_rss = nx_peak_rss_bytes();
+    r->peak_rss = peak_rss_bytes();
     if (st->data) {
         r->is_teacher = st->teacher && same_dir(dir, st->teacher);
         r->has_teacher = st->teacher && !r->is_teacher;

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 
 nx_bench_opts nx_bench_defaults(void) {
@@ -114,19 +113,4 @@ done:
     free(ids), free(ttft), free(pre), free(dec), free(decb), free(lat);
     nx_gen_free(&g);
     return rc;
-}
-
-double nx_peak_rss_bytes(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f) {
-        char line[256];
-        long kb = -1;
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
-        fclose(f);
-        if (kb >= 0) return kb * 1024.0;
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss * 1024.0;
 }

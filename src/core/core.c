@@ -1,4 +1,4 @@
-/* base.c — errors, assertions, host allocation, arena planning, hashing,
+/* core.c — errors, assertions, host allocation, arena planning, hashing,
  * clocks. These are the pieces every other module leans on; they have no
  * dependencies beyond libc and OpenMP. Element types are dtype.c. */
 #include "nexus/core.h"
