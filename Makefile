@@ -97,7 +97,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libnexus.a
 	$(CC) $(CFLAGS) -MMD -MP -o $@ $< $(BUILD)/libnexus.a $(LDLIBS)
 
 test: $(BIN) $(TEST_BIN)
-	@NEXUS=./$(BIN) sh tests/run.sh $(TEST_BIN) tests/cli_*.sh
+	@NEXUS=./$(BIN) sh tests/run.sh $(TEST_BIN) tests/cli_*.sh tests/lint_*.sh
 
 golden: $(BIN) $(GOLD_BIN)
 	@NEXUS=./$(BIN) sh tests/run.sh $(GOLD_BIN) tests/golden_*.sh
