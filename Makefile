@@ -19,8 +19,11 @@ BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
             -Iinclude -I/usr/include/cjson -I$(BLAS_INC)
-LDLIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
-            -lcurl -lmicrohttpd -lpcre2-8 -lm -fopenmp -lpthread
+# --as-needed: a binary records only the libraries it calls (the tests that
+# never reach io/hub.c do not load libcurl or libcrypto). libcrypto (OpenSSL's
+# EVP sha256) comes with libcurl4-openssl-dev, which depends on libssl-dev.
+LDLIBS   += -Wl,--as-needed -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
+            -lcurl -lcrypto -lmicrohttpd -lpcre2-8 -lm -fopenmp -lpthread
 
 LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
