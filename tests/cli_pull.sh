@@ -21,7 +21,8 @@ python3 tests/mock_hub.py --port-file "$T/port" --log "$T/hub.log" 2>"$T/mock.er
 MOCK=$!
 for i in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
 if [ ! -s "$T/port" ]; then bad "mock hub did not start: $(cat "$T/mock.err")"; echo "$pass passed, $fail failed"; exit 1; fi
-unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_HUB_OFFLINE HF_TOKEN_PATH HUGGINGFACE_HUB_CACHE
+unset HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_HUB_OFFLINE HF_TOKEN_PATH HUGGINGFACE_HUB_CACHE \
+      http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY  # curl would send loopback through them
 export HF_ENDPOINT="http://127.0.0.1:$(cat "$T/port")" HF_HUB_CACHE="$T/cache" HF_HOME="$T/hfhome"
 eval "$(python3 tests/mock_hub.py --print-facts)"  # COMMIT_<repo>=..., GITSHA_<file>=...
 sha256() { sha256sum "$1" | cut -d' ' -f1; }
