@@ -25,11 +25,14 @@ BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
             -Iinclude -I/usr/include/cjson -I$(BLAS_INC)
-# Only what the code uses. libcurl and libmicrohttpd are installed by
-# scripts/deps.sh for the Hub download and the HTTP server to come; add
-# -lcurl / -lmicrohttpd here with the first source that includes them.
-LDLIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
-            -lpcre2-8 -lm -fopenmp -lpthread
+# Only what the code uses; --as-needed: a binary records only the libraries
+# it calls (the tests that never reach io/hub.c do not load libcurl or
+# libcrypto). libcrypto (OpenSSL's EVP sha256) comes with
+# libcurl4-openssl-dev, which depends on libssl-dev. libmicrohttpd is
+# installed by scripts/deps.sh for the HTTP server to come; add
+# -lmicrohttpd here with the first source that includes it.
+LDLIBS   += -Wl,--as-needed -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
+            -lcurl -lcrypto -lpcre2-8 -lm -fopenmp -lpthread
 
 # make STATIC=1: the Debian libraries linked in, for a binary that runs on
 # a machine without them (the GPU machine); cJSON has no static library in

@@ -19,7 +19,10 @@
  * with the Oniguruma engine that `tokenizers` uses.
  *
  * Input text must be valid UTF-8 (Rust's &str guarantees it for HF): invalid
- * bytes are an error naming the byte offset, never replaced silently. */
+ * bytes are an error naming the byte offset, never replaced silently.
+ *
+ * The implementation is src/io/tokenizer/, one file per component;
+ * src/io/tokenizer/internal.h says which file does what. */
 #ifndef NEXUS_TOKENIZER_H
 #define NEXUS_TOKENIZER_H
 
@@ -32,16 +35,18 @@
 typedef struct nx_tokenizer nx_tokenizer;
 
 /* Loads a tokenizer. path_or_dir is either a tokenizer.json file or a
- * directory holding tokenizer.json and, optionally, tokenizer_config.json
- * (bos_token, eos_token, add_bos_token, add_eos_token are read from it).
- * On success *out owns everything; free it with nx_tokenizer_free. On
- * failure returns NX_ERR, *out is NULL and err names the file and the key
- * (e.g. "model.merges[12]") that is wrong. */
+ * directory holding tokenizer.json. A tokenizer_config.json in the same
+ * directory is read when present (bos_token, eos_token, add_bos_token,
+ * add_eos_token). On success *out owns everything; free it with
+ * nx_tokenizer_free. On failure returns NX_ERR, *out is NULL and err names
+ * the file and the key (e.g. "model.merges[12]") that is wrong, or the
+ * component type that is not supported. */
 int nx_tokenizer_load(nx_tokenizer **out, const char *path_or_dir, nx_err *err);
-/* Same, from a JSON text in memory; `name` is used in error messages. */
+/* Same, from a tokenizer.json text in memory (no tokenizer_config.json);
+ * `name` (NULL: "tokenizer.json") is used in error messages. */
 int nx_tokenizer_load_json(nx_tokenizer **out, const char *json, size_t len, const char *name,
                            nx_err *err);
-void nx_tokenizer_free(nx_tokenizer *t);
+void nx_tokenizer_free(nx_tokenizer *t); /* NULL is fine */
 
 /* Encodes len bytes of UTF-8 text. add_special: add the post-processor's
  * tokens (BOS/EOS) — special tokens written literally in the text are always
@@ -51,8 +56,10 @@ void nx_tokenizer_free(nx_tokenizer *t);
  * same tokenizer at once (the word cache is internally locked). */
 int nx_tokenizer_encode(const nx_tokenizer *t, const char *text, size_t len, bool add_special,
                         int32_t **ids, size_t *n, nx_err *err);
-/* Appends the encoding to a caller-owned growable array (*ids, *n, *cap);
- * for bulk tokenization without a malloc per document. */
+/* Appends the encoding to a caller-owned growable array (*ids, *n, *cap;
+ * NULL, 0, 0 to start), reallocating *ids as needed: for bulk tokenization
+ * without a malloc per document. On error *n is back to its value before
+ * the call (*ids may have moved and stays the caller's to free). */
 int nx_tokenizer_encode_append(const nx_tokenizer *t, const char *text, size_t len,
                                bool add_special, int32_t **ids, size_t *n, size_t *cap,
                                nx_err *err);
@@ -78,8 +85,9 @@ bool nx_tokenizer_is_special(const nx_tokenizer *t, int32_t id);
  * adds. */
 int32_t nx_tokenizer_bos_id(const nx_tokenizer *t);
 int32_t nx_tokenizer_eos_id(const nx_tokenizer *t);
-/* 64-bit FNV-1a over (id, token) for every id and over the merge list: two
- * tokenizers that agree here map text to the same ids. */
+/* 64-bit FNV-1a (nx_fnv1a) over the merge list in order, then over (id,
+ * token) for every id: two tokenizers that agree here map text to the same
+ * ids. Token shards record it: changing how it is computed invalidates them. */
 uint64_t nx_tokenizer_fingerprint(const nx_tokenizer *t);
 
 #endif

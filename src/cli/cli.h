@@ -51,6 +51,7 @@ int cmd_prepare_data(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 
 #endif
