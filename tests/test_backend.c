@@ -343,7 +343,7 @@ TEST(hidden_and_attention_transfer_kernels) {
         double *sd = up(be, &(double){0}, sizeof(double)), sum;
         nx_sqdiff(REF, &sum, dy, true, y, t, n, 0.3f);
         nx_sqdiff(be, sd, dyd, true, yd, td, n, 0.3f);
-        CHECK(fabs(scalar(be, sd) - sum) <= 1e-9 * sum);
+        CHECK(fabs(scalar(be, sd) - sum) <= 1e-6 * sum); /* differences in float, summed in any order */
         EXPECT(rel_err(be, dyd, dy, n), 1e-6, "sqdiff add");
         nx_sqdiff(REF, &sum, y, false, y, t, n, 0.3f); /* in place */
         nx_sqdiff(be, sd, yd, false, yd, td, n, 0.3f);
@@ -383,7 +383,7 @@ TEST(sumsq_and_clipped_adamw_with_guard) {
         double guard[2] = {1.0, 0}, *gdev = up(be, guard, sizeof guard);
         nx_sumsq(REF, &guard[1], g, n);
         nx_sumsq(be, gdev + 1, gd, n);
-        CHECK(fabs(scalar(be, gdev + 1) - guard[1]) <= 1e-9 * guard[1]);
+        CHECK(fabs(scalar(be, gdev + 1) - guard[1]) <= 1e-9 * guard[1]); /* double sums of exact squares */
         nx_backend_upload(be, gdev, guard, sizeof guard);
         nx_adamw_args a = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
                            .bc1 = 1 - pow(0.9, 3), .bc2 = 1 - pow(0.95, 3), .clip = 1.0f};

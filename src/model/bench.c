@@ -1,6 +1,6 @@
 /* bench.c — the speed measurements of inference (see bench.h): the
- * inference engine (infer.h) on synthetic ids, one warm-up, then reps
- * measured runs, reported as min / median / max, plus peak memory. */
+ * generation loop (generate.h) on synthetic ids, one warm-up, then reps
+ * measured runs, reported as min / median / max (peak memory is the CLI's). */
 #include "nexus/bench.h"
 
 #include <math.h>
