@@ -5,10 +5,39 @@
  * missing op fails with its name rather than a NULL call. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nexus/backend.h"
 #include "nexus/ops.h"
+#include "host.h"
+
+/* ---- host memory (cpu, ref) ---- */
+
+void *nx_host_alloc(nx_backend *be, size_t n) {
+    (void)be;
+    size_t rounded = (n + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (p) memset(p, 0, rounded ? rounded : 64);
+    return p;
+}
+
+void nx_host_free(nx_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+void nx_host_copy(nx_backend *be, void *dst, const void *src, size_t n) {
+    (void)be;
+    memmove(dst, src, n);
+}
+
+void nx_host_fill(nx_backend *be, void *dst, int byte, size_t n) {
+    (void)be;
+    memset(dst, byte, n);
+}
+
+void nx_host_sync(nx_backend *be) { (void)be; }
 
 nx_weight nx_weight_view(nx_backend *be, nx_dtype type, int rows, int cols, void *data) {
     NX_ASSERT(rows >= 0 && cols >= 0);

@@ -12,34 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../host.h"
 #include "cpu_impl.h"
 
 static cpu_state STATE;
-
-static void *cpu_alloc(nx_backend *be, size_t n) {
-    (void)be;
-    size_t rounded = (n + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, rounded ? rounded : 64);
-    if (p) memset(p, 0, rounded ? rounded : 64);
-    return p;
-}
-
-static void cpu_free(nx_backend *be, void *p) {
-    (void)be;
-    free(p);
-}
-
-static void cpu_copy(nx_backend *be, void *dst, const void *src, size_t n) {
-    (void)be;
-    memmove(dst, src, n);
-}
-
-static void cpu_fill(nx_backend *be, void *dst, int byte, size_t n) {
-    (void)be;
-    memset(dst, byte, n);
-}
-
-static void cpu_sync(nx_backend *be) { (void)be; }
 
 static int cpu_plan(nx_backend *be, const nx_work *w, nx_err *err) {
     cpu_state *s = be->impl;
@@ -51,7 +27,7 @@ static int cpu_plan(nx_backend *be, const nx_work *w, nx_err *err) {
     if ((size_t)p.weight_elems > need) need = (size_t)p.weight_elems;
     need *= sizeof(float);
     if (need > s->work_bytes) {
-        void *n = cpu_alloc(be, need);
+        void *n = nx_host_alloc(be, need);
         if (!n)
             return nx_fail(err, "out of memory: could not allocate %.1f MiB of CPU workspace", need / 1048576.0);
         free(s->work);
@@ -106,18 +82,18 @@ static const nx_ops CPU_OPS = {
     .adamw = cpu_adamw,
 };
 
-/* host memory: upload, download and copy are all memmove */
+/* host memory: upload, download and copy are all memmove (host.h) */
 static nx_backend CPU = {
     .name = "cpu",
     .host_memory = true,
     .ops = &CPU_OPS,
-    .alloc = cpu_alloc,
-    .free = cpu_free,
-    .upload = cpu_copy,
-    .download = cpu_copy,
-    .copy = cpu_copy,
-    .fill = cpu_fill,
-    .sync = cpu_sync,
+    .alloc = nx_host_alloc,
+    .free = nx_host_free,
+    .upload = nx_host_copy,
+    .download = nx_host_copy,
+    .copy = nx_host_copy,
+    .fill = nx_host_fill,
+    .sync = nx_host_sync,
     .plan = cpu_plan,
     .supports_weight = cpu_supports_weight,
     .impl = &STATE,

@@ -9,27 +9,8 @@
 #include <string.h>
 
 #include "nexus/ops.h"
+#include "../host.h"
 
-static void *ref_alloc(nx_backend *be, size_t n) {
-    (void)be;
-    size_t rounded = (n + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, rounded ? rounded : 64);
-    if (p) memset(p, 0, rounded ? rounded : 64);
-    return p;
-}
-static void ref_free(nx_backend *be, void *p) {
-    (void)be;
-    free(p);
-}
-static void ref_copy(nx_backend *be, void *dst, const void *src, size_t n) {
-    (void)be;
-    memmove(dst, src, n);
-}
-static void ref_fill(nx_backend *be, void *dst, int byte, size_t n) {
-    (void)be;
-    memset(dst, byte, n);
-}
-static void ref_sync(nx_backend *be) { (void)be; }
 static int ref_plan(nx_backend *be, const nx_work *w, nx_err *err) {
     (void)be, (void)w, (void)err;
     return NX_OK; /* the reference allocates as it goes: it is never timed */
@@ -428,13 +409,13 @@ static nx_backend REF = {
     .name = "ref",
     .host_memory = true,
     .ops = &REF_OPS,
-    .alloc = ref_alloc,
-    .free = ref_free,
-    .upload = ref_copy,
-    .download = ref_copy,
-    .copy = ref_copy,
-    .fill = ref_fill,
-    .sync = ref_sync,
+    .alloc = nx_host_alloc,
+    .free = nx_host_free,
+    .upload = nx_host_copy,
+    .download = nx_host_copy,
+    .copy = nx_host_copy,
+    .fill = nx_host_fill,
+    .sync = nx_host_sync,
     .plan = ref_plan,
     .supports_weight = ref_supports_weight,
 };
