@@ -16,6 +16,7 @@
  * paths are compiled under __AVX2__ && __FMA__; the portable loops compute
  * the same sums in another order (float rounding differs at the 1e-6 level,
  * which the tests allow). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_impl.h"
