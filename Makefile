@@ -10,8 +10,10 @@
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process,
 #                   and against the engine of BENCH_BASE built beside this one)
-#   make fuzz       libFuzzer target for the safetensors header (clang); new
-#                   inputs go to build/fuzz/corpus, seeds stay in tests/fuzz/corpus
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each: the safetensors
+#                   header (seeds tests/fuzz/corpus), then the GGUF reader and its
+#                   metadata readers (seeds tests/fuzz/gguf); new inputs go to
+#                   build/fuzz/corpus and build/fuzz/gguf
 
 CC       ?= cc
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
@@ -129,6 +131,11 @@ fuzz: | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-180} -max_len=4096 \
 	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -I$(BLAS_INC) -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/fuzz_gguf tests/fuzz/fuzz_gguf.c $(LIB_SRC) \
+	    -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz -lcurl -lcrypto -lpcre2-8 -lm -fopenmp -lpthread
+	@mkdir -p $(BUILD)/fuzz/gguf
+	$(BUILD)/fuzz/fuzz_gguf -max_total_time=$${FUZZ_SECONDS:-180} -max_len=65536 $(BUILD)/fuzz/gguf tests/fuzz/gguf
 
 clean:
 	rm -rf build build-san build-cuda build-base nexus

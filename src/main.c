@@ -22,6 +22,7 @@ static const command COMMANDS[] = {
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
     {"pull", cmd_pull, "download a model or dataset from the Hugging Face Hub into its cache"},
     {"info", cmd_info, "architecture, parameter counts, sizes and memory needs of a model"},
+    {"export", cmd_export, "write a model as a GGUF file (llama.cpp) or a Hugging Face directory"},
 };
 enum { NCOMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 
