@@ -96,7 +96,7 @@ static int check_training(cfg_ctx *c, nx_run_config *rc) {
 
 int cfg_validate(cfg_ctx *c, nx_run_config *rc, bool init_kind_given, const char *stem) {
     if (!rc->teacher.path[0])
-        return cfg_fail_at(c, "teacher.path", "missing required key (the teacher's model directory)");
+        return cfg_fail_at(c, "teacher.path", "missing required key (the teacher's model directory or GGUF file)");
     if (!rc->data.train[0])
         return cfg_fail_at(c, "data.train", "missing required key (training data: a prepare-data shard or .jsonl[.gz])");
     if (check_student(c, rc, init_kind_given) || check_training(c, rc)) return NX_ERR;
