@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "nexus/fsutil.h"
 #include "nexus/gguf.h"
@@ -386,6 +387,61 @@ TEST(tiny_llama_through_gguf_and_back) {
     nx_gguf_close(&g);
     free(want);
     nx_model_free(&hf);
+    nxt_tmp_remove();
+}
+
+static bool same_file(const char *a, const char *b) {
+    size_t na, nb;
+    nx_err err;
+    char *x = nx_read_file(a, 0, &na, &err), *y = nx_read_file(b, 0, &nb, &err);
+    bool same = x && y && na == nb && !memcmp(x, y, na);
+    free(x), free(y);
+    return same;
+}
+
+/* Core's weight types and GGUF's tensor types: every weight type has a
+ * GGUF id with the same block (so a block type added to core is read and
+ * written with no change to io), a model held in a type is written as it
+ * is held, and a type or shape GGUF cannot take is refused before
+ * anything is written. */
+TEST(weight_types_map_to_gguf) {
+    for (int t = 0; t < NX_DTYPE_COUNT; t++) {
+        uint32_t id = 999;
+        if (!nx_type((nx_dtype)t)->weight) {
+            CHECK(nx_ggml_type_of((nx_dtype)t, &id) == NX_ERR);
+            continue;
+        }
+        CHECKF(nx_ggml_type_of((nx_dtype)t, &id) == NX_OK, "%s has no GGUF id", nx_dtype_name((nx_dtype)t));
+        const nx_ggml_type *g = nx_ggml_type_info(id);
+        CHECKF(g && nx_ggml_dtype(id) == t && g->block == nx_type((nx_dtype)t)->block &&
+                   g->block_bytes == nx_type((nx_dtype)t)->block_bytes,
+               "%s", nx_dtype_name((nx_dtype)t));
+    }
+    CHECK(nx_ggml_dtype(3) == -1 && nx_ggml_dtype(31) == -1); /* Q4_1; an id ggml never used */
+    nxt_tmp_make("ggh");
+    nx_err err;
+    nx_model f32, b16;
+    if (nx_hf_load_model(TINY, &f32, &err)) { CHECKF(0, "%s", err.msg); return; }
+    CHECKF(nx_modelfile_load(TINY, NX_BF16, nx_backend_cpu(), &b16, NULL, &err) == NX_OK, "%s", err.msg);
+    const char *a = nxt_tpath("a.gguf"), *b = nxt_tpath("b.gguf"), *c = nxt_tpath("c.gguf");
+    nx_gguf_export o = {.dtype = NX_BF16};
+    CHECKF(nx_gguf_save_model(a, &f32, &o, &err) == NX_OK, "%s", err.msg);
+    nx_gguf_export held = {.dtype = NX_F32, .as_held = true}; /* dtype ignored */
+    CHECKF(nx_gguf_save_model(b, &b16, &held, &err) == NX_OK, "%s", err.msg);
+    CHECK(same_file(a, b));
+    nx_gguf_export bad = {.dtype = NX_I32};
+    CHECK(nx_gguf_save_model(c, &f32, &bad, &err) == NX_ERR && access(c, F_OK) != 0);
+    CHECKF(strstr(err.msg, "c.gguf: cannot write tensor") && strstr(err.msg, "as I32"), "%s", err.msg);
+    /* block types: the fixture's rows of 16 are no whole number of any block of 32 or 256 */
+    for (int t = 0; t < NX_DTYPE_COUNT; t++) {
+        if (!nx_type((nx_dtype)t)->weight || nx_type((nx_dtype)t)->block == 1) continue;
+        nx_gguf_export q = {.dtype = (nx_dtype)t};
+        CHECK(nx_gguf_save_model(c, &f32, &q, &err) == NX_ERR && access(c, F_OK) != 0);
+        CHECKF(strstr(err.msg, "rows of 16 elements, not a whole number of") && strstr(err.msg, nx_dtype_name(q.dtype)),
+               "%s", err.msg);
+    }
+    nx_model_free(&f32);
+    nx_model_free(&b16);
     nxt_tmp_remove();
 }
 

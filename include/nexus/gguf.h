@@ -132,25 +132,29 @@ int nx_gguf_get_array(const nx_gguf *g, const char *key, nx_gguf_type elem, uint
                       const nx_gguf_value **out, nx_err *err);
 
 /* ---- tensor types ---------------------------------------------------------
- * One row per ggml type this table knows: block size and bytes per block
- * (so any file can be validated), and the nx_dtype nexus holds it as
- * (-1: none, so that loading the tensor fails naming the type). */
+ * One row per ggml type this table knows: block size and bytes per block,
+ * so that any file can be validated. The nx_dtype nexus holds a ggml type
+ * as is the weight type of the same name in core's traits table (core.h)
+ * with the same block and block bytes: adding a block type to core makes
+ * it readable and writable here. */
 typedef struct nx_ggml_type {
     uint32_t id;
     const char *name;    /* "F32", "Q8_0", "Q4_K", ... */
     int block;
     size_t block_bytes;
-    int dtype;           /* nx_dtype, or -1 */
 } nx_ggml_type;
 
 /* NULL for an id the table does not know. */
 const nx_ggml_type *nx_ggml_type_info(uint32_t id);
-/* The ggml id of a weight dtype nexus writes (F32, F16, BF16, and the
- * block types once core defines them); NX_ERR for others. */
+/* The nx_dtype that holds ggml type id, or -1 when nexus has none. */
+int nx_ggml_dtype(uint32_t id);
+/* The ggml id of weight dtype t; NX_ERR when t has no GGUF form. */
 int nx_ggml_type_of(nx_dtype t, uint32_t *id);
-/* NX_OK and *out when nexus can hold tensor type id, else an error
- * "FILE: tensor NAME has type Q4_K, which this nexus does not read (it
- * reads F32, F16, BF16)". */
+/* "F32, F16, BF16, ..." — the ggml types nexus holds, for messages. */
+void nx_ggml_readable_types(char *buf, size_t n);
+/* NX_OK and *out when nexus can hold tensor t's type, else an error
+ * "FILE: tensor NAME: unsupported tensor type Q5_K; this nexus reads F32,
+ * F16, BF16 (...)". */
 int nx_gguf_tensor_dtype(const nx_gguf *g, const nx_gguf_tensor *t, nx_dtype *out, nx_err *err);
 
 /* ---- writing ----------------------------------------------------------------
@@ -232,17 +236,22 @@ int nx_gguf_load_model(const nx_gguf *g, nx_model *m, nx_dtype hold, nx_backend 
 
 /* Export options. */
 typedef struct nx_gguf_export {
-    nx_dtype dtype;          /* matrices and embeddings: F32, F16, BF16; 1-D tensors stay F32 */
+    nx_dtype dtype;          /* matrices and embeddings: any weight type with a GGUF id; 1-D tensors stay F32 */
+    bool as_held;            /* instead: each matrix in the type m holds it in (its bytes, copied) */
     const char *name;        /* general.name, or NULL */
     /* tokenizer metadata, one of: */
     const nx_tokenizer *tok; /* + tok_config (the tokenizer_config.json text, or NULL) */
     const char *tok_config;
     const nx_gguf *tok_from; /* copy every tokenizer.* pair of this GGUF */
 } nx_gguf_export;
-/* Writes m (any weight type, any backend) as a GGUF at path, atomically:
+/* Writes m (any weight types, any backend) as a GGUF at path, atomically:
  * general.* and {arch}.* keys as llama.cpp's converter writes them, the
- * tokenizer metadata, tensors in Hugging Face name order with q/k permuted
- * for "llama". */
+ * tokenizer metadata, tensors in Hugging Face name order with q/k rows
+ * permuted for "llama". A matrix held in the type it is written in is
+ * copied byte for byte; otherwise it is widened to f32 and rounded with
+ * the type's from_f32 (core's traits). An error, before anything is
+ * written, names a tensor whose type has no GGUF id or whose rows are not
+ * whole blocks of it. */
 int nx_gguf_save_model(const char *path, const nx_model *m, const nx_gguf_export *o, nx_err *err);
 
 /* ---- tokenizer metadata ------------------------------------------------------

@@ -1,16 +1,18 @@
 /* export.c — `nexus export MODEL --format gguf|safetensors --out PATH
- * [--dtype f32|bf16|f16] [--name NAME]`: a model (Hugging Face directory or
+ * [--dtype TYPE] [--name NAME]`: a model (Hugging Face directory or
  * GGUF) written as one GGUF file for llama.cpp / Ollama, or as a Hugging
  * Face directory (config.json, model.safetensors, tokenizer files) for
  * transformers. The formats are io's (gguf.c, hf.c); this file picks them.
  *
  * The weights are read widened to f32 (exact from F32, F16 and BF16) and
- * rounded to --dtype (default: the dtype the model is stored in), so an
- * export in the model's own dtype carries its tensors bit for bit. A GGUF
+ * rounded to --dtype (default: the dtype the model is stored in; for a
+ * GGUF any weight type core's traits table gives a GGUF id), so an export
+ * in the model's own dtype carries its tensors bit for bit. A GGUF
  * gets the tokenizer metadata llama.cpp needs, from tokenizer.json and
  * tokenizer_config.json (or copied from a GGUF source); a directory gets
  * the tokenizer files (or, from a GGUF, tokenizer.json written from its
  * metadata). Every file is written atomically. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +78,7 @@ int cmd_export(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--format", OPT_STR, &format, "gguf (one file for llama.cpp) or safetensors (a Hugging Face directory)"},
         {"--out", OPT_STR, &out, "the GGUF file, or the directory, to write"},
-        {"--dtype", OPT_STR, &dtype, "f32, bf16 or f16 for the matrices (default: the model's own dtype)"},
+        {"--dtype", OPT_STR, &dtype, "the matrices' type: f32, bf16, f16 (and, for gguf, the block types nexus holds); default: the model's own"},
         {"--name", OPT_STR, &name, "GGUF general.name (default: the model's file or directory name)"},
     };
     const cli_spec spec = {
@@ -104,11 +106,18 @@ int cmd_export(int argc, char **argv) {
     if (nx_modelfile_config(pos[0], &cfg, &err)) return cli_error("export", err.msg);
     nx_dtype dt = cfg.dtype;
     if (dtype) {
-        if (!strcasecmp(dtype, "f32")) dt = NX_F32;
-        else if (!strcasecmp(dtype, "bf16")) dt = NX_BF16;
-        else if (!strcasecmp(dtype, "f16")) dt = NX_F16;
-        else {
-            fprintf(stderr, "nexus export: --dtype '%s': give f32, bf16 or f16\n", dtype);
+        /* any weight type core knows with a GGUF form (safetensors: the plain ones) */
+        char up[32];
+        size_t k = 0;
+        for (; dtype[k] && k + 1 < sizeof up; k++) up[k] = (char)toupper((unsigned char)dtype[k]);
+        up[k] = 0;
+        uint32_t id;
+        bool plain = !nx_dtype_from_name(up, &dt) && nx_type(dt)->block == 1;
+        if (nx_dtype_from_name(up, &dt) || !nx_type(dt)->weight || nx_ggml_type_of(dt, &id) || (!gguf && !plain)) {
+            char list[256];
+            nx_ggml_readable_types(list, sizeof list);
+            fprintf(stderr, "nexus export: --dtype '%s': give one of %s\n", dtype,
+                    gguf ? list : "F32, F16, BF16 (safetensors)");
             return EXIT_USAGE;
         }
     }

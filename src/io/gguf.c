@@ -99,34 +99,23 @@ double nx_gguf_value_f64(const nx_gguf_value *v, uint64_t i) {
  * Block sizes and bytes per block of ggml's types (ggml-common.h's block
  * structs); the ids are the file format's. Types that differ between the
  * llama.cpp forks (Q8_K, the repacked and IQ*_K families) are left out:
- * the reader calls them unknown rather than guessing their size. */
-#ifdef NX_HAVE_Q8_0
-#define DT_Q8_0 NX_Q8_0
-#else
-#define DT_Q8_0 (-1) /* TODO(quant): NX_Q8_0 once core.h defines it (and #define NX_HAVE_Q8_0) */
-#endif
-#ifdef NX_HAVE_Q4_0
-#define DT_Q4_0 NX_Q4_0
-#else
-#define DT_Q4_0 (-1) /* TODO(quant): NX_Q4_0 */
-#endif
-#ifdef NX_HAVE_Q4_K
-#define DT_Q4_K NX_Q4_K
-#else
-#define DT_Q4_K (-1) /* TODO(quant): NX_Q4_K */
-#endif
-
+ * the reader calls them unknown rather than guessing their size.
+ *
+ * Which of them nexus holds is core's business, not this table's: a ggml
+ * type maps to the nx_dtype of the same name (core's traits table names
+ * block types as GGUF does: "Q8_0", "Q4_K") when that type holds weights
+ * and stores the same block in the same bytes. A new weight type in
+ * src/core/dtype.c is therefore read and written here with no change to
+ * this file; a test (test_gguf.c) holds every weight type to having a row
+ * here with the same block. */
 static const nx_ggml_type GGML_TYPES[] = {
-    {0, "F32", 1, 4, NX_F32},        {1, "F16", 1, 2, NX_F16},        {2, "Q4_0", 32, 18, DT_Q4_0},
-    {3, "Q4_1", 32, 20, -1},         {6, "Q5_0", 32, 22, -1},         {7, "Q5_1", 32, 24, -1},
-    {8, "Q8_0", 32, 34, DT_Q8_0},    {9, "Q8_1", 32, 36, -1},         {10, "Q2_K", 256, 84, -1},
-    {11, "Q3_K", 256, 110, -1},      {12, "Q4_K", 256, 144, DT_Q4_K}, {13, "Q5_K", 256, 176, -1},
-    {14, "Q6_K", 256, 210, -1},      {16, "IQ2_XXS", 256, 66, -1},    {17, "IQ2_XS", 256, 74, -1},
-    {18, "IQ3_XXS", 256, 98, -1},    {19, "IQ1_S", 256, 50, -1},      {20, "IQ4_NL", 32, 18, -1},
-    {21, "IQ3_S", 256, 110, -1},     {22, "IQ2_S", 256, 82, -1},      {23, "IQ4_XS", 256, 136, -1},
-    {24, "I8", 1, 1, -1},            {25, "I16", 1, 2, -1},           {26, "I32", 1, 4, -1},
-    {27, "I64", 1, 8, -1},           {28, "F64", 1, 8, -1},           {29, "IQ1_M", 256, 56, -1},
-    {30, "BF16", 1, 2, NX_BF16},
+    {0, "F32", 1, 4},        {1, "F16", 1, 2},        {2, "Q4_0", 32, 18},     {3, "Q4_1", 32, 20},
+    {6, "Q5_0", 32, 22},     {7, "Q5_1", 32, 24},     {8, "Q8_0", 32, 34},     {9, "Q8_1", 32, 36},
+    {10, "Q2_K", 256, 84},   {11, "Q3_K", 256, 110},  {12, "Q4_K", 256, 144},  {13, "Q5_K", 256, 176},
+    {14, "Q6_K", 256, 210},  {16, "IQ2_XXS", 256, 66}, {17, "IQ2_XS", 256, 74}, {18, "IQ3_XXS", 256, 98},
+    {19, "IQ1_S", 256, 50},  {20, "IQ4_NL", 32, 18},  {21, "IQ3_S", 256, 110}, {22, "IQ2_S", 256, 82},
+    {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},       {25, "I16", 1, 2},       {26, "I32", 1, 4},
+    {27, "I64", 1, 8},       {28, "F64", 1, 8},       {29, "IQ1_M", 256, 56},  {30, "BF16", 1, 2},
 };
 #define N_GGML_TYPES (sizeof GGML_TYPES / sizeof GGML_TYPES[0])
 
@@ -136,34 +125,50 @@ const nx_ggml_type *nx_ggml_type_info(uint32_t id) {
     return NULL;
 }
 
+/* The weight dtype of row r, or -1. */
+static int row_dtype(const nx_ggml_type *r) {
+    nx_dtype d;
+    if (nx_dtype_from_name(r->name, &d)) return -1;
+    const nx_type_traits *tt = nx_type(d);
+    return tt->weight && tt->block == r->block && tt->block_bytes == r->block_bytes ? (int)d : -1;
+}
+
+int nx_ggml_dtype(uint32_t id) {
+    const nx_ggml_type *r = nx_ggml_type_info(id);
+    return r ? row_dtype(r) : -1;
+}
+
 int nx_ggml_type_of(nx_dtype t, uint32_t *id) {
     for (size_t i = 0; i < N_GGML_TYPES; i++)
-        if (GGML_TYPES[i].dtype == (int)t) {
+        if (row_dtype(&GGML_TYPES[i]) == (int)t) {
             *id = GGML_TYPES[i].id;
             return NX_OK;
         }
     return NX_ERR;
 }
 
-/* "F32, F16, BF16" and whatever else the table maps: for messages. */
-static void readable_types(char *buf, size_t n) {
+void nx_ggml_readable_types(char *buf, size_t n) {
+    NX_ASSERT(n > 0);
     buf[0] = 0;
     for (size_t i = 0; i < N_GGML_TYPES; i++)
-        if (GGML_TYPES[i].dtype >= 0)
-            snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? ", " : "", GGML_TYPES[i].name);
+        if (row_dtype(&GGML_TYPES[i]) >= 0) {
+            size_t o = strlen(buf);
+            snprintf(buf + o, n - o, "%s%s", o ? ", " : "", GGML_TYPES[i].name);
+        }
 }
 
 int nx_gguf_tensor_dtype(const nx_gguf *g, const nx_gguf_tensor *t, nx_dtype *out, nx_err *err) {
     const nx_ggml_type *ti = nx_ggml_type_info(t->type);
     NX_ASSERT(ti); /* the reader accepts known types only */
-    if (ti->dtype < 0) {
-        char list[128];
-        readable_types(list, sizeof list);
+    int d = row_dtype(ti);
+    if (d < 0) {
+        char list[256];
+        nx_ggml_readable_types(list, sizeof list);
         return nx_fail(err, "%s: tensor '%s': unsupported tensor type %s; this nexus reads %s (convert the "
                             "file to one of those with llama-quantize, or export the model again)",
                        g->path, t->name, ti->name, list);
     }
-    *out = (nx_dtype)ti->dtype;
+    *out = (nx_dtype)d;
     return NX_OK;
 }
 

@@ -174,8 +174,8 @@ int nx_gguf_model_config(const nx_gguf *g, nx_model_config *c, nx_err *err) {
     c->eos_id = (int)id;
     /* the type the matrices are stored in, for a config.json written from this model */
     const nx_gguf_tensor *q = nx_gguf_find_tensor(g, "blk.0.attn_q.weight");
-    const nx_ggml_type *qt = q ? nx_ggml_type_info(q->type) : NULL;
-    c->dtype = qt && (qt->dtype == NX_F16 || qt->dtype == NX_BF16) ? (nx_dtype)qt->dtype : NX_F32;
+    int qt = q ? nx_ggml_dtype(q->type) : -1;
+    c->dtype = qt == NX_F16 || qt == NX_BF16 ? (nx_dtype)qt : NX_F32;
     if (nx_model_config_check(c, err)) return nx_fail_prefix(err, "%s", g->path);
     return NX_OK;
 }
@@ -262,14 +262,25 @@ int nx_gguf_load_model(const nx_gguf *g, nx_model *m, nx_dtype hold, nx_backend 
 
 /* ---- saving ----------------------------------------------------------------------- */
 
-/* llama.cpp's general.file_type (LLAMA_FTYPE_*) of a model whose matrices are t. */
-static uint32_t file_type(nx_dtype t) { return t == NX_F32 ? 0 : t == NX_F16 ? 1 : t == NX_BF16 ? 32 : 0; }
+/* llama.cpp's general.file_type (LLAMA_FTYPE_MOSTLY_*, informational: the
+ * loader reads each tensor's own type) of a model whose matrices are mostly
+ * of ggml type `name`; 0 (ALL_F32) for a type without one. */
+static uint32_t file_type(const char *name) {
+    static const struct { const char *name; uint32_t ftype; } FT[] = {
+        {"F32", 0},   {"F16", 1},    {"Q4_0", 2},    {"Q4_1", 3},    {"Q8_0", 7},    {"Q5_0", 8},
+        {"Q5_1", 9},  {"Q2_K", 10},  {"Q3_K", 12},   {"Q4_K", 15},   {"Q5_K", 17},   {"Q6_K", 18},
+        {"IQ4_NL", 25}, {"IQ4_XS", 30}, {"BF16", 32},
+    };
+    for (size_t i = 0; i < sizeof FT / sizeof FT[0]; i++)
+        if (!strcmp(FT[i].name, name)) return FT[i].ftype;
+    return 0;
+}
 
 static int by_hf_name(const void *a, const void *b) {
     return strcmp(((const nx_param *const *)a)[0]->name, ((const nx_param *const *)b)[0]->name);
 }
 
-static void put_hparams(nx_gguf_writer *w, const nx_model_config *c, const nx_gguf_export *o) {
+static void put_hparams(nx_gguf_writer *w, const nx_model_config *c, const nx_gguf_export *o, const char *ftype) {
     const char *arch = gguf_arch(c->arch);
     char k[128];
 #define KEY(name) (snprintf(k, sizeof k, "%s.%s", arch, name), k)
@@ -286,7 +297,7 @@ static void put_hparams(nx_gguf_writer *w, const nx_model_config *c, const nx_gg
     nx_gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->eps);
     nx_gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)c->HS);
     nx_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)c->HS);
-    nx_gguf_set_u32(w, "general.file_type", file_type(o->dtype));
+    nx_gguf_set_u32(w, "general.file_type", file_type(ftype));
     nx_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->V);
     nx_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)c->HS);
 #undef KEY
@@ -298,13 +309,59 @@ static void copy_tokenizer(nx_gguf_writer *w, const nx_gguf *src) {
         if (!strncmp(src->kv[i].key, "tokenizer.", 10)) nx_gguf_set(w, src->kv[i].key, &src->kv[i].v);
 }
 
+/* The type tensor p is written in. */
+static nx_dtype out_type(const nx_param *p, const nx_gguf_export *o) {
+    return p->ndim != 2 ? NX_F32 : o->as_held ? p->type : o->dtype;
+}
+
+/* Every tensor's type has a GGUF form and takes the tensor's rows; *main is
+ * the ggml name of the type that holds most matrix elements. */
+static int check_types(const char *path, const nx_model *m, const nx_gguf_export *o, const char **main,
+                       nx_err *err) {
+    size_t count[NX_DTYPE_COUNT] = {0};
+    for (int i = 0; i < m->ntab; i++) {
+        const nx_param *p = &m->tab[i];
+        nx_dtype t = out_type(p, o);
+        uint32_t id;
+        if (!nx_type(t)->weight || nx_ggml_type_of(t, &id)) {
+            char list[256];
+            nx_ggml_readable_types(list, sizeof list);
+            return nx_fail(err, "%s: cannot write tensor '%s' as %s: GGUF has no such type in this nexus (use %s)",
+                           path, p->name, nx_dtype_name(t), list);
+        }
+        int64_t cols = p->shape[p->ndim - 1];
+        if (cols % nx_type(t)->block)
+            return nx_fail(err, "%s: tensor '%s' has rows of %lld elements, not a whole number of %s blocks (%d); "
+                                "export it in a type with smaller blocks",
+                           path, p->name, (long long)cols, nx_dtype_name(t), nx_type(t)->block);
+        if (p->ndim == 2) count[t] += p->numel;
+    }
+    int best = NX_F32;
+    for (int t = 0; t < NX_DTYPE_COUNT; t++)
+        if (count[t] > count[best]) best = t;
+    *main = nx_dtype_name((nx_dtype)best);
+    return NX_OK;
+}
+
+/* Tensor p of m in type t, in out: the bytes held when m holds it as t,
+ * else widened to f32 and rounded (wide: p->numel floats of scratch). */
+static void tensor_bytes(const nx_model *m, const nx_param *p, nx_dtype t, void *out, float *wide) {
+    if (p->type == t) {
+        const char *src = (const char *)m->data + p->off;
+        if (m->be->host_memory) memcpy(out, src, p->nbytes);
+        else nx_backend_download(m->be, out, src, p->nbytes);
+        return;
+    }
+    nx_model_get(m, (int)(p - m->tab), wide);
+    nx_convert(out, t, wide, NX_F32, (int64_t)p->numel);
+}
+
 int nx_gguf_save_model(const char *path, const nx_model *m, const nx_gguf_export *o, nx_err *err) {
-    uint32_t mtype;
-    if ((o->dtype != NX_F32 && o->dtype != NX_F16 && o->dtype != NX_BF16) || nx_ggml_type_of(o->dtype, &mtype))
-        return nx_fail(err, "%s: cannot write matrices as %s (use F32, F16 or BF16)", path, nx_dtype_name(o->dtype));
+    const char *ftype = "F32";
+    if (check_types(path, m, o, &ftype, err)) return NX_ERR;
     const nx_model_config *c = &m->cfg;
     nx_gguf_writer *w = nx_gguf_writer_new();
-    put_hparams(w, c, o);
+    put_hparams(w, c, o, ftype);
     int rc = NX_OK;
     if (o->tok_from) copy_tokenizer(w, o->tok_from);
     else if (o->tok) rc = nx_gguf_put_tokenizer(w, o->tok, c->V, o->tok_config, err);
@@ -315,34 +372,36 @@ int nx_gguf_save_model(const char *path, const nx_model *m, const nx_gguf_export
     nx_gguf_set_u32(w, "general.quantization_version", 2);
     /* tensors in Hugging Face name order, as the converter reads a checkpoint */
     const nx_param **ord = nx_xmalloc(sizeof *ord * (size_t)m->ntab);
-    size_t total = 0, maxn = 1;
+    size_t total = 0, maxn = 1, maxb = 1;
     for (int i = 0; i < m->ntab; i++) {
-        ord[i] = &m->tab[i];
-        nx_dtype t = m->tab[i].ndim == 2 ? o->dtype : NX_F32;
-        total += nx_row_bytes(t, (int64_t)m->tab[i].numel);
-        maxn = m->tab[i].numel > maxn ? m->tab[i].numel : maxn;
+        const nx_param *p = &m->tab[i];
+        ord[i] = p;
+        size_t b = nx_row_bytes(out_type(p, o), (int64_t)p->numel);
+        total += b;
+        maxn = p->numel > maxn ? p->numel : maxn;
+        maxb = b > maxb ? b : maxb;
     }
     qsort(ord, (size_t)m->ntab, sizeof *ord, by_hf_name);
-    char *out = nx_xmalloc(total ? total : 1);
-    float *wide = nx_xmalloc(sizeof(float) * maxn), *perm = nx_xmalloc(sizeof(float) * maxn);
+    char *out = nx_xmalloc(total ? total : 1), *perm = nx_xmalloc(maxb);
+    float *wide = nx_xmalloc(sizeof(float) * maxn);
     size_t at = 0;
     char name[128];
     for (int k = 0; k < m->ntab; k++) {
         const nx_param *p = ord[k];
         NX_ASSERT(nx_gguf_name_of(p->name, name, sizeof name) == NX_OK);
-        nx_model_get(m, (int)(p - m->tab), wide);
-        const float *src = wide;
-        int heads = permute_heads(c, p->name);
+        nx_dtype t = out_type(p, o);
+        size_t nbytes = nx_row_bytes(t, (int64_t)p->numel);
+        tensor_bytes(m, p, t, out + at, wide);
+        int heads = permute_heads(c, p->name); /* rows move whole, whatever their type */
         if (heads) {
-            size_t cols = p->ndim == 2 ? (size_t)p->shape[1] : 1;
-            nx_gguf_permute_qk(perm, wide, p->shape[0], cols * sizeof(float), heads, true);
-            src = perm;
+            nx_gguf_permute_qk(perm, out + at, p->shape[0], nbytes / (size_t)p->shape[0], heads, true);
+            memcpy(out + at, perm, nbytes);
         }
-        nx_dtype t = p->ndim == 2 ? o->dtype : NX_F32;
-        nx_convert(out + at, t, src, NX_F32, (int64_t)p->numel);
+        uint32_t id;
+        NX_ASSERT(nx_ggml_type_of(t, &id) == NX_OK);
         int64_t ne[2] = {p->shape[p->ndim - 1], p->ndim == 2 ? p->shape[0] : 1};
-        nx_gguf_add_tensor(w, name, p->ndim == 2 ? mtype : 0, p->ndim, ne, out + at);
-        at += nx_row_bytes(t, (int64_t)p->numel);
+        nx_gguf_add_tensor(w, name, id, p->ndim, ne, out + at);
+        at += nbytes;
     }
     rc = nx_gguf_write(w, path, err);
     nx_gguf_writer_free(w);
