@@ -27,6 +27,9 @@ expect dir-to-dir 0 "wrote" -- $NEXUS export $M --format safetensors --out $T/co
 if cmp -s $T/copy/model.safetensors $T/back/model.safetensors && cmp -s $M/tokenizer.json $T/copy/tokenizer.json
 then ok "directory -> GGUF -> directory = directory -> directory: model.safetensors byte for byte"
 else bad "model.safetensors after the round trip differs"; fi
+if grep -q '"eos_token_id": ' $T/back/generation_config.json 2>/dev/null; then ok "a directory from a GGUF has generation_config.json"
+else bad "no generation_config.json from the GGUF"; fi
+expect bad-dtype 2 "give one of F32, F16" -- $NEXUS export $M --format gguf --dtype i32 --out $T/x.gguf
 expect again 0 "wrote" -- $NEXUS export $T/copy --format safetensors --out $T/copy2
 if cmp -s $T/copy/model.safetensors $T/copy2/model.safetensors; then ok "an exported directory exports to the same bytes"
 else bad "re-export differs"; fi

@@ -28,7 +28,8 @@ int nx_modelfile_tokenizer(const char *path, nx_tokenizer **tok, nx_err *err);
 bool nx_modelfile_has_tokenizer(const char *path);
 /* The tokenizer files a Hugging Face directory needs, into dst_dir
  * (created): copied from a model directory (nx_hf_copy_tokenizer), or
- * tokenizer.json and tokenizer_config.json written from a GGUF's metadata. */
+ * tokenizer.json, tokenizer_config.json and generation_config.json (the
+ * special ids) written from a GGUF's metadata. */
 int nx_modelfile_copy_tokenizer(const char *src, const char *dst_dir, nx_err *err);
 /* Bytes on disk: the GGUF file, or the directory's files. */
 double nx_modelfile_disk_bytes(const char *path);

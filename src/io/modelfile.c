@@ -6,6 +6,7 @@
  * nothing keeps the mapping. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,13 +89,21 @@ int nx_modelfile_copy_tokenizer(const char *src, const char *dst_dir, nx_err *er
     if (!nx_modelfile_is_gguf(src)) return nx_hf_copy_tokenizer(src, dst_dir, err);
     nx_gguf g;
     if (nx_gguf_open(&g, src, err)) return NX_ERR;
-    char *js = NULL, *cfg = NULL;
+    char *js = NULL, *cfg = NULL, gen[160];
     int rc = nx_gguf_tokenizer_json(&g, &js, &cfg, err);
+    /* generation_config.json as transformers derives it from a config: the special ids */
+    int64_t bos = -1, eos = -1;
+    if (rc == NX_OK) rc = nx_gguf_get_int(&g, "tokenizer.ggml.bos_token_id", false, 0, INT32_MAX, &bos, err);
+    if (rc == NX_OK) rc = nx_gguf_get_int(&g, "tokenizer.ggml.eos_token_id", false, 0, INT32_MAX, &eos, err);
+    size_t o = (size_t)snprintf(gen, sizeof gen, "{\n  \"_from_model_config\": true");
+    if (bos >= 0) o += (size_t)snprintf(gen + o, sizeof gen - o, ",\n  \"bos_token_id\": %lld", (long long)bos);
+    if (eos >= 0) o += (size_t)snprintf(gen + o, sizeof gen - o, ",\n  \"eos_token_id\": %lld", (long long)eos);
+    snprintf(gen + o, sizeof gen - o, "\n}");
     nx_gguf_close(&g);
     if (rc == NX_OK) rc = nx_mkdirs(dst_dir, err);
-    const char *names[2] = {"tokenizer.json", "tokenizer_config.json"};
-    char *texts[2] = {js, cfg};
-    for (int i = 0; i < 2 && rc == NX_OK; i++) {
+    const char *names[3] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json"};
+    char *texts[3] = {js, cfg, gen};
+    for (int i = 0; i < 3 && rc == NX_OK; i++) {
         char *p = nx_path_join(dst_dir, names[i]);
         const void *parts[2] = {texts[i], "\n"};
         size_t lens[2] = {strlen(texts[i]), 1};
