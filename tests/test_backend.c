@@ -415,6 +415,7 @@ __attribute__((constructor(200))) static void setup(void) {
     nx_err e;
     nx_backend *cuda = nx_backend_cuda(&e);
     if (cuda) UNDER[NUNDER++] = cuda;
-    NX_ASSERT(nx_backend_plan(nx_backend_cpu(), &(nx_work){.vocab = 4096, .ctx = 256, .weight_elems = 1 << 14},
-                              NULL) == NX_OK);
+    for (int i = 0; i < NUNDER; i++)
+        NX_ASSERT(nx_backend_plan(UNDER[i], &(nx_work){.rows = 4096, .vocab = 4096, .ctx = 256, .weight_elems = 1 << 14},
+                                  NULL) == NX_OK);
 }
