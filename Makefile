@@ -28,18 +28,17 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
 # Only what the code uses; --as-needed: a binary records only the libraries
 # it calls (the tests that never reach io/hub.c do not load libcurl or
 # libcrypto). libcrypto (OpenSSL's EVP sha256) comes with
-# libcurl4-openssl-dev, which depends on libssl-dev. libmicrohttpd is
-# installed by scripts/deps.sh for the HTTP server to come; add
-# -lmicrohttpd here with the first source that includes it.
+# libcurl4-openssl-dev, which depends on libssl-dev. libmicrohttpd
+# (scripts/deps.sh) is the HTTP server of src/serve/.
 LDLIBS   += -Wl,--as-needed -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
-            -lcurl -lcrypto -lpcre2-8 -lm -fopenmp -lpthread
+            -lcurl -lcrypto -lpcre2-8 -lmicrohttpd -lm -fopenmp -lpthread
 
 # make STATIC=1: the Debian libraries linked in, for a binary that runs on
 # a machine without them (the GPU machine); cJSON has no static library in
 # Debian: carry libcjson.so.1 beside the binary (LD_LIBRARY_PATH)
 ifeq ($(STATIC),1)
 LDLIBS   := -L$(BLAS_DIR) -Wl,-Bstatic -lopenblas -lgfortran -lquadmath -lyaml -lz -lpcre2-8 -lgomp \
-            -Wl,-Bdynamic -lcjson -lm -lpthread -ldl
+            -Wl,-Bdynamic -lcjson -lmicrohttpd -lm -lpthread -ldl
 endif
 
 LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
