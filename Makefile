@@ -10,8 +10,10 @@
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process,
 #                   and against the engine of BENCH_BASE built beside this one)
-#   make fuzz       libFuzzer target for the safetensors header (clang); new
-#                   inputs go to build/fuzz/corpus, seeds stay in tests/fuzz/corpus
+#   make fuzz       libFuzzer targets (clang): the safetensors header, then
+#                   the server's request parser and chat templates, each for
+#                   FUZZ_SECONDS; new inputs go to build/fuzz/corpus*, seeds
+#                   stay in tests/fuzz/corpus*
 
 CC       ?= cc
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
@@ -128,6 +130,13 @@ fuzz: | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-180} -max_len=4096 \
 	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -o $(BUILD)/fuzz/fuzz_request tests/fuzz/fuzz_request.c src/serve/request.c src/serve/template_parse.c \
+	    src/serve/template_eval.c src/io/json.c src/core/*.c \
+	    -I$(BLAS_INC) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
+	@mkdir -p $(BUILD)/fuzz/corpus_request
+	$(BUILD)/fuzz/fuzz_request -max_total_time=$${FUZZ_SECONDS:-180} -max_len=8192 -timeout=10 \
+	    $(BUILD)/fuzz/corpus_request tests/fuzz/corpus_request
 
 clean:
 	rm -rf build build-san build-cuda build-base nexus

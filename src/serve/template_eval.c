@@ -150,13 +150,19 @@ static void fmt_float(char *b, size_t n, double f) {
     }
 }
 
-static void repr(rs *R, buf *b, jv v, bool top);
+static void repr(rs *R, buf *b, jv v, bool top, int depth);
 
-static void str_into(rs *R, buf *b, jv v) { repr(R, b, v, true); }
+static void str_into(rs *R, buf *b, jv v) { repr(R, b, v, true, 0); }
+
+enum { MAX_VALUE_DEPTH = 200 };
 
 /* Python's str() at the top, repr() inside containers. */
-static void repr(rs *R, buf *b, jv v, bool top) {
+static void repr(rs *R, buf *b, jv v, bool top, int depth) {
     char tmp[64];
+    if (depth > MAX_VALUE_DEPTH) {
+        fail(R, "a value nested more than %d deep", MAX_VALUE_DEPTH);
+        return;
+    }
     switch (v.t) {
     case J_UNDEF: break;
     case J_NONE: bput(b, "None", 4); break;
@@ -180,12 +186,13 @@ static void repr(rs *R, buf *b, jv v, bool top) {
         }
         break;
     case J_LIST:
-        bput(b, "[", 1);
+        bput(b, v.l->tuple ? "(" : "[", 1);
         for (int i = 0; i < v.l->n; i++) {
             if (i) bput(b, ", ", 2);
-            repr(R, b, v.l->v[i], false);
+            repr(R, b, v.l->v[i], false, depth + 1);
         }
-        bput(b, "]", 1);
+        if (v.l->tuple && v.l->n == 1) bput(b, ",", 1);
+        bput(b, v.l->tuple ? ")" : "]", 1);
         break;
     case J_DICT:
         if (v.d->ns) {
@@ -195,9 +202,9 @@ static void repr(rs *R, buf *b, jv v, bool top) {
         bput(b, "{", 1);
         for (int i = 0; i < v.d->n; i++) {
             if (i) bput(b, ", ", 2);
-            repr(R, b, (jv){.t = J_STR, .s = v.d->k[i], .n = v.d->kn[i]}, false);
+            repr(R, b, (jv){.t = J_STR, .s = v.d->k[i], .n = v.d->kn[i]}, false, depth + 1);
             bput(b, ": ", 2);
-            repr(R, b, v.d->v[i], false);
+            repr(R, b, v.d->v[i], false, depth + 1);
         }
         bput(b, "}", 1);
         break;
@@ -216,6 +223,7 @@ static jv to_str(rs *R, jv v) {
 /* json.dumps(x, ensure_ascii=False, indent=indent) */
 static bool tojson(rs *R, buf *b, jv v, int indent, int depth) {
     char tmp[64];
+    if (depth > MAX_VALUE_DEPTH) return fail(R, "a value nested more than %d deep", MAX_VALUE_DEPTH), false;
     switch (v.t) {
     case J_UNDEF: fail(R, "Object of type Undefined is not JSON serializable"); return false;
     case J_NONE: bput(b, "null", 4); return true;
@@ -302,7 +310,10 @@ static bool is_num(jv v) { return v.t == J_INT || v.t == J_FLOAT || v.t == J_BOO
 static double num(jv v) { return v.t == J_FLOAT ? v.f : v.t == J_INT ? (double)v.i : v.b; }
 static int64_t inum(jv v) { return v.t == J_INT ? v.i : v.b; }
 
-static bool equal(jv a, jv b) {
+static bool equal_(jv a, jv b, int depth);
+static bool equal(jv a, jv b) { return equal_(a, b, 0); }
+static bool equal_(jv a, jv b, int depth) {
+    if (depth > 200) return false; /* deeper than any value a render may print */
     if (is_num(a) && is_num(b)) return num(a) == num(b);
     if (a.t != b.t) return false;
     switch (a.t) {
@@ -311,13 +322,13 @@ static bool equal(jv a, jv b) {
     case J_LIST:
         if (a.l->n != b.l->n) return false;
         for (int i = 0; i < a.l->n; i++)
-            if (!equal(a.l->v[i], b.l->v[i])) return false;
+            if (!equal_(a.l->v[i], b.l->v[i], depth + 1)) return false;
         return true;
     case J_DICT:
         if (a.d->n != b.d->n) return false;
         for (int i = 0; i < a.d->n; i++) {
             jv *o = dget(b.d, a.d->k[i], a.d->kn[i]);
-            if (!o || !equal(a.d->v[i], *o)) return false;
+            if (!o || !equal_(a.d->v[i], *o, depth + 1)) return false;
         }
         return true;
     default: return false;
@@ -358,6 +369,7 @@ static jv binop(rs *R, nop op, jv a, jv b) {
     }
     if (op == OP_CAT) {
         jv x = to_str(R, a), y = to_str(R, b);
+        if (x.n + y.n > (16u << 20)) return fail(R, "a string longer than 16 MiB");
         char *s = tpl_alloc(&R->a, x.n + y.n + 1);
         memcpy(s, x.s, x.n), memcpy(s + x.n, y.s, y.n);
         return (jv){.t = J_STR, .s = s, .n = x.n + y.n};
@@ -370,11 +382,13 @@ static jv binop(rs *R, nop op, jv a, jv b) {
     }
     if (a.t == J_UNDEF || b.t == J_UNDEF) return fail(R, "an undefined value in arithmetic");
     if (op == OP_ADD && a.t == J_STR && b.t == J_STR) {
+        if (a.n + b.n > (16u << 20)) return fail(R, "a string longer than 16 MiB");
         char *s = tpl_alloc(&R->a, a.n + b.n + 1);
         memcpy(s, a.s, a.n), memcpy(s + a.n, b.s, b.n);
         return (jv){.t = J_STR, .s = s, .n = a.n + b.n};
     }
     if (op == OP_ADD && a.t == J_LIST && b.t == J_LIST) {
+        if ((size_t)a.l->n + (size_t)b.l->n > 1000000) return fail(R, "a list longer than a million items");
         jlist *l = newlist(R);
         for (int i = 0; i < a.l->n; i++) lpush(R, l, a.l->v[i]);
         for (int i = 0; i < b.l->n; i++) lpush(R, l, b.l->v[i]);
@@ -677,6 +691,7 @@ static jv method(rs *R, jv o, const char *name, args *a) {
                 jv k = {.t = J_STR, .s = o.d->k[i], .n = o.d->kn[i]};
                 if (name[0] == 'i') {
                     jlist *pair = newlist(R);
+                    pair->tuple = true;
                     lpush(R, pair, k), lpush(R, pair, o.d->v[i]);
                     lpush(R, l, (jv){.t = J_LIST, .l = pair});
                 } else {
@@ -948,7 +963,8 @@ static jv apply_filter(rs *R, const char *name, jv v, args *a) {
 
 static jv eval(rs *R, const tnode *x) {
     if (R->failed) return (jv){.t = J_UNDEF};
-    if (++R->steps > 10000000) return fail(R, "the template runs too long");
+    if (++R->steps > 2000000) return fail(R, "the template runs too long");
+    if (R->a.total > (256u << 20)) return fail(R, "the template uses more than 256 MiB");
     switch (x->kind) {
     case E_LIT: return x->lit;
     case E_NAME: return lookup(R, x->s, x->n);

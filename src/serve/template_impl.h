@@ -18,6 +18,7 @@
 typedef struct tpl_block tpl_block;
 typedef struct tpl_arena {
     tpl_block *head;
+    size_t total; /* bytes handed out: a render stops past its limit */
 } tpl_arena;
 
 void *tpl_alloc(tpl_arena *a, size_t n);          /* zeroed; exits on out of memory */
@@ -43,6 +44,7 @@ typedef struct jv {
 struct jlist {
     jv *v;
     int n, cap;
+    bool tuple; /* printed (a, b): dict items */
 };
 struct jdict {
     const char **k;

@@ -46,6 +46,7 @@ void *tpl_alloc(tpl_arena *a, size_t n) {
     }
     void *p = a->head->data + a->head->used;
     a->head->used += n;
+    a->total += n;
     memset(p, 0, n);
     return p;
 }
@@ -173,18 +174,19 @@ static int lex_string(lexer *L) {
 /* Tokens of one tag from L->p up to its end marker (end = "}}" or "%}"). */
 static int lex_tag(lexer *L, char endc, bool *trim_after, bool *ws_after) {
     static const char *ops2[] = {"**", "//", "==", "!=", "<=", ">="};
+    int balance = 0; /* open ( [ {: a } inside them is not the tag's end ({{ {'a': {}} }}) */
     for (;;) {
         while (L->p < L->len && is_space(L->src[L->p])) L->p++;
         if (L->p >= L->len) return lex_fail(L, L->p, "a tag is not closed");
         const char *s = L->src + L->p;
         size_t left = L->len - L->p;
         /* end markers: -%} +%} %} or -}} }} */
-        if ((s[0] == '-' || s[0] == '+') && left >= 3 && s[1] == endc && s[2] == '}') {
+        if (balance == 0 && (s[0] == '-' || s[0] == '+') && left >= 3 && s[1] == endc && s[2] == '}') {
             *ws_after = s[0] == '-', *trim_after = false;
             L->p += 3;
             return NX_OK;
         }
-        if (left >= 2 && s[0] == endc && s[1] == '}') {
+        if (balance == 0 && left >= 2 && s[0] == endc && s[1] == '}') {
             *ws_after = false, *trim_after = endc == '%';
             L->p += 2;
             return NX_OK;
@@ -219,6 +221,8 @@ static int lex_tag(lexer *L, char endc, bool *trim_after, bool *ws_after) {
                 if (!strchr("+-*/%~<>=()[]{}.,:|", s[0])) return lex_fail(L, pos, "unexpected character '%c'", s[0]);
                 k = 1;
             }
+            if (k == 1 && strchr("([{", s[0])) balance++;
+            if (k == 1 && strchr(")]}", s[0]) && balance > 0) balance--;
             push(L, (tok){.t = T_OP, .s = s, .n = k, .pos = pos});
             L->p += k;
         }
@@ -299,8 +303,11 @@ typedef struct parser {
     tpl_arena *a;
     tok *t;
     int i, n;
+    int depth; /* nesting of expressions and blocks: bounded, the parser and the renderer recurse */
     nx_err *err;
 } parser;
+
+enum { MAX_DEPTH = 100 };
 
 static int perr(parser *P, const char *fmt, ...) {
     char msg[512];
@@ -524,17 +531,25 @@ static tnode *parse_filters(parser *P, tnode *x) {
     }
 }
 
-static tnode *parse_unary(parser *P) {
+/* jinja2: -x|f is f(-x): the sign applies first, filters to the whole */
+static tnode *parse_unary_(parser *P, bool filters) {
+    if (P->depth > MAX_DEPTH) return perr(P, "expressions nested more than %d deep", MAX_DEPTH), NULL;
+    tnode *x;
     if (is_op(peek(P), "-") || is_op(peek(P), "+")) {
-        tnode *x = node(P, is_op(peek(P), "-") ? E_NEG : E_POS);
+        x = node(P, is_op(peek(P), "-") ? E_NEG : E_POS);
         P->i++;
-        if (!(x->a = parse_unary(P))) return NULL;
-        return x;
+        P->depth++;
+        x->a = parse_unary_(P, false);
+        P->depth--;
+        if (!x->a) return NULL;
+    } else {
+        x = parse_primary(P);
+        if (!x || !(x = parse_postfix(P, x))) return NULL;
     }
-    tnode *x = parse_primary(P);
-    if (!x || !(x = parse_postfix(P, x))) return NULL;
-    return parse_filters(P, x);
+    return filters ? parse_filters(P, x) : x;
 }
+
+static tnode *parse_unary(parser *P) { return parse_unary_(P, true); }
 
 static tnode *binary(parser *P, nop op, tnode *a, tnode *b) {
     if (!a || !b) return NULL;
@@ -596,10 +611,13 @@ static tnode *parse_compare(parser *P) {
 }
 
 static tnode *parse_not(parser *P) {
+    if (P->depth > MAX_DEPTH) return perr(P, "expressions nested more than %d deep", MAX_DEPTH), NULL;
     if (accept_name(P, "not")) {
         tnode *x = node(P, E_NOT);
-        if (!(x->a = parse_not(P))) return NULL;
-        return x;
+        P->depth++;
+        x->a = parse_not(P);
+        P->depth--;
+        return x->a ? x : NULL;
     }
     return parse_compare(P);
 }
@@ -627,7 +645,9 @@ static tnode *parse_or(parser *P) {
 }
 
 static tnode *parse_expr(parser *P) {
+    if (++P->depth > MAX_DEPTH) return perr(P, "expressions nested more than %d deep", MAX_DEPTH), NULL;
     tnode *x = parse_or(P);
+    P->depth--;
     while (x && accept_name(P, "if")) {
         tnode *y = node(P, E_COND);
         y->a = x;
@@ -647,7 +667,15 @@ static int end_tag(parser *P) {
     return peek(P)->t == T_BEND ? (P->i++, NX_OK) : perr(P, "expected the end of the tag ('%%}')");
 }
 
+static tnode *parse_stmt_(parser *P);
 static tnode *parse_stmt(parser *P) {
+    if (++P->depth > MAX_DEPTH) return perr(P, "blocks nested more than %d deep", MAX_DEPTH), NULL;
+    tnode *x = parse_stmt_(P);
+    P->depth--;
+    return x;
+}
+
+static tnode *parse_stmt_(parser *P) {
     tok *t = peek(P);
     if (t->t != T_NAME) return perr(P, "expected a statement name"), NULL;
     if (accept_name(P, "if")) {
@@ -743,10 +771,10 @@ static int parse_body(parser *P, tnode ***body, int *nbody, const char *const *e
         } else if (t->t == T_VBEGIN) {
             P->i++;
             x = node(P, N_OUT);
-            if (!(x->a = parse_expr(P))) break;
+            if (!(x->a = parse_expr(P))) goto fail;
             if (peek(P)->t != T_VEND) {
                 perr(P, "expected '}}'");
-                break;
+                goto fail;
             }
             P->i++;
         } else if (t->t == T_BBEGIN) {
@@ -760,13 +788,13 @@ static int parse_body(parser *P, tnode ***body, int *nbody, const char *const *e
             }
             if (is_name(peek(P), "generation") || is_name(peek(P), "endgeneration")) { /* AssistantTracker marks */
                 P->i++;
-                if (end_tag(P)) break;
+                if (end_tag(P)) goto fail;
                 continue;
             }
-            if (!(x = parse_stmt(P))) break;
+            if (!(x = parse_stmt(P))) goto fail;
         } else {
             perr(P, "unexpected token");
-            break;
+            goto fail;
         }
         if (n == cap) {
             cap = cap ? 2 * cap : 8;
@@ -774,9 +802,9 @@ static int parse_body(parser *P, tnode ***body, int *nbody, const char *const *e
             if (!v) nx_assert_fail("realloc", __FILE__, __LINE__, "out of memory");
         }
         v[n++] = x;
-        continue;
     }
-    if (nends || P->t[P->i].t != T_EOF) {
+    if (0) { /* the error paths above */
+fail:
         free(v);
         return NX_ERR;
     }
