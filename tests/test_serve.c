@@ -197,6 +197,11 @@ TEST(templates_outside_the_subset_fail_to_parse_naming_the_spot) {
     char src[800];
     snprintf(src, sizeof src, "{{ %s }}", deep);
     CHECK(nx_chat_template_parse(&t, src, &err) == NX_ERR && strstr(err.msg, "nested"));
+    CHECK(nx_chat_template_parse(&t, "{{ ''*80**8 }}|{{ 'ab' * 2 }}", &err) == NX_OK); /* the fuzzer's hang */
+    char *o2 = NULL;
+    CHECK(nx_chat_template_render(t, "{}", &o2, &err) == NX_RENDER_OK && !strcmp(o2, "|abab"));
+    free(o2);
+    nx_chat_template_free(t);
     /* renders that fail: an unknown filter, arithmetic on undefined, runaway loops */
     const char *fails[] = {"{{ x | frobnicate }}", "{{ nothing + 1 }}", "{{ nothing.attr }}",
                            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",

@@ -397,7 +397,7 @@ static jv binop(rs *R, nop op, jv a, jv b) {
     if (op == OP_MUL && ((a.t == J_STR && b.t == J_INT) || (a.t == J_INT && b.t == J_STR))) {
         jv s = a.t == J_STR ? a : b;
         int64_t k = a.t == J_INT ? a.i : b.i;
-        if (k < 0) k = 0;
+        if (k < 0 || s.n == 0) k = 0; /* '' * 10**12 is '' at once */
         if ((double)k * (double)s.n > 1e7) return fail(R, "string repetition too large");
         char *o = tpl_alloc(&R->a, s.n * k + 1);
         for (int64_t i = 0; i < k; i++) memcpy(o + i * s.n, s.s, s.n);
