@@ -434,7 +434,7 @@ got = {}
 
 
 def endless():
-    got["r"] = stream(S2.port, "/v1/completions", {"model": NAME, "prompt": "Go", "max_tokens": 500, "stream": True},
+    got["r"] = stream(S2.port, "/v1/completions", {"model": NAME, "prompt": "Tell me", "max_tokens": 480, "temperature": 0, "stream": True},
                       key=None)
 
 
