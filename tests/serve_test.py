@@ -447,5 +447,32 @@ st, chunks, done, raw, _ = got["r"]
 check("SIGINT with no grace: the unfinished stream ends with an error event, exit 0",
       rc == 0 and st == 200 and not done and "shutting_down" in raw, f"rc {rc} {raw[-200:]!r}")
 S2.stop(signal.SIGKILL)
+
+# ---- the curl examples of docs/SERVE.md, as written (but for the port)
+doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "SERVE.md")).read()
+block = re.search(r"```sh\n(.*?)```", doc, re.S).group(1)
+lines = [ln for ln in block.splitlines() if ln.startswith("curl ")]
+S3 = Server()
+try:
+    outs = []
+    for ln in lines:
+        r = subprocess.run(["sh", "-c", ln.replace("127.0.0.1:8080", f"127.0.0.1:{S3.port}")], capture_output=True,
+                           text=True, timeout=120)
+        out = r.stdout
+        good = r.returncode == 0 and bool(out)
+        if good and '"stream": true' in ln:
+            good = out.rstrip().endswith("data: [DONE]") and '"error"' not in out
+        elif good and "/metrics" in ln:
+            good = "nexus_requests_total" in out
+        elif good:
+            try:
+                good = "error" not in json.loads(out)
+            except ValueError:
+                good = False
+        outs.append((good, ln[:60], out[:120]))
+    check(f"the {len(lines)} curl examples of docs/SERVE.md work as written",
+          len(lines) >= 6 and all(g for g, _, _ in outs), str([o for o in outs if not o[0]]))
+finally:
+    S3.stop(signal.SIGKILL)
 print(f"{passed} passed, {failed} failed, 0 skipped")
 sys.exit(1 if failed else 0)

@@ -43,11 +43,11 @@ TEST(completion_requests_parse_with_defaults_and_every_field) {
     const char *full = "{\"model\":\"m\",\"prompt\":[\"x\"],\"max_tokens\":7,\"temperature\":0.5,\"top_p\":0.9,"
                        "\"presence_penalty\":-1,\"frequency_penalty\":2,\"seed\":-3,\"n\":1,\"stop\":[\"a\",\"bc\"],"
                        "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"user\":\"u\",\"logprobs\":null,"
-                       "\"echo\":false,\"logit_bias\":{},\"unknown_field\":[1,2]}  \n";
+                       "\"echo\":false,\"logit_bias\":{},\"unknown_field\":[1,2],\"ignore_eos\":true}  \n";
     CHECKF(parse(full, NX_REQ_COMPLETION, &r, &e) == NX_OK, "%s", e.message);
     CHECK(!strcmp(r.prompt, "x") && r.max_tokens == 7 && r.temperature == 0.5f && fabsf(r.top_p - 0.9f) < 1e-6 &&
           r.presence_penalty == -1 && r.frequency_penalty == 2 && r.has_seed && r.seed == (uint64_t)-3 &&
-          r.nstops == 2 && !strcmp(r.stops[1], "bc") && r.stream && r.include_usage);
+          r.nstops == 2 && !strcmp(r.stops[1], "bc") && r.stream && r.include_usage && r.ignore_eos);
     nx_serve_request_free(&r);
     CHECK(parse("{\"model\":\"m\",\"prompt\":[5,0,7],\"top_p\":0,\"stop\":\"x\"}", NX_REQ_COMPLETION, &r, &e) == NX_OK);
     CHECK(r.prompt == NULL && r.nprompt_ids == 3 && r.prompt_ids[2] == 7 && r.temperature == 0 && r.nstops == 1);

@@ -78,6 +78,7 @@ typedef struct nx_serve_request {
     const char *stops[NX_REQ_MAX_STOPS];
     int nstops;
     bool stream, include_usage;  /* stream_options.include_usage */
+    bool ignore_eos;             /* an extension (vLLM's name): generate past the end tokens */
     void *json_;                 /* the parsed body the strings point into */
 } nx_serve_request;
 

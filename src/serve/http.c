@@ -196,7 +196,7 @@ static int start_job(server *s, conn *k, nx_api_error *e) {
                             .seed = req.has_seed ? req.seed : nx_fnv1a(&seq, sizeof seq, (uint64_t)time(NULL)),
                             .max_tokens = max_tokens, .eos_id = s->chat.eos_ids[0], .eos_more = s->chat.eos_ids + 1,
                             .neos_more = s->chat.neos > 1 ? s->chat.neos - 1 : 0, .stops = j->stops, .nstops = req.nstops};
-    if (s->chat.neos == 0) j->gp.eos_id = -1;
+    if (s->chat.neos == 0 || req.ignore_eos) j->gp.eos_id = -1, j->gp.neos_more = 0;
     nx_sampler probe; /* the sampling options, checked before queueing */
     if (nx_sampler_init(&probe, &so, 1, 0, &err)) {
         nx_api_fail(e, 400, NULL, "invalid_value", NULL, "%s", err.msg);

@@ -31,7 +31,8 @@ static const char DOC[] = S({
                 "stop": {"$ref": "#/components/schemas/Stop"},
                 "stream": {"type": ["boolean", "null"], "default": false},
                 "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
-                "user": {"type": "string"}}},
+                "user": {"type": "string"},
+                "ignore_eos": {"type": ["boolean", "null"], "default": false, "description": "an extension (as vLLM names it): keep generating past the model's end tokens"}}},
             "CompletionRequest": {"allOf": [{"$ref": "#/components/schemas/Sampling"}, {"type": "object", "required": ["model", "prompt"], "properties": {
                 "prompt": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 1}, {"type": "array", "items": {"type": "integer", "minimum": 0}}, {"type": "array", "maxItems": 1, "items": {"type": "array", "items": {"type": "integer", "minimum": 0}}}]}}}]},
             "Message": {"type": "object", "required": ["role"], "properties": {

@@ -283,7 +283,7 @@ static int parse_fields(const cJSON *o, nx_req_kind kind, const nx_req_limits *l
     if (n != 1) return unsupported(e, "n", "above 1 (send one request per choice)");
     if (get_int(o, "best_of", 1, 128, &n, e)) return NX_ERR;
     if (n != 1) return unsupported(e, "best_of", "above 1");
-    if (get_bool(o, "stream", &r->stream, e)) return NX_ERR;
+    if (get_bool(o, "stream", &r->stream, e) || get_bool(o, "ignore_eos", &r->ignore_eos, e)) return NX_ERR;
     const cJSON *so = field(o, "stream_options");
     if (so) {
         if (!cJSON_IsObject(so)) return bad_type(e, "stream_options", "an object", so);
