@@ -24,7 +24,7 @@ seed per request) over a rotating set of prompts. Prints a summary and writes
   python3 bench/serve_load.py ../shared/models/teacher-19m --clients 16 --tokens 128 --soak 600
 """
 import argparse
-import http.client
+import asyncio
 import json
 import os
 import re
@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 PROMPTS = ["The history of the city", "Once upon a time", "In the morning the market", "The committee decided that",
@@ -50,72 +49,68 @@ def pct(xs, p):
     return xs[f] + (xs[min(f + 1, len(xs) - 1)] - xs[f]) * (k - f)
 
 
-def one_request(port, model, tokens, seed, timeout):
-    """-> dict(ok, tokens, ttft, gaps[], t0, t1, err)"""
+async def one_request(port, model, tokens, seed, timeout):
+    """-> dict(ok, tokens, ttft, gaps[], t0, t1, err). One asyncio connection: an event loop
+    timestamps every event as it arrives (threads would queue on the GIL and blur latencies)."""
     body = json.dumps({"model": model, "prompt": PROMPTS[seed % len(PROMPTS)], "max_tokens": tokens,
                        "temperature": 0.8, "seed": seed, "stream": True, "ignore_eos": True,
-                       "stream_options": {"include_usage": True}})
+                       "stream_options": {"include_usage": True}}).encode()
     t0 = time.perf_counter()
     out = {"ok": False, "tokens": 0, "ttft": None, "gaps": [], "t0": t0, "t1": None, "err": None}
+    w = None
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        c.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        if r.status != 200:
-            out["err"] = f"HTTP {r.status}: {r.read()[:200]!r}"
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+        w.write(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), timeout)
+        status = int(head.split(b" ", 2)[1])
+        if status != 200:
+            out["err"] = f"HTTP {status}: {head[:200]!r}"
             return out
-        last = None
-        buf = b""
-        done = False
-        while not done:
-            line = r.fp.readline()
-            if not line:
+        pending, last, done = b"", None, False
+        while not done:  # chunked transfer encoding: size line, data, CRLF
+            size = int((await asyncio.wait_for(r.readline(), timeout)).strip(), 16)
+            if size == 0:
                 break
-            line = line.strip()
-            if not line.startswith(b"data: "):
-                continue
-            payload = line[6:]
-            if payload == b"[DONE]":
-                done = True
-                break
-            ev = json.loads(payload)
-            if ev.get("usage"):
-                out["tokens"] = ev["usage"]["completion_tokens"]
-            if ev["choices"] and ev["choices"][0]["text"]:
-                now = time.perf_counter()
-                if out["ttft"] is None:
-                    out["ttft"] = now - t0
-                else:
-                    out["gaps"].append(now - last)
-                last = now
-            del buf
-            buf = b""
-        c.close()
+            pending += await asyncio.wait_for(r.readexactly(size + 2), timeout)
+            pending = pending[:-2] if pending.endswith(b"\r\n") else pending
+            while b"\n\n" in pending:
+                ev, pending = pending.split(b"\n\n", 1)
+                if not ev.startswith(b"data: "):
+                    continue
+                payload = ev[6:]
+                if payload == b"[DONE]":
+                    done = True
+                    break
+                obj = json.loads(payload)
+                if obj.get("usage"):
+                    out["tokens"] = obj["usage"]["completion_tokens"]
+                if obj["choices"] and obj["choices"][0]["text"]:
+                    now = time.perf_counter()
+                    if out["ttft"] is None:
+                        out["ttft"] = now - t0
+                    else:
+                        out["gaps"].append(now - last)
+                    last = now
         out["t1"] = time.perf_counter()
         out["ok"] = done and out["tokens"] == tokens
         if not out["ok"]:
             out["err"] = f"stream ended early: done={done}, {out['tokens']} tokens"
     except Exception as e:  # noqa: BLE001 -- any failure of a request is counted, not fatal
         out["err"] = f"{type(e).__name__}: {e}"
+    finally:
+        if w:
+            w.close()
     return out
 
 
 def run_clients(port, model, clients, tokens, seed0, timeout):
-    results = [None] * clients
-    go = threading.Event()
+    async def all_of():
+        t0 = time.perf_counter()
+        res = await asyncio.gather(*[one_request(port, model, tokens, seed0 + i, timeout) for i in range(clients)])
+        return res, time.perf_counter() - t0
 
-    def worker(i):
-        go.wait()
-        results[i] = one_request(port, model, tokens, seed0 + i, timeout)
-
-    ts = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in ts:
-        t.start()
-    t0 = time.perf_counter()
-    go.set()
-    for t in ts:
-        t.join()
-    wall = time.perf_counter() - t0
+    results, wall = asyncio.run(all_of())
     ok = [r for r in results if r["ok"]]
     toks = sum(r["tokens"] for r in ok)
     return {"clients": clients, "completed": len(ok), "errors": [r["err"] for r in results if not r["ok"]][:5],
@@ -166,7 +161,7 @@ def main():
     report = {"command": " ".join(sys.argv), "server": " ".join(cmd), "machine": os.uname().nodename,
               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     try:
-        one_request(port, model, 8, 0, a.timeout)  # warm-up
+        asyncio.run(one_request(port, model, 8, 0, a.timeout))  # warm-up
         if a.soak <= 0:
             singles, multis = [], []
             for r in range(a.rounds):
@@ -187,31 +182,32 @@ def main():
                   f"{report['ratio']:.2f}x; all completed: {report['all_completed']}")
         else:
             stop = time.perf_counter() + a.soak
-            lock = threading.Lock()
             tot = {"requests": 0, "errors": 0, "tokens": 0, "errs": []}
+            samples = []
 
-            def loop(i):
+            async def loop(i):
                 k = 0
                 while time.perf_counter() < stop:
-                    r = one_request(port, model, a.tokens, 100000 * i + k, a.timeout)
+                    r = await one_request(port, model, a.tokens, 100000 * i + k, a.timeout)
                     k += 1
-                    with lock:
-                        tot["requests"] += 1
-                        tot["tokens"] += r["tokens"] if r["ok"] else 0
-                        if not r["ok"]:
-                            tot["errors"] += 1
-                            tot["errs"] = (tot["errs"] + [r["err"]])[:5]
+                    tot["requests"] += 1
+                    tot["tokens"] += r["tokens"] if r["ok"] else 0
+                    if not r["ok"]:
+                        tot["errors"] += 1
+                        tot["errs"] = (tot["errs"] + [r["err"]])[:5]
 
-            ts = [threading.Thread(target=loop, args=(i,)) for i in range(a.clients)]
-            t0 = time.perf_counter()
-            for t in ts:
-                t.start()
-            samples = []
-            while any(t.is_alive() for t in ts):
+            async def sampler(t0):
+                while time.perf_counter() < stop:
+                    samples.append((round(time.perf_counter() - t0, 1), rss_kb(srv.pid)))
+                    await asyncio.sleep(10)
+
+            async def soak():
+                t0 = time.perf_counter()
+                await asyncio.gather(sampler(t0), *[loop(i) for i in range(a.clients)])
                 samples.append((round(time.perf_counter() - t0, 1), rss_kb(srv.pid)))
-                time.sleep(10)
-            for t in ts:
-                t.join()
+                return t0
+
+            t0 = asyncio.run(soak())
             wall = time.perf_counter() - t0
             warm = [kb for t, kb in samples if t >= 0.1 * a.soak] or [samples[-1][1]]
             base, end, peak = warm[0], samples[-1][1], max(kb for _, kb in samples)
@@ -222,6 +218,19 @@ def main():
             print(f"soak {a.soak:.0f} s, {a.clients} clients: {tot['requests']} requests, {tot['errors']} errors, "
                   f"{report['tokens_per_s']:.1f} tok/s; RSS after warm-up {base / 1024:.1f} MiB, end {end / 1024:.1f} MiB, "
                   f"max {peak / 1024:.1f} MiB, growth after warm-up {report['rss_growth_pct']:.2f}%")
+        # the engine's own view (from arrival in its queue; between tokens at the engine), for comparison
+        import urllib.request
+        m = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+
+        def avg(name):
+            s_ = float(re.search(rf"^{name}_sum (\S+)", m, re.M).group(1))
+            n_ = float(re.search(rf"^{name}_count (\S+)", m, re.M).group(1))
+            return 1e3 * s_ / n_ if n_ else float("nan")
+
+        report["server_mean_ttft_ms"] = avg("nexus_time_to_first_token_seconds")
+        report["server_mean_tpot_ms"] = avg("nexus_time_per_output_token_seconds")
+        print(f"server side, all requests: mean TTFT {report['server_mean_ttft_ms']:.1f} ms, mean time per output token "
+              f"{report['server_mean_tpot_ms']:.2f} ms")
     finally:
         srv.send_signal(signal.SIGTERM)
         try:

@@ -19,7 +19,25 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
+/* The compute threads should sleep, not spin, between the engine's steps:
+ * the cores are shared with the connection threads that write each token
+ * out, and a spinning OpenMP worker takes a core from them (measured: twice
+ * the aggregate tokens/s with 64 streams on 2 cores, docs/BENCHMARKS.md).
+ * libgomp reads OMP_WAIT_POLICY once, when it loads, so unless the user set
+ * it the command runs itself again with it set. */
+static void passive_openmp(int argc, char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("NEXUS_SERVE_NO_REEXEC")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    char **av = calloc((size_t)argc + 2, sizeof(char *));
+    if (!av) return;
+    av[0] = "nexus";
+    for (int i = 0; i < argc; i++) av[i + 1] = argv[i]; /* argv[0] is "serve" */
+    execv("/proc/self/exe", av);
+    free(av); /* exec failed: carry on with the default policy */
+}
+
 int cmd_serve(int argc, char **argv) {
+    passive_openmp(argc, argv);
     nx_serve_opts o = nx_serve_defaults();
     const char *host = o.host, *key = NULL, *name = NULL;
     long port = o.port, slots = o.slots, ctx = 0, chunk = o.chunk, queue = o.queue, max_tokens = o.max_tokens;

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,6 +393,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (mode < 0) return reply_error(k, c, &e);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     k->fd = ci ? ci->connect_fd : -1;
+    if (k->fd >= 0) { /* each event goes out as it is made, not held back for more (Nagle) */
+        int one = 1;
+        setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u); /* generation may take long: no idle timeout */
     if (mode == 1) {
         stream_ctx *sc = nx_xmalloc(sizeof *sc);
