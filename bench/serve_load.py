@@ -104,17 +104,22 @@ async def one_request(port, model, tokens, seed, timeout):
     return out
 
 
-def run_clients(port, model, clients, tokens, seed0, timeout):
+def run_clients(port, model, clients, tokens, seed0, timeout, sequential=1):
+    """clients requests at once; or, with sequential = k, one client making k requests one after another
+    (the single-stream figure over a span of time comparable to the concurrent run's)."""
     async def all_of():
         t0 = time.perf_counter()
-        res = await asyncio.gather(*[one_request(port, model, tokens, seed0 + i, timeout) for i in range(clients)])
+        if sequential > 1:
+            res = [await one_request(port, model, tokens, seed0 + i, timeout) for i in range(sequential)]
+        else:
+            res = await asyncio.gather(*[one_request(port, model, tokens, seed0 + i, timeout) for i in range(clients)])
         return res, time.perf_counter() - t0
 
     results, wall = asyncio.run(all_of())
     ok = [r for r in results if r["ok"]]
     toks = sum(r["tokens"] for r in ok)
-    return {"clients": clients, "completed": len(ok), "errors": [r["err"] for r in results if not r["ok"]][:5],
-            "n_errors": clients - len(ok), "wall_s": wall, "tokens": toks, "tokens_per_s": toks / wall,
+    return {"clients": clients, "requests": len(results), "completed": len(ok),
+            "errors": [r["err"] for r in results if not r["ok"]][:5], "n_errors": len(results) - len(ok), "wall_s": wall, "tokens": toks, "tokens_per_s": toks / wall,
             "ttft_p50_ms": 1e3 * pct([r["ttft"] for r in ok], 50), "ttft_p95_ms": 1e3 * pct([r["ttft"] for r in ok], 95),
             "tpot_p50_ms": 1e3 * pct([g for r in ok for g in r["gaps"]], 50),
             "tpot_p95_ms": 1e3 * pct([g for r in ok for g in r["gaps"]], 95)}
@@ -134,7 +139,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--slots", type=int, default=0, help="server slots (default: --clients)")
     ap.add_argument("--ctx", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=2, help="load: single/concurrent rounds, alternated")
+    ap.add_argument("--rounds", type=int, default=3, help="load: single/concurrent rounds, alternated")
+    ap.add_argument("--single", type=int, default=8, help="load: requests one after another for the one-stream figure")
     ap.add_argument("--soak", type=float, default=0, help="seconds of steady load instead")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json", default=None)
@@ -165,21 +171,24 @@ def main():
         if a.soak <= 0:
             singles, multis = [], []
             for r in range(a.rounds):
-                singles.append(run_clients(port, model, 1, a.tokens, 1000 * r, a.timeout))
+                singles.append(run_clients(port, model, 1, a.tokens, 1000 * r, a.timeout, sequential=a.single))
                 multis.append(run_clients(port, model, a.clients, a.tokens, 1000 * r + 100, a.timeout))
                 s, m = singles[-1], multis[-1]
-                print(f"round {r + 1}: 1 stream {s['tokens_per_s']:.1f} tok/s (TTFT {s['ttft_p50_ms']:.0f} ms, "
+                print(f"round {r + 1}: 1 stream ({a.single} requests in turn) {s['tokens_per_s']:.1f} tok/s (TTFT {s['ttft_p50_ms']:.0f} ms, "
                       f"per token {s['tpot_p50_ms']:.1f} ms) | {a.clients} streams: {m['completed']}/{a.clients} done, "
                       f"{m['n_errors']} errors, {m['tokens_per_s']:.1f} tok/s, TTFT P50/P95 {m['ttft_p50_ms']:.0f}/"
                       f"{m['ttft_p95_ms']:.0f} ms, per token P50/P95 {m['tpot_p50_ms']:.1f}/{m['tpot_p95_ms']:.1f} ms",
                       flush=True)
             bs = max(singles, key=lambda x: x["tokens_per_s"])
             bm = max(multis, key=lambda x: x["tokens_per_s"])
+            ratios = sorted(m["tokens_per_s"] / s["tokens_per_s"] for s, m in zip(singles, multis))
             report.update({"single": singles, "concurrent": multis, "best_single_tps": bs["tokens_per_s"],
                            "best_concurrent_tps": bm["tokens_per_s"], "ratio": bm["tokens_per_s"] / bs["tokens_per_s"],
+                           "round_ratios": ratios, "median_round_ratio": ratios[len(ratios) // 2],
                            "all_completed": all(m["completed"] == a.clients for m in multis)})
             print(f"best: {bm['tokens_per_s']:.1f} tok/s with {a.clients} streams vs {bs['tokens_per_s']:.1f} with one: "
-                  f"{report['ratio']:.2f}x; all completed: {report['all_completed']}")
+                  f"{report['ratio']:.2f}x (per round: {', '.join(f'{x:.2f}x' for x in ratios)}); "
+                  f"all completed: {report['all_completed']}")
         else:
             stop = time.perf_counter() + a.soak
             tot = {"requests": 0, "errors": 0, "tokens": 0, "errs": []}
