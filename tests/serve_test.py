@@ -160,8 +160,10 @@ try:
     # ---- completions: greedy equals nexus generate --temperature 0
     prompt = "The history of the city"
     ref = generate(prompt, 24)
+    t0 = time.time()
     st, js, _, _ = request(P, "POST", "/v1/completions", {"model": NAME, "prompt": prompt, "max_tokens": 24,
                                                           "temperature": 0})
+    alone = time.time() - t0
     ok = st == 200 and js["object"] == "text_completion" and js["choices"][0]["text"] == ref["text"]
     check("greedy completion equals `nexus generate --temperature 0`", ok,
           f"{st} {js and js.get('choices')} vs {ref['text']!r}")
@@ -201,8 +203,11 @@ try:
     b = request(P, "POST", "/v1/completions", dict(body, seed=7))[1]["choices"][0]["text"]
     c = request(P, "POST", "/v1/completions", dict(body, seed=8))[1]["choices"][0]["text"]
     check("same seed same text, another seed another text", a == b and a != c, f"{a!r} {b!r} {c!r}")
-    st, js, _, _ = request(P, "POST", "/v1/completions", dict(body, seed=7, presence_penalty=2, frequency_penalty=2))
-    check("presence and frequency penalties are accepted and change sampling", st == 200 and js["choices"][0]["text"] != a)
+    greedy = {"model": NAME, "prompt": "The city", "max_tokens": 16, "temperature": 0}  # it repeats itself
+    g0 = request(P, "POST", "/v1/completions", greedy)[1]["choices"][0]["text"]
+    st, js, _, _ = request(P, "POST", "/v1/completions", dict(greedy, presence_penalty=2, frequency_penalty=2))
+    check("presence and frequency penalties change what is generated", st == 200 and js["choices"][0]["text"] != g0,
+          f"{g0!r}")
 
     # ---- chat, whole and streamed
     msgs = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "What is a city?"}]
@@ -383,7 +388,7 @@ try:
                                                           "temperature": 0})
     dt = time.time() - t0
     check("a normal request beside slow and abandoning clients: same answer, no waiting for them",
-          st == 200 and js["choices"][0]["text"] == ref["text"] and dt < 3.0, f"{st} {dt:.2f}s")
+          st == 200 and js["choices"][0]["text"] == ref["text"] and dt < 2 + 3 * alone, f"{st} {dt:.2f}s ({alone:.2f}s alone)")
     for t in bad_threads:
         t.join()
     # answered 408 at --request-timeout (3 s) and closed; the client, still sending, may see the 408 or a reset
