@@ -154,8 +154,9 @@ int engine_start(engine *e, const nx_model *m, nx_tokenizer *tok, int slots, int
     memset(e, 0, sizeof *e);
     if (queue < 1) return nx_fail(err, "the queue must hold at least one request (got %d)", queue);
     if (nx_gen_init(&e->g, m, slots, ctx, chunk, serve_detok, tok, err)) return NX_ERR;
-    e->qcap = queue;
-    e->queue = nx_xcalloc(queue, sizeof(job *));
+    e->qlimit = queue;
+    e->qcap = queue + slots; /* the waiting ones, and those about to take a free slot */
+    e->queue = nx_xcalloc(e->qcap, sizeof(job *));
     e->slot_job = nx_xcalloc(slots, sizeof(job *));
     e->accepting = true;
     e->mx = mx;
@@ -175,13 +176,15 @@ int engine_submit(engine *e, job *j, nx_api_error *err) {
         pthread_mutex_unlock(&e->mu);
         return nx_api_fail(err, 503, "server_error", "shutting_down", NULL, "The server is shutting down.");
     }
-    if (e->qn == e->qcap) {
+    int free_slots = 0; /* not yet claimed: the jobs queued for them are not waiting */
+    for (int s = 0; s < e->g.S; s++) free_slots += e->slot_job[s] == NULL;
+    if (e->qn >= e->qlimit + free_slots) {
         pthread_mutex_unlock(&e->mu);
         pthread_mutex_lock(&e->mx->mu);
         e->mx->rejected_full++;
         pthread_mutex_unlock(&e->mx->mu);
         return nx_api_fail(err, 429, "rate_limit_error", "queue_full", NULL,
-                           "The server is busy: %d requests are already waiting. Retry later.", e->qcap);
+                           "The server is busy: %d requests are already waiting. Retry later.", e->qlimit);
     }
     j->refs++;
     j->t_submit = nx_now();

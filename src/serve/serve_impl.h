@@ -98,8 +98,9 @@ typedef struct engine {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    job **queue;               /* ring */
+    job **queue;               /* ring of qcap = qlimit + slots */
     int qcap, qhead, qn;
+    int qlimit;                /* jobs that may wait beyond the free slots (--queue) */
     job **slot_job;            /* (S) */
     bool accepting, quit, stopped;
     metrics *mx;
