@@ -197,15 +197,20 @@ TEST(templates_outside_the_subset_fail_to_parse_naming_the_spot) {
     char src[800];
     snprintf(src, sizeof src, "{{ %s }}", deep);
     CHECK(nx_chat_template_parse(&t, src, &err) == NX_ERR && strstr(err.msg, "nested"));
-    CHECK(nx_chat_template_parse(&t, "{{ ''*80**8 }}|{{ 'ab' * 2 }}", &err) == NX_OK); /* the fuzzer's hang */
+    CHECK(nx_chat_template_parse(&t, "{{ ''*80**8 }}|{{ 'ab' * 2 }}|{{ 1 ** 99999999 }} {{ (-1) ** 7 }} {{ 2 ** 62 }} "
+                                     "{{ range(0, 9223372036854775807, 4611686018427387904) | length }}|"
+                                     "{{ 'abc'[::4611686018427387904] }}", &err) == NX_OK); /* what the fuzzer found */
     char *o2 = NULL;
-    CHECK(nx_chat_template_render(t, "{}", &o2, &err) == NX_RENDER_OK && !strcmp(o2, "|abab"));
+    CHECK(nx_chat_template_render(t, "{}", &o2, &err) == NX_RENDER_OK &&
+          !strcmp(o2, "|abab|1 -1 4611686018427387904 2|a"));
     free(o2);
     nx_chat_template_free(t);
     /* renders that fail: an unknown filter, arithmetic on undefined, runaway loops */
     const char *fails[] = {"{{ x | frobnicate }}", "{{ nothing + 1 }}", "{{ nothing.attr }}",
                            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-                           "{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"};
+                           "{% set ns = namespace(s='xx') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+                           "{{ 9223372036854775807 + 2 }}", "{{ 281474976710656 * 16777216 }}", "{{ 3 ** 64 }}",
+                           "{{ -(-9223372036854775807 - 1) }}"};
     for (size_t i = 0; i < sizeof fails / sizeof fails[0]; i++) {
         CHECKF(nx_chat_template_parse(&t, fails[i], &err) == NX_OK, "%s: %s", fails[i], err.msg);
         char *out = NULL;

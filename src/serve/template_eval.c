@@ -407,17 +407,25 @@ static jv binop(rs *R, nop op, jv a, jv b) {
         return fail(R, "unsupported operand types for an arithmetic operator: '%s' and '%s'", type_name(a), type_name(b));
     bool ints = a.t != J_FLOAT && b.t != J_FLOAT;
     double x = num(a), y = num(b);
-    switch (op) {
-    case OP_ADD: return ints ? mkint(inum(a) + inum(b)) : (jv){.t = J_FLOAT, .f = x + y};
-    case OP_SUB: return ints ? mkint(inum(a) - inum(b)) : (jv){.t = J_FLOAT, .f = x - y};
-    case OP_MUL: return ints ? mkint(inum(a) * inum(b)) : (jv){.t = J_FLOAT, .f = x * y};
+    int64_t p = inum(a), q = inum(b), r;
+    switch (op) { /* Python's ints do not overflow; ours fail rather than wrap */
+    case OP_ADD:
+        if (!ints) return (jv){.t = J_FLOAT, .f = x + y};
+        return __builtin_add_overflow(p, q, &r) ? fail(R, "integer overflow") : mkint(r);
+    case OP_SUB:
+        if (!ints) return (jv){.t = J_FLOAT, .f = x - y};
+        return __builtin_sub_overflow(p, q, &r) ? fail(R, "integer overflow") : mkint(r);
+    case OP_MUL:
+        if (!ints) return (jv){.t = J_FLOAT, .f = x * y};
+        return __builtin_mul_overflow(p, q, &r) ? fail(R, "integer overflow") : mkint(r);
     case OP_DIV:
         if (y == 0) return fail(R, "division by zero");
         return (jv){.t = J_FLOAT, .f = x / y};
     case OP_FLOORDIV: case OP_MOD: {
         if (y == 0) return fail(R, "integer division or modulo by zero");
         if (ints) {
-            int64_t p = inum(a), q = inum(b), d = p / q, m = p % q;
+            if (p == INT64_MIN && q == -1) return op == OP_MOD ? mkint(0) : fail(R, "integer overflow");
+            int64_t d = p / q, m = p % q;
             if (m != 0 && ((m < 0) != (q < 0))) d--, m += q;
             return mkint(op == OP_MOD ? m : d);
         }
@@ -425,9 +433,12 @@ static jv binop(rs *R, nop op, jv a, jv b) {
         return (jv){.t = J_FLOAT, .f = op == OP_MOD ? m : d};
     }
     case OP_POW:
-        if (ints && inum(b) >= 0) {
-            int64_t r = 1, base = inum(a);
-            for (int64_t k = 0; k < inum(b) && k < 64; k++) r *= base;
+        if (ints && q >= 0) {
+            if (p == 0 || p == 1) return mkint(q == 0 ? 1 : p);
+            if (p == -1) return mkint(q % 2 ? -1 : 1);
+            r = 1;
+            for (int64_t k = 0; k < q; k++) /* |p| >= 2: at most 63 steps before overflow */
+                if (__builtin_mul_overflow(r, p, &r)) return fail(R, "integer overflow");
             return mkint(r);
         }
         return (jv){.t = J_FLOAT, .f = pow(x, y)};
@@ -512,11 +523,17 @@ static jv slice(rs *R, const tnode *x) {
     else if (stop >= n) stop = step < 0 ? n - 1 : n;
     if (o.t == J_LIST) {
         jlist *l = newlist(R);
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) lpush(R, l, o.l->v[i]);
+        for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+            lpush(R, l, o.l->v[i]);
+            if (__builtin_add_overflow(i, step, &i)) break;
+        }
         return (jv){.t = J_LIST, .l = l};
     }
     buf b = {0};
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) bput(&b, o.s + i, 1);
+    for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+        bput(&b, o.s + i, 1);
+        if (__builtin_add_overflow(i, step, &i)) break;
+    }
     jv s = mkstr(R, b.s ? b.s : "", b.n);
     free(b.s);
     return s;
@@ -735,9 +752,10 @@ static jv call_global(rs *R, const char *name, args *a) {
         if (a2) st = a2->i;
         if (st == 0) return fail(R, "range() step must not be zero");
         jlist *l = newlist(R);
-        for (int64_t i = lo; st > 0 ? i < hi : i > hi; i += st) {
+        for (int64_t i = lo; st > 0 ? i < hi : i > hi;) {
             if (l->n >= 100000) return fail(R, "range() too long");
             lpush(R, l, mkint(i));
+            if (__builtin_add_overflow(i, st, &i)) break;
         }
         return (jv){.t = J_LIST, .l = l};
     }
@@ -915,7 +933,7 @@ static jv apply_filter(rs *R, const char *name, jv v, args *a) {
         return (jv){.t = J_FLOAT, .f = 0};
     }
     if (!strcmp(name, "abs")) {
-        if (v.t == J_INT) return mkint(v.i < 0 ? -v.i : v.i);
+        if (v.t == J_INT) return v.i == INT64_MIN ? fail(R, "integer overflow") : mkint(v.i < 0 ? -v.i : v.i);
         if (v.t == J_FLOAT) return (jv){.t = J_FLOAT, .f = fabs(v.f)};
         return fail(R, "bad operand type for abs(): '%s'", type_name(v));
     }
@@ -1007,6 +1025,7 @@ static jv eval(rs *R, const tnode *x) {
         if (R->failed) return v;
         if (!is_num(v)) return fail(R, "bad operand type for unary %c: '%s'", x->kind == E_NEG ? '-' : '+', type_name(v));
         if (x->kind == E_POS) return v;
+        if (v.t != J_FLOAT && inum(v) == INT64_MIN) return fail(R, "integer overflow");
         return v.t == J_FLOAT ? (jv){.t = J_FLOAT, .f = -v.f} : mkint(-inum(v));
     }
     case E_BIN: {
