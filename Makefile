@@ -131,8 +131,8 @@ fuzz: | $(DEPS_STAMP)
 	$(BUILD)/fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-180} -max_len=4096 \
 	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
 	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_request tests/fuzz/fuzz_request.c src/serve/request.c src/serve/template_parse.c \
-	    src/serve/template_eval.c src/io/json.c src/core/*.c \
+	    -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_request tests/fuzz/fuzz_request.c src/serve/request.c src/serve/template/*.c \
+	    src/io/json.c src/core/*.c \
 	    -I$(BLAS_INC) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
 	@mkdir -p $(BUILD)/fuzz/corpus_request
 	$(BUILD)/fuzz/fuzz_request -max_total_time=$${FUZZ_SECONDS:-180} -max_len=8192 -timeout=10 \

@@ -20,7 +20,7 @@
  *              lets requests in flight finish for a grace period, cancels
  *              the rest and returns.
  *
- * The implementation is src/serve/: request.c, template_*.c, chat.c,
+ * The implementation is src/serve/: request.c, template/, chat.c,
  * engine.c, http.c, respond.c, metrics.c, openapi.c, server.c
  * (serve_impl.h says which does what). docs/SERVE.md is the user's guide. */
 #ifndef NEXUS_SERVE_H

@@ -2,7 +2,7 @@
  * public face):
  *
  *   request.c        JSON body → nx_serve_request (validation, API errors)
- *   template_*.c     the chat-template engine (template_impl.h)
+ *   template/        the chat-template engine (template/internal.h)
  *   chat.c           a model's chat template and end tokens from its
  *                    tokenizer_config.json / generation_config.json; a
  *                    request's messages → prompt text, with the fallback
