@@ -183,6 +183,10 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         nx_fail_prefix(err, "device: cuda");
         goto fail;
     }
+    if (nx_backend_set_precision(be, rc->precision, err)) {
+        nx_fail_prefix(err, "precision");
+        goto fail;
+    }
 
     if (load_teacher(&s, rc, distill, be, &tcfg, err)) goto fail;
     if (nx_run_config_student_shape(rc, &tcfg, &scfg, err)) goto fail;
