@@ -32,13 +32,13 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
 # installed by scripts/deps.sh for the HTTP server to come; add
 # -lmicrohttpd here with the first source that includes it.
 LDLIBS   += -Wl,--as-needed -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
-            -lcurl -lcrypto -lpcre2-8 -lm -fopenmp -lpthread
+            -lcurl -lcrypto -lpcre2-8 -lutf8proc -lm -fopenmp -lpthread
 
 # make STATIC=1: the Debian libraries linked in, for a binary that runs on
 # a machine without them (the GPU machine); cJSON has no static library in
 # Debian: carry libcjson.so.1 beside the binary (LD_LIBRARY_PATH)
 ifeq ($(STATIC),1)
-LDLIBS   := -L$(BLAS_DIR) -Wl,-Bstatic -lopenblas -lgfortran -lquadmath -lyaml -lz -lpcre2-8 -lgomp \
+LDLIBS   := -L$(BLAS_DIR) -Wl,-Bstatic -lopenblas -lgfortran -lquadmath -lyaml -lz -lpcre2-8 -lutf8proc -lgomp \
             -Wl,-Bdynamic -lcjson -lm -lpthread -ldl
 endif
 

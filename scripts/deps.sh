@@ -7,7 +7,7 @@ set -e
 # leaves -lcurl -lmicrohttpd out until code uses them); they stay here so the
 # Hub download and the HTTP server can land without a new set-up step.
 PKGS="gcc make pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev zlib1g-dev \
-libcurl4-openssl-dev libmicrohttpd-dev libpcre2-dev jq"
+libcurl4-openssl-dev libmicrohttpd-dev libpcre2-dev libutf8proc-dev jq"
 [ -n "$NEXUS_EXTRA_PKGS" ] && PKGS="$PKGS $NEXUS_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do
