@@ -108,7 +108,7 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
                  : rc->eval.tokens > 0 ? rc->eval.tokens / rc->data.seq_len : 0;
     if (maxw == 0 && rc->eval.tokens > 0) maxw = 1;
     return nx_eval(&s->student, distill ? &s->teacher : NULL, s->val.view, rc->data.seq_len,
-                   rc->data.batch_size, maxw, r, err);
+                   rc->data.batch_size, maxw, r, NULL, err);
 }
 
 /* Teacher weights (when distilling or copying layers) or its config alone,

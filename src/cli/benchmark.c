@@ -84,8 +84,34 @@ static double disk_size(const char *dir) {
     return total;
 }
 
+/* Progress of the child on stderr: each stage named when it starts, and on
+ * a terminal a counter updated in place. */
+typedef struct {
+    const char *model, *stage;
+    bool tty;
+    double last;
+} progress_ctx;
+
+static void show_progress(void *ctx_, const char *what, int64_t done, int64_t total) {
+    progress_ctx *c = ctx_;
+    double now = nx_now();
+    bool new_stage = !c->stage || strcmp(c->stage, what) != 0;
+    if (new_stage) {
+        if (c->stage && c->tty) fputc('\n', stderr);
+        c->stage = what;
+        if (!c->tty) fprintf(stderr, "benchmark: %s: %lld %s\n", c->model, (long long)total, what);
+    }
+    if (c->tty && (new_stage || done == total || now - c->last > 0.2)) {
+        fprintf(stderr, "\r  %s: %s %lld/%lld", c->model, what, (long long)done, (long long)total);
+        c->last = now;
+    }
+}
+
 /* Everything measured for one model, in this (child) process. */
-static int measure(const char *dir, const settings *st, result *r, nx_err *err) {
+static int measure(const char *dir, const settings *st_, result *r, nx_err *err) {
+    settings copy = *st_, *st = &copy;
+    progress_ctx pc = {.model = dir, .tty = cli_stderr_tty()};
+    st->bo.progress = (nx_progress){show_progress, &pc};
     nx_set_threads((int)st->threads);
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
@@ -124,13 +150,14 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
                 goto out;
             }
         if (nx_eval(&m, r->has_teacher ? &t : NULL, nx_stream_tokens(&ts), (int)st->seq_len, (int)st->eval_batch,
-                    st->max_windows, &r->ev, err)) {
+                    st->max_windows, &r->ev, &st->bo.progress, err)) {
             nx_fail_prefix(err, "%s", st->data);
             goto out;
         }
     }
     rc = NX_OK;
 out:
+    if (pc.stage && pc.tty) fputc('\n', stderr);
     nx_token_stream_free(&ts);
     if (m.params) nx_model_free(&m);
     if (t.params) nx_model_free(&t);

@@ -42,6 +42,10 @@ void cli_print_help(const cli_spec *spec, bool to_stderr);
 int cli_error(const char *cmd, const char *msg);
 /* Is stderr a terminal (progress bars only then)? */
 bool cli_stderr_tty(void);
+/* Makes OpenMP threads sleep at barriers (OMP_WAIT_POLICY=passive) unless
+ * the environment says otherwise, by starting the binary again with it
+ * (threads.c says why); returns when nothing was to be done or exec failed. */
+void cli_threads_policy(char **argv);
 
 /* Subcommands. */
 int cmd_generate(int argc, char **argv);
