@@ -63,13 +63,7 @@ static counts count_params(const nx_model_config *c) {
     return k;
 }
 
-static const char *human(double bytes, char *buf, size_t n) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (bytes >= 1024 && i < 4) bytes /= 1024, i++;
-    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
-    return buf;
-}
+static const char *human(double bytes, char *buf, size_t n) { return cli_bytes(bytes, buf, n); }
 
 static const char *commas(double v, char *buf, size_t n) {
     char tmp[40];
