@@ -45,10 +45,11 @@ void cli_print_help(const cli_spec *spec, bool to_stderr);
 int cli_error(const char *cmd, const char *msg);
 /* Is stderr a terminal (progress bars only then)? */
 bool cli_stderr_tty(void);
-/* Makes OpenMP threads sleep at barriers (OMP_WAIT_POLICY=passive) unless
- * the environment says otherwise, by starting the binary again with it
- * (threads.c says why); returns when nothing was to be done or exec failed. */
-void cli_threads_policy(char **argv);
+/* For the commands that compute in parallel (argv[1]), makes OpenMP threads
+ * sleep at barriers (OMP_WAIT_POLICY=passive) unless the environment says
+ * otherwise, by starting the binary again with it (threads.c says why);
+ * returns when nothing was to be done or exec failed. */
+void cli_threads_policy(int argc, char **argv);
 /* bytes with a binary unit, "1.50 GiB": the one style of every table. */
 const char *cli_bytes(double bytes, char *buf, size_t n);
 /* The model directory of a command that takes it first: the positional

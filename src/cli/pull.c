@@ -28,7 +28,6 @@ int cmd_pull(int argc, char **argv) {
         {"--include", OPT_MULTI, &include, "only files matching this glob, e.g. '*.json' (repeatable)"},
         {"--token", OPT_STR, &token, "Hub access token (default: $HF_TOKEN, else the file `hf auth login` writes)"},
         {"-o, --out", OPT_STR, &out, "also copy the files into this directory as plain files"},
-        {"-o", OPT_STR, &out, "same as --out"},
         {"--repo-type", OPT_STR, &type, "model (default) or dataset"},
         {"--jobs", OPT_INT, &jobs, "files downloaded at a time (default 4)"},
         {"--quiet", OPT_FLAG, &quiet, "no progress or per-file lines on stderr, errors only"},

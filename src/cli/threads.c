@@ -12,16 +12,22 @@
  *
  * libgomp reads its environment when it is loaded, before main runs, so
  * the variable is set and the binary started again on itself (exec of
- * /proc/self/exe, same arguments). A user who sets OMP_WAIT_POLICY or
- * GOMP_SPINCOUNT keeps that choice and nothing is re-executed; when the
- * exec fails, nexus runs on with libgomp's default. */
+ * /proc/self/exe, same arguments) — only for the commands that compute in
+ * parallel, since a second start costs a few tens of milliseconds (more on
+ * a loaded machine). A user who sets OMP_WAIT_POLICY or GOMP_SPINCOUNT
+ * keeps that choice and nothing is re-executed; when the exec fails, nexus
+ * runs on with libgomp's default. */
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
 
-void cli_threads_policy(char **argv) {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+void cli_threads_policy(int argc, char **argv) {
+    static const char *parallel[] = {"generate", "benchmark", "distill", "train", "prepare-data"};
+    bool compute = false;
+    for (size_t i = 0; argc > 1 && i < sizeof parallel / sizeof parallel[0]; i++) compute |= !strcmp(argv[1], parallel[i]);
+    if (!compute || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     if (setenv("OMP_WAIT_POLICY", "passive", 1)) return;
     execv("/proc/self/exe", argv);
     /* exec failed: go on as we are (the variable set now has no effect on this process) */

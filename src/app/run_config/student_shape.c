@@ -116,6 +116,7 @@ int nx_run_config_student_shape(const nx_run_config *rc, const nx_model_config *
     if (s->max_position_embeddings) m.max_pos = s->max_position_embeddings;
     if (s->rope_theta > 0) m.rope_theta = (float)s->rope_theta;
     if (s->rms_norm_eps > 0) m.eps = (float)s->rms_norm_eps;
+    if (m.window && m.window_from >= m.L) m.window = m.window_from = 0; /* the sliding layers were cut off */
     if (s->tie_word_embeddings >= 0) m.tied = s->tie_word_embeddings;
     else if (explicit_) m.tied = false;
     if (explicit_ && !s->head_dim && m.NH > 0 && m.C % m.NH)
