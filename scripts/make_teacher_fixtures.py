@@ -26,12 +26,36 @@ installed; CPU only, float64):
   rope-variants.json              the llama31 weights under other rope
                                   types: config, inv_freq, logits
 
-Usage: make_teacher_fixtures.py OUT_DIR   (writes OUT_DIR/teachers.tar.gz and
-OUT_DIR/log.txt). Each part runs on its own: a failure is logged and the
-rest goes on."""
+A tiny random model whose greedy continuation repeats one token tests little
+of the KV cache or the window, and tied embeddings of a large scale make a
+model predict its last input (the logit of a token against itself
+dominates): each model tries a few (seed, embedding scale) pairs, in
+float32, and keeps the first whose 64 greedy tokens hold 24 distinct ones
+(else the most varied); golden.json records the pair.
+
+Usage: make_teacher_fixtures.py OUT_DIR [--styles-from DIR] [--only NAME,...]
+(writes OUT_DIR/teachers.tar.gz and OUT_DIR/log.txt). --styles-from loads
+the tokenizer styles from an earlier fixture folder (its tok-*/tokenizer.json)
+instead of training them, so the other fixtures stay as they are; --only
+makes only the named models (and rope-variants.json when llama31 is made).
+Each part runs on its own: a failure is logged and the rest goes on."""
 import io, json, math, os, shutil, sys, tarfile, traceback
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else "out"
+ARGS = sys.argv[1:]
+
+
+def option(name):
+    if name in ARGS:
+        i = ARGS.index(name)
+        v = ARGS[i + 1]
+        del ARGS[i:i + 2]
+        return v
+    return None
+
+
+STYLES_FROM, ONLY = option("--styles-from"), option("--only")
+ONLY = set(ONLY.split(",")) if ONLY else None
+OUT = ARGS[0] if ARGS else "out"
 WORK = os.path.join(OUT, "teachers")
 os.makedirs(WORK, exist_ok=True)
 LOG = open(os.path.join(OUT, "log.txt"), "w")
@@ -239,7 +263,7 @@ TEXT_B = ("日本語のテキストと한국어 문장, Ελληνικά, Рус
           "def f(x):\n    return x**2\n")
 
 
-def randomize(model, seed):
+def randomize(model, seed, emb_scale=1.5):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -248,7 +272,7 @@ def randomize(model, seed):
             elif name.endswith(".bias"):
                 v = 0.3 * torch.randn(p.shape, generator=g, dtype=torch.float64)
             elif "embed_tokens" in name or "lm_head" in name:
-                v = 1.5 * torch.randn(p.shape, generator=g, dtype=torch.float64)
+                v = emb_scale * torch.randn(p.shape, generator=g, dtype=torch.float64)
             else:
                 v = torch.randn(p.shape, generator=g, dtype=torch.float64) / math.sqrt(p.shape[-1])
             p.copy_(v.to(torch.bfloat16).to(p.dtype))  # bf16 values: the saved checkpoint is exact
@@ -261,7 +285,7 @@ def ids_for(tok, text, n, bos):
     return ids[:n]
 
 
-def build(kind, keys, V, seed):
+def build(kind, keys, V, seed, emb_scale=1.5):
     cfg = AutoConfig.for_model(kind, vocab_size=V, **keys)
     cfg._attn_implementation = "eager"
     torch.manual_seed(seed)
@@ -270,8 +294,29 @@ def build(kind, keys, V, seed):
     except TypeError:
         model = AutoModelForCausalLM.from_config(cfg)
     model = model.float()
-    randomize(model, seed)
+    randomize(model, seed, emb_scale)
     return model
+
+
+def greedy(model, prompt, n):
+    """n greedy tokens through the KV cache, a step at a time; and the
+    smallest gap between the two best logits met."""
+    with torch.no_grad():
+        o = model(input_ids=torch.tensor([prompt]), use_cache=True)
+        past, gen, gap = o.past_key_values, [], 1e9
+        for step in range(n):
+            lg = o.logits[0, -1]
+            top = torch.topk(lg, 2).values
+            gap = min(gap, float(top[0] - top[1]))
+            nxt = int(torch.argmax(lg))
+            gen.append(nxt)
+            o = model(input_ids=torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
+            past = o.past_key_values
+    return gen, gap
+
+
+TRIES = [(0, 1.5), (0, 0.25), (0, 0.1875), (100, 0.25), (100, 0.1875), (200, 0.25), (200, 0.15), (300, 0.1875),
+         (300, 0.25), (400, 0.1875)]
 
 
 def load64(d):
@@ -296,7 +341,18 @@ def make_model(name, kind, keys, style_tok, style_name, seed, bos, eos):
     os.makedirs(d, exist_ok=True)
     V = (style_tok.get_vocab_size() + 15) // 16 * 16
     keys = dict(keys, bos_token_id=bos, eos_token_id=eos)
-    model = build(kind, keys, V, seed)
+    prompt = ids_for(style_tok, "Café 机器学习 😀 שלום", 8, bos)
+    best = None
+    for ds, sc in TRIES:
+        model = build(kind, keys, V, seed + ds, sc)
+        gen, gap = greedy(model.eval(), prompt, NEW)
+        log("try", name, "seed", seed + ds, "emb_scale", sc, "distinct", len(set(gen)), "gap", gap)
+        if best is None or len(set(gen)) > best[0]:
+            best = (len(set(gen)), seed + ds, sc)
+        if len(set(gen)) >= 24 and gap > 1e-3:
+            break
+    seed, emb_scale = best[1], best[2]
+    model = build(kind, keys, V, seed, emb_scale)
     model.to(torch.bfloat16).save_pretrained(d, safe_serialization=True)
     shutil.copy(os.path.join(WORK, "tok-" + style_name, "tokenizer.json"), os.path.join(d, "tokenizer.json"))
     idtok = {v: k for k, v in style_tok.get_vocab(with_added_tokens=True).items()}
@@ -318,25 +374,17 @@ def make_model(name, kind, keys, style_tok, style_name, seed, bos, eos):
     g["inv_freq"] = inv.float()
     g["inv_freq64"] = inv
     # greedy generation with the KV cache, a step at a time, float64
-    prompt = ids_for(style_tok, "Café 机器学习 😀 שלום", 8, bos)
+    gen, gap = greedy(model, prompt, NEW)
     with torch.no_grad():
-        o = model(input_ids=torch.tensor([prompt]), use_cache=True)
-        past, gen, gap = o.past_key_values, [], 1e9
-        for step in range(NEW):
-            lg = o.logits[0, -1]
-            top = torch.topk(lg, 2).values
-            gap = min(gap, float(top[0] - top[1]))
-            nxt = int(torch.argmax(lg))
-            gen.append(nxt)
-            o = model(input_ids=torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
-            past = o.past_key_values
-        full = model.generate(torch.tensor([prompt]), max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
-                              pad_token_id=0)
+        # an explicit mask: a pad id equal to the BOS would otherwise mask the prompt's first token
+        full = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                              max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
         via_generate = full[0, len(prompt):].tolist()
     g["gen_prompt"] = torch.tensor(prompt, dtype=torch.int32)
     g["gen_ids"] = torch.tensor(gen, dtype=torch.int32)
     save_file({k: v.contiguous() for k, v in g.items()}, os.path.join(d, "golden.safetensors"))
     meta = {"transformers": transformers.__version__, "torch": torch.__version__, "loss": float(out.loss),
+            "seed": seed, "emb_scale": emb_scale, "distinct_generated": len(set(gen)),
             "attention_scaling": att, "min_top2_gap": gap, "generate_agrees": via_generate == gen,
             "via_generate": via_generate, "style": style_name, "B": B, "T": T,
             "layer_types": getattr(model.config, "layer_types", None),
@@ -385,8 +433,9 @@ def rope_variants(base_dir, bos):
             with torch.no_grad():
                 lg = m(input_ids=ids, use_cache=False).logits
             inv, att = rope_info(m)
-            g[name] = {"rope_parameters": rp, "inv_freq": inv.tolist(), "attention_scaling": att,
-                       "logits": [round(float(x), 7) for x in lg[0].flatten()]}
+            rows = [0, 9, 19, 29, 39]  # a few positions, early and past original_max_position_embeddings
+            g[name] = {"rope_parameters": rp, "inv_freq": inv.tolist(), "attention_scaling": att, "logit_rows": rows,
+                       "logits": [round(float(x), 7) for r in rows for x in lg[0, r]]}
             log("rope variant", name, "att", att, "inv", [float("%.6g" % x) for x in inv.tolist()])
         except Exception:
             log("FAILED rope variant", name, traceback.format_exc())
@@ -395,9 +444,18 @@ def rope_variants(base_dir, bos):
 
 
 def main():
-    styles = make_styles()
-    for n, t in styles.items():
-        write_style(n, t)
+    if STYLES_FROM:
+        styles = {}
+        for d in sorted(os.listdir(STYLES_FROM)):
+            if d.startswith("tok-"):
+                styles[d[4:]] = Tokenizer.from_file(os.path.join(STYLES_FROM, d, "tokenizer.json"))
+                os.makedirs(os.path.join(WORK, d), exist_ok=True)
+                shutil.copy(os.path.join(STYLES_FROM, d, "tokenizer.json"), os.path.join(WORK, d))
+        log("styles from", STYLES_FROM, sorted(styles))
+    else:
+        styles = make_styles()
+        for n, t in styles.items():
+            write_style(n, t)
     common = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=256, rms_norm_eps=1e-5, dtype="bfloat16")
     def sid(style, tok):
@@ -426,11 +484,13 @@ def main():
          "spm", 14, sid("spm", "<s>"), sid("spm", "</s>")),
     ]
     for name, kind, keys, style, seed, bos, eos in plans:
+        if ONLY and name not in ONLY:
+            continue
         if style not in styles:
             log("skip", name, ": no", style, "tokenizer")
             continue
         make_model(name, kind, keys, styles[style], style, seed, bos, eos)
-    if os.path.exists(os.path.join(WORK, "llama31", "model.safetensors")):
+    if (not ONLY or "llama31" in ONLY) and os.path.exists(os.path.join(WORK, "llama31", "model.safetensors")):
         rope_variants(os.path.join(WORK, "llama31"), None)
     with tarfile.open(os.path.join(OUT, "teachers.tar.gz"), "w:gz") as tf:
         tf.add(WORK, arcname="teachers")

@@ -248,6 +248,8 @@ TEST(rope_variants_match_transformers) {
         nx_model_forward(&m, &a, ids, 1, T, true);
         cJSON *rows = cJSON_GetObjectItem(v, "logit_rows"), *lg = cJSON_GetObjectItem(v, "logits");
         int V = m.cfg.V, R = cJSON_GetArraySize(rows);
+        CHECKF(R > 0 && cJSON_GetArraySize(lg) == R * V, "%s: %d logit rows, %d logits", v->string, R,
+               cJSON_GetArraySize(lg));
         float *want = malloc(sizeof(float) * R * V), *got = malloc(sizeof(float) * R * V);
         for (int r = 0; r < R; r++) {
             int row = cJSON_GetArrayItem(rows, r)->valueint;
