@@ -52,16 +52,66 @@ nx_backend *nx_backend_cuda(nx_err *err) {
 }
 #endif
 
-void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta) {
+/* transformers' yarn helpers (modeling_rope_utils.py): the dimension whose
+ * wavelength makes num_rot rotations in max_pos positions, and the mscale. */
+static double yarn_dim(double num_rot, int dim, double base, int max_pos) {
+    return (dim * log(max_pos / (num_rot * 2 * M_PI))) / (2 * log(base));
+}
+static double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0; }
+
+double nx_rope_inv_freq(double *inv, int HS, double theta, const nx_rope_scaling *s, int seq_len) {
     int half = HS / 2;
+    nx_rope_type type = s ? s->type : NX_ROPE_DEFAULT;
+    double base = theta, att = 1.0;
+    if (type == NX_ROPE_DYNAMIC && seq_len > s->max_pos) /* base * ((factor * seq_len / max_pos) - (factor - 1)) ** (dim / (dim - 2)) */
+        base = theta * pow(s->factor * seq_len / s->max_pos - (s->factor - 1), (double)HS / (HS - 2));
+    /* inv_freq = 1 / base ** (arange(0, dim, 2) / dim) */
+    for (int i = 0; i < half; i++) inv[i] = 1.0 / pow(base, (2.0 * i) / HS);
+    if (type == NX_ROPE_LINEAR)
+        for (int i = 0; i < half; i++) inv[i] /= s->factor;
+    if (type == NX_ROPE_LLAMA3) {
+        double old = s->original_max_pos, lo_wl = old / s->low_freq_factor, hi_wl = old / s->high_freq_factor;
+        for (int i = 0; i < half; i++) {
+            double wl = 2 * M_PI / inv[i], f = inv[i];
+            if (wl > lo_wl) f = inv[i] / s->factor;          /* low frequencies: divided by factor */
+            else if (!(wl < hi_wl)) {                        /* medium: smoothed between the two */
+                double smooth = (old / wl - s->low_freq_factor) / (s->high_freq_factor - s->low_freq_factor);
+                f = (1 - smooth) * inv[i] / s->factor + smooth * inv[i];
+            }
+            inv[i] = f;
+        }
+    }
+    if (type == NX_ROPE_YARN) {
+        double factor = s->factor;
+        att = s->attention_factor;
+        if (!(att > 0))
+            att = s->mscale > 0 && s->mscale_all_dim > 0 ? yarn_mscale(factor, s->mscale) / yarn_mscale(factor, s->mscale_all_dim)
+                                                          : yarn_mscale(factor, 1.0);
+        double bf = s->beta_fast > 0 ? s->beta_fast : 32, bs = s->beta_slow > 0 ? s->beta_slow : 1;
+        double lo = yarn_dim(bf, HS, theta, s->original_max_pos), hi = yarn_dim(bs, HS, theta, s->original_max_pos);
+        if (!s->no_truncate) lo = floor(lo), hi = ceil(hi);
+        lo = lo > 0 ? lo : 0;
+        hi = hi < HS - 1 ? hi : HS - 1;
+        if (lo == hi) hi += 0.001; /* "Prevent singularity" */
+        for (int i = 0; i < half; i++) {
+            double ramp = (i - lo) / (hi - lo), extra = 1 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+            inv[i] = inv[i] / factor * (1 - extra) + inv[i] * extra;
+        }
+    }
+    return att;
+}
+
+void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta, const nx_rope_scaling *s) {
+    int half = HS / 2;
+    double *inv = nx_xmalloc(sizeof(double) * (half > 0 ? half : 1));
+    double att = nx_rope_inv_freq(inv, HS, theta, s, P);
     for (int p = 0; p < P; p++)
         for (int i = 0; i < half; i++) {
-            /* inv_freq = 1 / base ** (arange(0, dim, 2) / dim); freqs = pos * inv_freq */
-            double inv = 1.0 / pow(theta, (2.0 * i) / HS);
-            double a = p * inv;
-            cos_t[(long)p * half + i] = (float)cos(a);
-            sin_t[(long)p * half + i] = (float)sin(a);
+            double a = p * inv[i]; /* freqs = pos * inv_freq; cos = cos(emb) * attention_scaling */
+            cos_t[(long)p * half + i] = (float)(cos(a) * att);
+            sin_t[(long)p * half + i] = (float)(sin(a) * att);
         }
+    free(inv);
 }
 
 nx_backend *nx_backend_by_name(const char *name, nx_err *err) {
@@ -245,15 +295,22 @@ void nx_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64
 }
 
 void nx_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
-                  const nx_span *spans, int nspans, int NH, int KVH, int HS) {
-    NX_ASSERT(NH % KVH == 0);
-    CALL(attention, be, out, probs, q, ldq, kv, spans, nspans, NH, KVH, HS);
+                  const nx_span *spans, int nspans, int NH, int KVH, int HS, int window) {
+    NX_ASSERT(NH % KVH == 0 && window >= 0);
+    CALL(attention, be, out, probs, q, ldq, kv, spans, nspans, NH, KVH, HS, window);
 }
 
 void nx_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
                            const float *probs, const float *dprobs_add, const float *q, const float *k,
-                           const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS) {
-    CALL(attention_backward, be, dq, dk, dv, scratch, dout, probs, dprobs_add, q, k, v, ld, B, T, NH, KVH, HS);
+                           const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS, int window) {
+    NX_ASSERT(window >= 0);
+    CALL(attention_backward, be, dq, dk, dv, scratch, dout, probs, dprobs_add, q, k, v, ld, B, T, NH, KVH, HS,
+         window);
+}
+
+void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols) {
+    NX_ASSERT(rows >= 0 && cols >= 0 && ldd >= cols && lds >= cols);
+    if (rows && cols) CALL(copy2d, be, dst, ldd, src, lds, rows, cols);
 }
 
 void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { CALL(swiglu, be, h, gu, N, F); }

@@ -38,9 +38,9 @@ int cmd_generate(int argc, char **argv) {
     bool bos = false, json = false, ignore_eos = false;
     cli_multi stops = {0};
     const cli_opt opts[] = {
-        {"--prompt", OPT_STR, &prompt, "prompt text"},
+        {"-p, --prompt", OPT_STR, &prompt, "prompt text"},
         {"--prompt-file", OPT_STR, &prompt_file, "read the prompt from a file"},
-        {"--max-tokens", OPT_INT, &max_tokens, "new tokens at most (default 128)"},
+        {"-n, --max-tokens", OPT_INT, &max_tokens, "new tokens at most (default 128)"},
         {"--temperature", OPT_FLOAT, &temperature, "sampling temperature; 0 = greedy (default 0)"},
         {"--top-k", OPT_INT, &top_k, "keep the k most likely tokens (0 = off)"},
         {"--top-p", OPT_FLOAT, &top_p, "nucleus sampling mass (1 = off)"},
@@ -48,7 +48,7 @@ int cmd_generate(int argc, char **argv) {
         {"--repetition-penalty", OPT_FLOAT, &rep, "penalise tokens already seen (1 = off)"},
         {"--stop", OPT_MULTI, &stops, "stop when the text contains this string (repeatable)"},
         {"--seed", OPT_INT, &seed, "random seed for sampling (default 0)"},
-        {"--threads", OPT_INT, &threads, "threads (default: all cores)"},
+        {"-t, --threads", OPT_INT, &threads, "threads (default: all cores)"},
         {"--device", OPT_STR, &device, "cpu (default) or cuda"},
         {"--precision", OPT_STR, &precision, "matrix products: fp32 (default), tf32 or bf16 (cuda)"},
         {"--bos", OPT_FLAG, &bos, "prepend the BOS token to the prompt"},

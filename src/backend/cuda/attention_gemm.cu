@@ -9,7 +9,8 @@
  * (pointer arrays built on the device), in the backend's precision, so
  * attention runs on the tensor cores as PyTorch's eager SDPA-math path
  * does; the masked half of each product is computed and multiplied by
- * zeros (simple, and still far faster than a row-per-block kernel).
+ * zeros (simple, and still far faster than a row-per-block kernel), as
+ * is the part outside a sliding window.
  *
  * Scores live in the maps (probs) when the caller keeps them, else in
  * the workspace's score area, a chunk of (b, h) pairs at a time. The
@@ -60,39 +61,40 @@ void batched(cublasOperation_t ta, cublasOperation_t tb, int m, int nn, int k, f
                   what);
 }
 
-/* One warp per row t of one (b, h) map: P = softmax over keys 0..t of the
- * scaled scores in place, zeros after. */
-__global__ void softmax_rows_k(float *S, int64_t rows, int T) {
+/* One warp per row t of one (b, h) map: P = softmax over the keys j0..t
+ * the row sees of the scaled scores in place, zeros elsewhere. */
+__global__ void softmax_rows_k(float *S, int64_t rows, int T, int window) {
     int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
     if (r >= rows) return;
-    int lane = threadIdx.x % 32, t = (int)(r % T);
+    int lane = threadIdx.x % 32, t = (int)(r % T), j0 = first_key(t, window);
     float *s = S + r * T;
     float mx = -INFINITY;
-    for (int j = lane; j <= t; j += 32) mx = fmaxf(mx, s[j]);
+    for (int j = j0 + lane; j <= t; j += 32) mx = fmaxf(mx, s[j]);
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     float sum = 0;
-    for (int j = lane; j <= t; j += 32) sum += s[j] = expf(s[j] - mx);
+    for (int j = j0 + lane; j <= t; j += 32) sum += s[j] = expf(s[j] - mx);
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     float inv = 1.0f / sum;
-    for (int j = lane; j < T; j += 32) s[j] = j <= t ? s[j] * inv : 0.0f;
+    for (int j = lane; j < T; j += 32) s[j] = j >= j0 && j <= t ? s[j] * inv : 0.0f;
 }
 
 /* One warp per row: dS = P ⊙ (dP + dP_add − Σ (dP + dP_add)⊙P) · scale in
- * place of dP, zeros after the diagonal. */
-__global__ void softmax_back_rows_k(float *dS, const float *Pm, const float *add, int64_t rows, int T, float scale) {
+ * place of dP, zeros where the row sees no key. */
+__global__ void softmax_back_rows_k(float *dS, const float *Pm, const float *add, int64_t rows, int T, int window,
+                                    float scale) {
     int64_t r = blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32;
     if (r >= rows) return;
-    int lane = threadIdx.x % 32, t = (int)(r % T);
+    int lane = threadIdx.x % 32, t = (int)(r % T), j0 = first_key(t, window);
     float *d = dS + r * T;
     const float *p = Pm + r * T, *a = add ? add + r * T : nullptr;
     float dot = 0;
-    for (int j = lane; j <= t; j += 32) {
+    for (int j = j0 + lane; j <= t; j += 32) {
         float x = d[j] + (a ? a[j] : 0.0f);
         d[j] = x;
         dot += x * p[j];
     }
     for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-    for (int j = lane; j < T; j += 32) d[j] = j <= t ? p[j] * (d[j] - dot) * scale : 0.0f;
+    for (int j = lane; j < T; j += 32) d[j] = j >= j0 && j <= t ? p[j] * (d[j] - dot) * scale : 0.0f;
 }
 
 } // namespace
@@ -106,7 +108,7 @@ bool cu_attention_whole(const nx_span *spans, int nspans, int NH) {
 }
 
 void cu_attention_gemm(float *out, float *probs, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
-                       int HS) {
+                       int HS, int window) {
     int G = NH / KVH, all = B * NH;
     int64_t TT = (int64_t)T * T, ldo = (int64_t)NH * HS, NTT = NH * TT;
     float scale = 1.0f / sqrtf((float)HS);
@@ -119,7 +121,7 @@ void cu_attention_gemm(float *out, float *probs, const float *q, int64_t ldq, nx
         /* row-major S (queries × keys) is col-major Sᵀ = Kᵀᵀ·Qᵀ, scaled */
         batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, scale, at(kv.k, kv.seq, HS, G), (int)kv.row, at(q, T * ldq, HS),
                 (int)ldq, 0.0f, S, T, NH, i0, n, "attention scores");
-        softmax_rows_k<<<(unsigned)(((int64_t)n * T + 7) / 8), 256>>>(S0, (int64_t)n * T, T);
+        softmax_rows_k<<<(unsigned)(((int64_t)n * T + 7) / 8), 256>>>(S0, (int64_t)n * T, T, window);
         CU_LAUNCHED("attention softmax");
         /* Oᵀ = Vᵀ · Pᵀ */
         batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.0f, at(kv.v, kv.seq, HS, G), (int)kv.row, S, T, 0.0f,
@@ -129,7 +131,7 @@ void cu_attention_gemm(float *out, float *probs, const float *q, int64_t ldq, nx
 
 void cu_attention_gemm_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *probs,
                                 const float *dprobs_add, const float *q, const float *k, const float *v, int64_t ld,
-                                int B, int T, int NH, int KVH, int HS) {
+                                int B, int T, int NH, int KVH, int HS, int window) {
     int G = NH / KVH, n = B * NH;
     int64_t TT = (int64_t)T * T, ldo = (int64_t)NH * HS, lds = T * ld, ldd = T * ldo, NTT = NH * TT;
     float scale = 1.0f / sqrtf((float)HS);
@@ -137,7 +139,7 @@ void cu_attention_gemm_backward(float *dq, float *dk, float *dv, float *scratch,
     batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, 1.0f, at(v, lds, HS, G), (int)ld, at(dout, ldd, HS), (int)ldo, 0.0f,
             at(scratch, NTT, TT), T, NH, 0, n, "attention backward dP");
     softmax_back_rows_k<<<(unsigned)(((int64_t)n * T + 7) / 8), 256>>>(scratch, probs, dprobs_add, (int64_t)n * T, T,
-                                                                       scale);
+                                                                       window, scale);
     CU_LAUNCHED("attention backward dS");
     /* dQᵀ = Kᵀ · dSᵀ */
     batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.0f, at(k, lds, HS, G), (int)ld, at(scratch, NTT, TT), T, 0.0f,

@@ -131,6 +131,7 @@ nx_ops make_ops() {
     o.kv_store = cu_kv_store;
     o.attention = cu_attention;
     o.attention_backward = cu_attention_backward;
+    o.copy2d = cu_copy2d;
     o.swiglu = cu_swiglu;
     o.swiglu_backward = cu_swiglu_backward;
     o.add = cu_add;
