@@ -140,8 +140,7 @@ fuzz: | $(DEPS_STAMP)
 	$(BUILD)/fuzz/fuzz_request -max_total_time=$${FUZZ_SECONDS:-180} -max_len=8192 -timeout=10 \
 	    $(BUILD)/fuzz/corpus_request tests/fuzz/corpus_request
 	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -I$(BLAS_INC) -g -O1 \
-	    -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/fuzz_gguf tests/fuzz/fuzz_gguf.c $(LIB_SRC) \
-	    -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz -lcurl -lcrypto -lpcre2-8 -lmicrohttpd -lm -fopenmp -lpthread
+	    -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/fuzz_gguf tests/fuzz/fuzz_gguf.c $(LIB_SRC) $(LDLIBS)
 	@mkdir -p $(BUILD)/fuzz/gguf
 	$(BUILD)/fuzz/fuzz_gguf -max_total_time=$${FUZZ_SECONDS:-180} -max_len=65536 $(BUILD)/fuzz/gguf tests/fuzz/gguf
 
