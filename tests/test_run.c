@@ -238,6 +238,53 @@ TEST(bad_input_is_reported_before_training) {
     expect_error(set, NULL, "tokenizer");
 }
 
+/* Issue 15, item 1: no output path may overlap an input (equal, inside or
+ * containing), and nothing is written before that is checked. */
+TEST(output_overlapping_an_input_is_refused) {
+    if (!root[0]) make_fixture();
+    char cmd[1200], set[400], set2[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/t2 && cp -r %s/teacher %s/t2 && cp %s/data.jsonl %s/d2.jsonl && "
+             "ln -sfn t2 %s/link", root, root, root, root, root, root);
+    CHECK(system(cmd) == 0);
+    snprintf(set, sizeof set, "teacher.path=%s/t2", root);
+    const char *outs[][2] = {
+        {"output.dir=%s/t2", "teacher.path"},          /* equal */
+        {"output.dir=%s/t2/student", "teacher.path"},  /* inside */
+        {"output.dir=%s", "teacher.path"},             /* containing */
+        {"checkpoint.dir=%s/t2", "teacher.path"},
+        {"log.metrics_file=%s/d2.jsonl", "data.train"},
+        {"output.dir=%s/link/../t2/x", "teacher.path"}, /* through a symbolic link */
+        {"output.dir=%s/link", "teacher.path"},
+    };
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        char o[400];
+        snprintf(o, sizeof o, outs[i][0], root);
+        snprintf(set2, sizeof set2, "data.train=%s/d2.jsonl", root);
+        char cfg[256];
+        snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+        const char *sets[7] = {"optimizer.steps=12", "eval.every=0", set, set2, o, "checkpoint.every=0",
+                               "output.dir=/tmp/nx-overlap-unused"};
+        int n = strncmp(o, "output.dir", 10) ? 7 : 6;
+        nx_run_config rc;
+        nx_err e = {{0}};
+        int r = nx_run_config_load(&rc, cfg, sets, n, &e);
+        if (r == NX_OK) {
+            nx_run_opts op = {.distill = true};
+            nx_run_summary s;
+            r = nx_run(&rc, &op, &s, &e);
+        }
+        CHECKF(r == NX_ERR && strstr(e.msg, "overlaps") && strstr(e.msg, outs[i][1]), "%s: got %s", o,
+               r == NX_ERR ? e.msg : "success");
+    }
+    /* the inputs are untouched */
+    snprintf(cmd, sizeof cmd, "cmp -s %s/teacher/model.safetensors %s/t2/model.safetensors && "
+                              "cmp -s %s/teacher/config.json %s/t2/config.json && cmp -s %s/data.jsonl %s/d2.jsonl && "
+                              "test ! -e %s/t2/student && test ! -e %s/t2/metrics.jsonl && test ! -e %s/t2/checkpoints",
+             root, root, root, root, root, root, root, root, root);
+    CHECKF(system(cmd) == 0, "an input was written to");
+    system("rm -rf /tmp/nx-overlap-unused");
+}
+
 __attribute__((destructor)) static void cleanup(void) {
     if (root[0] && !getenv("KEEP")) sh("rm -rf %s%s", root, "");
 }

@@ -178,6 +178,7 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     bool distill = o->distill;
     nx_model_config tcfg, scfg;
 
+    if (run_dir_check_paths(rc, err)) goto fail;
     if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
     if (nx_run_config_student_shape(rc, &tcfg, &scfg, err)) goto fail;
     if (rc->data.seq_len - 1 > scfg.max_pos) {

@@ -1,7 +1,7 @@
 /* run_internal.h — what the files of a run share (not public): run.c
  * orchestrates; init.c initialises the student; data.c opens the token
  * data; metrics.c writes (and on resume trims) metrics.jsonl; progress.c
- * writes the terminal lines. */
+ * writes the terminal lines; rundir.c checks where the run writes. */
 #ifndef NEXUS_APP_RUN_INTERNAL_H
 #define NEXUS_APP_RUN_INTERNAL_H
 
@@ -25,6 +25,11 @@ typedef struct run_data {
 int run_data_open(run_data *d, const char *path, const char *name, const nx_tokenizer *tok, const char *field,
                   int V, bool progress, nx_err *err);
 void run_data_close(run_data *d);
+
+/* ---- rundir.c: where the run writes ---- */
+/* Refuses an output path (output.dir, checkpoint.dir, log.metrics_file)
+ * that overlaps an input (teacher, data, config file); touches nothing. */
+int run_dir_check_paths(const nx_run_config *rc, nx_err *err);
 
 /* ---- init.c ---- */
 /* The student's first weights as rc->student.init says: random, copied
