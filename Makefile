@@ -107,9 +107,10 @@ golden: $(BIN) $(GOLD_BIN)
 
 check: test golden
 
-# The README's main job: distill the bundled demo teacher (no network).
+# The README's main job: distill the bundled demo teacher (no network);
+# --overwrite: a second `make demo` replaces the first one's run.
 demo: $(BIN)
-	./$(BIN) distill configs/demo.yaml
+	./$(BIN) distill configs/demo.yaml --overwrite
 
 sanitize:
 	$(MAKE) BUILD=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \

@@ -285,6 +285,51 @@ TEST(output_overlapping_an_input_is_refused) {
     system("rm -rf /tmp/nx-overlap-unused");
 }
 
+/* Issue 15, item 2: a new run into a directory that holds another run is
+ * refused (its checkpoints and metrics untouched) unless --resume or
+ * --overwrite. */
+TEST(new_run_into_another_runs_directory_is_refused) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[300], ck[300];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(out, sizeof out, "output.dir=%s/occupied", root);
+    snprintf(ck, sizeof ck, "%s/occupied/checkpoints/step-00000012.nxck", root);
+    const char *a[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", "seed=11", out};
+    const char *b[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", "seed=99", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_summary s;
+    nx_run_opts op = {.distill = true};
+    CHECK(nx_run_config_load(&rc, cfg, a, 5, &e) == NX_OK && nx_run(&rc, &op, &s, &e) == NX_OK);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/occupied", root);
+    int lines = count_lines(dir);
+    CHECK(lines == 12 && access(ck, F_OK) == 0);
+    /* another config, no --resume: refused, nothing touched */
+    CHECK(nx_run_config_load(&rc, cfg, b, 5, &e) == NX_OK);
+    int r = nx_run(&rc, &op, &s, &e);
+    CHECKF(r == NX_ERR && strstr(e.msg, "--resume") && strstr(e.msg, "--overwrite"), "got %s",
+           r == NX_ERR ? e.msg : "success");
+    CHECK(count_lines(dir) == lines && access(ck, F_OK) == 0);
+    /* the same config again, no --resume: refused as well */
+    CHECK(nx_run_config_load(&rc, cfg, a, 5, &e) == NX_OK);
+    CHECK(nx_run(&rc, &op, &s, &e) == NX_ERR && strstr(e.msg, "--overwrite"));
+    /* --overwrite that fails while loading leaves the earlier run as it was */
+    char bad[400];
+    snprintf(bad, sizeof bad, "data.train=%s/missing.jsonl", root);
+    const char *c[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", "seed=99", out, bad};
+    nx_run_opts ow = {.distill = true, .overwrite = true};
+    CHECK(nx_run_config_load(&rc, cfg, c, 6, &e) == NX_OK && nx_run(&rc, &ow, &s, &e) == NX_ERR);
+    CHECK(count_lines(dir) == lines && access(ck, F_OK) == 0);
+    /* --overwrite replaces it: the new run's checkpoints only, and they resume */
+    CHECK(nx_run_config_load(&rc, cfg, b, 5, &e) == NX_OK && nx_run(&rc, &ow, &s, &e) == NX_OK);
+    CHECK(count_lines(dir) == 12);
+    const char *b16[] = {"optimizer.steps=16", "eval.every=0", "checkpoint.every=4", "seed=99", out};
+    nx_run_opts re = {.distill = true, .resume = true};
+    CHECKF(nx_run_config_load(&rc, cfg, b16, 5, &e) == NX_OK && nx_run(&rc, &re, &s, &e) == NX_OK, "%s", e.msg);
+    CHECK(count_lines(dir) == 16);
+}
+
 __attribute__((destructor)) static void cleanup(void) {
     if (root[0] && !getenv("KEEP")) sh("rm -rf %s%s", root, "");
 }

@@ -23,6 +23,7 @@
 typedef struct nx_run_opts {
     bool distill;                      /* false: `nexus train`, no teacher forward */
     bool resume;                       /* continue from the newest checkpoint */
+    bool overwrite;                    /* replace an earlier run in output.dir (refused otherwise) */
     bool progress;                     /* progress on stderr: a self-rewriting line when stderr is a
                                           terminal (log lines otherwise), tokenizing progress */
     volatile sig_atomic_t *stop;       /* may be NULL */

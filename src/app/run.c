@@ -49,10 +49,12 @@ typedef struct {
     bool have_trainer;
     int32_t *inputs, *targets;
     run_metrics metrics;
+    run_dir dir;
 } run_state;
 
 static void cleanup(run_state *s) {
     run_metrics_close(&s->metrics);
+    run_dir_close(&s->dir);
     if (s->have_trainer) nx_trainer_free(&s->tr);
     free(s->inputs);
     free(s->targets);
@@ -61,13 +63,6 @@ static void cleanup(run_state *s) {
     if (s->tok) nx_tokenizer_free(s->tok);
     if (s->have_student) nx_model_free(&s->student);
     if (s->have_teacher_weights) nx_model_free(&s->teacher);
-}
-
-/* The directory, created with its parents, and writable. */
-static int writable_dir(const char *dir, nx_err *err) {
-    if (nx_mkdirs(dir, err)) return NX_ERR;
-    if (access(dir, W_OK)) return nx_fail(err, "%s: not writable: %s", dir, strerror(errno));
-    return NX_OK;
 }
 
 static int save_ckpt(run_state *s, const nx_run_config *rc, const nx_loader *ld, int64_t tokens, nx_err *err) {
@@ -98,7 +93,9 @@ static int resume(run_state *s, const nx_run_config *rc, nx_loader *ld, int64_t 
     memcpy(&ld->st, meta.data_state, sizeof ld->st);
     s->tr.step = meta.step;
     *tokens = meta.tokens;
-    if (run_metrics_open(&s->metrics, rc->log.metrics_file, true, meta.step, err)) return NX_ERR;
+    if (run_dir_start(&s->dir, rc, false, err) ||
+        run_metrics_open(&s->metrics, rc->log.metrics_file, true, meta.step, err))
+        return NX_ERR;
     run_progress_resumed(path, meta.step);
     return NX_OK;
 }
@@ -178,7 +175,7 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     bool distill = o->distill;
     nx_model_config tcfg, scfg;
 
-    if (run_dir_check_paths(rc, err)) goto fail;
+    if (run_dir_check_paths(rc, err) || run_dir_open(&s.dir, rc, o, err)) goto fail;
     if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
     if (nx_run_config_student_shape(rc, &tcfg, &scfg, err)) goto fail;
     if (rc->data.seq_len - 1 > scfg.max_pos) {
@@ -206,11 +203,10 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);
     s.targets = nx_xmalloc(sizeof(int32_t) * accum * B * T);
 
-    /* outputs */
-    if (writable_dir(rc->output.dir, err) || writable_dir(rc->checkpoint.dir, err)) goto fail;
+    /* outputs: from here on the run writes */
     int64_t tokens = 0;
     if (o->resume ? resume(&s, rc, &ld, &tokens, err)
-                  : run_metrics_open(&s.metrics, rc->log.metrics_file, false, 0, err))
+                  : run_dir_start(&s.dir, rc, o->overwrite, err) || run_metrics_open(&s.metrics, rc->log.metrics_file, false, 0, err))
         goto fail;
 
     /* steps */

@@ -31,6 +31,23 @@ void run_data_close(run_data *d);
  * that overlaps an input (teacher, data, config file); touches nothing. */
 int run_dir_check_paths(const nx_run_config *rc, nx_err *err);
 
+typedef struct run_dir {
+    const char *out_dir, *ckpt_dir;  /* the config's */
+    bool made_out, made_ckpt;        /* created by this run */
+    bool started;                    /* the first step is under way */
+} run_dir;
+
+/* Creates output.dir and checkpoint.dir (writable), and refuses a new run
+ * (no o->resume) into directories that hold an earlier run — checkpoints,
+ * a non-empty metrics file, a saved model — unless o->overwrite. */
+int run_dir_open(run_dir *d, const nx_run_config *rc, const nx_run_opts *o, nx_err *err);
+/* Just before the first step: with overwrite, deletes the earlier run's
+ * checkpoints (its metrics file is then truncated by run_metrics_open). */
+int run_dir_start(run_dir *d, const nx_run_config *rc, bool overwrite, nx_err *err);
+/* Before the first step: removes the directories this run created (when
+ * empty). */
+void run_dir_close(run_dir *d);
+
 /* ---- init.c ---- */
 /* The student's first weights as rc->student.init says: random, copied
  * teacher layers, or (auto) the teacher layers that matter most on the

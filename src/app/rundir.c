@@ -10,12 +10,26 @@
  * itself (a run directory may well hold the YAML that made it). Paths are compared twice: as written (absolute, normalised by
  * the config loader) and resolved through symbolic links (realpath of the
  * longest prefix that exists, the rest appended), so neither a link nor a
- * `..` hides an overlap. */
+ * `..` hides an overlap.
+ *
+ * A run directory belongs to one run. A new run (no --resume) into a
+ * directory that already holds a run — checkpoints, a metrics file with
+ * lines, a saved model — is refused unless --overwrite says to replace it:
+ * otherwise the old checkpoints would outlive the new ones and a later
+ * --resume would pick the wrong run. --overwrite deletes the old
+ * checkpoints only when the new run is about to take its first step, so a
+ * run that fails while loading leaves the old one as it was. Directories
+ * created for a run that then fails before its first step are removed
+ * again (when still empty). */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "nexus/checkpoint.h"
+#include "nexus/fsutil.h"
 #include "run_internal.h"
 
 /* path with every existing prefix resolved through realpath; the missing
@@ -86,4 +100,79 @@ int run_dir_check_paths(const nx_run_config *rc, nx_err *err) {
                                outs[o].key, outs[o].path, ins[i].key, ins[i].path, outs[o].key);
         }
     return NX_OK;
+}
+
+/* Creates dir (and parents) unless it exists; *made says whether it did. */
+static int make_dir(const char *dir, bool *made, nx_err *err) {
+    struct stat st;
+    *made = false;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return nx_fail(err, "%s: exists and is not a directory", dir);
+    } else {
+        if (nx_mkdirs(dir, err)) return NX_ERR;
+        *made = true;
+    }
+    if (access(dir, W_OK)) return nx_fail(err, "%s: not writable: %s", dir, strerror(errno));
+    return NX_OK;
+}
+
+static bool nonempty_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+}
+
+/* What of an earlier run the directories hold, as a list for a message;
+ * "" when nothing. */
+static void earlier_run(const nx_run_config *rc, char *what, size_t n) {
+    what[0] = '\0';
+    char path[NX_RUN_PATH_MAX + 64];
+    nx_err e;
+    if (nx_ckpt_latest(rc->checkpoint.dir, path, sizeof path, &e) == NX_OK) {
+        const char *base = strrchr(path, '/');
+        snprintf(what + strlen(what), n - strlen(what), "checkpoints up to %s in %s", base ? base + 1 : path,
+                 rc->checkpoint.dir);
+    }
+    if (nonempty_file(rc->log.metrics_file))
+        snprintf(what + strlen(what), n - strlen(what), "%s%s", what[0] ? ", " : "", rc->log.metrics_file);
+    const char *model[] = {"model.safetensors", "config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", rc->output.dir, model[i]);
+        if (access(path, F_OK) == 0) {
+            snprintf(what + strlen(what), n - strlen(what), "%s%s", what[0] ? ", " : "", path);
+            break;
+        }
+    }
+}
+
+int run_dir_open(run_dir *d, const nx_run_config *rc, const nx_run_opts *o, nx_err *err) {
+    *d = (run_dir){.out_dir = rc->output.dir, .ckpt_dir = rc->checkpoint.dir};
+    if (o->resume && o->overwrite) return nx_fail(err, "give --resume or --overwrite, not both");
+    if (make_dir(rc->output.dir, &d->made_out, err) || make_dir(rc->checkpoint.dir, &d->made_ckpt, err)) {
+        run_dir_close(d);
+        return NX_ERR;
+    }
+    char what[3 * NX_RUN_PATH_MAX + 256];
+    earlier_run(rc, what, sizeof what);
+    if (what[0] && !o->resume && !o->overwrite) {
+        nx_fail(err, "%s already holds a run (%s): continue it with --resume, replace it with --overwrite "
+                     "(its checkpoints and metrics are deleted when the new run starts), or choose another "
+                     "output.dir", rc->output.dir, what);
+        run_dir_close(d);
+        return NX_ERR;
+    }
+    return NX_OK;
+}
+
+int run_dir_start(run_dir *d, const nx_run_config *rc, bool overwrite, nx_err *err) {
+    d->started = true;
+    if (overwrite && nx_ckpt_remove_all(rc->checkpoint.dir, err)) return NX_ERR;
+    return NX_OK;
+}
+
+void run_dir_close(run_dir *d) {
+    if (!d->started) { /* nothing written: leave no directory behind that this run made */
+        if (d->made_ckpt) rmdir(d->ckpt_dir);
+        if (d->made_out) rmdir(d->out_dir);
+    }
+    memset(d, 0, sizeof *d);
 }
