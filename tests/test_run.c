@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nexus/fsutil.h"
 #include "nexus/hf.h"
 #include "nexus/run.h"
 #include "nxtest.h"
@@ -121,20 +122,23 @@ static int count_lines(const char *dir) {
     return n;
 }
 
-static pid_t spawn(const char *yaml, const char *out, bool resume) {
+/* nexus distill ROOT/yaml into out (--resume), its stderr to log (NULL: /dev/null). */
+static pid_t spawn_log(const char *yaml, const char *out, bool resume, const char *log) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         char cfg[256], set[300];
         snprintf(cfg, sizeof cfg, "%s/%s", root, yaml);
         snprintf(set, sizeof set, "output.dir=%s", out);
-        freopen("/dev/null", "w", stderr);
+        freopen(log ? log : "/dev/null", "w", stderr);
         freopen("/dev/null", "w", stdout);
         execl(nexus_bin(), nexus_bin(), "distill", cfg, "--set", set, resume ? "--resume" : NULL, (char *)NULL);
         _exit(127);
     }
     return pid;
 }
+
+static pid_t spawn(const char *yaml, const char *out, bool resume) { return spawn_log(yaml, out, resume, NULL); }
 
 static int wait_rc(pid_t pid) {
     int st;
@@ -328,6 +332,36 @@ TEST(new_run_into_another_runs_directory_is_refused) {
     nx_run_opts re = {.distill = true, .resume = true};
     CHECKF(nx_run_config_load(&rc, cfg, b16, 5, &e) == NX_OK && nx_run(&rc, &re, &s, &e) == NX_OK, "%s", e.msg);
     CHECK(count_lines(dir) == 16);
+}
+
+/* Issue 15, item 3: a second run into a directory in use is refused at
+ * once, naming the process that holds it. */
+TEST(second_run_into_a_busy_directory_is_refused) {
+    if (!root[0]) make_fixture();
+    char out[200], log[256];
+    snprintf(out, sizeof out, "%s/busy", root);
+    snprintf(log, sizeof log, "%s/busy.log", root);
+    pid_t a = spawn("run.yaml", out, false);
+    double t0 = nx_now();
+    while (count_lines(out) < 3 && nx_now() - t0 < 60) usleep(2000);
+    pid_t b = spawn_log("run.yaml", out, true, log);
+    int rb = -1;
+    for (t0 = nx_now(); nx_now() - t0 < 20;) {
+        int st;
+        if (waitpid(b, &st, WNOHANG) == b) {
+            rb = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        usleep(10000);
+    }
+    if (rb < 0) kill(b, SIGKILL), wait_rc(b);
+    kill(a, SIGKILL);
+    wait_rc(a);
+    char *msg = nx_read_file(log, 0, NULL, NULL), pid[32];
+    snprintf(pid, sizeof pid, "pid %d", (int)a);
+    CHECKF(rb == 1 && msg && strstr(msg, "in use") && strstr(msg, pid), "second run: exit %d, said: %s", rb,
+           msg ? msg : "(nothing)");
+    free(msg);
 }
 
 __attribute__((destructor)) static void cleanup(void) {

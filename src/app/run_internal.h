@@ -35,17 +35,19 @@ typedef struct run_dir {
     const char *out_dir, *ckpt_dir;  /* the config's */
     bool made_out, made_ckpt;        /* created by this run */
     bool started;                    /* the first step is under way */
+    int lock_out, lock_ckpt;         /* flock'd directories, -1: none */
 } run_dir;
 
-/* Creates output.dir and checkpoint.dir (writable), and refuses a new run
+/* Creates output.dir and checkpoint.dir (writable), locks them for this
+ * process (a run holding them is named in the error), and refuses a new run
  * (no o->resume) into directories that hold an earlier run — checkpoints,
  * a non-empty metrics file, a saved model — unless o->overwrite. */
 int run_dir_open(run_dir *d, const nx_run_config *rc, const nx_run_opts *o, nx_err *err);
 /* Just before the first step: with overwrite, deletes the earlier run's
  * checkpoints (its metrics file is then truncated by run_metrics_open). */
 int run_dir_start(run_dir *d, const nx_run_config *rc, bool overwrite, nx_err *err);
-/* Before the first step: removes the directories this run created (when
- * empty). */
+/* Releases the locks; before the first step, also removes the directories
+ * this run created (when empty). */
 void run_dir_close(run_dir *d);
 
 /* ---- init.c ---- */

@@ -20,12 +20,24 @@
  * checkpoints only when the new run is about to take its first step, so a
  * run that fails while loading leaves the old one as it was. Directories
  * created for a run that then fails before its first step are removed
- * again (when still empty). */
+ * again (when still empty).
+ *
+ * Two runs at once into one directory would interleave their metrics and
+ * race their checkpoints, so a run holds an exclusive flock(2) on
+ * output.dir (and on checkpoint.dir when that lies elsewhere) from before
+ * it looks at the directory until it exits; the kernel drops it when the
+ * process dies, kill -9 included. The lock is on the directory itself; a
+ * small file beside it, .nexus.lock, says who holds it (pid, command,
+ * start time) for the message the second run prints, and is removed when
+ * the run ends. */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nexus/checkpoint.h"
@@ -59,6 +71,15 @@ static bool nested(const char *a, const char *b) {
     if (!strcmp(a, "/") || !strcmp(b, "/")) return true;
     if (strncmp(a, b, k)) return false;
     return la == lb || (la < lb ? b[la] : a[lb]) == '/';
+}
+
+/* inner == outer or inside it (as written, and resolved). */
+static bool nested_in(const char *inner, const char *outer) {
+    char ri[PATH_MAX], ro[PATH_MAX];
+    resolve(inner, ri, sizeof ri);
+    resolve(outer, ro, sizeof ro);
+    size_t n = strlen(ro);
+    return !strncmp(ri, ro, n) && (ri[n] == '/' || ri[n] == '\0' || !strcmp(ro, "/"));
 }
 
 static bool overlaps(const char *out, const char *in) {
@@ -144,10 +165,64 @@ static void earlier_run(const nx_run_config *rc, char *what, size_t n) {
     }
 }
 
+/* An exclusive lock on dir for this process, or an error naming who has
+ * it. *fd: the locked directory (closing it releases the lock). */
+static int lock_dir(const char *dir, int *fd, nx_err *err) {
+    *fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0) return nx_fail(err, "%s: cannot open: %s", dir, strerror(errno));
+    char info[NX_RUN_PATH_MAX + 32];
+    snprintf(info, sizeof info, "%s/.nexus.lock", dir);
+    if (flock(*fd, LOCK_EX | LOCK_NB)) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        if (e != EWOULDBLOCK) return nx_fail(err, "%s: cannot lock: %s", dir, strerror(e));
+        char who[512] = "";
+        int f = open(info, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (f >= 0) {
+            ssize_t k = read(f, who, sizeof who - 1);
+            who[k > 0 ? k : 0] = '\0';
+            close(f);
+            who[strcspn(who, "\n")] = '\0';
+        }
+        return nx_fail(err, "%s is in use by another nexus run (%s): wait for it to finish, or choose another "
+                            "output.dir", dir, who[0] ? who : "holder unknown");
+    }
+    char cmd[256] = "nexus";
+    int c = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (c >= 0) {
+        ssize_t k = read(c, cmd, sizeof cmd - 1);
+        close(c);
+        for (ssize_t i = 0; i + 1 < k; i++) if (!cmd[i]) cmd[i] = ' ';
+        cmd[k > 0 ? k : 0] = '\0';
+    }
+    char when[64];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&now));
+    char line[sizeof cmd + 128];
+    int n = snprintf(line, sizeof line, "pid %d, started %s: %s\n", (int)getpid(), when, cmd);
+    const void *parts[1] = {line};
+    size_t lens[1] = {(size_t)n < sizeof line ? (size_t)n : sizeof line - 1};
+    nx_err ignore; /* who holds the lock is for messages only */
+    (void)nx_write_atomic(info, parts, lens, 1, &ignore);
+    return NX_OK;
+}
+
+static void unlock_dir(const char *dir, int *fd) {
+    if (*fd < 0) return;
+    char info[NX_RUN_PATH_MAX + 32];
+    snprintf(info, sizeof info, "%s/.nexus.lock", dir);
+    unlink(info);
+    close(*fd);
+    *fd = -1;
+}
+
 int run_dir_open(run_dir *d, const nx_run_config *rc, const nx_run_opts *o, nx_err *err) {
-    *d = (run_dir){.out_dir = rc->output.dir, .ckpt_dir = rc->checkpoint.dir};
+    *d = (run_dir){.out_dir = rc->output.dir, .ckpt_dir = rc->checkpoint.dir, .lock_out = -1, .lock_ckpt = -1};
     if (o->resume && o->overwrite) return nx_fail(err, "give --resume or --overwrite, not both");
-    if (make_dir(rc->output.dir, &d->made_out, err) || make_dir(rc->checkpoint.dir, &d->made_ckpt, err)) {
+    if (make_dir(rc->output.dir, &d->made_out, err) || make_dir(rc->checkpoint.dir, &d->made_ckpt, err) ||
+        lock_dir(rc->output.dir, &d->lock_out, err) ||
+        (!nested_in(rc->checkpoint.dir, rc->output.dir) && lock_dir(rc->checkpoint.dir, &d->lock_ckpt, err))) {
         run_dir_close(d);
         return NX_ERR;
     }
@@ -170,6 +245,9 @@ int run_dir_start(run_dir *d, const nx_run_config *rc, bool overwrite, nx_err *e
 }
 
 void run_dir_close(run_dir *d) {
+    if (!d->out_dir) return;
+    unlock_dir(d->ckpt_dir, &d->lock_ckpt);
+    unlock_dir(d->out_dir, &d->lock_out);
     if (!d->started) { /* nothing written: leave no directory behind that this run made */
         if (d->made_ckpt) rmdir(d->ckpt_dir);
         if (d->made_out) rmdir(d->out_dir);
