@@ -364,6 +364,46 @@ TEST(second_run_into_a_busy_directory_is_refused) {
     free(msg);
 }
 
+/* Issue 15, item 4: what would fail late (the evaluation windows, the
+ * teacher's context, room for the checkpoints) fails before the first
+ * step, and leaves nothing behind. */
+static void expect_early(const char *name, const char *set1, const char *set2, const char *needle) {
+    char cfg[256], out[400], dir[300];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    snprintf(out, sizeof out, "output.dir=%s", dir);
+    const char *sets[5] = {"optimizer.steps=20", "checkpoint.every=0", out, set1, set2};
+    int n = 3 + (set1 != NULL) + (set2 != NULL);
+    nx_run_config rc;
+    nx_err e = {{0}};
+    int r = nx_run_config_load(&rc, cfg, sets, n, &e);
+    if (r == NX_OK) {
+        nx_run_opts o = {.distill = true};
+        nx_run_summary s;
+        r = nx_run(&rc, &o, &s, &e);
+    }
+    CHECKF(r == NX_ERR && strstr(e.msg, needle), "%s: expected an error containing \"%s\", got: %s", name, needle,
+           r == NX_ERR ? e.msg : "success");
+    CHECKF(count_lines(dir) == 0, "%s: %d steps ran before the error", name, count_lines(dir));
+}
+
+TEST(late_failures_are_caught_before_the_first_step) {
+    if (!root[0]) make_fixture();
+    /* evaluation windows are seq_len tokens: 65 > max_position_embeddings 64 */
+    expect_early("late-seq", "data.seq_len=65", NULL, "max_position_embeddings");
+    /* a student with a longer context than the teacher's: the teacher cannot run the windows */
+    expect_early("late-tctx", "student.max_position_embeddings=128", "data.seq_len=100", "teacher");
+    /* no room for a checkpoint */
+    char mnt[300], cmd[400];
+    snprintf(mnt, sizeof mnt, "%s/small", root);
+    mkdir(mnt, 0755);
+    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=256k tmpfs %s 2>/dev/null", mnt);
+    if (geteuid() != 0 || system(cmd) != 0) SKIP("cannot mount a 256 KiB tmpfs here (needs root)");
+    expect_early("small/out", NULL, NULL, "free");
+    snprintf(cmd, sizeof cmd, "umount %s", mnt);
+    CHECK(system(cmd) == 0);
+}
+
 __attribute__((destructor)) static void cleanup(void) {
     if (root[0] && !getenv("KEEP")) sh("rm -rf %s%s", root, "");
 }

@@ -40,6 +40,8 @@ typedef struct nx_ckpt_meta {
  * all). Checkpoints of another config hash are never deleted. */
 int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const float *params, const float *m,
                  const float *v, int64_t adam_t, int keep, nx_err *err);
+/* Bytes of a checkpoint of n trained floats. */
+size_t nx_ckpt_bytes(size_t n);
 /* Path of the newest checkpoint in DIR into out; NX_ERR when none. */
 int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err);
 /* Deletes every checkpoint (step-*.nxck) in DIR, whatever run wrote it. */

@@ -13,10 +13,13 @@
  * A checkpoint holds the student's parameters followed by the trainer's own
  * (hidden-state projections), AdamW's moments over all of them, and the
  * loader's state: everything a resumed run needs to continue bit for bit. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "nexus/checkpoint.h"
@@ -108,6 +111,71 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
                    rc->data.batch_size, maxw, r, err);
 }
 
+/* Every forward stays within the models' contexts: training windows of
+ * seq_len − 1 inputs, evaluation windows of seq_len tokens, through the
+ * student and (distilling) the teacher. */
+static int check_context(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
+                         nx_err *err) {
+    bool eval = rc->data.validation[0] != 0;
+    int need = eval ? rc->data.seq_len : rc->data.seq_len - 1;
+    const char *what = eval ? "evaluation windows of data.seq_len" : "training windows of data.seq_len - 1";
+    if (need > s->max_pos)
+        return nx_fail(err, "data.seq_len %d: %s = %d tokens exceed the student's max_position_embeddings %d; "
+                            "lower data.seq_len to %d", rc->data.seq_len, what, need, s->max_pos,
+                       s->max_pos + (eval ? 0 : 1));
+    if (distill && need > t->max_pos)
+        return nx_fail(err, "data.seq_len %d: %s = %d tokens exceed the teacher's max_position_embeddings %d; "
+                            "lower data.seq_len to %d", rc->data.seq_len, what, need, t->max_pos,
+                       t->max_pos + (eval ? 0 : 1));
+    return NX_OK;
+}
+
+/* Free bytes on the file system holding path; *dev its device. */
+static double free_bytes(const char *path, dev_t *dev) {
+    struct statvfs v;
+    struct stat st;
+    if (statvfs(path, &v) || stat(path, &st)) return INFINITY;
+    *dev = st.st_dev;
+    return (double)v.f_bavail * (double)v.f_frsize;
+}
+
+/* Room for what the run will write: the checkpoints that exist at once
+ * (checkpoint.keep + 1 while a new one replaces the oldest; every one when
+ * keep is 0, fewer when the run writes fewer) and the student. A run with
+ * --overwrite counts the space of the checkpoints it will delete. */
+static int check_disk(const nx_run_config *rc, bool overwrite, size_t n_train, const nx_model_config *scfg,
+                      nx_err *err) {
+    double ck = (double)nx_ckpt_bytes(n_train);
+    int64_t every = rc->checkpoint.every, steps = rc->optimizer.steps;
+    int64_t future = (every > 0 ? steps / every : 0) + 1, at_once = future;
+    if (rc->checkpoint.keep > 0 && rc->checkpoint.keep + 1 < at_once) at_once = rc->checkpoint.keep + 1;
+    double need_ck = (double)at_once * ck;
+    double need_out = (double)nx_model_size(scfg, rc->output.dtype) + (1 << 20); /* + config, tokenizer */
+    dev_t dck = 0, dout = 1;
+    double fck = free_bytes(rc->checkpoint.dir, &dck), fout = free_bytes(rc->output.dir, &dout);
+    if (!overwrite) {
+        /* checkpoints already there (a resumed run's) count toward keep */
+        DIR *d = opendir(rc->checkpoint.dir);
+        struct dirent *e;
+        int64_t have = 0;
+        while (d && (e = readdir(d))) have += !strncmp(e->d_name, "step-", 5);
+        if (d) closedir(d);
+        if (rc->checkpoint.keep > 0) need_ck = fmax(1, fmin((double)future, rc->checkpoint.keep + 1.0 - have)) * ck;
+    }
+    if (dck == dout) need_ck += need_out, need_out = 0;
+    char a[32], b[32], c[32];
+    if (need_ck > fck)
+        return nx_fail(err, "%s: %s free, but the run's checkpoints need %s (%lld at once of %s each)%s: free "
+                            "some space, lower checkpoint.keep, or choose another checkpoint.dir",
+                       rc->checkpoint.dir, run_bytes(a, sizeof a, fck), run_bytes(b, sizeof b, need_ck),
+                       (long long)at_once, run_bytes(c, sizeof c, ck),
+                       dck == dout ? " and the student" : "");
+    if (need_out > fout)
+        return nx_fail(err, "%s: %s free, but the student needs %s: free some space or choose another output.dir",
+                       rc->output.dir, run_bytes(a, sizeof a, fout), run_bytes(b, sizeof b, need_out));
+    return NX_OK;
+}
+
 /* Teacher weights (when distilling or copying layers) or its config alone,
  * and its tokenizer. */
 static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_model_config *tcfg, nx_err *err) {
@@ -177,12 +245,8 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
 
     if (run_dir_check_paths(rc, err) || run_dir_open(&s.dir, rc, o, err)) goto fail;
     if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
-    if (nx_run_config_student_shape(rc, &tcfg, &scfg, err)) goto fail;
-    if (rc->data.seq_len - 1 > scfg.max_pos) {
-        nx_fail(err, "data.seq_len %d exceeds the student's max_position_embeddings %d + 1", rc->data.seq_len,
-                scfg.max_pos);
+    if (nx_run_config_student_shape(rc, &tcfg, &scfg, err) || check_context(rc, distill, &tcfg, &scfg, err))
         goto fail;
-    }
     if (nx_model_init(&s.student, &scfg, err)) goto fail;
     s.have_student = true;
     if (open_data(&s, rc, scfg.V, o->progress, err)) goto fail;
@@ -202,6 +266,7 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     s.have_trainer = true;
     s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);
     s.targets = nx_xmalloc(sizeof(int32_t) * accum * B * T);
+    if (check_disk(rc, o->overwrite, s.tr.n_train, &scfg, err)) goto fail;
 
     /* outputs: from here on the run writes */
     int64_t tokens = 0;

@@ -81,5 +81,7 @@ void run_progress_eval(const run_progress *p, int64_t step, const nx_eval_result
 void run_progress_resumed(const char *path, int64_t step);
 void run_progress_interrupted(const run_progress *p, int64_t step, const char *ckpt_dir);
 void run_progress_importance(const double *bi, int L, const int *map, int n);
+/* b bytes as "1.50 GiB" into buf; returns buf. */
+const char *run_bytes(char *buf, size_t n, double b);
 
 #endif

@@ -112,6 +112,8 @@ int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const floa
     return NX_OK;
 }
 
+size_t nx_ckpt_bytes(size_t n) { return 16 + sizeof(disk_header) + 3 * n * sizeof(float) + 4; }
+
 int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err) {
     long *steps;
     int n = list_steps(dir, NULL, &steps);
