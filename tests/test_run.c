@@ -10,6 +10,7 @@
  *     checkpoint);
  *   - bad input is caught before the first step with a clear message. */
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -402,6 +403,53 @@ TEST(late_failures_are_caught_before_the_first_step) {
     expect_early("small/out", NULL, NULL, "free");
     snprintf(cmd, sizeof cmd, "umount %s", mnt);
     CHECK(system(cmd) == 0);
+}
+
+/* Issue 15, item 5: a run that does not fit in memory is refused before
+ * anything heavy is loaded, with the plan, the memory available and the
+ * knobs (here the memory is a data rlimit of 400 MB; the student needs
+ * about 540 MB for weights, gradients and AdamW alone). */
+TEST(run_that_does_not_fit_in_memory_is_refused_at_once) {
+    if (!root[0]) make_fixture();
+    int fd[2];
+    CHECK(pipe(fd) == 0);
+    double t0 = nx_now();
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit lim = {400u << 20, 400u << 20};
+        setrlimit(RLIMIT_DATA, &lim);
+        char cfg[256], out[300];
+        snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+        snprintf(out, sizeof out, "output.dir=%s/big", root);
+        const char *sets[] = {"student={hidden_size: 512, num_layers: 8, num_heads: 8, intermediate_size: 2048, "
+                              "max_position_embeddings: 64, init: random}", "loss.hidden=null", out};
+        nx_run_config rc;
+        nx_err e = {{0}};
+        int r = nx_run_config_load(&rc, cfg, sets, 3, &e);
+        if (r == NX_OK) {
+            nx_run_opts o = {.distill = true};
+            nx_run_summary s;
+            r = nx_run(&rc, &o, &s, &e);
+        }
+        if (r == NX_OK) snprintf(e.msg, sizeof e.msg, "success");
+        write(fd[1], e.msg, strlen(e.msg) + 1);
+        _exit(0);
+    }
+    close(fd[1]);
+    char msg[1100] = "";
+    ssize_t k = read(fd[0], msg, sizeof msg - 1);
+    msg[k > 0 ? k : 0] = 0;
+    close(fd[0]);
+    wait_rc(pid);
+    double dt = nx_now() - t0;
+    CHECKF(strstr(msg, "the run needs") && strstr(msg, "available") && strstr(msg, "ulimit -d") &&
+           strstr(msg, "data.batch_size 1 with data.grad_accum 4") && strstr(msg, "data.seq_len 4"),
+           "got: %s", msg);
+    CHECKF(dt < 2, "took %.1f s", dt);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/big", root);
+    CHECK(access(dir, F_OK) != 0); /* nothing created */
 }
 
 __attribute__((destructor)) static void cleanup(void) {

@@ -2,8 +2,11 @@
  * orchestration, with the pieces in their own files (init.c, data.c,
  * metrics.c, progress.c).
  *
- * Order of work: teacher (weights for distill, tokenizer always) → student
- * shape and initialisation → data (token shards or JSONL tokenized in
+ * Order of work: output paths against inputs, the teacher's config, the
+ * student's shape, both models' contexts and the memory plan (configs
+ * only, so a run that cannot work is refused in a moment) → the run
+ * directory, locked → teacher (weights for distill, tokenizer always) →
+ * student initialisation → data (token shards or JSONL tokenized in
  * memory, checked against the tokenizer and the vocabulary before any step)
  * → trainer, loader → resume → steps with metrics.jsonl, evals,
  * checkpoints → final eval, student directory, summary. Every failure
@@ -176,15 +179,13 @@ static int check_disk(const nx_run_config *rc, bool overwrite, size_t n_train, c
     return NX_OK;
 }
 
-/* Teacher weights (when distilling or copying layers) or its config alone,
- * and its tokenizer. */
+/* Teacher weights (when distilling or copying layers; *tcfg, read before,
+ * becomes theirs) and its tokenizer. */
 static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_model_config *tcfg, nx_err *err) {
     if (distill || rc->student.init.kind != NX_INIT_RANDOM) {
         if (nx_hf_load_model_as(rc->teacher.path, &s->teacher, rc->teacher.dtype, err)) return NX_ERR;
         s->have_teacher_weights = true;
         *tcfg = s->teacher.cfg;
-    } else if (nx_hf_load_config(rc->teacher.path, tcfg, err)) {
-        return NX_ERR;
     }
     if (nx_tokenizer_load(&s->tok, rc->teacher.path, err)) return NX_ERR;
     if (nx_tokenizer_vocab_size(s->tok) > tcfg->V)
@@ -243,10 +244,12 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     bool distill = o->distill;
     nx_model_config tcfg, scfg;
 
-    if (run_dir_check_paths(rc, err) || run_dir_open(&s.dir, rc, o, err)) goto fail;
-    if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
-    if (nx_run_config_student_shape(rc, &tcfg, &scfg, err) || check_context(rc, distill, &tcfg, &scfg, err))
+    /* configs only: where the run writes, the shapes, their contexts, the memory */
+    if (run_dir_check_paths(rc, err) || nx_hf_load_config(rc->teacher.path, &tcfg, err) ||
+        nx_run_config_student_shape(rc, &tcfg, &scfg, err) || check_context(rc, distill, &tcfg, &scfg, err) ||
+        run_plan_check(rc, distill, &tcfg, &scfg, err) || run_dir_open(&s.dir, rc, o, err))
         goto fail;
+    if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
     if (nx_model_init(&s.student, &scfg, err)) goto fail;
     s.have_student = true;
     if (open_data(&s, rc, scfg.V, o->progress, err)) goto fail;

@@ -50,6 +50,12 @@ int run_dir_start(run_dir *d, const nx_run_config *rc, bool overwrite, nx_err *e
  * this run created (when empty). */
 void run_dir_close(run_dir *d);
 
+/* ---- plan.c ---- */
+/* Refuses a run whose memory plan exceeds what is available, with the
+ * plan, the memory available and what each knob would bring it to. */
+int run_plan_check(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
+                   nx_err *err);
+
 /* ---- init.c ---- */
 /* The student's first weights as rc->student.init says: random, copied
  * teacher layers, or (auto) the teacher layers that matter most on the
