@@ -236,3 +236,49 @@ TEST(tokenize_jsonl_text_gzip) {
     nx_tokenizer_free(t);
     rmdir_all();
 }
+
+/* Issue 15, item 6: a gzip stream that ends early (the 10-byte header only,
+ * or cut in the middle) is an error naming the file and the byte offset,
+ * also with skip_bad_lines — never a clean end of file. */
+TEST(truncated_gzip_is_an_error_with_offset) {
+    mk();
+    nx_tokenizer *t;
+    nx_err err;
+    CHECK(nx_tokenizer_load(&t, "tests/fixtures/tok-bytelevel", &err) == NX_OK);
+    char gz[128], txt[128];
+    snprintf(gz, sizeof gz, "%s/c.jsonl.gz", dir);
+    snprintf(txt, sizeof txt, "%s/c.txt.gz", dir);
+    const char *paths[2][1] = {{gz}, {txt}};
+    for (int kind = 0; kind < 2; kind++) {
+        gzFile g = gzopen(paths[kind][0], "wb");
+        nx_rng r;
+        nx_rng_seed(&r, 5);
+        for (int d = 0; d < 520; d++) {
+            gzprintf(g, "{\"text\": \"doc %d", d);
+            for (int w = 0; w < 20; w++) gzprintf(g, " w%llu", (unsigned long long)nx_rng_below(&r, 100000));
+            gzprintf(g, "\"}\n");
+        }
+        gzclose(g);
+        FILE *f = fopen(paths[kind][0], "rb");
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fclose(f);
+        long cuts[2] = {10, size / 2};
+        for (int c = 0; c < 2; c++) {
+            CHECK(truncate(paths[kind][0], cuts[c]) == 0);
+            for (int skip = 0; skip < 2; skip++) {
+                nx_docs_opts o = {.eos_id = 265, .skip_bad_lines = skip};
+                nx_token_stream s = {0};
+                nx_docs_stats st = {0};
+                int rc = nx_dataset_tokenize(t, paths[kind], 1, &o, &s, &st, &err);
+                CHECKF(rc == NX_ERR && strstr(err.msg, paths[kind][0]) && strstr(err.msg, "truncated") &&
+                       strstr(err.msg, "byte"),
+                       "%s cut at %ld (skip %d): %s (%zu documents read)", paths[kind][0], cuts[c], skip,
+                       rc ? err.msg : "no error", st.docs);
+                nx_token_stream_free(&s);
+            }
+        }
+    }
+    nx_tokenizer_free(t);
+    rmdir_all();
+}

@@ -176,6 +176,23 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
+/* zlib's state after a read: NX_OK at a clean end, else an error naming
+ * the compressed byte where the stream broke. Z_BUF_ERROR is zlib's
+ * "unexpected end of file": the gzip stream stops before its end (a
+ * truncated download or copy), which must not pass for the end of the
+ * data. */
+static int gz_status(gzFile g, const char *path, long lineno, nx_err *err) {
+    int e;
+    const char *msg = gzerror(g, &e);
+    if (e == Z_OK) return NX_OK;
+    char after[48] = "";
+    if (lineno > 0) snprintf(after, sizeof after, " (after line %ld)", lineno);
+    if (e == Z_ERRNO) return nx_fail(err, "%s: read error%s: %s", path, after, strerror(errno));
+    return nx_fail(err, "%s: gzip stream %s at compressed byte %lld%s: %s; re-create or re-download the file",
+                   path, e == Z_BUF_ERROR ? "truncated" : "corrupt or truncated", (long long)gzoffset(g), after,
+                   e == Z_BUF_ERROR ? "it ends before the end of the compressed data" : msg);
+}
+
 /* One line into l (without the newline). 1: a line, 0: end of file, -1: error. */
 static int read_line(gzFile g, buf *l) {
     l->n = 0;
@@ -184,7 +201,7 @@ static int read_line(gzFile g, buf *l) {
         if (!gzgets(g, tmp, sizeof tmp)) {
             int e;
             gzerror(g, &e);
-            if (e != Z_OK && e != Z_BUF_ERROR) return -1;
+            if (e != Z_OK) return -1;
             return l->n > 0 ? 1 : 0;
         }
         size_t k = strlen(tmp);
@@ -217,7 +234,7 @@ static int do_file(run *r, const char *path, nx_err *err) {
         char tmp[65536];
         int k;
         while ((k = gzread(g, tmp, sizeof tmp)) > 0) buf_put(&all, tmp, (size_t)k);
-        if (k < 0) rc = nx_fail(err, "%s: read error (%s)", path, gzerror(g, &k));
+        if (gz_status(g, path, -1, err)) rc = NX_ERR;
         else {
             chunk_add(&c, all.p ? all.p : "", all.n, 0);
             r->file_pos = r->file_bytes;
@@ -238,10 +255,7 @@ static int do_file(run *r, const char *path, nx_err *err) {
                 rc = flush_chunk(r, &c, jsonl, field, err);
             }
         }
-        if (rc == NX_OK && got < 0) {
-            int e;
-            rc = nx_fail(err, "%s: read error after line %ld (%s): truncated or corrupt gzip?", path, lineno, gzerror(g, &e));
-        }
+        if (rc == NX_OK && got < 0 && gz_status(g, path, lineno, err)) rc = NX_ERR;
         r->file_pos = r->file_bytes;
         if (rc == NX_OK) rc = flush_chunk(r, &c, jsonl, field, err);
     }
