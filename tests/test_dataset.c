@@ -282,3 +282,44 @@ TEST(truncated_gzip_is_an_error_with_offset) {
     nx_tokenizer_free(t);
     rmdir_all();
 }
+
+/* Issue 15, item 7: each JSONL line is parsed strictly — trailing garbage,
+ * a raw NUL byte, a \u0000 escape in the text and a repeated text field
+ * are errors at file:line (skipped and counted with skip_bad_lines), and a
+ * bad line never swallows the next one. */
+TEST(jsonl_lines_are_parsed_strictly) {
+    mk();
+    nx_tokenizer *t;
+    nx_err err;
+    CHECK(nx_tokenizer_load(&t, "tests/fixtures/tok-bytelevel", &err) == NX_OK);
+    char p[128];
+    snprintf(p, sizeof p, "%s/s.jsonl", dir);
+    const char *paths[] = {p};
+    static const struct { const char *text; size_t len; const char *needle; } cases[] = {
+        {"{\"text\": \"hello\"}\n{\"text\": \"hello\"} GARBAGE\n{\"text\": \"lll\"}\n", 0, "not valid JSON"},
+        {"{\"text\": \"hello\"}\n{\"text\": \"a\0b\"}\n{\"text\": \"lll\"}\n", 50, "NUL"},
+        {"{\"text\": \"hello\"}\n{\"text\": \"a\\u0000b\"}\n{\"text\": \"lll\"}\n", 0, "\\u0000"},
+        {"{\"text\": \"hello\"}\n{\"text\": \"a\", \"text\": \"b\"}\n{\"text\": \"lll\"}\n", 0, "more than once"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].text);
+        write_file(p, cases[i].text, len);
+        nx_docs_opts o = {.eos_id = 265};
+        nx_token_stream s = {0};
+        nx_docs_stats st = {0};
+        int rc = nx_dataset_tokenize(t, paths, 1, &o, &s, &st, &err);
+        CHECKF(rc == NX_ERR && strstr(err.msg, "s.jsonl:2:") && strstr(err.msg, cases[i].needle), "case %zu: %s",
+               i, rc ? err.msg : "no error");
+        nx_token_stream_free(&s);
+        o.skip_bad_lines = true;
+        rc = nx_dataset_tokenize(t, paths, 1, &o, &s, &st, &err);
+        /* "hello" and "lll": 261 EOS 259 108 EOS */
+        const int32_t want[] = {261, 265, 259, 108, 265};
+        CHECKF(rc == NX_OK && st.bad_lines == 1 && st.docs == 2, "case %zu skipped: rc %d, %zu bad, %zu docs", i,
+               rc, st.bad_lines, st.docs);
+        if (rc == NX_OK) expect_stream(&s, want, 5);
+        nx_token_stream_free(&s);
+    }
+    nx_tokenizer_free(t);
+    rmdir_all();
+}

@@ -102,7 +102,46 @@ static void progress(run *r, bool final) {
     fflush(stderr);
 }
 
-enum { DOC_OK, DOC_NOT_JSON, DOC_NO_FIELD, DOC_BAD_TEXT };
+enum { DOC_OK, DOC_NOT_JSON, DOC_NO_FIELD, DOC_BAD_TEXT, DOC_NUL_BYTE, DOC_TRAILING, DOC_NUL_ESCAPE, DOC_DUP_FIELD };
+
+/* Offset of the first \u0000 escape in JSON text (an escaped backslash is
+ * skipped), or n. cJSON decodes it into a NUL that would end the text
+ * early; nexus does not tokenize NUL characters, so such a line is refused. */
+static size_t nul_escape_at(const char *s, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == '\\') {
+            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return i;
+            i++;
+        }
+    return n;
+}
+
+/* Parses one JSONL line strictly: exactly one JSON value, nothing but
+ * white space after it, no NUL byte, no \u0000, the field present once
+ * as a string. On DOC_OK, *text and *tl are the field's text; *col is the
+ * 1-based column an error points at. */
+static int parse_line(const char *line, size_t n, const char *field, cJSON **o, const char **text, size_t *tl,
+                      size_t *col) {
+    const char *nul = memchr(line, '\0', n);
+    if (nul) return *col = (size_t)(nul - line) + 1, DOC_NUL_BYTE;
+    const char *end = NULL;
+    *o = cJSON_ParseWithLengthOpts(line, n, &end, false);
+    if (!*o) return *col = end && end >= line && end <= line + n ? (size_t)(end - line) + 1 : 1, DOC_NOT_JSON;
+    for (const char *p = end; p < line + n; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r') return *col = (size_t)(p - line) + 1, DOC_TRAILING;
+    size_t esc = nul_escape_at(line, n);
+    if (esc < n) return *col = esc + 1, DOC_NUL_ESCAPE;
+    const cJSON *v = NULL;
+    int seen = 0;
+    if (cJSON_IsObject(*o))
+        for (const cJSON *it = (*o)->child; it; it = it->next)
+            if (it->string && !strcmp(it->string, field)) seen++, v = v ? v : it;
+    if (seen > 1) return DOC_DUP_FIELD;
+    if (!cJSON_IsString(v)) return DOC_NO_FIELD;
+    *text = v->valuestring;
+    *tl = strlen(*text);
+    return DOC_OK;
+}
 
 /* Parse (JSONL) and tokenize a chunk in parallel, then append it in order;
  * the first bad line in file order decides the error. */
@@ -112,6 +151,7 @@ static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *
     int32_t **ids = nx_xcalloc(n, sizeof(int32_t *));
     size_t *len = nx_xcalloc(n, sizeof(size_t)), *tbytes = nx_xcalloc(n, sizeof(size_t));
     int *status = nx_xcalloc(n, sizeof(int));
+    size_t *col = nx_xcalloc(n, sizeof(size_t));
     nx_err *first_err = nx_xcalloc(1, sizeof(nx_err));
     size_t first_bad = n;
     int nt = r->o->threads > 0 ? r->o->threads : omp_get_max_threads();
@@ -120,13 +160,7 @@ static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *
         const char *text = c->text.p + c->d[i].off;
         size_t tl = c->d[i].len;
         cJSON *o = NULL;
-        if (jsonl) {
-            o = cJSON_ParseWithLength(text, tl);
-            const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, field) : NULL;
-            if (!o) status[i] = DOC_NOT_JSON;
-            else if (!cJSON_IsString(v)) status[i] = DOC_NO_FIELD;
-            else { text = v->valuestring; tl = strlen(text); }
-        }
+        if (jsonl) status[i] = parse_line(text, tl, field, &o, &text, &tl, &col[i]);
         nx_err e;
         if (status[i] == DOC_OK && nx_tokenizer_encode(r->t, text, tl, false, &ids[i], &len[i], &e)) {
             status[i] = DOC_BAD_TEXT;
@@ -142,7 +176,19 @@ static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *
             if (r->o->skip_bad_lines && c->d[i].line > 0) { r->st.bad_lines++; continue; }
             const char *hint = c->d[i].line > 0 ? " (fix it or pass --skip-bad-lines)" : "";
             if (status[i] == DOC_NOT_JSON)
-                rc = nx_fail(err, "%s:%ld: line is not valid JSON%s", r->path, c->d[i].line, hint);
+                rc = nx_fail(err, "%s:%ld:%zu: line is not valid JSON%s", r->path, c->d[i].line, col[i], hint);
+            else if (status[i] == DOC_NUL_BYTE)
+                rc = nx_fail(err, "%s:%ld:%zu: a NUL byte: a JSON line is text%s", r->path, c->d[i].line, col[i],
+                             hint);
+            else if (status[i] == DOC_TRAILING)
+                rc = nx_fail(err, "%s:%ld:%zu: line is not valid JSON: more after the value ends%s", r->path,
+                             c->d[i].line, col[i], hint);
+            else if (status[i] == DOC_NUL_ESCAPE)
+                rc = nx_fail(err, "%s:%ld:%zu: a \\u0000 escape (a NUL character), which nexus does not "
+                             "tokenize%s", r->path, c->d[i].line, col[i], hint);
+            else if (status[i] == DOC_DUP_FIELD)
+                rc = nx_fail(err, "%s:%ld: field \"%s\" appears more than once%s", r->path, c->d[i].line, field,
+                             hint);
             else if (status[i] == DOC_NO_FIELD)
                 rc = nx_fail(err, "%s:%ld: no string field \"%s\" (choose the field with --field)%s", r->path,
                              c->d[i].line, field, hint);
@@ -164,7 +210,7 @@ static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *
         r->st.bytes += tbytes[i];
     }
     for (size_t i = 0; i < n; i++) free(ids[i]);
-    free(ids); free(len); free(tbytes); free(status); free(first_err);
+    free(ids); free(len); free(tbytes); free(status); free(col); free(first_err);
     c->n = 0;
     c->text.n = 0;
     progress(r, false);
@@ -193,24 +239,42 @@ static int gz_status(gzFile g, const char *path, long lineno, nx_err *err) {
                    e == Z_BUF_ERROR ? "it ends before the end of the compressed data" : msg);
 }
 
-/* One line into l (without the newline). 1: a line, 0: end of file, -1: error. */
-static int read_line(gzFile g, buf *l) {
+/* Lines of a (gzip or plain) file, read in blocks with gzread: a line may
+ * hold any byte, NUL included (gzgets would stop at a NUL and fold the
+ * rest of the line into the next). */
+typedef struct {
+    gzFile g;
+    char *p;
+    size_t at, n;
+    bool eof;
+} line_reader;
+
+enum { READ_BLOCK = 1 << 18 };
+
+/* One line into l (without its newline, nor a \r before it). 1: a line,
+ * 0: end of file, -1: a read error (zlib's state says which). */
+static int read_line(line_reader *rd, buf *l) {
     l->n = 0;
-    char tmp[65536];
     for (;;) {
-        if (!gzgets(g, tmp, sizeof tmp)) {
+        if (rd->at == rd->n) {
+            if (rd->eof) return l->n > 0 ? 1 : 0;
+            int k = gzread(rd->g, rd->p, READ_BLOCK);
             int e;
-            gzerror(g, &e);
-            if (e != Z_OK) return -1;
-            return l->n > 0 ? 1 : 0;
+            gzerror(rd->g, &e);
+            if (k < 0 || (k == 0 && e != Z_OK)) return -1;
+            if (k == 0) rd->eof = true;
+            rd->at = 0;
+            rd->n = (size_t)k;
+            continue;
         }
-        size_t k = strlen(tmp);
-        if (k && tmp[k - 1] == '\n') {
-            buf_put(l, tmp, k - 1);
+        const char *s = rd->p + rd->at, *nl = memchr(s, '\n', rd->n - rd->at);
+        size_t k = nl ? (size_t)(nl - s) : rd->n - rd->at;
+        buf_put(l, s, k);
+        rd->at += k + (nl != NULL);
+        if (nl) {
             if (l->n && l->p[l->n - 1] == '\r') l->p[--l->n] = 0;
             return 1;
         }
-        buf_put(l, tmp, k);
     }
 }
 
@@ -244,7 +308,8 @@ static int do_file(run *r, const char *path, nx_err *err) {
     } else {
         long lineno = 0;
         int got;
-        while (rc == NX_OK && (got = read_line(g, &line)) == 1) {
+        line_reader rd = {.g = g, .p = nx_xmalloc(READ_BLOCK)};
+        while (rc == NX_OK && (got = read_line(&rd, &line)) == 1) {
             lineno++;
             size_t i = 0;
             while (i < line.n && (line.p[i] == ' ' || line.p[i] == '\t')) i++;
@@ -255,6 +320,7 @@ static int do_file(run *r, const char *path, nx_err *err) {
                 rc = flush_chunk(r, &c, jsonl, field, err);
             }
         }
+        free(rd.p);
         if (rc == NX_OK && got < 0 && gz_status(g, path, lineno, err)) rc = NX_ERR;
         r->file_pos = r->file_bytes;
         if (rc == NX_OK) rc = flush_chunk(r, &c, jsonl, field, err);
