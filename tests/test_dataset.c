@@ -323,3 +323,39 @@ TEST(jsonl_lines_are_parsed_strictly) {
     nx_tokenizer_free(t);
     rmdir_all();
 }
+
+/* Issue 15, item 8: shard sets are written and read as a whole. */
+TEST(shard_set_written_and_read_as_a_whole) {
+    mk();
+    nx_err e;
+    int32_t a[40], b[50];
+    for (int i = 0; i < 40; i++) a[i] = i % 7;
+    for (int i = 0; i < 50; i++) b[i] = (i * 3) % 11;
+    nx_shard_part pa[2] = {{"train.bin", a, 30, 3}, {"val.bin", a + 30, 10, 1}};
+    nx_shard_part pb[2] = {{"train.bin", b, 40, 4}, {"val.bin", b + 40, 10, 2}};
+    CHECK(nx_shard_set_write(dir, pa, 2, 100, 6, 0x1234, &e) == NX_OK);
+    nx_shard s;
+    CHECK(nx_shard_set_open(&s, dir, "val.bin", &e) == NX_OK && s.info.n_tokens == 10);
+    nx_shard_close(&s);
+    char p[256], q[256], cmd[600];
+    snprintf(p, sizeof p, "%s/val.bin", dir);
+    snprintf(q, sizeof q, "%s/val-a.bin", dir);
+    snprintf(cmd, sizeof cmd, "cp %s %s", p, q);
+    CHECK(system(cmd) == 0);
+    /* a second set without validation: val.bin goes */
+    CHECK(nx_shard_set_write(dir, pa, 1, 100, 6, 0x1234, &e) == NX_OK);
+    CHECK(access(p, F_OK) != 0);
+    CHECK(nx_shard_set_open(&s, dir, "val.bin", &e) == NX_ERR && strstr(e.msg, "without a validation split"));
+    CHECK(nx_shard_set_open(&s, dir, "train.bin", &e) == NX_OK);
+    nx_shard_close(&s);
+    /* another set's val.bin copied in: refused */
+    CHECK(nx_shard_set_write(dir, pb, 2, 100, 6, 0x1234, &e) == NX_OK);
+    snprintf(cmd, sizeof cmd, "cp %s %s", q, p);
+    CHECK(system(cmd) == 0);
+    CHECKF(nx_shard_set_open(&s, dir, "val.bin", &e) == NX_ERR && strstr(e.msg, "does not belong"), "%s", e.msg);
+    /* no manifest (an interrupted write): refused */
+    snprintf(p, sizeof p, "%s/" NX_SHARD_MANIFEST, dir);
+    CHECK(unlink(p) == 0);
+    CHECK(nx_shard_set_open(&s, dir, "train.bin", &e) == NX_ERR && strstr(e.msg, "no manifest.json"));
+    rmdir_all();
+}

@@ -81,17 +81,16 @@ int cmd_prepare_data(int argc, char **argv) {
     }
     size_t ntrain_docs = s.n_docs - nval;
     size_t ntrain = ntrain_docs ? s.doc_end[ntrain_docs - 1] : 0;
-    char path[4096];
     uint32_t V = (uint32_t)nx_tokenizer_vocab_size(t);
     uint64_t fp = nx_tokenizer_fingerprint(t);
-    snprintf(path, sizeof path, "%s/train.bin", outdir);
-    if (nx_shard_write(path, s.ids, ntrain, V, eos_id, ntrain_docs, fp, &err)) { rc = cli_error("prepare-data", err.msg); goto done; }
-    printf("%s: %zu documents, %zu tokens\n", path, ntrain_docs, ntrain);
-    if (nval) {
-        snprintf(path, sizeof path, "%s/val.bin", outdir);
-        if (nx_shard_write(path, s.ids + ntrain, s.n - ntrain, V, eos_id, nval, fp, &err)) { rc = cli_error("prepare-data", err.msg); goto done; }
-        printf("%s: %zu documents, %zu tokens\n", path, nval, s.n - ntrain);
+    nx_shard_part parts[2] = {{"train.bin", s.ids, ntrain, ntrain_docs}, {"val.bin", s.ids + ntrain, s.n - ntrain, nval}};
+    if (nx_shard_set_write(outdir, parts, nval ? 2 : 1, V, eos_id, fp, &err)) {
+        rc = cli_error("prepare-data", err.msg);
+        goto done;
     }
+    for (int i = 0; i < (nval ? 2 : 1); i++)
+        printf("%s/%s: %llu documents, %zu tokens\n", outdir, parts[i].name, (unsigned long long)parts[i].n_docs,
+               parts[i].n);
     printf("tokenized %zu documents (%.1f MB) into %zu tokens in %.2f s: %.0f documents/s, %.0f tokens/s, %.2f MB/s",
            st.docs, (double)st.bytes / 1e6, s.n, st.seconds, (double)st.docs / st.seconds,
            (double)s.n / st.seconds, (double)st.bytes / 1e6 / st.seconds);

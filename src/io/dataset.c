@@ -498,6 +498,142 @@ void nx_shard_close(nx_shard *s) {
 }
 
 /* ------------------------------------------------------------------ */
+/* shard sets
+ *
+ * prepare-data writes train.bin and val.bin as one set: both shards go to
+ * staging names (.NAME.new, each itself atomic), then manifest.json is
+ * removed, the staged files are renamed into place, shards of the earlier
+ * set that the new one lacks are deleted, and a new manifest.json naming
+ * every shard with its size, token and document counts and payload CRC32
+ * is written atomically last. A reader opens a shard of a directory only
+ * through the manifest: no manifest (an interrupted write, an older
+ * nexus) or a shard that does not match it (a leftover, a file copied in)
+ * is refused, so train.bin and val.bin always come from one run. */
+
+static int manifest_load(const char *dir, cJSON **out, char *mpath, size_t n, nx_err *err) {
+    snprintf(mpath, n, "%s/" NX_SHARD_MANIFEST, dir);
+    struct stat st;
+    if (stat(mpath, &st) != 0)
+        return nx_fail(err, "%s: no " NX_SHARD_MANIFEST ": not a complete shard set (prepare-data was interrupted, "
+                            "or an older nexus wrote it); re-run 'nexus prepare-data'", dir);
+    size_t len;
+    char *txt = nx_read_file(mpath, 1 << 20, &len, err);
+    if (!txt) return NX_ERR;
+    *out = cJSON_ParseWithLength(txt, len);
+    free(txt);
+    if (!cJSON_IsObject(*out) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(*out, "shards"))) {
+        cJSON_Delete(*out);
+        return nx_fail(err, "%s: not a shard-set manifest; re-run 'nexus prepare-data'", mpath);
+    }
+    return NX_OK;
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(x) ? x->valuedouble : -1;
+}
+
+int nx_shard_set_write(const char *dir, const nx_shard_part *parts, int nparts, uint32_t vocab_size,
+                       int32_t eos_id, uint64_t fingerprint, nx_err *err) {
+    char from[4096], to[4096];
+    int rc = NX_OK, staged = 0;
+    cJSON *man = cJSON_CreateObject(), *shards;
+    cJSON_AddStringToObject(man, "format", "nexus token shard set");
+    cJSON_AddNumberToObject(man, "version", 1);
+    char fp[24];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)fingerprint);
+    cJSON_AddStringToObject(man, "tokenizer_fingerprint", fp);
+    shards = cJSON_AddObjectToObject(man, "shards");
+    for (int i = 0; i < nparts && rc == NX_OK; i++, staged++) {
+        snprintf(from, sizeof from, "%s/.%s.new", dir, parts[i].name);
+        rc = nx_shard_write(from, parts[i].ids, parts[i].n, vocab_size, eos_id, parts[i].n_docs, fingerprint, err);
+        nx_shard sh;
+        if (rc == NX_OK && (rc = nx_shard_open(&sh, from, err)) == NX_OK) {
+            cJSON *e = cJSON_AddObjectToObject(shards, parts[i].name);
+            char crc[12];
+            snprintf(crc, sizeof crc, "%08x", sh.info.crc32);
+            cJSON_AddNumberToObject(e, "bytes", (double)sh.map_len);
+            cJSON_AddNumberToObject(e, "tokens", (double)sh.info.n_tokens);
+            cJSON_AddNumberToObject(e, "documents", (double)sh.info.n_docs);
+            cJSON_AddStringToObject(e, "crc32", crc);
+            nx_shard_close(&sh);
+        }
+    }
+    /* the switch: no manifest while the files change */
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s/" NX_SHARD_MANIFEST, dir);
+    cJSON *old = NULL;
+    if (rc == NX_OK) {
+        nx_err ignore;
+        if (manifest_load(dir, &old, to, sizeof to, &ignore)) old = NULL;
+        if (unlink(mpath) && errno != ENOENT) rc = nx_fail(err, "%s: cannot remove: %s", mpath, strerror(errno));
+    }
+    for (int i = 0; i < nparts && rc == NX_OK; i++) {
+        snprintf(from, sizeof from, "%s/.%s.new", dir, parts[i].name);
+        snprintf(to, sizeof to, "%s/%s", dir, parts[i].name);
+        if (rename(from, to)) rc = nx_fail(err, "%s: cannot rename into place: %s", to, strerror(errno));
+    }
+    if (rc == NX_OK) { /* shards of the earlier set the new one lacks */
+        const char *known[] = {"train.bin", "val.bin"};
+        const cJSON *olds = old ? cJSON_GetObjectItemCaseSensitive(old, "shards") : NULL;
+        for (int k = 0; k < 2 + (olds ? cJSON_GetArraySize(olds) : 0); k++) {
+            const char *name = k < 2 ? known[k] : cJSON_GetArrayItem(olds, k - 2)->string;
+            if (!name || strchr(name, '/') || cJSON_GetObjectItemCaseSensitive(shards, name)) continue;
+            snprintf(to, sizeof to, "%s/%s", dir, name);
+            if (unlink(to) && errno != ENOENT) rc = nx_fail(err, "%s: cannot remove the earlier set's shard: %s", to,
+                                                            strerror(errno));
+        }
+    }
+    cJSON_Delete(old);
+    if (rc == NX_OK) {
+        char *text = cJSON_Print(man);
+        size_t len = strlen(text);
+        const void *pp[2] = {text, "\n"};
+        size_t ll[2] = {len, 1};
+        rc = nx_write_atomic(mpath, pp, ll, 2, err);
+        free(text);
+    }
+    if (rc != NX_OK)
+        for (int i = 0; i < staged; i++) {
+            snprintf(from, sizeof from, "%s/.%s.new", dir, parts[i].name);
+            unlink(from);
+        }
+    cJSON_Delete(man);
+    return rc;
+}
+
+int nx_shard_set_open(nx_shard *s, const char *dir, const char *name, nx_err *err) {
+    *s = (nx_shard){0};
+    cJSON *man;
+    char mpath[4096], path[4096];
+    if (manifest_load(dir, &man, mpath, sizeof mpath, err)) return NX_ERR;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(man, "shards"), name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = NX_OK;
+    if (!cJSON_IsObject(e)) {
+        rc = nx_fail(err, "%s: the shard set (%s) has no %s%s", dir, mpath, name,
+                     strcmp(name, "val.bin") ? "" : ": it was prepared without a validation split (prepare-data "
+                                                    "--val-fraction / --val-docs)");
+    } else if (nx_shard_open(s, path, err) == NX_OK) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "crc32");
+        char crc[12];
+        snprintf(crc, sizeof crc, "%08x", s->info.crc32);
+        if (num(e, "bytes") != (double)s->map_len || num(e, "tokens") != (double)s->info.n_tokens ||
+            num(e, "documents") != (double)s->info.n_docs || !cJSON_IsString(c) || strcmp(c->valuestring, crc)) {
+            rc = nx_fail(err, "%s does not belong to its shard set: %s lists %.0f tokens, CRC32 %s; the file holds "
+                              "%llu tokens, CRC32 %s (a leftover of an earlier prepare-data, or copied in); re-run "
+                              "'nexus prepare-data'", path, mpath, num(e, "tokens"),
+                         cJSON_IsString(c) ? c->valuestring : "?", (unsigned long long)s->info.n_tokens, crc);
+            nx_shard_close(s);
+        }
+    } else {
+        rc = NX_ERR;
+    }
+    cJSON_Delete(man);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* batches                                                              */
 
 nx_tokens nx_shard_tokens(const nx_shard *s) { return (nx_tokens){s->tokens, s->info.width, s->info.n_tokens}; }
