@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "nexus/fsutil.h"
 #include "nexus/hf.h"
@@ -450,6 +451,75 @@ TEST(run_that_does_not_fit_in_memory_is_refused_at_once) {
     char dir[300];
     snprintf(dir, sizeof dir, "%s/big", root);
     CHECK(access(dir, F_OK) != 0); /* nothing created */
+}
+
+/* Issue 15, item 9: every field read from a checkpoint is checked against
+ * the run, not only the CRC: a crafted loader position (2^64 - 10, CRC
+ * recomputed) is refused with a message, not read out of bounds. */
+static void craft(const char *path, size_t at, const void *val, size_t n) {
+    FILE *f = fopen(path, "r+b");
+    NX_ASSERT(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    unsigned char *b = malloc(size);
+    fseek(f, 0, SEEK_SET);
+    NX_ASSERT(fread(b, 1, size, f) == (size_t)size);
+    memcpy(b + at, val, n);
+    uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), b + 16, (uInt)(size - 20));
+    memcpy(b + size - 4, &crc, 4);
+    fseek(f, 0, SEEK_SET);
+    fwrite(b, 1, size, f);
+    fclose(f);
+    free(b);
+}
+
+TEST(crafted_checkpoint_fields_are_refused) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[400], ck[400], log[300], dir[200];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(dir, sizeof dir, "%s/crafted", root);
+    snprintf(out, sizeof out, "output.dir=%s", dir);
+    snprintf(ck, sizeof ck, "%s/checkpoints/step-00000012.nxck", dir);
+    snprintf(log, sizeof log, "%s/crafted.log", root);
+    const char *sets[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", "checkpoint.keep=0",
+                          "data.order=sequential", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_summary s;
+    nx_run_opts op = {.distill = true};
+    CHECKF(nx_run_config_load(&rc, cfg, sets, 6, &e) == NX_OK && nx_run(&rc, &op, &s, &e) == NX_OK, "%s", e.msg);
+    char keep[1500];
+    snprintf(keep, sizeof keep, "cp %s %s.orig", ck, ck);
+    CHECK(system(keep) == 0);
+    /* header: magic 8 | version 4 | length 4 | config hash 8 | step 8 | tokens 8 | rng 32 | data-state length 4,
+     * pad 4 | data state (the loader's: pos 8, epoch 8, rng 32) */
+    const size_t H = 16, STEP = H + 8, TOKENS = H + 16, POS = H + 64;
+    uint64_t pos = UINT64_MAX - 9;
+    int64_t neg = -5, big = 1000;
+    struct { size_t at; const void *v; const char *needle; } cases[] = {
+        {POS, &pos, "position"}, {STEP, &neg, "step"}, {TOKENS, &big, "tokens"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(keep, sizeof keep, "rm -f %s/checkpoints/step-*.nxck && cp %s.orig %s", dir, ck, ck);
+        CHECK(system(keep) == 0);
+        craft(ck, cases[i].at, cases[i].v, 8);
+        /* resumed in its own process: a bad read must not take the test down */
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            freopen(log, "w", stderr);
+            freopen("/dev/null", "w", stdout);
+            execl(nexus_bin(), nexus_bin(), "distill", cfg, "--resume", "--set", "optimizer.steps=16", "--set",
+                  "eval.every=0", "--set", "checkpoint.every=4", "--set", "checkpoint.keep=0", "--set",
+                  "data.order=sequential", "--set", out, (char *)NULL);
+            _exit(127);
+        }
+        int r = wait_rc(pid);
+        char *msg = nx_read_file(log, 0, NULL, NULL);
+        CHECKF(r == 1 && msg && strstr(msg, "step-00000012.nxck") && strstr(msg, cases[i].needle),
+               "case %zu: exit %d, said: %s", i, r, msg ? msg : "");
+        free(msg);
+    }
 }
 
 __attribute__((destructor)) static void cleanup(void) {

@@ -154,6 +154,10 @@ typedef struct nx_loader {
 /* Fails when the source holds fewer than T+1 tokens or B, T < 1. */
 int nx_loader_init(nx_loader *l, nx_tokens src, int B, int T, nx_batch_mode mode, uint64_t seed,
                    nx_err *err);
+/* Restores a saved state (a checkpoint's) after checking that it is one
+ * this loader can be in: a sequential position at a window start within
+ * the data, a random state that is not all zero. */
+int nx_loader_restore(nx_loader *l, const nx_loader_state *st, nx_err *err);
 /* Fills inputs and targets, each (B, T): row b is a window w of T+1 tokens,
  * inputs[b] = w[0..T), targets[b] = w[1..T+1). */
 void nx_loader_next(nx_loader *l, int32_t *inputs, int32_t *targets);

@@ -82,6 +82,31 @@ static int save_ckpt(run_state *s, const nx_run_config *rc, const nx_loader *ld,
                         rc->checkpoint.keep, err);
 }
 
+/* A checkpoint's CRC says its bytes are the ones written, not that a
+ * crafted or foreign file holds what this run could have written: every
+ * field is checked against the run before any of it is used. */
+static int check_resumed(run_state *s, const nx_run_config *rc, const nx_ckpt_meta *meta, const char *path,
+                         nx_err *err) {
+    int64_t per = (int64_t)rc->data.grad_accum * rc->data.batch_size * (rc->data.seq_len - 1);
+    const char *fix = "a corrupt or crafted checkpoint: resume from an earlier one, or start over with --overwrite";
+    if (meta->step < 0 || meta->step > INT64_MAX / per)
+        return nx_fail(err, "%s: step %lld is not a step count: %s", path, (long long)meta->step, fix);
+    if (meta->tokens != meta->step * per)
+        return nx_fail(err, "%s: %lld tokens trained after %lld steps of %lld tokens: %s", path,
+                       (long long)meta->tokens, (long long)meta->step, (long long)per, fix);
+    if (s->tr.opt.t != meta->step)
+        return nx_fail(err, "%s: %lld AdamW updates after %lld steps: %s", path, (long long)s->tr.opt.t,
+                       (long long)meta->step, fix);
+    if (meta->data_state_len != sizeof(nx_loader_state))
+        return nx_fail(err, "%s: data-loader state of %u bytes, expected %zu: %s", path, meta->data_state_len,
+                       sizeof(nx_loader_state), fix);
+    nx_train_state st = nx_trainer_state(&s->tr);
+    for (size_t i = 0; i < s->tr.n_train; i++)
+        if (!isfinite(st.params[i]) || !isfinite(st.m[i]) || !(st.v[i] >= 0) || !isfinite(st.v[i]))
+            return nx_fail(err, "%s: trained value %zu is not finite (or a second moment below 0): %s", path, i, fix);
+    return NX_OK;
+}
+
 /* Restores the student, the trainer's step and AdamW, and the loader from
  * the newest checkpoint; *tokens is the count trained on so far. */
 static int resume(run_state *s, const nx_run_config *rc, nx_loader *ld, int64_t *tokens, nx_err *err) {
@@ -92,11 +117,11 @@ static int resume(run_state *s, const nx_run_config *rc, nx_loader *ld, int64_t 
     nx_train_state st = nx_trainer_state(&s->tr);
     if (nx_ckpt_load(path, nx_run_config_hash(rc), &meta, opt->n, st.params, st.m, st.v, &opt->t, err))
         return NX_ERR;
+    if (check_resumed(s, rc, &meta, path, err)) return NX_ERR;
+    nx_loader_state ls;
+    memcpy(&ls, meta.data_state, sizeof ls);
+    if (nx_loader_restore(ld, &ls, err)) return nx_fail_prefix(err, "%s", path);
     nx_trainer_state_upload(&s->tr);
-    if (meta.data_state_len != sizeof ld->st)
-        return nx_fail(err, "%s: data-loader state of %u bytes, expected %zu", path, meta.data_state_len,
-                       sizeof ld->st);
-    memcpy(&ld->st, meta.data_state, sizeof ld->st);
     s->tr.step = meta.step;
     *tokens = meta.tokens;
     if (run_dir_start(&s->dir, rc, false, err) ||

@@ -649,13 +649,25 @@ int nx_loader_init(nx_loader *l, nx_tokens src, int B, int T, nx_batch_mode mode
     return NX_OK;
 }
 
+int nx_loader_restore(nx_loader *l, const nx_loader_state *st, nx_err *err) {
+    const uint64_t W = (uint64_t)l->T + 1;
+    if (l->mode == NX_BATCH_SEQUENTIAL && (st->pos > l->src.n || st->pos % W))
+        return nx_fail(err, "data-loader position %llu is not the start of a window of %llu tokens within the "
+                            "%llu tokens of the data", (unsigned long long)st->pos, (unsigned long long)W,
+                       (unsigned long long)l->src.n);
+    if (l->mode == NX_BATCH_RANDOM && !(st->rng.s[0] | st->rng.s[1] | st->rng.s[2] | st->rng.s[3]))
+        return nx_fail(err, "data-loader random state is all zero, which no seed gives");
+    l->st = *st;
+    return NX_OK;
+}
+
 void nx_loader_next(nx_loader *l, int32_t *inputs, int32_t *targets) {
     const uint64_t W = (uint64_t)l->T + 1;
     for (int b = 0; b < l->B; b++) {
         uint64_t start;
         if (l->mode == NX_BATCH_RANDOM) start = nx_rng_below(&l->st.rng, l->src.n - W + 1);
         else {
-            if (l->st.pos + W > l->src.n) { l->st.pos = 0; l->st.epoch++; }
+            if (l->st.pos > l->src.n - W) { l->st.pos = 0; l->st.epoch++; } /* n >= W: no wrap-around */
             start = l->st.pos;
             l->st.pos += W;
         }
