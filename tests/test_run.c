@@ -359,7 +359,7 @@ TEST(second_run_into_a_busy_directory_is_refused) {
     if (rb < 0) kill(b, SIGKILL), wait_rc(b);
     kill(a, SIGKILL);
     wait_rc(a);
-    char *msg = nx_read_file(log, 0, NULL, NULL), pid[32];
+    char *msg = nx_read_file(log, 1u << 30, NULL, NULL), pid[32];
     snprintf(pid, sizeof pid, "pid %d", (int)a);
     CHECKF(rb == 1 && msg && strstr(msg, "in use") && strstr(msg, pid), "second run: exit %d, said: %s", rb,
            msg ? msg : "(nothing)");
@@ -515,7 +515,7 @@ TEST(crafted_checkpoint_fields_are_refused) {
             _exit(127);
         }
         int r = wait_rc(pid);
-        char *msg = nx_read_file(log, 0, NULL, NULL);
+        char *msg = nx_read_file(log, 1u << 30, NULL, NULL);
         CHECKF(r == 1 && msg && strstr(msg, "step-00000012.nxck") && strstr(msg, cases[i].needle),
                "case %zu: exit %d, said: %s", i, r, msg ? msg : "");
         free(msg);

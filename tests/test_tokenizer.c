@@ -98,7 +98,7 @@ TEST(bytelevel_gpt2_regex_and_merges) {
 TEST(ignore_merges_uses_whole_word) {
     size_t len;
     nx_err rerr;
-    char *js = nx_read_file("tests/fixtures/tok-bytelevel/tokenizer.json", 0, &len, &rerr);
+    char *js = nx_read_file("tests/fixtures/tok-bytelevel/tokenizer.json", 1u << 30, &len, &rerr);
     CHECKF(js, "%s", rerr.msg);
     if (!js) return;
     cJSON *root = cJSON_ParseWithLength(js, len);
@@ -174,7 +174,7 @@ static nx_tokenizer *spm_variant(const char *model_key, cJSON *model_val, const 
                                  const char *key2, cJSON *val2) {
     size_t len;
     nx_err rerr;
-    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 0, &len, &rerr);
+    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 1u << 30, &len, &rerr);
     if (!js) { fprintf(stderr, "  %s\n", rerr.msg); return NULL; }
     cJSON *root = cJSON_ParseWithLength(js, len);
     free(js);
@@ -200,7 +200,7 @@ TEST(unk_fused_and_unfused) {
     /* fuse_unk off as well: one <unk> per character */
     size_t len;
     nx_err rerr;
-    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 0, &len, &rerr);
+    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 1u << 30, &len, &rerr);
     CHECKF(js, "%s", rerr.msg);
     if (!js) return;
     char *a = strstr(js, "\"fuse_unk\": true"), *b = strstr(js, "\"byte_fallback\": true");

@@ -107,7 +107,7 @@ static bool keep_line(const char *line, size_t len, bool whole, int64_t keep_bel
 static int trim(const char *path, int64_t keep_below, nx_err *err) {
     if (access(path, F_OK) && errno == ENOENT) return NX_OK; /* nothing written yet */
     size_t len;
-    char *text = nx_read_file(path, 0, &len, err);
+    char *text = nx_read_file(path, 1u << 30, &len, err);
     if (!text) return NX_ERR;
     char *out = nx_xmalloc(len + 1);
     size_t used = 0;

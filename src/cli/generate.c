@@ -92,7 +92,7 @@ int cmd_generate(int argc, char **argv) {
     nx_set_threads((int)threads);
 
     char *owned = NULL;
-    if (prompt_file && !(prompt = owned = nx_read_file(prompt_file, 0, NULL, &err))) return cli_error("generate", err.msg);
+    if (prompt_file && !(prompt = owned = nx_read_file(prompt_file, NX_MAX_TEXT, NULL, &err))) return cli_error("generate", err.msg);
     nx_tokenizer *tok = NULL;
     nx_model m = {0};
     int32_t *pids = NULL, *hist = NULL, *gen = NULL;

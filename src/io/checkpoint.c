@@ -45,7 +45,7 @@ static int cmp_long(const void *a, const void *b) {
 static bool has_hash(const char *dir, const char *name, uint64_t hash) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return false;
     unsigned char h[24];
     bool ok = pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && !memcmp(h, MAGIC, 8);
@@ -141,10 +141,9 @@ int nx_ckpt_remove_all(const char *dir, nx_err *err) {
 
 int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, size_t n, float *params, float *m,
                  float *v, int64_t *adam_t, nx_err *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    fstat(fd, &st);
+    int fd = nx_open_regular(path, &st, err);
+    if (fd < 0) return NX_ERR;
     size_t size = (size_t)st.st_size, nb = n * sizeof(float);
     size_t want = 16 + sizeof(disk_header) + 3 * nb + 4;
     if (size < 16) {

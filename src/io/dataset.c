@@ -249,10 +249,11 @@ typedef struct {
     bool eof;
 } line_reader;
 
-enum { READ_BLOCK = 1 << 18 };
+enum { READ_BLOCK = 1 << 18, MAX_LINE = 64 << 20 }; /* a JSONL line (one document) at most */
 
 /* One line into l (without its newline, nor a \r before it). 1: a line,
- * 0: end of file, -1: a read error (zlib's state says which). */
+ * 0: end of file, -1: a read error (zlib's state says which), -2: a line
+ * longer than MAX_LINE. */
 static int read_line(line_reader *rd, buf *l) {
     l->n = 0;
     for (;;) {
@@ -269,6 +270,7 @@ static int read_line(line_reader *rd, buf *l) {
         }
         const char *s = rd->p + rd->at, *nl = memchr(s, '\n', rd->n - rd->at);
         size_t k = nl ? (size_t)(nl - s) : rd->n - rd->at;
+        if (l->n + k > MAX_LINE) return -2;
         buf_put(l, s, k);
         rd->at += k + (nl != NULL);
         if (nl) {
@@ -280,9 +282,13 @@ static int read_line(line_reader *rd, buf *l) {
 
 static int do_file(run *r, const char *path, nx_err *err) {
     struct stat st;
-    if (stat(path, &st) != 0) return nx_fail(err, "%s: %s", path, strerror(errno));
-    gzFile g = gzopen(path, "rb");
-    if (!g) return nx_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    int fd = nx_open_regular(path, &st, err);
+    if (fd < 0) return NX_ERR;
+    gzFile g = gzdopen(fd, "rb");
+    if (!g) {
+        close(fd);
+        return nx_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    }
     gzbuffer(g, 1 << 18);
     r->path = path;
     r->file_bytes = (uint64_t)st.st_size;
@@ -297,8 +303,11 @@ static int do_file(run *r, const char *path, nx_err *err) {
         buf all = {0};
         char tmp[65536];
         int k;
-        while ((k = gzread(g, tmp, sizeof tmp)) > 0) buf_put(&all, tmp, (size_t)k);
-        if (gz_status(g, path, -1, err)) rc = NX_ERR;
+        while ((k = gzread(g, tmp, sizeof tmp)) > 0 && all.n <= NX_MAX_TEXT) buf_put(&all, tmp, (size_t)k);
+        if (all.n > NX_MAX_TEXT)
+            rc = nx_fail(err, "%s: larger than %u MiB of text, the most one plain-text document may be: split it "
+                              "into JSONL lines (one document each)", path, NX_MAX_TEXT >> 20);
+        else if (gz_status(g, path, -1, err)) rc = NX_ERR;
         else {
             chunk_add(&c, all.p ? all.p : "", all.n, 0);
             r->file_pos = r->file_bytes;
@@ -321,7 +330,10 @@ static int do_file(run *r, const char *path, nx_err *err) {
             }
         }
         free(rd.p);
-        if (rc == NX_OK && got < 0 && gz_status(g, path, lineno, err)) rc = NX_ERR;
+        if (rc == NX_OK && got == -2)
+            rc = nx_fail(err, "%s:%ld: line longer than %d MiB, the most one JSONL document may be", path, lineno + 1,
+                         MAX_LINE >> 20);
+        else if (rc == NX_OK && got < 0 && gz_status(g, path, lineno, err)) rc = NX_ERR;
         r->file_pos = r->file_bytes;
         if (rc == NX_OK) rc = flush_chunk(r, &c, jsonl, field, err);
     }
@@ -430,10 +442,9 @@ int nx_shard_write(const char *path, const int32_t *ids, size_t n, uint32_t voca
 
 int nx_shard_open(nx_shard *s, const char *path, nx_err *err) {
     *s = (nx_shard){0};
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return nx_fail(err, "%s: cannot open (%s)", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) { close(fd); return nx_fail(err, "%s: cannot stat (%s)", path, strerror(errno)); }
+    int fd = nx_open_regular(path, &st, err);
+    if (fd < 0) return NX_ERR;
     size_t len = (size_t)st.st_size;
     if (len < NX_SHARD_HEADER_BYTES) {
         close(fd);

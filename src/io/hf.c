@@ -227,7 +227,7 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
 
 int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) {
     size_t len;
-    char *txt = nx_read_file(path, 0, &len, err);
+    char *txt = nx_read_file(path, NX_MAX_JSON_CONFIG, &len, err);
     if (!txt) return NX_ERR;
     size_t bad = nx_st_utf8_invalid_at(txt, len);
     if (bad < len) {
@@ -505,7 +505,7 @@ int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err) 
             continue;
         }
         size_t n;
-        char *buf = nx_read_file(s, 0, &n, err);
+        char *buf = nx_read_file(s, NX_MAX_TOKENIZER, &n, err);
         free(s);
         if (!buf) return NX_ERR;
         char *d = nx_path_join(dst_dir, files[i]);

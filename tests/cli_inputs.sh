@@ -1,0 +1,37 @@
+#!/bin/sh
+# cli_inputs.sh — issue 15, item 10: where a file is expected, a FIFO, a
+# device or a directory is refused at once (never read forever, never
+# waited on), and what is read is bounded. Run under a 4 GB address-space
+# limit and a timeout, so a regression fails here instead of eating the
+# machine.
+. tests/lib.sh
+T=$(mktemp -d /tmp/nx_cli_in_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+FX=tests/fixtures
+ulimit -v 4000000 2>/dev/null
+# expect NAME RC PATTERN -- CMD...: exit status and a message within 10 s
+expect() {
+    name=$1 want=$2 pat=$3; shift 4
+    out=$(timeout -k 2 10 "$@" 2>&1 </dev/null); rc=$?
+    case "$rc:$out" in "$want:"*"$pat"*) ok "$name" ;; *) bad "$name: exit $rc, said: $(echo "$out" | head -c 300)" ;; esac
+}
+mkfifo "$T/fifo"
+mkdir -p "$T/fifo-model" && mkfifo "$T/fifo-model/tokenizer.json"
+truncate -s 2G "$T/big.txt"
+printf '{"text": "x' > "$T/line.jsonl" && truncate -s 2G "$T/line.jsonl"
+expect "generate --prompt-file /dev/zero" 1 "not a regular file" -- $NEXUS generate $FX/tiny-gen --prompt-file /dev/zero
+expect "generate --prompt-file FIFO" 1 "not a regular file" -- $NEXUS generate $FX/tiny-gen --prompt-file "$T/fifo"
+expect "generate --prompt-file 2 GiB" 1 "larger than" -- $NEXUS generate $FX/tiny-gen --prompt-file "$T/big.txt"
+expect "tokenize --file /dev/zero" 1 "not a regular file" -- $NEXUS tokenize --model $FX/tok-bytelevel --file /dev/zero
+expect "tokenize --file 2 GiB" 1 "larger than" -- $NEXUS tokenize --model $FX/tok-bytelevel --file "$T/big.txt"
+expect "tokenize --file DIR" 1 "is a directory" -- $NEXUS tokenize --model $FX/tok-bytelevel --file "$T"
+expect "tokenizer.json a FIFO" 1 "not a regular file" -- $NEXUS tokenize --model "$T/fifo-model" --text x
+expect "prepare-data --input /dev/zero" 1 "not a regular file" -- \
+    $NEXUS prepare-data --model $FX/tok-bytelevel --input /dev/zero --out "$T/o"
+expect "prepare-data 2 GiB text document" 1 "larger than" -- \
+    $NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/big.txt" --out "$T/o"
+expect "prepare-data 2 GiB JSONL line" 1 "line longer than" -- \
+    $NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/line.jsonl" --out "$T/o"
+expect "info /dev/zero" 1 "not a regular file" -- $NEXUS info /dev/zero
+expect "info FIFO config.json" 1 "not a regular file" -- $NEXUS info "$T/fifo"
+summary
