@@ -359,3 +359,26 @@ TEST(shard_set_written_and_read_as_a_whole) {
     CHECK(nx_shard_set_open(&s, dir, "train.bin", &e) == NX_ERR && strstr(e.msg, "no manifest.json"));
     rmdir_all();
 }
+
+/* Issue 15, item 11: an empty text is a document of no tokens (just the
+ * EOS), also as the very first one (UBSan: no memcpy into a NULL stream). */
+TEST(empty_text_is_an_empty_document) {
+    mk();
+    nx_tokenizer *t;
+    nx_err err;
+    CHECK(nx_tokenizer_load(&t, "tests/fixtures/tok-bytelevel", &err) == NX_OK);
+    char p[128];
+    snprintf(p, sizeof p, "%s/e.jsonl", dir);
+    const char *jl = "{\"text\": \"\"}\n{\"text\": \"lll\"}\n{\"text\": \"\"}\n";
+    write_file(p, jl, strlen(jl));
+    const char *paths[] = {p};
+    nx_docs_opts o = {.eos_id = -1};
+    nx_token_stream s = {0};
+    CHECKF(nx_dataset_tokenize(t, paths, 1, &o, &s, NULL, &err) == NX_OK, "%s", err.msg);
+    const int32_t want[] = {259, 108};
+    expect_stream(&s, want, 2);
+    CHECK(s.n_docs == 3 && s.doc_end[0] == 0 && s.doc_end[2] == 2);
+    nx_token_stream_free(&s);
+    nx_tokenizer_free(t);
+    rmdir_all();
+}

@@ -326,3 +326,33 @@ TEST(concurrent_encode_matches_serial) {
     for (int i = 0; i < 5; i++) free(ref[i]);
     nx_tokenizer_free(t);
 }
+
+/* Issue 15, item 11: a word that maps to no ids at all (BPE without an
+ * unknown token or byte fallback, a character outside the vocabulary)
+ * encodes to nothing, cleanly (UBSan: no memcpy from a NULL buffer). */
+TEST(word_with_no_ids_encodes_to_nothing) {
+    size_t len;
+    nx_err rerr;
+    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 1u << 30, &len, &rerr);
+    CHECKF(js, "%s", rerr.msg);
+    if (!js) return;
+    cJSON *root = cJSON_ParseWithLength(js, len), *model = cJSON_GetObjectItem(root, "model");
+    cJSON_ReplaceItemInObject(model, "unk_token", cJSON_CreateNull());
+    cJSON_ReplaceItemInObject(model, "byte_fallback", cJSON_CreateFalse());
+    cJSON_ReplaceItemInObject(root, "normalizer", cJSON_CreateNull());
+    cJSON_ReplaceItemInObject(root, "post_processor", cJSON_CreateNull());
+    char *j2 = cJSON_PrintUnformatted(root);
+    nx_tokenizer *t;
+    nx_err err;
+    CHECKF(nx_tokenizer_load_json(&t, j2, strlen(j2), "nounk.json", &err) == NX_OK, "%s", err.msg);
+    int32_t *ids = NULL;
+    size_t n = 99;
+    for (int k = 0; k < 2; k++) { /* the second time from the word cache */
+        CHECK(nx_tokenizer_encode(t, "\xe2\x82\xac", 3, false, &ids, &n, &err) == NX_OK && n == 0);
+        free(ids);
+    }
+    nx_tokenizer_free(t);
+    free(j2);
+    cJSON_Delete(root);
+    free(js);
+}

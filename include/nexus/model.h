@@ -198,7 +198,8 @@ int nx_acts_init(nx_acts *a, const nx_model *m, int B, int T, unsigned mode, nx_
  * NX_ACTS_INFER or NX_ACTS_STREAM). */
 int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, unsigned mode,
                       nx_err *err);
-/* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated). */
+/* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated);
+ * SIZE_MAX when B × T or the sizes are too large to count (nx_acts_init refuses those). */
 size_t nx_acts_bytes(const nx_model_config *cfg, int B, int T, unsigned mode);
 void nx_acts_free(nx_acts *a);
 

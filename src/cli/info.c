@@ -181,6 +181,10 @@ int cmd_info(int argc, char **argv) {
     double kv = 4.0 * 2 * L * B * T * KVH * HS;
     double scratch = 4.0 * B * (3 * C + 2 * F + V + NH * T);
     double infer = f32 + kv + scratch;
+    if ((double)B * T > 2147483647.0 || nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN) == SIZE_MAX) {
+        snprintf(msg, sizeof msg, "batch %ld x sequence length %ld: activations too large to count", B, T);
+        return cli_error("info", msg);
+    }
     double acts = (double)nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN);
     double train = 16 * N + acts + teacher_bytes;
 

@@ -63,6 +63,7 @@ static void chunk_add(chunk *c, const char *s, size_t n, long line) {
 }
 
 static void stream_push(nx_token_stream *s, size_t *cap, const int32_t *ids, size_t n) {
+    if (!n) return; /* an empty document: ids may be NULL, and so may the stream */
     if (s->n + n > *cap) {
         size_t c = *cap ? *cap : 1 << 16;
         while (c < s->n + n) c *= 2;
