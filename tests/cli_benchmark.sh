@@ -37,4 +37,26 @@ if [ $rc = 1 ] && grep -q "fewer than one window of 256" $T/err; then ok "no com
 $NEXUS benchmark $T/missing --data $T/d.jsonl --no-speed > /dev/null 2> $T/err; rc=$?
 if [ $rc = 1 ] && grep -q "missing" $T/err; then ok "missing model dir: error names it"; else bad "missing model (rc $rc)"; fi
 
+# issue 15, item 12
+grep -q "b2 tok/s" $T/table.txt && ! grep -q "b8 tok/s" $T/table.txt && ok "header names --batch" ||
+    bad "header: $(head -1 $T/table.txt)"
+for o in "--seq-len 4294967298" "--prompt-tokens 4294967304" "--batch 4294967297" "--max-windows -3" "--threads -1"; do
+    $NEXUS benchmark $M --data $T/d.jsonl $o > /dev/null 2> $T/err; rc=$?
+    [ $rc = 2 ] && grep -q -- "${o% *}" $T/err && ok "$o: usage error" || bad "$o: exit $rc, $(cat $T/err | head -2)"
+done
+t0=$(date +%s)
+timeout -k 2 20 $NEXUS benchmark $M --data $T/d.jsonl --no-speed --plot $T/q.svg > /dev/null 2> $T/err; rc=$?
+[ $rc = 2 ] && grep -q -- "--plot" $T/err && [ $(($(date +%s) - t0)) -le 2 ] && ok "--plot with --no-speed refused up front" ||
+    bad "--plot --no-speed: exit $rc after $(($(date +%s) - t0)) s"
+# SIGTERM to the parent takes the measuring child with it
+$NEXUS benchmark $M --prompt-tokens 16 --decode-tokens 32 --reps 100000 --threads 1 > /dev/null 2>&1 &
+parent=$!
+child=""
+for i in $(seq 1 100); do child=$(pgrep -P $parent | head -1); [ -n "$child" ] && break; sleep 0.1; done
+kill -TERM $parent; wait $parent 2>/dev/null
+sleep 1
+state=$(ps -o stat= -p "${child:-0}" 2>/dev/null)   # gone, or a zombie nobody reaped yet
+if [ -n "$child" ] && case "$state" in ""|Z*) true ;; *) false ;; esac; then ok "SIGTERM to the parent ends the measuring child"
+else bad "measuring child ${child:-(none seen)} outlived its parent"; [ -n "$child" ] && kill -KILL $child 2>/dev/null; fi
+
 summary

@@ -91,6 +91,13 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *n
     return EXIT_OK;
 }
 
+int cli_range(const cli_spec *s, const char *opt, long v, long lo, long hi) {
+    if (v >= lo && v <= hi) return EXIT_OK;
+    fprintf(stderr, "nexus %s: %s must be between %ld and %ld (got %ld)\n", s->cmd, opt, lo, hi, v);
+    cli_print_help(s, true);
+    return EXIT_USAGE;
+}
+
 int cli_error(const char *cmd, const char *msg) {
     fprintf(stderr, "nexus %s: %s\n", cmd, msg);
     return EXIT_RUNTIME;
