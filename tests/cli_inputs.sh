@@ -34,4 +34,21 @@ expect "prepare-data 2 GiB JSONL line" 1 "line longer than" -- \
     $NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/line.jsonl" --out "$T/o"
 expect "info /dev/zero" 1 "not a regular file" -- $NEXUS info /dev/zero
 expect "info FIFO config.json" 1 "not a regular file" -- $NEXUS info "$T/fifo"
+
+# issue 15, item 13: the smaller ones
+M=tests/fixtures/tiny-gen
+mkdir "$T/inf"; sed 's/"rope_theta": 10000.0/"rope_theta": 1e999/' $FX/tiny-llama/config.json > "$T/inf/config.json"
+expect "rope_theta 1e999" 1 "rope_theta" -- $NEXUS info "$T/inf"
+expect "generate --threads -1" 2 "--threads" -- $NEXUS generate $M --prompt hi --threads -1
+expect "generate --max-tokens 2^32+1" 2 "--max-tokens" -- $NEXUS generate $M --prompt hi --max-tokens 4294967297
+expect "prepare-data --val-docs -1" 2 "--val-docs" -- \
+    $NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/big.txt" --out "$T/o" --val-docs -1
+expect "duplicate --prompt" 2 "given twice" -- $NEXUS generate $M --prompt a --prompt b
+n_arg=$($NEXUS generate $M --prompt "Hello world" --max-tokens 1 --json 2>/dev/null | jq .prompt_tokens)
+n_std=$(printf 'Hello world' | $NEXUS generate $M --prompt-file - --max-tokens 1 --json 2>/dev/null | jq .prompt_tokens)
+[ -n "$n_arg" ] && [ "$n_arg" = "$n_std" ] && ok "--prompt-file - reads stdin" || bad "--prompt-file -: $n_std tokens, --prompt: $n_arg"
+printf 'Hello\0world' > "$T/nul.txt"
+n_nul=$($NEXUS generate $M --prompt-file "$T/nul.txt" --max-tokens 1 --json 2>/dev/null | jq .prompt_tokens)
+n_tok=$($NEXUS tokenize --model $M --file "$T/nul.txt" --no-special | wc -w)
+[ -n "$n_nul" ] && [ "$n_nul" = "$n_tok" ] && ok "--prompt-file reads past a NUL" || bad "NUL prompt: $n_nul tokens, the file has $n_tok"
 summary

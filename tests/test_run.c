@@ -236,6 +236,19 @@ TEST(bad_input_is_reported_before_training) {
     CHECK(system(cmd) == 0);
     snprintf(set, sizeof set, "data.train=%s", p);
     expect_error(set, "data.validation=null", "different tokenizer");
+    /* the message shows the shard's fingerprint, not a closed shard's zeros (issue 15, item 13) */
+    expect_error(set, "data.validation=null", "tokenizer than the teacher's (fingerprint ");
+    {
+        char cfg[256];
+        snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+        const char *sets[] = {"optimizer.steps=20", "eval.every=0", set, "data.validation=null"};
+        nx_run_config rc;
+        nx_err e = {{0}};
+        nx_run_opts o = {.distill = true};
+        nx_run_summary s;
+        CHECK(nx_run_config_load(&rc, cfg, sets, 4, &e) == NX_OK && nx_run(&rc, &o, &s, &e) == NX_ERR);
+        CHECKF(!strstr(e.msg, "fingerprint 0000000000000000"), "%s", e.msg);
+    }
     /* a teacher directory without tokenizer.json */
     snprintf(cmd, sizeof cmd, "mkdir -p %s/notok && cp %s/teacher/config.json %s/teacher/model.safetensors %s/notok/",
              root, root, root, root);
@@ -520,6 +533,23 @@ TEST(crafted_checkpoint_fields_are_refused) {
                "case %zu: exit %d, said: %s", i, r, msg ? msg : "");
         free(msg);
     }
+}
+
+/* Issue 15, item 13: `nexus train` (no teacher, no logits to distill) may
+ * give the student a larger vocabulary than the teacher's tokenizer needs,
+ * whatever loss.alpha says; distilling still may not. */
+TEST(train_takes_a_larger_student_vocabulary) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[300];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(out, sizeof out, "output.dir=%s/trainvocab", root);
+    const char *sets[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=0", "student.vocab_size=300",
+                          "student.init=random", "loss.alpha=0.5", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_opts o = {.distill = false};
+    nx_run_summary s;
+    CHECKF(nx_run_config_load(&rc, cfg, sets, 7, &e) == NX_OK && nx_run(&rc, &o, &s, &e) == NX_OK, "%s", e.msg);
 }
 
 __attribute__((destructor)) static void cleanup(void) {

@@ -29,17 +29,16 @@ static int open_shard(run_data *d, const char *sp, bool dir_given, const nx_toke
     bool in_set = dir_given || access(mpath, F_OK) == 0;
     if (in_set ? nx_shard_set_open(&d->shard, dir, name, err) : nx_shard_open(&d->shard, sp, err)) return NX_ERR;
     d->is_shard = true;
-    if (d->shard.info.fingerprint != nx_tokenizer_fingerprint(tok)) {
+    nx_shard_info in = d->shard.info; /* the figures for the messages: closing zeroes the shard */
+    if (in.fingerprint != nx_tokenizer_fingerprint(tok)) {
         nx_shard_close(&d->shard);
         return nx_fail(err, "%s: made with a different tokenizer than the teacher's (fingerprint "
                             "%016llx, teacher %016llx): run nexus prepare-data with the teacher's model",
-                       sp, (unsigned long long)d->shard.info.fingerprint,
-                       (unsigned long long)nx_tokenizer_fingerprint(tok));
+                       sp, (unsigned long long)in.fingerprint, (unsigned long long)nx_tokenizer_fingerprint(tok));
     }
-    if ((int64_t)d->shard.info.vocab_size > V) {
+    if ((int64_t)in.vocab_size > V) {
         nx_shard_close(&d->shard);
-        return nx_fail(err, "%s: token ids up to %u but the student's vocabulary has %d", sp,
-                       d->shard.info.vocab_size, V);
+        return nx_fail(err, "%s: token ids up to %u but the student's vocabulary has %d", sp, in.vocab_size, V);
     }
     d->view = nx_shard_tokens(&d->shard);
     return NX_OK;

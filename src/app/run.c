@@ -139,6 +139,20 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
                    rc->data.batch_size, maxw, r, err);
 }
 
+/* The student's shape. Without a teacher to distill from (nexus train)
+ * nothing is compared with the teacher's logits or states, so the losses
+ * that would need its vocabulary or widths do not constrain the shape. */
+static int student_shape(const nx_run_config *rc, bool distill, const nx_model_config *t, nx_model_config *s,
+                         nx_err *err) {
+    if (distill) return nx_run_config_student_shape(rc, t, s, err);
+    nx_run_config *own = nx_xmalloc(sizeof *own);
+    *own = *rc;
+    own->loss.alpha = 0, own->loss.hidden.weight = 0, own->loss.attention = 0;
+    int r = nx_run_config_student_shape(own, t, s, err);
+    free(own);
+    return r;
+}
+
 /* Every forward stays within the models' contexts: training windows of
  * seq_len − 1 inputs, evaluation windows of seq_len tokens, through the
  * student and (distilling) the teacher. */
@@ -271,7 +285,7 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
 
     /* configs only: where the run writes, the shapes, their contexts, the memory */
     if (run_dir_check_paths(rc, err) || nx_hf_load_config(rc->teacher.path, &tcfg, err) ||
-        nx_run_config_student_shape(rc, &tcfg, &scfg, err) || check_context(rc, distill, &tcfg, &scfg, err) ||
+        student_shape(rc, distill, &tcfg, &scfg, err) || check_context(rc, distill, &tcfg, &scfg, err) ||
         run_plan_check(rc, distill, &tcfg, &scfg, err) || run_dir_open(&s.dir, rc, o, err))
         goto fail;
     if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;

@@ -36,7 +36,7 @@ static int usage_error(const cli_spec *s, const char *fmt, const char *a) {
 
 int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *npos) {
     *npos = 0;
-    bool only_pos = false;
+    bool only_pos = false, given[64] = {false};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_pos || a[0] != '-' || a[1] == '\0') {
@@ -55,6 +55,11 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *n
         for (int k = 0; k < s->nopts; k++)
             if (strlen(s->opts[k].name) == nlen && strncmp(s->opts[k].name, a, nlen) == 0) o = &s->opts[k];
         if (!o) return usage_error(s, "unknown option '%s'", a);
+        if (o->kind != OPT_MULTI && o->kind != OPT_FLAG) { /* a second value would silently win */
+            size_t k = (size_t)(o - s->opts);
+            if (k < 64 && given[k]) return usage_error(s, "option '%s' given twice", o->name);
+            if (k < 64) given[k] = true;
+        }
         if (o->kind == OPT_FLAG) {
             if (eq) return usage_error(s, "option '%s' takes no value", o->name);
             *(bool *)o->dst = true;

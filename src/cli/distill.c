@@ -83,7 +83,10 @@ static int run_cmd(const char *name, bool distill, int argc, char **argv) {
     }
     nx_run_config cfg;
     nx_err err;
-    if (nx_run_config_load(&cfg, pos[0], sets.v, sets.n, &err)) return cli_error(name, err.msg);
+    if (nx_run_config_load(&cfg, pos[0], sets.v, sets.n, &err)) { /* the config is the command's argument */
+        cli_error(name, err.msg);
+        return EXIT_USAGE;
+    }
     if (print_config) {
         nx_run_config_print(stdout, &cfg);
         return EXIT_OK;

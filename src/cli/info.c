@@ -131,7 +131,10 @@ int cmd_info(int argc, char **argv) {
     if (yaml) {
         nx_run_config rc;
         nx_model_config tc, *tcp = NULL;
-        if (nx_run_config_load(&rc, path, NULL, 0, &err)) return cli_error("info", err.msg);
+        if (nx_run_config_load(&rc, path, NULL, 0, &err)) {
+            cli_error("info", err.msg);
+            return EXIT_USAGE; /* as for distill: a run config that does not load is a usage error */
+        }
         if (nx_hf_load_config(rc.teacher.path, &tc, &err) == NX_OK) tcp = &tc;
         if (nx_run_config_student_shape(&rc, tcp, &c, &err))
             return cli_error("info", err.msg); /* names the teacher when its shape is needed */

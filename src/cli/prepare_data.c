@@ -3,6 +3,7 @@
  * trainer memory-maps. The work is in src/io/dataset.c; this file parses
  * flags, splits off the validation documents and prints the summary. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@ int cmd_prepare_data(int argc, char **argv) {
     const char *model = NULL, *outdir = NULL, *field = "text", *eos = NULL;
     cli_multi inputs = {0};
     double val_fraction = 0;
-    long val_docs = -1, threads = 0;
+    long val_docs = LONG_MIN, threads = 0; /* LONG_MIN: --val-docs not given */
     bool skip_bad = false;
     const cli_opt opts[] = {
         {"--model", OPT_STR, &model, "model directory whose tokenizer.json is used"},
@@ -37,11 +38,13 @@ int cmd_prepare_data(int argc, char **argv) {
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
     if (rc) return rc;
+    if ((val_docs != LONG_MIN && (rc = cli_range(&spec, "--val-docs", val_docs, 0, LONG_MAX))) ||
+        (rc = cli_range(&spec, "--threads", threads, 0, 4096)))
+        return rc;
     const char *why = !model ? "--model is required" : !inputs.n ? "at least one --input is required"
                     : !outdir ? "--out is required"
                     : (val_fraction < 0 || val_fraction >= 1) ? "--val-fraction must be in [0, 1)"
-                    : (val_docs >= 0 && val_fraction > 0) ? "give --val-fraction or --val-docs, not both"
-                    : threads < 0 ? "--threads must be positive" : NULL;
+                    : (val_docs >= 0 && val_fraction > 0) ? "give --val-fraction or --val-docs, not both" : NULL;
     if (why) {
         fprintf(stderr, "nexus prepare-data: %s\n", why);
         cli_print_help(&spec, true);

@@ -172,8 +172,10 @@ int nx_model_config_check(const nx_model_config *c, nx_err *err) {
         return nx_fail(err, "num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
                        c->NH, c->KVH);
     if (c->HS % 2) return nx_fail(err, "head_dim (%d) must be even for rotary embeddings", c->HS);
-    if (!(c->eps > 0)) return nx_fail(err, "rms_norm_eps must be positive (got %g)", c->eps);
-    if (!(c->rope_theta > 0)) return nx_fail(err, "rope_theta must be positive (got %g)", c->rope_theta);
+    if (!(c->eps > 0) || !isfinite(c->eps))
+        return nx_fail(err, "rms_norm_eps must be positive and finite (got %g)", c->eps);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return nx_fail(err, "rope_theta must be positive and finite (got %g)", c->rope_theta);
     if (c->max_pos <= 0) return nx_fail(err, "max_position_embeddings must be positive");
     /* Sizes in 64 bits (the count in double, which cannot overflow): the
      * stacked q/k/v and gate/up row counts are ints in the forward, and the
