@@ -99,7 +99,10 @@ size_t nx_model_count(const nx_model_config *cfg);   /* parameters: the sum of t
 void nx_weights_bind(nx_weights *w, const nx_model_config *cfg, nx_dtype wtype, nx_backend *be, void *base);
 /* f32 view of tensor p in a buffer laid out in f32. */
 static inline float *nx_param_f32(const nx_param *p, void *base) { return (float *)((char *)base + p->off); }
-/* Checks a config for internal consistency (positive sizes, NH % KVH, ...). */
+/* Checks a config for internal consistency (positive sizes, NH % KVH, ...)
+ * and that its sizes can be held: at most NX_MAX_LAYERS layers, row counts
+ * that fit an int, parameters countable in 64 bits (2^46). */
+#define NX_MAX_LAYERS 4096
 int nx_model_config_check(const nx_model_config *cfg, nx_err *err);
 
 typedef struct nx_model {

@@ -183,6 +183,8 @@ int nx_model_config_check(const nx_model_config *c, nx_err *err) {
     int64_t Q = (int64_t)c->NH * c->HS, QKV = Q + 2 * (int64_t)c->KVH * c->HS, C = c->C, F = c->F;
     double n = (double)c->V * C * (c->tied ? 1 : 2) +
                (double)c->L * ((double)QKV * C + (double)C * Q + 3.0 * F * C + QKV + 3.0 * C) + C;
+    if (c->L > NX_MAX_LAYERS)
+        return nx_fail(err, "%d layers: more than nexus holds (%d)", c->L, NX_MAX_LAYERS);
     if (QKV > INT_MAX || 2 * F > INT_MAX || n > 0x1p46)
         return nx_fail(err, "model shape too large to hold: %d heads x head_dim %d (q/k/v rows %lld), "
                             "intermediate %d, about %.3g parameters", c->NH, c->HS, (long long)QKV, c->F, n);
