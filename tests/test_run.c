@@ -552,6 +552,32 @@ TEST(train_takes_a_larger_student_vocabulary) {
     CHECKF(nx_run_config_load(&rc, cfg, sets, 7, &e) == NX_OK && nx_run(&rc, &o, &s, &e) == NX_OK, "%s", e.msg);
 }
 
+/* A kill -9 during a checkpoint (or the student's) write leaves its
+ * temporary file behind, as large as a checkpoint: the next run into the
+ * directory (which holds its lock) removes what nexus itself writes there. */
+TEST(stale_temporary_files_are_removed_on_resume) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[300], dir[200], cmd[1200];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(dir, sizeof dir, "%s/stale", root);
+    snprintf(out, sizeof out, "output.dir=%s", dir);
+    const char *sets[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_summary s;
+    nx_run_opts op = {.distill = true};
+    CHECK(nx_run_config_load(&rc, cfg, sets, 4, &e) == NX_OK && nx_run(&rc, &op, &s, &e) == NX_OK);
+    snprintf(cmd, sizeof cmd, "head -c 100000 /dev/zero > %s/checkpoints/step-00000099.nxck.tmp && "
+                              "touch %s/special_tokens_map.json.tmp %s/mine.tmp", dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    const char *more[] = {"optimizer.steps=16", "eval.every=0", "checkpoint.every=4", out};
+    nx_run_opts re = {.distill = true, .resume = true};
+    CHECKF(nx_run_config_load(&rc, cfg, more, 4, &e) == NX_OK && nx_run(&rc, &re, &s, &e) == NX_OK, "%s", e.msg);
+    snprintf(cmd, sizeof cmd, "test ! -e %s/checkpoints/step-00000099.nxck.tmp && test ! -e %s/special_tokens_map.json.tmp "
+                              "&& test -e %s/mine.tmp", dir, dir, dir);
+    CHECKF(system(cmd) == 0, "the stale temporary files are still there (or a file not nexus' was removed)");
+}
+
 __attribute__((destructor)) static void cleanup(void) {
     if (root[0] && !getenv("KEEP")) sh("rm -rf %s%s", root, "");
 }

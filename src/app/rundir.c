@@ -29,11 +29,14 @@
  * process dies, kill -9 included. The lock is on the directory itself; a
  * small file beside it, .nexus.lock, says who holds it (pid, command,
  * start time) for the message the second run prints, and is removed when
- * the run ends. */
+ * the run ends. Holding the lock, a run also removes the temporary files a
+ * killed run's atomic writes left behind (step-N.nxck.tmp, as large as a
+ * checkpoint). */
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -142,6 +145,31 @@ static bool nonempty_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
 }
 
+/* Temporary files of an atomic write that a kill -9 interrupted (each as
+ * large as what it was writing: a checkpoint, the student): only names
+ * nexus writes, only under the lock. */
+static void remove_stale_tmp(const nx_run_config *rc) {
+    char path[NX_RUN_PATH_MAX + 64];
+    DIR *d = opendir(rc->checkpoint.dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (!strncmp(e->d_name, "step-", 5) && n > 9 && !strcmp(e->d_name + n - 9, ".nxck.tmp")) {
+            snprintf(path, sizeof path, "%s/%s", rc->checkpoint.dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d) closedir(d);
+    static const char *const mine[] = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
+                                       "special_tokens_map.json", "generation_config.json", "metrics.jsonl"};
+    for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.tmp", rc->output.dir, mine[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s.tmp", rc->log.metrics_file);
+    unlink(path);
+}
+
 /* What of an earlier run the directories hold, as a list for a message;
  * "" when nothing. */
 static void earlier_run(const nx_run_config *rc, char *what, size_t n) {
@@ -226,6 +254,7 @@ int run_dir_open(run_dir *d, const nx_run_config *rc, const nx_run_opts *o, nx_e
         run_dir_close(d);
         return NX_ERR;
     }
+    remove_stale_tmp(rc);
     char what[3 * NX_RUN_PATH_MAX + 256];
     earlier_run(rc, what, sizeof what);
     if (what[0] && !o->resume && !o->overwrite) {
