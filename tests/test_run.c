@@ -578,6 +578,23 @@ TEST(stale_temporary_files_are_removed_on_resume) {
     CHECKF(system(cmd) == 0, "the stale temporary files are still there (or a file not nexus' was removed)");
 }
 
+/* A metrics line that cannot be written (a full disk; here /dev/full) stops
+ * the run with the reason, instead of leaving metrics.jsonl silently short. */
+TEST(a_metrics_write_that_fails_stops_the_run) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[300];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(out, sizeof out, "output.dir=%s/devfull", root);
+    const char *sets[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=0", "log.metrics_file=/dev/full", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_summary s;
+    nx_run_opts op = {.distill = true};
+    CHECK(nx_run_config_load(&rc, cfg, sets, 5, &e) == NX_OK);
+    int r = nx_run(&rc, &op, &s, &e);
+    CHECKF(r == NX_ERR && strstr(e.msg, "/dev/full") && strstr(e.msg, "No space"), "got %s", r ? e.msg : "success");
+}
+
 __attribute__((destructor)) static void cleanup(void) {
     if (root[0] && !getenv("KEEP")) sh("rm -rf %s%s", root, "");
 }

@@ -261,7 +261,7 @@ static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_
         out->student.ppl = r.perplexity;
         out->student.agreement = r.agreement;
         out->student.kl = r.kl;
-        run_metrics_eval(&s->metrics, s->tr.step, &r, true);
+        if (run_metrics_eval(&s->metrics, s->tr.step, &r, true, err)) return NX_ERR;
         out->teacher.ppl = r.teacher_perplexity; /* NAN without a teacher */
     }
     if (distill) {
@@ -336,13 +336,13 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         t_train += dt;
         tokens += st.tokens;
         double tps = (s.tr.step - pg.start) * (double)st.tokens / t_train; /* this session's steps */
-        run_metrics_step(&s.metrics, &st, tokens, dt, tps);
+        if (run_metrics_step(&s.metrics, &st, tokens, dt, tps, err)) goto fail;
         run_progress_step(&pg, &st, s.tr.step, t_train, tps);
         bool last = s.tr.step == pg.total;
         if (s.have_val && rc->eval.every > 0 && s.tr.step % rc->eval.every == 0 && !last) {
             nx_eval_result r;
             if (evaluate(&s, rc, distill, &r, err)) goto fail;
-            run_metrics_eval(&s.metrics, s.tr.step, &r, false);
+            if (run_metrics_eval(&s.metrics, s.tr.step, &r, false, err)) goto fail;
             run_progress_eval(&pg, s.tr.step, &r, distill);
         }
         bool stop = o->stop && *o->stop;

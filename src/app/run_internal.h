@@ -66,13 +66,17 @@ int run_init_student(nx_model *student, const nx_model *teacher, const nx_run_co
 /* ---- metrics.c: OUTPUT/metrics.jsonl, one JSON object per line ---- */
 typedef struct run_metrics {
     FILE *f;
+    const char *path;
 } run_metrics;
 
 /* Opens path for writing; with resume, keeps only the lines of steps before
  * keep_below (those a checkpoint holds) and appends after them. */
 int run_metrics_open(run_metrics *m, const char *path, bool resume, int64_t keep_below, nx_err *err);
-void run_metrics_step(run_metrics *m, const nx_step_stats *st, int64_t tokens, double step_s, double tokens_per_s);
-void run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool final);
+/* One line each; NX_ERR (err names the file and the reason) when it could
+ * not be written. */
+int run_metrics_step(run_metrics *m, const nx_step_stats *st, int64_t tokens, double step_s, double tokens_per_s,
+                     nx_err *err);
+int run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool final, nx_err *err);
 void run_metrics_close(run_metrics *m);
 
 /* ---- progress.c: stderr ---- */
