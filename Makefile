@@ -10,7 +10,8 @@
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process,
 #                   and against the engine of BENCH_BASE built beside this one)
-#   make fuzz       every libFuzzer target (tests/fuzz), FUZZ_SECONDS each (clang)
+#   make fuzz       every libFuzzer target (tests/fuzz: the parsers, the server's
+#                   requests and templates), FUZZ_SECONDS each (clang)
 
 CC       ?= cc
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
@@ -27,18 +28,17 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
 # Only what the code uses; --as-needed: a binary records only the libraries
 # it calls (the tests that never reach io/hub.c do not load libcurl or
 # libcrypto). libcrypto (OpenSSL's EVP sha256) comes with
-# libcurl4-openssl-dev, which depends on libssl-dev. libmicrohttpd is
-# installed by scripts/deps.sh for the HTTP server to come; add
-# -lmicrohttpd here with the first source that includes it.
+# libcurl4-openssl-dev, which depends on libssl-dev. libmicrohttpd
+# (scripts/deps.sh) is the HTTP server of src/serve/.
 LDLIBS   += -Wl,--as-needed -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
-            -lcurl -lcrypto -lpcre2-8 -lm -fopenmp -lpthread
+            -lcurl -lcrypto -lpcre2-8 -lmicrohttpd -lm -fopenmp -lpthread
 
 # make STATIC=1: the Debian libraries linked in, for a binary that runs on
 # a machine without them (the GPU machine); cJSON has no static library in
 # Debian: carry libcjson.so.1 beside the binary (LD_LIBRARY_PATH)
 ifeq ($(STATIC),1)
 LDLIBS   := -L$(BLAS_DIR) -Wl,-Bstatic -lopenblas -lgfortran -lquadmath -lyaml -lz -lpcre2-8 -lgomp \
-            -Wl,-Bdynamic -lcjson -lm -lpthread -ldl
+            -Wl,-Bdynamic -lcjson -lmicrohttpd -lm -lpthread -ldl
 endif
 
 LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
@@ -127,6 +127,9 @@ bench: $(BIN) $(BENCH_BIN)
 # tests/fuzz/seeds.sh from tests/fixtures and the shipped configs, and
 # tests/fuzz/corpus/NAME where committed. New inputs go to
 # build/fuzz/corpus/NAME, findings to build/fuzz/crash-* (the run stops).
+# Targets: the parsers (config_json, tokenizer, encode, run_config, jsonl,
+# shard, checkpoint, safetensors) and the server's requests and templates
+# (request); a target's own libFuzzer flags are in the loop's case.
 FUZZ_DIR  := $(BUILD)/fuzz
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
@@ -154,9 +157,10 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DIR)/libnexus.a
 
 fuzz: $(FUZZ_BIN) $(BIN)
 	@sh tests/fuzz/seeds.sh $(FUZZ_DIR)/seeds ./$(BIN)
-	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus/$$n; \
+	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus/$$n $(FUZZ_DIR)/seeds/$$n; \
+	    case $$n in safetensors) o=-max_len=4096;; request) o="-max_len=8192 -timeout=10";; *) o=;; esac; \
 	    echo "== fuzz_$$n for $${FUZZ_SECONDS:-60} s"; \
-	    $$b -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ \
+	    $$b -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $$o \
 	        $(FUZZ_DIR)/corpus/$$n $(FUZZ_DIR)/seeds/$$n $$(ls -d tests/fuzz/corpus/$$n 2>/dev/null) \
 	        2>&1 | grep -E "^#[0-9]+ *DONE|^Done [0-9]+ runs|^stat::number_of_executed_units|ERROR|SUMMARY|^==" ; \
 	    [ "$$(ls $(FUZZ_DIR)/crash-* $(FUZZ_DIR)/leak-* $(FUZZ_DIR)/timeout-* $(FUZZ_DIR)/oom-* 2>/dev/null)" ] && \

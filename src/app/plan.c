@@ -156,6 +156,9 @@ static double total_with(const nx_run_config *rc, bool distill, const nx_model_c
 
 int run_plan_check(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
                    nx_err *err) {
+    /* host memory: on a GPU the tensors live in its memory, whose
+     * allocations the CUDA backend checks as they happen */
+    if (rc->device == NX_DEVICE_CUDA) return NX_OK;
     nx_run_plan p;
     if (nx_run_plan_compute(rc, distill, t, s, &p, err)) return NX_ERR;
     char src[160];
@@ -178,7 +181,7 @@ int run_plan_check(const nx_run_config *rc, bool distill, const nx_model_config 
         u += snprintf(knobs + u, sizeof knobs - u, "\n  all of these together: %s",
                       run_bytes(b[7], 32, total_with(rc, distill, t, s, 1, A * B, S / 4, p.teacher > 0 ? NX_BF16 : rc->teacher.dtype)));
     snprintf(knobs + u, sizeof knobs - u, "\n  a smaller student (its weights, gradients and AdamW moments "
-             "take 16 bytes per parameter)");
+             "take 16 bytes per parameter)\n  device: cuda, on a machine with an NVIDIA GPU (the tensors in its memory)");
     return nx_fail(err, "the run needs %s of memory but %s is available (%s):\n"
                         "  student %s (%.0f parameters: weights, gradients, AdamW), activations %s (B %d × T %d)\n"
                         "  teacher %s (%s) + activations %s + losses %s, evaluation %s, data ~%s, runtime %s\n"

@@ -218,11 +218,12 @@ static int check_disk(const nx_run_config *rc, bool overwrite, size_t n_train, c
     return NX_OK;
 }
 
-/* Teacher weights (when distilling or copying layers; *tcfg, read before,
- * becomes theirs) and its tokenizer. */
-static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_model_config *tcfg, nx_err *err) {
+/* Teacher weights on be (when distilling or copying layers; *tcfg, read
+ * before, becomes theirs) and its tokenizer. */
+static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_backend *be, nx_model_config *tcfg,
+                        nx_err *err) {
     if (distill || rc->student.init.kind != NX_INIT_RANDOM) {
-        if (nx_hf_load_model_as(rc->teacher.path, &s->teacher, rc->teacher.dtype, err)) return NX_ERR;
+        if (nx_hf_load_model_on(rc->teacher.path, &s->teacher, rc->teacher.dtype, be, err)) return NX_ERR;
         s->have_teacher_weights = true;
         *tcfg = s->teacher.cfg;
     }
@@ -282,14 +283,19 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     int rcode = NX_ERR;
     bool distill = o->distill;
     nx_model_config tcfg, scfg;
+    nx_backend *be = rc->device == NX_DEVICE_CUDA ? nx_backend_cuda(err) : nx_backend_cpu();
+    if (!be) {
+        nx_fail_prefix(err, "device: cuda");
+        goto fail;
+    }
 
     /* configs only: where the run writes, the shapes, their contexts, the memory */
     if (run_dir_check_paths(rc, err) || nx_hf_load_config(rc->teacher.path, &tcfg, err) ||
         student_shape(rc, distill, &tcfg, &scfg, err) || check_context(rc, distill, &tcfg, &scfg, err) ||
         run_plan_check(rc, distill, &tcfg, &scfg, err) || run_dir_open(&s.dir, rc, o, err))
         goto fail;
-    if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
-    if (nx_model_init(&s.student, &scfg, err)) goto fail;
+    if (load_teacher(&s, rc, distill, be, &tcfg, err)) goto fail;
+    if (nx_model_init_on(&s.student, &scfg, NX_F32, be, err)) goto fail;
     s.have_student = true;
     if (open_data(&s, rc, scfg.V, o->progress, err)) goto fail;
     int B = rc->data.batch_size, T = rc->data.seq_len - 1, accum = rc->data.grad_accum;

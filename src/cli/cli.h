@@ -56,6 +56,7 @@ int cmd_info(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 
 #endif
