@@ -264,6 +264,19 @@ TEST(invalid_utf8_is_an_error_with_offset) {
     nx_tokenizer_free(t);
 }
 
+/* A key given twice in model.vocab, sharing an id with another string (the
+ * fuzzer's leak: the second private key copy replaced the first in the map,
+ * which alone freed them). The later id wins, as in HF. */
+TEST(vocab_key_given_twice) {
+    const char *js = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0,\"b\":0,\"c\":1,\"c\":2},"
+                     "\"merges\":[]}}";
+    nx_tokenizer *t;
+    nx_err err;
+    CHECKF(nx_tokenizer_load_json(&t, js, strlen(js), "twice.json", &err) == NX_OK, "%s", err.msg);
+    CHECK(nx_tokenizer_token_to_id(t, "a") == 0);
+    nx_tokenizer_free(t);
+}
+
 static void expect_load_error(const char *json, const char *needle) {
     nx_tokenizer *t = (nx_tokenizer *)1;
     nx_err err;
