@@ -155,8 +155,7 @@ static void remove_stale_tmp(const nx_run_config *rc) {
     while (d && (e = readdir(d))) {
         size_t n = strlen(e->d_name);
         if (!strncmp(e->d_name, "step-", 5) && n > 9 && !strcmp(e->d_name + n - 9, ".nxck.tmp")) {
-            snprintf(path, sizeof path, "%s/%s", rc->checkpoint.dir, e->d_name);
-            unlink(path);
+            if (snprintf(path, sizeof path, "%s/%s", rc->checkpoint.dir, e->d_name) < (int)sizeof path) unlink(path);
         }
     }
     if (d) closedir(d);
