@@ -1,31 +1,38 @@
 #!/bin/sh
 # soak_resume.sh [KILLS] — the kill-and-resume soak (issue 15): the demo
-# distillation (configs/demo.yaml, 150 steps of 8 x 128 tokens, with a
-# checkpoint every 5 steps, keep 2) is killed with SIGKILL KILLS times
-# (default 50) at random moments, each time resumed, and once run into a
-# full disk; its final student must be byte-identical to an uninterrupted
-# run's, and its metrics (every step's loss, every evaluation) identical
-# but for timings.
+# distillation (configs/demo.yaml: 150 steps, here with a checkpoint every
+# 3 steps, keep 2; SOAK_SETS adds --set options, e.g. a shorter seq_len on
+# a busy machine) is killed with SIGKILL KILLS times (default 50) at random
+# moments, each time resumed, and once run into a full disk; its final
+# student must be byte-identical to an uninterrupted run's, and its metrics
+# (every step's loss, every evaluation) identical but for timings.
 #
-# Moments: most kills come after a random delay (0.2 s to 12 s, shorter
-# once the run is past step 100) from the start of the process, so they
-# land while it loads, trains, evaluates or writes; every fifth waits for
-# a checkpoint's temporary file (step-N.nxck.tmp) to appear and kills
-# then, during the write. A kill that leaves a .tmp file behind is counted
-# as one during a checkpoint write. The run's directory is a tmpfs of
-# 128 MiB (root needed; otherwise the disk-full step is skipped and
-# /tmp is used): once, instead of a kill, the tmpfs is filled up to 4 MiB
-# while the run trains, so that its next checkpoint hits ENOSPC; the run
-# must exit 1 saying the disk is full, and resume from its previous
-# checkpoint when the space is back.
+# Moments: the uninterrupted run first measures how long a start takes (to
+# its first step, L) and a step (T). Then, kill by kill: every fifth waits
+# for a checkpoint's temporary file (step-N.nxck.tmp) to appear and kills
+# during that write; one in five kills during start-up (loading the
+# teacher, the data, the checkpoint): a random 0.2 s to L after the start,
+# or as the life's first step ends if that comes sooner; the
+# others let the life train a random 1 to 2 x checkpoint.every steps (fewer
+# near the end), counted from its own progress lines, then wait a random
+# fraction of T, so they land anywhere in a step, an evaluation or a
+# checkpoint write, and about one life in two reaches a new checkpoint. A
+# kill that leaves a .tmp file behind is counted as one during a
+# checkpoint write. The run's directory is a tmpfs of 128 MiB (root needed;
+# otherwise the disk-full step is skipped and /tmp is used): once, instead
+# of a kill, the tmpfs is filled up to 4 MiB while the run trains, so that
+# its next checkpoint hits ENOSPC; the run must exit 1 saying the disk is
+# full, and resume from its previous checkpoint when the space is back.
 #
 # Prints one line per kill and a summary; exit 0 when the student and the
-# metrics match. Takes 20-40 minutes on 2 busy cores. Run from the
+# metrics match (about 16 minutes here: docs/BENCHMARKS.md). SOAK_SEED
+# replays the random choices. Run from the
 # repository root after make; NEXUS names the binary (default ./nexus).
 KILLS=${1:-50}
 NEXUS=${NEXUS:-./nexus}
 CFG=configs/demo.yaml
-SETS="--set checkpoint.every=5 --set checkpoint.keep=2 --set log.every=1000"
+EVERY=3
+SETS="--set checkpoint.every=$EVERY --set checkpoint.keep=2 --set log.every=1 $SOAK_SETS"
 W=$(mktemp -d /tmp/nx_soak_XXXXXX)
 MNT=$W/mnt
 mkdir -p $MNT
@@ -41,13 +48,26 @@ trap 'exit 130' INT TERM
 OUT=$MNT/run CK=$MNT/run/checkpoints
 t_start=$(date +%s)
 
-echo "soak: the uninterrupted run"
-$NEXUS distill $CFG $SETS --set output.dir=$W/straight > $W/straight.log 2>&1 || { echo "straight run failed"; cat $W/straight.log; exit 1; }
+echo "soak: the uninterrupted run ($CFG $SETS)"
+calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
+t0=$(date +%s.%N)
+$NEXUS distill $CFG $SETS --set output.dir=$W/straight > $W/straight.log 2>&1 &
+pid=$!
+L=""
+while kill -0 $pid 2>/dev/null; do
+    [ -z "$L" ] && grep -q '"loss"' $W/straight/metrics.jsonl 2>/dev/null && L=$(calc "$(date +%s.%N) - $t0")
+    sleep 0.1
+done
+wait $pid || { echo "straight run failed"; cat $W/straight.log; exit 1; }
+pid=""
+STEPS=$(grep -c '"loss"' $W/straight/metrics.jsonl)
+T=$(calc "($(date +%s.%N) - $t0 - $L) / ($STEPS - 1)")
+echo "soak: $STEPS steps; a start takes L = $L s, a step T = $T s (evaluations and checkpoints included)"
 
-# random integers from awk, seeded from the clock (printed, to replay)
+# the k-th number of one random sequence, seeded from the clock (printed, to replay)
 SEED=${SOAK_SEED:-$(date +%s)}
 echo "soak: $KILLS kills, seed $SEED, output on $( [ $tmpfs = 1 ] && echo "a 128 MiB tmpfs" || echo "/tmp (no tmpfs: not root)")"
-rand() { awk -v s=$SEED -v k=$1 -v lo=$2 -v hi=$3 'BEGIN { srand(s + 7919 * k); printf "%.2f", lo + rand() * (hi - lo) }'; }
+rand() { awk -v s=$SEED -v k=$1 -v lo=$2 -v hi=$3 'BEGIN { srand(s); for (i = 0; i < k; i++) r = rand(); printf "%.2f", lo + r * (hi - lo) }'; }
 
 last_step() { # the newest checkpoint's step, 0 when none
     s=0
@@ -55,7 +75,7 @@ last_step() { # the newest checkpoint's step, 0 when none
     echo $s
 }
 
-steps() { n=$(grep -c '"loss"' $OUT/metrics.jsonl 2>/dev/null); echo ${n:-0}; }
+life_steps() { n=$(grep -c '^step ' $W/run.log 2>/dev/null); echo ${n:-0}; } # steps this life has taken
 
 start() { # the run, resumed when it has a checkpoint, else started over
     if [ "$(last_step)" -gt 0 ]; then mode=--resume; else mode=--overwrite; fi
@@ -70,7 +90,7 @@ while [ $k -lt $KILLS ]; do
     start
     if [ $tmpfs = 1 ] && [ $full_done = 0 ] && [ $k -ge $full_at ]; then
         # the disk-full moment: wait for the run to train a step, then fill the tmpfs
-        while kill -0 $pid 2>/dev/null && [ "$(steps)" -le $before ]; do sleep 0.2; done
+        while kill -0 $pid 2>/dev/null && [ "$(life_steps)" -lt 1 ]; do sleep 0.2; done
         free=$(df -k --output=avail $MNT | tail -1)
         dd if=/dev/zero of=$MNT/filler bs=1k count=$((free - 4096)) 2>/dev/null
         wait $pid; rc=$?; pid=""
@@ -93,10 +113,19 @@ while [ $k -lt $KILLS ]; do
             [ $(( $(date +%s) - t0 )) -gt 120 ] && break
             sleep 0.01
         done
-    else
-        hi=12; [ $before -ge 100 ] && hi=4
-        d=$(rand $k 0.2 $hi)
-        how="after $d s"
+    elif [ $((k % 5)) = 1 ]; then # during start-up, at most until the first step ends
+        d=$(rand $k 0.2 $L)
+        how="during start-up, after $d s"
+        end=$(calc "$(date +%s.%N) + $d")
+        while kill -0 $pid 2>/dev/null && [ "$(life_steps)" -lt 1 ] &&
+              [ "$(calc "$(date +%s.%N) < $end")" = 1.00 ]; do sleep 0.05; done
+        [ "$(life_steps)" -ge 1 ] && how="during start-up (at the first step's end, before $d s)"
+    else # after j steps of this life and a fraction of one
+        left=$((STEPS - before - 2))
+        j=$(awk -v r=$(rand $k 0 1) -v e=$EVERY -v m=$left 'BEGIN { j = 1 + int(r * 2 * e); if (j > m) j = m; if (j < 0) j = 0; print j }')
+        d=$(rand $((k + KILLS)) 0 $T)
+        how="after $j steps + $d s"
+        while kill -0 $pid 2>/dev/null && [ "$(life_steps)" -lt $j ]; do sleep 0.05; done
         sleep $d
     fi
     if ! kill -KILL $pid 2>/dev/null; then
@@ -107,7 +136,7 @@ while [ $k -lt $KILLS ]; do
     fi
     wait $pid 2>/dev/null; pid=""
     tmp=""; set -- $CK/step-*.nxck.tmp; [ -e "$1" ] && tmp=" (a checkpoint was being written: ${1##*/})" && during=$((during + 1))
-    [ "$(steps)" -le $before ] && loading=$((loading + 1))
+    [ "$(life_steps)" = 0 ] && loading=$((loading + 1))
     echo "kill $k $how: checkpoint step $before -> $(last_step)$tmp"
 done
 
