@@ -17,6 +17,7 @@ CC       ?= cc
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
 ifeq ($(CUDA),1)
 BUILD    ?= build-cuda
+BIN      ?= $(BUILD)/nexus
 else
 BUILD    ?= build
 endif

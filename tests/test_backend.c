@@ -249,6 +249,11 @@ TEST(training_attention_forward_maps_and_backward) {
             nx_attention(be, outd, pd, xd, ld, kvd, sp, B, NH, KVH, HS);
             EXPECT(rel_err(be, outd, out, N * Q), 1e-5, "training attention");
             EXPECT(rel_err(be, pd, probs, np), 1e-5, "attention maps");
+            /* the same rows without maps (a teacher's forward, evaluation) */
+            NX_ASSERT(nx_backend_plan(be, &(nx_work){.ctx = T}, NULL) == NX_OK);
+            nx_backend_zero(be, outd, 4 * N * Q);
+            nx_attention(be, outd, NULL, xd, ld, kvd, sp, B, NH, KVH, HS);
+            EXPECT(rel_err(be, outd, out, N * Q), 1e-5, "training attention without maps");
             if (!be->ops->attention_backward) {
                 printf("skip attention_backward on %s\n", be->name);
             } else {

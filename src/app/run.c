@@ -288,6 +288,10 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         nx_fail_prefix(err, "device: cuda");
         goto fail;
     }
+    if (nx_backend_set_precision(be, rc->precision, err)) {
+        nx_fail_prefix(err, "precision");
+        goto fail;
+    }
 
     /* configs only: where the run writes, the shapes, their contexts, the memory */
     if (run_dir_check_paths(rc, err) || nx_hf_load_config(rc->teacher.path, &tcfg, err) ||

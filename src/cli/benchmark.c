@@ -50,7 +50,7 @@ static double peak_rss_bytes(void) {
 typedef struct {
     const char *teacher, *data;
     long seq_len, eval_batch, max_windows, threads;
-    const char *device;
+    const char *device, *precision;
     nx_bench_opts bo;
     bool no_speed;
 } settings;
@@ -102,7 +102,10 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
     nx_token_stream ts = {0};
     int rc = NX_ERR;
     nx_backend *be = nx_backend_by_name(st->device, err);
-    if (!be || nx_tokenizer_load(&tok, tokdir, err)) goto out;
+    nx_precision prec;
+    if (!be || nx_precision_parse(st->precision, &prec, err) || nx_backend_set_precision(be, prec, err) ||
+        nx_tokenizer_load(&tok, tokdir, err))
+        goto out;
     if (nx_hf_load_model_on(dir, &m, NX_F32, be, err)) goto out;
     r->params = (double)nx_model_count(&m.cfg);
     r->disk_bytes = disk_size(dir);
@@ -274,7 +277,7 @@ static int write_plot(const char *path, const char *const *names, const result *
 }
 
 int cmd_benchmark(int argc, char **argv) {
-    settings st = {.seq_len = 256, .eval_batch = 8, .threads = 0, .device = "cpu", .bo = nx_bench_defaults()};
+    settings st = {.seq_len = 256, .eval_batch = 8, .threads = 0, .device = "cpu", .precision = "fp32", .bo = nx_bench_defaults()};
     long prompt_tokens = 256, decode_tokens = 128, batch = 8, reps = 3;
     bool json = false;
     const char *plot = NULL;
@@ -291,6 +294,7 @@ int cmd_benchmark(int argc, char **argv) {
         {"--no-speed", OPT_FLAG, &st.no_speed, "skip the speed measurements"},
         {"--threads", OPT_INT, &st.threads, "threads (default 0: all cores)"},
         {"--device", OPT_STR, &st.device, "cpu (default) or cuda"},
+        {"--precision", OPT_STR, &st.precision, "matrix products: fp32 (default), tf32 or bf16 (cuda)"},
         {"--json", OPT_FLAG, &json, "print every figure and the settings as JSON"},
         {"--plot", OPT_STR, &plot, "write an SVG scatter: perplexity vs decode tokens/s, area ∝ size"},
     };

@@ -159,6 +159,10 @@ void cu_attention(nx_backend *, float *out, float *probs, const float *q, int64_
             NX_ASSERTM(spans[s].seq == s && spans[s].pos == 0 && spans[s].len == T,
                        "attention maps are kept only for training spans {b, 0, T}");
     if (N == 0) return;
+    if (cu_attention_whole(spans, nspans, NH) && (probs || CU.scores)) {
+        cu_attention_gemm(out, probs, q, ldq, kv, nspans, spans[0].len, NH, KVH, HS);
+        return;
+    }
     size_t sh = shared_bytes(HS, ctx);
     allow_shared((const void *)attend_k, sh);
     attend_k<<<dim3(N, NH), ATT_THREADS, sh>>>(out, probs, q, ldq, kv.k, kv.v, kv.row, kv.seq, seq, pos, NH, NH / KVH,
@@ -170,6 +174,10 @@ void cu_attention_backward(nx_backend *, float *dq, float *dk, float *dv, float 
                            const float *probs, const float *dprobs_add, const float *q, const float *k, const float *v,
                            int64_t ld, int B, int T, int NH, int KVH, int HS) {
     if ((int64_t)B * T == 0) return;
+    if (T >= 16 && (int64_t)B * NH <= CU_MAX_PAIRS) {
+        cu_attention_gemm_backward(dq, dk, dv, scratch, dout, probs, dprobs_add, q, k, v, ld, B, T, NH, KVH, HS);
+        return;
+    }
     size_t sh = shared_bytes(HS, T);
     allow_shared((const void *)attend_back_q_k, sh);
     attend_back_q_k<<<dim3(B * T, NH), ATT_THREADS, sh>>>(dq, scratch, dout, probs, dprobs_add, q, k, v, ld, T, NH,
