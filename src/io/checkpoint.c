@@ -70,7 +70,7 @@ static int list_steps(const char *dir, const uint64_t *only, long **out) {
         (*out)[n++] = s;
     }
     closedir(d);
-    qsort(*out, n, sizeof(long), cmp_long);
+    if (n) qsort(*out, n, sizeof(long), cmp_long); /* never qsort(NULL, 0) */
     return n;
 }
 
