@@ -188,7 +188,7 @@ TEST(every_value_type_round_trips_and_output_is_deterministic) {
     CHECKF(nx_gguf_write(w, nxt_tpath("b.gguf"), &err) == NX_OK, "%s", err.msg);
     nx_gguf_writer_free(w);
     size_t na, nb;
-    char *a = nx_read_file(nxt_tpath("a.gguf"), 0, &na, &err), *b = nx_read_file(nxt_tpath("b.gguf"), 0, &nb, &err);
+    char *a = nx_read_file(nxt_tpath("a.gguf"), 1u << 30, &na, &err), *b = nx_read_file(nxt_tpath("b.gguf"), 1u << 30, &nb, &err);
     CHECK(a && b && na == nb && !memcmp(a, b, na));
     free(a), free(b);
     nx_gguf g;
@@ -279,7 +279,7 @@ TEST(refused_writes_leave_nothing) {
     CHECK(nx_gguf_write(w, "/nonexistent-dir/x.gguf", &err) == NX_ERR);
     nx_gguf_writer_free(w);
     size_t n;
-    char *old = nx_read_file(p, 0, &n, &err);
+    char *old = nx_read_file(p, 1u << 30, &n, &err);
     CHECK(old && n == 3 && !memcmp(old, "old", 3));
     free(old);
     struct stat sb;
@@ -393,7 +393,7 @@ TEST(tiny_llama_through_gguf_and_back) {
 static bool same_file(const char *a, const char *b) {
     size_t na, nb;
     nx_err err;
-    char *x = nx_read_file(a, 0, &na, &err), *y = nx_read_file(b, 0, &nb, &err);
+    char *x = nx_read_file(a, 1u << 30, &na, &err), *y = nx_read_file(b, 1u << 30, &nb, &err);
     bool same = x && y && na == nb && !memcmp(x, y, na);
     free(x), free(y);
     return same;

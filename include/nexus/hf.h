@@ -22,6 +22,9 @@ const char *nx_hf_dtype_name(nx_dtype t);
 int nx_hf_load_config(const char *dir, nx_model_config *cfg, nx_err *err);
 /* The same for a config file given by its path (errors name that path). */
 int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err);
+/* The same from config.json text in memory (len bytes); path names it in
+ * messages. */
+int nx_hf_parse_config(const char *text, size_t len, const char *path, nx_model_config *cfg, nx_err *err);
 /* Checks an open checkpoint against cfg: every tensor of nx_model_params()
  * present with its exact shape and a float dtype (F32, F16, BF16); nothing
  * else except '*.rotary_emb.inv_freq' buffers and, when tied, an

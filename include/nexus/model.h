@@ -108,7 +108,10 @@ static inline float *nx_param_f32(const nx_param *p, void *base) { return (float
 static inline int nx_layer_window(const nx_model_config *c, int l) {
     return c->window > 0 && l >= c->window_from ? c->window : 0;
 }
-/* Checks a config for internal consistency (positive sizes, NH % KVH, ...). */
+/* Checks a config for internal consistency (positive sizes, NH % KVH, ...)
+ * and that its sizes can be held: at most NX_MAX_LAYERS layers, row counts
+ * that fit an int, parameters countable in 64 bits (2^46). */
+#define NX_MAX_LAYERS 4096
 int nx_model_config_check(const nx_model_config *cfg, nx_err *err);
 
 typedef struct nx_model {
@@ -209,7 +212,8 @@ int nx_acts_init(nx_acts *a, const nx_model *m, int B, int T, unsigned mode, nx_
  * NX_ACTS_INFER or NX_ACTS_STREAM). */
 int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, unsigned mode,
                       nx_err *err);
-/* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated). */
+/* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated);
+ * SIZE_MAX when B × T or the sizes are too large to count (nx_acts_init refuses those). */
 size_t nx_acts_bytes(const nx_model_config *cfg, int B, int T, unsigned mode);
 void nx_acts_free(nx_acts *a);
 

@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,12 +217,16 @@ static int run_child(const char *dir, const settings *st, result *r) {
         return NX_ERR;
     }
     fflush(stdout), fflush(stderr);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) {
         snprintf(r->err, sizeof r->err, "fork: %s", strerror(errno));
         return NX_ERR;
     }
     if (pid == 0) {
+        /* the child dies with its parent (SIGTERM, SIGKILL, a crash): it is
+         * never left measuring on its own */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);
         close(fd[0]);
         nx_err err = {{0}};
         result mine = {0};
@@ -345,13 +351,13 @@ int cmd_benchmark(int argc, char **argv) {
         {"--teacher", OPT_STR, &st.teacher, "teacher model (directory or GGUF): agreement, KL and ratios against it"},
         {"--seq-len", OPT_INT, &st.seq_len, "evaluation window (default 256)"},
         {"--eval-batch", OPT_INT, &st.eval_batch, "windows per forward during evaluation (default 8)"},
-        {"--max-windows", OPT_INT, &st.max_windows, "evaluate at most this many windows (default: all)"},
+        {"--max-windows", OPT_INT, &st.max_windows, "evaluate at most this many windows (default 0: all)"},
         {"--prompt-tokens", OPT_INT, &prompt_tokens, "prompt length for TTFT and prefill speed (default 256)"},
         {"--decode-tokens", OPT_INT, &decode_tokens, "tokens decoded per speed run (default 128)"},
         {"--batch", OPT_INT, &batch, "the larger decode batch (default 8)"},
         {"--reps", OPT_INT, &reps, "measured repetitions, after one warm-up (default 3)"},
         {"--no-speed", OPT_FLAG, &st.no_speed, "skip the speed measurements"},
-        {"-t, --threads", OPT_INT, &st.threads, "threads (default: all cores)"},
+        {"-t, --threads", OPT_INT, &st.threads, "threads (default 0: all cores)"},
         {"--device", OPT_STR, &st.device, "cpu (default) or cuda"},
         {"--precision", OPT_STR, &st.precision, "matrix products: fp32 (default), tf32 or bf16 (cuda)"},
         {"--json", OPT_FLAG, &json, "print every figure and the settings as JSON"},
@@ -372,10 +378,19 @@ int cmd_benchmark(int argc, char **argv) {
         fprintf(stderr, "nexus benchmark: nothing to measure: give --data, or drop --no-speed\n");
         return EXIT_USAGE;
     }
-    if (st.seq_len < 2 || st.eval_batch < 1 || prompt_tokens < 1 || decode_tokens < 1 || batch < 1 || reps < 1) {
-        fprintf(stderr, "nexus benchmark: --seq-len must be >= 2 and the other sizes >= 1\n");
+    if (plot && st.no_speed) {
+        fprintf(stderr, "nexus benchmark: --plot draws perplexity against decode speed: drop --no-speed\n");
         return EXIT_USAGE;
     }
+    /* longs, checked before they narrow to ints */
+    if ((rc = cli_range(&spec, "--seq-len", st.seq_len, 2, 1 << 24)) ||
+        (rc = cli_range(&spec, "--eval-batch", st.eval_batch, 1, 1 << 20)) ||
+        (rc = cli_range(&spec, "--max-windows", st.max_windows, 0, 1L << 40)) ||
+        (rc = cli_range(&spec, "--prompt-tokens", prompt_tokens, 1, 1 << 24)) ||
+        (rc = cli_range(&spec, "--decode-tokens", decode_tokens, 1, 1 << 24)) ||
+        (rc = cli_range(&spec, "--batch", batch, 1, 4096)) || (rc = cli_range(&spec, "--reps", reps, 1, 1 << 20)) ||
+        (rc = cli_range(&spec, "--threads", st.threads, 0, 4096)))
+        return rc;
     if (st.data && access(st.data, R_OK) != 0) {
         fprintf(stderr, "nexus benchmark: %s: cannot read the data file\n", st.data);
         return EXIT_RUNTIME;
@@ -458,7 +473,11 @@ int cmd_benchmark(int argc, char **argv) {
         printf("%-24s %8s %8s %8s %9s", "model", "params M", "disk MiB", "RSS MiB", "ppl");
         if (tppl > 0) printf(" %7s %7s %7s", "ppl/tch", "agree", "KL");
         if (!st.no_speed)
-            printf(" %8s %9s %9s %9s %17s", "TTFT ms", "prefill/s", "decode/s", "b8 tok/s", "lat p50/95/99 ms");
+        {
+            char bh[32];
+            snprintf(bh, sizeof bh, "b%ld tok/s", batch);
+            printf(" %8s %9s %9s %9s %17s", "TTFT ms", "prefill/s", "decode/s", bh, "lat p50/95/99 ms");
+        }
         printf("\n");
         for (int i = 0; i < nd; i++) {
             const result *r = &res[i];

@@ -58,7 +58,7 @@ static int export_gguf(const char *src, const nx_model *m, nx_dtype dt, const ch
         }
         if (nx_tokenizer_load(&tok, src, err)) goto done;
         char *p = nx_path_join(src, "tokenizer_config.json");
-        if (access(p, R_OK) == 0 && !(cfg = nx_read_file(p, 0, NULL, err))) {
+        if (access(p, R_OK) == 0 && !(cfg = nx_read_file(p, NX_MAX_JSON_CONFIG, NULL, err))) {
             free(p);
             goto done;
         }

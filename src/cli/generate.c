@@ -39,7 +39,7 @@ int cmd_generate(int argc, char **argv) {
     cli_multi stops = {0};
     const cli_opt opts[] = {
         {"-p, --prompt", OPT_STR, &prompt, "prompt text"},
-        {"--prompt-file", OPT_STR, &prompt_file, "read the prompt from a file"},
+        {"--prompt-file", OPT_STR, &prompt_file, "read the prompt from a file ('-': stdin)"},
         {"-n, --max-tokens", OPT_INT, &max_tokens, "new tokens at most (default 128)"},
         {"--temperature", OPT_FLOAT, &temperature, "sampling temperature; 0 = greedy (default 0)"},
         {"--top-k", OPT_INT, &top_k, "keep the k most likely tokens (0 = off)"},
@@ -70,10 +70,10 @@ int cmd_generate(int argc, char **argv) {
         cli_print_help(&spec, true);
         return EXIT_USAGE;
     }
-    if (max_tokens < 1) {
-        fprintf(stderr, "nexus generate: --max-tokens must be at least 1\n");
-        return EXIT_USAGE;
-    }
+    /* longs, checked before they narrow to ints */
+    if ((rc = cli_range(&spec, "--max-tokens", max_tokens, 1, 1 << 24)) ||
+        (rc = cli_range(&spec, "--top-k", top_k, 0, 2147483647)) || (rc = cli_range(&spec, "--threads", threads, 0, 4096)))
+        return rc;
     const char *dir = pos[0];
     nx_err err;
     if (!nx_modelfile_is_gguf(dir) && !nx_modelfile_has_tokenizer(dir)) { /* a GGUF says what it lacks on load */
@@ -92,7 +92,11 @@ int cmd_generate(int argc, char **argv) {
     nx_set_threads((int)threads);
 
     char *owned = NULL;
-    if (prompt_file && !(prompt = owned = nx_read_file(prompt_file, 0, NULL, &err))) return cli_error("generate", err.msg);
+    size_t prompt_len = prompt ? strlen(prompt) : 0; /* a file's whole length: it may hold NUL bytes */
+    if (prompt_file && !(prompt = owned = strcmp(prompt_file, "-")
+                                              ? nx_read_file(prompt_file, NX_MAX_TEXT, &prompt_len, &err)
+                                              : nx_read_stream(stdin, "-", NX_MAX_TEXT, &prompt_len, &err)))
+        return cli_error("generate", err.msg);
     nx_tokenizer *tok = NULL;
     nx_model m = {0};
     int32_t *pids = NULL, *hist = NULL, *gen = NULL;
@@ -101,7 +105,7 @@ int cmd_generate(int argc, char **argv) {
     bool have_gen = false;
     if (nx_modelfile_tokenizer(dir, &tok, &err)) goto done;
     size_t np = 0;
-    if (nx_tokenizer_encode(tok, prompt, strlen(prompt), false, &pids, &np, &err)) {
+    if (nx_tokenizer_encode(tok, prompt, prompt_len, false, &pids, &np, &err)) {
         nx_fail_prefix(&err, "%s", prompt_file ? prompt_file : "--prompt");
         goto done;
     }

@@ -131,7 +131,10 @@ int cmd_info(int argc, char **argv) {
     if (yaml) {
         nx_run_config rc;
         nx_model_config tc, *tcp = NULL;
-        if (nx_run_config_load(&rc, path, NULL, 0, &err)) return cli_error("info", err.msg);
+        if (nx_run_config_load(&rc, path, NULL, 0, &err)) {
+            cli_error("info", err.msg);
+            return EXIT_USAGE; /* as for distill: a run config that does not load is a usage error */
+        }
         if (nx_modelfile_config(rc.teacher.path, &tc, &err) == NX_OK) tcp = &tc;
         if (nx_run_config_student_shape(&rc, tcp, &c, &err))
             return cli_error("info", err.msg); /* names the teacher when its shape is needed */
@@ -199,6 +202,10 @@ int cmd_info(int argc, char **argv) {
     double kv = 4.0 * 2 * L * B * T * KVH * HS;
     double scratch = 4.0 * B * (3 * C + 2 * F + V + NH * T);
     double infer = f32 + kv + scratch;
+    if ((double)B * T > 2147483647.0 || nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN) == SIZE_MAX) {
+        snprintf(msg, sizeof msg, "batch %ld x sequence length %ld: activations too large to count", B, T);
+        return cli_error("info", msg);
+    }
     double acts = (double)nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN);
     double train = 16 * N + acts + teacher_bytes;
 

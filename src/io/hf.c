@@ -321,15 +321,11 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
     return NX_OK;
 }
 
-int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) {
-    size_t len;
-    char *txt = nx_read_file(path, 0, &len, err);
-    if (!txt) return NX_ERR;
+int nx_hf_parse_config(const char *txt, size_t len, const char *path, nx_model_config *cfg, nx_err *err) {
     size_t bad = nx_st_utf8_invalid_at(txt, len);
     if (bad < len) {
         int line = 1;
         for (size_t i = 0; i < bad; i++) line += txt[i] == '\n';
-        free(txt);
         return nx_fail(err, "%s: not valid UTF-8 at byte %zu (line %d); JSON must be UTF-8", path, bad, line);
     }
     const char *end = NULL;
@@ -338,12 +334,19 @@ int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) 
         size_t at = end && end >= txt && end <= txt + len ? (size_t)(end - txt) : 0;
         int line = 1;
         for (size_t i = 0; i < at; i++) line += txt[i] == '\n';
-        free(txt);
         return nx_fail(err, "%s: not valid JSON (error at byte %zu, line %d)", path, at, line);
     }
-    free(txt);
     int rc = parse_config(root, path, cfg, err);
     cJSON_Delete(root);
+    return rc;
+}
+
+int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) {
+    size_t len;
+    char *txt = nx_read_file(path, NX_MAX_JSON_CONFIG, &len, err);
+    if (!txt) return NX_ERR;
+    int rc = nx_hf_parse_config(txt, len, path, cfg, err);
+    free(txt);
     return rc;
 }
 
@@ -631,7 +634,7 @@ int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err) 
             continue;
         }
         size_t n;
-        char *buf = nx_read_file(s, 0, &n, err);
+        char *buf = nx_read_file(s, NX_MAX_TOKENIZER, &n, err);
         free(s);
         if (!buf) return NX_ERR;
         char *d = nx_path_join(dst_dir, files[i]);

@@ -275,18 +275,9 @@ static void push_file(nx_safetensors *st, const char *path, void *map, size_t si
 
 /* Map one file and append its tensors to st (file index st->nfiles). */
 static int open_into(nx_safetensors *st, const char *path, nx_err *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return nx_fail(err, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return nx_fail(err, "%s: not a regular file", path);
-    }
+    int fd = nx_open_regular(path, &sb, err);
+    if (fd < 0) return NX_ERR;
     size_t size = (size_t)sb.st_size;
     if (size < 8) {
         close(fd);

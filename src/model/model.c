@@ -10,6 +10,7 @@
  * of a group are contiguous, so q/k/v and gate/up are each one matrix for
  * the forward (rows stacked), whatever the shapes. Matrices (embeddings
  * and head included) take the model's weight type; norms and biases f32. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,8 +179,10 @@ int nx_model_config_check(const nx_model_config *c, nx_err *err) {
         return nx_fail(err, "num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
                        c->NH, c->KVH);
     if (c->HS % 2) return nx_fail(err, "head_dim (%d) must be even for rotary embeddings", c->HS);
-    if (!(c->eps > 0)) return nx_fail(err, "rms_norm_eps must be positive (got %g)", c->eps);
-    if (!(c->rope_theta > 0)) return nx_fail(err, "rope_theta must be positive (got %g)", c->rope_theta);
+    if (!(c->eps > 0) || !isfinite(c->eps))
+        return nx_fail(err, "rms_norm_eps must be positive and finite (got %g)", c->eps);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return nx_fail(err, "rope_theta must be positive and finite (got %g)", c->rope_theta);
     if (c->max_pos <= 0) return nx_fail(err, "max_position_embeddings must be positive");
     if (c->window < 0 || c->window_from < 0 || c->window_from > c->L)
         return nx_fail(err, "sliding window %d from layer %d: the window must be ≥ 0 and the layer in 0..%d",
@@ -194,6 +197,17 @@ int nx_model_config_check(const nx_model_config *c, nx_err *err) {
                        r->low_freq_factor, r->high_freq_factor);
     if (r->type == NX_ROPE_DYNAMIC && r->max_pos <= 0)
         return nx_fail(err, "dynamic rope needs max_position_embeddings");
+    /* Sizes in 64 bits (the count in double, which cannot overflow): the
+     * stacked q/k/v and gate/up row counts are ints in the forward, and the
+     * parameters must be countable in size_t with room to spare (2^46). */
+    int64_t Q = (int64_t)c->NH * c->HS, QKV = Q + 2 * (int64_t)c->KVH * c->HS, C = c->C, F = c->F;
+    double n = (double)c->V * C * (c->tied ? 1 : 2) +
+               (double)c->L * ((double)QKV * C + (double)C * Q + 3.0 * F * C + QKV + 3.0 * C) + C;
+    if (c->L > NX_MAX_LAYERS)
+        return nx_fail(err, "%d layers: more than nexus holds (%d)", c->L, NX_MAX_LAYERS);
+    if (QKV > INT_MAX || 2 * F > INT_MAX || n > 0x1p46)
+        return nx_fail(err, "model shape too large to hold: %d heads x head_dim %d (q/k/v rows %lld), "
+                            "intermediate %d, about %.3g parameters", c->NH, c->HS, (long long)QKV, c->F, n);
     return NX_OK;
 }
 

@@ -72,6 +72,10 @@ static int check_training(cfg_ctx *c, nx_run_config *rc) {
             return cfg_fail_at(c, "loss.hidden.layer_map", "student layer %d out of range (the student has %d layers)",
                                lm->pair[i][0], L);
 
+    if ((int64_t)rc->data.batch_size * rc->data.seq_len > 2147483647)
+        return cfg_fail_at(c, "data.batch_size", "%d rows of data.seq_len %d tokens is more than one micro-batch can "
+                                                 "hold (2^31 - 1 tokens); lower one of them",
+                           rc->data.batch_size, rc->data.seq_len);
     if (rc->optimizer.steps && rc->optimizer.tokens)
         return cfg_fail_at(c, "optimizer.tokens", "give optimizer.steps or optimizer.tokens, not both");
     if (!rc->optimizer.steps && !rc->optimizer.tokens)

@@ -292,7 +292,7 @@ int tok_bpe_encode_word(encoder *e, const char *w, size_t n) {
         if (slot->word_len == n && slot->hash == h && !memcmp(slot->word, w, n)) {
             int32_t ids[WORD_CACHE_MAX_LEN];
             int k = slot->n_ids;
-            memcpy(ids, slot->ids, (size_t)k * sizeof(int32_t));
+            if (k) memcpy(ids, slot->ids, (size_t)k * sizeof(int32_t));
             pthread_mutex_unlock(&shard->lock);
             for (int i = 0; i < k; i++) encoder_emit(e, ids[i]);
             return NX_OK;
@@ -315,7 +315,7 @@ int tok_bpe_encode_word(encoder *e, const char *w, size_t n) {
         slot->word_len = (uint8_t)n;
         slot->n_ids = (uint8_t)k;
         memcpy(slot->word, w, n);
-        memcpy(slot->ids, *e->ids + first, k * sizeof(int32_t));
+        if (k) memcpy(slot->ids, *e->ids + first, k * sizeof(int32_t)); /* a word of no ids: *e->ids may be NULL */
         pthread_mutex_unlock(&shard->lock);
     }
     return NX_OK;

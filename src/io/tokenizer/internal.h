@@ -299,6 +299,8 @@ struct nx_tokenizer {
     uint8_t *is_special;          /* (V) added tokens marked special */
     str_id_map model_vocab;       /* model.vocab only: what BPE looks up */
     str_id_map token_ids;         /* added tokens, then model.vocab: token_to_id */
+    char **key_copies;            /* the private map keys (vocab.c), owned here */
+    size_t n_key_copies, cap_key_copies;
     uint64_t fingerprint;
     /* the BPE model (bpe.c) */
     merge_map merges;

@@ -209,13 +209,13 @@ int nx_tokenizer_load(nx_tokenizer **out, const char *path, nx_err *err) {
                  path);
     }
     size_t len, cfg_len = 0;
-    char *json = nx_read_file(tokenizer_json, 0, &len, err);
+    char *json = nx_read_file(tokenizer_json, NX_MAX_TOKENIZER, &len, err);
     if (!json) {
         if (dir) nx_fail_prefix(err, "%s has no readable tokenizer.json", path);
         return NX_ERR;
     }
     char *cfg = NULL;
-    if (stat(config_json, &st) == 0 && !(cfg = nx_read_file(config_json, 0, &cfg_len, err))) {
+    if (stat(config_json, &st) == 0 && !(cfg = nx_read_file(config_json, NX_MAX_JSON_CONFIG, &cfg_len, err))) {
         free(json);
         return NX_ERR;
     }
