@@ -10,10 +10,23 @@
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process,
 #                   and against the engine of BENCH_BASE built beside this one)
+#   make PORTABLE=1 a portable binary (x86-64-v3; PORTABLE=v2: x86-64-v2) in build-portable/
 #   make fuzz       libFuzzer target for the safetensors header (clang); new
 #                   inputs go to build/fuzz/corpus, seeds stay in tests/fuzz/corpus
 
 CC       ?= cc
+# make PORTABLE=1: a binary for any x86-64-v3 CPU (AVX2, FMA, F16C), PORTABLE=v2
+# for x86-64-v2 (SSE4.2), in their own build dirs; the int8 kernels still pick
+# AVX-512 VNNI or AVX2 at run time where the CPU has them (src/backend/cpu/quant.c)
+ifeq ($(PORTABLE),1)
+OPT      ?= -O3 -march=x86-64-v3 -mtune=generic
+BUILD    ?= build-portable
+BIN      ?= build-portable/nexus
+else ifeq ($(PORTABLE),v2)
+OPT      ?= -O3 -march=x86-64-v2 -mtune=generic
+BUILD    ?= build-portable-v2
+BIN      ?= build-portable-v2/nexus
+endif
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
 ifeq ($(CUDA),1)
 BUILD    ?= build-cuda
@@ -131,7 +144,7 @@ fuzz: | $(DEPS_STAMP)
 	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
 
 clean:
-	rm -rf build build-san build-cuda build-base nexus
+	rm -rf build build-san build-cuda build-base build-portable build-portable-v2 nexus
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -21,6 +21,7 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
     {"pull", cmd_pull, "download a model or dataset from the Hugging Face Hub into its cache"},
+    {"quantize", cmd_quantize, "quantize a model's weights to 8 or 4 bits (Q8_0, Q4_0, Q4_K, W8A8)"},
     {"info", cmd_info, "architecture, parameter counts, sizes and memory needs of a model"},
 };
 enum { NCOMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
