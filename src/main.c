@@ -20,6 +20,7 @@ static const command COMMANDS[] = {
     {"train", cmd_train, "train a model from a YAML config with no teacher"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
+    {"serve", cmd_serve, "serve a model over an OpenAI-compatible HTTP API (continuous batching)"},
     {"pull", cmd_pull, "download a model or dataset from the Hugging Face Hub into its cache"},
     {"quantize", cmd_quantize, "quantize a model's weights to 8 or 4 bits (Q8_0, Q4_0, Q4_K, W8A8)"},
     {"info", cmd_info, "architecture, parameter counts, sizes and memory needs of a model"},
@@ -34,6 +35,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cli_threads_policy(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

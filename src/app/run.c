@@ -108,14 +108,15 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
                  : rc->eval.tokens > 0 ? rc->eval.tokens / rc->data.seq_len : 0;
     if (maxw == 0 && rc->eval.tokens > 0) maxw = 1;
     return nx_eval(&s->student, distill ? &s->teacher : NULL, s->val.view, rc->data.seq_len,
-                   rc->data.batch_size, maxw, r, err);
+                   rc->data.batch_size, maxw, r, NULL, err);
 }
 
 /* Teacher weights (when distilling or copying layers) or its config alone,
  * and its tokenizer. */
-static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_model_config *tcfg, nx_err *err) {
+static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_backend *be, nx_model_config *tcfg,
+                        nx_err *err) {
     if (distill || rc->student.init.kind != NX_INIT_RANDOM) {
-        if (nx_hf_load_model_as(rc->teacher.path, &s->teacher, rc->teacher.dtype, err)) return NX_ERR;
+        if (nx_hf_load_model_on(rc->teacher.path, &s->teacher, rc->teacher.dtype, be, err)) return NX_ERR;
         s->have_teacher_weights = true;
         *tcfg = s->teacher.cfg;
     } else if (nx_hf_load_config(rc->teacher.path, tcfg, err)) {
@@ -137,8 +138,13 @@ static int open_data(run_state *s, const nx_run_config *rc, int V, bool progress
         return NX_ERR;
     s->have_train = true;
     if (!rc->data.validation[0]) return NX_OK;
-    if (run_data_open(&s->val, rc->data.validation, "val.bin", s->tok, rc->data.text_field, V, progress, err))
+    bool derived = !strcmp(rc->data.validation, rc->data.train) || strstr(rc->data.validation, "/val.bin");
+    if (run_data_open(&s->val, rc->data.validation, "val.bin", s->tok, rc->data.text_field, V, progress, err)) {
+        if (derived)
+            nx_fail_prefix(err, "data.validation (by default the val.bin beside data.train's train.bin: make it with "
+                                "prepare-data --val-fraction, or set data.validation)");
         return NX_ERR;
+    }
     s->have_val = true;
     if (s->val.view.n < (uint64_t)rc->data.seq_len)
         return nx_fail(err, "%s: %llu tokens, fewer than one evaluation window of %d", rc->data.validation,
@@ -177,15 +183,24 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     int rcode = NX_ERR;
     bool distill = o->distill;
     nx_model_config tcfg, scfg;
+    nx_backend *be = rc->device == NX_DEVICE_CUDA ? nx_backend_cuda(err) : nx_backend_cpu();
+    if (!be) {
+        nx_fail_prefix(err, "device: cuda");
+        goto fail;
+    }
+    if (nx_backend_set_precision(be, rc->precision, err)) {
+        nx_fail_prefix(err, "precision");
+        goto fail;
+    }
 
-    if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
+    if (load_teacher(&s, rc, distill, be, &tcfg, err)) goto fail;
     if (nx_run_config_student_shape(rc, &tcfg, &scfg, err)) goto fail;
     if (rc->data.seq_len - 1 > scfg.max_pos) {
         nx_fail(err, "data.seq_len %d exceeds the student's max_position_embeddings %d + 1", rc->data.seq_len,
                 scfg.max_pos);
         goto fail;
     }
-    if (nx_model_init(&s.student, &scfg, err)) goto fail;
+    if (nx_model_init_on(&s.student, &scfg, NX_F32, be, err)) goto fail;
     s.have_student = true;
     if (open_data(&s, rc, scfg.V, o->progress, err)) goto fail;
     int B = rc->data.batch_size, T = rc->data.seq_len - 1, accum = rc->data.grad_accum;
