@@ -11,10 +11,11 @@
 #   make bench      benchmarks (print ratios against baselines run in-process,
 #                   and against the engine of BENCH_BASE built beside this one)
 #   make PORTABLE=1 a portable binary (x86-64-v3; PORTABLE=v2: x86-64-v2) in build-portable/
-#   make fuzz       libFuzzer targets (clang): the safetensors header, then
-#                   the server's request parser and chat templates, each for
-#                   FUZZ_SECONDS; new inputs go to build/fuzz/corpus*, seeds
-#                   stay in tests/fuzz/corpus*
+#   make fuzz       libFuzzer targets (clang): the safetensors header, the
+#                   server's request parser and chat templates, and the GGUF
+#                   reader and its metadata readers, each for FUZZ_SECONDS;
+#                   new inputs go to build/fuzz/corpus* and build/fuzz/gguf,
+#                   seeds stay in tests/fuzz/corpus* and tests/fuzz/gguf
 
 CC       ?= cc
 # make PORTABLE=1: a binary for any x86-64-v3 CPU (AVX2, FMA, F16C), PORTABLE=v2
@@ -151,6 +152,10 @@ fuzz: | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/fuzz/corpus_request
 	$(BUILD)/fuzz/fuzz_request -max_total_time=$${FUZZ_SECONDS:-180} -max_len=8192 -timeout=10 \
 	    $(BUILD)/fuzz/corpus_request tests/fuzz/corpus_request
+	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -I$(BLAS_INC) -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -o $(BUILD)/fuzz/fuzz_gguf tests/fuzz/fuzz_gguf.c $(LIB_SRC) $(LDLIBS)
+	@mkdir -p $(BUILD)/fuzz/gguf
+	$(BUILD)/fuzz/fuzz_gguf -max_total_time=$${FUZZ_SECONDS:-180} -max_len=65536 $(BUILD)/fuzz/gguf tests/fuzz/gguf
 
 clean:
 	rm -rf build build-san build-cuda build-base build-portable build-portable-v2 nexus

@@ -13,7 +13,7 @@ module_of_header() {
     backend.h | ops.h | cpu.h) echo backend ;;
     model.h | generate.h | bench.h) echo model ;;
     train.h | optim.h | eval.h) echo train ;;
-    safetensors.h | hf.h | tokenizer.h | dataset.h | fsutil.h | json.h | yaml.h | checkpoint.h | hub.h | qstore.h) echo io ;;
+    safetensors.h | hf.h | tokenizer.h | dataset.h | fsutil.h | json.h | yaml.h | checkpoint.h | hub.h | qstore.h | gguf.h | modelfile.h) echo io ;;
     quantize.h) echo compress ;;
     run.h | run_config.h) echo app ;;
     serve.h) echo serve ;;

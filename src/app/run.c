@@ -22,6 +22,7 @@
 #include "nexus/checkpoint.h"
 #include "nexus/fsutil.h"
 #include "nexus/hf.h"
+#include "nexus/modelfile.h"
 #include "nexus/tokenizer.h"
 #include "run_internal.h"
 
@@ -116,13 +117,13 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
 static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_backend *be, nx_model_config *tcfg,
                         nx_err *err) {
     if (distill || rc->student.init.kind != NX_INIT_RANDOM) {
-        if (nx_hf_load_model_on(rc->teacher.path, &s->teacher, rc->teacher.dtype, be, err)) return NX_ERR;
+        if (nx_modelfile_load(rc->teacher.path, rc->teacher.dtype, be, &s->teacher, NULL, err)) return NX_ERR;
         s->have_teacher_weights = true;
         *tcfg = s->teacher.cfg;
-    } else if (nx_hf_load_config(rc->teacher.path, tcfg, err)) {
+    } else if (nx_modelfile_config(rc->teacher.path, tcfg, err)) {
         return NX_ERR;
     }
-    if (nx_tokenizer_load(&s->tok, rc->teacher.path, err)) return NX_ERR;
+    if (nx_modelfile_tokenizer(rc->teacher.path, &s->tok, err)) return NX_ERR;
     if (nx_tokenizer_vocab_size(s->tok) > tcfg->V)
         return nx_fail(err, "%s: the tokenizer has %d tokens but the model's vocab_size is %d", rc->teacher.path,
                        nx_tokenizer_vocab_size(s->tok), tcfg->V);
@@ -170,7 +171,7 @@ static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_
         out->teacher.bytes = (double)out->teacher.params * nx_dtype_size(tcfg->dtype);
     }
     if (nx_hf_save_model(rc->output.dir, &s->student, rc->output.dtype, err)) return NX_ERR;
-    return nx_hf_copy_tokenizer(rc->teacher.path, rc->output.dir, err);
+    return nx_modelfile_copy_tokenizer(rc->teacher.path, rc->output.dir, err);
 }
 
 int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, nx_err *err) {

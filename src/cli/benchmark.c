@@ -25,7 +25,7 @@
 #include "nexus/dataset.h"
 #include "nexus/bench.h"
 #include "nexus/eval.h"
-#include "nexus/hf.h"
+#include "nexus/modelfile.h"
 #include "nexus/tokenizer.h"
 
 /* Peak resident set of this process so far, in bytes (VmHWM from
@@ -69,6 +69,8 @@ static bool same_dir(const char *a, const char *b) {
 }
 
 static double disk_size(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) return (double)sb.st_size; /* a GGUF */
     DIR *d = opendir(dir);
     if (!d) return 0;
     double total = 0;
@@ -129,11 +131,11 @@ static int measure(const char *dir, const settings *st_, result *r, nx_err *err)
     progress_ctx pc = {.model = dir, .tty = cli_stderr_tty()};
     st->bo.progress = (nx_progress){show_progress, &pc};
     nx_set_threads((int)st->threads);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     const char *tokdir = dir;
-    if (access(path, R_OK) != 0) {
-        if (!st->teacher) return nx_fail(err, "%s not found: the data must be tokenized with the model's tokenizer", path);
+    if (!nx_modelfile_has_tokenizer(dir)) {
+        if (!st->teacher)
+            return nx_fail(err, "%s has no tokenizer (tokenizer.json or GGUF tokenizer metadata): the data must be "
+                                "tokenized with the model's tokenizer", dir);
         tokdir = st->teacher; /* a student without its tokenizer shares the teacher's */
     }
     nx_tokenizer *tok = NULL;
@@ -146,9 +148,9 @@ static int measure(const char *dir, const settings *st_, result *r, nx_err *err)
     nx_backend *be = nx_backend_by_name(st->device, err);
     nx_precision prec;
     if (!be || nx_precision_parse(st->precision, &prec, err) || nx_backend_set_precision(be, prec, err) ||
-        nx_tokenizer_load(&tok, tokdir, err))
+        nx_modelfile_tokenizer(tokdir, &tok, err))
         goto out;
-    if (nx_hf_load_model_on(dir, &m, NX_F32, be, err)) goto out;
+    if (nx_modelfile_load(dir, NX_F32, be, &m, NULL, err)) goto out;
     r->params = (double)nx_model_count(&m.cfg);
     r->disk_bytes = disk_size(dir);
     if (st->data) {
@@ -177,7 +179,7 @@ static int measure(const char *dir, const settings *st_, result *r, nx_err *err)
     if (st->data) {
         r->is_teacher = st->teacher && same_dir(dir, st->teacher);
         r->has_teacher = st->teacher && !r->is_teacher;
-        if (r->has_teacher && nx_hf_load_model_on(st->teacher, &t, NX_F32, be, err)) {
+        if (r->has_teacher && nx_modelfile_load(st->teacher, NX_F32, be, &t, NULL, err)) {
             nx_fail_prefix(err, "teacher");
             goto out;
         }
@@ -340,7 +342,7 @@ int cmd_benchmark(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--data", OPT_STR, &st.data, "evaluation data: JSONL[.gz] or text, or prepare-data tokens (a shard directory: its val.bin, else train.bin; or a .bin)"},
         {"--field", OPT_STR, &st.field, "JSONL field holding the text (default: text)"},
-        {"--teacher", OPT_STR, &st.teacher, "teacher model dir: agreement, KL and ratios against it"},
+        {"--teacher", OPT_STR, &st.teacher, "teacher model (directory or GGUF): agreement, KL and ratios against it"},
         {"--seq-len", OPT_INT, &st.seq_len, "evaluation window (default 256)"},
         {"--eval-batch", OPT_INT, &st.eval_batch, "windows per forward during evaluation (default 8)"},
         {"--max-windows", OPT_INT, &st.max_windows, "evaluate at most this many windows (default: all)"},
@@ -356,8 +358,8 @@ int cmd_benchmark(int argc, char **argv) {
         {"--plot", OPT_STR, &plot, "write an SVG scatter: perplexity vs decode tokens/s, area ∝ size"},
     };
     const cli_spec spec = {
-        "benchmark", "MODEL_DIR [MODEL_DIR ...] [--teacher DIR] --data F.jsonl|SHARD_DIR [options]",
-        "Measure quality (perplexity over non-overlapping --seq-len windows of the data's token "
+        "benchmark", "MODEL [MODEL ...] [--teacher MODEL] --data F.jsonl|SHARD_DIR [options]",
+        "Each MODEL is a Hugging Face model directory or a GGUF file. Measure quality (perplexity over non-overlapping --seq-len windows of the data's token "
         "stream; with --teacher, top-1 agreement, KL(teacher||model) and the perplexity ratio), "
         "speed (time to first token, prefill and decode tokens/s at batch 1 and --batch, per-token "
         "latency) and cost (parameters, size on disk, peak resident memory, each model measured in "

@@ -20,8 +20,8 @@
 
 #include "cli.h"
 #include "nexus/fsutil.h"
-#include "nexus/hf.h"
 #include "nexus/generate.h"
+#include "nexus/modelfile.h"
 #include "nexus/tokenizer.h"
 
 /* The detokenizer the generator calls for stop strings and streaming. */
@@ -56,9 +56,9 @@ int cmd_generate(int argc, char **argv) {
         {"--json", OPT_FLAG, &json, "print one JSON object (ids, text, timings) instead of streaming"},
     };
     const cli_spec spec = {
-        "generate", "MODEL_DIR (--prompt TEXT | --prompt-file F) [options]",
+        "generate", "MODEL (--prompt TEXT | --prompt-file F) [options]",
         "Generate text with a Hugging Face model directory (config.json, model.safetensors, "
-        "tokenizer.json), streaming it to stdout. The prompt is encoded without special tokens "
+        "tokenizer.json) or a GGUF file, streaming it to stdout. The prompt is encoded without special tokens "
         "unless --bos. Prompt plus new tokens are bounded by the model's context "
         "(max_position_embeddings): a prompt that fills it is an error.",
         opts, sizeof opts / sizeof opts[0], 1, 1};
@@ -76,11 +76,9 @@ int cmd_generate(int argc, char **argv) {
     }
     const char *dir = pos[0];
     nx_err err;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (access(path, R_OK) != 0) {
-        fprintf(stderr, "nexus generate: %s not found: generate needs the model's tokenizer (copy "
-                        "tokenizer.json from the model it was trained or distilled from)\n", path);
+    if (!nx_modelfile_is_gguf(dir) && !nx_modelfile_has_tokenizer(dir)) { /* a GGUF says what it lacks on load */
+        fprintf(stderr, "nexus generate: %s/tokenizer.json not found: generate needs the model's tokenizer "
+                        "(copy tokenizer.json from the model it was trained or distilled from)\n", dir);
         return EXIT_RUNTIME;
     }
     nx_sample_opts so = {.temperature = (float)temperature, .top_k = (int)top_k, .top_p = (float)top_p,
@@ -101,7 +99,7 @@ int cmd_generate(int argc, char **argv) {
     int status = EXIT_RUNTIME;
     nx_gen g;
     bool have_gen = false;
-    if (nx_tokenizer_load(&tok, dir, &err)) goto done;
+    if (nx_modelfile_tokenizer(dir, &tok, &err)) goto done;
     size_t np = 0;
     if (nx_tokenizer_encode(tok, prompt, strlen(prompt), false, &pids, &np, &err)) {
         nx_fail_prefix(&err, "%s", prompt_file ? prompt_file : "--prompt");
@@ -110,7 +108,7 @@ int cmd_generate(int argc, char **argv) {
     nx_backend *be = nx_backend_by_name(device, &err);
     nx_precision prec;
     if (!be || nx_precision_parse(precision, &prec, &err) || nx_backend_set_precision(be, prec, &err) ||
-        nx_hf_load_model_on(dir, &m, NX_F32, be, &err))
+        nx_modelfile_load(dir, NX_F32, be, &m, NULL, &err))
         goto done;
     const nx_model_config *c = &m.cfg;
     int32_t bos_id = nx_tokenizer_bos_id(tok) >= 0 ? nx_tokenizer_bos_id(tok) : c->bos_id;

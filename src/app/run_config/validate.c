@@ -116,7 +116,7 @@ static void default_validation(nx_run_config *rc) {
 
 int cfg_validate(cfg_ctx *c, nx_run_config *rc, bool init_kind_given, const char *stem) {
     if (!rc->teacher.path[0])
-        return cfg_fail_at(c, "teacher.path", "missing required key (the teacher's model directory)");
+        return cfg_fail_at(c, "teacher.path", "missing required key (the teacher's model directory or GGUF file)");
     if (!rc->data.train[0])
         return cfg_fail_at(c, "data.train", "missing required key (training data: a prepare-data shard or .jsonl[.gz])");
     default_validation(rc);

@@ -57,6 +57,7 @@ static int merge_tokens(const cJSON *x, int rank, load_ctx *L, const char **a, s
 
 static int load_merges(nx_tokenizer *t, const cJSON *merges, load_ctx *L, uint64_t *fingerprint) {
     tok_merge_map_init(&t->merges, (size_t)cJSON_GetArraySize(merges));
+    t->merge_list = nx_xmalloc(sizeof(int32_t) * 2 * ((size_t)cJSON_GetArraySize(merges) + 1));
     uint64_t fp = *fingerprint;
     int rank = 0;
     byte_buf merged = {0};
@@ -84,6 +85,9 @@ static int load_merges(nx_tokenizer *t, const cJSON *merges, load_ctx *L, uint64
             return NX_ERR;
         }
         tok_merge_map_set(&t->merges, ia, ib, rank, im);
+        t->merge_list[2 * rank] = ia;
+        t->merge_list[2 * rank + 1] = ib;
+        t->n_merges = rank + 1;
         fp = nx_fnv1a(&ia, 4, nx_fnv1a(&ib, 4, fp));
         rank++;
     }

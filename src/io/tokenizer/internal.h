@@ -187,8 +187,9 @@ static inline void span_list_push(span_list *l, size_t start, size_t end, bool i
     l->items[l->len++] = (span){start, end, is_match};
 }
 
-/* A tokenizer.json pattern: {"String": literal} (regex NULL) or {"Regex": r}. */
-typedef struct { char *literal; size_t literal_len; pcre2_code *regex; } pattern;
+/* A tokenizer.json pattern: {"String": literal} (regex NULL) or {"Regex": r}
+ * (source: r as written, for exporters). */
+typedef struct { char *literal; size_t literal_len; pcre2_code *regex; char *source; } pattern;
 /* Replace (normalizer or decoder): every match of pattern becomes content. */
 typedef struct { pattern pattern; char *content; size_t content_len; } replace_rule;
 
@@ -301,6 +302,8 @@ struct nx_tokenizer {
     uint64_t fingerprint;
     /* the BPE model (bpe.c) */
     merge_map merges;
+    int32_t *merge_list;          /* (n_merges, 2) the merges in rank order, as token ids */
+    int32_t n_merges;
     int32_t unk_id;               /* -1: no unk_token */
     bool fuse_unk, byte_fallback, ignore_merges;
     char *subword_prefix; size_t subword_prefix_len; /* continuing_subword_prefix */

@@ -187,6 +187,12 @@ int nx_tokenizer_load_json(nx_tokenizer **out, const char *json, size_t len, con
     return load_from_text(out, json, len, name ? name : "tokenizer.json", NULL, 0, NULL, err);
 }
 
+int nx_tokenizer_load_texts(nx_tokenizer **out, const char *json, size_t len, const char *config,
+                            size_t config_len, const char *name, nx_err *err) {
+    return load_from_text(out, json, len, name ? name : "tokenizer.json", config, config_len,
+                          name ? name : "tokenizer_config.json", err);
+}
+
 int nx_tokenizer_load(nx_tokenizer **out, const char *path, nx_err *err) {
     *out = NULL;
     struct stat st;
@@ -223,6 +229,7 @@ void nx_tokenizer_free(nx_tokenizer *t) {
     if (!t) return;
     tok_vocab_free(t);
     free(t->merges.entries);
+    free(t->merge_list);
     free(t->subword_prefix);
     free(t->word_suffix);
     tok_word_cache_free(t->word_cache);
