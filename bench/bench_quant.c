@@ -62,7 +62,7 @@ int main(void) {
     printf("\n");
     struct { const char *name; int OC, IC; } shapes[] = {
         {"gate_up", 2048, 384}, {"down", 384, 1024}, {"lm_head", 8192, 384}};
-    nx_dtype types[4] = {NX_Q8_0, NX_Q4_0, NX_IQ4_NL, NX_Q4_K};
+    nx_dtype types[5] = {NX_Q8_0, NX_Q4_0, NX_IQ4_NL, NX_Q4_K, NX_Q5_0};
     nx_rng r;
     nx_rng_seed(&r, 1);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

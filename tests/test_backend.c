@@ -57,7 +57,7 @@ static void setup(void);
         for (nx_backend *be = UNDER[bi]; be; be = NULL)
 
 /* Every weight type: the float ones and the quantizer's block types. */
-static const nx_dtype WTYPES[] = {NX_F32, NX_BF16, NX_F16, NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL};
+static const nx_dtype WTYPES[] = {NX_F32, NX_BF16, NX_F16, NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
 enum { NWTYPES = sizeof WTYPES / sizeof WTYPES[0] };
 
 /* A row length for type t: any for float types, whole blocks for block types. */

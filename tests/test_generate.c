@@ -16,8 +16,8 @@ TEST(matvec_matches_reference_on_odd_shapes_every_type) {
     nx_rng_seed(&r, 3);
     int shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {1, 13, 37}, {1, 64, 384}, {1, 1031, 96}, {2, 5, 9},
                        {3, 17, 40}, {8, 33, 129}, {5, 1, 8}, {16, 260, 72}};
-    nx_dtype types[7] = {NX_F32, NX_BF16, NX_F16, NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL};
-    for (int k = 0; k < 7; k++)
+    nx_dtype types[8] = {NX_F32, NX_BF16, NX_F16, NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    for (int k = 0; k < 8; k++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int N = shapes[s][0], OC = shapes[s][1], IC = shapes[s][2];
             int blk = nx_type(types[k])->block; /* block types: rows of whole blocks */
@@ -163,8 +163,8 @@ TEST(kv_decode_matches_full_forward_gqa) {
 TEST(kv_decode_matches_full_forward_quantized) {
     nx_model_config c = base();
     c.C = 64, c.NH = 4, c.KVH = 2, c.HS = 16, c.F = 256;
-    nx_dtype types[4] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL};
-    for (int k = 0; k < 4; k++) {
+    nx_dtype types[5] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    for (int k = 0; k < 5; k++) {
         KV_WTYPE = types[k];
         int plen[2] = {11, 3};
         double e = kv_vs_full(c, 2, plen, 24, 5, 7 + k);

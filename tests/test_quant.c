@@ -76,8 +76,8 @@ TEST(layouts_match_gguf_byte_for_byte) {
  * of its block (Q4_0: a whole step on the side opposite its extreme; Q4_K:
  * plus the 6-bit rounding of the sub-block scale). */
 TEST(round_trip_error_within_a_step) {
-    nx_dtype types[4] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL};
-    for (int k = 0; k < 4; k++) {
+    nx_dtype types[5] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    for (int k = 0; k < 5; k++) {
         int n = 4096;
         float *x = rnd(n, 1), *y = malloc(4 * n);
         x[5] = 0, x[300] = 40; /* an outlier */
@@ -89,7 +89,7 @@ TEST(round_trip_error_within_a_step) {
         for (int b = 0; b < n / B; b++) {
             float amax = 0;
             for (int i = 0; i < B; i++) amax = fmaxf(amax, fabsf(x[b * B + i]));
-            float step = types[k] == NX_Q8_0 ? amax / 127 : types[k] == NX_Q4_0 ? amax / 8
+            float step = types[k] == NX_Q8_0 ? amax / 127 : types[k] == NX_Q4_0 ? amax / 8 : types[k] == NX_Q5_0 ? amax / 16
                        : types[k] == NX_IQ4_NL ? amax * 24 / 127 : 2 * amax / 15; /* IQ4_NL: its widest gap */
             for (int i = 0; i < B; i++) {
                 double e = fabs(y[b * B + i] - x[b * B + i]) / (step > 0 ? step : 1);
@@ -99,7 +99,7 @@ TEST(round_trip_error_within_a_step) {
             }
         }
         /* Q4_0 maps its signed extreme to −8: the other side reaches 7 steps only */
-        double bound = types[k] == NX_Q8_0 ? 0.51 : types[k] == NX_Q4_0 || types[k] == NX_IQ4_NL ? 1.01 : 1.5;
+        double bound = types[k] == NX_Q8_0 ? 0.51 : types[k] == NX_Q4_0 || types[k] == NX_Q5_0 || types[k] == NX_IQ4_NL ? 1.01 : 1.5;
         CHECKF(worst <= bound, "%s: worst error %.3f steps", nx_dtype_name(types[k]), worst);
         double rel = sqrt(se / sx), want = types[k] == NX_Q8_0 ? 0.01 : 0.12;
         printf("%s: relative rms error %.4f\n", nx_dtype_name(types[k]), rel);
@@ -124,12 +124,12 @@ TEST(every_kernel_path_matches_the_reference) {
     for (int p = 0; p < np; p++) printf(" %s", paths[p]);
     printf(" (in use: %s)\n", nx_qkernel_path());
     const char *initial = nx_qkernel_path();
-    nx_dtype types[4] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL};
+    nx_dtype types[5] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
     int shapes[][3] = {{1, 1, 32}, {1, 7, 96}, {1, 13, 256}, {2, 5, 64}, {3, 9, 512}, {5, 37, 160},
                        {8, 4, 768}, {9, 6, 256}, {33, 11, 32 * 9}, {70, 19, 512}};
     for (int p = 0; p < np; p++) {
         CHECK(nx_qkernel_select(paths[p]) == NX_OK && !strcmp(nx_qkernel_path(), paths[p]));
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 5; k++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
                 int N = shapes[s][0], OC = shapes[s][1], IC = shapes[s][2];
                 if (IC % nx_type(types[k])->block) continue;
@@ -186,8 +186,8 @@ TEST(dispatch_picks_each_path) {
  * rounding is the only difference. */
 TEST(int8_activations_stay_close_to_f32) {
     int N = 3, OC = 64, IC = 512;
-    nx_dtype types[4] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL};
-    for (int k = 0; k < 4; k++) {
+    nx_dtype types[5] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    for (int k = 0; k < 5; k++) {
         float *W = rnd((long)OC * IC, 0.1f), *X = rnd((long)N * IC, 1);
         float *Y = malloc(4L * N * OC), *F = malloc(4L * N * OC), *Wf = malloc(4L * OC * IC);
         void *Wq = malloc(nx_row_bytes(types[k], (int64_t)OC * IC));

@@ -135,8 +135,8 @@ TEST(weighted_search_beats_rounding) {
     float *x = malloc(4 * n), *imp = malloc(4 * cols), *y = malloc(4 * n);
     for (int i = 0; i < n; i++) x[i] = nx_rng_normal(&r) * (1 + (i % 97 == 0) * 6);
     for (int c = 0; c < cols; c++) imp[c] = 0.1f + (float)nx_rng_uniform(&r) * (c % 7 == 0 ? 20 : 1);
-    nx_dtype types[4] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL};
-    for (int k = 0; k < 4; k++) {
+    nx_dtype types[5] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    for (int k = 0; k < 5; k++) {
         void *q = malloc(nx_row_bytes(types[k], n));
         double e[2];
         for (int w = 0; w < 2; w++) {

@@ -13,6 +13,10 @@
  *         Q4_0's layout, but each nibble indexes 16 non-uniform levels
  *         V (nx_iq4nl_values, denser near 0 where weights are); 18 bytes,
  *         4.5 bits per weight: the 32-block type q4_k_m falls back to
+ *   Q5_0  blocks of 32: d (f16), qh[4], qs[16] nibbles  x = d·(q − 16)
+ *         q = low nibble (Q4_0's layout) | bit j of qh (little-endian
+ *         u32) << 4 for element j; 22 bytes, 5.5 bits per weight: the
+ *         middle step between the 4-bit types and Q8_0 of the mixes
  *   Q4_K  super-blocks of 256 = 8 sub-blocks of 32: d, dmin (f16),
  *         scales[12] (eight 6-bit scales sc and eight 6-bit mins m, packed
  *         as nx_q4k_scale_min unpacks them), qs[128] nibbles
@@ -42,6 +46,12 @@ typedef struct nx_block_q4_0 {
 
 typedef struct nx_block_q4_0 nx_block_iq4_nl;
 
+typedef struct nx_block_q5_0 {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[NX_QK / 2];
+} nx_block_q5_0;
+
 static const int8_t nx_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 typedef struct nx_block_q4_k {
@@ -52,7 +62,11 @@ typedef struct nx_block_q4_k {
 
 _Static_assert(sizeof(nx_block_q8_0) == 2 + NX_QK, "Q8_0 block must be 34 bytes (GGUF layout)");
 _Static_assert(sizeof(nx_block_q4_0) == 2 + NX_QK / 2, "Q4_0 block must be 18 bytes (GGUF layout)");
+_Static_assert(sizeof(nx_block_q5_0) == 2 + 4 + NX_QK / 2, "Q5_0 block must be 22 bytes (GGUF layout)");
 _Static_assert(sizeof(nx_block_q4_k) == 4 + 12 + NX_QK_K / 2, "Q4_K block must be 144 bytes (GGUF layout)");
+
+/* Integers q[32] in 0..31 into a Q5_0 block's nibbles and high bits (dtype.c). */
+void nx_q5_0_pack(void *blk, const uint8_t *q);
 
 /* Scale and min (6 bits each) of sub-block j (0..7) of a Q4_K block:
  * sub-blocks 0..3 keep theirs in the low 6 bits of scales[j] and

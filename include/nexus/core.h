@@ -49,7 +49,7 @@ void *nx_aligned_alloc(size_t n); /* 64-byte aligned, zeroed; free with free() *
 typedef enum nx_dtype {
     NX_F32, NX_F16, NX_BF16, NX_F64, NX_I8, NX_U8, NX_I16, NX_U16,
     NX_I32, NX_U32, NX_I64, NX_U64, NX_BOOL,
-    NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, /* block types: layouts in blocks.h */
+    NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0, /* block types: layouts in blocks.h */
     NX_DTYPE_COUNT
 } nx_dtype;
 

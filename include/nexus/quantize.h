@@ -7,11 +7,13 @@
  *   q4_0          every matrix Q4_0 (4.5 bits), the head Q8_0
  *   q4_k_m        Q4_K where a matrix's rows hold whole super-blocks of 256,
  *                 IQ4_NL (4.5 bits, 32-blocks) where they do not (reported
- *                 per matrix group), the head Q8_0; with calibration, the
- *                 groups of highest measured KL (below) per extra byte are
- *                 upgraded to Q8_0 while the model stays within max_mib
- *                 (default: an eighth of the way from this 4-bit size to
- *                 all-Q8_0)
+ *                 per matrix group), the head Q8_0; with calibration, groups
+ *                 climb a ladder 4-bit → Q5_0 → Q8_0, the steps of largest
+ *                 KL drop per extra byte first (each step's KL estimated
+ *                 from the group's measured KL (below) and the ratio of
+ *                 its importance-weighted errors), while the model stays
+ *                 within max_mib (default: an eighth of the way from this
+ *                 4-bit size to all-Q8_0)
  *   w8a8          Q8_0 weights, activations quantized per row at run time
  *                 (dynamic W8A8)
  *   w8a8-static   Q8_0 weights, activations at one scale per matrix fixed
@@ -42,7 +44,7 @@ typedef struct nx_quantize_opts {
     nx_dtype keep_dtype;   /* NX_F16 (default when 0-initialised: F32 means F16) or NX_BF16 */
     int calib_windows;     /* calibration windows (default 32) */
     int calib_seq;         /* tokens per window (default 256) */
-    double max_mib;        /* q4_0 / q4_k_m with calibration: upgrade groups to Q8_0 while
+    double max_mib;        /* q4_0 / q4_k_m with calibration: upgrade groups (Q5_0, Q8_0) while
                               the model stays within this size (0: q4_k_m's default, none for q4_0) */
     int threads;           /* <= 0: all cores */
     bool progress;         /* progress line on stderr (the caller decides: a TTY) */

@@ -170,6 +170,20 @@ static void q4_0_weighted(void *dst, const float *x, int64_t n, int cols, const 
     }
 }
 
+static void q5_0_weighted(void *dst, const float *x, int64_t n, int cols, const float *imp) {
+    nx_block_q5_0 *b = dst;
+#pragma omp parallel for schedule(dynamic, 64)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        const float *w = imp + (i * NX_QK) % cols;
+        int8_t q[NX_QK];
+        uint8_t u[NX_QK];
+        float d = sym_block(x + i * NX_QK, w, NX_QK, -16, 15, q);
+        b[i].d = nx_f32_to_f16(d);
+        for (int j = 0; j < NX_QK; j++) u[j] = (uint8_t)(q[j] + 16);
+        nx_q5_0_pack(&b[i], u);
+    }
+}
+
 static void iq4_nl_weighted(void *dst, const float *x, int64_t n, int cols, const float *imp) {
     nx_block_iq4_nl *b = dst;
 #pragma omp parallel for schedule(dynamic, 64)
@@ -222,6 +236,7 @@ void nx_quantize_weighted(nx_dtype t, void *dst, const float *src, int64_t n, in
     case NX_Q4_0: q4_0_weighted(dst, src, n, cols, imp); break;
     case NX_Q4_K: q4_k_weighted(dst, src, n, cols, imp); break;
     case NX_IQ4_NL: iq4_nl_weighted(dst, src, n, cols, imp); break;
+    case NX_Q5_0: q5_0_weighted(dst, src, n, cols, imp); break;
     default: nx_type(t)->from_f32(dst, src, n); break;
     }
 }

@@ -4,7 +4,7 @@
  *
  * Steps, for a source model held in f32 on the CPU:
  *   1. the recipe's base type per group (Q4_K groups whose rows cannot
- *      hold super-blocks of 256 fall back to Q4_0, reported);
+ *      hold super-blocks of 256 fall back to IQ4_NL, reported);
  *   2. with calibration tokens, one forward of the source over the
  *      windows, summing each group's inputs: E[x_c²] per column (the
  *      importance the block searches weigh errors by) and max |x| (static
@@ -14,7 +14,8 @@
  *      into a working f32 copy), mean KL(source ‖ copy) over the
  *      calibration windows against the source's logits computed once;
  *   4. the final types (the N most sensitive kept at F16/BF16; q4_k_m's
- *      upgrades), then each group quantized into the output model.
+ *      upgrades up the ladder 4-bit → Q5_0 → Q8_0 within the size
+ *      budget), then each group quantized into the output model.
  * Embeddings have no input activations: their blocks are searched with
  * uniform weights when calibrating (least squares instead of rounding). */
 #include "nexus/quantize.h"
@@ -253,12 +254,37 @@ static double gbytes(const nx_model_config *c, int g, nx_dtype t) {
     return (double)rows * (double)nx_row_bytes(t, cols);
 }
 
-/* The mixed 4-bit models: upgrade groups still at their 4-bit base type to
- * Q8_0, the highest KL per extra byte first, while the total stays within
- * max_mib (0: an eighth of the way from the current size to all-Q8_0). */
-static void upgrade(const nx_model_config *c, const nx_group_type *base, const double *kl, nx_group_type *chosen,
-                    double max_mib) {
-    int ng = nx_model_ngroups(c), n = 0;
+/* Importance-weighted squared error Σ imp·(w − ŵ)² of group g quantized
+ * as t (uniform weights for the embeddings): how a group's output error,
+ * and so its KL, scales from one type to another. */
+static double group_err(const nx_model *src, int g, nx_dtype t, const calib *cs) {
+    nx_weight w = group_weight(src, g);
+    int64_t n = (int64_t)w.rows * w.cols;
+    void *q = nx_xmalloc(nx_row_bytes(t, n));
+    float *y = nx_xmalloc(sizeof(float) * (size_t)n);
+    quant_group(src, g, t, cs, q);
+    nx_type(t)->to_f32(y, q, n);
+    const float *x = w.data, *imp = cs->imp ? cs->imp[g] : NULL;
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double r = (double)x[i] - y[i];
+        e += (imp ? imp[i % w.cols] : 1.0) * r * r;
+    }
+    free(q), free(y);
+    return e;
+}
+
+/* The mixed 4-bit models: each group still at its 4-bit base type may move
+ * up a ladder base → Q5_0 → Q8_0. A step's KL is estimated as the group's
+ * measured KL (at base) times the ratio of its weighted errors, and steps
+ * are taken greedily, the largest KL drop per extra byte first, while the
+ * total stays within max_mib (0: an eighth of the way from the current
+ * size to all-Q8_0). */
+enum { LADDER = 3 };
+static void upgrade(const nx_model *src, const calib *cs, const nx_group_type *base, const double *kl,
+                    nx_group_type *chosen, double max_mib, const nx_quantize_opts *o) {
+    const nx_model_config *c = &src->cfg;
+    int ng = nx_model_ngroups(c);
     double size = 0, all8 = 0;
     for (int g = 0; g < ng; g++) {
         if (c->tied && g == ng - 1) continue;
@@ -268,27 +294,38 @@ static void upgrade(const nx_model_config *c, const nx_group_type *base, const d
     /* with max_mib the norms, biases and alignment count too */
     double budget = max_mib > 0 ? max_mib * 1048576.0 - ((double)nx_model_size_typed(c, chosen) - size)
                                 : size + (all8 - size) / 8;
-    int *cand = nx_xmalloc(sizeof(int) * ng);
-    double *gain = nx_xmalloc(sizeof(double) * ng);
+    double (*est)[LADDER] = nx_xcalloc((size_t)ng, sizeof *est);
+    nx_dtype (*step)[LADDER] = nx_xcalloc((size_t)ng, sizeof *step);
+    int *at = nx_xcalloc((size_t)ng, sizeof *at);
+    bool *cand = nx_xcalloc((size_t)ng, sizeof *cand);
     for (int g = 0; g < ng; g++) {
-        gain[g] = 0;
-        if ((c->tied && g == ng - 1) || isnan(kl[g]) || chosen[g].type != base[g].type || base[g].type == NX_Q8_0) continue;
-        gain[g] = kl[g] / (gbytes(c, g, NX_Q8_0) - gbytes(c, g, base[g].type));
-        cand[n++] = g;
+        if ((c->tied && g == ng - 1) || isnan(kl[g]) || chosen[g].type != base[g].type || base[g].type == NX_Q8_0)
+            continue;
+        cand[g] = true;
+        step[g][0] = base[g].type, step[g][1] = NX_Q5_0, step[g][2] = NX_Q8_0;
+        double e0 = group_err(src, g, base[g].type, cs);
+        est[g][0] = kl[g];
+        for (int k = 1; k < LADDER; k++)
+            est[g][k] = e0 > 0 ? kl[g] * group_err(src, g, step[g][k], cs) / e0 : 0;
+        progress(o, "ladder errors", g + 1, ng);
     }
-    for (int i = 1; i < n; i++) /* by gain, descending (insertion sort: a few dozen groups) */
-        for (int j = i; j > 0 && gain[cand[j]] > gain[cand[j - 1]]; j--) {
-            int t = cand[j];
-            cand[j] = cand[j - 1], cand[j - 1] = t;
+    for (;;) { /* the best step that fits: from a group's rung to any higher one */
+        int bg = -1, bk = 0;
+        double best = 0;
+        for (int g = 0; g < ng; g++) {
+            if (!cand[g]) continue;
+            for (int k = at[g] + 1; k < LADDER; k++) {
+                double extra = gbytes(c, g, step[g][k]) - gbytes(c, g, step[g][at[g]]);
+                double gain = (est[g][at[g]] - est[g][k]) / extra;
+                if (extra > 0 && size + extra <= budget && gain > best) best = gain, bg = g, bk = k;
+            }
         }
-    for (int i = 0; i < n; i++) {
-        int g = cand[i];
-        double extra = gbytes(c, g, NX_Q8_0) - gbytes(c, g, base[g].type);
-        if (size + extra > budget) continue;
-        chosen[g].type = NX_Q8_0;
-        size += extra;
+        if (bg < 0) break;
+        size += gbytes(c, bg, step[bg][bk]) - gbytes(c, bg, step[bg][at[bg]]);
+        at[bg] = bk;
+        chosen[bg].type = step[bg][bk];
     }
-    free(cand), free(gain);
+    free(est), free(step), free(at), free(cand);
 }
 
 static int by_kl_desc(const void *a, const void *b, void *ctx) {
@@ -358,7 +395,7 @@ int nx_quantize_model(const nx_model *src, nx_tokens toks, const nx_quantize_opt
             R.chosen[order[k]] = (nx_group_type){keep, NX_ACT_BLOCK, 0};
             kept++;
         }
-        if (r == R_Q4_K_M || (r == R_Q4_0 && o->max_mib > 0)) upgrade(c, base, R.kl, R.chosen, o->max_mib);
+        if (r == R_Q4_K_M || (r == R_Q4_0 && o->max_mib > 0)) upgrade(src, &cs, base, R.kl, R.chosen, o->max_mib, o);
         free(order);
     }
     if (c->tied) R.chosen[ng - 1] = R.chosen[0];

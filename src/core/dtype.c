@@ -176,6 +176,49 @@ static void q4_0_from_f32(void *dst, const float *x, int64_t n) {
     }
 }
 
+static void q5_0_to_f32(float *d, const void *src, int64_t n) {
+    const nx_block_q5_0 *b = src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        float s = nx_f16_to_f32(b[i].d);
+        uint32_t qh;
+        memcpy(&qh, b[i].qh, 4);
+        for (int j = 0; j < NX_QK / 2; j++) {
+            int lo = (b[i].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+            int hi = (b[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            d[i * NX_QK + j] = s * (lo - 16);
+            d[i * NX_QK + j + 16] = s * (hi - 16);
+        }
+    }
+}
+
+/* Integers q[32] in 0..31 into a Q5_0 block's nibbles and high bits. */
+void nx_q5_0_pack(void *blk, const uint8_t *q) {
+    nx_block_q5_0 *b = blk;
+    uint32_t qh = 0;
+    for (int j = 0; j < NX_QK / 2; j++) {
+        b->qs[j] = (uint8_t)((q[j] & 15) | (q[j + 16] & 15) << 4);
+        qh |= (uint32_t)(q[j] >> 4) << j | (uint32_t)(q[j + 16] >> 4) << (j + 16);
+    }
+    memcpy(b->qh, &qh, 4);
+}
+
+static void q5_0_from_f32(void *dst, const float *x, int64_t n) {
+    nx_block_q5_0 *b = dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        const float *v = x + i * NX_QK;
+        float ext = 0; /* the value of largest magnitude, with its sign */
+        for (int j = 0; j < NX_QK; j++)
+            if (fabsf(v[j]) > fabsf(ext)) ext = v[j];
+        float s = f16r(ext / -16), is = s != 0 ? 1 / s : 0;
+        b[i].d = nx_f32_to_f16(s);
+        uint8_t q[NX_QK];
+        for (int j = 0; j < NX_QK; j++) q[j] = (uint8_t)fmaxf(0, fminf(31, nearbyintf(v[j] * is) + 16));
+        nx_q5_0_pack(&b[i], q);
+    }
+}
+
 static void iq4_nl_to_f32(float *d, const void *src, int64_t n) {
     const nx_block_iq4_nl *b = src;
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -279,6 +322,7 @@ static const nx_type_traits TYPES[NX_DTYPE_COUNT] = {
     [NX_Q4_0] = {"Q4_0", NX_QK, sizeof(nx_block_q4_0), true, q4_0_to_f32, q4_0_from_f32},
     [NX_Q4_K] = {"Q4_K", NX_QK_K, sizeof(nx_block_q4_k), true, q4_k_to_f32, q4_k_from_f32},
     [NX_IQ4_NL] = {"IQ4_NL", NX_QK, sizeof(nx_block_iq4_nl), true, iq4_nl_to_f32, iq4_nl_from_f32},
+    [NX_Q5_0] = {"Q5_0", NX_QK, sizeof(nx_block_q5_0), true, q5_0_to_f32, q5_0_from_f32},
 };
 
 const nx_type_traits *nx_type(nx_dtype t) {

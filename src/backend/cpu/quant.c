@@ -10,6 +10,7 @@
  *   Q8_0  dw · d · Σ qw·q
  *   Q4_0  dw · (d · Σ qw·q − 8 · ds)         (qw the raw nibbles 0..15)
  *   Q4_K  D·sc · d · Σ qw·q − M·m · ds       (per sub-block of 32)
+ *   Q5_0  dw · (d · Σ qw·q − 16 · ds)        (qw the 5-bit integers 0..31)
  *   IQ4_NL dw · d · Σ V[qw]·q                 (V: the 16 levels)
  *
  * so the result is exactly the product of the dequantized weights with the
@@ -135,6 +136,22 @@ static float dot_iq4_nl_c(const void *W, const int8_t *q, const float *d, const 
     return acc;
 }
 
+static float dot_q5_0_c(const void *W, const int8_t *q, const float *d, const float *ds, int nb) {
+    const nx_block_q5_0 *w = W;
+    float acc = 0;
+    for (int b = 0; b < nb; b++) {
+        const int8_t *x = q + b * NX_QK;
+        uint32_t qh;
+        memcpy(&qh, w[b].qh, 4);
+        int s = 0;
+        for (int i = 0; i < 16; i++)
+            s += ((w[b].qs[i] & 15) | (int)((qh >> i) & 1) << 4) * x[i] +
+                 ((w[b].qs[i] >> 4) | (int)((qh >> (i + 16)) & 1) << 4) * x[i + 16];
+        acc += nx_f16_to_f32(w[b].d) * (d[b] * (float)s - 16 * ds[b]);
+    }
+    return acc;
+}
+
 static float dot_q4_k_c(const void *W, const int8_t *q, const float *d, const float *ds, int nb) {
     const nx_block_q4_k *w = W;
     float acc = 0;
@@ -170,6 +187,7 @@ SCALAR_TILE(q8_0)
 SCALAR_TILE(q4_0)
 SCALAR_TILE(q4_k)
 SCALAR_TILE(iq4_nl)
+SCALAR_TILE(q5_0)
 
 /* ---- AVX2 ---- */
 
@@ -278,6 +296,54 @@ static T_AVX2 INL void tile_iq4_nl_avx2_g(const char *W, size_t rb, const qx *A,
     }
     for (int x = 0; x < X; x++)
         for (int r = 0; r < R; r++) o[x][r] = hsum256(acc[r][x]);
+}
+
+/* byte j = 16 where bit j of the 32 bits at p is set, else 0 */
+static T_AVX2 INL __m256i q5_hibits_avx2(const uint8_t *p) {
+    uint32_t u;
+    memcpy(&u, p, 4);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u),
+                                    _mm256_setr_epi64x(0, 0x0101010101010101LL, 0x0202020202020202LL,
+                                                       0x0303030303030303LL));
+    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfeLL)); /* all ones where the bit is set */
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(16));
+}
+
+/* Q5_0: the 5-bit integers (0..31) as unsigned bytes, offset 16 subtracted
+ * through Σq as Q4_0's 8 is */
+static T_AVX2 INL __m256i q5_0_bytes_avx2(const nx_block_q5_0 *blk) {
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m128i v = _mm_loadu_si128((const __m128i *)blk->qs);
+    __m256i w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+    return _mm256_or_si256(w, q5_hibits_avx2(blk->qh));
+}
+
+static T_AVX2 INL void tile_q5_0_avx2_g(const char *W, size_t rb, const qx *A, int x0, int R, int X, float o[4][4]) {
+    __m256 acc[4][4];
+    float off[4][4] = {{0}};
+    for (int r = 0; r < 4; r++)
+        for (int x = 0; x < 4; x++) acc[r][x] = _mm256_setzero_ps();
+    for (int b = 0; b < A->nb; b++) {
+        __m256i xv[4];
+        float dx[4], dsx[4];
+        for (int x = 0; x < X; x++) {
+            size_t i = (size_t)(x0 + x);
+            xv[x] = _mm256_loadu_si256((const __m256i *)(A->q + i * A->IC + b * NX_QK));
+            dx[x] = A->d[i * A->nb + b];
+            dsx[x] = A->ds[i * A->nb + b];
+        }
+        for (int r = 0; r < R; r++) {
+            const nx_block_q5_0 *blk = (const nx_block_q5_0 *)(W + r * rb) + b;
+            __m256i w = q5_0_bytes_avx2(blk);
+            float dw = h2f(blk->d);
+            for (int x = 0; x < X; x++) {
+                acc[r][x] = _mm256_fmadd_ps(udot32_avx2(w, xv[x]), _mm256_set1_ps(dw * dx[x]), acc[r][x]);
+                off[r][x] += dw * dsx[x];
+            }
+        }
+    }
+    for (int x = 0; x < X; x++)
+        for (int r = 0; r < R; r++) o[x][r] = hsum256(acc[r][x]) - 16 * off[r][x];
 }
 
 /* The eight 6-bit scales and mins of a Q4_K block as bytes (sc[0..7], m[0..7]). */
@@ -466,6 +532,38 @@ static T_512 INL void tile_iq4_nl_512_g(const char *W, size_t rb, const qx *A, i
         for (int r = 0; r < R; r++) o[x][r] = _mm512_reduce_add_ps(acc[r][x]);
 }
 
+static T_512 INL void tile_q5_0_512_g(const char *W, size_t rb, const qx *A, int x0, int R, int X, float o[4][4]) {
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int x = 0; x < 4; x++) acc[r][x] = _mm512_setzero_ps();
+    const __m512i z = _mm512_setzero_si512();
+    const __m512 two_ = _mm512_set1_ps(2); /* the offset 16, spread over the 8 lanes of a block */
+    for (int b = 0; b < A->nb; b += 2) {
+        bool two = b + 1 < A->nb;
+        __m512i xv[4];
+        __m512 dx[4], dsx[4];
+        for (int x = 0; x < X; x++) {
+            size_t i = (size_t)(x0 + x);
+            xv[x] = xload(A->q + i * A->IC + b * NX_QK, two);
+            dx[x] = pair_ps(A->d + i * A->nb + b, two);
+            dsx[x] = _mm512_mul_ps(pair_ps(A->ds + i * A->nb + b, two), two_);
+        }
+        for (int r = 0; r < R; r++) {
+            const nx_block_q5_0 *blk = (const nx_block_q5_0 *)(W + r * rb) + b;
+            __m256i w0 = q5_0_bytes_avx2(&blk[0]);
+            __m512i w = two ? _mm512_inserti64x4(_mm512_castsi256_si512(w0), q5_0_bytes_avx2(&blk[1]), 1)
+                            : _mm512_zextsi256_si512(w0);
+            __m512 dw = pair2(h2f(blk[0].d), two ? h2f(blk[1].d) : 0.0f);
+            for (int x = 0; x < X; x++) {
+                __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, w, xv[x]));
+                acc[r][x] = _mm512_fmadd_ps(dw, _mm512_fmsub_ps(p, dx[x], dsx[x]), acc[r][x]);
+            }
+        }
+    }
+    for (int x = 0; x < X; x++)
+        for (int r = 0; r < R; r++) o[x][r] = _mm512_reduce_add_ps(acc[r][x]);
+}
+
 static T_512 INL void tile_q4_k_512_g(const char *W, size_t rb, const qx *A, int x0, int R, int X, float o[4][4]) {
     __m512 acc[4][4];
     for (int r = 0; r < 4; r++)
@@ -533,6 +631,8 @@ SPECIALISE(q4_0, 512, T_512)
 SPECIALISE(q4_k, 512, T_512)
 SPECIALISE(iq4_nl, avx2, T_AVX2)
 SPECIALISE(iq4_nl, 512, T_512)
+SPECIALISE(q5_0, avx2, T_AVX2)
+SPECIALISE(q5_0, 512, T_512)
 
 /* ---- dispatch ---- */
 
@@ -542,13 +642,13 @@ typedef void (*quant_fn)(int8_t *, float *, float *, const float *, int, int, fl
 typedef struct qkernels {
     const char *name;
     quant_fn quant;
-    tile_fn tile[4]; /* Q8_0, Q4_0, Q4_K, IQ4_NL */
+    tile_fn tile[5]; /* Q8_0, Q4_0, Q4_K, IQ4_NL, Q5_0 */
 } qkernels;
 
 static const qkernels PATHS[] = {
-    {"avx512vnni", quant_row_512, {tile_q8_0_512, tile_q4_0_512, tile_q4_k_512, tile_iq4_nl_512}},
-    {"avx2", quant_row_avx2, {tile_q8_0_avx2, tile_q4_0_avx2, tile_q4_k_avx2, tile_iq4_nl_avx2}},
-    {"scalar", quant_row_c, {tile_q8_0_c, tile_q4_0_c, tile_q4_k_c, tile_iq4_nl_c}},
+    {"avx512vnni", quant_row_512, {tile_q8_0_512, tile_q4_0_512, tile_q4_k_512, tile_iq4_nl_512, tile_q5_0_512}},
+    {"avx2", quant_row_avx2, {tile_q8_0_avx2, tile_q4_0_avx2, tile_q4_k_avx2, tile_iq4_nl_avx2, tile_q5_0_avx2}},
+    {"scalar", quant_row_c, {tile_q8_0_c, tile_q4_0_c, tile_q4_k_c, tile_iq4_nl_c, tile_q5_0_c}},
 };
 enum { NPATHS = sizeof PATHS / sizeof PATHS[0] };
 
@@ -607,11 +707,12 @@ static int type_index(nx_dtype t) {
     case NX_Q4_0: return 1;
     case NX_Q4_K: return 2;
     case NX_IQ4_NL: return 3;
+    case NX_Q5_0: return 4;
     default: NX_ASSERTM(0, "not an int8-kernel weight type"); return -1;
     }
 }
 
-bool nx_qtype(nx_dtype t) { return t == NX_Q8_0 || t == NX_Q4_0 || t == NX_Q4_K || t == NX_IQ4_NL; }
+bool nx_qtype(nx_dtype t) { return t == NX_Q8_0 || t == NX_Q4_0 || t == NX_Q4_K || t == NX_IQ4_NL || t == NX_Q5_0; }
 
 static inline void put(float *y, float v, const float *b, int o, bool acc) {
     v += b ? b[o] : 0.0f;
