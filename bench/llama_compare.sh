@@ -41,11 +41,11 @@ i=0
 while [ $i -lt "$rounds" ]; do
     k=0
     for f in $files; do
-        $NEXUS benchmark "$f" --threads "$threads" --reps 3 --prompt-tokens 256 --decode-tokens 128 --json \
+        $NEXUS benchmark "$f" --threads "$threads" --reps 2 --batch 1 --prompt-tokens 256 --decode-tokens 128 --json \
             > "$out/n" 2> /dev/null
         nd=$(jq '.models[0].decode_tokens_per_s.max' "$out/n")
         np=$(jq '.models[0].prefill_tokens_per_s.max' "$out/n")
-        "$LLAMA_CPP/llama-bench" -m "$f" -t "$threads" -p 256 -n 128 -r 3 -o json > "$out/l" 2> /dev/null
+        "$LLAMA_CPP/llama-bench" -m "$f" -t "$threads" -p 256 -n 128 -r 2 -o json > "$out/l" 2> /dev/null
         ld=$(jq '[.[] | select(.n_gen > 0)][0].avg_ts' "$out/l")
         lp=$(jq '[.[] | select(.n_prompt > 0)][0].avg_ts' "$out/l")
         eval "nd_$k=\$(best \${nd_$k:-0} $nd) np_$k=\$(best \${np_$k:-0} $np)"

@@ -2,7 +2,8 @@
 # cli_quantize.sh — `nexus quantize` on the bundled demo teacher: a Q8_0
 # directory that generate and benchmark load, q4_k_m with calibration
 # recording type, method and calibration hash (the demo teacher ties its head
-# to the embeddings: 17 matrix groups), and the clear errors for an
+# to the embeddings: 17 matrix groups), both as GGUF files nexus loads back
+# with the same weights, and the clear errors for an
 # unknown type, a missing --out, an output directory in use and a recipe
 # that needs calibration without it.
 M=models/demo-teacher
@@ -32,6 +33,27 @@ if $NEXUS quantize $M --type q4_k_m --calib data/demo/validation.jsonl --calib-w
    [ "$(jq '[.report.groups[] | select(.kl_alone != null)] | length' $T/q4/quantization.json)" = 17 ] &&
    [ "$(jq -r '.tensors["model.layers.0.mlp.down_proj.weight"].type' $T/q4/quantization.json)" != null ]
 then ok "q4_k_m --calib: method, calibration hash and per-group KL recorded"; else bad "q4_k_m --calib"; cat $T/out $T/err; fi
+
+# GGUF: the quantized directory exported as it is held (a copy of its blocks), loaded back by nexus
+if $NEXUS export $T/q8 --format gguf --out $T/q8.gguf > $T/out 2> $T/err && grep -q "as quantized" $T/out &&
+   $NEXUS info $T/q8.gguf 2> $T/err | grep -q "GGUF F32+Q8_0" &&
+   $NEXUS generate $T/q8.gguf --prompt "The" --max-tokens 8 --json 2> $T/err | jq -c .token_ids > $T/g1 &&
+   jq -c .token_ids $T/g.json > $T/g0 && cmp -s $T/g0 $T/g1
+then ok "q8_0 directory -> GGUF: Q8_0 tensors, the same greedy tokens"; else bad "q8_0 -> GGUF"; cat $T/out $T/err; fi
+
+if $NEXUS export $T/q4 --format gguf --out $T/q4.gguf > $T/out 2> $T/err &&
+   $NEXUS benchmark $T/q4.gguf --teacher $T/q4 --data data/demo/validation.jsonl --max-windows 2 --seq-len 64 --no-speed \
+     --json > $T/b4.json 2> $T/err && jq -e '.models[1].kl < 1e-9 and .models[1].agreement == 1' $T/b4.json > /dev/null
+then ok "q4_k_m mix -> GGUF: the same model (KL $(jq .models[1].kl $T/b4.json) against the directory)"
+else bad "q4_k_m -> GGUF"; cat $T/out $T/err; fi
+
+$NEXUS export $T/q8 --format safetensors --out $T/st > /dev/null 2> $T/err; rc=$?
+if [ $rc = 1 ] && grep -q "give --dtype" $T/err && [ ! -e $T/st ]
+then ok "a quantized model to safetensors without --dtype: refused, nothing written"; else bad "quantized -> safetensors (rc $rc)"; cat $T/err; fi
+
+$NEXUS export $M --format gguf --dtype q4_k --out $T/k.gguf > /dev/null 2> $T/err; rc=$?
+if [ $rc = 1 ] && grep -q "not a whole number of Q4_K blocks" $T/err && [ ! -e $T/k.gguf ] && [ ! -e $T/k.gguf.tmp ]
+then ok "Q4_K on rows of 192: a clear message, nothing written"; else bad "q4_k on 192 (rc $rc)"; cat $T/err; fi
 
 $NEXUS quantize $M --type q3_k --out $T/x > /dev/null 2> $T/err; rc=$?
 if [ $rc = 1 ] && grep -q "unknown quantization type 'q3_k'" $T/err && [ ! -e $T/x ]
