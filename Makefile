@@ -9,7 +9,8 @@
 #   make check      both
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process,
-#                   and against the engine of BENCH_BASE built beside this one)
+#                   against the engine of BENCH_BASE built beside this one, and
+#                   against llama.cpp when LLAMA_CPP names its bin directory)
 #   make PORTABLE=1 a portable binary (x86-64-v3; PORTABLE=v2: x86-64-v2) in build-portable/
 #   make fuzz       libFuzzer targets (clang): the safetensors header, the
 #                   server's request parser and chat templates, and the GGUF
@@ -136,6 +137,8 @@ bench: $(BIN) $(BENCH_BIN)
 	@echo "== the engine against commit $(BENCH_BASE) (bench/compare.sh)"
 	@if git cat-file -e $(BENCH_BASE) 2>/dev/null; then sh bench/compare.sh $(BENCH_BASE); \
 	 else echo "compare: skipped ($(BENCH_BASE) is not in this clone)"; fi
+	@echo "== nexus against llama.cpp on the same GGUF files (bench/llama_compare.sh; LLAMA_CPP=DIR of llama-bench)"
+	@NEXUS=./$(BIN) sh bench/llama_compare.sh
 
 fuzz: | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/fuzz
