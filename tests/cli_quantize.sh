@@ -21,7 +21,7 @@ if $NEXUS generate $T/q8 --prompt "The" --max-tokens 8 --json > $T/g.json 2> $T/
    [ "$(jq '.token_ids | length' $T/g.json)" = 8 ]
 then ok "generate runs the Q8_0 directory"; else bad "generate on q8_0"; cat $T/err; fi
 
-if $NEXUS benchmark $T/q8 --teacher $M --data data/demo/validation.jsonl --max-windows 2 --seq-len 64 --no-speed \
+if $NEXUS benchmark $T/q8 --reference $M --data data/demo/validation.jsonl --max-windows 2 --seq-len 64 --no-speed \
      --json > $T/b.json 2> $T/err && jq -e '.models[1].kl < 0.01 and .models[1].agreement > 0.9' $T/b.json > /dev/null
 then ok "benchmark: Q8_0 KL $(jq .models[1].kl $T/b.json) against the f32 teacher"; else bad "benchmark on q8_0"; cat $T/err; fi
 
