@@ -5,9 +5,11 @@
 # (default 2), for teacher-19m in F32, Q8_0, Q4_K_M and Q4_0 as nexus
 # writes them (nexus quantize, round to nearest, then nexus export; built
 # once under build/llama-compare/), plus any GGUF named in GGUFS="a.gguf
-# b.gguf". Each round runs nexus benchmark and llama-bench on every file,
-# alternating; the best of ROUNDS rounds (default 3) of each is printed
-# with the ratio nexus ÷ llama.cpp.
+# b.gguf", or only those of FILES="f32 q8_0 ..." (the default: all four).
+# Each round runs nexus benchmark and llama-bench (REPS repetitions each,
+# default 2) on every file, alternating, and prints their figures; then the
+# best of ROUNDS rounds (default 3) of each is printed with the ratio
+# nexus ÷ llama.cpp.
 #
 # llama.cpp is built outside the project: point LLAMA_CPP at the directory
 # that holds its llama-bench (e.g. a build of ikawrakow/ik_llama.cpp);
@@ -17,6 +19,7 @@ set -e
 NEXUS=${NEXUS:-./nexus}
 rounds=${ROUNDS:-3}
 threads=${THREADS:-2}
+reps=${REPS:-2}
 if [ -z "$LLAMA_CPP" ] || [ ! -x "$LLAMA_CPP/llama-bench" ]; then
     echo "llama.cpp: skipped (set LLAMA_CPP to the directory holding llama-bench)"; exit 0
 fi
@@ -33,7 +36,9 @@ for q in q8_0 q4_k_m q4_0; do
         rm -rf $dir/$q
     fi
 done
-files="$dir/f32.gguf $dir/q8_0.gguf $dir/q4_k_m.gguf $dir/q4_0.gguf $GGUFS"
+files=""
+for q in ${FILES:-f32 q8_0 q4_k_m q4_0}; do files="$files $dir/$q.gguf"; done
+files="$files $GGUFS"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
@@ -41,13 +46,15 @@ i=0
 while [ $i -lt "$rounds" ]; do
     k=0
     for f in $files; do
-        $NEXUS benchmark "$f" --threads "$threads" --reps 2 --batch 1 --prompt-tokens 256 --decode-tokens 128 --json \
+        $NEXUS benchmark "$f" --threads "$threads" --reps "$reps" --batch 1 --prompt-tokens 256 --decode-tokens 128 --json \
             > "$out/n" 2> /dev/null
         nd=$(jq '.models[0].decode_tokens_per_s.max' "$out/n")
         np=$(jq '.models[0].prefill_tokens_per_s.max' "$out/n")
-        "$LLAMA_CPP/llama-bench" -m "$f" -t "$threads" -p 256 -n 128 -r 2 -o json > "$out/l" 2> /dev/null
+        "$LLAMA_CPP/llama-bench" -m "$f" -t "$threads" -p 256 -n 128 -r "$reps" -o json > "$out/l" 2> /dev/null
         ld=$(jq '[.[] | select(.n_gen > 0)][0].avg_ts' "$out/l")
         lp=$(jq '[.[] | select(.n_prompt > 0)][0].avg_ts' "$out/l")
+        echo "round $((i + 1)) $(basename "$f"): nexus decode $nd prefill $np, llama.cpp decode $ld prefill $lp" \
+             "(load $(cut -d' ' -f1 /proc/loadavg))"
         eval "nd_$k=\$(best \${nd_$k:-0} $nd) np_$k=\$(best \${np_$k:-0} $np)"
         eval "ld_$k=\$(best \${ld_$k:-0} $ld) lp_$k=\$(best \${lp_$k:-0} $lp)"
         k=$((k + 1))
