@@ -9,11 +9,25 @@
 #   make check      both
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process,
-#                   and against the engine of BENCH_BASE built beside this one)
+#                   against the engine of BENCH_BASE built beside this one, and
+#                   against llama.cpp when LLAMA_CPP names its bin directory)
+#   make PORTABLE=1 a portable binary (x86-64-v3; PORTABLE=v2: x86-64-v2) in build-portable/
 #   make fuzz       every libFuzzer target (tests/fuzz: the parsers, the server's
 #                   requests and templates, the GGUF reader), FUZZ_SECONDS each (clang)
 
 CC       ?= cc
+# make PORTABLE=1: a binary for any x86-64-v3 CPU (AVX2, FMA, F16C), PORTABLE=v2
+# for x86-64-v2 (SSE4.2), in their own build dirs; the int8 kernels still pick
+# AVX-512 VNNI or AVX2 at run time where the CPU has them (src/backend/cpu/quant.c)
+ifeq ($(PORTABLE),1)
+OPT      ?= -O3 -march=x86-64-v3 -mtune=generic
+BUILD    ?= build-portable
+BIN      ?= build-portable/nexus
+else ifeq ($(PORTABLE),v2)
+OPT      ?= -O3 -march=x86-64-v2 -mtune=generic
+BUILD    ?= build-portable-v2
+BIN      ?= build-portable-v2/nexus
+endif
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
 ifeq ($(CUDA),1)
 BUILD    ?= build-cuda
@@ -121,6 +135,8 @@ bench: $(BIN) $(BENCH_BIN)
 	@echo "== the engine against commit $(BENCH_BASE) (bench/compare.sh)"
 	@if git cat-file -e $(BENCH_BASE) 2>/dev/null; then sh bench/compare.sh $(BENCH_BASE); \
 	 else echo "compare: skipped ($(BENCH_BASE) is not in this clone)"; fi
+	@echo "== nexus against llama.cpp on the same GGUF files (bench/llama_compare.sh; LLAMA_CPP=DIR of llama-bench)"
+	@NEXUS=./$(BIN) sh bench/llama_compare.sh
 
 # make fuzz: every libFuzzer target tests/fuzz/fuzz_NAME.c, built with clang
 # (ASan + UBSan, the library's sources instrumented alongside), each run for
@@ -168,7 +184,7 @@ fuzz: $(FUZZ_BIN) $(BIN)
 	        { echo "fuzz_$$n: finding in $(FUZZ_DIR)"; exit 1; }; done; true
 
 clean:
-	rm -rf build build-san build-cuda build-base nexus
+	rm -rf build build-san build-cuda build-base build-portable build-portable-v2 nexus
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -477,7 +477,7 @@ TEST(model_level_errors_name_the_tensor) {
     nx_model_free(&hf);
     struct { const char *retype; uint32_t type; const char *drop, *extra, *key, *needle; } cases[] = {
         {"blk.0.ffn_up.weight", 26, NULL, NULL, NULL,
-         "tensor 'blk.0.ffn_up.weight': unsupported tensor type I32; this nexus reads F32, F16, BF16"},
+         "tensor 'blk.0.ffn_up.weight': unsupported tensor type I32; this nexus reads F32, F16, Q4_0"},
         {NULL, 0, "blk.1.attn_v.weight", NULL, NULL, "missing tensor 'blk.1.attn_v.weight'"},
         {NULL, 0, NULL, "blk.0.ffn_extra.weight", NULL, "unexpected tensor 'blk.0.ffn_extra.weight'"},
         {NULL, 0, NULL, NULL, "llama.rope.scaling.type", "rope scaling is not supported"},

@@ -349,6 +349,7 @@ int cmd_benchmark(int argc, char **argv) {
         {"--data", OPT_STR, &st.data, "evaluation data: JSONL[.gz] or text, or prepare-data tokens (a shard directory: its val.bin, else train.bin; or a .bin)"},
         {"--field", OPT_STR, &st.field, "JSONL field holding the text (default: text)"},
         {"--teacher", OPT_STR, &st.teacher, "teacher model (directory or GGUF): agreement, KL and ratios against it"},
+        {"--reference", OPT_STR, &st.teacher, "the same as --teacher: the f32/bf16 model a quantized one is measured against"},
         {"--seq-len", OPT_INT, &st.seq_len, "evaluation window (default 256)"},
         {"--eval-batch", OPT_INT, &st.eval_batch, "windows per forward during evaluation (default 8)"},
         {"--max-windows", OPT_INT, &st.max_windows, "evaluate at most this many windows (default 0: all)"},

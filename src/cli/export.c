@@ -36,9 +36,9 @@ static void base_name(const char *path, char *out, size_t n) {
     snprintf(out, n, "%.*s", (int)k, path + b);
 }
 
-static int export_gguf(const char *src, const nx_model *m, nx_dtype dt, const char *name, const char *out,
-                       nx_err *err) {
-    nx_gguf_export o = {.dtype = dt, .name = name};
+static int export_gguf(const char *src, const nx_model *m, nx_dtype dt, bool as_held, const char *name,
+                       const char *out, nx_err *err) {
+    nx_gguf_export o = {.dtype = dt, .as_held = as_held, .name = name};
     nx_gguf g = {0};
     nx_tokenizer *tok = NULL;
     char *cfg = NULL;
@@ -125,13 +125,21 @@ int cmd_export(int argc, char **argv) {
     if (nx_modelfile_load(pos[0], NX_F32, nx_backend_cpu(), &m, NULL, &err)) return cli_error("export", err.msg);
     char base[256];
     base_name(pos[0], base, sizeof base);
-    int r = gguf ? export_gguf(pos[0], &m, dt, name ? name : base, out, &err)
+    /* a quantized model (nexus quantize's directory, a quantized GGUF) without --dtype: each
+     * matrix in the block type it holds, its bytes copied (GGUF's layouts are core's) */
+    bool as_held = !dtype && m.groups;
+    if (as_held && !gguf) {
+        nx_model_free(&m);
+        return cli_error("export", "a quantized model has no safetensors form transformers reads; give --dtype "
+                                   "f32, bf16 or f16 to widen it, or --format gguf to keep its blocks");
+    }
+    int r = gguf ? export_gguf(pos[0], &m, dt, as_held, name ? name : base, out, &err)
                  : nx_hf_save_model(out, &m, dt, &err) || nx_modelfile_copy_tokenizer(pos[0], out, &err) ? NX_ERR
                                                                                                          : NX_OK;
     size_t tensors = (size_t)m.ntab;
     nx_model_free(&m);
     if (r) return cli_error("export", err.msg);
     printf("wrote %s (%s, %s, %zu tensors, %.2f MiB)\n", out, gguf ? "GGUF" : "safetensors directory",
-           nx_dtype_name(dt), tensors, nx_modelfile_disk_bytes(out) / (1024.0 * 1024.0));
+           as_held ? "as quantized" : nx_dtype_name(dt), tensors, nx_modelfile_disk_bytes(out) / (1024.0 * 1024.0));
     return EXIT_OK;
 }

@@ -232,11 +232,48 @@ static int check_tensors(const nx_gguf *g, const nx_model_config *cfg, nx_err *e
     return rc;
 }
 
+/* Matrix groups held in the file's block type (Q8_0, Q4_0, Q4_K, IQ4_NL), as
+ * stored: a group whose tensors all share one block type the backend
+ * supports keeps it (the bytes are copied, never re-rounded); float groups,
+ * and a stacked group whose tensors differ (llama.cpp's Q4_K_M gives v more
+ * bits than q and k), are widened to hold. NULL when no group keeps a block
+ * type: the whole model is hold. */
+static nx_group_type *block_groups(const nx_gguf *g, const nx_model_config *cfg, nx_dtype hold, nx_backend *be) {
+    int ng = nx_model_ngroups(cfg), np = nx_model_params(cfg, hold, NULL);
+    nx_param *tab = nx_xmalloc(sizeof *tab * (size_t)np);
+    nx_model_params(cfg, hold, tab);
+    nx_group_type *gt = nx_xmalloc(sizeof *gt * (size_t)ng);
+    int *seen = nx_xcalloc((size_t)ng, sizeof *seen); /* 0 none yet, 1 one block type, 2 widen */
+    for (int k = 0; k < ng; k++) gt[k] = (nx_group_type){hold, NX_ACT_BLOCK, 0};
+    char name[128];
+    for (int i = 0; i < np; i++) {
+        int k = nx_model_group(cfg, tab[i].name);
+        if (k < 0 || nx_gguf_name_of(tab[i].name, name, sizeof name)) continue;
+        const nx_gguf_tensor *t = nx_gguf_find_tensor(g, name);
+        int d = t ? nx_ggml_dtype(t->type) : -1;
+        bool block = d >= 0 && nx_type((nx_dtype)d)->block > 1 && nx_backend_supports_weight(be, (nx_dtype)d);
+        if (!block) seen[k] = 2;
+        else if (seen[k] == 0) gt[k].type = (nx_dtype)d, seen[k] = 1;
+        else if (gt[k].type != (nx_dtype)d) seen[k] = 2;
+    }
+    bool any = false;
+    for (int k = 0; k < ng; k++) {
+        if (seen[k] != 1) gt[k].type = hold;
+        any |= seen[k] == 1;
+    }
+    free(tab), free(seen);
+    if (!any) free(gt);
+    return any ? gt : NULL;
+}
+
 int nx_gguf_load_model(const nx_gguf *g, nx_model *m, nx_dtype hold, nx_backend *be, nx_err *err) {
     memset(m, 0, sizeof *m);
     nx_model_config cfg;
     if (nx_gguf_model_config(g, &cfg, err) || check_tensors(g, &cfg, err)) return NX_ERR;
-    if (nx_model_init_on(m, &cfg, hold, be, err)) return nx_fail_prefix(err, "%s", g->path);
+    nx_group_type *gt = block_groups(g, &cfg, hold, be);
+    int rc = gt ? nx_model_init_typed(m, &cfg, gt, be, err) : nx_model_init_on(m, &cfg, hold, be, err);
+    free(gt);
+    if (rc) return nx_fail_prefix(err, "%s", g->path);
     char name[128];
     for (int i = 0; i < m->ntab; i++) {
         const nx_param *p = &m->tab[i];

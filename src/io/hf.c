@@ -49,6 +49,7 @@
 #include "nexus/fsutil.h"
 #include "nexus/hf.h"
 #include "nexus/json.h"
+#include "nexus/qstore.h"
 #include "nexus/safetensors.h"
 
 static const cJSON *get(const cJSON *o, const char *key) {
@@ -447,6 +448,7 @@ static void load_tensor(nx_model *m, int i, const nx_st_tensor *t) {
 
 int nx_hf_load_model_on(const char *dir, nx_model *m, nx_dtype hold, nx_backend *be, nx_err *err) {
     memset(m, 0, sizeof *m);
+    if (nx_qstore_is(dir)) return nx_qstore_load(dir, m, be, NULL, err); /* its stored types */
     nx_model_config cfg;
     if (nx_hf_load_config(dir, &cfg, err)) return NX_ERR;
     nx_safetensors st;
@@ -581,7 +583,7 @@ int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err 
     const nx_param *tab = m->tab;
     nx_st_entry *e = nx_xcalloc(np, sizeof *e);
     /* an f32 model in host memory saved as f32 is written straight from its buffer */
-    bool direct = m->be->host_memory && m->wtype == NX_F32 && dtype == NX_F32;
+    bool direct = m->be->host_memory && m->params && dtype == NX_F32;
     size_t total = 0, maxn = 1, o = 0;
     for (int i = 0; i < np; i++) {
         total += tab[i].numel * nx_dtype_size(dtype);
