@@ -35,6 +35,7 @@
  * split among threads, prefill runs 4 × 4 tiles (each weight block read
  * once for four inputs). NEXUS_QKERNEL=scalar|avx2|avx512vnni forces a
  * path (benchmarks); nx_qkernel_select does so for tests. */
+#include <cpuid.h>
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -652,15 +653,22 @@ static const qkernels PATHS[] = {
 };
 enum { NPATHS = sizeof PATHS / sizeof PATHS[0] };
 
+/* F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports
+ * does not know the name. */
+static bool has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+}
+
 static bool path_available(int p) {
     __builtin_cpu_init();
     switch (p) {
     case 0:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c") &&
+               __builtin_cpu_supports("avx512vnni") && has_f16c() &&
                __builtin_cpu_supports("fma");
-    case 1: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case 1: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     default: return true;
     }
 }
