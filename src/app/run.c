@@ -48,6 +48,7 @@ typedef struct {
     nx_trainer tr;
     bool have_trainer;
     int32_t *inputs, *targets;
+    uint8_t *mask;              /* the student's sparsity mask (student.nparams bytes), or NULL */
     run_metrics metrics;
 } run_state;
 
@@ -56,6 +57,7 @@ static void cleanup(run_state *s) {
     if (s->have_trainer) nx_trainer_free(&s->tr);
     free(s->inputs);
     free(s->targets);
+    free(s->mask);
     if (s->have_train) run_data_close(&s->train);
     if (s->have_val) run_data_close(&s->val);
     if (s->tok) nx_tokenizer_free(s->tok);
@@ -77,8 +79,8 @@ static int save_ckpt(run_state *s, const nx_run_config *rc, const nx_loader *ld,
     meta.data_state_len = sizeof ld->st;
     memcpy(meta.data_state, &ld->st, sizeof ld->st);
     nx_train_state st = nx_trainer_state(&s->tr);
-    return nx_ckpt_save(rc->checkpoint.dir, &meta, s->tr.n_train, st.params, st.m, st.v, s->tr.opt.t,
-                        rc->checkpoint.keep, err);
+    return nx_ckpt_save(rc->checkpoint.dir, &meta, s->tr.n_train, st.params, st.m, st.v, s->tr.mask_host,
+                        s->tr.opt.t, rc->checkpoint.keep, err);
 }
 
 /* Restores the student, the trainer's step and AdamW, and the loader from
@@ -89,9 +91,17 @@ static int resume(run_state *s, const nx_run_config *rc, nx_loader *ld, int64_t 
     nx_adamw *opt = &s->tr.opt;
     if (nx_ckpt_latest(rc->checkpoint.dir, path, sizeof path, err)) return NX_ERR;
     nx_train_state st = nx_trainer_state(&s->tr);
-    if (nx_ckpt_load(path, nx_run_config_hash(rc), &meta, opt->n, st.params, st.m, st.v, &opt->t, err))
+    uint8_t *mask = nx_xmalloc(opt->n);
+    bool has_mask;
+    if (nx_ckpt_load(path, nx_run_config_hash(rc), &meta, opt->n, st.params, st.m, st.v, mask, &has_mask, &opt->t,
+                     err)) {
+        free(mask);
         return NX_ERR;
+    }
     nx_trainer_state_upload(&s->tr);
+    int mrc = has_mask ? nx_trainer_set_mask(&s->tr, mask, err) : NX_OK;
+    free(mask);
+    if (mrc) return NX_ERR;
     if (meta.data_state_len != sizeof ld->st)
         return nx_fail(err, "%s: data-loader state of %u bytes, expected %zu", path, meta.data_state_len,
                        sizeof ld->st);
@@ -114,7 +124,7 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
 /* Teacher weights (when distilling or copying layers) or its config alone,
  * and its tokenizer. */
 static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_model_config *tcfg, nx_err *err) {
-    if (distill || rc->student.init.kind != NX_INIT_RANDOM) {
+    if (distill || (rc->student.init.kind != NX_INIT_RANDOM && rc->student.init.kind != NX_INIT_LOAD)) {
         if (nx_hf_load_model_as(rc->teacher.path, &s->teacher, rc->teacher.dtype, err)) return NX_ERR;
         s->have_teacher_weights = true;
         *tcfg = s->teacher.cfg;
@@ -164,6 +174,7 @@ static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_
         out->teacher.bytes = (double)out->teacher.params * nx_dtype_size(tcfg->dtype);
     }
     if (nx_hf_save_model(rc->output.dir, &s->student, rc->output.dtype, err)) return NX_ERR;
+    if (s->tr.mask_host && nx_hf_save_mask(rc->output.dir, &s->student.cfg, s->tr.mask_host, err)) return NX_ERR;
     return nx_hf_copy_tokenizer(rc->teacher.path, rc->output.dir, err);
 }
 
@@ -197,11 +208,12 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         goto fail;
     }
     /* (skipped on resume: the checkpoint holds the student) */
-    if (!o->resume && run_init_student(&s.student, &s.teacher, rc, &ld, err)) goto fail;
+    if (!o->resume && run_init_student(&s.student, &s.teacher, rc, &ld, &s.mask, err)) goto fail;
 
     nx_train_opts to = nx_run_train_opts(rc, distill);
     if (nx_trainer_init(&s.tr, &s.student, distill ? &s.teacher : NULL, &to, err)) goto fail;
     s.have_trainer = true;
+    if (s.mask && nx_trainer_set_mask(&s.tr, s.mask, err)) goto fail;
     s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);
     s.targets = nx_xmalloc(sizeof(int32_t) * accum * B * T);
 
