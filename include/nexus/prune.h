@@ -99,9 +99,10 @@ int nx_sparse_check(const nx_model_config *cfg, const nx_sparse_opts *o, nx_err 
  * any other (ties are broken by position, so the count is exact). */
 int nx_prune_sparse(nx_model *m, const nx_calib *calib, const nx_sparse_opts *o, uint8_t *mask,
                     nx_sparse_stats *st, nx_err *err);
-/* Sets to zero every parameter of m whose mask byte is 0 (after loading a
- * pruned model, or a mask from elsewhere). */
-void nx_prune_apply_mask(nx_model *m, const uint8_t *mask);
+/* Sets to zero every parameter of m (f32) whose mask byte is 0 (after
+ * loading a pruned model, or a mask from elsewhere); fails only when the
+ * backend has no memory for the mask. */
+int nx_prune_apply_mask(nx_model *m, const uint8_t *mask, nx_err *err);
 /* Is tensor i of a parameter table one of the prunable layer matrices? */
 bool nx_prune_is_sparse_target(const nx_param *p);
 

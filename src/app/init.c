@@ -149,7 +149,10 @@ static int init_load(nx_model *student, const nx_run_config *rc, uint8_t **mask,
         free(mk);
         return NX_OK;
     }
-    nx_prune_apply_mask(student, mk);
+    if (nx_prune_apply_mask(student, mk, err)) {
+        free(mk);
+        return NX_ERR;
+    }
     *mask = mk;
     fprintf(stderr, "nexus: student from %s with its sparsity mask (%s)\n", dir, NX_HF_MASK_FILE);
     return NX_OK;
@@ -172,13 +175,13 @@ static int init_prune(nx_model *student, const nx_model *teacher, const nx_run_c
     fprintf(stderr, "nexus: pruning the teacher (%s), calibrated on %d sequences of %d tokens\n",
             nx_prune_method_name(so.method), n, T);
     /* four sequences per forward: calibration keeps every layer's activations */
-    if (app_prune_calibrate(teacher, ids, n, T, 4, false, &calib, err)) goto out;
+    if (app_prune_calibrate(teacher, ids, n, T, 4, true, &calib, err)) goto out;
     if (so.method == NX_PRUNE_MINITRON) {
         nx_model pruned;
         nx_prune_plan plan;
         double *score = nx_xmalloc(sizeof(double) * teacher->cfg.L);
         int lm = rc->student.init.layer_metric < 0 ? NX_LAYER_BI : rc->student.init.layer_metric;
-        if (app_prune_width(teacher, &calib, &student->cfg, (nx_layer_metric)lm, ids, n, T, 4, false, &pruned, &plan,
+        if (app_prune_width(teacher, &calib, &student->cfg, (nx_layer_metric)lm, ids, n, T, 4, true, &pruned, &plan,
                             score, err) == NX_OK) {
             copy_model(student, &pruned);
             const nx_model_config *d = &student->cfg;

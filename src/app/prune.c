@@ -255,15 +255,32 @@ static char *report(const nx_prune_job *j, const nx_prune_result *r, const nx_pr
     return txt;
 }
 
+/* Perplexity on the eval data in tenths (same windows, same order as one
+ * nx_eval call), so that a long evaluation shows progress. */
 static int eval_ppl(const nx_prune_job *j, const nx_model *m, const run_data *ev, double *ppl, int64_t *win,
                     const char *when, nx_err *err) {
-    if (j->progress) fprintf(stderr, "prune: perplexity %s on %s\n", when, j->eval);
-    nx_eval_result r;
-    if (nx_eval(m, NULL, ev->view, j->eval_len, j->batch, j->eval_windows, &r, err))
-        return nx_fail_prefix(err, "%s", j->eval);
-    *ppl = r.perplexity;
-    *win = r.windows;
-    if (j->progress) fprintf(stderr, "prune: perplexity %s: %.3f over %lld windows\n", when, r.perplexity, (long long)r.windows);
+    int T = j->eval_len;
+    int64_t W = (int64_t)(ev->view.n / (uint64_t)T);
+    if (j->eval_windows > 0 && W > j->eval_windows) W = j->eval_windows;
+    if (W == 0) return nx_fail(err, "%s: fewer tokens than one evaluation window of %d", j->eval, T);
+    int64_t chunk = (W + 9) / 10;
+    double ce = 0;
+    int64_t pos = 0;
+    bool tty = j->progress && isatty(STDERR_FILENO);
+    if (j->progress && !tty) fprintf(stderr, "prune: perplexity %s on %lld windows of %s\n", when, (long long)W, j->eval);
+    for (int64_t w0 = 0, k = 0; w0 < W; w0 += chunk, k++) {
+        int64_t n = W - w0 < chunk ? W - w0 : chunk;
+        nx_tokens v = {(const char *)ev->view.data + (size_t)w0 * T * ev->view.width, ev->view.width, (uint64_t)n * T};
+        nx_eval_result r;
+        if (nx_eval(m, NULL, v, T, j->batch, 0, &r, err)) return nx_fail_prefix(err, "%s", j->eval);
+        ce += r.loss * (double)r.positions;
+        pos += r.positions;
+        if (j->progress) progress_line(tty, when[0] == 'b' ? "prune: perplexity before, window chunk" :
+                                              "prune: perplexity after, window chunk", (int)k + 1, (int)((W + chunk - 1) / chunk));
+    }
+    *ppl = exp(ce / (double)pos);
+    *win = W;
+    if (j->progress) fprintf(stderr, "prune: perplexity %s: %.3f over %lld windows\n", when, *ppl, (long long)W);
     return NX_OK;
 }
 

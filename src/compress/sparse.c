@@ -196,11 +196,12 @@ int nx_prune_sparse(nx_model *m, const nx_calib *calib, const nx_sparse_opts *o,
     return NX_OK;
 }
 
-void nx_prune_apply_mask(nx_model *m, const uint8_t *mask) {
+int nx_prune_apply_mask(nx_model *m, const uint8_t *mask, nx_err *err) {
     NX_ASSERTM(m->params, "masks apply to a model held in f32");
-    uint8_t *dev = nx_backend_alloc(m->be, m->nparams, "mask", NULL);
-    NX_ASSERTM(dev, "no memory for the mask");
+    uint8_t *dev = nx_backend_alloc(m->be, m->nparams, "sparsity mask", err);
+    if (!dev) return NX_ERR;
     nx_backend_upload(m->be, dev, mask, m->nparams);
     nx_mask(m->be, m->params, dev, (int64_t)m->nparams);
     nx_backend_free(m->be, dev);
+    return NX_OK;
 }
