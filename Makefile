@@ -10,8 +10,10 @@
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process,
 #                   and against the engine of BENCH_BASE built beside this one)
-#   make fuzz       libFuzzer target for the safetensors header (clang); new
-#                   inputs go to build/fuzz/corpus, seeds stay in tests/fuzz/corpus
+#   make fuzz       libFuzzer targets (clang): the safetensors header, then
+#                   the server's request parser and chat templates, each for
+#                   FUZZ_SECONDS; new inputs go to build/fuzz/corpus*, seeds
+#                   stay in tests/fuzz/corpus*
 
 CC       ?= cc
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
@@ -28,18 +30,17 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
 # Only what the code uses; --as-needed: a binary records only the libraries
 # it calls (the tests that never reach io/hub.c do not load libcurl or
 # libcrypto). libcrypto (OpenSSL's EVP sha256) comes with
-# libcurl4-openssl-dev, which depends on libssl-dev. libmicrohttpd is
-# installed by scripts/deps.sh for the HTTP server to come; add
-# -lmicrohttpd here with the first source that includes it.
+# libcurl4-openssl-dev, which depends on libssl-dev. libmicrohttpd
+# (scripts/deps.sh) is the HTTP server of src/serve/.
 LDLIBS   += -Wl,--as-needed -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
-            -lcurl -lcrypto -lpcre2-8 -lm -fopenmp -lpthread
+            -lcurl -lcrypto -lpcre2-8 -lmicrohttpd -lm -fopenmp -lpthread
 
 # make STATIC=1: the Debian libraries linked in, for a binary that runs on
 # a machine without them (the GPU machine); cJSON has no static library in
 # Debian: carry libcjson.so.1 beside the binary (LD_LIBRARY_PATH)
 ifeq ($(STATIC),1)
 LDLIBS   := -L$(BLAS_DIR) -Wl,-Bstatic -lopenblas -lgfortran -lquadmath -lyaml -lz -lpcre2-8 -lgomp \
-            -Wl,-Bdynamic -lcjson -lm -lpthread -ldl
+            -Wl,-Bdynamic -lcjson -lmicrohttpd -lm -lpthread -ldl
 endif
 
 LIB_SRC   := $(filter-out src/main.c,$(wildcard src/*/*.c src/*/*/*.c))
@@ -129,6 +130,13 @@ fuzz: | $(DEPS_STAMP)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-180} -max_len=4096 \
 	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
+	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_request tests/fuzz/fuzz_request.c src/serve/request.c src/serve/template/*.c \
+	    src/io/json.c src/core/*.c \
+	    -I$(BLAS_INC) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
+	@mkdir -p $(BUILD)/fuzz/corpus_request
+	$(BUILD)/fuzz/fuzz_request -max_total_time=$${FUZZ_SECONDS:-180} -max_len=8192 -timeout=10 \
+	    $(BUILD)/fuzz/corpus_request tests/fuzz/corpus_request
 
 clean:
 	rm -rf build build-san build-cuda build-base nexus

@@ -3,9 +3,8 @@
 # Run by `make` (through the build/.deps stamp) so that a fresh Debian 12
 # machine needs no other set-up step. Without root it only reports.
 set -e
-# libcurl4-openssl-dev and libmicrohttpd-dev are not linked yet (the Makefile
-# leaves -lcurl -lmicrohttpd out until code uses them); they stay here so the
-# Hub download and the HTTP server can land without a new set-up step.
+# libcurl4-openssl-dev: the Hub download (io/hub/); libmicrohttpd-dev: the
+# HTTP server (serve/).
 PKGS="gcc make pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev zlib1g-dev \
 libcurl4-openssl-dev libmicrohttpd-dev libpcre2-dev jq"
 [ -n "$NEXUS_EXTRA_PKGS" ] && PKGS="$PKGS $NEXUS_EXTRA_PKGS"

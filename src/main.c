@@ -21,6 +21,7 @@ static const command COMMANDS[] = {
     {"prune", cmd_prune, "prune a model: zero weights (magnitude, Wanda, N:M) or remove heads, channels, layers"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
+    {"serve", cmd_serve, "serve a model over an OpenAI-compatible HTTP API (continuous batching)"},
     {"pull", cmd_pull, "download a model or dataset from the Hugging Face Hub into its cache"},
     {"info", cmd_info, "architecture, parameter counts, sizes and memory needs of a model"},
 };

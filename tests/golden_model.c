@@ -3,7 +3,8 @@
  * (1e-4 relative), the loss terms ce, kd and total (1e-5 relative), and the
  * gradient of the loss w.r.t. every student parameter (1e-3 relative); for
  * llama-gqa also each distillation loss alone (forward KL at T=0.5,
- * reverse KL, JSD). */
+ * reverse KL, JSD). Each case runs on the CPU backend and, in a build with
+ * CUDA on a machine with a GPU, on the CUDA backend too (fp32). */
 #include <cJSON.h>
 
 #include "nexus/fsutil.h"
@@ -53,14 +54,17 @@ static double jnum(cJSON *o, const char *a, const char *b) {
 }
 
 typedef struct {
+    nx_backend *be;
     nx_model s, t;
     nx_acts sa, ta;
     nx_safetensors g;
     int32_t *ids, *tg;  /* (B, T), sized from the golden file's input_ids */
+    int32_t *tg_dev;    /* the targets on the backend */
+    double *loss;       /* one loss value on the backend */
     int B, T, N;
 } fixture;
 
-static bool setup(fixture *f, const char *name) {
+static bool setup(fixture *f, const char *name, nx_backend *be) {
     char p[256], sc[256], sw[256], tc[256], tw[256], g[256];
     nx_err e;
     snprintf(sc, sizeof sc, GOLDEN "%s/student/config.json", name);
@@ -70,9 +74,10 @@ static bool setup(fixture *f, const char *name) {
     snprintf(g, sizeof g, GOLDEN "%s/golden.safetensors", name);
     if (!NEED(sc, sw, tc, tw, g)) return false;
     snprintf(p, sizeof p, GOLDEN "%s/student", name);
-    if (nx_hf_load_model(p, &f->s, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
+    f->be = be;
+    if (nx_hf_load_model_on(p, &f->s, NX_F32, be, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
     snprintf(p, sizeof p, GOLDEN "%s/teacher", name);
-    if (nx_hf_load_model(p, &f->t, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
+    if (nx_hf_load_model_on(p, &f->t, NX_F32, be, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
     if (nx_st_open(&f->g, g, &e)) return fprintf(stderr, "  %s\n", e.msg), false;
     const nx_st_tensor *ids = nx_st_find(&f->g, "input_ids");
     if (!ids || ids->dtype != NX_I32 || ids->ndim != 2 || ids->shape[0] < 1 || ids->shape[1] < 2 ||
@@ -85,6 +90,9 @@ static bool setup(fixture *f, const char *name) {
     f->tg = malloc(sizeof(int32_t) * f->N);
     memcpy(f->ids, ids->data, sizeof(int32_t) * f->N);
     for (int n = 0; n < f->N; n++) f->tg[n] = (n % f->T == f->T - 1) ? -1 : f->ids[n + 1];
+    f->tg_dev = nx_backend_alloc(be, sizeof(int32_t) * f->N, "targets", &e);
+    f->loss = nx_backend_alloc(be, sizeof(double), "loss", &e);
+    nx_backend_upload(be, f->tg_dev, f->tg, sizeof(int32_t) * f->N);
     if (nx_acts_init(&f->sa, &f->s, f->B, f->T, NX_ACTS_TRAIN, &e) ||
         nx_acts_init(&f->ta, &f->t, f->B, f->T, NX_ACTS_INFER, &e))
         return fprintf(stderr, "  %s\n", e.msg), false;
@@ -94,6 +102,7 @@ static bool setup(fixture *f, const char *name) {
 }
 
 static void teardown(fixture *f) {
+    if (f->be) nx_backend_free(f->be, f->tg_dev), nx_backend_free(f->be, f->loss);
     free(f->ids);
     free(f->tg);
     nx_acts_free(&f->sa);
@@ -103,13 +112,28 @@ static void teardown(fixture *f) {
     nx_st_close(&f->g);
 }
 
+/* n floats of backend memory, on the host (malloc'd) */
+static float *host(nx_backend *be, const float *p, long n) {
+    float *h = malloc(sizeof(float) * n);
+    nx_backend_download(be, h, p, sizeof(float) * n);
+    return h;
+}
+
+static double loss_value(fixture *f) {
+    double v;
+    nx_backend_download(f->be, &v, f->loss, sizeof v);
+    return v;
+}
+
 static void check_forward(fixture *f, const char *who, const nx_model *m, const nx_acts *a) {
     char name[64];
     snprintf(name, sizeof name, "%s.logits", who);
     float *ref = tensor_f32(&f->g, name, (long)f->N * m->cfg.V);
     CHECK(ref != NULL);
     if (ref) {
-        double e = nxt_rel_err(a->logits, ref, (long)f->N * m->cfg.V);
+        float *got = host(f->be, a->logits, (long)f->N * m->cfg.V);
+        double e = nxt_rel_err(got, ref, (long)f->N * m->cfg.V);
+        free(got);
         CHECKF(e <= 1e-4, "%s: relative error %.3g", name, e);
         printf("  %-22s rel err %.2e\n", name, e);
     }
@@ -119,14 +143,17 @@ static void check_forward(fixture *f, const char *who, const nx_model *m, const 
         ref = tensor_f32(&f->g, name, (long)f->N * m->cfg.C);
         CHECK(ref != NULL);
         if (!ref) continue;
-        double e = nxt_rel_err(nx_acts_hidden(a, &m->cfg, i), ref, (long)f->N * m->cfg.C);
+        float *got = host(f->be, nx_acts_hidden(a, &m->cfg, i), (long)f->N * m->cfg.C);
+        double e = nxt_rel_err(got, ref, (long)f->N * m->cfg.C);
+        free(got);
         CHECKF(e <= 1e-4, "%s: relative error %.3g", name, e);
         printf("  %-22s rel err %.2e\n", name, e);
         free(ref);
     }
 }
 
-static void check_grads(fixture *f, const nx_safetensors *g, const char *prefix, float *grads) {
+static void check_grads(fixture *f, const nx_safetensors *g, const char *prefix, const float *grads_dev) {
+    float *grads = host(f->be, grads_dev, (long)f->s.nparams);
     int np = f->s.ntab;
     const nx_param *tab = f->s.tab;
     double worst = 0;
@@ -143,12 +170,13 @@ static void check_grads(fixture *f, const nx_safetensors *g, const char *prefix,
         free(ref);
     }
     printf("  %sgradients: %d tensors, worst rel err %.2e (%s)\n", prefix, np, worst, wn);
+    free(grads);
 }
 
-static void run_case(const char *name) {
+static void run_case(const char *name, nx_backend *be) {
     fixture f;
     memset(&f, 0, sizeof f);
-    if (!setup(&f, name)) {
+    if (!setup(&f, name, be)) {
         CHECKF(0, "set-up of %s failed (see above)", name);
         teardown(&f);
         return;
@@ -165,29 +193,53 @@ static void run_case(const char *name) {
     cJSON_Delete(j);
     int V = f.s.cfg.V;
     float *dl = f.sa.dlogits;
-    memset(dl, 0, sizeof(float) * f.N * V);
-    double ce, kd;
-    nx_cross_entropy(f.s.be, &ce, dl, (float)(1 - alpha), f.sa.logits, f.tg, f.N, V);
-    nx_kd_loss(f.s.be, &kd, NX_KD_FORWARD_KL, (float)temp, dl, (float)alpha, f.sa.logits, f.ta.logits, f.tg, f.N, V);
+    nx_backend_zero(be, dl, sizeof(float) * f.N * V);
+    nx_cross_entropy(be, f.loss, dl, (float)(1 - alpha), f.sa.logits, f.tg_dev, f.N, V);
+    double ce = loss_value(&f);
+    nx_kd_loss(be, f.loss, NX_KD_FORWARD_KL, (float)temp, dl, (float)alpha, f.sa.logits, f.ta.logits, f.tg_dev, f.N, V);
+    double kd = loss_value(&f);
     double tot = alpha * kd + (1 - alpha) * ce;
     printf("  ce %.9f (ref %.9f)  kd %.9f (ref %.9f)  total %.9f (ref %.9f)\n", ce, ce_ref, kd, kd_ref, tot, tot_ref);
     CHECKF(fabs(ce - ce_ref) <= 1e-5 * fabs(ce_ref), "ce rel err %.3g", fabs(ce - ce_ref) / ce_ref);
     CHECKF(fabs(kd - kd_ref) <= 1e-5 * fabs(kd_ref), "kd rel err %.3g", fabs(kd - kd_ref) / kd_ref);
     CHECKF(fabs(tot - tot_ref) <= 1e-5 * fabs(tot_ref), "total rel err %.3g", fabs(tot - tot_ref) / tot_ref);
-    float *grads = calloc(f.s.nparams, sizeof(float));
+    float *grads = nx_backend_alloc(be, f.s.nparams * sizeof(float), "gradients", NULL);
     nx_model_backward(&f.s, &f.sa, grads, NULL, NULL);
     check_grads(&f, &f.g, "", grads);
-    free(grads);
+    nx_backend_free(be, grads);
     teardown(&f);
 }
 
-TEST(llama_gqa_matches_pytorch) { run_case("llama-gqa"); }
-TEST(qwen2_tied_bias_matches_pytorch) { run_case("qwen2-tied-bias"); }
+/* the backends to run every case on: the CPU, and the GPU where there is one */
+static int backends(nx_backend **out) {
+    int n = 0;
+    out[n++] = nx_backend_cpu();
+    nx_err e;
+    nx_backend *cuda = nx_backend_cuda(&e);
+    if (cuda) out[n++] = cuda;
+    return n;
+}
 
-TEST(each_distillation_loss_matches_pytorch) {
+TEST(llama_gqa_matches_pytorch) {
+    nx_backend *be[2];
+    for (int i = 0, n = backends(be); i < n; i++) {
+        printf("  [%s]\n", be[i]->name);
+        run_case("llama-gqa", be[i]);
+    }
+}
+
+TEST(qwen2_tied_bias_matches_pytorch) {
+    nx_backend *be[2];
+    for (int i = 0, n = backends(be); i < n; i++) {
+        printf("  [%s]\n", be[i]->name);
+        run_case("qwen2-tied-bias", be[i]);
+    }
+}
+
+static void each_loss(nx_backend *be) {
     fixture f;
     memset(&f, 0, sizeof f);
-    if (!setup(&f, "llama-gqa")) {
+    if (!setup(&f, "llama-gqa", be)) {
         CHECKF(0, "set-up of %s failed (see above)", "llama-gqa");
         teardown(&f);
         return;
@@ -207,19 +259,27 @@ TEST(each_distillation_loss_matches_pytorch) {
     for (int c = 0; c < 3; c++) {
         double temp = jnum(j, cases[c].key, "temperature"), ref = jnum(j, cases[c].key, "value");
         float *dl = f.sa.dlogits;
-        memset(dl, 0, sizeof(float) * f.N * V);
-        double v;
-        nx_kd_loss(f.s.be, &v, cases[c].kind, (float)temp, dl, 1.0f, f.sa.logits, f.ta.logits, f.tg, f.N, V);
+        nx_backend_zero(be, dl, sizeof(float) * f.N * V);
+        nx_kd_loss(be, f.loss, cases[c].kind, (float)temp, dl, 1.0f, f.sa.logits, f.ta.logits, f.tg_dev, f.N, V);
+        double v = loss_value(&f);
         printf("  %-16s %.9f (ref %.9f)\n", cases[c].key, v, ref);
         CHECKF(fabs(v - ref) <= 1e-5 * fabs(ref), "%s rel err %.3g", cases[c].key, fabs(v - ref) / ref);
-        float *grads = calloc(f.s.nparams, sizeof(float));
+        float *grads = nx_backend_alloc(be, f.s.nparams * sizeof(float), "gradients", NULL);
         nx_model_backward(&f.s, &f.sa, grads, NULL, NULL);
         char prefix[64];
         snprintf(prefix, sizeof prefix, "%s.", cases[c].key);
         check_grads(&f, &g, prefix, grads);
-        free(grads);
+        nx_backend_free(be, grads);
     }
     cJSON_Delete(j);
     nx_st_close(&g);
     teardown(&f);
+}
+
+TEST(each_distillation_loss_matches_pytorch) {
+    nx_backend *be[2];
+    for (int i = 0, n = backends(be); i < n; i++) {
+        printf("  [%s]\n", be[i]->name);
+        each_loss(be[i]);
+    }
 }

@@ -9,7 +9,9 @@ need bench/p0.yaml $M/config.json $M/model.safetensors $M/tokenizer.json ../shar
     { summary; exit 1; }
 T=$(mktemp -d /tmp/nx_p0.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-if ! $NEXUS distill bench/p0.yaml --set output.dir=$T/out --set data.validation=null > $T/log 2>&1; then
+# NEXUS_DEVICE=cuda runs the same trajectory on the GPU (a build with CUDA)
+if ! $NEXUS distill bench/p0.yaml --set output.dir=$T/out --set data.validation=null \
+    --set device=${NEXUS_DEVICE:-cpu} > $T/log 2>&1; then
     bad "nexus distill bench/p0.yaml"; cat $T/log; summary; exit 1
 fi
 ref="0 3.199752417 3.02956

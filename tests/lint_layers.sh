@@ -1,6 +1,6 @@
 #!/bin/sh
 # lint_layers.sh — no include points upward. The layers, lowest first
-# (docs/ARCHITECTURE.md): core → backend → model → {train, io, compress} → app → cli.
+# (docs/ARCHITECTURE.md): core → backend → model → {train, io, compress} → app → serve → cli.
 # A source file in src/<module>/ may include the public headers of its own
 # module and of the modules below it; train, io and compress stand side by
 # side and include none of the others. Every public header belongs to exactly one
@@ -16,12 +16,13 @@ module_of_header() {
     safetensors.h | hf.h | tokenizer.h | dataset.h | fsutil.h | json.h | yaml.h | checkpoint.h | hub.h) echo io ;;
     prune.h) echo compress ;;
     run.h | run_config.h) echo app ;;
+    serve.h) echo serve ;;
     *) echo unknown ;;
     esac
 }
 rank() {
     case "$1" in
-    core) echo 0 ;; backend) echo 1 ;; model) echo 2 ;; train | io | compress) echo 3 ;; app) echo 4 ;; cli) echo 5 ;;
+    core) echo 0 ;; backend) echo 1 ;; model) echo 2 ;; train | io | compress) echo 3 ;; app) echo 4 ;; serve) echo 5 ;; cli) echo 6 ;;
     *) echo 9 ;;
     esac
 }

@@ -413,6 +413,58 @@ TEST(same_seed_same_tokens_and_bad_options_named) {
     CHECK(nx_sampler_init(&a, &o, 50, 1, &err) == NX_ERR && strstr(err.msg, "repetition"));
 }
 
+TEST(presence_and_frequency_penalties_count_drawn_tokens) {
+    /* greedy: token 1 leads by 1.0; each draw of it costs 0.3 (frequency)
+     * plus 0.5 once (presence): drawn once, 1.2 - 0.8 = 0.4 < 0.5, token 0 next */
+    float lg[3] = {0.5f, 1.2f, -1.0f};
+    nx_sample_opts o = nx_sample_defaults();
+    o.frequency_penalty = 0.3f, o.presence_penalty = 0.5f;
+    nx_sampler s;
+    CHECK(nx_sampler_init(&s, &o, 3, 1, NULL) == NX_OK);
+    CHECK(nx_sampler_sample(&s, lg, NULL, 0) == 1);
+    CHECK(nx_sampler_sample(&s, lg, NULL, 0) == 0);
+    CHECK(s.counts[0] == 1 && s.counts[1] == 1 && s.counts[2] == 0);
+    /* 0: 0.5 - 0.8 = -0.3, 1: 0.4, so 1 again; then 1: 1.2 - 1.1 = 0.1 > -0.3 */
+    CHECK(nx_sampler_sample(&s, lg, NULL, 0) == 1);
+    CHECK(nx_sampler_sample(&s, lg, NULL, 0) == 1);
+    nx_sampler_free(&s);
+    o.presence_penalty = -2, o.frequency_penalty = 0; /* negative: encourages repeats */
+    CHECK(nx_sampler_init(&s, &o, 3, 1, NULL) == NX_OK);
+    float lg2[3] = {1.0f, 0.9f, 0.0f};
+    CHECK(nx_sampler_sample(&s, lg2, NULL, 0) == 0 && nx_sampler_sample(&s, lg2, NULL, 0) == 0);
+    nx_sampler_free(&s);
+    o.presence_penalty = NAN;
+    nx_err err;
+    CHECK(nx_sampler_init(&s, &o, 3, 1, &err) == NX_ERR && strstr(err.msg, "penalties"));
+    nx_sample_opts plain = nx_sample_defaults();
+    CHECK(nx_sampler_init(&s, &plain, 3, 1, NULL) == NX_OK && s.counts == NULL); /* off: nothing counted */
+    nx_sampler_free(&s);
+}
+
+TEST(further_end_tokens_finish_a_slot) {
+    nx_model m;
+    random_model(&m, base(), 9);
+    int32_t prompt[3] = {1, 2, 3};
+    nx_gen_params gp = {.sample = nx_sample_defaults(), .max_tokens = 20, .eos_id = -1};
+    int n;
+    int32_t *run = alone(&m, prompt, 3, &gp, &n);
+    int32_t more[2] = {-5, run[4]};
+    gp.eos_more = more, gp.neos_more = 2;
+    int n2;
+    int32_t *cut = alone(&m, prompt, 3, &gp, &n2);
+    int first = 0;
+    while (run[first] != run[4]) first++;
+    CHECKF(n2 == first + 1 && memcmp(cut, run, sizeof(int32_t) * n2) == 0, "%d tokens, end token first at %d", n2, first);
+    nx_gen g;
+    nx_err err;
+    CHECK(nx_gen_init(&g, &m, 1, 30, 8, NULL, NULL, NULL) == NX_OK);
+    gp.neos_more = NX_GEN_MAX_EOS + 1;
+    CHECK(nx_gen_start(&g, 0, prompt, 3, &gp, &err) == NX_ERR && strstr(err.msg, "end tokens"));
+    nx_gen_free(&g);
+    free(run), free(cut);
+    nx_model_free(&m);
+}
+
 TEST(stop_scan_holds_partial_stops_and_utf8) {
     const char *stops[2] = {"END", "\n\n"};
     size_t safe;

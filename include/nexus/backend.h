@@ -45,6 +45,7 @@ nx_weight nx_weight_view(nx_backend *be, nx_dtype type, int rows, int cols, void
 
 /* The largest sizes the ops of a planner will see (0: none of that kind). */
 typedef struct nx_work {
+    int64_t rows;         /* rows (tokens) of one op */
     int64_t vocab;        /* V of the losses and argmax */
     int64_t ctx;          /* keys one attention row can see */
     int64_t weight_elems; /* elements of the largest non-f32 matrix given to linear */

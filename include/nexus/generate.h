@@ -26,13 +26,19 @@
  * (each distinct token of the history once: logit < 0 ? logit·p : logit/p),
  * then, unless greedy, temperature, top-k, top-p and min-p, each filter
  * renormalising over what the previous kept, then one draw from nx_rng.
- * Greedy (temperature 0) is argmax, the lowest id on ties as torch.argmax. */
+ * Greedy (temperature 0) is argmax, the lowest id on ties as torch.argmax.
+ * OpenAI's presence and frequency penalties come first, on the raw logits,
+ * over the tokens this sampler has drawn (the generated ones, not the
+ * prompt, as vLLM counts them): logit[j] -= count[j]·frequency +
+ * (count[j] > 0)·presence. */
 typedef struct nx_sample_opts {
     float temperature;        /* 0: greedy */
     int top_k;                /* 0: off */
     float top_p;              /* 1: off; in (0, 1] */
     float min_p;              /* 0: off; in [0, 1) */
     float repetition_penalty; /* 1: off; > 0 */
+    float presence_penalty;   /* 0: off; finite */
+    float frequency_penalty;  /* 0: off; finite */
 } nx_sample_opts;
 
 nx_sample_opts nx_sample_defaults(void); /* greedy, all filters off */
@@ -44,13 +50,15 @@ typedef struct nx_sampler {
     float *work;      /* (V) */
     int32_t *idx;     /* (V) */
     uint8_t *seen;    /* (V) */
+    int32_t *counts;  /* (V) tokens drawn so far; only with a presence or frequency penalty */
 } nx_sampler;
 
 /* Validates o (names the bad option) and plans the sampler's buffers. */
 int nx_sampler_init(nx_sampler *s, const nx_sample_opts *o, int V, uint64_t seed, nx_err *err);
 void nx_sampler_free(nx_sampler *s);
 /* Next token from logits (V), given the ids so far (prompt and generated,
- * for the repetition penalty; may be NULL when nhist is 0). */
+ * for the repetition penalty; may be NULL when nhist is 0). With a
+ * presence or frequency penalty the drawn token is counted. */
 int32_t nx_sampler_sample(nx_sampler *s, const float *logits, const int32_t *hist, int nhist);
 
 /* ---- stop strings ---------------------------------------------------------
@@ -85,9 +93,13 @@ typedef struct nx_gen_params {
     uint64_t seed;
     int max_tokens;           /* new tokens at most (>= 1) */
     int32_t eos_id;           /* finish after this token; -1: none */
+    const int32_t *eos_more;  /* further end tokens (copied; generation_config's list), */
+    int neos_more;            /* at most NX_GEN_MAX_EOS */
     const char *const *stops; /* stop strings (copied); need a detokenizer */
     int nstops;
 } nx_gen_params;
+
+enum { NX_GEN_MAX_EOS = 8 };
 
 typedef enum nx_slot_state { NX_SLOT_FREE, NX_SLOT_PREFILL, NX_SLOT_DECODE, NX_SLOT_DONE } nx_slot_state;
 
@@ -98,6 +110,8 @@ typedef struct nx_gen_slot {
     int n_cached;            /* ids whose keys and values are in the cache */
     int max_new;
     int32_t eos_id;
+    int32_t eos_more[NX_GEN_MAX_EOS];
+    int neos_more;
     char **stops;
     int nstops;
     nx_sampler sampler;
@@ -142,8 +156,8 @@ void nx_gen_free(nx_gen *g);
 int nx_gen_free_slot(const nx_gen *g);
 /* Starts a request in free slot s. Fails (with a message, nothing started)
  * on an empty prompt, a prompt that leaves no room in the context, ids
- * outside the vocabulary, bad sampling options, or stop strings without a
- * detokenizer. */
+ * outside the vocabulary, bad sampling options, more than NX_GEN_MAX_EOS
+ * further end tokens, or stop strings without a detokenizer. */
 int nx_gen_start(nx_gen *g, int s, const int32_t *prompt, int n, const nx_gen_params *p, nx_err *err);
 /* Ends slot s now (NX_FINISH_CANCELLED) without another event. */
 void nx_gen_cancel(nx_gen *g, int s);

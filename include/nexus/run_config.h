@@ -27,6 +27,7 @@
 
 typedef enum nx_init_kind { NX_INIT_RANDOM, NX_INIT_COPY_LAYERS, NX_INIT_AUTO, NX_INIT_PRUNE, NX_INIT_LOAD } nx_init_kind;
 typedef enum nx_layer_metric { NX_LAYER_BI, NX_LAYER_PPL } nx_layer_metric;
+typedef enum nx_run_device { NX_DEVICE_CPU, NX_DEVICE_CUDA } nx_run_device;
 typedef enum nx_data_order { NX_ORDER_RANDOM, NX_ORDER_SEQUENTIAL } nx_data_order;
 typedef enum nx_projection { NX_PROJECTION_AUTO, NX_PROJECTION_NONE } nx_projection;
 enum { NX_METRIC_PPL = 1, NX_METRIC_AGREEMENT = 2, NX_METRIC_KL = 4 };
@@ -143,6 +144,7 @@ typedef struct nx_run_config {
 
     int64_t seed;   /* default 42 */
     int threads;    /* 0: all cores (default) */
+    nx_run_device device; /* NX_DEVICE_CPU (default) or NX_DEVICE_CUDA: where the models live and compute */
 } nx_run_config;
 
 /* Student presets: one table, in src/app/run_config/presets.c. The

@@ -123,9 +123,10 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
 
 /* Teacher weights (when distilling or copying layers) or its config alone,
  * and its tokenizer. */
-static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_model_config *tcfg, nx_err *err) {
+static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_backend *be, nx_model_config *tcfg,
+                        nx_err *err) {
     if (distill || (rc->student.init.kind != NX_INIT_RANDOM && rc->student.init.kind != NX_INIT_LOAD)) {
-        if (nx_hf_load_model_as(rc->teacher.path, &s->teacher, rc->teacher.dtype, err)) return NX_ERR;
+        if (nx_hf_load_model_on(rc->teacher.path, &s->teacher, rc->teacher.dtype, be, err)) return NX_ERR;
         s->have_teacher_weights = true;
         *tcfg = s->teacher.cfg;
     } else if (nx_hf_load_config(rc->teacher.path, tcfg, err)) {
@@ -188,15 +189,20 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     int rcode = NX_ERR;
     bool distill = o->distill;
     nx_model_config tcfg, scfg;
+    nx_backend *be = rc->device == NX_DEVICE_CUDA ? nx_backend_cuda(err) : nx_backend_cpu();
+    if (!be) {
+        nx_fail_prefix(err, "device: cuda");
+        goto fail;
+    }
 
-    if (load_teacher(&s, rc, distill, &tcfg, err)) goto fail;
+    if (load_teacher(&s, rc, distill, be, &tcfg, err)) goto fail;
     if (nx_run_config_student_shape(rc, &tcfg, &scfg, err)) goto fail;
     if (rc->data.seq_len - 1 > scfg.max_pos) {
         nx_fail(err, "data.seq_len %d exceeds the student's max_position_embeddings %d + 1", rc->data.seq_len,
                 scfg.max_pos);
         goto fail;
     }
-    if (nx_model_init(&s.student, &scfg, err)) goto fail;
+    if (nx_model_init_on(&s.student, &scfg, NX_F32, be, err)) goto fail;
     s.have_student = true;
     if (open_data(&s, rc, scfg.V, o->progress, err)) goto fail;
     int B = rc->data.batch_size, T = rc->data.seq_len - 1, accum = rc->data.grad_accum;

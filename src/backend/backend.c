@@ -107,8 +107,9 @@ int nx_backend_plan(nx_backend *be, const nx_work *w, nx_err *err) { return be->
 bool nx_backend_supports_weight(const nx_backend *be, nx_dtype t) { return be->supports_weight(be, t); }
 
 nx_work nx_work_max(nx_work a, nx_work b) {
-    return (nx_work){a.vocab > b.vocab ? a.vocab : b.vocab, a.ctx > b.ctx ? a.ctx : b.ctx,
-                     a.weight_elems > b.weight_elems ? a.weight_elems : b.weight_elems};
+#define MAX(f) (a.f > b.f ? a.f : b.f)
+    return (nx_work){MAX(rows), MAX(vocab), MAX(ctx), MAX(weight_elems)};
+#undef MAX
 }
 
 int nx_arena_init(nx_arena *a, nx_backend *be, size_t size, nx_err *err) {

@@ -48,6 +48,7 @@ static double peak_rss_bytes(void) {
 typedef struct {
     const char *teacher, *data;
     long seq_len, eval_batch, max_windows, threads;
+    const char *device;
     nx_bench_opts bo;
     bool no_speed;
 } settings;
@@ -98,8 +99,9 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
     nx_model m = {0}, t = {0};
     nx_token_stream ts = {0};
     int rc = NX_ERR;
-    if (nx_tokenizer_load(&tok, tokdir, err)) goto out;
-    if (nx_hf_load_model(dir, &m, err)) goto out;
+    nx_backend *be = nx_backend_by_name(st->device, err);
+    if (!be || nx_tokenizer_load(&tok, tokdir, err)) goto out;
+    if (nx_hf_load_model_on(dir, &m, NX_F32, be, err)) goto out;
     r->params = (double)nx_model_count(&m.cfg);
     r->disk_bytes = disk_size(dir);
     if (st->data) {
@@ -113,7 +115,7 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
     if (st->data) {
         r->is_teacher = st->teacher && same_dir(dir, st->teacher);
         r->has_teacher = st->teacher && !r->is_teacher;
-        if (r->has_teacher && nx_hf_load_model(st->teacher, &t, err)) {
+        if (r->has_teacher && nx_hf_load_model_on(st->teacher, &t, NX_F32, be, err)) {
             nx_fail_prefix(err, "teacher");
             goto out;
         }
@@ -132,8 +134,8 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
     rc = NX_OK;
 out:
     nx_token_stream_free(&ts);
-    if (m.params) nx_model_free(&m);
-    if (t.params) nx_model_free(&t);
+    if (m.be) nx_model_free(&m);
+    if (t.be) nx_model_free(&t);
     nx_tokenizer_free(tok);
     return rc;
 }
@@ -266,7 +268,7 @@ static int write_plot(const char *path, const char *const *names, const result *
 }
 
 int cmd_benchmark(int argc, char **argv) {
-    settings st = {.seq_len = 256, .eval_batch = 8, .threads = 0, .bo = nx_bench_defaults()};
+    settings st = {.seq_len = 256, .eval_batch = 8, .threads = 0, .device = "cpu", .bo = nx_bench_defaults()};
     long prompt_tokens = 256, decode_tokens = 128, batch = 8, reps = 3;
     bool json = false;
     const char *plot = NULL;
@@ -282,6 +284,7 @@ int cmd_benchmark(int argc, char **argv) {
         {"--reps", OPT_INT, &reps, "measured repetitions, after one warm-up (default 3)"},
         {"--no-speed", OPT_FLAG, &st.no_speed, "skip the speed measurements"},
         {"--threads", OPT_INT, &st.threads, "threads (default: all cores)"},
+        {"--device", OPT_STR, &st.device, "cpu (default) or cuda"},
         {"--json", OPT_FLAG, &json, "print every figure and the settings as JSON"},
         {"--plot", OPT_STR, &plot, "write an SVG scatter: perplexity vs decode tokens/s, area ∝ size"},
     };

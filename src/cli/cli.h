@@ -53,6 +53,7 @@ int cmd_distill(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 
 #endif

@@ -32,7 +32,7 @@ static char *detok(void *ctx, const int32_t *ids, int n) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *prompt = NULL, *prompt_file = NULL;
+    const char *prompt = NULL, *prompt_file = NULL, *device = "cpu";
     long max_tokens = 128, top_k = 0, seed = 0, threads = 0;
     double temperature = 0, top_p = 1, min_p = 0, rep = 1;
     bool bos = false, json = false, ignore_eos = false;
@@ -49,6 +49,7 @@ int cmd_generate(int argc, char **argv) {
         {"--stop", OPT_MULTI, &stops, "stop when the text contains this string (repeatable)"},
         {"--seed", OPT_INT, &seed, "random seed for sampling (default 0)"},
         {"--threads", OPT_INT, &threads, "threads (default: all cores)"},
+        {"--device", OPT_STR, &device, "cpu (default) or cuda"},
         {"--bos", OPT_FLAG, &bos, "prepend the BOS token to the prompt"},
         {"--ignore-eos", OPT_FLAG, &ignore_eos, "keep generating after the EOS token"},
         {"--json", OPT_FLAG, &json, "print one JSON object (ids, text, timings) instead of streaming"},
@@ -105,7 +106,8 @@ int cmd_generate(int argc, char **argv) {
         nx_fail_prefix(&err, "%s", prompt_file ? prompt_file : "--prompt");
         goto done;
     }
-    if (nx_hf_load_model(dir, &m, &err)) goto done;
+    nx_backend *be = nx_backend_by_name(device, &err);
+    if (!be || nx_hf_load_model_on(dir, &m, NX_F32, be, &err)) goto done;
     const nx_model_config *c = &m.cfg;
     int32_t bos_id = nx_tokenizer_bos_id(tok) >= 0 ? nx_tokenizer_bos_id(tok) : c->bos_id;
     int32_t eos_id = nx_tokenizer_eos_id(tok) >= 0 ? nx_tokenizer_eos_id(tok) : c->eos_id;

@@ -73,7 +73,7 @@ static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int 
     NX_ASSERTM(!((a->train || a->keep_probs) && B * T == 0), "attention maps need a B × T shape");
     nx_arena count = nx_arena_counting();
     plan(a, c, &count);
-    if (nx_backend_plan(m->be, &(nx_work){.vocab = c->V, .ctx = ctx}, err) ||
+    if (nx_backend_plan(m->be, &(nx_work){.rows = rows, .vocab = c->V, .ctx = ctx}, err) ||
         nx_arena_init(&a->arena, m->be, count.used, err))
         return nx_fail_prefix(err, "activations for %d rows of up to %d positions", rows, ctx);
     plan(a, c, &a->arena);

@@ -82,6 +82,8 @@ int nx_gen_start(nx_gen *g, int s, const int32_t *prompt, int n, const nx_gen_pa
             return nx_fail(err, "prompt token %d has id %d, outside the model's vocabulary of %d: the tokenizer "
                                 "does not match the model", i, prompt[i], c->V);
     if (p->max_tokens < 1) return nx_fail(err, "max tokens must be at least 1 (got %d)", p->max_tokens);
+    if (p->neos_more < 0 || p->neos_more > NX_GEN_MAX_EOS)
+        return nx_fail(err, "%d further end tokens, at most %d", p->neos_more, NX_GEN_MAX_EOS);
     if (p->nstops > 0 && !g->detok) return nx_fail(err, "stop strings need a detokenizer");
     for (int i = 0; i < p->nstops; i++)
         if (!p->stops[i][0]) return nx_fail(err, "stop string %d is empty", i);
@@ -90,6 +92,8 @@ int nx_gen_start(nx_gen *g, int s, const int32_t *prompt, int n, const nx_gen_pa
     sl->n_prompt = sl->n = n;
     sl->max_new = p->max_tokens;
     sl->eos_id = p->eos_id;
+    sl->neos_more = p->neos_more;
+    if (p->neos_more) memcpy(sl->eos_more, p->eos_more, sizeof(int32_t) * p->neos_more);
     sl->nstops = p->nstops;
     sl->stops = p->nstops ? nx_xcalloc(p->nstops, sizeof(char *)) : NULL;
     for (int i = 0; i < p->nstops; i++) sl->stops[i] = strdup(p->stops[i]);
@@ -126,6 +130,13 @@ static size_t hold_replacement(const char *t, size_t safe) {
 
 /* Slot sl took token t: update its text, decide whether it is finished, and
  * fill its event. */
+static bool is_eos(const nx_gen_slot *sl, int32_t t) {
+    if (t == sl->eos_id) return true;
+    for (int i = 0; i < sl->neos_more; i++)
+        if (t == sl->eos_more[i]) return true;
+    return false;
+}
+
 static void took(nx_gen *g, int s, int32_t t, nx_gen_event *ev) {
     nx_gen_slot *sl = &g->slots[s];
     sl->ids[sl->n++] = t;
@@ -142,7 +153,7 @@ static void took(nx_gen *g, int s, int32_t t, nx_gen_event *ev) {
         stop_at = nx_stop_scan(sl->text, len, (const char *const *)sl->stops, sl->nstops, &safe);
     }
     if (stop_at >= 0) f = NX_FINISH_STOP;
-    else if (t == sl->eos_id) f = NX_FINISH_EOS;
+    else if (is_eos(sl, t)) f = NX_FINISH_EOS;
     else if (ngen >= sl->max_new) f = NX_FINISH_LENGTH;
     else if (sl->n >= g->ctx) f = NX_FINISH_CONTEXT;
     if (g->detok) {

@@ -28,6 +28,9 @@ int nx_sampler_init(nx_sampler *s, const nx_sample_opts *o, int V, uint64_t seed
         return nx_fail(err, "min-p must be in [0, 1) (0 = off), got %g", o->min_p);
     if (!(o->repetition_penalty > 0) || !isfinite(o->repetition_penalty))
         return nx_fail(err, "repetition penalty must be > 0 (1 = off), got %g", o->repetition_penalty);
+    if (!isfinite(o->presence_penalty) || !isfinite(o->frequency_penalty))
+        return nx_fail(err, "presence and frequency penalties must be finite, got %g and %g", o->presence_penalty,
+                       o->frequency_penalty);
     if (V <= 0) return nx_fail(err, "vocabulary size must be positive");
     s->o = *o;
     s->V = V;
@@ -35,6 +38,7 @@ int nx_sampler_init(nx_sampler *s, const nx_sample_opts *o, int V, uint64_t seed
     s->work = nx_xmalloc(sizeof(float) * V);
     s->idx = nx_xmalloc(sizeof(int32_t) * V);
     s->seen = nx_xcalloc(V, 1);
+    if (o->presence_penalty != 0 || o->frequency_penalty != 0) s->counts = nx_xcalloc(V, sizeof(int32_t));
     return NX_OK;
 }
 
@@ -42,6 +46,7 @@ void nx_sampler_free(nx_sampler *s) {
     free(s->work);
     free(s->idx);
     free(s->seen);
+    free(s->counts);
     memset(s, 0, sizeof *s);
 }
 
@@ -52,10 +57,21 @@ static int by_logit_desc(const void *a, const void *b) {
     return *(const int32_t *)a - *(const int32_t *)b; /* stable: lower id first */
 }
 
+static int32_t draw(nx_sampler *s, const float *logits, const int32_t *hist, int nhist);
+
 int32_t nx_sampler_sample(nx_sampler *s, const float *logits, const int32_t *hist, int nhist) {
+    int32_t t = draw(s, logits, hist, nhist);
+    if (s->counts) s->counts[t]++;
+    return t;
+}
+
+static int32_t draw(nx_sampler *s, const float *logits, const int32_t *hist, int nhist) {
     int V = s->V;
     float *w = s->work;
     memcpy(w, logits, sizeof(float) * V);
+    if (s->counts) /* mu[j] -= c[j] * alpha_frequency + (c[j] > 0) * alpha_presence */
+        for (int v = 0; v < V; v++)
+            if (s->counts[v]) w[v] -= (float)s->counts[v] * s->o.frequency_penalty + s->o.presence_penalty;
     if (s->o.repetition_penalty != 1.0f) {
         /* score = where(score < 0, score * penalty, score / penalty), once per distinct id */
         float pen = s->o.repetition_penalty;

@@ -21,6 +21,7 @@
 #define IMAX 2147483647.0
 #define I64MAX 9.2e18
 
+static const char *const DEVICES[] = {"cpu", "cuda", NULL};
 static const char *const DTYPE_TEACHER[] = {"f32", "bf16", NULL};
 static const int DTYPE_TEACHER_V[] = {NX_F32, NX_BF16};
 static const char *const DTYPE_OUT[] = {"f32", "bf16", "f16", NULL};
@@ -165,6 +166,7 @@ const cfg_field CFG_TOP[] = {
     {"log", T_SEC, 0, 0, .kids = LOG, .flags = F_NOHASH},
     {"seed", T_I64, OFF(seed), 0, .lo = 0, .hi = I64MAX},
     {"threads", T_INT, OFF(threads), 0, .lo = 0, .hi = 4096, .flags = F_NOHASH},
+    {"device", T_ENUM, OFF(device), 0, .names = DEVICES, .flags = F_NOHASH},
     {.name = NULL},
 };
 

@@ -145,24 +145,24 @@ void cpu_rope(nx_backend *be, float *x, int64_t ldx, const int32_t *pos, const f
 /* down_proj(act_fn(gate_proj(x)) * up_proj(x)); silu(g) = g·σ(g) */
 void cpu_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) {
     (void)be;
-#pragma omp parallel for schedule(static) if ((long)N * F >= 1024)
-    for (long i = 0; i < (long)N * F; i++) {
-        long r = i / F, f = i % F;
-        float g = gu[r * 2 * F + f];
-        h[i] = g / (1.0f + expf(-g)) * gu[r * 2 * F + F + f];
-    }
+#pragma omp parallel for collapse(2) schedule(static) if ((long)N * F >= 1024)
+    for (long r = 0; r < N; r++)
+        for (long f = 0; f < F; f++) {
+            float g = gu[r * 2 * F + f];
+            h[r * F + f] = g / (1.0f + expf(-g)) * gu[r * 2 * F + F + f];
+        }
 }
 
 void cpu_swiglu_backward(nx_backend *be, float *dgu, const float *dh, const float *gu, int N, int F) {
     (void)be;
-#pragma omp parallel for schedule(static) if ((long)N * F > 4096)
-    for (long i = 0; i < (long)N * F; i++) {
-        long r = i / F, f = i % F;
-        float g = gu[r * 2 * F + f], u = gu[r * 2 * F + F + f];
-        float s = 1.0f / (1.0f + expf(-g)), silu = g * s;
-        dgu[r * 2 * F + F + f] = dh[i] * silu;
-        dgu[r * 2 * F + f] = dh[i] * u * s * (1.0f + g * (1.0f - s));
-    }
+#pragma omp parallel for collapse(2) schedule(static) if ((long)N * F > 4096)
+    for (long r = 0; r < N; r++)
+        for (long f = 0; f < F; f++) {
+            float g = gu[r * 2 * F + f], u = gu[r * 2 * F + F + f], d = dh[r * F + f];
+            float s = 1.0f / (1.0f + expf(-g)), silu = g * s;
+            dgu[r * 2 * F + F + f] = d * silu;
+            dgu[r * 2 * F + f] = d * u * s * (1.0f + g * (1.0f - s));
+        }
 }
 
 void cpu_add(nx_backend *be, float *y, const float *x, int64_t n) {

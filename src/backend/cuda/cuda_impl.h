@@ -1,0 +1,116 @@
+/* cuda_impl.h — what the files of the CUDA backend share: its state (the
+ * cuBLAS handle, the planned workspace), error checks, the workspace's
+ * bump allocator, the per-row span tables, the deterministic two-stage
+ * sum, and the op functions each file contributes to the table in cuda.cu.
+ *
+ * Determinism. A run resumed from a checkpoint must give the same bits on
+ * the same GPU, so nothing here adds floats atomically: every reduction
+ * runs in a fixed order (per-block partial sums over a fixed grid, then
+ * one block adding the partials in index order), and the embedding's
+ * backward sorts rows by token id (a stable radix sort) before adding. */
+#ifndef NEXUS_BACKEND_CUDA_IMPL_H
+#define NEXUS_BACKEND_CUDA_IMPL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "nexus/ops.h"
+}
+
+/* Blocks of a grid-stride reduction: partial sums are this many doubles. */
+enum { CU_PARTIALS = 512, CU_THREADS = 256 };
+
+struct cu_state {
+    cublasHandle_t blas;
+    char *work;            /* the workspace (device) */
+    size_t work_bytes, work_used;
+    nx_work planned;
+    int32_t *rows_host;    /* (2 · rows) host staging of the span tables */
+    size_t rows_cap;
+};
+
+extern cu_state CU;
+
+void cu_check(cudaError_t e, const char *what);
+void cu_check_blas(cublasStatus_t s, const char *what);
+#define CU_LAUNCHED(what) cu_check(cudaGetLastError(), what)
+
+/* Workspace: reset at the start of an op, then bump-allocated (256-byte
+ * aligned; asserts that the plan covers it). */
+void cu_work_reset(void);
+void *cu_work(size_t bytes);
+
+static inline unsigned cu_blocks(int64_t n, int t = CU_THREADS) { return (unsigned)((n + t - 1) / t); }
+
+/* Per-row sequence and position of a batch of spans, on the device (in
+ * the workspace): seq[r], pos[r] for r < N. Returns N. */
+int cu_span_rows(const nx_span *spans, int nspans, int32_t **seq, int32_t **pos);
+
+/* Bytes of temporary storage the stable radix sort of n (key, value)
+ * int pairs needs (the embedding backward). */
+void cu_sort_bytes(size_t n, size_t *bytes);
+
+/* *out = scale · Σ partials[0..n) in index order (one block). */
+void cu_finish_sum(double *out, const double *partials, int n, double scale);
+
+/* Σ (max) over a block of per-thread values; blockDim.x a power of two,
+ * sh at least blockDim.x long; every thread gets the result. */
+static __device__ __forceinline__ double cu_block_sum(double v, double *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    double r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + s]);
+        __syncthreads();
+    }
+    float r = sh[0];
+    __syncthreads();
+    return r;
+}
+
+/* ops.cu */
+void cu_embed(nx_backend *, float *, const int32_t *, const nx_weight *, int);
+void cu_embed_backward(nx_backend *, float *, const float *, const int32_t *, int, int);
+void cu_rmsnorm(nx_backend *, float *, float *, const float *, const float *, int, int, float);
+void cu_rmsnorm_backward(nx_backend *, float *, float *, const float *, const float *, const float *,
+                         const float *, int, int);
+void cu_linear(nx_backend *, float *, const float *, const nx_weight *, const float *, int);
+void cu_linear_backward(nx_backend *, float *, float *, float *, const float *, const float *, const nx_weight *,
+                        int);
+void cu_rope(nx_backend *, float *, int64_t, const int32_t *, const float *, const float *, int, int, int, bool);
+void cu_swiglu(nx_backend *, float *, const float *, int, int);
+void cu_swiglu_backward(nx_backend *, float *, const float *, const float *, int, int);
+void cu_add(nx_backend *, float *, const float *, int64_t);
+void cu_argmax(nx_backend *, int32_t *, const float *, int, int);
+/* attention.cu */
+void cu_kv_store(nx_backend *, nx_kv, const float *, const float *, int64_t, const nx_span *, int, int);
+void cu_attention(nx_backend *, float *, float *, const float *, int64_t, nx_kv, const nx_span *, int, int, int,
+                  int);
+void cu_attention_backward(nx_backend *, float *, float *, float *, float *, const float *, const float *,
+                           const float *, const float *, const float *, const float *, int64_t, int, int, int,
+                           int, int);
+/* loss.cu */
+void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
+void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,
+                const int32_t *, int, int);
+void cu_sqdiff(nx_backend *, double *, float *, bool, const float *, const float *, int64_t, float);
+void cu_attention_kl(nx_backend *, double *, float *, const float *, const float *, int, int, int, int, float);
+void cu_sumsq(nx_backend *, double *, const float *, int64_t);
+void cu_adamw(nx_backend *, float *, const float *, float *, float *, int64_t, const nx_adamw_args *,
+              const double *, int);
+void cu_mask(nx_backend *, float *, const uint8_t *, int64_t);
+
+#endif

@@ -1,0 +1,271 @@
+/* loss.cu — the training losses, their gradients, and the optimiser's
+ * kernels on the GPU (see ops.h), mirroring src/backend/cpu/loss.c and
+ * optim.c: one block per row of logits (max, log-sum-exp in double, then
+ * the row's loss and its gradient in one more pass), row losses summed in
+ * a fixed order; Σ g² and the other sums as per-block partials added by
+ * one block; AdamW elementwise, checking its guard values itself so that a
+ * non-finite step changes nothing without the host deciding; the sparsity
+ * mask elementwise, a select (a pruned weight is exactly +0).
+ *
+ * Gradients (z = logits / temp; the temp² factor makes the row gradient
+ * temp · (that) / count):
+ *   CE:          ∂/∂logit = softmax − onehot
+ *   forward KL:  ps − pt
+ *   reverse KL:  ps ⊙ (log ps − log pt − KL)
+ *   JSD:         ps ⊙ (g − Σ ps g),  g = ½ log(ps / m) */
+#include "cuda_impl.h"
+
+namespace {
+
+__global__ void count_rows_k(int *cnt, const int32_t *targets, int N) {
+    __shared__ double sh[CU_THREADS];
+    double c = 0;
+    for (int n = threadIdx.x; n < N; n += blockDim.x) c += targets[n] >= 0;
+    c = cu_block_sum(c, sh);
+    if (threadIdx.x == 0) *cnt = (int)c;
+}
+
+__global__ void ce_rows_k(double *rowloss, float *dlogits, float weight, const float *logits, const int32_t *targets,
+                          const int *cnt, int V) {
+    __shared__ float shf[CU_THREADS];
+    __shared__ double shd[CU_THREADS];
+    int64_t n = blockIdx.x;
+    int tg = targets[n];
+    if (tg < 0) {
+        if (threadIdx.x == 0) rowloss[n] = 0;
+        return;
+    }
+    const float *z = logits + n * V;
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, z[i]);
+    mx = cu_block_max(mx, shf);
+    double s = 0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) s += expf(z[i] - mx);
+    s = cu_block_sum(s, shd);
+    if (threadIdx.x == 0) rowloss[n] = mx + log(s) - z[tg];
+    if (!dlogits) return;
+    float g = weight / *cnt, k = (float)(g / s);
+    float *d = dlogits + n * V;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) d[i] += k * expf(z[i] - mx) - (i == tg ? g : 0.0f);
+}
+
+__global__ void kd_rows_k(double *rowloss, nx_kd_kind kind, float temp, float *dlogits, float weight, const float *st,
+                          const float *tt, const int32_t *targets, const int *cnt, int V) {
+    __shared__ float shf[CU_THREADS];
+    __shared__ double shd[CU_THREADS];
+    int64_t n = blockIdx.x;
+    if (targets[n] < 0) {
+        if (threadIdx.x == 0) rowloss[n] = 0;
+        return;
+    }
+    const float *s = st + n * V, *t = tt + n * V;
+    float inv_t = 1.0f / temp, ms = -INFINITY, mt = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) ms = fmaxf(ms, s[i]), mt = fmaxf(mt, t[i]);
+    ms = cu_block_max(ms, shf);
+    mt = cu_block_max(mt, shf);
+    double ss = 0, sst = 0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        ss += expf((s[i] - ms) * inv_t);
+        sst += expf((t[i] - mt) * inv_t);
+    }
+    ss = cu_block_sum(ss, shd);
+    sst = cu_block_sum(sst, shd);
+    double lsd = ms * (double)inv_t + log(ss), ltd = mt * (double)inv_t + log(sst);
+    /* the row's divergence (and, for JSD, Σ ps g) */
+    double row = 0, mg = 0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        double lps = s[i] * (double)inv_t - lsd, lpt = t[i] * (double)inv_t - ltd, ps = exp(lps), pt = exp(lpt);
+        if (kind == NX_KD_FORWARD_KL) {
+            row += pt * (lpt - lps);
+        } else if (kind == NX_KD_REVERSE_KL) {
+            row += ps * (lps - lpt);
+        } else {
+            double lm = log(0.5 * (ps + pt) > 0 ? 0.5 * (ps + pt) : 1e-300);
+            row += 0.5 * ((pt > 0 ? pt * (lpt - lm) : 0) + (ps > 0 ? ps * (lps - lm) : 0));
+            mg += ps * 0.5 * (lps - lm);
+        }
+    }
+    row = cu_block_sum(row, shd);
+    if (kind == NX_KD_JSD) mg = cu_block_sum(mg, shd);
+    if (threadIdx.x == 0) rowloss[n] = row;
+    if (!dlogits) return;
+    float g = weight * temp / *cnt, kl = (float)row, mgf = (float)mg;
+    float *d = dlogits + n * V;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float lps = (float)(s[i] * (double)inv_t - lsd), lpt = (float)(t[i] * (double)inv_t - ltd);
+        float ps = expf(lps), pt = expf(lpt), gi;
+        if (kind == NX_KD_FORWARD_KL) gi = ps - pt;
+        else if (kind == NX_KD_REVERSE_KL) gi = ps * ((lps - lpt) - kl);
+        else gi = ps * (0.5f * (lps - logf(fmaxf(0.5f * (ps + pt), 1e-38f))) - mgf);
+        d[i] += g * gi;
+    }
+}
+
+/* partials[b] = Σ over block b's grid-stride share of the row losses */
+__global__ void sum_rows_k(double *partials, const double *rowloss, int N) {
+    __shared__ double sh[CU_THREADS];
+    double s = 0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < N; i += (int64_t)gridDim.x * blockDim.x)
+        s += rowloss[i];
+    s = cu_block_sum(s, sh);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+/* *out = scale / cnt · Σ partials (0 when no row counts) */
+__global__ void finish_mean_k(double *out, const double *partials, int n, const int *cnt, double scale) {
+    __shared__ double sh[CU_THREADS];
+    double s = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += partials[i];
+    s = cu_block_sum(s, sh);
+    if (threadIdx.x == 0) *out = *cnt ? scale * s / *cnt : 0.0;
+}
+
+__global__ void sqdiff_k(double *partials, float *dy, bool add, const float *y, const float *t, int64_t n, float scale) {
+    __shared__ double sh[CU_THREADS];
+    double s = 0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float d = y[i] - t[i];
+        s += (double)d * d;
+        dy[i] = (add ? dy[i] : 0.0f) + scale * d;
+    }
+    s = cu_block_sum(s, sh);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+__global__ void sumsq_k(double *partials, const float *x, int64_t n) {
+    __shared__ double sh[CU_THREADS];
+    double s = 0;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        s += (double)x[i] * x[i];
+    s = cu_block_sum(s, sh);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+/* one thread per (b, group, query t): KL over the keys it sees */
+__global__ void attention_kl_k(double *partials, float *dprobs, const float *As, const float *At, int B, int T, int hs,
+                               int ht, float coef) {
+    __shared__ double sh[CU_THREADS];
+    int groups = hs == ht ? hs : 1, gs = hs / groups, gt = ht / groups;
+    int64_t TT = (int64_t)T * T, items = (int64_t)B * groups * T;
+    double kl = 0;
+    for (int64_t it = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; it < items; it += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = it / ((int64_t)groups * T);
+        int k = (int)((it / T) % groups), t = (int)(it % T);
+        const float *s0 = As + (b * hs + (int64_t)k * gs) * TT, *t0 = At + (b * ht + (int64_t)k * gt) * TT;
+        float *d0 = dprobs + (b * hs + (int64_t)k * gs) * TT;
+        for (int j = 0; j <= t; j++) {
+            int64_t at = (int64_t)t * T + j;
+            float ps = 0, pt = 0;
+            for (int h = 0; h < gs; h++) ps += s0[h * TT + at];
+            for (int h = 0; h < gt; h++) pt += t0[h * TT + at];
+            ps = fmaxf(ps / gs, 1e-30f);
+            pt /= gt;
+            if (pt <= 0) continue;
+            kl += (double)pt * (log((double)pt) - log((double)ps));
+            float d = -coef * pt / ps / gs;
+            for (int h = 0; h < gs; h++) d0[h * TT + at] += d;
+        }
+    }
+    kl = cu_block_sum(kl, sh);
+    if (threadIdx.x == 0) partials[blockIdx.x] = kl;
+}
+
+__global__ void adamw_k(float *p, const float *g, float *m, float *v, int64_t n, nx_adamw_args a, const double *guard,
+                        int nguard) {
+    for (int i = 0; i < nguard; i++)
+        if (!isfinite(guard[i])) return;
+    double norm = sqrt(guard[nguard - 1]);
+    float c = a.clip > 0 && norm > a.clip ? (float)(a.clip / (norm + 1e-6)) : 1.0f;
+    float step = (float)(a.lr / a.bc1), bc2s = (float)sqrt(a.bc2);
+    float b1 = a.beta1, b2 = a.beta2, eps = a.eps, wd = a.lr * a.weight_decay;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float gi = g[i] * c, pi = p[i] * (1.0f - wd), mi = m[i] + (gi - m[i]) * (1.0f - b1);
+        float vi = v[i] * b2 + (1.0f - b2) * gi * gi;
+        m[i] = mi, v[i] = vi;
+        p[i] = pi - step * mi / (sqrtf(vi) / bc2s + eps);
+    }
+}
+
+unsigned grid_for(int64_t n) {
+    int64_t b = (n + CU_THREADS - 1) / CU_THREADS;
+    return (unsigned)(b < 1 ? 1 : b > CU_PARTIALS ? CU_PARTIALS : b);
+}
+
+} // namespace
+
+void cu_cross_entropy(nx_backend *, double *loss, float *dlogits, float weight, const float *logits,
+                      const int32_t *targets, int N, int V) {
+    cu_work_reset();
+    double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double)), *rows = (double *)cu_work(N * sizeof(double) + 8);
+    int *cnt = (int *)cu_work(sizeof(int));
+    count_rows_k<<<1, CU_THREADS>>>(cnt, targets, N);
+    if (N > 0) ce_rows_k<<<N, CU_THREADS>>>(rows, dlogits, weight, logits, targets, cnt, V);
+    unsigned gb = grid_for(N);
+    sum_rows_k<<<gb, CU_THREADS>>>(partials, rows, N);
+    finish_mean_k<<<1, CU_THREADS>>>(loss, partials, gb, cnt, 1.0);
+    CU_LAUNCHED("cross entropy");
+}
+
+void cu_kd_loss(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
+                const float *student, const float *teacher, const int32_t *targets, int N, int V) {
+    cu_work_reset();
+    double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double)), *rows = (double *)cu_work(N * sizeof(double) + 8);
+    int *cnt = (int *)cu_work(sizeof(int));
+    count_rows_k<<<1, CU_THREADS>>>(cnt, targets, N);
+    if (N > 0) kd_rows_k<<<N, CU_THREADS>>>(rows, kind, temp, dlogits, weight, student, teacher, targets, cnt, V);
+    unsigned gb = grid_for(N);
+    sum_rows_k<<<gb, CU_THREADS>>>(partials, rows, N);
+    finish_mean_k<<<1, CU_THREADS>>>(loss, partials, gb, cnt, (double)temp * temp);
+    CU_LAUNCHED("kd loss");
+}
+
+void cu_sqdiff(nx_backend *, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n, float scale) {
+    cu_work_reset();
+    double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
+    unsigned gb = grid_for(n);
+    sqdiff_k<<<gb, CU_THREADS>>>(partials, dy, add, y, t, n, scale);
+    cu_finish_sum(sum, partials, gb, 1.0);
+    CU_LAUNCHED("sqdiff");
+}
+
+void cu_attention_kl(nx_backend *, double *sum, float *dprobs, const float *ps, const float *pt, int B, int T, int hs,
+                     int ht, float coef) {
+    cu_work_reset();
+    double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
+    int groups = hs == ht ? hs : 1;
+    unsigned gb = grid_for((int64_t)B * groups * T);
+    attention_kl_k<<<gb, CU_THREADS>>>(partials, dprobs, ps, pt, B, T, hs, ht, coef);
+    cu_finish_sum(sum, partials, gb, 1.0);
+    CU_LAUNCHED("attention kl");
+}
+
+void cu_sumsq(nx_backend *, double *sum, const float *x, int64_t n) {
+    cu_work_reset();
+    double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
+    unsigned gb = grid_for(n);
+    sumsq_k<<<gb, CU_THREADS>>>(partials, x, n);
+    cu_finish_sum(sum, partials, gb, 1.0);
+    CU_LAUNCHED("sumsq");
+}
+
+void cu_adamw(nx_backend *, float *p, const float *g, float *m, float *v, int64_t n, const nx_adamw_args *a,
+              const double *guard, int nguard) {
+    if (n == 0) return;
+    adamw_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS>>>(p, g, m, v, n, *a, guard, nguard);
+    CU_LAUNCHED("adamw");
+}
+
+namespace {
+
+__global__ void mask_k(float *p, const uint8_t *mask, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        p[i] = mask[i] ? p[i] : 0.0f;
+}
+
+} // namespace
+
+void cu_mask(nx_backend *, float *p, const uint8_t *mask, int64_t n) {
+    if (n == 0) return;
+    mask_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS>>>(p, mask, n);
+    CU_LAUNCHED("mask");
+}

@@ -1,0 +1,267 @@
+/* ops.cu — the CUDA backend's row-wise ops (see ops.h for the contracts):
+ * embedding, RMSNorm, linear on cuBLAS, RoPE, SwiGLU, add, argmax and
+ * their backwards. One thread per element for the elementwise ops, one
+ * block per row where a row needs a reduction (done in double, as the
+ * reference does). Row-major on cuBLAS (column-major): a row-major (R, C)
+ * matrix is the column-major (C, R) one, its transpose, so out = in · Wᵀ
+ * is computed as outᵀ = W · inᵀ. */
+#include <cub/device/device_radix_sort.cuh>
+
+#include "cuda_impl.h"
+
+namespace {
+
+/* A weight element as f32: f32 as is, bf16 the top half of an f32, f16
+ * through the hardware conversion. */
+__device__ __forceinline__ float widen(const void *data, nx_dtype t, int64_t i) {
+    if (t == NX_F32) return ((const float *)data)[i];
+    unsigned short h = ((const unsigned short *)data)[i];
+    if (t == NX_BF16) return __uint_as_float((unsigned)h << 16);
+    return __half2float(__ushort_as_half(h));
+}
+
+__global__ void embed_k(float *out, const int32_t *ids, const void *w, nx_dtype t, int N, int C) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= (int64_t)N * C) return;
+    int64_t n = i / C, c = i % C;
+    out[i] = widen(w, t, (int64_t)ids[n] * C + c);
+}
+
+__global__ void iota_k(int32_t *v, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) v[i] = i;
+}
+
+/* One block per run of equal ids in the sorted order (the others return):
+ * dwte[id] += Σ dout of its rows, added in row order. */
+__global__ void embed_back_k(float *dwte, const float *dout, const int32_t *keys, const int32_t *rows, int N, int C) {
+    int i = blockIdx.x;
+    if (i > 0 && keys[i] == keys[i - 1]) return;
+    int id = keys[i];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float acc = dwte[(int64_t)id * C + c];
+        for (int j = i; j < N && keys[j] == id; j++) acc += dout[(int64_t)rows[j] * C + c];
+        dwte[(int64_t)id * C + c] = acc;
+    }
+}
+
+/* One block per row: out = w ⊙ x · rsqrt(mean x² + eps). */
+__global__ void rmsnorm_k(float *out, float *rstd, const float *in, const float *w, int C, float eps) {
+    __shared__ double sh[CU_THREADS];
+    const float *x = in + (int64_t)blockIdx.x * C;
+    float *o = out + (int64_t)blockIdx.x * C;
+    double ss = 0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) ss += (double)x[c] * x[c];
+    ss = cu_block_sum(ss, sh);
+    float r = (float)(1.0 / sqrt(ss / C + eps));
+    if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = r;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = w[c] * (x[c] * r);
+}
+
+/* One block per row: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x). */
+__global__ void rmsnorm_dx_k(float *din, const float *dout, const float *in, const float *w, const float *rstd, int C) {
+    __shared__ double sh[CU_THREADS];
+    int64_t row = blockIdx.x;
+    const float *x = in + row * C, *dy = dout + row * C;
+    float *dx = din + row * C, r = rstd[row];
+    double dot = 0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dot += (double)w[c] * dy[c] * x[c];
+    dot = cu_block_sum(dot, sh);
+    float k = (float)(dot * r * r * r / C);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dx[c] += r * w[c] * dy[c] - k * x[c];
+}
+
+/* One thread per channel: dw[c] += Σ_n dy ⊙ x · r, in row order. */
+__global__ void rmsnorm_dw_k(float *dw, const float *dout, const float *in, const float *rstd, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    double s = 0;
+    for (int n = 0; n < N; n++) s += (double)dout[(int64_t)n * C + c] * in[(int64_t)n * C + c] * rstd[n];
+    dw[c] += (float)s;
+}
+
+__global__ void widen_k(float *out, const void *w, nx_dtype t, int64_t n) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) out[i] = widen(w, t, i);
+}
+
+__global__ void add_bias_k(float *out, const float *b, int N, int OC) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < (int64_t)N * OC) out[i] += b[i % OC];
+}
+
+/* db[o] += Σ_n dout[n, o], in row order */
+__global__ void col_sum_k(float *db, const float *dout, int N, int OC) {
+    int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= OC) return;
+    double s = 0;
+    for (int n = 0; n < N; n++) s += dout[(int64_t)n * OC + o];
+    db[o] += (float)s;
+}
+
+/* q_embed = (q * cos) + (rotate_half(q) * sin); the inverse by −angle */
+__global__ void rope_k(float *x, int64_t ldx, const int32_t *pos, const float *cs, const float *sn, int N, int H,
+                       int HS, float sign) {
+    int half = HS / 2;
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= (int64_t)N * H * half) return;
+    int64_t n = i / (H * half), h = (i / half) % H, k = i % half;
+    float *v = x + n * ldx + h * HS;
+    float c = cs[(int64_t)pos[n] * half + k], s = sign * sn[(int64_t)pos[n] * half + k];
+    float x1 = v[k], x2 = v[k + half];
+    v[k] = x1 * c - x2 * s;
+    v[k + half] = x2 * c + x1 * s;
+}
+
+__global__ void swiglu_k(float *h, const float *gu, int N, int F) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= (int64_t)N * F) return;
+    int64_t r = i / F, f = i % F;
+    float g = gu[r * 2 * F + f];
+    h[i] = g / (1.0f + expf(-g)) * gu[r * 2 * F + F + f];
+}
+
+__global__ void swiglu_back_k(float *dgu, const float *dh, const float *gu, int N, int F) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= (int64_t)N * F) return;
+    int64_t r = i / F, f = i % F;
+    float g = gu[r * 2 * F + f], u = gu[r * 2 * F + F + f];
+    float s = 1.0f / (1.0f + expf(-g)), silu = g * s;
+    dgu[r * 2 * F + F + f] = dh[i] * silu;
+    dgu[r * 2 * F + f] = dh[i] * u * s * (1.0f + g * (1.0f - s));
+}
+
+__global__ void add_k(float *y, const float *x, int64_t n) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) y[i] += x[i];
+}
+
+/* One block per row: the first index of the maximum (torch.argmax). */
+__global__ void argmax_k(int32_t *out, const float *x, int V) {
+    __shared__ float bv[CU_THREADS];
+    __shared__ int bi[CU_THREADS];
+    const float *r = x + (int64_t)blockIdx.x * V;
+    float best = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        if (r[i] > best) best = r[i], idx = i; /* strictly greater: the lowest index per thread */
+    bv[threadIdx.x] = best, bi[threadIdx.x] = idx;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) {
+            float v = bv[threadIdx.x + s];
+            int j = bi[threadIdx.x + s];
+            if (v > bv[threadIdx.x] || (v == bv[threadIdx.x] && j < bi[threadIdx.x])) bv[threadIdx.x] = v, bi[threadIdx.x] = j;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = bi[0] == 0x7fffffff ? 0 : bi[0];
+}
+
+} // namespace
+
+void cu_sort_bytes(size_t n, size_t *bytes) {
+    *bytes = 0;
+    cub::DeviceRadixSort::SortPairs(nullptr, *bytes, (const int32_t *)nullptr, (int32_t *)nullptr,
+                                    (const int32_t *)nullptr, (int32_t *)nullptr, (int)n);
+}
+
+void cu_embed(nx_backend *, float *out, const int32_t *ids, const nx_weight *wte, int N) {
+    if (N == 0) return;
+    embed_k<<<cu_blocks((int64_t)N * wte->cols), CU_THREADS>>>(out, ids, wte->data, wte->type, N, wte->cols);
+    CU_LAUNCHED("embed");
+}
+
+void cu_embed_backward(nx_backend *, float *dwte, const float *dout, const int32_t *ids, int N, int C) {
+    if (N == 0) return;
+    cu_work_reset();
+    int32_t *keys = (int32_t *)cu_work(N * sizeof(int32_t)), *rows_in = (int32_t *)cu_work(N * sizeof(int32_t));
+    int32_t *rows = (int32_t *)cu_work(N * sizeof(int32_t));
+    size_t bytes = 0;
+    cu_sort_bytes(N, &bytes);
+    void *tmp = cu_work(bytes);
+    iota_k<<<cu_blocks(N), CU_THREADS>>>(rows_in, N);
+    /* radix sort is stable: rows of one id keep their order */
+    cu_check(cub::DeviceRadixSort::SortPairs(tmp, bytes, ids, keys, rows_in, rows, N), "sort ids");
+    embed_back_k<<<N, 128>>>(dwte, dout, keys, rows, N, C);
+    CU_LAUNCHED("embed backward");
+}
+
+void cu_rmsnorm(nx_backend *, float *out, float *rstd, const float *in, const float *w, int N, int C, float eps) {
+    if (N == 0) return;
+    rmsnorm_k<<<N, CU_THREADS>>>(out, rstd, in, w, C, eps);
+    CU_LAUNCHED("rmsnorm");
+}
+
+void cu_rmsnorm_backward(nx_backend *, float *din, float *dw, const float *dout, const float *in, const float *w,
+                         const float *rstd, int N, int C) {
+    if (N == 0) return;
+    rmsnorm_dx_k<<<N, CU_THREADS>>>(din, dout, in, w, rstd, C);
+    rmsnorm_dw_k<<<cu_blocks(C, 128), 128>>>(dw, dout, in, rstd, N, C);
+    CU_LAUNCHED("rmsnorm backward");
+}
+
+void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, const float *b, int N) {
+    int OC = W->rows, IC = W->cols;
+    if (N == 0) return;
+    const float one = 1.0f, zero = 0.0f, *Wf = (const float *)W->data;
+    if (W->type != NX_F32) { /* widened into the workspace, then fp32 GEMM */
+        cu_work_reset();
+        float *wide = (float *)cu_work((size_t)OC * IC * sizeof(float));
+        widen_k<<<cu_blocks((int64_t)OC * IC), CU_THREADS>>>(wide, W->data, W->type, (int64_t)OC * IC);
+        Wf = wide;
+    }
+    /* outᵀ (OC, N) = W (OC, IC) · inᵀ (IC, N) */
+    cu_check_blas(cublasSgemm(CU.blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, &one, Wf, IC, in, IC, &zero, out, OC),
+                  "linear");
+    if (b) add_bias_k<<<cu_blocks((int64_t)N * OC), CU_THREADS>>>(out, b, N, OC);
+    CU_LAUNCHED("linear");
+}
+
+void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const float *dout, const float *in,
+                        const nx_weight *W, int N) {
+    int OC = W->rows, IC = W->cols;
+    const float one = 1.0f;
+    if (N == 0) return;
+    if (din) /* dinᵀ (IC, N) += Wᵀ (IC, OC) · doutᵀ (OC, N) */
+        cu_check_blas(cublasSgemm(CU.blas, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, (const float *)W->data, IC,
+                                  dout, OC, &one, din, IC),
+                      "linear backward (input)");
+    /* dWᵀ (IC, OC) += inᵀ (IC, N) · dout (N, OC) */
+    cu_check_blas(cublasSgemm(CU.blas, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, &one, in, IC, dout, OC, &one, dW, IC),
+                  "linear backward (weights)");
+    if (db) col_sum_k<<<cu_blocks(OC, 128), 128>>>(db, dout, N, OC);
+    CU_LAUNCHED("linear backward");
+}
+
+void cu_rope(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const float *cs, const float *sn, int N, int H,
+             int HS, bool inverse) {
+    int64_t n = (int64_t)N * H * (HS / 2);
+    if (n == 0) return;
+    rope_k<<<cu_blocks(n), CU_THREADS>>>(x, ldx, pos, cs, sn, N, H, HS, inverse ? -1.0f : 1.0f);
+    CU_LAUNCHED("rope");
+}
+
+void cu_swiglu(nx_backend *, float *h, const float *gu, int N, int F) {
+    if ((int64_t)N * F == 0) return;
+    swiglu_k<<<cu_blocks((int64_t)N * F), CU_THREADS>>>(h, gu, N, F);
+    CU_LAUNCHED("swiglu");
+}
+
+void cu_swiglu_backward(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F) {
+    if ((int64_t)N * F == 0) return;
+    swiglu_back_k<<<cu_blocks((int64_t)N * F), CU_THREADS>>>(dgu, dh, gu, N, F);
+    CU_LAUNCHED("swiglu backward");
+}
+
+void cu_add(nx_backend *, float *y, const float *x, int64_t n) {
+    if (n == 0) return;
+    add_k<<<cu_blocks(n), CU_THREADS>>>(y, x, n);
+    CU_LAUNCHED("add");
+}
+
+void cu_argmax(nx_backend *, int32_t *out, const float *x, int N, int V) {
+    if (N == 0) return;
+    argmax_k<<<N, CU_THREADS>>>(out, x, V);
+    CU_LAUNCHED("argmax");
+}
