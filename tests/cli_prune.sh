@@ -56,6 +56,7 @@ expect nm_bad 2 "0 < N < M" -- $P --out $T/x3 --method wanda --pattern 4:2
 expect heads_gqa 1 "larger than the model's 2" -- $P --out $T/x4 --method minitron --heads 3
 expect heads_group 1 "not a whole number" -- $P --out $T/x5 --method minitron --heads 1
 expect hidden_big 1 "larger than the model's 16" -- $P --out $T/x6 --method minitron --hidden 20
+expect hidden_heads 1 "not a multiple of the 2 attention heads" -- $P --out $T/x15 --method minitron --hidden 11
 expect target_big 1 "larger than the model's" -- $P --out $T/x7 --method minitron --target-params 99999999
 expect no_target 1 "needs a target" -- $P --out $T/x8 --method minitron
 expect wanda_calib 1 "give --calib" -- $NEXUS prune $M --out $T/x9 --method wanda --sparsity 0.5

@@ -432,10 +432,11 @@ TEST(plans_rank_by_activation_importance) {
 
 TEST(target_shapes_and_parameter_fitting) {
     nx_model_config c = small_cfg(), d;
-    c.NH = 6, c.KVH = 2; /* groups of three */
+    c.NH = 6, c.KVH = 2, c.C = 48; /* groups of three */
     nx_err e;
     struct { nx_prune_shape s; const char *needle; } bad[] = {
-        {{.hidden = 40}, "larger than the model's 32"},
+        {{.hidden = 60}, "larger than the model's 48"},
+        {{.hidden = 40}, "not a multiple of the 6 attention heads"},
         {{.heads = 4}, "not a whole number of the model's KV groups"},
         {{.heads = 8, .kv_heads = 2}, "larger than the model's 6"},
         {{.heads = 4, .kv_heads = 1}, "more than the model's 3"},
@@ -443,7 +444,7 @@ TEST(target_shapes_and_parameter_fitting) {
         {{.layers = 4}, "larger than the model's 3"},
         {{.ffn = -1}, "positive"},
     };
-    for (int k = 0; k < 7; k++)
+    for (int k = 0; k < 8; k++)
         CHECKF(nx_prune_shape_resolve(&c, &bad[k].s, &d, &e) == NX_ERR && strstr(e.msg, bad[k].needle), "case %d: %s",
                k, e.msg);
     CHECK(nx_prune_shape_resolve(&c, &(nx_prune_shape){.heads = 3}, &d, &e) == NX_OK && d.NH == 3 && d.KVH == 1);
@@ -453,10 +454,10 @@ TEST(target_shapes_and_parameter_fitting) {
     int64_t full = (int64_t)nx_model_count(&c), target = full * 2 / 3;
     nx_prune_shape s;
     CHECK(nx_prune_fit(&c, target, NX_AXIS_HIDDEN | NX_AXIS_FFN, 4, &s, &e) == NX_OK);
-    CHECK(s.hidden % 4 == 0 && s.ffn % 4 == 0 && s.hidden > 0 && s.heads == 0 && s.layers == 0);
+    CHECK(s.hidden % 12 == 0 && s.ffn % 4 == 0 && s.hidden > 0 && s.heads == 0 && s.layers == 0);
     CHECK(nx_prune_shape_resolve(&c, &s, &d, &e) == NX_OK && (int64_t)nx_model_count(&d) <= target);
     nx_prune_shape bigger = s;
-    bigger.hidden += 4, bigger.ffn += 4;
+    bigger.hidden += 12, bigger.ffn += 4; /* hidden: a multiple of 4 and of the 6 heads */
     CHECK(nx_prune_shape_resolve(&c, &bigger, &d, &e) == NX_OK && (int64_t)nx_model_count(&d) > target);
     CHECK(nx_prune_fit(&c, full + 1, NX_AXIS_FFN, 1, &s, &e) == NX_ERR && strstr(e.msg, "larger than the model"));
     CHECK(nx_prune_fit(&c, 10, NX_AXIS_FFN, 1, &s, &e) == NX_ERR && strstr(e.msg, "name more axes"));

@@ -49,6 +49,12 @@ int nx_prune_shape_resolve(const nx_model_config *s, const nx_prune_shape *w, nx
     if (w->hidden) o->C = w->hidden;
     if (w->ffn) o->F = w->ffn;
     if (w->layers) o->L = w->layers;
+    /* nexus runs any head_dim, but transformers' LlamaConfig (5.x) refuses a
+     * hidden size that is not a multiple of the head count, head_dim given
+     * or not: the pruned model must load there */
+    if (o->C % o->NH)
+        return nx_fail(err, "hidden size %d is not a multiple of the %d attention heads: transformers refuses to load "
+                            "such a config; give a multiple of %d", o->C, o->NH, o->NH);
     return nx_model_config_check(o, err);
 }
 
