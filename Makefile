@@ -19,6 +19,7 @@ CC       ?= cc
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
 ifeq ($(CUDA),1)
 BUILD    ?= build-cuda
+BIN      ?= $(BUILD)/nexus
 else
 BUILD    ?= build
 endif
@@ -33,13 +34,13 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
 # libcurl4-openssl-dev, which depends on libssl-dev. libmicrohttpd
 # (scripts/deps.sh) is the HTTP server of src/serve/.
 LDLIBS   += -Wl,--as-needed -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lyaml -lcjson -lz \
-            -lcurl -lcrypto -lpcre2-8 -lmicrohttpd -lm -fopenmp -lpthread
+            -lcurl -lcrypto -lpcre2-8 -lutf8proc -lmicrohttpd -lm -fopenmp -lpthread
 
 # make STATIC=1: the Debian libraries linked in, for a binary that runs on
 # a machine without them (the GPU machine); cJSON has no static library in
 # Debian: carry libcjson.so.1 beside the binary (LD_LIBRARY_PATH)
 ifeq ($(STATIC),1)
-LDLIBS   := -L$(BLAS_DIR) -Wl,-Bstatic -lopenblas -lgfortran -lquadmath -lyaml -lz -lpcre2-8 -lgomp \
+LDLIBS   := -L$(BLAS_DIR) -Wl,-Bstatic -lopenblas -lgfortran -lquadmath -lyaml -lz -lpcre2-8 -lutf8proc -lgomp \
             -Wl,-Bdynamic -lcjson -lmicrohttpd -lm -lpthread -ldl
 endif
 

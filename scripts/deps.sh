@@ -6,7 +6,7 @@ set -e
 # libcurl4-openssl-dev: the Hub download (io/hub/); libmicrohttpd-dev: the
 # HTTP server (serve/).
 PKGS="gcc make pkg-config libopenblas-openmp-dev libyaml-dev libcjson-dev zlib1g-dev \
-libcurl4-openssl-dev libmicrohttpd-dev libpcre2-dev jq"
+libcurl4-openssl-dev libmicrohttpd-dev libpcre2-dev libutf8proc-dev jq"
 [ -n "$NEXUS_EXTRA_PKGS" ] && PKGS="$PKGS $NEXUS_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

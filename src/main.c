@@ -35,6 +35,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    cli_threads_policy(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -31,6 +31,18 @@ $NEXUS benchmark $T/student --teacher $M --data $T/d.jsonl $OPTS > $T/table.txt 
 if [ $rc = 0 ] && grep -q "^model .*ppl/tch" $T/table.txt && grep -q "^tiny-gen (teacher)" $T/table.txt &&
    grep -q "^student .* 1.000  1.0000" $T/table.txt; then ok "table"; else bad "table (rc $rc)"; cat $T/table.txt; fi
 
+# --data as prepare-data tokens (a shard directory: its val.bin, else train.bin), --field for JSONL: the same perplexity
+for i in $(seq 1 20); do echo "{\"body\": \"Document $i says hello to the world and counts $i, $((i * 7)).\"}"; done > $T/f.jsonl
+$NEXUS prepare-data $M -i $T/d.jsonl -o $T/shards > /dev/null 2>&1 || true
+p_text=$($NEXUS benchmark $M --data $T/d.jsonl --seq-len 16 --no-speed --json 2>/dev/null | jq .models[0].perplexity)
+p_shard=$($NEXUS benchmark $M --data $T/shards --seq-len 16 --no-speed --json 2>/dev/null | jq .models[0].perplexity)
+p_field=$($NEXUS benchmark $M --data $T/f.jsonl --field body --seq-len 16 --no-speed --json 2>/dev/null | jq .models[0].perplexity)
+if [ -n "$p_text" ] && [ "$p_text" != null ] && [ "$p_text" = "$p_shard" ] && [ "$p_text" = "$p_field" ]
+then ok "--data shard directory and --field give the JSONL's perplexity"; else bad "shard/field: '$p_text' '$p_shard' '$p_field'"; fi
+$NEXUS benchmark $M --data $T/shards --seq-len 16 --no-speed > $T/table.txt 2> $T/err
+if grep -q "disk MiB  RSS MiB" $T/table.txt && grep -q "evaluation windows" $T/err
+then ok "table in MiB, progress on stderr"; else bad "units/progress"; cat $T/table.txt $T/err; fi
+
 $NEXUS benchmark $M --data $T/tiny.jsonl --seq-len 256 --no-speed > /dev/null 2> $T/err; rc=$?
 if [ $rc = 1 ] && grep -q "fewer than one window of 256" $T/err; then ok "no complete window: clear error"; else bad "no window (rc $rc)"; cat $T/err; fi
 

@@ -16,6 +16,10 @@ if [ "$n" = 20 ] && [ "$(jq -c .token_ids $T/a.json)" = "$(jq -c .token_ids $T/b
    [ "$(jq .prompt_tokens $T/a.json)" -gt 0 ] && jq -e '.ttft_ms > 0 and .decode_tokens_per_s > 0' $T/a.json > /dev/null
 then ok "greedy json: 20 ids, deterministic, timings"; else bad "greedy json ($n ids)"; cat $T/err; fi
 
+$NEXUS generate $M -p "Hello world" -n 20 -t 1 --json > $T/short.json 2>> $T/err
+if [ "$(jq -c .token_ids $T/short.json)" = "$(jq -c .token_ids $T/a.json)" ]
+then ok "-p -n -t: the same ids as --prompt --max-tokens --threads"; else bad "short flags"; fi
+
 $NEXUS generate $M --prompt "Hello world" --max-tokens 20 > $T/stream.txt 2> $T/err
 printf '%s\n' "$(jq -r .text $T/a.json)" > $T/json.txt
 if cmp -s $T/stream.txt $T/json.txt; then ok "streamed text equals the JSON text"; else bad "streamed text differs"; fi

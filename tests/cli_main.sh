@@ -21,6 +21,9 @@ check distill-missing-config 1 "nope.yaml" -- $NEXUS distill nope.yaml
 check distill-no-args 2 "missing argument" -- $NEXUS distill
 check distill-bad-set 1 "did you mean" -- $NEXUS distill configs/demo.yaml --set optimizer.lrr=1 --print-config
 check print-config 0 "seq_len: 128" -- $NEXUS distill configs/demo.yaml --print-config
+check distill-out-short 0 "dir: \"/tmp/nx-elsewhere\"" -- $NEXUS distill configs/demo.yaml -o /tmp/nx-elsewhere --print-config
+check distill-threads-short 0 "threads: 1" -- $NEXUS distill configs/demo.yaml -t 1 --print-config
+check unknown-short-flag 2 "unknown option '-q'" -- $NEXUS generate m -q
 check info-yaml 0 "student of" -- $NEXUS info configs/demo.yaml
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

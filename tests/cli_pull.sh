@@ -84,9 +84,12 @@ has "unknown revision named" "$(cat "$T/err")" "revision 'nope' not found in nex
 # ---- another process (huggingface_hub, another nexus) holds the blob's lock: wait for it
 L=$T/cache-lock/.locks/models--nexus-test--tiny-llama
 mkdir -p "$L"
-flock "$L/$ST_SHA.lock" sleep 0.6 &
+# the locker holds the lock until nexus says it waits (10 s at most), so a loaded machine cannot make
+# the lock come too late or go too early
+rm -f "$T/locked" "$T/err"
+flock "$L/$ST_SHA.lock" sh -c "touch '$T/locked'; for i in \$(seq 100); do grep -q 'waiting for another' '$T/err' 2>/dev/null && break; sleep 0.1; done" &
 LOCKER=$!
-sleep 0.1
+for i in $(seq 100); do [ -e "$T/locked" ] && break; sleep 0.05; done
 snap=$(HF_HUB_CACHE="$T/cache-lock" $NEXUS pull nexus-test/tiny-llama 2>"$T/err"); rc=$?
 wait $LOCKER
 check "blob locked by another process: exit 0" "$rc" "0"

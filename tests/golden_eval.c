@@ -30,7 +30,7 @@ TEST(teacher19m_eval_against_itself) {
     CHECK(s.n == 180547);
     nx_eval_result r;
     double t0 = nx_now();
-    CHECKF(nx_eval(&m, &m, nx_stream_tokens(&s), 256, 16, 64, &r, &e) == NX_OK, "%s", e.msg);
+    CHECKF(nx_eval(&m, &m, nx_stream_tokens(&s), 256, 16, 64, &r, NULL, &e) == NX_OK, "%s", e.msg);
     printf("  ppl %.4f over %lld windows (%.1f s); agreement with itself %.4f, KL %.2g\n", r.perplexity,
            (long long)r.windows, nx_now() - t0, r.agreement, r.kl);
     CHECK(r.perplexity > 50 && r.perplexity < 200);

@@ -5,6 +5,9 @@ tests/cli_pull.sh (no network in the tests). Python 3 standard library only.
 It answers what `nexus pull` (and huggingface_hub's snapshot_download) ask:
 
   GET  /api/{models|datasets}/{org}/{name}/revision/{rev}   {"sha", "siblings": [{"rfilename"}]}
+  GET  /api/{models|datasets}/{org}/{name}/tree/{rev}[/{dir}]?recursive=true
+       [{"type": "file"|"directory", "path", "oid", "size"[, "lfs": {"oid", "size", "pointerSize"}]}]
+       (huggingface_hub >= 1.0 lists a snapshot this way; one page, no Link header)
   HEAD/GET /{org}/{name}/resolve/{rev}/{path}                (datasets: /datasets/{org}/{name}/...)
        a regular file: 200 with ETag = its git blob sha1 and the bytes;
        an LFS file (*.safetensors): 302 to /cdn/{repo}/{sha256} with X-Linked-Etag = sha256
@@ -131,6 +134,10 @@ class Handler(BaseHTTPRequestHandler):
         parts = [urllib.parse.unquote(p) for p in path.split("/")[1:]]
         if parts[:1] == ["api"] and len(parts) >= 6 and parts[4] == "revision":
             return self.api(parts[1], parts[2] + "/" + parts[3], "/".join(parts[5:]), head)
+        if parts[:1] == ["api"] and len(parts) >= 6 and parts[4] == "tree":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            return self.tree(parts[1], parts[2] + "/" + parts[3], parts[5], "/".join(parts[6:]),
+                             query.get("recursive", ["false"])[0] == "true", head)
         if parts[:1] == ["cdn"] and len(parts) == 4:
             return self.cdn(parts[1] + "/" + parts[2], parts[3], head)
         kind = "models"
@@ -164,6 +171,31 @@ class Handler(BaseHTTPRequestHandler):
         body = json.dumps({"id": repo, "sha": commit_of(repo), "private": repo.endswith("private"),
                            "siblings": [{"rfilename": p} for p in sorted(files)]}).encode()
         self.reply(200, [("Content-Type", "application/json")], body, head)
+
+    def tree(self, kind, repo, rev, under, recursive, head):
+        files = self.find(kind, repo, rev, head)
+        if files is None:
+            return
+        prefix = under.strip("/") + "/" if under.strip("/") else ""
+        entries, dirs = [], set()
+        for path in sorted(files):
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix):].split("/")
+            for i in range(1, len(rest)):  # the folders on the way
+                d = prefix + "/".join(rest[:i])
+                if d not in dirs and (recursive or i == 1):
+                    dirs.add(d)
+                    entries.append({"type": "directory", "path": d, "oid": git_blob_sha1(d.encode()), "size": 0})
+            if len(rest) > 1 and not recursive:
+                continue
+            data = files[path]
+            e = {"type": "file", "path": path, "size": len(data), "oid": git_blob_sha1(data)}
+            if path.endswith(".safetensors"):
+                e["oid"] = git_blob_sha1(b"pointer " + data[:16])
+                e["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+            entries.append(e)
+        self.reply(200, [("Content-Type", "application/json")], json.dumps(entries).encode(), head)
 
     def resolve(self, kind, repo, rev, path, head):
         files = self.find(kind, repo, rev, head)

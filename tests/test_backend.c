@@ -179,7 +179,7 @@ TEST(rope_with_row_stride_and_inverse) {
         for (int it = 0; it < 4; it++) {
             int N = rint_in(1, 21), H = rint_in(1, 5), HS = 2 * rint_in(1, 17), P = 50, ld = H * HS + rint_in(0, 7);
             float *cs = malloc(4L * P * HS / 2), *sn = malloc(4L * P * HS / 2);
-            nx_rope_tables(cs, sn, P, HS, 10000.0);
+            nx_rope_tables(cs, sn, P, HS, 10000.0, NULL);
             int32_t pos[21];
             for (int n = 0; n < N; n++) pos[n] = (int32_t)nx_rng_below(&R, P);
             long n_ = (long)N * ld;
@@ -220,9 +220,12 @@ TEST(kv_store_and_attention_over_a_cache) {
             nx_kv_store(be, kvd, qkvd + Q, qkvd + Q + KV, ld, sp, nspans, KV);
             EXPECT(rel_err(be, kcd, kc, ncache), 0, "kv_store keys");
             EXPECT(rel_err(be, vcd, vc, ncache), 0, "kv_store values");
-            nx_attention(REF, out, NULL, qkv, ld, kv, sp, nspans, NH, KVH, HS);
-            nx_attention(be, outd, NULL, qkvd, ld, kvd, sp, nspans, NH, KVH, HS);
-            EXPECT(rel_err(be, outd, out, (long)N * Q), 1e-5, "attention over a cache");
+            int windows[] = {0, 1, 6, 40, 200};
+            for (int wi = 0; wi < 5; wi++) { /* full, and windows inside one block, across blocks, past the context */
+                nx_attention(REF, out, NULL, qkv, ld, kv, sp, nspans, NH, KVH, HS, windows[wi]);
+                nx_attention(be, outd, NULL, qkvd, ld, kvd, sp, nspans, NH, KVH, HS, windows[wi]);
+                EXPECT(rel_err(be, outd, out, (long)N * Q), 1e-5, "attention over a cache");
+            }
             nx_backend_free(be, kcd), nx_backend_free(be, vcd), nx_backend_free(be, qkvd), nx_backend_free(be, outd);
             free(kc), free(vc), free(qkv), free(out);
         }
@@ -231,12 +234,16 @@ TEST(kv_store_and_attention_over_a_cache) {
 
 /* Training attention: B sequences among themselves, maps kept, backward. */
 TEST(training_attention_forward_maps_and_backward) {
-    int shapes[][5] = {{1, 1, 1, 1, 4}, {2, 5, 1, 1, 3}, {2, 7, 4, 1, 8}, {1, 9, 6, 2, 5},
-                       {3, 4, 4, 4, 6}, {1, 70, 2, 1, 16}, {2, 65, 4, 2, 8}};
+    int shapes[][6] = {{1, 1, 1, 1, 4, 0}, {2, 5, 1, 1, 3, 0}, {2, 7, 4, 1, 8, 0}, {1, 9, 6, 2, 5, 0},
+                       {3, 4, 4, 4, 6, 0}, {1, 70, 2, 1, 16, 0}, {2, 65, 4, 2, 8, 0},
+                       /* sliding windows: one key, shorter than the sequence, across 64-row blocks, longer */
+                       {2, 9, 2, 1, 4, 1}, {2, 9, 4, 2, 6, 3}, {1, 70, 2, 1, 16, 20}, {2, 65, 4, 2, 8, 64},
+                       {1, 12, 2, 2, 4, 50}};
     FOR_EACH_BACKEND {
         SKIP_IF_MISSING(be, attention);
         for (unsigned it = 0; it < sizeof shapes / sizeof shapes[0]; it++) {
             int B = shapes[it][0], T = shapes[it][1], NH = shapes[it][2], KVH = shapes[it][3], HS = shapes[it][4];
+            int W = shapes[it][5];
             int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV;
             long N = (long)B * T, np = (long)B * NH * T * T;
             nx_span sp[3];
@@ -245,10 +252,15 @@ TEST(training_attention_forward_maps_and_backward) {
             float *xd = up(be, x, 4 * N * ld), *outd = up(be, out, 4 * N * Q), *pd = up(be, probs, 4 * np);
             nx_backend_zero(be, pd, 4 * np);
             nx_kv kv = {x + Q, x + Q + KV, ld, (int64_t)T * ld}, kvd = {xd + Q, xd + Q + KV, ld, (int64_t)T * ld};
-            nx_attention(REF, out, probs, x, ld, kv, sp, B, NH, KVH, HS);
-            nx_attention(be, outd, pd, xd, ld, kvd, sp, B, NH, KVH, HS);
+            nx_attention(REF, out, probs, x, ld, kv, sp, B, NH, KVH, HS, W);
+            nx_attention(be, outd, pd, xd, ld, kvd, sp, B, NH, KVH, HS, W);
             EXPECT(rel_err(be, outd, out, N * Q), 1e-5, "training attention");
             EXPECT(rel_err(be, pd, probs, np), 1e-5, "attention maps");
+            /* the same rows without maps (a teacher's forward, evaluation) */
+            NX_ASSERT(nx_backend_plan(be, &(nx_work){.ctx = T}, NULL) == NX_OK);
+            nx_backend_zero(be, outd, 4 * N * Q);
+            nx_attention(be, outd, NULL, xd, ld, kvd, sp, B, NH, KVH, HS, W);
+            EXPECT(rel_err(be, outd, out, N * Q), 1e-5, "training attention without maps");
             if (!be->ops->attention_backward) {
                 printf("skip attention_backward on %s\n", be->name);
             } else {
@@ -257,15 +269,34 @@ TEST(training_attention_forward_maps_and_backward) {
                 float *sd = up(be, probs, 4 * np);
                 memcpy(dx, x, 4 * N * ld); /* the strided gaps must survive untouched */
                 nx_attention_backward(REF, dx, dx + Q, dx + Q + KV, s, dy, probs, dmap, x, x + Q, x + Q + KV, ld, B, T,
-                                      NH, KVH, HS);
+                                      NH, KVH, HS, W);
                 nx_attention_backward(be, dxd, dxd + Q, dxd + Q + KV, sd, dyd, pd, dmapd, xd, xd + Q, xd + Q + KV, ld,
-                                      B, T, NH, KVH, HS);
+                                      B, T, NH, KVH, HS, W);
                 EXPECT(rel_err(be, dxd, dx, N * ld), 1e-5, "attention_backward");
                 nx_backend_free(be, dyd), nx_backend_free(be, dmapd), nx_backend_free(be, dxd), nx_backend_free(be, sd);
                 free(dy), free(dmap), free(dx), free(s);
             }
             nx_backend_free(be, xd), nx_backend_free(be, outd), nx_backend_free(be, pd);
             free(x), free(out), free(probs);
+        }
+    }
+}
+
+/* A strided block copied out and back, the gaps left alone. */
+TEST(copy2d_strided_rows) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, copy2d);
+        for (int it = 0; it < 4; it++) {
+            int rows = rint_in(1, 40), cols = rint_in(1, 30), lds = cols + rint_in(0, 9), ldd = cols + rint_in(0, 9);
+            long ns = (long)rows * lds, nd = (long)rows * ldd;
+            float *src = rnd(ns, 1), *dst = rnd(nd, 1);
+            float *srcd = up(be, src, 4 * ns), *dstd = up(be, dst, 4 * nd);
+            nx_copy2d(REF, dst, ldd, src, lds, rows, cols);
+            nx_copy2d(be, dstd, ldd, srcd, lds, rows, cols);
+            EXPECT(rel_err(be, dstd, dst, nd), 0, "copy2d");
+            for (int c = 0; c < cols; c++) CHECK(dst[(long)(rows - 1) * ldd + c] == src[(long)(rows - 1) * lds + c]);
+            nx_backend_free(be, srcd), nx_backend_free(be, dstd);
+            free(src), free(dst);
         }
     }
 }

@@ -52,6 +52,20 @@ TEST(config_llama_v5_and_defaults) {
                     &c, &err) == NX_OK, "%s", err.msg);
     CHECK(c.KVH == 4 && c.rope_theta == 1000.0f && c.dtype == NX_F16 && c.bos_id == -1 && c.eos_id == -1);
     CHECK(c.eps == 1e-6f && !c.qkv_bias && !c.o_bias);
+    /* Llama 3.1 (v4 rope_scaling) and the v5 form */
+    CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_theta\": 500000.0, \"rope_scaling\": {\"factor\": "
+                    "8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": "
+                    "8192, \"rope_type\": \"llama3\"}}", &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.rope.type == NX_ROPE_LLAMA3 && c.rope.factor == 8 && c.rope.original_max_pos == 8192 &&
+          c.rope.high_freq_factor == 4 && c.rope_theta == 500000.0f);
+    CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"max_position_embeddings\": 4096, \"rope_parameters\": "
+                    "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"original_max_position_embeddings\": 1024, "
+                    "\"beta_fast\": 16, \"truncate\": false, \"rope_theta\": 1e6}}", &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.rope.type == NX_ROPE_YARN && c.rope.factor == 4 && c.rope.original_max_pos == 1024 && c.rope.beta_fast == 16 &&
+          c.rope.no_truncate && c.rope_theta == 1e6f);
+    CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": "
+                    "2.0}}", &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.rope.type == NX_ROPE_DYNAMIC && c.rope.max_pos == 2048);
     /* explicit head_dim different from hidden/heads */
     CHECKF(load_cfg("{\"model_type\": \"llama\", " LLAMA_BASE ", \"head_dim\": 8}", &c, &err) == NX_OK, "%s", err.msg);
     CHECK(c.HS == 8);
@@ -72,17 +86,45 @@ TEST(config_qwen2_mistral) {
     CHECKF(load_cfg("{\"model_type\": \"mistral\", " LLAMA_BASE ", \"num_key_value_heads\": 4, "
                     "\"sliding_window\": 4096}", &c, &err) == NX_OK, "%s", err.msg);
     CHECK(c.arch == NX_ARCH_MISTRAL && !c.qkv_bias && !c.tied && c.max_pos == 131072);
+    CHECK(c.window == 4096 && c.window_from == 0 && nx_layer_window(&c, 0) == 4096);
+    /* mistral: absent is transformers' 4096, null no window */
+    CHECKF(load_cfg("{\"model_type\": \"mistral\", " LLAMA_BASE ", \"num_key_value_heads\": 4}", &c, &err) == NX_OK,
+           "%s", err.msg);
+    CHECK(c.window == 4096);
+    CHECKF(load_cfg("{\"model_type\": \"mistral\", " LLAMA_BASE ", \"num_key_value_heads\": 4, \"sliding_window\": "
+                    "null}", &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.window == 0);
+    /* qwen2: a window only with use_sliding_window, from max_window_layers on */
+    CHECKF(load_cfg("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, \"sliding_window\": 16}",
+                    &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.window == 0);
+    CHECKF(load_cfg("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, \"sliding_window\": 16, "
+                    "\"use_sliding_window\": true, \"max_window_layers\": 1}", &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.window == 16 && c.window_from == 1 && nx_layer_window(&c, 0) == 0 && nx_layer_window(&c, 1) == 16);
+    CHECKF(load_cfg("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, \"use_sliding_window\": "
+                    "true}", &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.window == 0); /* max_window_layers 28 > 2 layers: none slides */
+    CHECKF(load_cfg("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, \"use_sliding_window\": "
+                    "true, \"sliding_window\": 8, \"layer_types\": [\"sliding_attention\", \"sliding_attention\"]}",
+                    &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.window == 8 && c.window_from == 0);
     expect_cfg_error("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
-                     "\"use_sliding_window\": true}", "use_sliding_window", NULL);
+                     "\"layer_types\": [\"sliding_attention\"]}", "layer_types", "lists 1 layers");
     expect_cfg_error("{\"model_type\": \"qwen2\", " LLAMA_BASE ", \"num_key_value_heads\": 2, "
-                     "\"layer_types\": [\"sliding_attention\"]}", "layer_types", "sliding_attention");
+                     "\"layer_types\": [\"sliding_attention\", \"full_attention\"]}", "layer_types", "after a sliding");
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", "
+                     "\"layer_types\": [\"full_attention\", \"sliding_attention\"]}", "layer_types", "llama");
+    /* qwen3: q/k norms, head_dim 128 unless given, attention_bias on all four */
+    CHECKF(load_cfg("{\"model_type\": \"qwen3\", " LLAMA_BASE ", \"num_key_value_heads\": 2, \"attention_bias\": true}",
+                    &c, &err) == NX_OK, "%s", err.msg);
+    CHECK(c.arch == NX_ARCH_QWEN3 && c.qk_norm && c.HS == 128 && c.qkv_bias && c.o_bias && c.max_pos == 32768);
     nxt_tmp_remove();
 }
 
 TEST(config_errors_name_key) {
     nxt_tmp_make("hf");
     expect_cfg_error("{\"model_type\": \"gpt2\", " LLAMA_BASE "}", "model_type", "'gpt2'");
-    expect_cfg_error("{\"model_type\": \"gpt2\", " LLAMA_BASE "}", "llama, qwen2, mistral", NULL);
+    expect_cfg_error("{\"model_type\": \"gpt2\", " LLAMA_BASE "}", "llama, qwen2, qwen3, mistral", NULL);
     expect_cfg_error("{" LLAMA_BASE "}", "model_type", NULL);
     expect_cfg_error("{\"model_type\": \"llama\", \"vocab_size\": 32}", "hidden_size", "missing");
     expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"num_key_value_heads\": \"2\"}",
@@ -92,12 +134,16 @@ TEST(config_errors_name_key) {
     expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_theta\": \"1e4\"}", "rope_theta", NULL);
     expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_parameters\": {\"rope_theta\": "
                      "\"x\"}}", "rope_parameters.rope_theta", NULL);
-    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_scaling\": {\"type\": \"linear\", "
-                     "\"factor\": 2.0}}", "rope_scaling", "linear");
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_scaling\": {\"type\": \"longrope\", "
+                     "\"factor\": 2.0}}", "rope_scaling.type", "longrope");
     expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_scaling\": {\"factor\": 2.0}}",
                      "rope_scaling", NULL);
     expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_parameters\": {\"rope_type\": "
-                     "\"yarn\", \"rope_theta\": 1e4}}", "rope_parameters", "yarn");
+                     "\"linear\", \"rope_theta\": 1e4}}", "rope_parameters.factor", "missing");
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"rope_parameters\": {\"rope_type\": "
+                     "\"llama3\", \"factor\": 8, \"low_freq_factor\": 1}}", "high_freq_factor", NULL);
+    expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"partial_rotary_factor\": 0.5}",
+                     "partial_rotary_factor", NULL);
     expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"hidden_act\": \"gelu\"}", "hidden_act", "gelu");
     expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"mlp_bias\": true}", "mlp_bias", NULL);
     expect_cfg_error("{\"model_type\": \"llama\", " LLAMA_BASE ", \"attention_bias\": 1}", "attention_bias", NULL);
@@ -432,5 +478,36 @@ TEST(copy_tokenizer) {
     CHECK(access(p, F_OK) == 0);
     snprintf(p, sizeof p, "%s/tokenizer_config.json", dst);
     CHECK(access(p, F_OK) != 0);
+    nxt_tmp_remove();
+}
+
+/* What nx_hf_config_json writes for the newer keys reads back the same:
+ * rope scalings, sliding windows per family, qwen3's q/k norms. */
+TEST(config_json_round_trips_rope_window_qk_norm) {
+    nxt_tmp_make("hf");
+    nx_model_config cs[3] = {
+        {.arch = NX_ARCH_QWEN3, .V = 32, .C = 16, .L = 3, .NH = 4, .KVH = 2, .HS = 8, .F = 24, .max_pos = 512,
+         .eps = 1e-6f, .rope_theta = 1e6f, .window = 64, .window_from = 2, .qk_norm = true, .bos_id = -1, .eos_id = 2,
+         .rope = {.type = NX_ROPE_YARN, .factor = 4, .original_max_pos = 128, .beta_fast = 16, .mscale = 1,
+                  .mscale_all_dim = 0.5, .no_truncate = true}},
+        {.arch = NX_ARCH_LLAMA, .V = 32, .C = 16, .L = 2, .NH = 4, .KVH = 2, .HS = 4, .F = 24, .max_pos = 4096,
+         .eps = 1e-5f, .rope_theta = 5e5f, .tied = true, .bos_id = 1, .eos_id = 2,
+         .rope = {.type = NX_ROPE_LLAMA3, .factor = 8, .original_max_pos = 1024, .low_freq_factor = 1, .high_freq_factor = 4}},
+        {.arch = NX_ARCH_MISTRAL, .V = 32, .C = 16, .L = 2, .NH = 4, .KVH = 2, .HS = 4, .F = 24, .max_pos = 4096,
+         .eps = 1e-5f, .rope_theta = 1e4f, .window = 256, .bos_id = 1, .eos_id = 2,
+         .rope = {.type = NX_ROPE_LINEAR, .factor = 2}},
+    };
+    for (int i = 0; i < 3; i++) {
+        nx_model_config c = cs[i], r;
+        c.dtype = NX_F32;
+        char *js = nx_hf_config_json(&c, NX_F32);
+        nx_err err = {{0}};
+        CHECKF(load_cfg(js, &r, &err) == NX_OK, "%s\n%s", err.msg, js);
+        CHECK(r.arch == c.arch && r.window == c.window && r.window_from == c.window_from && r.qk_norm == c.qk_norm &&
+              r.HS == c.HS && r.rope_theta == c.rope_theta && r.tied == c.tied);
+        CHECKF(memcmp(&r.rope, &c.rope, sizeof r.rope) == 0, "rope of %s differs after a round trip:\n%s",
+               nx_arch_name(c.arch), js);
+        free(js);
+    }
     nxt_tmp_remove();
 }

@@ -83,6 +83,28 @@ TEST(backward_matches_finite_differences_mqa_bias_tied) {
     check_config(c, 2);
 }
 
+/* Qwen3: per-head q/k norms, head_dim != C / NH; a sliding window on the
+ * second layer (Qwen2's max_window_layers) and a yarn rope. */
+TEST(backward_matches_finite_differences_qwen3_qk_norm_window_yarn) {
+    nx_model_config c = base();
+    c.arch = NX_ARCH_QWEN3;
+    c.qk_norm = true;
+    c.HS = 6;
+    c.window = 2, c.window_from = 1;
+    c.rope = (nx_rope_scaling){.type = NX_ROPE_YARN, .factor = 4, .original_max_pos = 4};
+    check_config(c, 4);
+}
+
+/* Mistral: every layer slides; llama3 rope. */
+TEST(backward_matches_finite_differences_window_every_layer_llama3) {
+    nx_model_config c = base();
+    c.arch = NX_ARCH_MISTRAL;
+    c.window = 3;
+    c.rope = (nx_rope_scaling){.type = NX_ROPE_LLAMA3, .factor = 8, .low_freq_factor = 1, .high_freq_factor = 4,
+                               .original_max_pos = 8};
+    check_config(c, 5);
+}
+
 TEST(backward_matches_finite_differences_one_head_one_layer) {
     nx_model_config c = base();
     c.NH = c.KVH = 1;

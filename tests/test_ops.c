@@ -102,7 +102,7 @@ TEST(rope_matches_the_formula_and_inverts) {
         int N = rint_in(1, 20), H = rint_in(1, 4), HS = 2 * rint_in(1, 16), maxp = 64, ld = H * HS + 3;
         double theta = it % 2 ? 10000.0 : 500000.0;
         float *cs = zeros((long)maxp * HS / 2), *sn = zeros((long)maxp * HS / 2);
-        nx_rope_tables(cs, sn, maxp, HS, theta);
+        nx_rope_tables(cs, sn, maxp, HS, theta, NULL);
         int32_t pos[20];
         for (int n = 0; n < N; n++) pos[n] = (int)nx_rng_below(&R, maxp);
         long n_ = (long)N * ld;
@@ -126,8 +126,48 @@ TEST(rope_matches_the_formula_and_inverts) {
     }
 }
 
+/* The rotary scalings against their formulas (modeling_rope_utils.py). */
+TEST(rope_scalings_match_transformers_formulas) {
+    int HS = 64, half = HS / 2;
+    double theta = 500000, def[32], x[32];
+    nx_rope_inv_freq(def, HS, theta, NULL, 0);
+    /* linear: every frequency divided by the factor */
+    nx_rope_scaling lin = {.type = NX_ROPE_LINEAR, .factor = 4};
+    CHECK(nx_rope_inv_freq(x, HS, theta, &lin, 0) == 1.0);
+    for (int i = 0; i < half; i++) CHECK(fabs(x[i] - def[i] / 4) <= 1e-15 * def[i]);
+    /* dynamic: the default up to max_pos, a larger base beyond */
+    nx_rope_scaling dyn = {.type = NX_ROPE_DYNAMIC, .factor = 2, .max_pos = 100};
+    nx_rope_inv_freq(x, HS, theta, &dyn, 100);
+    CHECK(memcmp(x, def, sizeof def) == 0);
+    nx_rope_inv_freq(x, HS, theta, &dyn, 300);
+    double base = theta * pow(2.0 * 300 / 100 - 1, 64.0 / 62);
+    for (int i = 0; i < half; i++) CHECK(fabs(x[i] - pow(base, -2.0 * i / HS)) <= 1e-12 * def[i]);
+    /* llama3: short wavelengths kept, long ones divided by factor, smooth between */
+    nx_rope_scaling l3 = {.type = NX_ROPE_LLAMA3, .factor = 8, .low_freq_factor = 1, .high_freq_factor = 4,
+                          .original_max_pos = 8192};
+    nx_rope_inv_freq(x, HS, theta, &l3, 0);
+    int kept = 0, divided = 0, smooth = 0;
+    for (int i = 0; i < half; i++) {
+        double wl = 2 * M_PI / def[i];
+        if (wl < 8192 / 4.0) kept += x[i] == def[i];
+        else if (wl > 8192) divided += fabs(x[i] - def[i] / 8) <= 1e-15 * def[i];
+        else smooth += x[i] < def[i] && x[i] > def[i] / 8;
+    }
+    CHECKF(kept + divided + smooth == half && kept > 0 && divided > 0, "llama3: %d kept %d divided %d smooth", kept,
+           divided, smooth);
+    /* yarn: interpolated at low frequencies, extrapolated at high, mscale on cos/sin */
+    nx_rope_scaling yarn = {.type = NX_ROPE_YARN, .factor = 4, .original_max_pos = 64};
+    double att = nx_rope_inv_freq(x, HS, 10000, &yarn, 0);
+    nx_rope_inv_freq(def, HS, 10000, NULL, 0);
+    CHECK(fabs(att - (0.1 * log(4.0) + 1)) < 1e-15);
+    CHECK(x[0] == def[0] && fabs(x[half - 1] - def[half - 1] / 4) <= 1e-15 * def[half - 1]);
+    float cs[4 * 32], sn[4 * 32];
+    nx_rope_tables(cs, sn, 4, HS, 10000, &yarn);
+    CHECK(fabsf(cs[0] - (float)att) < 1e-6f && fabsf(cs[3 * half + 1] - (float)(cos(3 * x[1]) * att)) < 1e-6f);
+}
+
 /* Training-shaped attention over one packed (B·T, Q + 2KV) buffer. */
-typedef struct { int B, T, NH, KVH, HS; bool with_probs; } att_ctx;
+typedef struct { int B, T, NH, KVH, HS; bool with_probs; int W; } att_ctx;
 static void att_fwd(float *out, float *qkv, void *c_) {
     att_ctx *c = c_;
     int Q = c->NH * c->HS, KV = c->KVH * c->HS, ld = Q + 2 * KV;
@@ -135,28 +175,31 @@ static void att_fwd(float *out, float *qkv, void *c_) {
     for (int b = 0; b < c->B; b++) sp[b] = (nx_span){b, 0, c->T};
     nx_kv kv = {qkv + Q, qkv + Q + KV, ld, (int64_t)c->T * ld};
     float *probs = c->with_probs ? out + (long)c->B * c->T * Q : NULL;
-    nx_attention(BE, out, probs, qkv, ld, kv, sp, c->B, c->NH, c->KVH, c->HS);
+    nx_attention(BE, out, probs, qkv, ld, kv, sp, c->B, c->NH, c->KVH, c->HS, c->W);
 }
 
 TEST(attention_backward_is_the_derivative) {
     /* shapes: T = 1, one head, MQA (KVH = 1), GQA, MHA, odd head sizes */
-    int shapes[][5] = {{1, 1, 1, 1, 4}, {2, 5, 1, 1, 3}, {2, 7, 4, 1, 8}, {1, 9, 6, 2, 5},
-                       {3, 4, 4, 4, 6}, {1, 13, 2, 1, 16}};
+    /* and sliding windows (the last field): one key, shorter than the sequence, as long */
+    int shapes[][6] = {{1, 1, 1, 1, 4, 0}, {2, 5, 1, 1, 3, 0}, {2, 7, 4, 1, 8, 0}, {1, 9, 6, 2, 5, 0},
+                       {3, 4, 4, 4, 6, 0}, {1, 13, 2, 1, 16, 0}, {2, 7, 2, 1, 4, 1}, {2, 9, 4, 2, 5, 3},
+                       {1, 13, 2, 1, 8, 6}, {1, 6, 2, 2, 4, 6}};
     for (unsigned it = 0; it < sizeof shapes / sizeof shapes[0]; it++) {
         int B = shapes[it][0], T = shapes[it][1], NH = shapes[it][2], KVH = shapes[it][3], HS = shapes[it][4];
+        int W = shapes[it][5];
         int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV;
         long N = (long)B * T, nx = N * ld, nq = N * Q, np = (long)B * NH * T * T;
         float *x = rnd(nx, 1), *dy = rnd(nq + np, 1), *out = zeros(nq + np), *s = zeros(np), *dx = zeros(nx);
-        att_ctx c = {B, T, NH, KVH, HS, true};
+        att_ctx c = {B, T, NH, KVH, HS, true, W};
         att_fwd(out, x, &c);
         /* gradient of Σ out·dy only */
         nx_attention_backward(BE, dx, dx + Q, dx + Q + KV, s, dy, out + nq, NULL, x, x + Q, x + Q + KV, ld, B, T,
-                              NH, KVH, HS);
-        att_ctx c0 = {B, T, NH, KVH, HS, false};
+                              NH, KVH, HS, W);
+        att_ctx c0 = {B, T, NH, KVH, HS, false, W};
         CHECK(fd_check(att_fwd, &c0, x, nx, dy, nq, dx, 12) < 2e-2);
         /* and a loss on the maps too: Σ out·dy + Σ probs·G */
         nx_attention_backward(BE, dx, dx + Q, dx + Q + KV, s, dy, out + nq, dy + nq, x, x + Q, x + Q + KV, ld, B,
-                              T, NH, KVH, HS);
+                              T, NH, KVH, HS, W);
         CHECK(fd_check(att_fwd, &c, x, nx, dy, nq + np, dx, 12) < 2e-2);
         free(x), free(dy), free(out), free(s), free(dx);
     }

@@ -612,3 +612,23 @@ TEST(prune_and_load_init_keys) {
     free(txt);
     free(rc), free(b);
 }
+
+/* data.validation left out: the val.bin beside a prepare-data data.train
+ * (the README recipe sets only data.train). */
+TEST(validation_defaults_to_the_val_bin_beside_train) {
+    nx_run_config *rc = malloc(sizeof *rc);
+    nx_err e;
+    char *t = with("  validation: data/val.jsonl\n", "");
+    const char *dir[] = {"data.train=/abs/shards/"}, *bin[] = {"data.train=/abs/x/train.bin"},
+               *js[] = {"data.train=/abs/x.jsonl"};
+    CHECKF(parse(rc, t, dir, 1, &e) == NX_OK, "%s", e.msg);
+    CHECKF(!strcmp(rc->data.validation, "/abs/shards"), "got '%s'", rc->data.validation);
+    CHECKF(parse(rc, t, bin, 1, &e) == NX_OK, "%s", e.msg);
+    CHECKF(!strcmp(rc->data.validation, "/abs/x/val.bin"), "got '%s'", rc->data.validation);
+    CHECKF(parse(rc, t, js, 1, &e) == NX_OK, "%s", e.msg);
+    CHECKF(rc->data.validation[0] == '\0', "got '%s'", rc->data.validation);
+    const char *js_eval[] = {"data.train=/abs/x.jsonl", "eval.every=10"};
+    expect_err(t, js_eval, 2, "eval.every", "data.validation", NULL);
+    free(t);
+    free(rc);
+}

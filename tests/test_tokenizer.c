@@ -7,6 +7,7 @@
  * reproduces the Hugging Face golden encodings in tests/golden_tokenizer.c.
  * Also the bad inputs: invalid UTF-8, broken merges, unsupported parts. */
 #include <cJSON.h>
+#include <dirent.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,8 +287,8 @@ TEST(broken_tokenizer_json_is_rejected) {
     expect_load_error(js, "\"ba\" is not in model.vocab");
     snprintf(js, sizeof js, "{\"model\":{\"type\":\"WordPiece\",%s}}", V);
     expect_load_error(js, "WordPiece");
-    snprintf(js, sizeof js, "{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\",%s,\"merges\":[]}}", V);
-    expect_load_error(js, "NFC");
+    snprintf(js, sizeof js, "{\"normalizer\":{\"type\":\"Lowercase\"},\"model\":{\"type\":\"BPE\",%s,\"merges\":[]}}", V);
+    expect_load_error(js, "Lowercase");
     snprintf(js, sizeof js, "{\"pre_tokenizer\":{\"type\":\"Whitespace\"},\"model\":{\"type\":\"BPE\",%s,\"merges\":[]}}", V);
     expect_load_error(js, "Whitespace");
     snprintf(js, sizeof js, "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a\"},\"behavior\":\"Isolated\"},"
@@ -325,4 +326,76 @@ TEST(concurrent_encode_matches_serial) {
     CHECK(bad == 0);
     for (int i = 0; i < 5; i++) free(ref[i]);
     nx_tokenizer_free(t);
+}
+
+/* ---- the tokenizer styles the teachers ship (tests/fixtures/teachers/tok-*:
+ * trained and run by `tokenizers` 0.23 in scripts/make_teacher_fixtures.py):
+ * NFC, NFD, NFKC, NFKD, Replace, Prepend and ByteLevel normalizers, Split,
+ * ByteLevel, Metaspace and Digits pre-tokenizers, on unicode-heavy texts
+ * (CJK, emoji sequences, combining marks, RTL, fullwidth, digits of other
+ * scripts, characters the vocabulary lacks). */
+#define STYLES "tests/fixtures/teachers/"
+
+static cJSON *read_golden(const char *path) {
+    size_t n;
+    nx_err e;
+    char *txt = nx_read_file(path, 0, &n, &e);
+    if (!txt) return fprintf(stderr, "  %s\n", e.msg), NULL;
+    cJSON *j = cJSON_ParseWithLength(txt, n);
+    free(txt);
+    return j;
+}
+
+/* Every tokenizer style: ids with and without special tokens, decoding. */
+TEST(tokenizer_styles_exact_on_unicode_texts) {
+    DIR *d = opendir(STYLES);
+    NX_ASSERT(d);
+    struct dirent *de;
+    int styles = 0;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "tok-", 4)) continue;
+        char tp[300], gp[300];
+        snprintf(tp, sizeof tp, STYLES "%s/tokenizer.json", de->d_name);
+        snprintf(gp, sizeof gp, STYLES "%s/golden.json", de->d_name);
+        nx_tokenizer *t;
+        nx_err e;
+        if (nx_tokenizer_load(&t, tp, &e)) {
+            CHECKF(0, "%s", e.msg);
+            continue;
+        }
+        cJSON *j = read_golden(gp), *cs;
+        int cases = 0, bad = 0;
+        cJSON_ArrayForEach(cs, cJSON_GetObjectItem(j, "cases")) {
+            const char *text = cJSON_GetObjectItem(cs, "text")->valuestring;
+            for (int sp = 0; sp < 2; sp++) {
+                cJSON *want = cJSON_GetObjectItem(cs, sp ? "ids_special" : "ids");
+                int32_t *ids;
+                size_t n;
+                if (nx_tokenizer_encode(t, text, strlen(text), sp, &ids, &n, &e)) {
+                    CHECKF(0, "%s: %s", de->d_name, e.msg);
+                    continue;
+                }
+                bool same = (int)n == cJSON_GetArraySize(want);
+                for (size_t i = 0; same && i < n; i++) same = ids[i] == cJSON_GetArrayItem(want, (int)i)->valueint;
+                CHECKF(same, "%s: ids of \"%s\"%s differ from tokenizers'", de->d_name, text, sp ? " (special)" : "");
+                bad += !same;
+                if (!sp) {
+                    char *dec;
+                    NX_ASSERT(nx_tokenizer_decode(t, ids, n, false, &dec, &e) == NX_OK);
+                    const char *wd = cJSON_GetObjectItem(cs, "decoded")->valuestring;
+                    CHECKF(!strcmp(dec, wd), "%s: decode of \"%s\" is \"%s\", tokenizers \"%s\"", de->d_name, text, dec, wd);
+                    bad += strcmp(dec, wd) != 0;
+                    free(dec);
+                }
+                free(ids);
+            }
+            cases++;
+        }
+        printf("  %-20s %d texts, %d differences\n", de->d_name, cases, bad);
+        styles++;
+        cJSON_Delete(j);
+        nx_tokenizer_free(t);
+    }
+    closedir(d);
+    CHECK(styles >= 7);
 }

@@ -51,6 +51,12 @@ typedef struct nx_work {
     int64_t weight_elems; /* elements of the largest non-f32 matrix given to linear */
 } nx_work;
 
+/* How the matrix products of linear compute. Storage (weights,
+ * activations, optimizer state) stays f32 in every mode; only the GEMMs'
+ * inputs are rounded (to TF32 or BF16, as PyTorch's TF32 flag and bf16
+ * autocast do), with f32 accumulation. */
+typedef enum nx_precision { NX_PREC_FP32, NX_PREC_TF32, NX_PREC_BF16 } nx_precision;
+
 struct nx_backend {
     const char *name;
     bool host_memory;          /* backend pointers are host pointers */
@@ -67,6 +73,8 @@ struct nx_backend {
     int (*plan)(nx_backend *be, const nx_work *w, nx_err *err);
     /* can ops take weights of this type? */
     bool (*supports_weight)(const nx_backend *be, nx_dtype t);
+    /* NULL: computes in fp32 only */
+    int (*set_precision)(nx_backend *be, nx_precision p, nx_err *err);
     void *impl;                /* the backend's own state */
 };
 
@@ -75,6 +83,11 @@ nx_backend *nx_backend_ref(void);
 /* The CUDA backend, or NULL when nexus was built without CUDA or no GPU is
  * present (then err says which). */
 nx_backend *nx_backend_cuda(nx_err *err);
+/* Sets the precision of linear's products; an error names the backend
+ * when it cannot (the CPU computes in fp32 only). */
+int nx_backend_set_precision(nx_backend *be, nx_precision p, nx_err *err);
+/* "fp32", "tf32" or "bf16" (the spelling of configs and --precision). */
+int nx_precision_parse(const char *s, nx_precision *p, nx_err *err);
 /* "cpu", "ref" or "cuda". */
 nx_backend *nx_backend_by_name(const char *name, nx_err *err);
 

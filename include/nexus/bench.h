@@ -18,6 +18,7 @@ typedef struct nx_bench_opts {
     int batch;          /* the larger decode batch (default 8) */
     int reps;           /* measured repetitions after one warm-up (default 3) */
     uint64_t seed;      /* for the synthetic prompt ids */
+    nx_progress progress; /* "speed runs": done of reps + 1 (the warm-up counts) */
 } nx_bench_opts;
 
 typedef struct nx_bench_stat {

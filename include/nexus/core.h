@@ -134,6 +134,18 @@ uint64_t nx_fnv1a(const void *p, size_t n, uint64_t h);
 
 /* ---- misc ------------------------------------------------------------ */
 double nx_now(void);             /* monotonic seconds */
+
+/* A long operation reports how far it is: what it is doing and done of
+ * total units (total 0: unknown), from the thread that runs it. A zeroed
+ * struct reports nothing. The numeric modules call it; only app/ and cli/
+ * turn it into something on the terminal. */
+typedef struct nx_progress {
+    void (*fn)(void *ctx, const char *what, int64_t done, int64_t total);
+    void *ctx;
+} nx_progress;
+static inline void nx_progress_report(const nx_progress *p, const char *what, int64_t done, int64_t total) {
+    if (p && p->fn) p->fn(p->ctx, what, done, total);
+}
 int nx_threads(void);            /* OpenMP threads in use */
 
 #endif

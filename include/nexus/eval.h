@@ -21,8 +21,9 @@ typedef struct nx_eval_result {
 
 /* Evaluates up to max_windows windows (0: all) in batches of B. teacher may
  * be NULL. Fails when the stream holds no complete window. Allocates its
- * activations once per call. */
+ * activations once per call. progress (may be NULL) hears "evaluation windows",
+ * windows done of the total, after every batch. */
 int nx_eval(const nx_model *m, const nx_model *teacher, nx_tokens tokens, int seq_len, int B,
-            int64_t max_windows, nx_eval_result *out, nx_err *err);
+            int64_t max_windows, nx_eval_result *out, const nx_progress *progress, nx_err *err);
 
 #endif

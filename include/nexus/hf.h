@@ -11,10 +11,14 @@
 /* config.json's name of a weight dtype: "float32", "bfloat16", "float16"
  * (any other dtype reads as "float32"). */
 const char *nx_hf_dtype_name(nx_dtype t);
-/* Read DIR/config.json. Accepts model_type llama, qwen2, mistral; rope_theta
- * at top level (transformers 4) or in rope_parameters (transformers 5);
- * head_dim; tie_word_embeddings; attention_bias; rms_norm_eps. Rejects what
- * it cannot run (other activations, rope scaling, mlp_bias) naming the key. */
+/* Read DIR/config.json. Accepts model_type llama, qwen2, qwen3, mistral;
+ * rope_theta at top level (transformers 4) or in rope_parameters
+ * (transformers 5); rope scaling default, linear, dynamic, yarn, llama3
+ * (rope_parameters or rope_scaling); sliding windows (sliding_window,
+ * use_sliding_window, max_window_layers, layer_types); head_dim;
+ * tie_word_embeddings; attention_bias; rms_norm_eps. Rejects what it cannot
+ * run (other activations and rope types, partial rotary factors, mlp_bias)
+ * naming the key. */
 int nx_hf_load_config(const char *dir, nx_model_config *cfg, nx_err *err);
 /* The same for a config file given by its path (errors name that path). */
 int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err);

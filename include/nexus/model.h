@@ -1,4 +1,4 @@
-/* model.h — Llama-family decoder-only transformers (llama, qwen2, mistral):
+/* model.h — Llama-family decoder-only transformers (llama, qwen2, qwen3, mistral):
  * the parameter table, models held in any weight type on any backend, and
  * the one forward that training, evaluation, prefill and decode share.
  *
@@ -25,12 +25,12 @@
 #include "nexus/backend.h"
 #include "nexus/ops.h"
 
-typedef enum nx_arch { NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL, NX_ARCH_COUNT } nx_arch;
+typedef enum nx_arch { NX_ARCH_LLAMA, NX_ARCH_QWEN2, NX_ARCH_MISTRAL, NX_ARCH_QWEN3, NX_ARCH_COUNT } nx_arch;
 
 /* The one table of architecture names: Hugging Face's model_type
- * ("llama", "qwen2", "mistral") and its architectures[] class name
+ * ("llama", "qwen2", "mistral", "qwen3") and its architectures[] class name
  * ("LlamaForCausalLM", ...). nx_arch_parse returns NX_ERR for a model_type
- * nexus cannot run; nx_arch_list gives "llama, qwen2, mistral" for messages. */
+ * nexus cannot run; nx_arch_list gives "llama, qwen2, qwen3, mistral" for messages. */
 const char *nx_arch_name(nx_arch a);
 const char *nx_arch_class(nx_arch a);
 int nx_arch_parse(const char *model_type, nx_arch *out);
@@ -48,6 +48,10 @@ typedef struct nx_model_config {
     int max_pos;      /* max_position_embeddings */
     float eps;        /* rms_norm_eps */
     float rope_theta; /* rope_theta or rope_parameters.rope_theta */
+    nx_rope_scaling rope; /* rope_parameters / rope_scaling beyond theta (zeroed: none) */
+    int window;       /* sliding_window of the layers that slide, 0: none */
+    int window_from;  /* the first layer that slides: layers window_from .. L−1 do */
+    bool qk_norm;     /* qwen3: RMSNorm of each head of q and k (q_norm, k_norm) before RoPE */
     bool tied;        /* tie_word_embeddings: lm_head shares embed_tokens */
     bool qkv_bias;    /* q/k/v projections have a bias (qwen2 always; llama attention_bias) */
     bool o_bias;      /* o_proj has a bias (llama attention_bias) */
@@ -61,6 +65,7 @@ typedef struct nx_layer_weights {
     float *ln1;      /* (C)          input_layernorm.weight */
     nx_weight qkv;   /* (Q+2KV, C)   self_attn.{q,k,v}_proj.weight, stacked by rows */
     float *bqkv;     /* (Q+2KV)      their biases, or NULL */
+    float *qn, *kn;  /* (HS), (HS)  self_attn.{q,k}_norm.weight (qk_norm), or NULL */
     nx_weight o;     /* (C, Q)       self_attn.o_proj.weight */
     float *bo;       /* (C)          self_attn.o_proj.bias, or NULL */
     float *ln2;      /* (C)          post_attention_layernorm.weight */
@@ -99,6 +104,10 @@ size_t nx_model_count(const nx_model_config *cfg);   /* parameters: the sum of t
 void nx_weights_bind(nx_weights *w, const nx_model_config *cfg, nx_dtype wtype, nx_backend *be, void *base);
 /* f32 view of tensor p in a buffer laid out in f32. */
 static inline float *nx_param_f32(const nx_param *p, void *base) { return (float *)((char *)base + p->off); }
+/* The attention window of layer l (ops.h), 0 for full attention. */
+static inline int nx_layer_window(const nx_model_config *c, int l) {
+    return c->window > 0 && l >= c->window_from ? c->window : 0;
+}
 /* Checks a config for internal consistency (positive sizes, NH % KVH, ...). */
 int nx_model_config_check(const nx_model_config *cfg, nx_err *err);
 
@@ -183,11 +192,13 @@ typedef struct nx_acts {
     float *res;             /* (L+1, rows, C) residual stream (2 buffers with STREAM) */
     /* per layer when training (stride per layer), shared otherwise */
     float *ln1, *rstd1, *qkv, *probs, *att, *mid, *ln2, *rstd2, *gu, *h;
+    float *qraw, *kraw, *rstdq, *rstdk; /* qk_norm: q (rows, Q) and k (rows, KV) before their norms, (rows·NH), (rows·KVH) */
     float *last;            /* (rows, C) the rows whose logits are wanted (NX_OUT_LAST) */
     float *lnf, *rstdf;     /* (out_rows, C), (out_rows) after the final norm */
     float *logits;          /* (out_rows, V) */
     /* backward scratch (train only) */
     float *dres, *dln, *datt, *dqkv, *dprobs, *dh, *dgu, *dlnf;
+    float *dqk, *dqk2;      /* qk_norm: (rows, Q) each */
     float *dlogits;         /* (rows, V): the loss writes here, backward reads it */
 } nx_acts;
 

@@ -44,6 +44,32 @@ typedef struct nx_kv {
 
 /* AdamW hyper-parameters of one update (torch.optim.AdamW), bias
  * corrections for this step included, and the gradient clip. */
+/* Rotary scaling as transformers' ROPE_INIT_FUNCTIONS compute it
+ * (modeling_rope_utils.py), from rope_parameters / rope_scaling:
+ *   default  inv_freq_i = theta^(−2i/HS)
+ *   linear   inv_freq / factor
+ *   dynamic  NTK: theta ← theta·(factor·S/max_pos − (factor−1))^(HS/(HS−2)) for a
+ *            sequence of S > max_pos positions, else the default
+ *   yarn     a ramp between inv_freq/factor and inv_freq over the dimensions
+ *            whose rotations in original_max_pos positions lie between
+ *            beta_slow and beta_fast; cos and sin scaled by attention_factor
+ *   llama3   wavelengths past original_max_pos/low_freq_factor divided by
+ *            factor, below original_max_pos/high_freq_factor kept, smoothed
+ *            in between
+ * A zeroed struct is the default rope. */
+typedef enum nx_rope_type { NX_ROPE_DEFAULT, NX_ROPE_LINEAR, NX_ROPE_DYNAMIC, NX_ROPE_YARN, NX_ROPE_LLAMA3 } nx_rope_type;
+typedef struct nx_rope_scaling {
+    nx_rope_type type;
+    double factor;                 /* linear, dynamic, yarn, llama3 */
+    int original_max_pos;          /* yarn, llama3: original_max_position_embeddings */
+    int max_pos;                   /* dynamic: max_position_embeddings */
+    double low_freq_factor, high_freq_factor;  /* llama3 */
+    double beta_fast, beta_slow;   /* yarn (32, 1 when 0) */
+    double attention_factor;       /* yarn: the cos/sin scale (derived from factor, mscale when 0) */
+    double mscale, mscale_all_dim; /* yarn, optional (0: absent) */
+    bool no_truncate;              /* yarn "truncate": false */
+} nx_rope_scaling;
+
 typedef struct nx_adamw_args {
     float lr, beta1, beta2, eps, weight_decay;
     double bc1, bc2;       /* 1 − beta1^t, 1 − beta2^t for this step t */
@@ -65,11 +91,12 @@ struct nx_ops {
     void (*kv_store)(nx_backend *, nx_kv kv, const float *k, const float *v, int64_t ld,
                      const nx_span *spans, int nspans, int D);
     void (*attention)(nx_backend *, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
-                      const nx_span *spans, int nspans, int NH, int KVH, int HS);
+                      const nx_span *spans, int nspans, int NH, int KVH, int HS, int window);
     void (*attention_backward)(nx_backend *, float *dq, float *dk, float *dv, float *scratch,
                                const float *dout, const float *probs, const float *dprobs_add,
                                const float *q, const float *k, const float *v, int64_t ld, int B, int T,
-                               int NH, int KVH, int HS);
+                               int NH, int KVH, int HS, int window);
+    void (*copy2d)(nx_backend *, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
     void (*swiglu)(nx_backend *, float *h, const float *gu, int N, int F);
     void (*swiglu_backward)(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F);
     void (*add)(nx_backend *, float *y, const float *x, int64_t n);
@@ -105,21 +132,33 @@ void nx_linear(nx_backend *be, float *out, const float *in, const nx_weight *W, 
  * nx_rope_tables. inverse: the transposed rotation (the backward). */
 void nx_rope(nx_backend *be, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,
              const float *sin_t, int N, int H, int HS, bool inverse);
-/* Host: the rotary tables for positions [0, P): angle p · theta^(−2i/HS)
- * in double (inv_freq = 1 / base ** (arange(0, dim, 2) / dim)). */
-void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta);
+/* Host: the rotary tables for positions [0, P): cos and sin of p ·
+ * inv_freq_i in double, inv_freq from theta and the scaling s (NULL: the
+ * default, 1 / theta ** (arange(0, HS, 2) / HS)), times the scaling's
+ * attention factor (yarn). A dynamic scaling uses the frequencies of a
+ * sequence of P positions. */
+void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta, const nx_rope_scaling *s);
+/* Host: the inverse frequencies (HS/2) and the attention factor the tables
+ * are made of, for a sequence of seq_len positions (dynamic only). */
+double nx_rope_inv_freq(double *inv_freq, int HS, double theta, const nx_rope_scaling *s, int seq_len);
 /* Copies each row's keys k and values v (D floats at row stride ld) into
  * kv at (span.seq, span.pos + i). spans: host. */
 void nx_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64_t ld, const nx_span *spans,
                  int nspans, int D);
 /* Causal grouped-query attention of the rows of spans (host): row i of a
- * span (queries q, row stride ldq, NH·HS floats) attends to keys and
- * values 0 .. pos+i of its sequence in kv; head h reads kv head
- * h / (NH/KVH); scale 1/√HS. out (N, NH·HS) contiguous. probs, when not
- * NULL, receives the softmax (B, NH, T, T) with zeros above the diagonal,
- * and then spans must be {b, 0, T} for b < B. */
+ * span (queries q, row stride ldq, NH·HS floats), at position p = pos+i,
+ * attends to the keys and values j of its sequence in kv with
+ * p − window < j ≤ p (window 0: all j ≤ p; transformers'
+ * sliding_window_overlay, kv_idx > q_idx − sliding_window); head h reads
+ * kv head h / (NH/KVH); scale 1/√HS. out (N, NH·HS) contiguous. probs,
+ * when not NULL, receives the softmax (B, NH, T, T) with zeros outside
+ * the causal window, and then spans must be {b, 0, T} for b < B. */
 void nx_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
-                  const nx_span *spans, int nspans, int NH, int KVH, int HS);
+                  const nx_span *spans, int nspans, int NH, int KVH, int HS, int window);
+/* dst[r, 0..cols) = src[r, 0..cols) for r < rows; row strides ldd and lds
+ * (floats). A strided view made contiguous or back (Qwen3's per-head q/k
+ * norms run over the q and k parts of the stacked q/k/v rows). */
+void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
 /* SwiGLU on rows of gu = [gate | up] (N, 2F): h = silu(gate) ⊙ up (N, F). */
 void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F);
 /* y += x elementwise. */
@@ -140,14 +179,15 @@ void nx_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *dou
 void nx_linear_backward(nx_backend *be, float *din, float *dW, float *db, const float *dout, const float *in,
                         const nx_weight *W, int N);
 /* The backward of nx_attention over B spans {b, 0, T} whose keys and
- * values are the batch's own: q, k, v and dq, dk, dv share row stride ld
- * (q: NH·HS, k and v: KVH·HS floats per row); dout (N, NH·HS). dq, dk, dv
- * are written. scratch: B·NH·T·T floats. dprobs_add, when not NULL, is a
- * further gradient w.r.t. probs (B, NH, T, T) from a loss on the maps;
- * entries above the diagonal are ignored. */
+ * values are the batch's own, with the same window: q, k, v and dq, dk, dv
+ * share row stride ld (q: NH·HS, k and v: KVH·HS floats per row); dout
+ * (N, NH·HS). dq, dk, dv are written. scratch: B·NH·T·T floats.
+ * dprobs_add, when not NULL, is a further gradient w.r.t. probs (B, NH,
+ * T, T) from a loss on the maps; entries outside the causal window are
+ * ignored. */
 void nx_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
                            const float *probs, const float *dprobs_add, const float *q, const float *k,
-                           const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS);
+                           const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS, int window);
 /* dgu = [dgate | dup] (N, 2F), written. */
 void nx_swiglu_backward(nx_backend *be, float *dgu, const float *dh, const float *gu, int N, int F);
 

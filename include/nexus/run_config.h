@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "nexus/core.h"
+#include "nexus/backend.h"
 #include "nexus/ops.h"
 #include "nexus/model.h"
 #include "nexus/optim.h"
@@ -145,6 +146,7 @@ typedef struct nx_run_config {
     int64_t seed;   /* default 42 */
     int threads;    /* 0: all cores (default) */
     nx_run_device device; /* NX_DEVICE_CPU (default) or NX_DEVICE_CUDA: where the models live and compute */
+    nx_precision precision; /* of the matrix products: NX_PREC_FP32 (default), TF32 or BF16 (cuda) */
 } nx_run_config;
 
 /* Student presets: one table, in src/app/run_config/presets.c. The

@@ -118,7 +118,7 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
                  : rc->eval.tokens > 0 ? rc->eval.tokens / rc->data.seq_len : 0;
     if (maxw == 0 && rc->eval.tokens > 0) maxw = 1;
     return nx_eval(&s->student, distill ? &s->teacher : NULL, s->val.view, rc->data.seq_len,
-                   rc->data.batch_size, maxw, r, err);
+                   rc->data.batch_size, maxw, r, NULL, err);
 }
 
 /* Teacher weights (when distilling or copying layers) or its config alone,
@@ -148,8 +148,13 @@ static int open_data(run_state *s, const nx_run_config *rc, int V, bool progress
         return NX_ERR;
     s->have_train = true;
     if (!rc->data.validation[0]) return NX_OK;
-    if (run_data_open(&s->val, rc->data.validation, "val.bin", s->tok, rc->data.text_field, V, progress, err))
+    bool derived = !strcmp(rc->data.validation, rc->data.train) || strstr(rc->data.validation, "/val.bin");
+    if (run_data_open(&s->val, rc->data.validation, "val.bin", s->tok, rc->data.text_field, V, progress, err)) {
+        if (derived)
+            nx_fail_prefix(err, "data.validation (by default the val.bin beside data.train's train.bin: make it with "
+                                "prepare-data --val-fraction, or set data.validation)");
         return NX_ERR;
+    }
     s->have_val = true;
     if (s->val.view.n < (uint64_t)rc->data.seq_len)
         return nx_fail(err, "%s: %llu tokens, fewer than one evaluation window of %d", rc->data.validation,
@@ -192,6 +197,10 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     nx_backend *be = rc->device == NX_DEVICE_CUDA ? nx_backend_cuda(err) : nx_backend_cpu();
     if (!be) {
         nx_fail_prefix(err, "device: cuda");
+        goto fail;
+    }
+    if (nx_backend_set_precision(be, rc->precision, err)) {
+        nx_fail_prefix(err, "precision");
         goto fail;
     }
 

@@ -52,16 +52,66 @@ nx_backend *nx_backend_cuda(nx_err *err) {
 }
 #endif
 
-void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta) {
+/* transformers' yarn helpers (modeling_rope_utils.py): the dimension whose
+ * wavelength makes num_rot rotations in max_pos positions, and the mscale. */
+static double yarn_dim(double num_rot, int dim, double base, int max_pos) {
+    return (dim * log(max_pos / (num_rot * 2 * M_PI))) / (2 * log(base));
+}
+static double yarn_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0; }
+
+double nx_rope_inv_freq(double *inv, int HS, double theta, const nx_rope_scaling *s, int seq_len) {
     int half = HS / 2;
+    nx_rope_type type = s ? s->type : NX_ROPE_DEFAULT;
+    double base = theta, att = 1.0;
+    if (type == NX_ROPE_DYNAMIC && seq_len > s->max_pos) /* base * ((factor * seq_len / max_pos) - (factor - 1)) ** (dim / (dim - 2)) */
+        base = theta * pow(s->factor * seq_len / s->max_pos - (s->factor - 1), (double)HS / (HS - 2));
+    /* inv_freq = 1 / base ** (arange(0, dim, 2) / dim) */
+    for (int i = 0; i < half; i++) inv[i] = 1.0 / pow(base, (2.0 * i) / HS);
+    if (type == NX_ROPE_LINEAR)
+        for (int i = 0; i < half; i++) inv[i] /= s->factor;
+    if (type == NX_ROPE_LLAMA3) {
+        double old = s->original_max_pos, lo_wl = old / s->low_freq_factor, hi_wl = old / s->high_freq_factor;
+        for (int i = 0; i < half; i++) {
+            double wl = 2 * M_PI / inv[i], f = inv[i];
+            if (wl > lo_wl) f = inv[i] / s->factor;          /* low frequencies: divided by factor */
+            else if (!(wl < hi_wl)) {                        /* medium: smoothed between the two */
+                double smooth = (old / wl - s->low_freq_factor) / (s->high_freq_factor - s->low_freq_factor);
+                f = (1 - smooth) * inv[i] / s->factor + smooth * inv[i];
+            }
+            inv[i] = f;
+        }
+    }
+    if (type == NX_ROPE_YARN) {
+        double factor = s->factor;
+        att = s->attention_factor;
+        if (!(att > 0))
+            att = s->mscale > 0 && s->mscale_all_dim > 0 ? yarn_mscale(factor, s->mscale) / yarn_mscale(factor, s->mscale_all_dim)
+                                                          : yarn_mscale(factor, 1.0);
+        double bf = s->beta_fast > 0 ? s->beta_fast : 32, bs = s->beta_slow > 0 ? s->beta_slow : 1;
+        double lo = yarn_dim(bf, HS, theta, s->original_max_pos), hi = yarn_dim(bs, HS, theta, s->original_max_pos);
+        if (!s->no_truncate) lo = floor(lo), hi = ceil(hi);
+        lo = lo > 0 ? lo : 0;
+        hi = hi < HS - 1 ? hi : HS - 1;
+        if (lo == hi) hi += 0.001; /* "Prevent singularity" */
+        for (int i = 0; i < half; i++) {
+            double ramp = (i - lo) / (hi - lo), extra = 1 - (ramp < 0 ? 0 : ramp > 1 ? 1 : ramp);
+            inv[i] = inv[i] / factor * (1 - extra) + inv[i] * extra;
+        }
+    }
+    return att;
+}
+
+void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta, const nx_rope_scaling *s) {
+    int half = HS / 2;
+    double *inv = nx_xmalloc(sizeof(double) * (half > 0 ? half : 1));
+    double att = nx_rope_inv_freq(inv, HS, theta, s, P);
     for (int p = 0; p < P; p++)
         for (int i = 0; i < half; i++) {
-            /* inv_freq = 1 / base ** (arange(0, dim, 2) / dim); freqs = pos * inv_freq */
-            double inv = 1.0 / pow(theta, (2.0 * i) / HS);
-            double a = p * inv;
-            cos_t[(long)p * half + i] = (float)cos(a);
-            sin_t[(long)p * half + i] = (float)sin(a);
+            double a = p * inv[i]; /* freqs = pos * inv_freq; cos = cos(emb) * attention_scaling */
+            cos_t[(long)p * half + i] = (float)(cos(a) * att);
+            sin_t[(long)p * half + i] = (float)(sin(a) * att);
         }
+    free(inv);
 }
 
 nx_backend *nx_backend_by_name(const char *name, nx_err *err) {
@@ -104,6 +154,19 @@ void nx_backend_sync(nx_backend *be) { be->sync(be); }
 
 int nx_backend_plan(nx_backend *be, const nx_work *w, nx_err *err) { return be->plan(be, w, err); }
 
+int nx_backend_set_precision(nx_backend *be, nx_precision p, nx_err *err) {
+    if (be->set_precision) return be->set_precision(be, p, err);
+    if (p == NX_PREC_FP32) return NX_OK;
+    return nx_fail(err, "the %s backend computes in fp32 only: use precision: fp32, or device: cuda", be->name);
+}
+
+int nx_precision_parse(const char *s, nx_precision *p, nx_err *err) {
+    static const char *const names[] = {"fp32", "tf32", "bf16"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, names[i])) return *p = (nx_precision)i, NX_OK;
+    return nx_fail(err, "unknown precision '%s' (known: fp32, tf32, bf16)", s);
+}
+
 bool nx_backend_supports_weight(const nx_backend *be, nx_dtype t) { return be->supports_weight(be, t); }
 
 nx_work nx_work_max(nx_work a, nx_work b) {
@@ -133,95 +196,161 @@ static void missing(const nx_backend *be, const char *op) {
 
 #define OP(name) (be->ops->name ? be->ops->name : (missing(be, #name), be->ops->name))
 
+/* NEXUS_PROFILE=1 in the environment: every op waits for its backend
+ * before and after, its time is added to its name, and the table is
+ * printed to stderr at exit — where a step's time goes, per op, on any
+ * backend (slower while on, since nothing overlaps). */
+enum { PROF_MAX = 48 };
+static struct prof {
+    const char *name;
+    double seconds;
+    long calls;
+} PROF[PROF_MAX];
+static int prof_state = -1; /* -1: environment not read yet */
+
+static int prof_by_time(const void *a, const void *b) {
+    double x = ((const struct prof *)a)->seconds, y = ((const struct prof *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+static void prof_report(void) {
+    double total = 0;
+    int n = 0;
+    while (n < PROF_MAX && PROF[n].name) total += PROF[n++].seconds;
+    qsort(PROF, (size_t)n, sizeof PROF[0], prof_by_time);
+    fprintf(stderr, "op profile (NEXUS_PROFILE): %.3f s in ops\n", total);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "  %-20s %9.3f s %5.1f%% %9ld calls %9.1f us/call\n", PROF[i].name, PROF[i].seconds,
+                100 * PROF[i].seconds / (total > 0 ? total : 1), PROF[i].calls, 1e6 * PROF[i].seconds / PROF[i].calls);
+}
+
+static double prof_begin(nx_backend *be) {
+    if (prof_state < 0) {
+        const char *e = getenv("NEXUS_PROFILE");
+        prof_state = e && *e && strcmp(e, "0");
+        if (prof_state) atexit(prof_report);
+    }
+    if (!prof_state) return 0;
+    be->sync(be);
+    return nx_now();
+}
+
+static void prof_end(nx_backend *be, const char *name, double t0) {
+    if (!prof_state) return;
+    be->sync(be);
+    double dt = nx_now() - t0;
+    for (int i = 0; i < PROF_MAX; i++)
+        if (!PROF[i].name || PROF[i].name == name) {
+            PROF[i].name = name;
+            PROF[i].seconds += dt;
+            PROF[i].calls++;
+            return;
+        }
+}
+
+#define CALL(name, ...)                  \
+    do {                                 \
+        double t0_ = prof_begin(be);     \
+        OP(name)(__VA_ARGS__);           \
+        prof_end(be, #name, t0_);        \
+    } while (0)
+
 void nx_embed(nx_backend *be, float *out, const int32_t *ids, const nx_weight *wte, int N) {
-    OP(embed)(be, out, ids, wte, N);
+    CALL(embed, be, out, ids, wte, N);
 }
 
 void nx_embed_backward(nx_backend *be, float *dwte, const float *dout, const int32_t *ids, int N, int C) {
-    OP(embed_backward)(be, dwte, dout, ids, N, C);
+    CALL(embed_backward, be, dwte, dout, ids, N, C);
 }
 
 void nx_rmsnorm(nx_backend *be, float *out, float *rstd, const float *in, const float *w, int N, int C,
                 float eps) {
-    OP(rmsnorm)(be, out, rstd, in, w, N, C, eps);
+    CALL(rmsnorm, be, out, rstd, in, w, N, C, eps);
 }
 
 void nx_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *dout, const float *in,
                          const float *w, const float *rstd, int N, int C) {
-    OP(rmsnorm_backward)(be, din, dw, dout, in, w, rstd, N, C);
+    CALL(rmsnorm_backward, be, din, dw, dout, in, w, rstd, N, C);
 }
 
 void nx_linear(nx_backend *be, float *out, const float *in, const nx_weight *W, const float *b, int N) {
     NX_ASSERTM(be->supports_weight(be, W->type), "linear: this backend cannot take weights of this type");
-    OP(linear)(be, out, in, W, b, N);
+    CALL(linear, be, out, in, W, b, N);
 }
 
 void nx_linear_backward(nx_backend *be, float *din, float *dW, float *db, const float *dout, const float *in,
                         const nx_weight *W, int N) {
     NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
-    OP(linear_backward)(be, din, dW, db, dout, in, W, N);
+    CALL(linear_backward, be, din, dW, db, dout, in, W, N);
 }
 
 void nx_rope(nx_backend *be, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,
              const float *sin_t, int N, int H, int HS, bool inverse) {
-    OP(rope)(be, x, ldx, pos, cos_t, sin_t, N, H, HS, inverse);
+    CALL(rope, be, x, ldx, pos, cos_t, sin_t, N, H, HS, inverse);
 }
 
 void nx_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64_t ld, const nx_span *spans,
                  int nspans, int D) {
-    OP(kv_store)(be, kv, k, v, ld, spans, nspans, D);
+    CALL(kv_store, be, kv, k, v, ld, spans, nspans, D);
 }
 
 void nx_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
-                  const nx_span *spans, int nspans, int NH, int KVH, int HS) {
-    NX_ASSERT(NH % KVH == 0);
-    OP(attention)(be, out, probs, q, ldq, kv, spans, nspans, NH, KVH, HS);
+                  const nx_span *spans, int nspans, int NH, int KVH, int HS, int window) {
+    NX_ASSERT(NH % KVH == 0 && window >= 0);
+    CALL(attention, be, out, probs, q, ldq, kv, spans, nspans, NH, KVH, HS, window);
 }
 
 void nx_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
                            const float *probs, const float *dprobs_add, const float *q, const float *k,
-                           const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS) {
-    OP(attention_backward)(be, dq, dk, dv, scratch, dout, probs, dprobs_add, q, k, v, ld, B, T, NH, KVH, HS);
+                           const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS, int window) {
+    NX_ASSERT(window >= 0);
+    CALL(attention_backward, be, dq, dk, dv, scratch, dout, probs, dprobs_add, q, k, v, ld, B, T, NH, KVH, HS,
+         window);
 }
 
-void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { OP(swiglu)(be, h, gu, N, F); }
+void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols) {
+    NX_ASSERT(rows >= 0 && cols >= 0 && ldd >= cols && lds >= cols);
+    if (rows && cols) CALL(copy2d, be, dst, ldd, src, lds, rows, cols);
+}
+
+void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { CALL(swiglu, be, h, gu, N, F); }
 
 void nx_swiglu_backward(nx_backend *be, float *dgu, const float *dh, const float *gu, int N, int F) {
-    OP(swiglu_backward)(be, dgu, dh, gu, N, F);
+    CALL(swiglu_backward, be, dgu, dh, gu, N, F);
 }
 
-void nx_add(nx_backend *be, float *y, const float *x, int64_t n) { OP(add)(be, y, x, n); }
+void nx_add(nx_backend *be, float *y, const float *x, int64_t n) { CALL(add, be, y, x, n); }
 
-void nx_argmax(nx_backend *be, int32_t *out, const float *x, int N, int V) { OP(argmax)(be, out, x, N, V); }
+void nx_argmax(nx_backend *be, int32_t *out, const float *x, int N, int V) { CALL(argmax, be, out, x, N, V); }
 
 void nx_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weight, const float *logits,
                       const int32_t *targets, int N, int V) {
-    OP(cross_entropy)(be, loss, dlogits, weight, logits, targets, N, V);
+    CALL(cross_entropy, be, loss, dlogits, weight, logits, targets, N, V);
 }
 
 void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
                 const float *student, const float *teacher, const int32_t *targets, int N, int V) {
-    OP(kd_loss)(be, loss, kind, temp, dlogits, weight, student, teacher, targets, N, V);
+    CALL(kd_loss, be, loss, kind, temp, dlogits, weight, student, teacher, targets, N, V);
 }
 
 void nx_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,
                float scale) {
     NX_ASSERT(!add || dy != y);
-    OP(sqdiff)(be, sum, dy, add, y, t, n, scale);
+    CALL(sqdiff, be, sum, dy, add, y, t, n, scale);
 }
 
 void nx_attention_kl(nx_backend *be, double *sum, float *dprobs, const float *ps, const float *pt, int B,
                      int T, int NHs, int NHt, float coef) {
     NX_ASSERT(NHs == NHt || (NHs > 0 && NHt > 0));
-    OP(attention_kl)(be, sum, dprobs, ps, pt, B, T, NHs, NHt, coef);
+    CALL(attention_kl, be, sum, dprobs, ps, pt, B, T, NHs, NHt, coef);
 }
 
-void nx_sumsq(nx_backend *be, double *sum, const float *x, int64_t n) { OP(sumsq)(be, sum, x, n); }
+void nx_sumsq(nx_backend *be, double *sum, const float *x, int64_t n) { CALL(sumsq, be, sum, x, n); }
 
 void nx_adamw_update(nx_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
                      const nx_adamw_args *a, const double *guard, int nguard) {
     NX_ASSERT(nguard >= 1);
-    OP(adamw)(be, p, g, m, v, n, a, guard, nguard);
+    CALL(adamw, be, p, g, m, v, n, a, guard, nguard);
 }
 
 void nx_mask(nx_backend *be, float *p, const uint8_t *mask, int64_t n) { OP(mask)(be, p, mask, n); }

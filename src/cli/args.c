@@ -1,6 +1,7 @@
 /* args.c — one small declarative flag parser shared by every subcommand, so
- * that `--help`, `--flag value`, `--flag=value`, and the one-line error for
- * an unknown flag behave the same everywhere. */
+ * that `--help`, `--flag value`, `--flag=value`, short spellings (`-o DIR`),
+ * aliases, and the one-line error for an unknown flag behave the same
+ * everywhere; and the one way sizes are printed (KiB, MiB, GiB). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +19,25 @@ void cli_print_help(const cli_spec *s, bool to_stderr) {
         const cli_opt *o = &s->opts[i];
         const char *arg = o->kind == OPT_FLAG ? "" : o->kind == OPT_INT ? " N"
                         : o->kind == OPT_FLOAT ? " X" : " VALUE";
-        char left[64];
+        char left[96];
         snprintf(left, sizeof left, "%s%s", o->name, arg);
-        fprintf(f, "  %-24s %s\n", left, o->help);
+        fprintf(f, "  %-28s %s\n", left, o->help);
     }
-    if (!to_stderr) fprintf(f, "  %-24s %s\n", "--help", "show this help");
+    if (!to_stderr) fprintf(f, "  %-28s %s\n", "-h, --help", "show this help");
     else fprintf(f, "run 'nexus %s --help' for the options\n", s->cmd);
+}
+
+/* Does the flag a[0..n) spell option o? o->name lists its spellings
+ * separated by ", " ("-o, --out"). */
+static bool spells(const cli_opt *o, const char *a, size_t n) {
+    for (const char *p = o->name; *p;) {
+        const char *e = strstr(p, ", ");
+        size_t k = e ? (size_t)(e - p) : strlen(p);
+        if (k == n && strncmp(p, a, n) == 0) return true;
+        if (!e) break;
+        p = e + 2;
+    }
+    return false;
 }
 
 static int usage_error(const cli_spec *s, const char *fmt, const char *a) {
@@ -52,16 +66,18 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *n
         const char *eq = strchr(a, '=');
         size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
         const cli_opt *o = NULL;
-        for (int k = 0; k < s->nopts; k++)
-            if (strlen(s->opts[k].name) == nlen && strncmp(s->opts[k].name, a, nlen) == 0) o = &s->opts[k];
+        for (int k = 0; k < s->nopts && !o; k++)
+            if (spells(&s->opts[k], a, nlen)) o = &s->opts[k];
         if (!o) return usage_error(s, "unknown option '%s'", a);
+        char flag[64];
+        snprintf(flag, sizeof flag, "%.*s", (int)(nlen < 63 ? nlen : 63), a);
         if (o->kind == OPT_FLAG) {
-            if (eq) return usage_error(s, "option '%s' takes no value", o->name);
+            if (eq) return usage_error(s, "option '%s' takes no value", flag);
             *(bool *)o->dst = true;
             continue;
         }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!v) return usage_error(s, "option '%s' needs a value", o->name);
+        if (!v) return usage_error(s, "option '%s' needs a value", flag);
         char *end;
         errno = 0;
         switch (o->kind) {
@@ -80,7 +96,7 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *n
         }
         case OPT_MULTI: {
             cli_multi *m = o->dst;
-            if (m->n >= 64) return usage_error(s, "too many '%s' options", o->name);
+            if (m->n >= 64) return usage_error(s, "too many '%s' options", flag);
             m->v[m->n++] = v;
             break;
         }
@@ -97,3 +113,23 @@ int cli_error(const char *cmd, const char *msg) {
 }
 
 bool cli_stderr_tty(void) { return isatty(2); }
+
+const char *cli_bytes(double bytes, char *buf, size_t n) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (bytes >= 1024 && i < 4) bytes /= 1024, i++;
+    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
+    return buf;
+}
+
+const char *cli_model_arg(const char *cmd, const char *flag, const char *const *pos, int npos, nx_err *err) {
+    if (npos && flag) {
+        nx_fail(err, "nexus %s: give the model once: as the first argument or with --model, not both", cmd);
+        return NULL;
+    }
+    if (!npos && !flag) {
+        nx_fail(err, "nexus %s: the model is required: nexus %s MODEL_DIR ...", cmd, cmd);
+        return NULL;
+    }
+    return npos ? pos[0] : flag;
+}

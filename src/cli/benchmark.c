@@ -46,9 +46,9 @@ static double peak_rss_bytes(void) {
 }
 
 typedef struct {
-    const char *teacher, *data;
+    const char *teacher, *data, *field;
     long seq_len, eval_batch, max_windows, threads;
-    const char *device;
+    const char *device, *precision;
     nx_bench_opts bo;
     bool no_speed;
 } settings;
@@ -85,8 +85,49 @@ static double disk_size(const char *dir) {
     return total;
 }
 
+/* --data as prepare-data tokens: a shard directory (its val.bin, else its
+ * train.bin) or a .bin file; false for documents to tokenize. */
+static bool shard_path(const char *data, char *out, size_t n) {
+    struct stat sb;
+    size_t len = strlen(data);
+    if (len > 4 && !strcmp(data + len - 4, ".bin")) {
+        snprintf(out, n, "%s", data);
+        return true;
+    }
+    if (stat(data, &sb) || !S_ISDIR(sb.st_mode)) return false;
+    snprintf(out, n, "%s/val.bin", data);
+    if (access(out, R_OK) != 0) snprintf(out, n, "%s/train.bin", data);
+    return true;
+}
+
+/* Progress of the child on stderr: each stage named when it starts, and on
+ * a terminal a counter updated in place. */
+typedef struct {
+    const char *model, *stage;
+    bool tty;
+    double last;
+} progress_ctx;
+
+static void show_progress(void *ctx_, const char *what, int64_t done, int64_t total) {
+    progress_ctx *c = ctx_;
+    double now = nx_now();
+    bool new_stage = !c->stage || strcmp(c->stage, what) != 0;
+    if (new_stage) {
+        if (c->stage && c->tty) fputc('\n', stderr);
+        c->stage = what;
+        if (!c->tty) fprintf(stderr, "benchmark: %s: %lld %s\n", c->model, (long long)total, what);
+    }
+    if (c->tty && (new_stage || done == total || now - c->last > 0.2)) {
+        fprintf(stderr, "\r  %s: %s %lld/%lld", c->model, what, (long long)done, (long long)total);
+        c->last = now;
+    }
+}
+
 /* Everything measured for one model, in this (child) process. */
-static int measure(const char *dir, const settings *st, result *r, nx_err *err) {
+static int measure(const char *dir, const settings *st_, result *r, nx_err *err) {
+    settings copy = *st_, *st = &copy;
+    progress_ctx pc = {.model = dir, .tty = cli_stderr_tty()};
+    st->bo.progress = (nx_progress){show_progress, &pc};
     nx_set_threads((int)st->threads);
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
@@ -98,17 +139,38 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
     nx_tokenizer *tok = NULL;
     nx_model m = {0}, t = {0};
     nx_token_stream ts = {0};
+    nx_shard shard;
+    bool have_shard = false;
+    nx_tokens data = {0};
     int rc = NX_ERR;
     nx_backend *be = nx_backend_by_name(st->device, err);
-    if (!be || nx_tokenizer_load(&tok, tokdir, err)) goto out;
+    nx_precision prec;
+    if (!be || nx_precision_parse(st->precision, &prec, err) || nx_backend_set_precision(be, prec, err) ||
+        nx_tokenizer_load(&tok, tokdir, err))
+        goto out;
     if (nx_hf_load_model_on(dir, &m, NX_F32, be, err)) goto out;
     r->params = (double)nx_model_count(&m.cfg);
     r->disk_bytes = disk_size(dir);
     if (st->data) {
-        nx_docs_opts o = {.field = NULL, .eos_id = nx_tokenizer_eos_id(tok) >= 0 ? nx_tokenizer_eos_id(tok) : m.cfg.eos_id,
-                          .threads = (int)st->threads};
-        if (nx_dataset_tokenize(tok, &st->data, 1, &o, &ts, NULL, err)) goto out;
-        r->data_tokens = (double)ts.n;
+        char sp[4200];
+        if (shard_path(st->data, sp, sizeof sp)) { /* prepare-data tokens: the model's tokenizer must have made them */
+            if (nx_shard_open(&shard, sp, err)) goto out;
+            have_shard = true;
+            if (shard.info.fingerprint != nx_tokenizer_fingerprint(tok)) {
+                nx_fail(err, "%s: made with another tokenizer than %s's (fingerprint %016llx, tokenizer %016llx): "
+                             "run nexus prepare-data with this model", sp, tokdir,
+                        (unsigned long long)shard.info.fingerprint, (unsigned long long)nx_tokenizer_fingerprint(tok));
+                goto out;
+            }
+            data = nx_shard_tokens(&shard);
+        } else {
+            nx_docs_opts o = {.field = st->field,
+                              .eos_id = nx_tokenizer_eos_id(tok) >= 0 ? nx_tokenizer_eos_id(tok) : m.cfg.eos_id,
+                              .threads = (int)st->threads};
+            if (nx_dataset_tokenize(tok, &st->data, 1, &o, &ts, NULL, err)) goto out;
+            data = nx_stream_tokens(&ts);
+        }
+        r->data_tokens = (double)data.n;
     }
     if (!st->no_speed && nx_bench_speed_run(&m, &st->bo, &r->sp, err)) goto out;
     r->peak_rss = peak_rss_bytes();
@@ -119,20 +181,23 @@ static int measure(const char *dir, const settings *st, result *r, nx_err *err) 
             nx_fail_prefix(err, "teacher");
             goto out;
         }
-        for (size_t i = 0; i < ts.n; i++)
-            if (ts.ids[i] >= m.cfg.V) {
-                nx_fail(err, "%s: token %zu of the stream has id %d, outside the model's vocabulary of %d: "
-                             "the tokenizer does not match the model", st->data, i, ts.ids[i], m.cfg.V);
+        for (uint64_t i = 0; i < data.n; i++)
+            if (nx_tokens_at(data, i) < 0 || nx_tokens_at(data, i) >= m.cfg.V) {
+                nx_fail(err, "%s: token %llu of the stream has id %d, outside the model's vocabulary of %d: "
+                             "the tokenizer does not match the model", st->data, (unsigned long long)i,
+                        nx_tokens_at(data, i), m.cfg.V);
                 goto out;
             }
-        if (nx_eval(&m, r->has_teacher ? &t : NULL, nx_stream_tokens(&ts), (int)st->seq_len, (int)st->eval_batch,
-                    st->max_windows, &r->ev, err)) {
+        if (nx_eval(&m, r->has_teacher ? &t : NULL, data, (int)st->seq_len, (int)st->eval_batch,
+                    st->max_windows, &r->ev, &st->bo.progress, err)) {
             nx_fail_prefix(err, "%s", st->data);
             goto out;
         }
     }
     rc = NX_OK;
 out:
+    if (pc.stage && pc.tty) fputc('\n', stderr);
+    if (have_shard) nx_shard_close(&shard);
     nx_token_stream_free(&ts);
     if (m.be) nx_model_free(&m);
     if (t.be) nx_model_free(&t);
@@ -258,7 +323,7 @@ static int write_plot(const char *path, const char *const *names, const result *
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"#3b7dd8\" fill-opacity=\"0.45\" stroke=\"#1d4f91\"/>\n", x, y, rad);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\">", x + rad + 4, y + 4);
         xml_text(f, names[i]);
-        fprintf(f, " (%.0f MB)</text>\n", r[i].disk_bytes / 1e6);
+        fprintf(f, " (%.0f MiB)</text>\n", r[i].disk_bytes / 1048576.0);
     }
 #undef PX
 #undef PY
@@ -268,12 +333,13 @@ static int write_plot(const char *path, const char *const *names, const result *
 }
 
 int cmd_benchmark(int argc, char **argv) {
-    settings st = {.seq_len = 256, .eval_batch = 8, .threads = 0, .device = "cpu", .bo = nx_bench_defaults()};
+    settings st = {.seq_len = 256, .eval_batch = 8, .threads = 0, .device = "cpu", .precision = "fp32", .bo = nx_bench_defaults()};
     long prompt_tokens = 256, decode_tokens = 128, batch = 8, reps = 3;
     bool json = false;
     const char *plot = NULL;
     const cli_opt opts[] = {
-        {"--data", OPT_STR, &st.data, "JSONL (field \"text\") for perplexity / agreement"},
+        {"--data", OPT_STR, &st.data, "evaluation data: JSONL[.gz] or text, or prepare-data tokens (a shard directory: its val.bin, else train.bin; or a .bin)"},
+        {"--field", OPT_STR, &st.field, "JSONL field holding the text (default: text)"},
         {"--teacher", OPT_STR, &st.teacher, "teacher model dir: agreement, KL and ratios against it"},
         {"--seq-len", OPT_INT, &st.seq_len, "evaluation window (default 256)"},
         {"--eval-batch", OPT_INT, &st.eval_batch, "windows per forward during evaluation (default 8)"},
@@ -283,13 +349,14 @@ int cmd_benchmark(int argc, char **argv) {
         {"--batch", OPT_INT, &batch, "the larger decode batch (default 8)"},
         {"--reps", OPT_INT, &reps, "measured repetitions, after one warm-up (default 3)"},
         {"--no-speed", OPT_FLAG, &st.no_speed, "skip the speed measurements"},
-        {"--threads", OPT_INT, &st.threads, "threads (default: all cores)"},
+        {"-t, --threads", OPT_INT, &st.threads, "threads (default: all cores)"},
         {"--device", OPT_STR, &st.device, "cpu (default) or cuda"},
+        {"--precision", OPT_STR, &st.precision, "matrix products: fp32 (default), tf32 or bf16 (cuda)"},
         {"--json", OPT_FLAG, &json, "print every figure and the settings as JSON"},
         {"--plot", OPT_STR, &plot, "write an SVG scatter: perplexity vs decode tokens/s, area ∝ size"},
     };
     const cli_spec spec = {
-        "benchmark", "MODEL_DIR [MODEL_DIR ...] [--teacher DIR] --data F.jsonl [options]",
+        "benchmark", "MODEL_DIR [MODEL_DIR ...] [--teacher DIR] --data F.jsonl|SHARD_DIR [options]",
         "Measure quality (perplexity over non-overlapping --seq-len windows of the data's token "
         "stream; with --teacher, top-1 agreement, KL(teacher||model) and the perplexity ratio), "
         "speed (time to first token, prefill and decode tokens/s at batch 1 and --batch, per-token "
@@ -386,7 +453,7 @@ int cmd_benchmark(int argc, char **argv) {
         free(js);
         cJSON_Delete(o);
     } else {
-        printf("%-24s %8s %8s %8s %9s", "model", "params M", "disk MB", "RSS MB", "ppl");
+        printf("%-24s %8s %8s %8s %9s", "model", "params M", "disk MiB", "RSS MiB", "ppl");
         if (tppl > 0) printf(" %7s %7s %7s", "ppl/tch", "agree", "KL");
         if (!st.no_speed)
             printf(" %8s %9s %9s %9s %17s", "TTFT ms", "prefill/s", "decode/s", "b8 tok/s", "lat p50/95/99 ms");
@@ -399,7 +466,7 @@ int cmd_benchmark(int argc, char **argv) {
             }
             char label[300];
             snprintf(label, sizeof label, "%s%s", base_name(dirs[i]), r->is_teacher ? " (teacher)" : "");
-            printf("%-24s %8.2f %8.1f %8.1f", label, r->params / 1e6, r->disk_bytes / 1e6, r->peak_rss / 1e6);
+            printf("%-24s %8.2f %8.1f %8.1f", label, r->params / 1e6, r->disk_bytes / 1048576.0, r->peak_rss / 1048576.0);
             if (st.data) printf(" %9.3f", r->ev.perplexity);
             else printf(" %9s", "-");
             if (tppl > 0) {

@@ -5,13 +5,16 @@
 #define NEXUS_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "nexus/core.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
 typedef enum { OPT_FLAG, OPT_STR, OPT_INT, OPT_FLOAT, OPT_MULTI } cli_opt_kind;
 
 typedef struct cli_opt {
-    const char *name;  /* "--max-tokens" */
+    const char *name;  /* "--max-tokens", or its spellings: "-n, --max-tokens" */
     cli_opt_kind kind;
     void *dst;         /* bool*, const char**, long*, double*; OPT_MULTI: cli_multi* */
     const char *help;  /* shown by --help */
@@ -42,6 +45,17 @@ void cli_print_help(const cli_spec *spec, bool to_stderr);
 int cli_error(const char *cmd, const char *msg);
 /* Is stderr a terminal (progress bars only then)? */
 bool cli_stderr_tty(void);
+/* For the commands that compute in parallel (argv[1]), makes OpenMP threads
+ * sleep at barriers (OMP_WAIT_POLICY=passive) unless the environment says
+ * otherwise, by starting the binary again with it (threads.c says why);
+ * returns when nothing was to be done or exec failed. */
+void cli_threads_policy(int argc, char **argv);
+/* bytes with a binary unit, "1.50 GiB": the one style of every table. */
+const char *cli_bytes(double bytes, char *buf, size_t n);
+/* The model directory of a command that takes it first: the positional
+ * argument, or --model (kept as an alias); NULL and err set (a usage
+ * message) when both or neither are given. */
+const char *cli_model_arg(const char *cmd, const char *flag, const char *const *pos, int npos, nx_err *err);
 
 /* Subcommands. */
 int cmd_generate(int argc, char **argv);

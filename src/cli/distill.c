@@ -20,11 +20,7 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
-static void human_bytes(char *buf, size_t n, double b) {
-    if (b >= 1e9) snprintf(buf, n, "%.2f GB", b / 1e9);
-    else if (b >= 1e6) snprintf(buf, n, "%.1f MB", b / 1e6);
-    else snprintf(buf, n, "%.0f KB", b / 1e3);
-}
+static void human_bytes(char *buf, size_t n, double b) { cli_bytes(b, buf, n); }
 
 /* "-" for a figure not measured (no validation data) */
 static const char *fig(char *buf, size_t n, const char *fmt, double v) {
@@ -58,13 +54,16 @@ static void print_table(const nx_run_summary *s) {
 static int run_cmd(const char *name, bool distill, int argc, char **argv) {
     bool print_config = false, resume = false;
     cli_multi sets = {0};
+    const char *out = NULL, *threads = NULL;
     const cli_opt opts[] = {
         {"--set", OPT_MULTI, &sets, "override a config key, e.g. --set optimizer.lr=3e-4 (repeatable)"},
+        {"-o, --out", OPT_STR, &out, "where the student goes: --set output.dir=DIR"},
+        {"-t, --threads", OPT_STR, &threads, "threads: --set threads=N (0: all cores)"},
         {"--print-config", OPT_FLAG, &print_config, "print the resolved config as YAML and exit"},
         {"--resume", OPT_FLAG, &resume, "continue from the newest checkpoint in checkpoint.dir"},
     };
     const cli_spec spec = {
-        name, "CONFIG.yaml [--set key=value ...] [--resume] [--print-config]",
+        name, "CONFIG.yaml [--set key=value ...] [-o DIR] [-t N] [--resume] [--print-config]",
         distill ? "Distill the config's teacher into a smaller student and write it as a Hugging Face "
                   "model directory (config.json, model.safetensors, tokenizer) with metrics.jsonl. "
                   "Ctrl-C saves a checkpoint; --resume continues bit for bit. Keys: docs/CONFIG.md."
@@ -75,6 +74,10 @@ static int run_cmd(const char *name, bool distill, int argc, char **argv) {
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
     if (rc) return rc;
+    /* the shortcuts are --set of their keys, after the others (the later wins) */
+    char out_set[4200], threads_set[64];
+    if (out && sets.n < 64) snprintf(out_set, sizeof out_set, "output.dir=%s", out), sets.v[sets.n++] = out_set;
+    if (threads && sets.n < 64) snprintf(threads_set, sizeof threads_set, "threads=%s", threads), sets.v[sets.n++] = threads_set;
     nx_run_config cfg;
     nx_err err;
     if (nx_run_config_load(&cfg, pos[0], sets.v, sets.n, &err)) return cli_error(name, err.msg);

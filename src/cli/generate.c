@@ -32,15 +32,15 @@ static char *detok(void *ctx, const int32_t *ids, int n) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *prompt = NULL, *prompt_file = NULL, *device = "cpu";
+    const char *prompt = NULL, *prompt_file = NULL, *device = "cpu", *precision = "fp32";
     long max_tokens = 128, top_k = 0, seed = 0, threads = 0;
     double temperature = 0, top_p = 1, min_p = 0, rep = 1;
     bool bos = false, json = false, ignore_eos = false;
     cli_multi stops = {0};
     const cli_opt opts[] = {
-        {"--prompt", OPT_STR, &prompt, "prompt text"},
+        {"-p, --prompt", OPT_STR, &prompt, "prompt text"},
         {"--prompt-file", OPT_STR, &prompt_file, "read the prompt from a file"},
-        {"--max-tokens", OPT_INT, &max_tokens, "new tokens at most (default 128)"},
+        {"-n, --max-tokens", OPT_INT, &max_tokens, "new tokens at most (default 128)"},
         {"--temperature", OPT_FLOAT, &temperature, "sampling temperature; 0 = greedy (default 0)"},
         {"--top-k", OPT_INT, &top_k, "keep the k most likely tokens (0 = off)"},
         {"--top-p", OPT_FLOAT, &top_p, "nucleus sampling mass (1 = off)"},
@@ -48,8 +48,9 @@ int cmd_generate(int argc, char **argv) {
         {"--repetition-penalty", OPT_FLOAT, &rep, "penalise tokens already seen (1 = off)"},
         {"--stop", OPT_MULTI, &stops, "stop when the text contains this string (repeatable)"},
         {"--seed", OPT_INT, &seed, "random seed for sampling (default 0)"},
-        {"--threads", OPT_INT, &threads, "threads (default: all cores)"},
+        {"-t, --threads", OPT_INT, &threads, "threads (default: all cores)"},
         {"--device", OPT_STR, &device, "cpu (default) or cuda"},
+        {"--precision", OPT_STR, &precision, "matrix products: fp32 (default), tf32 or bf16 (cuda)"},
         {"--bos", OPT_FLAG, &bos, "prepend the BOS token to the prompt"},
         {"--ignore-eos", OPT_FLAG, &ignore_eos, "keep generating after the EOS token"},
         {"--json", OPT_FLAG, &json, "print one JSON object (ids, text, timings) instead of streaming"},
@@ -107,7 +108,10 @@ int cmd_generate(int argc, char **argv) {
         goto done;
     }
     nx_backend *be = nx_backend_by_name(device, &err);
-    if (!be || nx_hf_load_model_on(dir, &m, NX_F32, be, &err)) goto done;
+    nx_precision prec;
+    if (!be || nx_precision_parse(precision, &prec, &err) || nx_backend_set_precision(be, prec, &err) ||
+        nx_hf_load_model_on(dir, &m, NX_F32, be, &err))
+        goto done;
     const nx_model_config *c = &m.cfg;
     int32_t bos_id = nx_tokenizer_bos_id(tok) >= 0 ? nx_tokenizer_bos_id(tok) : c->bos_id;
     int32_t eos_id = nx_tokenizer_eos_id(tok) >= 0 ? nx_tokenizer_eos_id(tok) : c->eos_id;

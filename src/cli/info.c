@@ -35,6 +35,8 @@
 #include "nexus/json.h"
 #include "nexus/run.h"
 
+static const char *const ROPE_NAMES[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+
 typedef struct {
     double emb, attn, mlp, norm, head, total, matrix, vector;
 } counts;
@@ -61,13 +63,7 @@ static counts count_params(const nx_model_config *c) {
     return k;
 }
 
-static const char *human(double bytes, char *buf, size_t n) {
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int i = 0;
-    while (bytes >= 1024 && i < 4) bytes /= 1024, i++;
-    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", bytes, u[i]);
-    return buf;
-}
+static const char *human(double bytes, char *buf, size_t n) { return cli_bytes(bytes, buf, n); }
 
 static const char *commas(double v, char *buf, size_t n) {
     char tmp[40];
@@ -202,6 +198,11 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddBoolToObject(s, "tie_word_embeddings", c.tied);
         cJSON_AddBoolToObject(s, "qkv_bias", c.qkv_bias);
         cJSON_AddBoolToObject(s, "o_bias", c.o_bias);
+        cJSON_AddStringToObject(s, "rope_type", ROPE_NAMES[c.rope.type]);
+        if (c.rope.type != NX_ROPE_DEFAULT) cJSON_AddItemToObject(s, "rope_factor", nx_json_float(c.rope.factor, false));
+        cJSON_AddNumberToObject(s, "sliding_window", c.window);
+        cJSON_AddNumberToObject(s, "first_sliding_layer", c.window ? c.window_from : c.L);
+        cJSON_AddBoolToObject(s, "qk_norm", c.qk_norm);
         cJSON *p = cJSON_AddObjectToObject(r, "parameters");
         cJSON_AddNumberToObject(p, "embeddings", k.emb);
         cJSON_AddNumberToObject(p, "attention", k.attn);
@@ -243,6 +244,13 @@ int cmd_info(int argc, char **argv) {
     printf("             rope_theta=%g rms_norm_eps=%g tied=%s qkv_bias=%s o_bias=%s dtype=%s\n", c.rope_theta,
            c.eps, c.tied ? "yes" : "no", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no",
            nx_hf_dtype_name(c.dtype));
+    if (c.rope.type != NX_ROPE_DEFAULT || c.window || c.qk_norm) {
+        printf("             rope=%s", ROPE_NAMES[c.rope.type]);
+        if (c.rope.type != NX_ROPE_DEFAULT) printf(" (factor %g)", c.rope.factor);
+        if (c.window) printf(" sliding_window=%d from layer %d", c.window, c.window_from);
+        if (c.qk_norm) printf(" qk_norm=yes");
+        printf("\n");
+    }
     printf("\nparameters\n");
     const char *part[] = {"embeddings", "attention", "mlp", "norms", "head"};
     double val[] = {k.emb, k.attn, k.mlp, k.norm, k.head};

@@ -19,25 +19,32 @@ int cmd_prepare_data(int argc, char **argv) {
     long val_docs = -1, threads = 0;
     bool skip_bad = false;
     const cli_opt opts[] = {
-        {"--model", OPT_STR, &model, "model directory whose tokenizer.json is used"},
-        {"--input", OPT_MULTI, &inputs, "input file (repeatable): .jsonl[.gz] = one JSON document per line, else whole file = one document"},
-        {"--out", OPT_STR, &outdir, "output directory for train.bin and val.bin"},
+        {"--model", OPT_STR, &model, "the model, as the first argument does (kept for older scripts)"},
+        {"-i, --input", OPT_MULTI, &inputs, "input file (repeatable): .jsonl[.gz] = one JSON document per line, else whole file = one document"},
+        {"-o, --out", OPT_STR, &outdir, "output directory for train.bin and val.bin"},
         {"--field", OPT_STR, &field, "JSONL field holding the text (default: text)"},
         {"--val-fraction", OPT_FLOAT, &val_fraction, "last fraction of the documents goes to val.bin"},
         {"--val-docs", OPT_INT, &val_docs, "last N documents go to val.bin"},
         {"--eos", OPT_STR, &eos, "token appended after every document (default: the tokenizer's EOS)"},
         {"--skip-bad-lines", OPT_FLAG, &skip_bad, "skip and count bad JSONL lines instead of failing"},
-        {"--threads", OPT_INT, &threads, "tokenizer threads (default: all cores)"},
+        {"-t, --threads", OPT_INT, &threads, "tokenizer threads (default: all cores)"},
     };
-    const cli_spec spec = {"prepare-data", "--model DIR --input F [--input F2 ...] --out DIR [options]",
-                           "Tokenize documents without special tokens, append EOS after each, and write the "
-                           "token stream as train.bin (and val.bin) shards.",
-                           opts, sizeof opts / sizeof opts[0], 0, 0};
+    const cli_spec spec = {"prepare-data", "MODEL --input F [--input F2 ...] --out DIR [options]",
+                           "Tokenize documents with MODEL's tokenizer (a model directory whose tokenizer.json "
+                           "is used) without special tokens, append EOS after each, and write the token stream "
+                           "as train.bin (and val.bin) shards.",
+                           opts, sizeof opts / sizeof opts[0], 0, 1};
     const char *pos[1];
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
     if (rc) return rc;
-    const char *why = !model ? "--model is required" : !inputs.n ? "at least one --input is required"
+    nx_err err;
+    if (!(model = cli_model_arg("prepare-data", model, pos, npos, &err))) {
+        fprintf(stderr, "%s\n", err.msg);
+        cli_print_help(&spec, true);
+        return EXIT_USAGE;
+    }
+    const char *why = !inputs.n ? "at least one --input is required"
                     : !outdir ? "--out is required"
                     : (val_fraction < 0 || val_fraction >= 1) ? "--val-fraction must be in [0, 1)"
                     : (val_docs >= 0 && val_fraction > 0) ? "give --val-fraction or --val-docs, not both"
@@ -47,7 +54,6 @@ int cmd_prepare_data(int argc, char **argv) {
         cli_print_help(&spec, true);
         return EXIT_USAGE;
     }
-    nx_err err;
     nx_tokenizer *t;
     if (nx_tokenizer_load(&t, model, &err)) return cli_error("prepare-data", err.msg);
     int32_t eos_id = eos ? nx_tokenizer_token_to_id(t, eos) : nx_tokenizer_eos_id(t);
@@ -92,9 +98,9 @@ int cmd_prepare_data(int argc, char **argv) {
         if (nx_shard_write(path, s.ids + ntrain, s.n - ntrain, V, eos_id, nval, fp, &err)) { rc = cli_error("prepare-data", err.msg); goto done; }
         printf("%s: %zu documents, %zu tokens\n", path, nval, s.n - ntrain);
     }
-    printf("tokenized %zu documents (%.1f MB) into %zu tokens in %.2f s: %.0f documents/s, %.0f tokens/s, %.2f MB/s",
-           st.docs, (double)st.bytes / 1e6, s.n, st.seconds, (double)st.docs / st.seconds,
-           (double)s.n / st.seconds, (double)st.bytes / 1e6 / st.seconds);
+    printf("tokenized %zu documents (%.1f MiB) into %zu tokens in %.2f s: %.0f documents/s, %.0f tokens/s, %.2f MiB/s",
+           st.docs, (double)st.bytes / 1048576.0, s.n, st.seconds, (double)st.docs / st.seconds,
+           (double)s.n / st.seconds, (double)st.bytes / 1048576.0 / st.seconds);
     if (skip_bad) printf(", %zu bad lines skipped", st.bad_lines);
     printf("\n");
 done:

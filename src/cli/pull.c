@@ -27,8 +27,7 @@ int cmd_pull(int argc, char **argv) {
         {"--revision", OPT_STR, &revision, "branch, tag or commit sha (default main)"},
         {"--include", OPT_MULTI, &include, "only files matching this glob, e.g. '*.json' (repeatable)"},
         {"--token", OPT_STR, &token, "Hub access token (default: $HF_TOKEN, else the file `hf auth login` writes)"},
-        {"--out", OPT_STR, &out, "also copy the files into this directory as plain files"},
-        {"-o", OPT_STR, &out, "same as --out"},
+        {"-o, --out", OPT_STR, &out, "also copy the files into this directory as plain files"},
         {"--repo-type", OPT_STR, &type, "model (default) or dataset"},
         {"--jobs", OPT_INT, &jobs, "files downloaded at a time (default 4)"},
         {"--quiet", OPT_FLAG, &quiet, "no progress or per-file lines on stderr, errors only"},
@@ -81,11 +80,7 @@ int cmd_pull(int argc, char **argv) {
     }
     if (!quiet) {
         char b[32];
-        double x = (double)r.bytes;
-        if (x >= 1024.0 * 1024 * 1024) snprintf(b, sizeof b, "%.2f GiB", x / (1024.0 * 1024 * 1024));
-        else if (x >= 1024.0 * 1024) snprintf(b, sizeof b, "%.1f MiB", x / (1024.0 * 1024));
-        else if (x >= 1024.0) snprintf(b, sizeof b, "%.1f KiB", x / 1024.0);
-        else snprintf(b, sizeof b, "%.0f B", x);
+        cli_bytes((double)r.bytes, b, sizeof b);
         fprintf(stderr, "%s%s: %d files (%d fetched, %s; %d cached) at %s%s%s\n", t == NX_HUB_DATASET ? "dataset " : "",
                 pos[0], r.files, r.fetched, b, r.cached, r.commit, out ? ", copied to " : "", out ? out : "");
     }

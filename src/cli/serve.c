@@ -57,7 +57,7 @@ int cmd_serve(int argc, char **argv) {
         {"--request-timeout", OPT_FLOAT, &timeout, "seconds to receive a request; also the idle limit (default 30)"},
         {"--grace", OPT_FLOAT, &grace, "on SIGINT/SIGTERM, seconds requests in flight may finish (default 10)"},
         {"--max-connections", OPT_INT, &conns, "open connections at most (default 256)"},
-        {"--threads", OPT_INT, &threads, "compute threads (default: all cores)"},
+        {"-t, --threads", OPT_INT, &threads, "compute threads (default: all cores)"},
     };
     const cli_spec spec = {
         "serve", "MODEL_DIR [--host H] [--port P] [--api-key KEY] [--slots N] [--ctx N] [options]",

@@ -14,27 +14,33 @@ int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *file = NULL;
     bool json = false, no_special = false, special = false;
     const cli_opt opts[] = {
-        {"--model", OPT_STR, &model, "model directory (tokenizer.json [+ tokenizer_config.json]) or a tokenizer.json"},
-        {"--text", OPT_STR, &text, "text to encode"},
+        {"--model", OPT_STR, &model, "the model, as the first argument does (kept for older scripts)"},
+        {"-p, --text", OPT_STR, &text, "text to encode"},
         {"--file", OPT_STR, &file, "file whose whole content is encoded ('-': stdin)"},
         {"--json", OPT_FLAG, &json, "print {\"ids\": [...], \"decoded\": \"...\"}"},
         {"--special", OPT_FLAG, &special, "add the post-processor's special tokens (BOS/EOS) (default)"},
         {"--no-special", OPT_FLAG, &no_special, "do not add BOS/EOS"},
     };
-    const cli_spec spec = {"tokenize", "--model DIR (--text STR | --file F) [options]",
+    const cli_spec spec = {"tokenize", "MODEL (--text STR | --file F) [options]",
                            "Encode text with a Hugging Face tokenizer.json exactly as the `tokenizers` library "
-                           "does and print the ids on stdout.",
-                           opts, sizeof opts / sizeof opts[0], 0, 0};
+                           "does and print the ids on stdout. MODEL is a model directory (tokenizer.json [+ "
+                           "tokenizer_config.json]) or a tokenizer.json.",
+                           opts, sizeof opts / sizeof opts[0], 0, 1};
     const char *pos[1];
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
     if (rc) return rc;
-    if (!model || (!text == !file) || (special && no_special)) {
-        fprintf(stderr, "nexus tokenize: need --model and exactly one of --text / --file (and not both --special and --no-special)\n");
+    nx_err err;
+    if (!(model = cli_model_arg("tokenize", model, pos, npos, &err))) {
+        fprintf(stderr, "%s\n", err.msg);
         cli_print_help(&spec, true);
         return EXIT_USAGE;
     }
-    nx_err err;
+    if ((!text == !file) || (special && no_special)) {
+        fprintf(stderr, "nexus tokenize: need exactly one of --text / --file (and not both --special and --no-special)\n");
+        cli_print_help(&spec, true);
+        return EXIT_USAGE;
+    }
     nx_tokenizer *t;
     if (nx_tokenizer_load(&t, model, &err)) return cli_error("tokenize", err.msg);
     size_t len = 0;

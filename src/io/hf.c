@@ -4,31 +4,36 @@
  * Reading is strict because a config we misread gives a model that runs and
  * produces garbage. Every key is type-checked (a string where a number is
  * expected is an error naming the key), and anything the model module
- * cannot run exactly — rope scaling, an activation other than SiLU, MLP
- * biases, Qwen2 sliding-window layers — is refused with the key and value.
- * Defaults follow transformers' config classes when a key is absent:
+ * cannot run exactly — longrope and other rope types, partial rotary
+ * factors, an activation other than SiLU, MLP biases, sliding layers that
+ * are not the last ones — is refused with the key and value. Defaults
+ * follow transformers' (5.x) config classes when a key is absent:
  *
- *   key                       llama      qwen2      mistral
- *   num_key_value_heads       heads      32         8
- *   max_position_embeddings   2048       32768      131072
- *   rms_norm_eps              1e-6       1e-6       1e-6
- *   rope_theta                10000      10000      10000
- *   tie_word_embeddings       false      false      false
- *   head_dim                  hidden_size / num_attention_heads
+ *   key                       llama    qwen2    qwen3    mistral
+ *   num_key_value_heads       heads    32       32       8
+ *   max_position_embeddings   2048     32768    32768    131072
+ *   head_dim                  C / NH   C / NH   128      C / NH
+ *   rms_norm_eps, rope_theta  1e-6, 10000 for all; tie_word_embeddings false
  *
- * Biases: llama and mistral take attention_bias for q, k, v and o alike;
- * qwen2 always has q/k/v biases and never an o bias.
+ * Biases: llama, mistral and qwen3 take attention_bias for q, k, v and o
+ * alike; qwen2 always has q/k/v biases and never an o bias. Qwen3 has
+ * per-head q/k norms.
  *
- * Mistral's sliding_window is accepted but not implemented: attention is
- * over the full context, which equals sliding-window attention whenever the
- * sequence is no longer than the window (4096 for Mistral 7B) — longer
- * sequences would differ from transformers. Qwen2 only uses a window when
- * use_sliding_window is true, which we refuse.
+ * Rope: rope_parameters (v5) or rope_scaling (v4) with rope_type (or
+ * type) default, linear, dynamic, yarn or llama3 and their keys
+ * (ops.h: nx_rope_scaling); a v4 rope_scaling without a type is refused.
+ *
+ * Sliding windows, as the v5 config classes apply them: mistral slides
+ * every layer by sliding_window (absent: 4096, null: no window); qwen2
+ * and qwen3 only when use_sliding_window is true, then the layers from
+ * max_window_layers on (absent: 28), or those layer_types names
+ * "sliding_attention" when it is given (they must be the last ones).
  *
  * Writing (nx_hf_save_model) emits keys both transformers 4 and 5 load:
  * rope_theta at the top level (what v4 reads; v5 folds it into
- * rope_parameters) and rope_parameters {rope_theta, rope_type: "default"}
- * (what v5 writes; v4 ignores the unknown key), and both dtype (v5) and
+ * rope_parameters) and rope_parameters {rope_theta, rope_type, ...} (what
+ * v5 writes; v4 ignores the unknown key) and, for a scaled rope, the same
+ * object as rope_scaling (what v4 reads), and both dtype (v5) and
  * torch_dtype (v4). Tensors are written sorted by name, as the Hugging Face
  * safetensors library orders them, so that saving a bf16 checkpoint we
  * loaded gives back the same bytes. */
@@ -107,24 +112,130 @@ static int get_token(const cJSON *o, const char *key, int *out, const char *file
     return NX_OK;
 }
 
-/* rope_scaling (v4) or rope_parameters (v5): only the default rope runs. */
-static int check_rope(const cJSON *x, const char *key, const char *file, nx_err *err) {
+/* A positive number at o[key] into *out; absent or null keeps *out (def:
+ * whether absence is allowed). */
+static int rope_num(const cJSON *o, const char *obj, const char *key, bool required, double *out, const char *file,
+                    nx_err *err) {
+    const cJSON *x = get(o, key);
+    if (!x || cJSON_IsNull(x)) {
+        if (required) return nx_fail(err, "%s: key '%s.%s' is missing; this rope_type needs it", file, obj, key);
+        return NX_OK;
+    }
+    if (!cJSON_IsNumber(x)) return nx_fail(err, "%s: key '%s.%s' must be a number (got %s)", file, obj, key, nx_json_kind(x));
+    *out = x->valuedouble;
+    return NX_OK;
+}
+
+/* rope_parameters (v5) or rope_scaling (v4): the rope type and its keys. */
+static int parse_rope(const cJSON *root, const char *file, nx_model_config *c, nx_err *err) {
+    const char *key = "rope_parameters";
+    const cJSON *x = get(root, key);
+    if (!x || cJSON_IsNull(x)) x = get(root, key = "rope_scaling");
+    c->rope = (nx_rope_scaling){0};
+    double prf = 1.0;
+    if (rope_num(root, "", "partial_rotary_factor", false, &prf, file, err) ||
+        (cJSON_IsObject(x) && rope_num(x, key, "partial_rotary_factor", false, &prf, file, err)))
+        return NX_ERR;
+    if (prf != 1.0)
+        return nx_fail(err, "%s: partial_rotary_factor is %g; only rotary embeddings over the whole head (1.0) are "
+                            "supported", file, prf);
     if (!x || cJSON_IsNull(x)) return NX_OK;
     if (!cJSON_IsObject(x)) return nx_fail(err, "%s: key '%s' must be an object (got %s)", file, key, nx_json_kind(x));
-    const char *names[2] = {"rope_type", "type"};
-    for (int i = 0; i < 2; i++) {
-        const cJSON *t = get(x, names[i]);
-        if (!t || cJSON_IsNull(t)) continue;
-        if (!cJSON_IsString(t))
-            return nx_fail(err, "%s: key '%s.%s' must be a string (got %s)", file, key, names[i], nx_json_kind(t));
-        if (strcmp(t->valuestring, "default") != 0)
-            return nx_fail(err, "%s: key '%s.%s' is '%.60s': rope scaling is not supported, only "
-                                "\"default\" rotary embeddings", file, key, names[i], t->valuestring);
+    const cJSON *t = get(x, "rope_type");
+    const char *tkey = "rope_type";
+    if (!t || cJSON_IsNull(t)) t = get(x, tkey = "type");
+    if (!t || cJSON_IsNull(t)) {
+        if (!strcmp(key, "rope_scaling") && x->child) /* a v4 rope_scaling object without a type still scales something */
+            return nx_fail(err, "%s: key 'rope_scaling' has no 'rope_type': say which scaling it is (linear, dynamic, "
+                                "yarn, llama3) or set it to null", file);
+        return NX_OK;
     }
-    /* A v4 rope_scaling object without a type still scales something. */
-    if (strcmp(key, "rope_scaling") == 0 && !get(x, "rope_type") && !get(x, "type") && x->child)
-        return nx_fail(err, "%s: key 'rope_scaling' is set: rope scaling is not supported (remove it or set "
-                            "it to null)", file);
+    if (!cJSON_IsString(t))
+        return nx_fail(err, "%s: key '%s.%s' must be a string (got %s)", file, key, tkey, nx_json_kind(t));
+    static const char *names[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+    int k = 0;
+    while (k < 5 && strcmp(t->valuestring, names[k])) k++;
+    if (k == 5)
+        return nx_fail(err, "%s: key '%s.%s' is '%.60s', which nexus cannot run (supported: default, linear, "
+                            "dynamic, yarn, llama3)", file, key, tkey, t->valuestring);
+    nx_rope_scaling *r = &c->rope;
+    r->type = (nx_rope_type)k;
+    double omp = 0, omp_top = 0;
+    if (r->type == NX_ROPE_DEFAULT) return NX_OK;
+    /* factor: required, except for yarn (then max_position_embeddings / original) */
+    if (rope_num(x, key, "factor", r->type != NX_ROPE_YARN, &r->factor, file, err)) return NX_ERR;
+    if (rope_num(root, "", "original_max_position_embeddings", false, &omp_top, file, err) ||
+        rope_num(x, key, "original_max_position_embeddings", false, &omp, file, err))
+        return NX_ERR;
+    if (!(omp > 0)) omp = omp_top > 0 ? omp_top : c->max_pos; /* standardize_rope_params' default */
+    if (r->type == NX_ROPE_LLAMA3 || r->type == NX_ROPE_YARN) r->original_max_pos = (int)omp;
+    if (r->type == NX_ROPE_DYNAMIC) r->max_pos = c->max_pos;
+    if (r->type == NX_ROPE_LLAMA3 &&
+        (rope_num(x, key, "low_freq_factor", true, &r->low_freq_factor, file, err) ||
+         rope_num(x, key, "high_freq_factor", true, &r->high_freq_factor, file, err)))
+        return NX_ERR;
+    if (r->type == NX_ROPE_YARN) {
+        if (!(r->factor > 0)) r->factor = (double)c->max_pos / r->original_max_pos;
+        if (rope_num(x, key, "attention_factor", false, &r->attention_factor, file, err) ||
+            rope_num(x, key, "beta_fast", false, &r->beta_fast, file, err) ||
+            rope_num(x, key, "beta_slow", false, &r->beta_slow, file, err) ||
+            rope_num(x, key, "mscale", false, &r->mscale, file, err) ||
+            rope_num(x, key, "mscale_all_dim", false, &r->mscale_all_dim, file, err))
+            return NX_ERR;
+        const cJSON *tr = get(x, "truncate");
+        if (tr && !cJSON_IsNull(tr) && !cJSON_IsBool(tr))
+            return nx_fail(err, "%s: key '%s.truncate' must be true or false (got %s)", file, key, nx_json_kind(tr));
+        r->no_truncate = cJSON_IsFalse(tr);
+    }
+    return NX_OK;
+}
+
+/* Sliding windows (see the top of this file) into c->window, c->window_from. */
+static int parse_window(const cJSON *root, const char *file, nx_model_config *c, nx_err *err) {
+    c->window = 0;
+    c->window_from = c->L;
+    const cJSON *sw = get(root, "sliding_window");
+    int win = 4096;
+    if (sw && cJSON_IsNull(sw)) win = 0;
+    else if (get_int(root, "sliding_window", 4096, &win, file, err)) return NX_ERR;
+    const cJSON *lt = get(root, "layer_types");
+    int first_sliding = -1, n = 0;
+    if (lt && !cJSON_IsNull(lt)) {
+        if (!cJSON_IsArray(lt)) return nx_fail(err, "%s: key 'layer_types' must be a list (got %s)", file, nx_json_kind(lt));
+        for (const cJSON *x = lt->child; x; x = x->next, n++) {
+            bool full = cJSON_IsString(x) && !strcmp(x->valuestring, "full_attention");
+            bool slide = cJSON_IsString(x) && !strcmp(x->valuestring, "sliding_attention");
+            if (!full && !slide)
+                return nx_fail(err, "%s: key 'layer_types' holds %s%.60s%s; only \"full_attention\" and "
+                                    "\"sliding_attention\" layers are supported", file, cJSON_IsString(x) ? "'" : "",
+                               cJSON_IsString(x) ? x->valuestring : nx_json_kind(x), cJSON_IsString(x) ? "'" : "");
+            if (slide && first_sliding < 0) first_sliding = n;
+            if (full && first_sliding >= 0)
+                return nx_fail(err, "%s: key 'layer_types' has a full-attention layer (%d) after a sliding one (%d); "
+                                    "nexus runs sliding layers only as the last ones", file, n, first_sliding);
+        }
+        if (n != c->L)
+            return nx_fail(err, "%s: key 'layer_types' lists %d layers but num_hidden_layers is %d", file, n, c->L);
+    }
+    if (c->arch == NX_ARCH_MISTRAL) { /* every layer (MistralAttention ignores layer_types) */
+        c->window = win;
+        c->window_from = 0;
+    } else if (c->arch == NX_ARCH_QWEN2 || c->arch == NX_ARCH_QWEN3) {
+        bool use = false;
+        int mwl = 28;
+        if (get_bool(root, "use_sliding_window", false, &use, file, err) ||
+            get_int(root, "max_window_layers", 28, &mwl, file, err))
+            return NX_ERR;
+        if (use && win > 0) {
+            c->window = win;
+            c->window_from = n ? (first_sliding < 0 ? c->L : first_sliding) : (mwl < c->L ? mwl : c->L);
+        }
+    } else if (first_sliding >= 0) {
+        return nx_fail(err, "%s: key 'layer_types' names sliding layers, which a %s model does not have", file,
+                       nx_arch_name(c->arch));
+    }
+    if (c->window_from >= c->L) c->window = 0, c->window_from = 0;
+    if (!c->window) c->window_from = 0;
     return NX_OK;
 }
 
@@ -138,8 +249,9 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
         return nx_fail(err, "%s: key 'model_type' is '%.60s', which nexus cannot run (supported: %s)", file,
                        mt->valuestring, nx_arch_list());
     /* transformers' defaults (table at the top of this file); kv 0: the head count */
-    static const struct { int kv, pos; } DEF[NX_ARCH_COUNT] = {
-        [NX_ARCH_LLAMA] = {0, 2048}, [NX_ARCH_QWEN2] = {32, 32768}, [NX_ARCH_MISTRAL] = {8, 131072}};
+    static const struct { int kv, pos, hs; } DEF[NX_ARCH_COUNT] = {
+        [NX_ARCH_LLAMA] = {0, 2048, 0}, [NX_ARCH_QWEN2] = {32, 32768, 0}, [NX_ARCH_MISTRAL] = {8, 131072, 0},
+        [NX_ARCH_QWEN3] = {32, 32768, 128}};
     int kv_def = DEF[c->arch].kv, pos_def = DEF[c->arch].pos;
     if (get_int(root, "vocab_size", -1, &c->V, file, err) || get_int(root, "hidden_size", -1, &c->C, file, err) ||
         get_int(root, "num_hidden_layers", -1, &c->L, file, err) ||
@@ -151,6 +263,8 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
     if (c->NH <= 0) return nx_fail(err, "%s: key 'num_attention_heads' must be positive", file);
     if (get(root, "head_dim") && !cJSON_IsNull(get(root, "head_dim"))) {
         if (get_int(root, "head_dim", -1, &c->HS, file, err)) return NX_ERR;
+    } else if (DEF[c->arch].hs) {
+        c->HS = DEF[c->arch].hs;
     } else {
         if (c->C % c->NH)
             return nx_fail(err, "%s: hidden_size %d is not a multiple of num_attention_heads %d; set 'head_dim'",
@@ -162,8 +276,7 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
     c->eps = (float)eps;
     /* rope: transformers 5 nests it in rope_parameters, 4 has it top level. */
     const cJSON *rp = get(root, "rope_parameters");
-    if (check_rope(rp, "rope_parameters", file, err) || check_rope(get(root, "rope_scaling"), "rope_scaling", file, err))
-        return NX_ERR;
+    if (parse_rope(root, file, c, err)) return NX_ERR;
     if (get_num(root, "rope_theta", 10000.0, &theta, file, err)) return NX_ERR;
     if (cJSON_IsObject(rp) && get(rp, "rope_theta")) {
         const cJSON *t = get(rp, "rope_theta");
@@ -184,26 +297,9 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
     if (get_bool(root, "attention_bias", false, &attn_bias, file, err)) return NX_ERR;
     if (c->arch == NX_ARCH_QWEN2) c->qkv_bias = true, c->o_bias = false;
     else c->qkv_bias = c->o_bias = attn_bias;
+    c->qk_norm = c->arch == NX_ARCH_QWEN3;
     if (get_bool(root, "tie_word_embeddings", false, &c->tied, file, err)) return NX_ERR;
-    if (c->arch == NX_ARCH_QWEN2) {
-        bool sw = false;
-        if (get_bool(root, "use_sliding_window", false, &sw, file, err)) return NX_ERR;
-        if (sw) return nx_fail(err, "%s: key 'use_sliding_window' is true; sliding-window attention is not "
-                                    "supported", file);
-    } else if (c->arch == NX_ARCH_MISTRAL) {
-        int sw = 0; /* accepted, see the note at the top of this file */
-        if (get_int(root, "sliding_window", 0, &sw, file, err)) return NX_ERR;
-    }
-    const cJSON *lt = get(root, "layer_types");
-    if (cJSON_IsArray(lt))
-        for (const cJSON *x = lt->child; x; x = x->next) {
-            bool ok = cJSON_IsString(x) && (!strcmp(x->valuestring, "full_attention") ||
-                                            (c->arch == NX_ARCH_MISTRAL && !strcmp(x->valuestring, "sliding_attention")));
-            if (!ok)
-                return nx_fail(err, "%s: key 'layer_types' holds %s%.60s%s; only \"full_attention\" layers are "
-                                    "supported", file, cJSON_IsString(x) ? "'" : "", cJSON_IsString(x) ? x->valuestring : nx_json_kind(x),
-                               cJSON_IsString(x) ? "'" : "");
-        }
+    if (parse_window(root, file, c, err)) return NX_ERR;
     if (get_token(root, "bos_token_id", &c->bos_id, file, err) || get_token(root, "eos_token_id", &c->eos_id, file, err))
         return NX_ERR;
     c->dtype = NX_F32;
@@ -400,6 +496,31 @@ static int write_atomic(const char *path, const void *data, size_t n, nx_err *er
 }
 
 
+/* rope_parameters as transformers 5 writes them (keys sorted). */
+static cJSON *rope_json(const nx_model_config *c) {
+    static const char *names[] = {"default", "linear", "dynamic", "yarn", "llama3"};
+    const nx_rope_scaling *s = &c->rope;
+    cJSON *rp = cJSON_CreateObject();
+    if (s->type == NX_ROPE_YARN && s->attention_factor > 0)
+        cJSON_AddItemToObject(rp, "attention_factor", nx_json_float(s->attention_factor, true));
+    if (s->type == NX_ROPE_YARN && s->beta_fast > 0) cJSON_AddItemToObject(rp, "beta_fast", nx_json_float(s->beta_fast, true));
+    if (s->type == NX_ROPE_YARN && s->beta_slow > 0) cJSON_AddItemToObject(rp, "beta_slow", nx_json_float(s->beta_slow, true));
+    if (s->type != NX_ROPE_DEFAULT) cJSON_AddItemToObject(rp, "factor", nx_json_float(s->factor, true));
+    if (s->type == NX_ROPE_LLAMA3) {
+        cJSON_AddItemToObject(rp, "high_freq_factor", nx_json_float(s->high_freq_factor, true));
+        cJSON_AddItemToObject(rp, "low_freq_factor", nx_json_float(s->low_freq_factor, true));
+    }
+    if (s->type == NX_ROPE_YARN && s->mscale > 0) cJSON_AddItemToObject(rp, "mscale", nx_json_float(s->mscale, true));
+    if (s->type == NX_ROPE_YARN && s->mscale_all_dim > 0)
+        cJSON_AddItemToObject(rp, "mscale_all_dim", nx_json_float(s->mscale_all_dim, true));
+    if (s->type == NX_ROPE_LLAMA3 || s->type == NX_ROPE_YARN)
+        cJSON_AddNumberToObject(rp, "original_max_position_embeddings", s->original_max_pos);
+    cJSON_AddItemToObject(rp, "rope_theta", nx_json_float(c->rope_theta, true));
+    cJSON_AddStringToObject(rp, "rope_type", names[s->type]);
+    if (s->type == NX_ROPE_YARN && s->no_truncate) cJSON_AddBoolToObject(rp, "truncate", false);
+    return rp;
+}
+
 char *nx_hf_config_json(const nx_model_config *c, nx_dtype dtype) {
     cJSON *r = cJSON_CreateObject();
     /* keys in sorted order, as transformers writes them */
@@ -417,21 +538,26 @@ char *nx_hf_config_json(const nx_model_config *c, nx_dtype dtype) {
     cJSON_AddNumberToObject(r, "hidden_size", c->C);
     cJSON_AddNumberToObject(r, "intermediate_size", c->F);
     cJSON_AddNumberToObject(r, "max_position_embeddings", c->max_pos);
+    if (c->arch == NX_ARCH_QWEN2 || c->arch == NX_ARCH_QWEN3)
+        cJSON_AddNumberToObject(r, "max_window_layers", c->window ? c->window_from : c->L);
     if (c->arch == NX_ARCH_LLAMA) cJSON_AddBoolToObject(r, "mlp_bias", false);
     cJSON_AddStringToObject(r, "model_type", nx_arch_name(c->arch));
     cJSON_AddNumberToObject(r, "num_attention_heads", c->NH);
     cJSON_AddNumberToObject(r, "num_hidden_layers", c->L);
     cJSON_AddNumberToObject(r, "num_key_value_heads", c->KVH);
     cJSON_AddItemToObject(r, "rms_norm_eps", nx_json_float(c->eps, true));
-    cJSON *rp = cJSON_CreateObject();
-    cJSON_AddItemToObject(rp, "rope_theta", nx_json_float(c->rope_theta, true));
-    cJSON_AddStringToObject(rp, "rope_type", "default");
+    cJSON *rp = rope_json(c);
+    if (c->rope.type != NX_ROPE_DEFAULT) cJSON_AddItemToObject(r, "rope_scaling", rope_json(c));
     cJSON_AddItemToObject(r, "rope_parameters", rp);
     cJSON_AddItemToObject(r, "rope_theta", nx_json_float(c->rope_theta, true));
-    if (c->arch == NX_ARCH_MISTRAL) cJSON_AddNullToObject(r, "sliding_window");
+    if (c->arch != NX_ARCH_LLAMA) {
+        if (c->window) cJSON_AddNumberToObject(r, "sliding_window", c->window);
+        else cJSON_AddNullToObject(r, "sliding_window");
+    }
     cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tied);
     cJSON_AddStringToObject(r, "torch_dtype", nx_hf_dtype_name(dtype));
-    if (c->arch == NX_ARCH_QWEN2) cJSON_AddBoolToObject(r, "use_sliding_window", false);
+    if (c->arch == NX_ARCH_QWEN2 || c->arch == NX_ARCH_QWEN3)
+        cJSON_AddBoolToObject(r, "use_sliding_window", c->window > 0);
     cJSON_AddNumberToObject(r, "vocab_size", c->V);
     char *s = cJSON_Print(r);
     cJSON_Delete(r);

@@ -79,6 +79,7 @@ int nx_bench_speed_run(const nx_model *m, const nx_bench_opts *o, nx_bench_speed
     nx_gen_params gp = {.sample = nx_sample_defaults(), .max_tokens = D + 1, .eos_id = -1};
     int rc = NX_ERR;
     for (int rep = -1; rep < R; rep++) { /* rep −1 warms caches and thread pools up */
+        nx_progress_report(&o->progress, "speed runs", rep + 1, R + 1);
         /* batch 1: prompt, first token, then D greedy tokens, each timed */
         double t_first;
         if (nx_gen_start(&g, 0, ids, P, &gp, err)) goto done;
@@ -100,6 +101,7 @@ int nx_bench_speed_run(const nx_model *m, const nx_bench_opts *o, nx_bench_speed
         dec[rep] = D / (t1 - t_first);
         decb[rep] = (double)D * o->batch / (t5 - t4);
     }
+    nx_progress_report(&o->progress, "speed runs", R + 1, R + 1);
     r->ttft_ms = stat_of(ttft, R);
     r->prefill_tps = stat_of(pre, R);
     r->decode_tps = stat_of(dec, R);

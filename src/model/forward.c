@@ -6,7 +6,11 @@
  *   out = h + down_proj(silu(gate_proj(rms2(h))) * up_proj(rms2(h)))
  *
  * and LlamaModel: embed → layers → norm → lm_head, with q/k/v and gate/up
- * each one stacked matrix (model.c). Every step is an op of the model's
+ * each one stacked matrix (model.c). Qwen3 adds an RMSNorm over each head
+ * of q and k before RoPE (q_norm, k_norm): the q and k parts of the stacked
+ * rows are copied out to (N·H, HS) matrices, normed, and copied back; the
+ * pre-norm copies are what the backward needs. Layers with a sliding
+ * window (Mistral, Qwen2/3 past max_window_layers) pass it to attention. Every step is an op of the model's
  * backend (ops.h): this file holds the order of the work and the layout of
  * the buffers, and never touches their contents.
  *
@@ -43,6 +47,12 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->rstd2 = nx_arena_floats(ar, Lk * R);
     a->gu = nx_arena_floats(ar, Lk * R * 2 * F);
     a->h = nx_arena_floats(ar, Lk * R * F);
+    if (c->qk_norm) {
+        a->qraw = nx_arena_floats(ar, Lk * R * Q);
+        a->kraw = nx_arena_floats(ar, Lk * R * KV);
+        a->rstdq = nx_arena_floats(ar, Lk * R * c->NH);
+        a->rstdk = nx_arena_floats(ar, Lk * R * c->KVH);
+    }
     size_t O = (size_t)a->out_rows;
     a->last = a->train ? NULL : nx_arena_floats(ar, O * C);
     a->lnf = nx_arena_floats(ar, O * C);
@@ -58,6 +68,10 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->dgu = nx_arena_floats(ar, R * 2 * F);
     a->dlnf = nx_arena_floats(ar, R * C);
     a->dlogits = nx_arena_floats(ar, R * c->V);
+    if (c->qk_norm) {
+        a->dqk = nx_arena_floats(ar, R * Q);
+        a->dqk2 = nx_arena_floats(ar, R * Q);
+    }
 }
 
 static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, int B, int T,
@@ -80,7 +94,7 @@ static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int 
     a->pos_host = nx_xmalloc(sizeof(int32_t) * rows);
     a->spans_host = nx_xmalloc(sizeof(nx_span) * (B > 0 ? B : 1));
     float *cs = nx_xmalloc(sizeof(float) * ctx * (c->HS / 2)), *sn = nx_xmalloc(sizeof(float) * ctx * (c->HS / 2));
-    nx_rope_tables(cs, sn, ctx, c->HS, c->rope_theta);
+    nx_rope_tables(cs, sn, ctx, c->HS, c->rope_theta, &c->rope);
     nx_backend_upload(m->be, a->rope_cos, cs, sizeof(float) * ctx * (c->HS / 2));
     nx_backend_upload(m->be, a->rope_sin, sn, sizeof(float) * ctx * (c->HS / 2));
     free(cs), free(sn);
@@ -134,17 +148,56 @@ const float *nx_acts_probs(const nx_acts *a, const nx_model_config *c, int l) {
 /* Per-layer views: in training each layer has its own slice. */
 typedef struct {
     float *ln1, *rstd1, *qkv, *probs, *att, *mid, *ln2, *rstd2, *gu, *h;
+    float *qraw, *kraw, *rstdq, *rstdk;
 } layer_acts;
 
 static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) {
     size_t R = (size_t)a->rows, L = a->train ? (size_t)l : 0, C = (size_t)c->C, F = (size_t)c->F;
-    size_t Q = (size_t)c->NH * c->HS, QKV = Q + 2 * (size_t)c->KVH * c->HS;
-    return (layer_acts){
+    size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
+    layer_acts s = {
         a->ln1 + L * R * C,     a->rstd1 + L * R,       a->qkv + L * R * QKV,
         a->probs ? (float *)nx_acts_probs(a, c, l) : NULL,
         a->att + L * R * Q,     a->mid + L * R * C,     a->ln2 + L * R * C,
         a->rstd2 + L * R,       a->gu + L * R * 2 * F,  a->h + L * R * F,
+        NULL, NULL, NULL, NULL,
     };
+    if (c->qk_norm) {
+        s.qraw = a->qraw + L * R * Q;
+        s.kraw = a->kraw + L * R * KV;
+        s.rstdq = a->rstdq + L * R * c->NH;
+        s.rstdk = a->rstdk + L * R * c->KVH;
+    }
+    return s;
+}
+
+/* Qwen3Attention: q = q_norm(q_proj(x).view(..., HS)), k likewise, over the
+ * stacked q/k/v rows (row stride QKV) of N tokens; s->att is scratch (it is
+ * written by attention afterwards). */
+static void qk_norm_forward(nx_backend *be, const nx_model_config *c, const layer_acts *s,
+                            const nx_layer_weights *w, int N) {
+    int Q = c->NH * c->HS, KV = c->KVH * c->HS, QKV = Q + 2 * KV;
+    nx_copy2d(be, s->qraw, Q, s->qkv, QKV, N, Q);
+    nx_rmsnorm(be, s->att, s->rstdq, s->qraw, w->qn, N * c->NH, c->HS, c->eps);
+    nx_copy2d(be, s->qkv, QKV, s->att, Q, N, Q);
+    nx_copy2d(be, s->kraw, KV, s->qkv + Q, QKV, N, KV);
+    nx_rmsnorm(be, s->att, s->rstdk, s->kraw, w->kn, N * c->KVH, c->HS, c->eps);
+    nx_copy2d(be, s->qkv + Q, QKV, s->att, KV, N, KV);
+}
+
+/* Its backward: the gradients w.r.t. the normed q and k in dqkv become
+ * those w.r.t. the projections, in place; the norms' weights get theirs. */
+static void qk_norm_backward(nx_backend *be, const nx_model_config *c, nx_acts *a, const layer_acts *s,
+                             const nx_layer_weights *w, nx_layer_weights *gw, int N) {
+    int Q = c->NH * c->HS, KV = c->KVH * c->HS, QKV = Q + 2 * KV;
+    const struct { int off, width, H; const float *raw, *rstd, *wt; float *g; } part[2] = {
+        {0, Q, c->NH, s->qraw, s->rstdq, w->qn, gw->qn}, {Q, KV, c->KVH, s->kraw, s->rstdk, w->kn, gw->kn}};
+    for (int i = 0; i < 2; i++) {
+        nx_copy2d(be, a->dqk, part[i].width, a->dqkv + part[i].off, QKV, N, part[i].width);
+        nx_backend_zero(be, a->dqk2, sizeof(float) * N * part[i].width);
+        nx_rmsnorm_backward(be, a->dqk2, part[i].g, a->dqk, part[i].raw, part[i].wt, part[i].rstd, N * part[i].H,
+                            c->HS);
+        nx_copy2d(be, a->dqkv + part[i].off, QKV, a->dqk2, part[i].width, N, part[i].width);
+    }
 }
 
 /* ---- KV cache ---- */
@@ -217,6 +270,7 @@ void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
         float *x = res_at(a, c, l), *out = res_at(a, c, l + 1);
         nx_rmsnorm(be, s.ln1, s.rstd1, x, w->ln1, N, C, c->eps);
         nx_linear(be, s.qkv, s.ln1, &w->qkv, w->bqkv, N);
+        if (c->qk_norm) qk_norm_forward(be, c, &s, w, N);
         nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, false);
         nx_rope(be, s.qkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, false);
         nx_kv kv = {s.qkv + Q, s.qkv + Q + KV, QKV, (int64_t)T * QKV};
@@ -224,7 +278,8 @@ void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
             kv = nx_kv_cache_layer(bt->kv, l);
             nx_kv_store(be, kv, s.qkv + Q, s.qkv + Q + KV, QKV, bt->spans, bt->nspans, KV);
         }
-        nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS);
+        nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS,
+                     nx_layer_window(c, l));
         nx_linear(be, s.mid, s.att, &w->o, w->bo, N);
         nx_add(be, s.mid, x, (int64_t)N * C);
         nx_rmsnorm(be, s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->eps);
@@ -296,9 +351,10 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         nx_linear_backward(be, a->datt, gw->o.data, gw->bo, dres, s.att, &w->o, N);
         nx_attention_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.probs,
                               dprobs ? dprobs[l] : NULL, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH,
-                              c->KVH, c->HS);
+                              c->KVH, c->HS, nx_layer_window(c, l));
         nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, true);
         nx_rope(be, a->dqkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, true);
+        if (c->qk_norm) qk_norm_backward(be, c, a, &s, w, gw, N);
         nx_backend_zero(be, a->dln, NC);
         nx_linear_backward(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, s.ln1, &w->qkv, N);
         nx_rmsnorm_backward(be, dres, gw->ln1, a->dln, res_at(a, c, l), w->ln1, s.rstd1, N, C);

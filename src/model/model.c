@@ -5,7 +5,7 @@
  * exactly one place.
  *
  * Layout, per layer: input norm | q, k, v weights back to back | their
- * biases | o weight | o bias | post-attention norm | gate, up weights back
+ * biases | q and k norms (qwen3) | o weight | o bias | post-attention norm | gate, up weights back
  * to back | down weight. Each group starts 64-byte aligned and the tensors
  * of a group are contiguous, so q/k/v and gate/up are each one matrix for
  * the forward (rows stacked), whatever the shapes. Matrices (embeddings
@@ -21,6 +21,7 @@ static const struct { const char *type, *cls; } ARCH[NX_ARCH_COUNT] = {
     [NX_ARCH_LLAMA] = {"llama", "LlamaForCausalLM"},
     [NX_ARCH_QWEN2] = {"qwen2", "Qwen2ForCausalLM"},
     [NX_ARCH_MISTRAL] = {"mistral", "MistralForCausalLM"},
+    [NX_ARCH_QWEN3] = {"qwen3", "Qwen3ForCausalLM"},
 };
 
 const char *nx_arch_name(nx_arch a) {
@@ -42,7 +43,7 @@ int nx_arch_parse(const char *model_type, nx_arch *out) {
     return NX_ERR;
 }
 
-const char *nx_arch_list(void) { return "llama, qwen2, mistral"; }
+const char *nx_arch_list(void) { return "llama, qwen2, qwen3, mistral"; }
 
 typedef struct {
     nx_param *tab;   /* when not NULL: fill the table */
@@ -97,6 +98,12 @@ static void add_layer(builder *b, const nx_model_config *c, int l, nx_layer_weig
         lw->bqkv = add(b, NX_F32, 1, Q, 0, "model.layers.%d.self_attn.q_proj.bias", l);
         add(b, NX_F32, 1, KV, 0, "model.layers.%d.self_attn.k_proj.bias", l);
         add(b, NX_F32, 1, KV, 0, "model.layers.%d.self_attn.v_proj.bias", l);
+    }
+    lw->qn = lw->kn = NULL;
+    if (c->qk_norm) {
+        group(b);
+        lw->qn = add(b, NX_F32, 1, c->HS, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+        lw->kn = add(b, NX_F32, 1, c->HS, 0, "model.layers.%d.self_attn.k_norm.weight", l);
     }
     group(b);
     lw->o = matrix(b, c->C, Q, add(b, wt, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l));
@@ -174,6 +181,19 @@ int nx_model_config_check(const nx_model_config *c, nx_err *err) {
     if (!(c->eps > 0)) return nx_fail(err, "rms_norm_eps must be positive (got %g)", c->eps);
     if (!(c->rope_theta > 0)) return nx_fail(err, "rope_theta must be positive (got %g)", c->rope_theta);
     if (c->max_pos <= 0) return nx_fail(err, "max_position_embeddings must be positive");
+    if (c->window < 0 || c->window_from < 0 || c->window_from > c->L)
+        return nx_fail(err, "sliding window %d from layer %d: the window must be ≥ 0 and the layer in 0..%d",
+                       c->window, c->window_from, c->L);
+    const nx_rope_scaling *r = &c->rope;
+    if (r->type != NX_ROPE_DEFAULT && !(r->factor > 0))
+        return nx_fail(err, "rope scaling factor must be positive (got %g)", r->factor);
+    if ((r->type == NX_ROPE_LLAMA3 || r->type == NX_ROPE_YARN) && r->original_max_pos <= 0)
+        return nx_fail(err, "rope scaling needs original_max_position_embeddings > 0");
+    if (r->type == NX_ROPE_LLAMA3 && !(r->high_freq_factor > r->low_freq_factor && r->low_freq_factor > 0))
+        return nx_fail(err, "llama3 rope needs 0 < low_freq_factor < high_freq_factor (got %g, %g)",
+                       r->low_freq_factor, r->high_freq_factor);
+    if (r->type == NX_ROPE_DYNAMIC && r->max_pos <= 0)
+        return nx_fail(err, "dynamic rope needs max_position_embeddings");
     return NX_OK;
 }
 

@@ -17,7 +17,7 @@ typedef struct {
 } eval_bufs;
 
 int nx_eval(const nx_model *m, const nx_model *teacher, nx_tokens tokens, int seq_len, int B,
-            int64_t max_windows, nx_eval_result *out, nx_err *err) {
+            int64_t max_windows, nx_eval_result *out, const nx_progress *progress, nx_err *err) {
     int V = m->cfg.V, T = seq_len;
     if (T < 2) return nx_fail(err, "evaluation needs windows of at least 2 tokens (got %d)", T);
     int64_t nwin = (int64_t)(tokens.n / (uint64_t)T);
@@ -44,6 +44,7 @@ int nx_eval(const nx_model *m, const nx_model *teacher, nx_tokens tokens, int se
     double ce_sum = 0, tce_sum = 0, kl_sum = 0, sums[3];
     int64_t agree = 0, npos = 0;
     for (int64_t w0 = 0; w0 < nwin; w0 += B) {
+        nx_progress_report(progress, "evaluation windows", w0, nwin);
         int b = (int)(nwin - w0 < B ? nwin - w0 : B), N = b * T;
         for (int i = 0; i < N; i++) ids[i] = nx_tokens_at(tokens, (uint64_t)w0 * T + i);
         for (int i = 0; i < N; i++) tg[i] = (i % T == T - 1) ? -1 : ids[i + 1];
@@ -66,6 +67,7 @@ int nx_eval(const nx_model *m, const nx_model *teacher, nx_tokens tokens, int se
         if (teacher) tce_sum += sums[1] * cnt, kl_sum += sums[2] * cnt;
         npos += cnt;
     }
+    nx_progress_report(progress, "evaluation windows", nwin, nwin);
     *out = (nx_eval_result){.loss = ce_sum / npos, .perplexity = exp(ce_sum / npos),
                             .agreement = teacher ? (double)agree / npos : NAN,
                             .kl = teacher ? kl_sum / npos : NAN,

@@ -22,6 +22,7 @@
 #define I64MAX 9.2e18
 
 static const char *const DEVICES[] = {"cpu", "cuda", NULL};
+static const char *const PRECISIONS[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const DTYPE_TEACHER[] = {"f32", "bf16", NULL};
 static const int DTYPE_TEACHER_V[] = {NX_F32, NX_BF16};
 static const char *const DTYPE_OUT[] = {"f32", "bf16", "f16", NULL};
@@ -167,6 +168,7 @@ const cfg_field CFG_TOP[] = {
     {"seed", T_I64, OFF(seed), 0, .lo = 0, .hi = I64MAX},
     {"threads", T_INT, OFF(threads), 0, .lo = 0, .hi = 4096, .flags = F_NOHASH},
     {"device", T_ENUM, OFF(device), 0, .names = DEVICES, .flags = F_NOHASH},
+    {"precision", T_ENUM, OFF(precision), 0, .names = PRECISIONS, .flags = F_NOHASH},
     {.name = NULL},
 };
 

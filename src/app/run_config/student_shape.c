@@ -45,6 +45,7 @@ static int base_shape(const struct nx_run_student *s, const nx_model_config *t, 
         if (t) { /* what the student cannot know better than the teacher */
             m->max_pos = t->max_pos;
             m->rope_theta = t->rope_theta;
+            m->rope = t->rope; /* positions mean what they mean to the teacher */
             m->eps = t->eps;
         }
     }
@@ -147,9 +148,12 @@ int nx_run_config_student_shape(const nx_run_config *rc, const nx_model_config *
         m.arch = (nx_arch)s->arch;
         m.qkv_bias = m.arch == NX_ARCH_QWEN2;
         m.o_bias = false;
+        m.qk_norm = m.arch == NX_ARCH_QWEN3;
+        if (m.arch == NX_ARCH_LLAMA) m.window = m.window_from = 0; /* llama configs have no window */
     } else if (!s->from_teacher) {
         m.qkv_bias = m.arch == NX_ARCH_QWEN2;
         m.o_bias = false;
+        m.qk_norm = m.arch == NX_ARCH_QWEN3;
     }
     if (s->vocab_size) m.V = s->vocab_size;
     if (s->hidden_size) m.C = s->hidden_size;
@@ -163,6 +167,7 @@ int nx_run_config_student_shape(const nx_run_config *rc, const nx_model_config *
     if (s->max_position_embeddings) m.max_pos = s->max_position_embeddings;
     if (s->rope_theta > 0) m.rope_theta = (float)s->rope_theta;
     if (s->rms_norm_eps > 0) m.eps = (float)s->rms_norm_eps;
+    if (m.window && m.window_from >= m.L) m.window = m.window_from = 0; /* the sliding layers were cut off */
     if (s->tie_word_embeddings >= 0) m.tied = s->tie_word_embeddings;
     else if (explicit_) m.tied = false;
     if (explicit_ && !s->head_dim && m.NH > 0 && m.C % m.NH)

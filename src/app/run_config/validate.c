@@ -199,8 +199,28 @@ static int check_training(cfg_ctx *c, nx_run_config *rc) {
         return cfg_fail_at(c, "eval.tokens", "give eval.batches or eval.tokens, not both");
     if (!rc->eval.metrics) return cfg_fail_at(c, "eval.metrics", "name at least one of ppl, agreement, kl");
     if (rc->eval.every > 0 && !rc->data.validation[0])
-        return cfg_fail_at(c, "eval.every", "evaluating every %d steps needs data.validation", rc->eval.every);
+        return cfg_fail_at(c, "eval.every", "evaluating every %d steps needs data.validation (it defaults to the "
+                           "val.bin beside a prepare-data data.train)", rc->eval.every);
     return NX_OK;
+}
+
+/* data.validation left out: the val.bin that `nexus prepare-data
+ * --val-fraction` writes beside train.bin, when data.train names a shard
+ * directory (a last component without a dot) or a train.bin. Lexical, like
+ * every path here: opening it says what is missing. */
+static void default_validation(nx_run_config *rc) {
+    const char *t = rc->data.train, *last = strrchr(t, '/');
+    last = last ? last + 1 : t;
+    size_t n = strlen(t);
+    if (rc->data.validation[0] || !n) return;
+    if (!strcmp(last, "train.bin")) {
+        if ((size_t)(last - t) + 8 < sizeof rc->data.validation) {
+            memcpy(rc->data.validation, t, (size_t)(last - t));
+            strcpy(rc->data.validation + (last - t), "val.bin");
+        }
+    } else if (!strchr(last, '.')) {
+        cfg_copy_str(rc->data.validation, sizeof rc->data.validation, t);
+    }
 }
 
 int cfg_validate(cfg_ctx *c, nx_run_config *rc, bool init_kind_given, const char *stem) {
@@ -208,6 +228,7 @@ int cfg_validate(cfg_ctx *c, nx_run_config *rc, bool init_kind_given, const char
         return cfg_fail_at(c, "teacher.path", "missing required key (the teacher's model directory)");
     if (!rc->data.train[0])
         return cfg_fail_at(c, "data.train", "missing required key (training data: a prepare-data shard or .jsonl[.gz])");
+    default_validation(rc);
     if (check_student(c, rc, init_kind_given) || check_training(c, rc)) return NX_ERR;
 
     /* derived defaults */

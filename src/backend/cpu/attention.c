@@ -11,8 +11,10 @@
  *   O = P · V[0..nk)              (one GEMM)
  *
  * so a block multiplies only the keys it can see — about half the work of
- * the full T × T square for a sequence from position 0. A single row (a
- * decode step) takes dot products instead. Scores live in the training
+ * the full T × T square for a sequence from position 0. With a sliding
+ * window (ops.h) a block starts at the first key its first row sees, and
+ * each row's softmax runs over its own window. A single row (a decode
+ * step) takes dot products instead. Scores live in the training
  * batch's probs (kept for the backward and for attention transfer) or in a
  * per-thread slice of the workspace.
  *
@@ -26,6 +28,12 @@
 
 #include "cpu_impl.h"
 
+void cpu_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols) {
+    (void)be;
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(be)) if ((int64_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++) memcpy(dst + r * ldd, src + r * lds, sizeof(float) * cols);
+}
+
 void cpu_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64_t ld, const nx_span *spans,
                   int nspans, int D) {
     (void)be;
@@ -38,26 +46,31 @@ void cpu_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int6
         }
 }
 
-/* One query row against keys 0..last: the decode path. With keep, S is
+/* The first key a query at position p sees (ops.h: p − window < j). */
+static inline int first_key(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
+
+/* One query row against keys j0..last: the decode path. With keep, S is
  * left holding the probabilities (a kept attention map). */
 static void attend_row(float *o, float *S, const float *q, const float *K, const float *V, int64_t row,
-                       int last, int HS, float scale, bool keep) {
+                       int j0, int last, int HS, float scale, bool keep) {
     float mx = -INFINITY;
-    for (int j = 0; j <= last; j++) {
+    for (int j = j0; j <= last; j++) {
         S[j] = scale * nx_dot(q, K + j * row, HS);
         mx = S[j] > mx ? S[j] : mx;
     }
     float sum = 0;
-    for (int j = 0; j <= last; j++) sum += S[j] = expf(S[j] - mx);
+    for (int j = j0; j <= last; j++) sum += S[j] = expf(S[j] - mx);
     float inv = 1.0f / sum;
     for (int d = 0; d < HS; d++) o[d] = 0.0f;
-    for (int j = 0; j <= last; j++) {
+    for (int j = j0; j <= last; j++) {
         float p = S[j] * inv;
         const float *vv = V + j * row;
         for (int d = 0; d < HS; d++) o[d] += p * vv[d];
     }
-    if (keep)
-        for (int j = 0; j <= last; j++) S[j] *= inv;
+    if (keep) {
+        for (int j = 0; j < j0; j++) S[j] = 0.0f;
+        for (int j = j0; j <= last; j++) S[j] *= inv;
+    }
 }
 
 typedef struct {
@@ -67,7 +80,7 @@ typedef struct {
     nx_kv kv;
     const nx_span *spans;
     const long *row0;
-    int NH, G, HS, T;
+    int NH, G, HS, T, window;
     float scale;
     size_t per_thread;
     nx_backend *be;
@@ -79,6 +92,7 @@ static void attend_block(const attend_args *x, int s, int h, int blk) {
     int r0 = blk * CPU_ATT_RB, HS = x->HS, T = x->T, Q = x->NH * HS;
     if (r0 >= sp.len) return;
     int nr = sp.len - r0 < CPU_ATT_RB ? sp.len - r0 : CPU_ATT_RB, nk = sp.pos + r0 + nr;
+    int j0 = first_key(sp.pos + r0, x->window); /* the first key of the block's first row */
     const float *K = x->kv.k + sp.seq * x->kv.seq + (h / x->G) * HS;
     const float *V = x->kv.v + sp.seq * x->kv.seq + (h / x->G) * HS;
     const float *Qb = x->q + (x->row0[s] + r0) * x->ldq + (long)h * HS;
@@ -87,27 +101,29 @@ static void attend_block(const attend_args *x, int s, int h, int blk) {
     float *S = x->probs ? x->probs + (((size_t)s * x->NH + h) * T + r0) * T
                         : cpu_scratch(x->be, omp_get_thread_num(), x->per_thread);
     if (nr == 1) {
-        attend_row(Ob, S, Qb, K, V, x->kv.row, nk - 1, HS, x->scale, x->probs != NULL);
-    } else {
-        nx_gemm(false, true, nr, nk, HS, x->scale, Qb, (int)x->ldq, K, (int)x->kv.row, 0.0f, S, ldS);
+        attend_row(Ob, S, Qb, K, V, x->kv.row, j0, nk - 1, HS, x->scale, x->probs != NULL);
+    } else { /* S holds columns j0 .. nk−1 at S[j]: the block's keys */
+        nx_gemm(false, true, nr, nk - j0, HS, x->scale, Qb, (int)x->ldq, K + j0 * x->kv.row, (int)x->kv.row, 0.0f,
+                S + j0, ldS);
         for (int i = 0; i < nr; i++) {
             float *row = S + (long)i * ldS, mx = -INFINITY;
-            int last = sp.pos + r0 + i;
-            for (int j = 0; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
+            int last = sp.pos + r0 + i, f = first_key(last, x->window);
+            for (int j = f; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
             float sum = 0;
-            for (int j = 0; j <= last; j++) sum += row[j] = expf(row[j] - mx);
+            for (int j = f; j <= last; j++) sum += row[j] = expf(row[j] - mx);
             float inv = 1.0f / sum;
-            for (int j = 0; j <= last; j++) row[j] *= inv;
+            for (int j = x->probs ? 0 : j0; j < f; j++) row[j] = 0.0f;
+            for (int j = f; j <= last; j++) row[j] *= inv;
             for (int j = last + 1; j < nk; j++) row[j] = 0.0f;
         }
-        nx_gemm(false, false, nr, HS, nk, 1.0f, S, ldS, V, (int)x->kv.row, 0.0f, Ob, Q);
+        nx_gemm(false, false, nr, HS, nk - j0, 1.0f, S + j0, ldS, V + j0 * x->kv.row, (int)x->kv.row, 0.0f, Ob, Q);
     }
     if (x->probs) /* the rest of each kept row is zero */
         for (int i = 0; i < nr; i++) memset(S + (long)i * T + nk, 0, sizeof(float) * (T - nk));
 }
 
 void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
-                   const nx_span *spans, int nspans, int NH, int KVH, int HS) {
+                   const nx_span *spans, int nspans, int NH, int KVH, int HS, int window) {
     int G = NH / KVH, T = probs ? spans[0].len : 0, maxblk = 0;
     float scale = 1.0f / sqrtf((float)HS);
     long row0[nspans > 0 ? nspans : 1];
@@ -122,7 +138,7 @@ void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int
     }
     size_t per_thread = (size_t)CPU_ATT_RB * ctx;
     if (!probs) cpu_scratch(be, cpu_threads(be) - 1, per_thread); /* asserts the plan covers it */
-    attend_args x = {out, probs, q, ldq, kv, spans, row0, NH, G, HS, T, scale, per_thread, be};
+    attend_args x = {out, probs, q, ldq, kv, spans, row0, NH, G, HS, T, window, scale, per_thread, be};
     if (maxblk == 1) { /* rows of equal cost (decode, short spans): a static split */
 #pragma omp parallel for schedule(static) num_threads(cpu_threads(be)) if (nspans * NH > 1)
         for (int i = 0; i < nspans * NH; i++) attend_block(&x, i / NH, i % NH, 0);
@@ -136,7 +152,7 @@ void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int
 
 void cpu_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
                             const float *probs, const float *dprobs_add, const float *q, const float *k,
-                            const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS) {
+                            const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS, int window) {
     int G = NH / KVH, Q = NH * HS;
     float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel for schedule(dynamic) collapse(2) num_threads(cpu_threads(be))
@@ -160,12 +176,14 @@ void cpu_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, flo
                 for (int t = 0; t < T; t++) {
                     const float *pr = P + (long)t * T;
                     float *dr = dP + (long)t * T;
+                    int j0 = first_key(t, window);
                     if (add)
-                        for (int j = 0; j <= t; j++) dr[j] += add[(long)t * T + j];
+                        for (int j = j0; j <= t; j++) dr[j] += add[(long)t * T + j];
                     double dot = 0;
-                    for (int j = 0; j <= t; j++) dot += (double)dr[j] * pr[j];
+                    for (int j = j0; j <= t; j++) dot += (double)dr[j] * pr[j];
                     float d = (float)dot;
-                    for (int j = 0; j <= t; j++) dr[j] = pr[j] * (dr[j] - d) * scale;
+                    for (int j = 0; j < j0; j++) dr[j] = 0.0f;
+                    for (int j = j0; j <= t; j++) dr[j] = pr[j] * (dr[j] - d) * scale;
                     for (int j = t + 1; j < T; j++) dr[j] = 0.0f;
                 }
                 nx_gemm(false, false, T, HS, T, 1.0f, dP, T, K, (int)ld, 0.0f, dQ, (int)ld);

@@ -70,6 +70,7 @@ static const nx_ops CPU_OPS = {
     .kv_store = cpu_kv_store,
     .attention = cpu_attention,
     .attention_backward = cpu_attention_backward,
+    .copy2d = cpu_copy2d,
     .swiglu = cpu_swiglu,
     .swiglu_backward = cpu_swiglu_backward,
     .add = cpu_add,

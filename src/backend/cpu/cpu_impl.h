@@ -47,10 +47,11 @@ void cpu_argmax(nx_backend *, int32_t *, const float *, int, int);
 /* attention.c */
 void cpu_kv_store(nx_backend *, nx_kv, const float *, const float *, int64_t, const nx_span *, int, int);
 void cpu_attention(nx_backend *, float *, float *, const float *, int64_t, nx_kv, const nx_span *, int, int,
-                   int, int);
+                   int, int, int);
 void cpu_attention_backward(nx_backend *, float *, float *, float *, float *, const float *, const float *,
                             const float *, const float *, const float *, const float *, int64_t, int, int,
-                            int, int, int);
+                            int, int, int, int);
+void cpu_copy2d(nx_backend *, float *, int64_t, const float *, int64_t, int, int);
 /* loss.c */
 void cpu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
 void cpu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,

@@ -66,14 +66,16 @@ size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 /* The workspace holds: the partial sums; per row a double (row losses)
  * and four ints (span tables, sort keys and values); the radix sort's own
- * temporary storage; and one widened non-f32 matrix. */
+ * temporary storage; one widened non-f32 matrix; the pointer arrays of a
+ * batched product; RMSNorm's partial column sums. Attention's score area
+ * (CU_SCORE_FLOATS) is its own allocation, made when attention is planned. */
 size_t work_need(const nx_work *w) {
     size_t rows = (size_t)(w->rows > 0 ? w->rows : 1);
     size_t sort = 0;
     cu_sort_bytes(rows, &sort);
     return align256(CU_PARTIALS * sizeof(double)) + 2 * align256(sizeof(int)) + align256(rows * sizeof(double)) +
            6 * align256(rows * sizeof(int32_t)) + align256(sort) + align256((size_t)w->weight_elems * sizeof(float)) +
-           4096;
+           align256(3 * CU_MAX_PAIRS * sizeof(void *)) + align256(CU_NORM_PARTIALS * sizeof(double)) + 4096;
 }
 
 int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
@@ -89,6 +91,11 @@ int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
         if (CU.work) cu_check(cudaFree(CU.work), "cudaFree");
         CU.work = (char *)n;
         CU.work_bytes = need;
+    }
+    if (p.ctx > 0 && !CU.scores && cudaMalloc(&CU.scores, CU_SCORE_FLOATS * sizeof(float)) != cudaSuccess) {
+        cudaGetLastError();
+        return nx_fail(err, "out of GPU memory: could not allocate %.0f MiB for attention scores",
+                       CU_SCORE_FLOATS * 4 / 1048576.0);
     }
     size_t rows = (size_t)(p.rows > 0 ? p.rows : 1);
     if (rows > CU.rows_cap) {
@@ -124,6 +131,7 @@ nx_ops make_ops() {
     o.kv_store = cu_kv_store;
     o.attention = cu_attention;
     o.attention_backward = cu_attention_backward;
+    o.copy2d = cu_copy2d;
     o.swiglu = cu_swiglu;
     o.swiglu_backward = cu_swiglu_backward;
     o.add = cu_add;
@@ -161,7 +169,8 @@ int cu_span_rows(const nx_span *spans, int nspans, int32_t **seq, int32_t **pos)
     for (int s = 0, r = 0; s < nspans; s++)
         for (int i = 0; i < spans[s].len; i++, r++) h[r] = spans[s].seq, h[N + r] = spans[s].pos + i;
     int32_t *d = (int32_t *)cu_work(2 * (size_t)N * sizeof(int32_t));
-    cu_check(cudaMemcpy(d, h, 2 * (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice), "span tables");
+    /* from pageable memory the copy is staged at once and does not wait for the GPU */
+    cu_check(cudaMemcpyAsync(d, h, 2 * (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice, 0), "span tables");
     *seq = d;
     *pos = d + N;
     return N;
@@ -170,6 +179,17 @@ int cu_span_rows(const nx_span *spans, int nspans, int32_t **seq, int32_t **pos)
 void cu_finish_sum(double *out, const double *partials, int n, double scale) {
     finish_sum<<<1, CU_THREADS>>>(out, partials, n, scale);
     CU_LAUNCHED("finish_sum");
+}
+
+/* fp32: pedantic f32 products; tf32 / bf16: the inputs rounded on the
+ * tensor cores, f32 accumulation (cuBLAS's FAST_TF32 / FAST_16BF). */
+static int cu_set_precision(nx_backend *, nx_precision p, nx_err *) {
+    CU.compute = p == NX_PREC_BF16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                 : p == NX_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                     : CUBLAS_COMPUTE_32F_PEDANTIC;
+    cu_check_blas(cublasSetMathMode(CU.blas, p == NX_PREC_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH),
+                  "math mode");
+    return NX_OK;
 }
 
 extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
@@ -184,7 +204,8 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
         nx_fail(err, "could not start CUDA and cuBLAS on device 0");
         return nullptr;
     }
-    /* fp32 exactly: no TF32, no reduced-precision reductions */
+    /* fp32 exactly until asked otherwise: no TF32, no reduced-precision reductions */
+    CU.compute = CUBLAS_COMPUTE_32F_PEDANTIC;
     cu_check_blas(cublasSetMathMode(CU.blas, CUBLAS_PEDANTIC_MATH), "math mode");
     BACKEND.name = "cuda";
     BACKEND.host_memory = false;
@@ -198,6 +219,7 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
     BACKEND.sync = cu_sync;
     BACKEND.plan = cu_plan;
     BACKEND.supports_weight = cu_supports_weight;
+    BACKEND.set_precision = cu_set_precision;
     BACKEND.impl = &CU;
     nx_err pe;
     nx_work w = {};

@@ -21,12 +21,18 @@ extern "C" {
 
 /* Blocks of a grid-stride reduction: partial sums are this many doubles. */
 enum { CU_PARTIALS = 512, CU_THREADS = 256 };
+/* Attention by GEMMs (attention_gemm.cu): the score area holds this many
+ * floats (a chunk of T×T maps), a batched product at most this many
+ * (sequence, head) pairs. RMSNorm's weight gradient: partial column sums. */
+enum : int64_t { CU_SCORE_FLOATS = (int64_t)1 << 24, CU_MAX_PAIRS = 16384, CU_NORM_PARTIALS = (int64_t)1 << 19 };
 
 struct cu_state {
     cublasHandle_t blas;
+    cublasComputeType_t compute; /* of linear's products (nx_precision) */
     char *work;            /* the workspace (device) */
     size_t work_bytes, work_used;
     nx_work planned;
+    float *scores;         /* CU_SCORE_FLOATS (device), once attention is planned */
     int32_t *rows_host;    /* (2 · rows) host staging of the span tables */
     size_t rows_cap;
 };
@@ -81,6 +87,14 @@ static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
     return r;
 }
 
+/* The first key a query at position p sees (ops.h: p − window < j). */
+static __device__ __forceinline__ int first_key(int p, int window) {
+    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
+/* The score area of attention by GEMMs. */
+static inline float *cu_scores(void) { return CU.scores; }
+
 /* ops.cu */
 void cu_embed(nx_backend *, float *, const int32_t *, const nx_weight *, int);
 void cu_embed_backward(nx_backend *, float *, const float *, const int32_t *, int, int);
@@ -98,10 +112,18 @@ void cu_argmax(nx_backend *, int32_t *, const float *, int, int);
 /* attention.cu */
 void cu_kv_store(nx_backend *, nx_kv, const float *, const float *, int64_t, const nx_span *, int, int);
 void cu_attention(nx_backend *, float *, float *, const float *, int64_t, nx_kv, const nx_span *, int, int, int,
-                  int);
+                  int, int);
 void cu_attention_backward(nx_backend *, float *, float *, float *, float *, const float *, const float *,
                            const float *, const float *, const float *, const float *, int64_t, int, int, int,
-                           int, int);
+                           int, int, int);
+void cu_copy2d(nx_backend *, float *, int64_t, const float *, int64_t, int, int);
+/* attention_gemm.cu: whole sequences {b, 0, T} as batched GEMMs */
+bool cu_attention_whole(const nx_span *spans, int nspans, int NH);
+void cu_attention_gemm(float *out, float *probs, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
+                       int HS, int window);
+void cu_attention_gemm_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *probs,
+                                const float *dprobs_add, const float *q, const float *k, const float *v, int64_t ld,
+                                int B, int T, int NH, int KVH, int HS, int window);
 /* loss.cu */
 void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
 void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,

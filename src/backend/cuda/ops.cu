@@ -71,12 +71,24 @@ __global__ void rmsnorm_dx_k(float *din, const float *dout, const float *in, con
     for (int c = threadIdx.x; c < C; c += blockDim.x) dx[c] += r * w[c] * dy[c] - k * x[c];
 }
 
-/* One thread per channel: dw[c] += Σ_n dy ⊙ x · r, in row order. */
-__global__ void rmsnorm_dw_k(float *dw, const float *dout, const float *in, const float *rstd, int N, int C) {
+/* dw[c] += Σ_n dy ⊙ x · r in two fixed-order stages: block (column tile,
+ * chunk) sums its chunk of rows per column into part[chunk·C + c], then
+ * one thread per column adds the chunks in order. */
+__global__ void rmsnorm_dw_part_k(double *part, const float *dout, const float *in, const float *rstd, int N, int C,
+                                  int rows_per) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    int n0 = blockIdx.y * rows_per, n1 = n0 + rows_per < N ? n0 + rows_per : N;
+    double s = 0;
+    for (int n = n0; n < n1; n++) s += (double)dout[(int64_t)n * C + c] * in[(int64_t)n * C + c] * rstd[n];
+    part[(int64_t)blockIdx.y * C + c] = s;
+}
+
+__global__ void rmsnorm_dw_k(float *dw, const double *part, int chunks, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     double s = 0;
-    for (int n = 0; n < N; n++) s += (double)dout[(int64_t)n * C + c] * in[(int64_t)n * C + c] * rstd[n];
+    for (int k = 0; k < chunks; k++) s += part[(int64_t)k * C + c];
     dw[c] += (float)s;
 }
 
@@ -197,14 +209,31 @@ void cu_rmsnorm_backward(nx_backend *, float *din, float *dw, const float *dout,
                          const float *rstd, int N, int C) {
     if (N == 0) return;
     rmsnorm_dx_k<<<N, CU_THREADS>>>(din, dout, in, w, rstd, C);
-    rmsnorm_dw_k<<<cu_blocks(C, 128), 128>>>(dw, dout, in, rstd, N, C);
+    /* chunks of 64 rows or more, as many as the partials hold */
+    int64_t most = CU_NORM_PARTIALS / C > 0 ? CU_NORM_PARTIALS / C : 1;
+    int chunks = (int)((N + 63) / 64 < most ? (N + 63) / 64 : most), rows_per = (N + chunks - 1) / chunks;
+    chunks = (N + rows_per - 1) / rows_per;
+    cu_work_reset();
+    double *part = (double *)cu_work((size_t)chunks * C * sizeof(double));
+    rmsnorm_dw_part_k<<<dim3(cu_blocks(C, 128), chunks), 128>>>(part, dout, in, rstd, N, C, rows_per);
+    rmsnorm_dw_k<<<cu_blocks(C, 128), 128>>>(dw, part, chunks, C);
     CU_LAUNCHED("rmsnorm backward");
+}
+
+/* C = A·B + beta·C in column-major cuBLAS terms, f32 in and out, the
+ * products in the backend's precision (CU.compute). */
+static void cu_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc, const char *what) {
+    const float one = 1.0f;
+    cu_check_blas(cublasGemmEx(CU.blas, ta, tb, m, n, k, &one, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &beta, C,
+                               CUDA_R_32F, ldc, CU.compute, CUBLAS_GEMM_DEFAULT),
+                  what);
 }
 
 void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, const float *b, int N) {
     int OC = W->rows, IC = W->cols;
     if (N == 0) return;
-    const float one = 1.0f, zero = 0.0f, *Wf = (const float *)W->data;
+    const float *Wf = (const float *)W->data;
     if (W->type != NX_F32) { /* widened into the workspace, then fp32 GEMM */
         cu_work_reset();
         float *wide = (float *)cu_work((size_t)OC * IC * sizeof(float));
@@ -212,8 +241,7 @@ void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, co
         Wf = wide;
     }
     /* outᵀ (OC, N) = W (OC, IC) · inᵀ (IC, N) */
-    cu_check_blas(cublasSgemm(CU.blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, &one, Wf, IC, in, IC, &zero, out, OC),
-                  "linear");
+    cu_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, Wf, IC, in, IC, 0.0f, out, OC, "linear");
     if (b) add_bias_k<<<cu_blocks((int64_t)N * OC), CU_THREADS>>>(out, b, N, OC);
     CU_LAUNCHED("linear");
 }
@@ -221,15 +249,12 @@ void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, co
 void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const float *dout, const float *in,
                         const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
-    const float one = 1.0f;
     if (N == 0) return;
     if (din) /* dinᵀ (IC, N) += Wᵀ (IC, OC) · doutᵀ (OC, N) */
-        cu_check_blas(cublasSgemm(CU.blas, CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, &one, (const float *)W->data, IC,
-                                  dout, OC, &one, din, IC),
-                      "linear backward (input)");
+        cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, 1.0f, din, IC,
+                "linear backward (input)");
     /* dWᵀ (IC, OC) += inᵀ (IC, N) · dout (N, OC) */
-    cu_check_blas(cublasSgemm(CU.blas, CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, &one, in, IC, dout, OC, &one, dW, IC),
-                  "linear backward (weights)");
+    cu_gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, in, IC, dout, OC, 1.0f, dW, IC, "linear backward (weights)");
     if (db) col_sum_k<<<cu_blocks(OC, 128), 128>>>(db, dout, N, OC);
     CU_LAUNCHED("linear backward");
 }

@@ -136,36 +136,39 @@ static void ref_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *
             }
 }
 
+/* The first key a query at position p sees (ops.h: p − window < j). */
+static int first_key(int p, int window) { return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0; }
+
 static void ref_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
-                          const nx_span *spans, int nspans, int NH, int KVH, int HS) {
+                          const nx_span *spans, int nspans, int NH, int KVH, int HS, int window) {
     (void)be;
     int G = NH / KVH, T = probs ? spans[0].len : 0;
     double sc = 1.0 / sqrt((double)HS);
     long r = 0;
     for (int s = 0; s < nspans; s++)
         for (int i = 0; i < spans[s].len; i++, r++) {
-            int last = spans[s].pos + i;
+            int last = spans[s].pos + i, j0 = first_key(last, window);
             double *p = nx_xmalloc(sizeof(double) * (last + 1));
             for (int h = 0; h < NH; h++) {
                 const float *qv = q + r * ldq + (long)h * HS;
                 const float *K = kv.k + spans[s].seq * kv.seq + (h / G) * HS;
                 const float *V = kv.v + spans[s].seq * kv.seq + (h / G) * HS;
                 double mx = -INFINITY, sum = 0;
-                for (int j = 0; j <= last; j++) {
+                for (int j = j0; j <= last; j++) {
                     double d = 0;
                     for (int e = 0; e < HS; e++) d += (double)qv[e] * K[j * kv.row + e];
                     p[j] = d * sc;
                     mx = p[j] > mx ? p[j] : mx;
                 }
-                for (int j = 0; j <= last; j++) sum += (p[j] = exp(p[j] - mx));
+                for (int j = j0; j <= last; j++) sum += (p[j] = exp(p[j] - mx));
                 for (int e = 0; e < HS; e++) {
                     double o = 0;
-                    for (int j = 0; j <= last; j++) o += p[j] / sum * V[j * kv.row + e];
+                    for (int j = j0; j <= last; j++) o += p[j] / sum * V[j * kv.row + e];
                     out[r * NH * HS + (long)h * HS + e] = (float)o;
                 }
                 if (probs) {
                     float *row = probs + (((size_t)s * NH + h) * T + i) * T;
-                    for (int j = 0; j < T; j++) row[j] = j <= last ? (float)(p[j] / sum) : 0.0f;
+                    for (int j = 0; j < T; j++) row[j] = j >= j0 && j <= last ? (float)(p[j] / sum) : 0.0f;
                 }
             }
             free(p);
@@ -175,7 +178,7 @@ static void ref_attention(nx_backend *be, float *out, float *probs, const float 
 static void ref_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch,
                                    const float *dout, const float *probs, const float *dprobs_add,
                                    const float *q, const float *k, const float *v, int64_t ld, int B, int T,
-                                   int NH, int KVH, int HS) {
+                                   int NH, int KVH, int HS, int window) {
     (void)be, (void)scratch, (void)probs;
     int G = NH / KVH, Q = NH * HS;
     double sc = 1.0 / sqrt((double)HS);
@@ -189,18 +192,19 @@ static void ref_attention_backward(nx_backend *be, float *dq, float *dk, float *
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {
                 long rt = (long)b * T + t;
+                int j0 = first_key(t, window);
                 const float *qv = q + rt * ld + (long)h * HS, *go = dout + rt * Q + (long)h * HS;
                 double mx = -INFINITY, sum = 0;
-                for (int j = 0; j <= t; j++) {
+                for (int j = j0; j <= t; j++) {
                     const float *kv = k + ((long)b * T + j) * ld + (h / G) * HS;
                     double s = 0;
                     for (int e = 0; e < HS; e++) s += (double)qv[e] * kv[e];
                     p[j] = s * sc;
                     mx = p[j] > mx ? p[j] : mx;
                 }
-                for (int j = 0; j <= t; j++) sum += (p[j] = exp(p[j] - mx));
+                for (int j = j0; j <= t; j++) sum += (p[j] = exp(p[j] - mx));
                 double dot = 0;
-                for (int j = 0; j <= t; j++) {
+                for (int j = j0; j <= t; j++) {
                     p[j] /= sum;
                     const float *vv = v + ((long)b * T + j) * ld + (h / G) * HS;
                     double s = 0;
@@ -211,7 +215,7 @@ static void ref_attention_backward(nx_backend *be, float *dq, float *dk, float *
                     float *dvv = dv + ((long)b * T + j) * ld + (h / G) * HS;
                     for (int e = 0; e < HS; e++) dvv[e] += (float)(p[j] * go[e]);
                 }
-                for (int j = 0; j <= t; j++) {
+                for (int j = j0; j <= t; j++) {
                     double ds = p[j] * (dp[j] - dot) * sc;
                     const float *kv = k + ((long)b * T + j) * ld + (h / G) * HS;
                     float *dkv = dk + ((long)b * T + j) * ld + (h / G) * HS, *dqv = dq + rt * ld + (long)h * HS;
@@ -223,6 +227,12 @@ static void ref_attention_backward(nx_backend *be, float *dq, float *dk, float *
             }
     free(p);
     free(dp);
+}
+
+static void ref_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols) {
+    (void)be;
+    for (int64_t r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[r * ldd + c] = src[r * lds + c];
 }
 
 static void ref_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) {
@@ -399,6 +409,7 @@ static const nx_ops REF_OPS = {
     .kv_store = ref_kv_store,
     .attention = ref_attention,
     .attention_backward = ref_attention_backward,
+    .copy2d = ref_copy2d,
     .swiglu = ref_swiglu,
     .swiglu_backward = ref_swiglu_backward,
     .add = ref_add,

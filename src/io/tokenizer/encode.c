@@ -52,6 +52,7 @@ static void encoder_free(encoder *e) {
     if (e->match) pcre2_match_data_free(e->match);
     free(e->normalized[0].data);
     free(e->normalized[1].data);
+    free(e->ucs);
     free(e->bpe_unit.data);
     for (int i = 0; i < MAX_PRETOK_STAGES; i++) {
         free(e->stage_text[i][0].data);

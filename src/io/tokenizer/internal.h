@@ -17,8 +17,9 @@
  *   encode.c       the encode pipeline (UTF-8 check, added tokens, normalize,
  *                  pre-tokenize, BPE, post-processor ids)
  *   added.c        finding added tokens in text (single_word, lstrip, rstrip)
- *   normalize.c    normalizers: Prepend, Replace, Strip
- *   pretokenize.c  pre-tokenizers: ByteLevel, Split, Metaspace
+ *   normalize.c    normalizers: Prepend, Replace, Strip, NFC/NFD/NFKC/NFKD
+ *                  (utf8proc), ByteLevel
+ *   pretokenize.c  pre-tokenizers: ByteLevel, Split, Metaspace, Digits
  *   pattern.c      {"String"} / {"Regex"} patterns on PCRE2, Replace rules
  *   bpe.c          the BPE model: merges, one word → ids, the word cache
  *   postprocess.c  post-processors → the ids added around a sequence
@@ -242,22 +243,23 @@ int tok_parse_prepend_scheme(const cJSON *o, int *scheme);
 
 /* ---- components --------------------------------------------------------- */
 
-enum { NORM_PREPEND, NORM_REPLACE, NORM_STRIP };
+enum { NORM_PREPEND, NORM_REPLACE, NORM_STRIP, NORM_UNICODE, NORM_BYTELEVEL };
 typedef struct {
     int kind;                           /* NORM_* */
+    int unicode_options;                /* NFC, NFD, NFKC, NFKD: utf8proc options */
     char *prepend; size_t prepend_len;  /* Prepend */
     replace_rule replace;               /* Replace */
     bool strip_left, strip_right;       /* Strip */
 } normalizer_step;
 
-enum { PRETOK_BYTELEVEL, PRETOK_SPLIT, PRETOK_METASPACE };
+enum { PRETOK_BYTELEVEL, PRETOK_SPLIT, PRETOK_METASPACE, PRETOK_DIGITS };
 /* HF SplitDelimiterBehavior, in the order of its names in tokenizer.json */
 enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_WITH_PREVIOUS, SPLIT_MERGED_WITH_NEXT, SPLIT_CONTIGUOUS };
 #define MAX_PRETOK_STAGES 8
 typedef struct {
     int kind;                                  /* PRETOK_* */
     bool add_prefix_space, use_regex;          /* ByteLevel */
-    pattern split; int behavior; bool invert;  /* Split */
+    pattern split; int behavior; bool invert;  /* Split; Digits: \p{N}, Isolated or Contiguous */
     char *replacement; size_t replacement_len; /* Metaspace: the character that stands for ' ' */
     int prepend_scheme;                        /* Metaspace: PREPEND_* */
     bool split_on_replacement;                 /* Metaspace "split" */
@@ -329,6 +331,7 @@ typedef struct {
     int32_t **ids; size_t *n_ids, *cap_ids;  /* the caller's growable output */
     pcre2_match_data *match;
     byte_buf normalized[2];                  /* normalizer steps ping-pong between these */
+    int32_t *ucs; size_t ucs_cap;            /* code points of a Unicode normalization */
     byte_buf bpe_unit;                       /* one character with prefix/suffix attached */
     byte_buf stage_text[MAX_PRETOK_STAGES][2];
     span_list stage_spans[MAX_PRETOK_STAGES][2];
@@ -378,6 +381,8 @@ int tok_normalize(encoder *e, const char *s, size_t n, const char **out, size_t 
 int tok_pretok_load(nx_tokenizer *t, const cJSON *o, load_ctx *L);
 void tok_pretok_free(nx_tokenizer *t);
 void tok_bytelevel_tables_init(nx_tokenizer *t);
+/* out = s with every byte replaced by its bytes_to_unicode character. */
+void tok_bytelevel_map(const nx_tokenizer *t, const char *s, size_t n, byte_buf *out);
 /* Runs stages [stage, n_pretok) on s, then BPE on every resulting word.
  * first: s starts the sequence (Metaspace prepend_scheme "first"). */
 int tok_pretokenize(encoder *e, int stage, const char *s, size_t n, bool first);

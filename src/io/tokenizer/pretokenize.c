@@ -10,6 +10,8 @@
  *   Metaspace  SentencePiece: spaces become the replacement character
  *              (usually U+2581), optionally prepended, optionally split
  *              before each replacement;
+ *   Digits     numeric characters (Rust's char::is_numeric: \p{N}) split
+ *              off one by one (individual_digits) or as runs (Contiguous);
  *   Sequence   of these (at most MAX_PRETOK_STAGES stages).
  *
  * HF materialises the list of pieces after each stage. Here each stage hands
@@ -61,13 +63,18 @@ static int load_stage(nx_tokenizer *t, const cJSON *o, const char *type, load_ct
             return nx_fail(L->err, "%s: Metaspace prepend_scheme must be first, always or never", L->name);
         p.replacement = tok_strdup_len(r, &p.replacement_len);
         p.split_on_replacement = tok_json_bool(o, "split", true);
+    } else if (!strcmp(type, "Digits")) {
+        p.kind = PRETOK_DIGITS;
+        p.behavior = tok_json_bool(o, "individual_digits", false) ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS;
+        if (!(p.split.regex = tok_regex_compile("\\p{N}", L, "Digits"))) return NX_ERR;
     } else return TOK_UNKNOWN_TYPE;
     t->pretok[t->n_pretok++] = p;
     return NX_OK;
 }
 
 int tok_pretok_load(nx_tokenizer *t, const cJSON *o, load_ctx *L) {
-    return tok_load_component(t, o, L, "pre_tokenizer", "pretokenizers", "ByteLevel, Split, Metaspace", load_stage);
+    return tok_load_component(t, o, L, "pre_tokenizer", "pretokenizers", "ByteLevel, Split, Metaspace, Digits",
+                              load_stage);
 }
 
 void tok_pretok_free(nx_tokenizer *t) {
@@ -140,7 +147,7 @@ static void split_by_behavior(span_list *m, int behavior, bool invert, span_list
 }
 
 /* out = s with every byte replaced by its bytes_to_unicode character. */
-static void bytelevel_map(const nx_tokenizer *t, const char *s, size_t n, byte_buf *out) {
+void tok_bytelevel_map(const nx_tokenizer *t, const char *s, size_t n, byte_buf *out) {
     out->len = 0;
     buf_reserve(out, 2 * n); /* every code point is below 0x800: two bytes at most */
     for (size_t i = 0; i < n; i++)
@@ -174,7 +181,7 @@ int tok_pretokenize(encoder *e, int stage, const char *s, size_t n, bool first) 
             n = a->len;
         }
         if (!p->use_regex) {
-            bytelevel_map(t, s, n, b);
+            tok_bytelevel_map(t, s, n, b);
             return tok_pretokenize(e, stage + 1, b->data, b->len, first);
         }
         if (tok_find_matches(t->bytelevel_regex, NULL, 0, s, n, e->match, matches, e->err)) return NX_ERR;
@@ -182,10 +189,11 @@ int tok_pretokenize(encoder *e, int stage, const char *s, size_t n, bool first) 
         /* as next_stage_on_pieces, but each piece is byte-mapped first */
         for (size_t i = 0; i < pieces->len; i++) {
             span x = pieces->items[i];
-            bytelevel_map(t, s + x.start, x.end - x.start, b);
+            tok_bytelevel_map(t, s + x.start, x.end - x.start, b);
             if (tok_pretokenize(e, stage + 1, b->data, b->len, first && x.start == 0)) return NX_ERR;
         }
         return NX_OK;
+    case PRETOK_DIGITS:
     case PRETOK_SPLIT: {
         const pattern *q = &p->split;
         if (tok_find_matches(q->regex, q->literal, q->literal_len, s, n, e->match, matches, e->err)) return NX_ERR;
