@@ -55,7 +55,7 @@ int app_prune_calibrate(const nx_model *m, const int32_t *ids, int n, int T, int
 static int ppl_on(const nx_model *m, const int32_t *ids, int n, int T, int batch, double *ppl, nx_err *err) {
     nx_tokens tk = {ids, 4, (uint64_t)n * T};
     nx_eval_result r;
-    if (nx_eval(m, NULL, tk, T, batch, 0, &r, err)) return NX_ERR;
+    if (nx_eval(m, NULL, tk, T, batch, 0, &r, NULL, err)) return NX_ERR;
     *ppl = r.perplexity;
     return NX_OK;
 }
@@ -272,7 +272,7 @@ static int eval_ppl(const nx_prune_job *j, const nx_model *m, const run_data *ev
         int64_t n = W - w0 < chunk ? W - w0 : chunk;
         nx_tokens v = {(const char *)ev->view.data + (size_t)w0 * T * ev->view.width, ev->view.width, (uint64_t)n * T};
         nx_eval_result r;
-        if (nx_eval(m, NULL, v, T, j->batch, 0, &r, err)) return nx_fail_prefix(err, "%s", j->eval);
+        if (nx_eval(m, NULL, v, T, j->batch, 0, &r, NULL, err)) return nx_fail_prefix(err, "%s", j->eval);
         ce += r.loss * (double)r.positions;
         pos += r.positions;
         if (j->progress) progress_line(tty, when[0] == 'b' ? "prune: perplexity before, window chunk" :
