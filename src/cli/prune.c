@@ -59,7 +59,7 @@ int cmd_prune(int argc, char **argv) {
     long samples = 128, clen = 0, elen = 0, ewin = 0, batch = 8, seed = 0, threads = 0;
     bool json = false;
     const cli_opt opts[] = {
-        {"--out", OPT_STR, &out, "output directory (required; not the model's own)"},
+        {"-o, --out", OPT_STR, &out, "output directory (required; not the model's own)"},
         {"--method", OPT_STR, &method, "magnitude | wanda (zero weights) | minitron (remove heads, channels, layers)"},
         {"--sparsity", OPT_FLOAT, &sparsity, "magnitude/wanda: fraction of the layers' weights to zero, in [0, 1)"},
         {"--pattern", OPT_STR, &pattern, "magnitude/wanda: N:M semi-structured sparsity instead, e.g. 2:4 or 4:8"},
@@ -83,7 +83,7 @@ int cmd_prune(int argc, char **argv) {
         {"--seed", OPT_INT, &seed, "seed of the calibration windows (default 0)"},
         {"--dtype", OPT_STR, &dtype, "weights written as f32, bf16 or f16 (default: the model's)"},
         {"--text-field", OPT_STR, &field, "JSONL field holding the text (default text)"},
-        {"--threads", OPT_INT, &threads, "threads (default: all cores)"},
+        {"-t, --threads", OPT_INT, &threads, "threads (default: all cores)"},
         {"--json", OPT_FLAG, &json, "print the report (prune_report.json) instead of the table"},
     };
     const cli_spec spec = {
