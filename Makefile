@@ -9,13 +9,25 @@
 #   make check      both
 #   make sanitize   the self-contained suite under ASan + UBSan
 #   make bench      benchmarks (print ratios against baselines run in-process,
-#                   and against the engine of BENCH_BASE built beside this one)
-#   make fuzz       libFuzzer targets (clang): the safetensors header, then
-#                   the server's request parser and chat templates, each for
-#                   FUZZ_SECONDS; new inputs go to build/fuzz/corpus*, seeds
-#                   stay in tests/fuzz/corpus*
+#                   against the engine of BENCH_BASE built beside this one, and
+#                   against llama.cpp when LLAMA_CPP names its bin directory)
+#   make PORTABLE=1 a portable binary (x86-64-v3; PORTABLE=v2: x86-64-v2) in build-portable/
+#   make fuzz       every libFuzzer target (tests/fuzz: the parsers, the server's
+#                   requests and templates, the GGUF reader), FUZZ_SECONDS each (clang)
 
 CC       ?= cc
+# make PORTABLE=1: a binary for any x86-64-v3 CPU (AVX2, FMA, F16C), PORTABLE=v2
+# for x86-64-v2 (SSE4.2), in their own build dirs; the int8 kernels still pick
+# AVX-512 VNNI or AVX2 at run time where the CPU has them (src/backend/cpu/quant.c)
+ifeq ($(PORTABLE),1)
+OPT      ?= -O3 -march=x86-64-v3 -mtune=generic
+BUILD    ?= build-portable
+BIN      ?= build-portable/nexus
+else ifeq ($(PORTABLE),v2)
+OPT      ?= -O3 -march=x86-64-v2 -mtune=generic
+BUILD    ?= build-portable-v2
+BIN      ?= build-portable-v2/nexus
+endif
 # make CUDA=1: the CUDA backend too (nvcc and cuBLAS), in its own build dir
 ifeq ($(CUDA),1)
 BUILD    ?= build-cuda
@@ -109,9 +121,10 @@ golden: $(BIN) $(GOLD_BIN)
 
 check: test golden
 
-# The README's main job: distill the bundled demo teacher (no network).
+# The README's main job: distill the bundled demo teacher (no network);
+# --overwrite: a second `make demo` replaces the first one's run.
 demo: $(BIN)
-	./$(BIN) distill configs/demo.yaml
+	./$(BIN) distill configs/demo.yaml --overwrite
 
 sanitize:
 	$(MAKE) BUILD=build-san OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
@@ -122,25 +135,56 @@ bench: $(BIN) $(BENCH_BIN)
 	@echo "== the engine against commit $(BENCH_BASE) (bench/compare.sh)"
 	@if git cat-file -e $(BENCH_BASE) 2>/dev/null; then sh bench/compare.sh $(BENCH_BASE); \
 	 else echo "compare: skipped ($(BENCH_BASE) is not in this clone)"; fi
+	@echo "== nexus against llama.cpp on the same GGUF files (bench/llama_compare.sh; LLAMA_CPP=DIR of llama-bench)"
+	@NEXUS=./$(BIN) sh bench/llama_compare.sh
 
-fuzz: | $(DEPS_STAMP)
-	@mkdir -p $(BUILD)/fuzz
-	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -o $(BUILD)/fuzz/fuzz_safetensors tests/fuzz/fuzz_safetensors.c src/io/safetensors.c src/io/fsutil.c src/io/json.c src/core/*.c \
-	    -I$(BLAS_INC) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-180} -max_len=4096 \
-	    $(BUILD)/fuzz/corpus tests/fuzz/corpus
-	clang -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -o $(BUILD)/fuzz/fuzz_request tests/fuzz/fuzz_request.c src/serve/request.c src/serve/template/*.c \
-	    src/io/json.c src/core/*.c \
-	    -I$(BLAS_INC) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
-	@mkdir -p $(BUILD)/fuzz/corpus_request
-	$(BUILD)/fuzz/fuzz_request -max_total_time=$${FUZZ_SECONDS:-180} -max_len=8192 -timeout=10 \
-	    $(BUILD)/fuzz/corpus_request tests/fuzz/corpus_request
+# make fuzz: every libFuzzer target tests/fuzz/fuzz_NAME.c, built with clang
+# (ASan + UBSan, the library's sources instrumented alongside), each run for
+# FUZZ_SECONDS (default 60) from its seeds: build/fuzz/seeds/NAME, made by
+# tests/fuzz/seeds.sh from tests/fixtures and the shipped configs, and
+# tests/fuzz/corpus/NAME where committed. New inputs go to
+# build/fuzz/corpus/NAME, findings to build/fuzz/crash-* (the run stops).
+# Targets: the parsers (config_json, tokenizer, encode, run_config, jsonl,
+# shard, checkpoint, safetensors) and the server's requests and templates
+# (request), the GGUF reader (gguf); a target's own libFuzzer flags are in the loop's case.
+FUZZ_DIR  := $(BUILD)/fuzz
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_OBJ  := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I/usr/include/cjson -I$(BLAS_INC) -g -O1 -fno-omit-frame-pointer \
+               -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# clang, libFuzzer (libclang-rt) and clang's OpenMP runtime: Debian 12 packages
+FUZZ_PKGS := clang libclang-rt-14-dev libomp-14-dev
+
+$(FUZZ_DIR)/.deps: scripts/deps.sh
+	@mkdir -p $(FUZZ_DIR)
+	@NEXUS_EXTRA_PKGS="$(FUZZ_PKGS)" sh scripts/deps.sh
+	@touch $@
+
+$(FUZZ_DIR)/obj/%.o: %.c | $(FUZZ_DIR)/.deps
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_DIR)/libnexus.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DIR)/libnexus.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libnexus.a $(LDLIBS)
+
+fuzz: $(FUZZ_BIN) $(BIN)
+	@sh tests/fuzz/seeds.sh $(FUZZ_DIR)/seeds ./$(BIN)
+	@for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus/$$n $(FUZZ_DIR)/seeds/$$n; \
+	    case $$n in safetensors) o=-max_len=4096;; request) o="-max_len=8192 -timeout=10";; gguf) o=-max_len=65536;; *) o=;; esac; \
+	    echo "== fuzz_$$n for $${FUZZ_SECONDS:-60} s"; \
+	    $$b -max_total_time=$${FUZZ_SECONDS:-60} -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $$o \
+	        $(FUZZ_DIR)/corpus/$$n $(FUZZ_DIR)/seeds/$$n $$(ls -d tests/fuzz/corpus/$$n 2>/dev/null) \
+	        2>&1 | grep -E "^#[0-9]+ *DONE|^Done [0-9]+ runs|^stat::number_of_executed_units|ERROR|SUMMARY|^==" ; \
+	    [ "$$(ls $(FUZZ_DIR)/crash-* $(FUZZ_DIR)/leak-* $(FUZZ_DIR)/timeout-* $(FUZZ_DIR)/oom-* 2>/dev/null)" ] && \
+	        { echo "fuzz_$$n: finding in $(FUZZ_DIR)"; exit 1; }; done; true
 
 clean:
-	rm -rf build build-san build-cuda build-base nexus
+	rm -rf build build-san build-cuda build-base build-portable build-portable-v2 nexus
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

@@ -23,7 +23,9 @@ static const command COMMANDS[] = {
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
     {"serve", cmd_serve, "serve a model over an OpenAI-compatible HTTP API (continuous batching)"},
     {"pull", cmd_pull, "download a model or dataset from the Hugging Face Hub into its cache"},
+    {"quantize", cmd_quantize, "quantize a model's weights to 8 or 4 bits (Q8_0, Q4_0, Q4_K, W8A8)"},
     {"info", cmd_info, "architecture, parameter counts, sizes and memory needs of a model"},
+    {"export", cmd_export, "write a model as a GGUF file (llama.cpp) or a Hugging Face directory"},
 };
 enum { NCOMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 

@@ -39,14 +39,37 @@ p_shard=$($NEXUS benchmark $M --data $T/shards --seq-len 16 --no-speed --json 2>
 p_field=$($NEXUS benchmark $M --data $T/f.jsonl --field body --seq-len 16 --no-speed --json 2>/dev/null | jq .models[0].perplexity)
 if [ -n "$p_text" ] && [ "$p_text" != null ] && [ "$p_text" = "$p_shard" ] && [ "$p_text" = "$p_field" ]
 then ok "--data shard directory and --field give the JSONL's perplexity"; else bad "shard/field: '$p_text' '$p_shard' '$p_field'"; fi
-$NEXUS benchmark $M --data $T/shards --seq-len 16 --no-speed > $T/table.txt 2> $T/err
-if grep -q "disk MiB  RSS MiB" $T/table.txt && grep -q "evaluation windows" $T/err
-then ok "table in MiB, progress on stderr"; else bad "units/progress"; cat $T/table.txt $T/err; fi
+$NEXUS benchmark $M --data $T/shards --seq-len 16 --no-speed > $T/table2.txt 2> $T/err
+if grep -q "disk MiB  RSS MiB" $T/table2.txt && grep -q "evaluation windows" $T/err
+then ok "table in MiB, progress on stderr"; else bad "units/progress"; cat $T/table2.txt $T/err; fi
 
 $NEXUS benchmark $M --data $T/tiny.jsonl --seq-len 256 --no-speed > /dev/null 2> $T/err; rc=$?
 if [ $rc = 1 ] && grep -q "fewer than one window of 256" $T/err; then ok "no complete window: clear error"; else bad "no window (rc $rc)"; cat $T/err; fi
 
 $NEXUS benchmark $T/missing --data $T/d.jsonl --no-speed > /dev/null 2> $T/err; rc=$?
 if [ $rc = 1 ] && grep -q "missing" $T/err; then ok "missing model dir: error names it"; else bad "missing model (rc $rc)"; fi
+
+# issue 15, item 12
+grep -q "b2 tok/s" $T/table.txt && ! grep -q "b8 tok/s" $T/table.txt && ok "header names --batch" ||
+    bad "header: $(head -1 $T/table.txt)"
+for o in "--seq-len 4294967298" "--prompt-tokens 4294967304" "--batch 4294967297" "--max-windows -3" "--threads -1"; do
+    $NEXUS benchmark $M --data $T/d.jsonl $o > /dev/null 2> $T/err; rc=$?
+    [ $rc = 2 ] && grep -q -- "${o% *}" $T/err && ok "$o: usage error" || bad "$o: exit $rc, $(cat $T/err | head -2)"
+done
+# up front: a usage error (2) and nothing measured (no table), not a wall-clock
+# bound (a sanitized build on a loaded machine takes seconds just to start)
+timeout -k 2 20 $NEXUS benchmark $M --data $T/d.jsonl --no-speed --plot $T/q.svg > $T/out 2> $T/err; rc=$?
+[ $rc = 2 ] && grep -q -- "--plot" $T/err && [ ! -s $T/out ] && ok "--plot with --no-speed refused up front" ||
+    bad "--plot --no-speed: exit $rc, $(wc -c < $T/out) bytes of output"
+# SIGTERM to the parent takes the measuring child with it
+$NEXUS benchmark $M --prompt-tokens 16 --decode-tokens 32 --reps 100000 --threads 1 > /dev/null 2>&1 &
+parent=$!
+child=""
+for i in $(seq 1 100); do child=$(pgrep -P $parent | head -1); [ -n "$child" ] && break; sleep 0.1; done
+kill -TERM $parent; wait $parent 2>/dev/null
+sleep 1
+state=$(ps -o stat= -p "${child:-0}" 2>/dev/null)   # gone, or a zombie nobody reaped yet
+if [ -n "$child" ] && case "$state" in ""|Z*) true ;; *) false ;; esac; then ok "SIGTERM to the parent ends the measuring child"
+else bad "measuring child ${child:-(none seen)} outlived its parent"; [ -n "$child" ] && kill -KILL $child 2>/dev/null; fi
 
 summary

@@ -44,6 +44,10 @@ expect model_type 1 "'model_type' is 'gpt2'" -- $NEXUS info "$TMP/gpt"
 printf '{"model_type": "llama",\n "vocab_size": }' > "$TMP/bad.json"
 expect bad_json 1 "$TMP/bad.json: not valid JSON" -- $NEXUS info "$TMP/bad.json"
 
+# issue 15, item 11: 65536 heads of head_dim 65536 (q_proj: 2^32 rows) overflow; refused, not counted as 0
+mkdir "$TMP/huge"; sed 's/"num_attention_heads": 2/"num_attention_heads": 65536/; s/"head_dim": 8/"head_dim": 65536/' \
+    $FIX/config.json > "$TMP/huge/config.json"
+expect huge_heads 1 "too large" -- $NEXUS info "$TMP/huge"
 expect bad_flag 2 "unknown option '--bogus'" -- $NEXUS info $FIX --bogus
 expect no_arg 2 "missing argument" -- $NEXUS info
 expect bad_batch 2 "--batch" -- $NEXUS info $FIX --batch 0

@@ -17,9 +17,15 @@ for c in distill train info tokenize prepare-data generate benchmark; do
     check "$c --help" 0 "usage: nexus $c" -- $NEXUS $c --help
     check "$c unknown flag" 2 "unknown option '--bogus'" -- $NEXUS $c --bogus
 done
-check distill-missing-config 1 "nope.yaml" -- $NEXUS distill nope.yaml
+# a run config (or --set) that does not load is a usage error: nothing was run (issue 15, item 13)
+check distill-missing-config 2 "nope.yaml" -- $NEXUS distill nope.yaml
 check distill-no-args 2 "missing argument" -- $NEXUS distill
-check distill-bad-set 1 "did you mean" -- $NEXUS distill configs/demo.yaml --set optimizer.lrr=1 --print-config
+check distill-bad-set 2 "did you mean" -- $NEXUS distill configs/demo.yaml --set optimizer.lrr=1 --print-config
+check train-bad-value 2 "optimizer.lr" -- $NEXUS train configs/demo.yaml --set optimizer.lr=fast
+Y=$(mktemp /tmp/nx_cli_main_XXXXXX.yaml); printf 'teacher: models/demo-teacher\noptimizer: {lr: fast}\n' > $Y
+check info-bad-yaml 2 "optimizer.lr" -- $NEXUS info $Y
+rm -f $Y
+check resume-and-overwrite 2 "not both" -- $NEXUS distill configs/demo.yaml --resume --overwrite
 check print-config 0 "seq_len: 128" -- $NEXUS distill configs/demo.yaml --print-config
 check distill-out-short 0 "dir: \"/tmp/nx-elsewhere\"" -- $NEXUS distill configs/demo.yaml -o /tmp/nx-elsewhere --print-config
 check distill-threads-short 0 "threads: 1" -- $NEXUS distill configs/demo.yaml -t 1 --print-config

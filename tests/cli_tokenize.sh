@@ -48,7 +48,15 @@ case "$out" in *"train.bin: 2 documents, 5 tokens"*"1 bad lines skipped"*) ok "-
     *) bad "--skip-bad-lines output: $out";; esac
 msg=$($NEXUS prepare-data --model $FX/tok-split --input "$T/c.jsonl" --out "$T/o3" 2>&1); rc=$?
 check "tok-split has eos from template" "$rc" "0"
-$NEXUS prepare-data $FX/tok-bytelevel --input "$T/c.jsonl" >/dev/null 2>&1; check "missing --out is usage error" "$?" "2"
+# issue 15, item 8: a shard set is written as a whole: re-run without a
+# validation split, the earlier val.bin must not stay beside the new train.bin
+$NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/c.jsonl" --out "$T/o" >/dev/null; rc=$?
+check "prepare-data again exit 0" "$rc" "0"
+[ ! -e "$T/o/val.bin" ] && ok "no stale val.bin" || bad "the earlier val.bin is still beside the new train.bin"
+grep -q '"train.bin"' "$T/o/manifest.json" 2>/dev/null && ! grep -q '"val.bin"' "$T/o/manifest.json" \
+    && ok "manifest lists the set" || bad "manifest.json: $(cat "$T/o/manifest.json" 2>&1)"
+ls -a "$T/o" | grep -q '\.new$\|\.tmp$' && bad "staging files left in $T/o" || ok "no staging files left"
+$NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/c.jsonl" >/dev/null 2>&1; check "missing --out is usage error" "$?" "2"
 $NEXUS prepare-data --input "$T/c.jsonl" -o "$T/o5" >/dev/null 2>&1; check "prepare-data without a model is usage error" "$?" "2"
 $NEXUS prepare-data --model $FX/tok-bytelevel --input "$T/c.jsonl" --out "$T/o4" --val-fraction 1.5 >/dev/null 2>&1
 check "bad --val-fraction is usage error" "$?" "2"

@@ -36,7 +36,7 @@ static float *tensor_f32(const nx_safetensors *st, const char *name, long expect
 static cJSON *read_json(const char *path) {
     size_t n;
     nx_err e;
-    char *txt = nx_read_file(path, 0, &n, &e);
+    char *txt = nx_read_file(path, 1u << 30, &n, &e);
     if (!txt) {
         fprintf(stderr, "  %s\n", e.msg);
         return NULL;

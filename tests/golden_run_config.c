@@ -19,7 +19,7 @@ static bool teacher_cfg(const char *dir, nx_model_config *t) {
     snprintf(path, sizeof path, "%s/config.json", dir);
     size_t n;
     nx_err e;
-    char *txt = nx_read_file(path, 0, &n, &e);
+    char *txt = nx_read_file(path, 1u << 30, &n, &e);
     if (!txt) return fprintf(stderr, "  %s\n", e.msg), false;
     cJSON *j = cJSON_ParseWithLength(txt, n);
     free(txt);

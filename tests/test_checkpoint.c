@@ -158,3 +158,37 @@ TEST(full_disk_keeps_previous_checkpoint) {
     free(p);
     moments_free(&o), moments_free(&ob);
 }
+
+/* Issue 15, item 2: pruning keeps the newest `keep` checkpoints of this run
+ * (its config hash) and never deletes another run's. */
+TEST(pruning_keeps_only_this_runs_newest) {
+    char d[] = "/tmp/nxprXXXXXX";
+    CHECK(mkdtemp(d) != NULL);
+    size_t n = 10;
+    float p[10] = {0};
+    moments o = moments_new(n);
+    nx_err e;
+    nx_ckpt_meta foreign = meta_at(30);
+    foreign.config_hash = 0x777;
+    uint8_t mk[10];
+    memset(mk, 1, sizeof mk);
+    CHECK(nx_ckpt_save(d, &foreign, n, p, o.m, o.v, NULL, 0, 2, &e) == NX_OK);
+    for (int s = 1; s <= 4; s++) { /* this run's with a mask, as a pruned student's: pruned all the same */
+        nx_ckpt_meta m = meta_at(s);
+        CHECK(nx_ckpt_save(d, &m, n, p, o.m, o.v, mk, 0, 2, &e) == NX_OK);
+    }
+    const char *want[] = {"step-00000003.nxck", "step-00000004.nxck", "step-00000030.nxck"};
+    const char *gone[] = {"step-00000001.nxck", "step-00000002.nxck"};
+    char path[300];
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", d, want[i]);
+        CHECKF(access(path, F_OK) == 0, "%s was deleted", want[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", d, gone[i]);
+        CHECKF(access(path, F_OK) != 0, "%s was kept", gone[i]);
+    }
+    snprintf(path, sizeof path, "rm -rf %s", d);
+    CHECK(system(path) == 0);
+    moments_free(&o);
+}

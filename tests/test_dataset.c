@@ -236,3 +236,149 @@ TEST(tokenize_jsonl_text_gzip) {
     nx_tokenizer_free(t);
     rmdir_all();
 }
+
+/* Issue 15, item 6: a gzip stream that ends early (the 10-byte header only,
+ * or cut in the middle) is an error naming the file and the byte offset,
+ * also with skip_bad_lines — never a clean end of file. */
+TEST(truncated_gzip_is_an_error_with_offset) {
+    mk();
+    nx_tokenizer *t;
+    nx_err err;
+    CHECK(nx_tokenizer_load(&t, "tests/fixtures/tok-bytelevel", &err) == NX_OK);
+    char gz[128], txt[128];
+    snprintf(gz, sizeof gz, "%s/c.jsonl.gz", dir);
+    snprintf(txt, sizeof txt, "%s/c.txt.gz", dir);
+    const char *paths[2][1] = {{gz}, {txt}};
+    for (int kind = 0; kind < 2; kind++) {
+        gzFile g = gzopen(paths[kind][0], "wb");
+        nx_rng r;
+        nx_rng_seed(&r, 5);
+        for (int d = 0; d < 520; d++) {
+            gzprintf(g, "{\"text\": \"doc %d", d);
+            for (int w = 0; w < 20; w++) gzprintf(g, " w%llu", (unsigned long long)nx_rng_below(&r, 100000));
+            gzprintf(g, "\"}\n");
+        }
+        gzclose(g);
+        FILE *f = fopen(paths[kind][0], "rb");
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fclose(f);
+        long cuts[2] = {10, size / 2};
+        for (int c = 0; c < 2; c++) {
+            CHECK(truncate(paths[kind][0], cuts[c]) == 0);
+            for (int skip = 0; skip < 2; skip++) {
+                nx_docs_opts o = {.eos_id = 265, .skip_bad_lines = skip};
+                nx_token_stream s = {0};
+                nx_docs_stats st = {0};
+                int rc = nx_dataset_tokenize(t, paths[kind], 1, &o, &s, &st, &err);
+                CHECKF(rc == NX_ERR && strstr(err.msg, paths[kind][0]) && strstr(err.msg, "truncated") &&
+                       strstr(err.msg, "byte"),
+                       "%s cut at %ld (skip %d): %s (%zu documents read)", paths[kind][0], cuts[c], skip,
+                       rc ? err.msg : "no error", st.docs);
+                nx_token_stream_free(&s);
+            }
+        }
+    }
+    nx_tokenizer_free(t);
+    rmdir_all();
+}
+
+/* Issue 15, item 7: each JSONL line is parsed strictly — trailing garbage,
+ * a raw NUL byte, a \u0000 escape in the text and a repeated text field
+ * are errors at file:line (skipped and counted with skip_bad_lines), and a
+ * bad line never swallows the next one. */
+TEST(jsonl_lines_are_parsed_strictly) {
+    mk();
+    nx_tokenizer *t;
+    nx_err err;
+    CHECK(nx_tokenizer_load(&t, "tests/fixtures/tok-bytelevel", &err) == NX_OK);
+    char p[128];
+    snprintf(p, sizeof p, "%s/s.jsonl", dir);
+    const char *paths[] = {p};
+    static const struct { const char *text; size_t len; const char *needle; } cases[] = {
+        {"{\"text\": \"hello\"}\n{\"text\": \"hello\"} GARBAGE\n{\"text\": \"lll\"}\n", 0, "not valid JSON"},
+        {"{\"text\": \"hello\"}\n{\"text\": \"a\0b\"}\n{\"text\": \"lll\"}\n", 50, "NUL"},
+        {"{\"text\": \"hello\"}\n{\"text\": \"a\\u0000b\"}\n{\"text\": \"lll\"}\n", 0, "\\u0000"},
+        {"{\"text\": \"hello\"}\n{\"text\": \"a\", \"text\": \"b\"}\n{\"text\": \"lll\"}\n", 0, "more than once"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].text);
+        write_file(p, cases[i].text, len);
+        nx_docs_opts o = {.eos_id = 265};
+        nx_token_stream s = {0};
+        nx_docs_stats st = {0};
+        int rc = nx_dataset_tokenize(t, paths, 1, &o, &s, &st, &err);
+        CHECKF(rc == NX_ERR && strstr(err.msg, "s.jsonl:2:") && strstr(err.msg, cases[i].needle), "case %zu: %s",
+               i, rc ? err.msg : "no error");
+        nx_token_stream_free(&s);
+        o.skip_bad_lines = true;
+        rc = nx_dataset_tokenize(t, paths, 1, &o, &s, &st, &err);
+        /* "hello" and "lll": 261 EOS 259 108 EOS */
+        const int32_t want[] = {261, 265, 259, 108, 265};
+        CHECKF(rc == NX_OK && st.bad_lines == 1 && st.docs == 2, "case %zu skipped: rc %d, %zu bad, %zu docs", i,
+               rc, st.bad_lines, st.docs);
+        if (rc == NX_OK) expect_stream(&s, want, 5);
+        nx_token_stream_free(&s);
+    }
+    nx_tokenizer_free(t);
+    rmdir_all();
+}
+
+/* Issue 15, item 8: shard sets are written and read as a whole. */
+TEST(shard_set_written_and_read_as_a_whole) {
+    mk();
+    nx_err e;
+    int32_t a[40], b[50];
+    for (int i = 0; i < 40; i++) a[i] = i % 7;
+    for (int i = 0; i < 50; i++) b[i] = (i * 3) % 11;
+    nx_shard_part pa[2] = {{"train.bin", a, 30, 3}, {"val.bin", a + 30, 10, 1}};
+    nx_shard_part pb[2] = {{"train.bin", b, 40, 4}, {"val.bin", b + 40, 10, 2}};
+    CHECK(nx_shard_set_write(dir, pa, 2, 100, 6, 0x1234, &e) == NX_OK);
+    nx_shard s;
+    CHECK(nx_shard_set_open(&s, dir, "val.bin", &e) == NX_OK && s.info.n_tokens == 10);
+    nx_shard_close(&s);
+    char p[256], q[256], cmd[600];
+    snprintf(p, sizeof p, "%s/val.bin", dir);
+    snprintf(q, sizeof q, "%s/val-a.bin", dir);
+    snprintf(cmd, sizeof cmd, "cp %s %s", p, q);
+    CHECK(system(cmd) == 0);
+    /* a second set without validation: val.bin goes */
+    CHECK(nx_shard_set_write(dir, pa, 1, 100, 6, 0x1234, &e) == NX_OK);
+    CHECK(access(p, F_OK) != 0);
+    CHECK(nx_shard_set_open(&s, dir, "val.bin", &e) == NX_ERR && strstr(e.msg, "without a validation split"));
+    CHECK(nx_shard_set_open(&s, dir, "train.bin", &e) == NX_OK);
+    nx_shard_close(&s);
+    /* another set's val.bin copied in: refused */
+    CHECK(nx_shard_set_write(dir, pb, 2, 100, 6, 0x1234, &e) == NX_OK);
+    snprintf(cmd, sizeof cmd, "cp %s %s", q, p);
+    CHECK(system(cmd) == 0);
+    CHECKF(nx_shard_set_open(&s, dir, "val.bin", &e) == NX_ERR && strstr(e.msg, "does not belong"), "%s", e.msg);
+    /* no manifest (an interrupted write): refused */
+    snprintf(p, sizeof p, "%s/" NX_SHARD_MANIFEST, dir);
+    CHECK(unlink(p) == 0);
+    CHECK(nx_shard_set_open(&s, dir, "train.bin", &e) == NX_ERR && strstr(e.msg, "no manifest.json"));
+    rmdir_all();
+}
+
+/* Issue 15, item 11: an empty text is a document of no tokens (just the
+ * EOS), also as the very first one (UBSan: no memcpy into a NULL stream). */
+TEST(empty_text_is_an_empty_document) {
+    mk();
+    nx_tokenizer *t;
+    nx_err err;
+    CHECK(nx_tokenizer_load(&t, "tests/fixtures/tok-bytelevel", &err) == NX_OK);
+    char p[128];
+    snprintf(p, sizeof p, "%s/e.jsonl", dir);
+    const char *jl = "{\"text\": \"\"}\n{\"text\": \"lll\"}\n{\"text\": \"\"}\n";
+    write_file(p, jl, strlen(jl));
+    const char *paths[] = {p};
+    nx_docs_opts o = {.eos_id = -1};
+    nx_token_stream s = {0};
+    CHECKF(nx_dataset_tokenize(t, paths, 1, &o, &s, NULL, &err) == NX_OK, "%s", err.msg);
+    const int32_t want[] = {259, 108};
+    expect_stream(&s, want, 2);
+    CHECK(s.n_docs == 3 && s.doc_end[0] == 0 && s.doc_end[2] == 2);
+    nx_token_stream_free(&s);
+    nx_tokenizer_free(t);
+    rmdir_all();
+}

@@ -12,7 +12,7 @@
 static bool holds(const char *path, const char *want) {
     size_t n;
     nx_err e;
-    char *got = nx_read_file(path, 0, &n, &e);
+    char *got = nx_read_file(path, 1 << 20, &n, &e);
     bool same = got && n == strlen(want) && memcmp(got, want, n) == 0;
     free(got);
     return same;
@@ -28,22 +28,30 @@ TEST(read_file_and_stream) {
     size_t lens[2] = {6, 5};
     CHECKF(nx_write_atomic(p, parts, lens, 2, &e) == NX_OK, "%s", e.msg);
     size_t n = 99;
-    char *s = nx_read_file(p, 0, &n, &e);
+    char *s = nx_read_file(p, 1 << 20, &n, &e);
     CHECK(s && n == 11 && !strcmp(s, "hello world"));
     free(s);
     s = nx_read_file(p, 11, NULL, &e); /* exactly at the limit; len may be NULL */
     CHECK(s && !strcmp(s, "hello world"));
     free(s);
     CHECK(nx_read_file(p, 10, &n, &e) == NULL && strstr(e.msg, p) && strstr(e.msg, "larger than 10"));
-    CHECK(nx_read_file(nxt_tpath("none"), 0, &n, &e) == NULL && strstr(e.msg, "none: cannot open"));
+    CHECK(nx_read_file(nxt_tpath("none"), 1 << 20, &n, &e) == NULL && strstr(e.msg, "none: cannot open"));
     /* a stream larger than the first 64 KiB buffer */
     FILE *f = tmpfile();
     for (int i = 0; i < 100000; i++) fputc('a' + i % 26, f);
     rewind(f);
-    s = nx_read_stream(f, "-", 0, &n, &e);
+    s = nx_read_stream(f, "-", 1 << 20, &n, &e);
     CHECK(s && n == 100000 && s[99999] == 'a' + 99999 % 26 && s[n] == 0);
     free(s);
+    rewind(f);
+    CHECK(nx_read_stream(f, "-", 99999, &n, &e) == NULL && strstr(e.msg, "larger than 99999"));
     fclose(f);
+    /* not a file: a directory, a FIFO (never waited on), a device */
+    CHECK(nx_read_file(nxt_tmpdir(), 1 << 20, &n, &e) == NULL && strstr(e.msg, "is a directory"));
+    const char *fifo = nxt_tpath("fifo");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(nx_read_file(fifo, 1 << 20, &n, &e) == NULL && strstr(e.msg, "not a regular file (a FIFO)"));
+    CHECK(nx_read_file("/dev/zero", 1 << 20, &n, &e) == NULL && strstr(e.msg, "not a regular file (a device)"));
     nxt_tmp_remove();
 }
 

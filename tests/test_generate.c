@@ -16,10 +16,12 @@ TEST(matvec_matches_reference_on_odd_shapes_every_type) {
     nx_rng_seed(&r, 3);
     int shapes[][3] = {{1, 1, 1}, {1, 7, 5}, {1, 13, 37}, {1, 64, 384}, {1, 1031, 96}, {2, 5, 9},
                        {3, 17, 40}, {8, 33, 129}, {5, 1, 8}, {16, 260, 72}};
-    nx_dtype types[3] = {NX_F32, NX_BF16, NX_F16};
-    for (int k = 0; k < 3; k++)
+    nx_dtype types[8] = {NX_F32, NX_BF16, NX_F16, NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    for (int k = 0; k < 8; k++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int N = shapes[s][0], OC = shapes[s][1], IC = shapes[s][2];
+            int blk = nx_type(types[k])->block; /* block types: rows of whole blocks */
+            IC = (IC + blk - 1) / blk * blk;
             float *W = malloc(sizeof(float) * OC * IC), *X = malloc(sizeof(float) * N * IC);
             float *b = malloc(sizeof(float) * OC), *Y = malloc(sizeof(float) * N * OC);
             float *R = malloc(sizeof(float) * N * OC);
@@ -65,9 +67,30 @@ static void random_model(nx_model *m, nx_model_config cfg, uint64_t seed) {
  * step's logits against a full forward of the sequences. The last chunk of
  * each prompt but the first goes into the same batch as the decode rows
  * of the others (continuous batching). Returns the worst relative error. */
+static nx_dtype KV_WTYPE = NX_F32; /* the matrices' type in kv_vs_full */
+
 static double kv_vs_full(nx_model_config cfg, int B, const int *plen, int T, int P, uint64_t seed) {
     nx_model m;
     random_model(&m, cfg, seed);
+    if (KV_WTYPE != NX_F32) { /* the same model with its matrices quantized */
+        nx_model q;
+        int ng = nx_model_ngroups(&cfg);
+        nx_group_type gt[64];
+        for (int g = 0; g < ng; g++) { /* Q4_K where rows hold super-blocks (down), else IQ4_NL, as q4_k_m */
+            int rows, cols;
+            nx_model_group_shape(&cfg, g, &rows, &cols);
+            gt[g] = (nx_group_type){KV_WTYPE != NX_Q4_K ? KV_WTYPE : cols % 256 ? NX_IQ4_NL : NX_Q4_K, NX_ACT_BLOCK, 0};
+        }
+        NX_ASSERT(nx_model_init_typed(&q, &cfg, gt, nx_backend_cpu(), NULL) == NX_OK);
+        float *buf = malloc(sizeof(float) * m.nparams);
+        for (int i = 0; i < m.ntab; i++) {
+            nx_model_get(&m, i, buf);
+            nx_model_set(&q, i, buf, NX_F32);
+        }
+        free(buf);
+        nx_model_free(&m);
+        m = q;
+    }
     nx_rng r;
     nx_rng_seed(&r, seed + 100);
     int32_t *ids = malloc(sizeof(int32_t) * B * T);
@@ -126,6 +149,29 @@ TEST(kv_decode_matches_full_forward_gqa) {
     int plen[1] = {5};
     double e = kv_vs_full(base(), 1, plen, 20, 2, 1);
     CHECKF(e < 1e-4, "worst relative error %.3g", e);
+}
+
+/* Block-typed matrices: prefill rows (the int8 GEMM) and decode rows (the
+ * int8 matrix-vector tiles) quantize each input row the same way and sum
+ * in the same order, so the cache gives what the full forward gives up
+ * to attention's own float order, which can move an input across a
+ * rounding boundary of its 8-bit quantization; these random models
+ * (weights of std 0.3) amplify such a step to about 1e-2, where a broken
+ * path is off by O(1). The
+ * Q4_K model is q4_k_m's mix: Q4_K for the rows of 256 (down), IQ4_NL
+ * elsewhere. */
+TEST(kv_decode_matches_full_forward_quantized) {
+    nx_model_config c = base();
+    c.C = 64, c.NH = 4, c.KVH = 2, c.HS = 16, c.F = 256;
+    nx_dtype types[5] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    for (int k = 0; k < 5; k++) {
+        KV_WTYPE = types[k];
+        int plen[2] = {11, 3};
+        double e = kv_vs_full(c, 2, plen, 24, 5, 7 + k);
+        printf("%s: worst relative error %.3g\n", nx_dtype_name(types[k]), e);
+        CHECKF(e < 2e-2, "%s: worst relative error %.3g", nx_dtype_name(types[k]), e);
+    }
+    KV_WTYPE = NX_F32;
 }
 
 TEST(kv_decode_matches_full_forward_mqa_bias_tied) {

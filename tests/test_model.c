@@ -228,3 +228,45 @@ TEST(bf16_held_model_equals_its_f32_widening) {
     nx_model_free(&f);
     nx_model_free(&h);
 }
+
+/* Issue 15, item 11: a shape whose sizes overflow (65536 heads × head_dim
+ * 65536: q_proj has 2^32 rows; a vocabulary × width past 2^62 bytes) is
+ * refused by the config check, before anything multiplies in int or
+ * size_t; a large but countable shape passes. */
+TEST(shapes_whose_sizes_overflow_are_refused) {
+    nx_err e;
+    nx_model_config c = base();
+    c.NH = 65536, c.KVH = 1, c.HS = 65536;
+    CHECKF(nx_model_config_check(&c, &e) == NX_ERR && strstr(e.msg, "too large"), "%s", e.msg);
+    c = base();
+    c.V = 2147483647, c.C = 2147483646, c.HS = 2;
+    CHECKF(nx_model_config_check(&c, &e) == NX_ERR && strstr(e.msg, "too large"), "%s", e.msg);
+    c = base();
+    c.L = 4096, c.C = 1 << 20, c.F = 1 << 22;
+    CHECKF(nx_model_config_check(&c, &e) == NX_ERR && strstr(e.msg, "too large"), "%s", e.msg);
+    /* 441000 tiny layers (fuzz_config_json; 2^31 - 1 of them count below 2^46 too, but their
+     * parameter table alone would take terabytes) */
+    c = base();
+    c.L = 441000;
+    CHECKF(nx_model_config_check(&c, &e) == NX_ERR && strstr(e.msg, "more than nexus holds"), "%s", e.msg);
+    c = base();
+    c.V = 152064, c.C = 8192, c.L = 80, c.NH = 64, c.KVH = 8, c.HS = 128, c.F = 29568; /* a 72 B model */
+    CHECKF(nx_model_config_check(&c, &e) == NX_OK, "%s", e.msg);
+    CHECK(nx_model_count(&c) > 70000000000ull);
+}
+
+/* Issue 15, item 11: activations of an extreme batch (2^20 rows of 2^20
+ * positions, as a run config may ask) are not counted in int: the size is
+ * SIZE_MAX ("cannot be held"), and nx_acts_init refuses it. */
+TEST(acts_of_an_extreme_batch_are_not_counted_in_int) {
+    nx_model_config c = base();
+    c.max_pos = 1 << 21;
+    CHECK(nx_acts_bytes(&c, 1 << 20, (1 << 20) - 1, NX_ACTS_TRAIN) == SIZE_MAX);
+    nx_model m;
+    nx_err e;
+    CHECK(nx_model_init(&m, &c, &e) == NX_OK);
+    nx_acts a;
+    CHECKF(nx_acts_init(&a, &m, 1 << 20, (1 << 20) - 1, NX_ACTS_INFER, &e) == NX_ERR && strstr(e.msg, "too large"),
+           "%s", e.msg);
+    nx_model_free(&m);
+}

@@ -16,11 +16,14 @@
  *     a Minitron-pruned student has the target shape;
  *   - bad input is caught before the first step with a clear message. */
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "nexus/checkpoint.h"
+#include "nexus/fsutil.h"
 #include "nexus/hf.h"
 #include "nexus/prune.h"
 #include "nexus/run.h"
@@ -155,20 +158,23 @@ static int count_lines(const char *dir) {
     return n;
 }
 
-static pid_t spawn(const char *yaml, const char *out, bool resume) {
+/* nexus distill ROOT/yaml into out (--resume), its stderr to log (NULL: /dev/null). */
+static pid_t spawn_log(const char *yaml, const char *out, bool resume, const char *log) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         char cfg[256], set[300];
         snprintf(cfg, sizeof cfg, "%s/%s", root, yaml);
         snprintf(set, sizeof set, "output.dir=%s", out);
-        freopen("/dev/null", "w", stderr);
+        freopen(log ? log : "/dev/null", "w", stderr);
         freopen("/dev/null", "w", stdout);
         execl(nexus_bin(), nexus_bin(), "distill", cfg, "--set", set, resume ? "--resume" : NULL, (char *)NULL);
         _exit(127);
     }
     return pid;
 }
+
+static pid_t spawn(const char *yaml, const char *out, bool resume) { return spawn_log(yaml, out, resume, NULL); }
 
 static int wait_rc(pid_t pid) {
     int st;
@@ -362,6 +368,19 @@ TEST(bad_input_is_reported_before_training) {
     CHECK(system(cmd) == 0);
     snprintf(set, sizeof set, "data.train=%s", p);
     expect_error(set, "data.validation=null", "different tokenizer");
+    /* the message shows the shard's fingerprint, not a closed shard's zeros (issue 15, item 13) */
+    expect_error(set, "data.validation=null", "tokenizer than the teacher's (fingerprint ");
+    {
+        char cfg[256];
+        snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+        const char *sets[] = {"optimizer.steps=20", "eval.every=0", set, "data.validation=null"};
+        nx_run_config rc;
+        nx_err e = {{0}};
+        nx_run_opts o = {.distill = true};
+        nx_run_summary s;
+        CHECK(nx_run_config_load(&rc, cfg, sets, 4, &e) == NX_OK && nx_run(&rc, &o, &s, &e) == NX_ERR);
+        CHECKF(!strstr(e.msg, "fingerprint 0000000000000000"), "%s", e.msg);
+    }
     /* a teacher directory without tokenizer.json */
     snprintf(cmd, sizeof cmd, "mkdir -p %s/notok && cp %s/teacher/config.json %s/teacher/model.safetensors %s/notok/",
              root, root, root, root);
@@ -379,6 +398,347 @@ TEST(bad_input_is_reported_before_training) {
                  "keeps the teacher's shape");
     snprintf(set, sizeof set, "student.init={kind: load, path: %s/nowhere}", root);
     expect_error(set, "student.from_teacher=false", "nowhere");
+}
+
+/* Issue 15, item 1: no output path may overlap an input (equal, inside or
+ * containing), and nothing is written before that is checked. */
+TEST(output_overlapping_an_input_is_refused) {
+    if (!root[0]) make_fixture();
+    char cmd[1200], set[400], set2[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/t2 && cp -r %s/teacher %s/t2 && cp %s/data.jsonl %s/d2.jsonl && "
+             "ln -sfn t2 %s/link", root, root, root, root, root, root);
+    CHECK(system(cmd) == 0);
+    snprintf(set, sizeof set, "teacher.path=%s/t2", root);
+    const char *outs[][2] = {
+        {"output.dir=%s/t2", "teacher.path"},          /* equal */
+        {"output.dir=%s/t2/student", "teacher.path"},  /* inside */
+        {"output.dir=%s", "teacher.path"},             /* containing */
+        {"checkpoint.dir=%s/t2", "teacher.path"},
+        {"log.metrics_file=%s/d2.jsonl", "data.train"},
+        {"output.dir=%s/link/../t2/x", "teacher.path"}, /* through a symbolic link */
+        {"output.dir=%s/link", "teacher.path"},
+    };
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        char o[400];
+        snprintf(o, sizeof o, outs[i][0], root);
+        snprintf(set2, sizeof set2, "data.train=%s/d2.jsonl", root);
+        char cfg[256];
+        snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+        const char *sets[7] = {"optimizer.steps=12", "eval.every=0", set, set2, o, "checkpoint.every=0",
+                               "output.dir=/tmp/nx-overlap-unused"};
+        int n = strncmp(o, "output.dir", 10) ? 7 : 6;
+        nx_run_config rc;
+        nx_err e = {{0}};
+        int r = nx_run_config_load(&rc, cfg, sets, n, &e);
+        if (r == NX_OK) {
+            nx_run_opts op = {.distill = true};
+            nx_run_summary s;
+            r = nx_run(&rc, &op, &s, &e);
+        }
+        CHECKF(r == NX_ERR && strstr(e.msg, "overlaps") && strstr(e.msg, outs[i][1]), "%s: got %s", o,
+               r == NX_ERR ? e.msg : "success");
+    }
+    /* the inputs are untouched */
+    snprintf(cmd, sizeof cmd, "cmp -s %s/teacher/model.safetensors %s/t2/model.safetensors && "
+                              "cmp -s %s/teacher/config.json %s/t2/config.json && cmp -s %s/data.jsonl %s/d2.jsonl && "
+                              "test ! -e %s/t2/student && test ! -e %s/t2/metrics.jsonl && test ! -e %s/t2/checkpoints",
+             root, root, root, root, root, root, root, root, root);
+    CHECKF(system(cmd) == 0, "an input was written to");
+    system("rm -rf /tmp/nx-overlap-unused");
+}
+
+/* Issue 15, item 2: a new run into a directory that holds another run is
+ * refused (its checkpoints and metrics untouched) unless --resume or
+ * --overwrite. */
+TEST(new_run_into_another_runs_directory_is_refused) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[300], ck[300];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(out, sizeof out, "output.dir=%s/occupied", root);
+    snprintf(ck, sizeof ck, "%s/occupied/checkpoints/step-00000012.nxck", root);
+    const char *a[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", "seed=11", out};
+    const char *b[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", "seed=99", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_summary s;
+    nx_run_opts op = {.distill = true};
+    CHECK(nx_run_config_load(&rc, cfg, a, 5, &e) == NX_OK && nx_run(&rc, &op, &s, &e) == NX_OK);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/occupied", root);
+    int lines = count_lines(dir);
+    CHECK(lines == 12 && access(ck, F_OK) == 0);
+    /* another config, no --resume: refused, nothing touched */
+    CHECK(nx_run_config_load(&rc, cfg, b, 5, &e) == NX_OK);
+    int r = nx_run(&rc, &op, &s, &e);
+    CHECKF(r == NX_ERR && strstr(e.msg, "--resume") && strstr(e.msg, "--overwrite"), "got %s",
+           r == NX_ERR ? e.msg : "success");
+    CHECK(count_lines(dir) == lines && access(ck, F_OK) == 0);
+    /* the same config again, no --resume: refused as well */
+    CHECK(nx_run_config_load(&rc, cfg, a, 5, &e) == NX_OK);
+    CHECK(nx_run(&rc, &op, &s, &e) == NX_ERR && strstr(e.msg, "--overwrite"));
+    /* --overwrite that fails while loading leaves the earlier run as it was */
+    char bad[400];
+    snprintf(bad, sizeof bad, "data.train=%s/missing.jsonl", root);
+    const char *c[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", "seed=99", out, bad};
+    nx_run_opts ow = {.distill = true, .overwrite = true};
+    CHECK(nx_run_config_load(&rc, cfg, c, 6, &e) == NX_OK && nx_run(&rc, &ow, &s, &e) == NX_ERR);
+    CHECK(count_lines(dir) == lines && access(ck, F_OK) == 0);
+    /* --overwrite replaces it: the new run's checkpoints only, and they resume */
+    CHECK(nx_run_config_load(&rc, cfg, b, 5, &e) == NX_OK && nx_run(&rc, &ow, &s, &e) == NX_OK);
+    CHECK(count_lines(dir) == 12);
+    const char *b16[] = {"optimizer.steps=16", "eval.every=0", "checkpoint.every=4", "seed=99", out};
+    nx_run_opts re = {.distill = true, .resume = true};
+    CHECKF(nx_run_config_load(&rc, cfg, b16, 5, &e) == NX_OK && nx_run(&rc, &re, &s, &e) == NX_OK, "%s", e.msg);
+    CHECK(count_lines(dir) == 16);
+}
+
+/* Issue 15, item 3: a second run into a directory in use is refused at
+ * once, naming the process that holds it. */
+TEST(second_run_into_a_busy_directory_is_refused) {
+    if (!root[0]) make_fixture();
+    char out[200], log[256];
+    snprintf(out, sizeof out, "%s/busy", root);
+    snprintf(log, sizeof log, "%s/busy.log", root);
+    pid_t a = spawn("run.yaml", out, false);
+    double t0 = nx_now();
+    while (count_lines(out) < 3 && nx_now() - t0 < 60) usleep(2000);
+    pid_t b = spawn_log("run.yaml", out, true, log);
+    int rb = -1;
+    for (t0 = nx_now(); nx_now() - t0 < 20;) {
+        int st;
+        if (waitpid(b, &st, WNOHANG) == b) {
+            rb = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        usleep(10000);
+    }
+    if (rb < 0) kill(b, SIGKILL), wait_rc(b);
+    kill(a, SIGKILL);
+    wait_rc(a);
+    char *msg = nx_read_file(log, 1u << 30, NULL, NULL), pid[32];
+    snprintf(pid, sizeof pid, "pid %d", (int)a);
+    CHECKF(rb == 1 && msg && strstr(msg, "in use") && strstr(msg, pid), "second run: exit %d, said: %s", rb,
+           msg ? msg : "(nothing)");
+    free(msg);
+}
+
+/* Issue 15, item 4: what would fail late (the evaluation windows, the
+ * teacher's context, room for the checkpoints) fails before the first
+ * step, and leaves nothing behind. */
+static void expect_early(const char *name, const char *set1, const char *set2, const char *needle) {
+    char cfg[256], out[400], dir[300];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    snprintf(out, sizeof out, "output.dir=%s", dir);
+    const char *sets[5] = {"optimizer.steps=20", "checkpoint.every=0", out, set1, set2};
+    int n = 3 + (set1 != NULL) + (set2 != NULL);
+    nx_run_config rc;
+    nx_err e = {{0}};
+    int r = nx_run_config_load(&rc, cfg, sets, n, &e);
+    if (r == NX_OK) {
+        nx_run_opts o = {.distill = true};
+        nx_run_summary s;
+        r = nx_run(&rc, &o, &s, &e);
+    }
+    CHECKF(r == NX_ERR && strstr(e.msg, needle), "%s: expected an error containing \"%s\", got: %s", name, needle,
+           r == NX_ERR ? e.msg : "success");
+    CHECKF(count_lines(dir) == 0, "%s: %d steps ran before the error", name, count_lines(dir));
+}
+
+TEST(late_failures_are_caught_before_the_first_step) {
+    if (!root[0]) make_fixture();
+    /* evaluation windows are seq_len tokens: 65 > max_position_embeddings 64 */
+    expect_early("late-seq", "data.seq_len=65", NULL, "max_position_embeddings");
+    /* a student with a longer context than the teacher's: the teacher cannot run the windows */
+    expect_early("late-tctx", "student.max_position_embeddings=128", "data.seq_len=100", "teacher");
+    /* no room for a checkpoint */
+    char mnt[300], cmd[400];
+    snprintf(mnt, sizeof mnt, "%s/small", root);
+    mkdir(mnt, 0755);
+    snprintf(cmd, sizeof cmd, "mount -t tmpfs -o size=256k tmpfs %s 2>/dev/null", mnt);
+    if (geteuid() != 0 || system(cmd) != 0) SKIP("cannot mount a 256 KiB tmpfs here (needs root)");
+    expect_early("small/out", NULL, NULL, "free");
+    snprintf(cmd, sizeof cmd, "umount %s", mnt);
+    CHECK(system(cmd) == 0);
+}
+
+/* Issue 15, item 5: a run that does not fit in memory is refused before
+ * anything heavy is loaded, with the plan, the memory available and the
+ * knobs (here the memory is a data rlimit of 400 MB; the student needs
+ * about 540 MB for weights, gradients and AdamW alone). */
+TEST(run_that_does_not_fit_in_memory_is_refused_at_once) {
+#ifdef __SANITIZE_ADDRESS__
+    SKIP("ASan's shadow memory cannot be mapped under the 400 MB RLIMIT_DATA this test sets");
+#endif
+    if (!root[0]) make_fixture();
+    int fd[2];
+    CHECK(pipe(fd) == 0);
+    double t0 = nx_now();
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit lim = {400u << 20, 400u << 20};
+        setrlimit(RLIMIT_DATA, &lim);
+        char cfg[256], out[300];
+        snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+        snprintf(out, sizeof out, "output.dir=%s/big", root);
+        const char *sets[] = {"student={hidden_size: 512, num_layers: 8, num_heads: 8, intermediate_size: 2048, "
+                              "max_position_embeddings: 64, init: random}", "loss.hidden=null", out};
+        nx_run_config rc;
+        nx_err e = {{0}};
+        int r = nx_run_config_load(&rc, cfg, sets, 3, &e);
+        if (r == NX_OK) {
+            nx_run_opts o = {.distill = true};
+            nx_run_summary s;
+            r = nx_run(&rc, &o, &s, &e);
+        }
+        if (r == NX_OK) snprintf(e.msg, sizeof e.msg, "success");
+        write(fd[1], e.msg, strlen(e.msg) + 1);
+        _exit(0);
+    }
+    close(fd[1]);
+    char msg[1100] = "";
+    ssize_t k = read(fd[0], msg, sizeof msg - 1);
+    msg[k > 0 ? k : 0] = 0;
+    close(fd[0]);
+    wait_rc(pid);
+    double dt = nx_now() - t0;
+    CHECKF(strstr(msg, "the run needs") && strstr(msg, "available") && strstr(msg, "ulimit -d") &&
+           strstr(msg, "data.batch_size 1 with data.grad_accum 4") && strstr(msg, "data.seq_len 4"),
+           "got: %s", msg);
+    CHECKF(dt < 2, "took %.1f s", dt);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/big", root);
+    CHECK(access(dir, F_OK) != 0); /* nothing created */
+}
+
+/* Issue 15, item 9: every field read from a checkpoint is checked against
+ * the run, not only the CRC: a crafted loader position (2^64 - 10, CRC
+ * recomputed) is refused with a message, not read out of bounds. */
+static void craft(const char *path, size_t at, const void *val, size_t n) {
+    FILE *f = fopen(path, "r+b");
+    NX_ASSERT(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    unsigned char *b = malloc(size);
+    fseek(f, 0, SEEK_SET);
+    NX_ASSERT(fread(b, 1, size, f) == (size_t)size);
+    memcpy(b + at, val, n);
+    uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), b + 16, (uInt)(size - 20));
+    memcpy(b + size - 4, &crc, 4);
+    fseek(f, 0, SEEK_SET);
+    fwrite(b, 1, size, f);
+    fclose(f);
+    free(b);
+}
+
+TEST(crafted_checkpoint_fields_are_refused) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[400], ck[400], log[300], dir[200];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(dir, sizeof dir, "%s/crafted", root);
+    snprintf(out, sizeof out, "output.dir=%s", dir);
+    snprintf(ck, sizeof ck, "%s/checkpoints/step-00000012.nxck", dir);
+    snprintf(log, sizeof log, "%s/crafted.log", root);
+    const char *sets[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", "checkpoint.keep=0",
+                          "data.order=sequential", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_summary s;
+    nx_run_opts op = {.distill = true};
+    CHECKF(nx_run_config_load(&rc, cfg, sets, 6, &e) == NX_OK && nx_run(&rc, &op, &s, &e) == NX_OK, "%s", e.msg);
+    char keep[1500];
+    snprintf(keep, sizeof keep, "cp %s %s.orig", ck, ck);
+    CHECK(system(keep) == 0);
+    /* header: magic 8 | version 4 | length 4 | config hash 8 | step 8 | tokens 8 | rng 32 | data-state length 4,
+     * pad 4 | data state (the loader's: pos 8, epoch 8, rng 32) */
+    const size_t H = 16, STEP = H + 8, TOKENS = H + 16, POS = H + 64;
+    uint64_t pos = UINT64_MAX - 9;
+    int64_t neg = -5, big = 1000;
+    struct { size_t at; const void *v; const char *needle; } cases[] = {
+        {POS, &pos, "position"}, {STEP, &neg, "step"}, {TOKENS, &big, "tokens"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(keep, sizeof keep, "rm -f %s/checkpoints/step-*.nxck && cp %s.orig %s", dir, ck, ck);
+        CHECK(system(keep) == 0);
+        craft(ck, cases[i].at, cases[i].v, 8);
+        /* resumed in its own process: a bad read must not take the test down */
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            freopen(log, "w", stderr);
+            freopen("/dev/null", "w", stdout);
+            execl(nexus_bin(), nexus_bin(), "distill", cfg, "--resume", "--set", "optimizer.steps=16", "--set",
+                  "eval.every=0", "--set", "checkpoint.every=4", "--set", "checkpoint.keep=0", "--set",
+                  "data.order=sequential", "--set", out, (char *)NULL);
+            _exit(127);
+        }
+        int r = wait_rc(pid);
+        char *msg = nx_read_file(log, 1u << 30, NULL, NULL);
+        CHECKF(r == 1 && msg && strstr(msg, "step-00000012.nxck") && strstr(msg, cases[i].needle),
+               "case %zu: exit %d, said: %s", i, r, msg ? msg : "");
+        free(msg);
+    }
+}
+
+/* Issue 15, item 13: `nexus train` (no teacher, no logits to distill) may
+ * give the student a larger vocabulary than the teacher's tokenizer needs,
+ * whatever loss.alpha says; distilling still may not. */
+TEST(train_takes_a_larger_student_vocabulary) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[300];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(out, sizeof out, "output.dir=%s/trainvocab", root);
+    const char *sets[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=0", "student.vocab_size=300",
+                          "student.init=random", "loss.alpha=0.5", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_opts o = {.distill = false};
+    nx_run_summary s;
+    CHECKF(nx_run_config_load(&rc, cfg, sets, 7, &e) == NX_OK && nx_run(&rc, &o, &s, &e) == NX_OK, "%s", e.msg);
+}
+
+/* A kill -9 during a checkpoint (or the student's) write leaves its
+ * temporary file behind, as large as a checkpoint: the next run into the
+ * directory (which holds its lock) removes what nexus itself writes there. */
+TEST(stale_temporary_files_are_removed_on_resume) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[300], dir[200], cmd[1200];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(dir, sizeof dir, "%s/stale", root);
+    snprintf(out, sizeof out, "output.dir=%s", dir);
+    const char *sets[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=4", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_summary s;
+    nx_run_opts op = {.distill = true};
+    CHECK(nx_run_config_load(&rc, cfg, sets, 4, &e) == NX_OK && nx_run(&rc, &op, &s, &e) == NX_OK);
+    snprintf(cmd, sizeof cmd, "head -c 100000 /dev/zero > %s/checkpoints/step-00000099.nxck.tmp && "
+                              "touch %s/special_tokens_map.json.tmp %s/mine.tmp", dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    const char *more[] = {"optimizer.steps=16", "eval.every=0", "checkpoint.every=4", out};
+    nx_run_opts re = {.distill = true, .resume = true};
+    CHECKF(nx_run_config_load(&rc, cfg, more, 4, &e) == NX_OK && nx_run(&rc, &re, &s, &e) == NX_OK, "%s", e.msg);
+    snprintf(cmd, sizeof cmd, "test ! -e %s/checkpoints/step-00000099.nxck.tmp && test ! -e %s/special_tokens_map.json.tmp "
+                              "&& test -e %s/mine.tmp", dir, dir, dir);
+    CHECKF(system(cmd) == 0, "the stale temporary files are still there (or a file not nexus' was removed)");
+}
+
+/* A metrics line that cannot be written (a full disk; here /dev/full) stops
+ * the run with the reason, instead of leaving metrics.jsonl silently short. */
+TEST(a_metrics_write_that_fails_stops_the_run) {
+    if (!root[0]) make_fixture();
+    char cfg[256], out[300];
+    snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
+    snprintf(out, sizeof out, "output.dir=%s/devfull", root);
+    const char *sets[] = {"optimizer.steps=12", "eval.every=0", "checkpoint.every=0", "log.metrics_file=/dev/full", out};
+    nx_run_config rc;
+    nx_err e = {{0}};
+    nx_run_summary s;
+    nx_run_opts op = {.distill = true};
+    CHECK(nx_run_config_load(&rc, cfg, sets, 5, &e) == NX_OK);
+    int r = nx_run(&rc, &op, &s, &e);
+    CHECKF(r == NX_ERR && strstr(e.msg, "/dev/full") && strstr(e.msg, "No space"), "got %s", r ? e.msg : "success");
 }
 
 __attribute__((destructor)) static void cleanup(void) {

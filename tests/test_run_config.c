@@ -330,6 +330,13 @@ TEST(error_out_of_range) {
     t = with("  temperature: 2\n", "  temperature: 2\n  hidden: {weight: 1, layer_map: [[0, 1], [4, 7]]}\n");
     expect_err(t, NULL, 0, "loss.hidden.layer_map: student layer 4 out of range", NULL, NULL);
     free(t);
+    /* an integer written as a double past 2^63 (found by fuzz_run_config: UB in the cast) */
+    t = with("  steps: 150\n", "  tokens: 8.12222e+33\n");
+    expect_err(t, NULL, 0, "optimizer.tokens: must be in", NULL, NULL);
+    free(t);
+    /* issue 15, item 11: a micro-batch of more tokens than an int counts */
+    const char *big[] = {"data.batch_size=1048576", "data.seq_len=1048576"};
+    expect_err(BASE, big, 2, "data.batch_size: 1048576 rows of data.seq_len 1048576 tokens", NULL, NULL);
 }
 
 TEST(error_missing_required) {

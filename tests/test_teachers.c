@@ -29,7 +29,7 @@
 static cJSON *read_json(const char *path) {
     size_t n;
     nx_err e;
-    char *txt = nx_read_file(path, 0, &n, &e);
+    char *txt = nx_read_file(path, 1u << 30, &n, &e);
     if (!txt) return fprintf(stderr, "  %s\n", e.msg), NULL;
     cJSON *j = cJSON_ParseWithLength(txt, n);
     free(txt);

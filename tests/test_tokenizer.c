@@ -99,7 +99,7 @@ TEST(bytelevel_gpt2_regex_and_merges) {
 TEST(ignore_merges_uses_whole_word) {
     size_t len;
     nx_err rerr;
-    char *js = nx_read_file("tests/fixtures/tok-bytelevel/tokenizer.json", 0, &len, &rerr);
+    char *js = nx_read_file("tests/fixtures/tok-bytelevel/tokenizer.json", 1u << 30, &len, &rerr);
     CHECKF(js, "%s", rerr.msg);
     if (!js) return;
     cJSON *root = cJSON_ParseWithLength(js, len);
@@ -175,7 +175,7 @@ static nx_tokenizer *spm_variant(const char *model_key, cJSON *model_val, const 
                                  const char *key2, cJSON *val2) {
     size_t len;
     nx_err rerr;
-    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 0, &len, &rerr);
+    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 1u << 30, &len, &rerr);
     if (!js) { fprintf(stderr, "  %s\n", rerr.msg); return NULL; }
     cJSON *root = cJSON_ParseWithLength(js, len);
     free(js);
@@ -201,7 +201,7 @@ TEST(unk_fused_and_unfused) {
     /* fuse_unk off as well: one <unk> per character */
     size_t len;
     nx_err rerr;
-    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 0, &len, &rerr);
+    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 1u << 30, &len, &rerr);
     CHECKF(js, "%s", rerr.msg);
     if (!js) return;
     char *a = strstr(js, "\"fuse_unk\": true"), *b = strstr(js, "\"byte_fallback\": true");
@@ -262,6 +262,19 @@ TEST(invalid_utf8_is_an_error_with_offset) {
         CHECKF(strstr(err.msg, "byte offset 2"), "%s", err.msg);
         CHECK(ids == NULL && n == 0);
     }
+    nx_tokenizer_free(t);
+}
+
+/* A key given twice in model.vocab, sharing an id with another string (the
+ * fuzzer's leak: the second private key copy replaced the first in the map,
+ * which alone freed them). The later id wins, as in HF. */
+TEST(vocab_key_given_twice) {
+    const char *js = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0,\"b\":0,\"c\":1,\"c\":2},"
+                     "\"merges\":[]}}";
+    nx_tokenizer *t;
+    nx_err err;
+    CHECKF(nx_tokenizer_load_json(&t, js, strlen(js), "twice.json", &err) == NX_OK, "%s", err.msg);
+    CHECK(nx_tokenizer_token_to_id(t, "a") == 0);
     nx_tokenizer_free(t);
 }
 
@@ -339,7 +352,7 @@ TEST(concurrent_encode_matches_serial) {
 static cJSON *read_golden(const char *path) {
     size_t n;
     nx_err e;
-    char *txt = nx_read_file(path, 0, &n, &e);
+    char *txt = nx_read_file(path, 1u << 30, &n, &e);
     if (!txt) return fprintf(stderr, "  %s\n", e.msg), NULL;
     cJSON *j = cJSON_ParseWithLength(txt, n);
     free(txt);
@@ -398,4 +411,34 @@ TEST(tokenizer_styles_exact_on_unicode_texts) {
     }
     closedir(d);
     CHECK(styles >= 7);
+}
+
+/* Issue 15, item 11: a word that maps to no ids at all (BPE without an
+ * unknown token or byte fallback, a character outside the vocabulary)
+ * encodes to nothing, cleanly (UBSan: no memcpy from a NULL buffer). */
+TEST(word_with_no_ids_encodes_to_nothing) {
+    size_t len;
+    nx_err rerr;
+    char *js = nx_read_file("tests/fixtures/tok-spm/tokenizer.json", 1u << 30, &len, &rerr);
+    CHECKF(js, "%s", rerr.msg);
+    if (!js) return;
+    cJSON *root = cJSON_ParseWithLength(js, len), *model = cJSON_GetObjectItem(root, "model");
+    cJSON_ReplaceItemInObject(model, "unk_token", cJSON_CreateNull());
+    cJSON_ReplaceItemInObject(model, "byte_fallback", cJSON_CreateFalse());
+    cJSON_ReplaceItemInObject(root, "normalizer", cJSON_CreateNull());
+    cJSON_ReplaceItemInObject(root, "post_processor", cJSON_CreateNull());
+    char *j2 = cJSON_PrintUnformatted(root);
+    nx_tokenizer *t;
+    nx_err err;
+    CHECKF(nx_tokenizer_load_json(&t, j2, strlen(j2), "nounk.json", &err) == NX_OK, "%s", err.msg);
+    int32_t *ids = NULL;
+    size_t n = 99;
+    for (int k = 0; k < 2; k++) { /* the second time from the word cache */
+        CHECK(nx_tokenizer_encode(t, "\xe2\x82\xac", 3, false, &ids, &n, &err) == NX_OK && n == 0);
+        free(ids);
+    }
+    nx_tokenizer_free(t);
+    free(j2);
+    cJSON_Delete(root);
+    free(js);
 }

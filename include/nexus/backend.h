@@ -30,15 +30,24 @@
 typedef struct nx_backend nx_backend;
 typedef struct nx_ops nx_ops;
 
+/* How a kernel with 8-bit activations (block-typed weights on the CPU)
+ * scales the input rows: per block of 32 at run time (the default), one
+ * scale per row at run time (dynamic W8A8), or one scale fixed by
+ * calibration, values beyond it clipped (static W8A8). */
+typedef enum nx_act_quant { NX_ACT_BLOCK, NX_ACT_ROW, NX_ACT_STATIC } nx_act_quant;
+
 /* A weight matrix: rows × cols elements of one type, row-major (PyTorch's
  * nn.Linear layout: rows = out features), each row row_bytes long, in
- * the memory of backend be. */
+ * the memory of backend be. act/act_scale: how 8-bit kernels quantize the
+ * inputs (act_scale = the calibrated largest |x| for NX_ACT_STATIC). */
 typedef struct nx_weight {
     nx_dtype type;
     int rows, cols;
     size_t row_bytes;
     void *data;
     nx_backend *be;
+    nx_act_quant act;
+    float act_scale;
 } nx_weight;
 
 nx_weight nx_weight_view(nx_backend *be, nx_dtype type, int rows, int cols, void *data);

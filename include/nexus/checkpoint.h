@@ -39,11 +39,17 @@ typedef struct nx_ckpt_meta {
 
 /* Writes DIR/step-XXXXXXXX.nxck holding params, m and v (n floats each),
  * adam_t (AdamW updates done) and mask (n bytes, or NULL: none); then
- * deletes older ones beyond keep (keep <= 0: keep all). */
+ * deletes this run's older ones (those of meta->config_hash) beyond the
+ * newest keep (keep <= 0: keep all). Checkpoints of another config hash
+ * are never deleted. */
 int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const float *params, const float *m,
                  const float *v, const uint8_t *mask, int64_t adam_t, int keep, nx_err *err);
+/* Bytes of a checkpoint of n trained floats, with or without a mask. */
+size_t nx_ckpt_bytes(size_t n, bool mask);
 /* Path of the newest checkpoint in DIR into out; NX_ERR when none. */
 int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err);
+/* Deletes every checkpoint (step-*.nxck) in DIR, whatever run wrote it. */
+int nx_ckpt_remove_all(const char *dir, nx_err *err);
 /* Loads into meta, params, m and v (n floats each, n the count the file
  * must hold) and *adam_t; with a mask in the file, into mask (n bytes;
  * may be NULL to ignore it) and *has_mask (may be NULL) is set. Checks the

@@ -48,11 +48,13 @@ void *nx_aligned_alloc(size_t n); /* 64-byte aligned, zeroed; free with free() *
  * with the layout GGUF uses, so that export is a copy. */
 typedef enum nx_dtype {
     NX_F32, NX_F16, NX_BF16, NX_F64, NX_I8, NX_U8, NX_I16, NX_U16,
-    NX_I32, NX_U32, NX_I64, NX_U64, NX_BOOL, NX_DTYPE_COUNT
+    NX_I32, NX_U32, NX_I64, NX_U64, NX_BOOL,
+    NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0, /* block types: layouts in blocks.h */
+    NX_DTYPE_COUNT
 } nx_dtype;
 
 typedef struct nx_type_traits {
-    const char *name;        /* "F32", "BF16", ... (safetensors spelling) */
+    const char *name;        /* "F32", "BF16", ... (safetensors spelling; GGUF's for block types) */
     int block;               /* elements per block (1 for plain types) */
     size_t block_bytes;      /* bytes per block */
     bool weight;             /* may hold model weights (F32, F16, BF16, block types) */

@@ -14,7 +14,9 @@
  * portable loop otherwise), split over OpenMP threads by rows; the small-
  * batch variant reads each weight row once for all N inputs. Weights may
  * be f32, bf16 or f16: rows are widened in registers as they stream, so a
- * bf16 model reads half the bytes. nx_ref_matvec is the naive reference.
+ * bf16 model reads half the bytes; block types go to nx_qmatmul (below)
+ * with scratch allocated per call. nx_ref_matvec is the naive reference
+ * (for block types: of nx_qmatmul, with 8-bit inputs).
  *
  * nx_exp_sum: y = exp((x − shift)·scale) over a row and Σ y, vectorised
  * (Cephes expf on AVX2, max relative error ≈ 2e-7 like expf; inputs whose
@@ -40,6 +42,26 @@ void nx_matvec(float *Y, const nx_weight *W, const float *X, const float *b, int
 void nx_ref_matvec(float *Y, const nx_weight *W, const float *X, const float *b, int N, bool accumulate);
 /* x·y over n floats (vectorised like the kernels above). */
 float nx_dot(const float *x, const float *y, int n);
+
+/* Block-typed weights (Q8_0, Q4_0, Q4_K: src/backend/cpu/quant.c). The
+ * inputs are quantized to 8 bits once per call as W.act says (per block
+ * of 32 by default) and multiplied with integer dot products: the result
+ * is the product of the dequantized weights with the dequantized inputs.
+ * nx_qmatmul has nx_matvec's contract for any N, with scratch of
+ * nx_qact_bytes(N, W.cols) bytes; nx_ref_qmatmul is its naive reference
+ * (double sums). The kernel path (AVX-512 VNNI, AVX2, portable C) is
+ * chosen at run time: nx_qkernel_paths lists those this CPU runs (best
+ * first), nx_qkernel_path names the one in use, nx_qkernel_select picks
+ * one (NX_ERR when this CPU lacks it; NULL: choose again as at start-up).
+ * At start-up the best path runs unless NEXUS_QKERNEL names another. */
+bool nx_qtype(nx_dtype t);
+size_t nx_qact_bytes(int N, int IC);
+void nx_qmatmul(float *Y, const nx_weight *W, const float *X, const float *b, int N, bool accumulate,
+                void *scratch);
+void nx_ref_qmatmul(float *Y, const nx_weight *W, const float *X, const float *b, int N, bool accumulate);
+int nx_qkernel_paths(const char **names, int max);
+const char *nx_qkernel_path(void);
+int nx_qkernel_select(const char *name);
 
 double nx_exp_sum(float *y, const float *x, float shift, float scale, long n);
 double nx_ref_exp_sum(float *y, const float *x, float shift, float scale, long n);

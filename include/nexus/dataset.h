@@ -98,6 +98,32 @@ typedef struct nx_shard {
 int nx_shard_open(nx_shard *s, const char *path, nx_err *err);
 void nx_shard_close(nx_shard *s);
 
+/* ---- shard sets ----------------------------------------------------------
+ * A directory of shards prepared together (train.bin, val.bin) with
+ * manifest.json naming each one's size, token and document counts and
+ * payload CRC32. */
+
+#define NX_SHARD_MANIFEST "manifest.json"
+
+typedef struct nx_shard_part {
+    const char *name;      /* "train.bin" */
+    const int32_t *ids;
+    size_t n;
+    uint64_t n_docs;
+} nx_shard_part;
+
+/* Writes parts into dir as one set: either the whole new set (shards and
+ * manifest) is in place afterwards, with the earlier set's shards that the
+ * new one lacks deleted, or — on an error or a crash — the directory has no
+ * manifest.json and readers refuse it. Staging files (.NAME.new) are
+ * removed on error. */
+int nx_shard_set_write(const char *dir, const nx_shard_part *parts, int nparts, uint32_t vocab_size,
+                       int32_t eos_id, uint64_t fingerprint, nx_err *err);
+/* nx_shard_open of DIR/name, which dir's manifest.json must list with the
+ * same size, counts and CRC32; no manifest, an unlisted or a mismatched
+ * shard is an error that says what to do. */
+int nx_shard_set_open(nx_shard *s, const char *dir, const char *name, nx_err *err);
+
 /* ---- batches ------------------------------------------------------------ */
 
 /* Token views (nx_tokens, core.h) of a shard's payload or a stream. */
@@ -128,6 +154,10 @@ typedef struct nx_loader {
 /* Fails when the source holds fewer than T+1 tokens or B, T < 1. */
 int nx_loader_init(nx_loader *l, nx_tokens src, int B, int T, nx_batch_mode mode, uint64_t seed,
                    nx_err *err);
+/* Restores a saved state (a checkpoint's) after checking that it is one
+ * this loader can be in: a sequential position at a window start within
+ * the data, a random state that is not all zero. */
+int nx_loader_restore(nx_loader *l, const nx_loader_state *st, nx_err *err);
 /* Fills inputs and targets, each (B, T): row b is a window w of T+1 tokens,
  * inputs[b] = w[0..T), targets[b] = w[1..T+1). */
 void nx_loader_next(nx_loader *l, int32_t *inputs, int32_t *targets);

@@ -8,18 +8,29 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "nexus/core.h"
 
 /* "dir/file", malloc'd. */
 char *nx_path_join(const char *dir, const char *file);
-/* The whole file, malloc'd and NUL-terminated (*len excludes the NUL; len
- * may be NULL). max > 0: files larger than max bytes are an error. NULL on
+/* Opens path for reading if it is a regular file: a directory, a FIFO (which
+ * is never waited on), a device or a socket is an error naming what it is.
+ * Returns the descriptor (st filled when not NULL) or NX_ERR. */
+int nx_open_regular(const char *path, struct stat *st, nx_err *err);
+/* The whole regular file (nx_open_regular), malloc'd and NUL-terminated
+ * (*len excludes the NUL; len may be NULL). Every read is bounded: a file
+ * larger than max (> 0) bytes is an error before anything is read. NULL on
  * error. */
 char *nx_read_file(const char *path, size_t max, size_t *len, nx_err *err);
-/* The same for an open stream read to its end (stdin, a pipe); name labels
- * errors. The stream is left open. */
+/* The same for an open stream read to its end (stdin, a pipe), at most max
+ * (> 0) bytes; name labels errors. The stream is left open. */
 char *nx_read_stream(FILE *f, const char *name, size_t max, size_t *len, nx_err *err);
+
+/* Bounds of what nexus reads whole (bytes). */
+#define NX_MAX_JSON_CONFIG (16u << 20)   /* config.json, tokenizer_config.json, generation_config.json, ... */
+#define NX_MAX_TOKENIZER (512u << 20)    /* tokenizer.json */
+#define NX_MAX_TEXT (256u << 20)         /* a text to encode: --file, --prompt-file, one plain-text document */
 /* mkdir -p: DIR and its missing parents (0755); existing ones are fine. */
 int nx_mkdirs(const char *dir, nx_err *err);
 /* write(2) until done (EINTR retried); 0 or −1 with errno set. */

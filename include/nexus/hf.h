@@ -22,6 +22,9 @@ const char *nx_hf_dtype_name(nx_dtype t);
 int nx_hf_load_config(const char *dir, nx_model_config *cfg, nx_err *err);
 /* The same for a config file given by its path (errors name that path). */
 int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err);
+/* The same from config.json text in memory (len bytes); path names it in
+ * messages. */
+int nx_hf_parse_config(const char *text, size_t len, const char *path, nx_model_config *cfg, nx_err *err);
 /* Checks an open checkpoint against cfg: every tensor of nx_model_params()
  * present with its exact shape and a float dtype (F32, F16, BF16); nothing
  * else except '*.rotary_emb.inv_freq' buffers and, when tied, an
@@ -36,7 +39,8 @@ int nx_hf_check_tensors(const nx_model_config *cfg, const nx_safetensors *st, nx
 int nx_hf_load_model(const char *dir, nx_model *m, nx_err *err);
 /* The same, with matrices held as hold (F32, BF16 or F16: a checkpoint in
  * that type is kept bit for bit, others widened exactly or rounded to
- * nearest even), on the CPU backend or on be. */
+ * nearest even), on the CPU backend or on be. A quantized directory
+ * (qstore.h) loads with its own stored types whatever hold says. */
 int nx_hf_load_model_as(const char *dir, nx_model *m, nx_dtype hold, nx_err *err);
 int nx_hf_load_model_on(const char *dir, nx_model *m, nx_dtype hold, nx_backend *be, nx_err *err);
 /* Write DIR/config.json and DIR/model.safetensors (weights in dtype F32,

@@ -97,6 +97,29 @@ typedef struct nx_param {
 int nx_model_params(const nx_model_config *cfg, nx_dtype wtype, nx_param *tab);
 /* Bytes of the buffer that holds them (groups 64-byte aligned). */
 size_t nx_model_size(const nx_model_config *cfg, nx_dtype wtype);
+
+/* Matrix groups: the units in which matrices take a type (a quantized
+ * model mixes them: sensitive groups kept wider, a Q4_K group whose rows
+ * do not hold whole super-blocks in a 32-block type). q/k/v and gate/up
+ * are stacked and share one. Group 0 is the embeddings, 1 + 4l + k the
+ * k-th matrix of layer l (NX_GROUP_*), 4L + 1 the head (the embeddings'
+ * own when tied). act and act_scale are the 8-bit kernels' input scaling
+ * (nx_weight). */
+enum { NX_GROUP_QKV, NX_GROUP_O, NX_GROUP_GU, NX_GROUP_DOWN };
+typedef struct nx_group_type {
+    nx_dtype type;
+    nx_act_quant act;
+    float act_scale;
+} nx_group_type;
+int nx_model_ngroups(const nx_model_config *cfg);
+/* The group of tensor `name` (a Hugging Face matrix name), or −1 for
+ * tensors that are not matrices (norms, biases) or unknown names. */
+int nx_model_group(const nx_model_config *cfg, const char *name);
+/* Rows and columns of group g's matrix (stacked groups as one). */
+void nx_model_group_shape(const nx_model_config *cfg, int g, int *rows, int *cols);
+/* nx_model_params / nx_model_size with each group's type from gt[ngroups]. */
+int nx_model_params_typed(const nx_model_config *cfg, const nx_group_type *gt, nx_param *tab);
+size_t nx_model_size_typed(const nx_model_config *cfg, const nx_group_type *gt);
 size_t nx_model_numel(const nx_model_config *cfg);   /* floats of the f32 buffer, padding included */
 size_t nx_model_count(const nx_model_config *cfg);   /* parameters: the sum of the tensors' sizes */
 /* Binds w (whose layer array must hold cfg->L entries) to a buffer laid out
@@ -108,13 +131,17 @@ static inline float *nx_param_f32(const nx_param *p, void *base) { return (float
 static inline int nx_layer_window(const nx_model_config *c, int l) {
     return c->window > 0 && l >= c->window_from ? c->window : 0;
 }
-/* Checks a config for internal consistency (positive sizes, NH % KVH, ...). */
+/* Checks a config for internal consistency (positive sizes, NH % KVH, ...)
+ * and that its sizes can be held: at most NX_MAX_LAYERS layers, row counts
+ * that fit an int, parameters countable in 64 bits (2^46). */
+#define NX_MAX_LAYERS 4096
 int nx_model_config_check(const nx_model_config *cfg, nx_err *err);
 
 typedef struct nx_model {
     nx_model_config cfg;
     nx_backend *be;
-    nx_dtype wtype;       /* type of the matrices */
+    nx_dtype wtype;       /* type of the matrices (with groups: of layer 0's gate/up) */
+    nx_group_type *groups; /* [ngroups] each group's type, or NULL: all wtype */
     void *data;           /* every tensor, on be, laid out by tab */
     size_t nbytes;
     float *params;        /* == data when the model trains (wtype F32), else NULL */
@@ -129,6 +156,14 @@ typedef struct nx_model {
 /* Allocates a model of this shape on be with matrices of type wtype (which
  * the backend must support) and zeroed tensors. */
 int nx_model_init_on(nx_model *m, const nx_model_config *cfg, nx_dtype wtype, nx_backend *be, nx_err *err);
+/* The same with each matrix group's type from gt[nx_model_ngroups] (every
+ * type must be one the backend supports, and each group's rows a whole
+ * number of its blocks). Only an all-f32 model made by nx_model_init_on
+ * trains (m->params). */
+int nx_model_init_typed(nx_model *m, const nx_model_config *cfg, const nx_group_type *gt, nx_backend *be,
+                        nx_err *err);
+/* The type of group g. */
+nx_group_type nx_model_group_type(const nx_model *m, int g);
 /* The same in f32 on the CPU backend: a model that can train. */
 int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err);
 /* Bytes a model of this shape takes on a backend when its matrices are of
@@ -209,7 +244,8 @@ int nx_acts_init(nx_acts *a, const nx_model *m, int B, int T, unsigned mode, nx_
  * NX_ACTS_INFER or NX_ACTS_STREAM). */
 int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, unsigned mode,
                       nx_err *err);
-/* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated). */
+/* Bytes nx_acts_init would allocate (the same plan, counted, nothing allocated);
+ * SIZE_MAX when B × T or the sizes are too large to count (nx_acts_init refuses those). */
 size_t nx_acts_bytes(const nx_model_config *cfg, int B, int T, unsigned mode);
 void nx_acts_free(nx_acts *a);
 

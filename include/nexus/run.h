@@ -24,6 +24,7 @@
 typedef struct nx_run_opts {
     bool distill;                      /* false: `nexus train`, no teacher forward */
     bool resume;                       /* continue from the newest checkpoint */
+    bool overwrite;                    /* replace an earlier run in output.dir (refused otherwise) */
     bool progress;                     /* progress on stderr: a self-rewriting line when stderr is a
                                           terminal (log lines otherwise), tokenizing progress */
     volatile sig_atomic_t *stop;       /* may be NULL */
@@ -44,7 +45,33 @@ typedef struct nx_run_summary {
     bool has_teacher;
 } nx_run_summary;
 
+/* Runs rc. Before anything heavy is loaded, the run's memory plan
+ * (nx_run_plan_compute) is set against nx_run_memory_available: a run that does
+ * not fit is refused with the plan, what is available and the knobs. */
 int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, nx_err *err);
+
+/* The memory a run needs (bytes), from the teacher's and the student's
+ * configs alone (src/app/plan.c says what each part counts). */
+typedef struct nx_run_plan {
+    double params;        /* student parameters */
+    double student;       /* 16 bytes each: weights, gradients, AdamW m and v */
+    double activations;   /* student training activations, batch inputs */
+    double teacher;       /* teacher weights at teacher.dtype (0 when not loaded) */
+    double teacher_acts;  /* teacher inference activations (distilling) */
+    double losses;        /* hidden-state / attention loss buffers, projections */
+    double eval;          /* evaluation activations (with validation data) */
+    double data;          /* documents tokenized in memory (estimate; shards are mapped) */
+    double runtime;       /* program, libraries, BLAS buffers, tokenizer (fixed) */
+    double total;
+} nx_run_plan;
+
+/* Fails (naming what is too large) only when the sizes cannot be counted. */
+int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_config *teacher,
+                const nx_model_config *student, nx_run_plan *p, nx_err *err);
+/* Bytes this process can still have: the least of MemAvailable, the
+ * cgroup's limit less usage, and the data / address-space rlimits; source
+ * names which (INFINITY when nothing is known). */
+double nx_run_memory_available(char *source, size_t n);
 /* The trainer options a run uses (without a teacher when !distill). */
 nx_train_opts nx_run_train_opts(const nx_run_config *rc, bool distill);
 

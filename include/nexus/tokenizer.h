@@ -90,4 +90,39 @@ int32_t nx_tokenizer_eos_id(const nx_tokenizer *t);
  * ids. Token shards record it: changing how it is computed invalidates them. */
 uint64_t nx_tokenizer_fingerprint(const nx_tokenizer *t);
 
+/* Same as nx_tokenizer_load_json, with the text of a tokenizer_config.json
+ * beside it (config NULL: none): what a tokenizer rebuilt from another
+ * format (GGUF metadata) is loaded through. */
+int nx_tokenizer_load_texts(nx_tokenizer **out, const char *json, size_t len, const char *config,
+                            size_t config_len, const char *name, nx_err *err);
+
+/* ---- for exporters (GGUF's tokenizer metadata) ------------------------------
+ * What another format needs to describe the tokenizer: its family, the
+ * pre-tokenizer's regex, the merges in rank order, which ids are added
+ * tokens. The family is decided from the components:
+ *   BYTELEVEL  GPT-2 byte-level BPE: a ByteLevel pre-tokenizer (without
+ *              add_prefix_space), alone or after one Split (Isolated, not
+ *              inverted); no normalizer; no byte fallback;
+ *   SPM        SentencePiece-style BPE: byte_fallback, no pre-tokenizer,
+ *              a normalizer of Replace " " → "▁" (after a Prepend "▁" or not);
+ *   OTHER      anything else. */
+typedef enum nx_tokenizer_family { NX_TOK_OTHER, NX_TOK_BYTELEVEL, NX_TOK_SPM } nx_tokenizer_family;
+
+typedef struct nx_tokenizer_info {
+    nx_tokenizer_family family;
+    const char *split_regex;  /* BYTELEVEL: the Split's regex as tokenizer.json writes it, or NULL */
+    bool bytelevel_regex;     /* BYTELEVEL: the ByteLevel stage splits with GPT-2's regex (use_regex) */
+    bool add_prefix_space;    /* SPM: "▁" is prepended to the text */
+    bool ignore_merges;
+    int32_t unk_id;           /* -1: none */
+    bool adds_bos, adds_eos;  /* encode with add_special puts BOS first / EOS last */
+    int32_t n_merges;
+} nx_tokenizer_info;
+
+void nx_tokenizer_describe(const nx_tokenizer *t, nx_tokenizer_info *info);
+/* The merge of rank r (0 <= r < n_merges) as the ids of its two tokens. */
+void nx_tokenizer_merge(const nx_tokenizer *t, int32_t r, int32_t *left, int32_t *right);
+/* true when id is one of tokenizer.json's added_tokens. */
+bool nx_tokenizer_is_added(const nx_tokenizer *t, int32_t id);
+
 #endif

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "run_internal.h"
 
@@ -14,20 +15,30 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-static int open_shard(run_data *d, const char *sp, const nx_tokenizer *tok, int V, nx_err *err) {
-    if (nx_shard_open(&d->shard, sp, err)) return NX_ERR;
+/* A shard: of a set (always for a directory; for a .bin file when a
+ * manifest.json lies beside it), checked against the set's manifest, or a
+ * lone file. */
+static int open_shard(run_data *d, const char *sp, bool dir_given, const nx_tokenizer *tok, int V, nx_err *err) {
+    char dir[NX_RUN_PATH_MAX + 32], mpath[NX_RUN_PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s", sp);
+    char *slash = strrchr(dir, '/');
+    const char *name = slash ? slash + 1 : sp;
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    snprintf(mpath, sizeof mpath, "%s/" NX_SHARD_MANIFEST, dir);
+    bool in_set = dir_given || access(mpath, F_OK) == 0;
+    if (in_set ? nx_shard_set_open(&d->shard, dir, name, err) : nx_shard_open(&d->shard, sp, err)) return NX_ERR;
     d->is_shard = true;
-    if (d->shard.info.fingerprint != nx_tokenizer_fingerprint(tok)) {
+    nx_shard_info in = d->shard.info; /* the figures for the messages: closing zeroes the shard */
+    if (in.fingerprint != nx_tokenizer_fingerprint(tok)) {
         nx_shard_close(&d->shard);
         return nx_fail(err, "%s: made with a different tokenizer than the teacher's (fingerprint "
                             "%016llx, teacher %016llx): run nexus prepare-data with the teacher's model",
-                       sp, (unsigned long long)d->shard.info.fingerprint,
-                       (unsigned long long)nx_tokenizer_fingerprint(tok));
+                       sp, (unsigned long long)in.fingerprint, (unsigned long long)nx_tokenizer_fingerprint(tok));
     }
-    if ((int64_t)d->shard.info.vocab_size > V) {
+    if ((int64_t)in.vocab_size > V) {
         nx_shard_close(&d->shard);
-        return nx_fail(err, "%s: token ids up to %u but the student's vocabulary has %d", sp,
-                       d->shard.info.vocab_size, V);
+        return nx_fail(err, "%s: token ids up to %u but the student's vocabulary has %d", sp, in.vocab_size, V);
     }
     d->view = nx_shard_tokens(&d->shard);
     return NX_OK;
@@ -41,9 +52,9 @@ int run_data_open(run_data *d, const char *path, const char *name, const nx_toke
     if (S_ISDIR(st.st_mode)) {
         char shard_path[NX_RUN_PATH_MAX + 32];
         snprintf(shard_path, sizeof shard_path, "%s/%s", path, name);
-        return open_shard(d, shard_path, tok, V, err);
+        return open_shard(d, shard_path, true, tok, V, err);
     }
-    if (ends_with(path, ".bin")) return open_shard(d, path, tok, V, err);
+    if (ends_with(path, ".bin")) return open_shard(d, path, false, tok, V, err);
 
     const char *paths[1] = {path};
     nx_docs_opts o = {.field = field, .eos_id = nx_tokenizer_eos_id(tok), .progress = progress};

@@ -50,8 +50,9 @@ static void add_fixed(cJSON *o, const char *key, double v, int decimals) {
     cJSON_AddRawToObject(o, key, buf);
 }
 
-/* {"key": value, ...} on one line. */
-static void write_line(run_metrics *m, cJSON *o) {
+/* {"key": value, ...} on one line; a failed write (a full disk) is an
+ * error, so that a run never goes on with its metrics silently cut short. */
+static int write_line(run_metrics *m, cJSON *o, nx_err *err) {
     fputc('{', m->f);
     for (const cJSON *it = o->child; it; it = it->next) {
         char *v = cJSON_PrintUnformatted(it);
@@ -60,11 +61,14 @@ static void write_line(run_metrics *m, cJSON *o) {
         free(v);
     }
     fputs("}\n", m->f);
-    fflush(m->f);
+    int bad = fflush(m->f) || ferror(m->f), e = errno;
     cJSON_Delete(o);
+    if (bad) return nx_fail(err, "%s: cannot write metrics: %s", m->path, strerror(e));
+    return NX_OK;
 }
 
-void run_metrics_step(run_metrics *m, const nx_step_stats *st, int64_t tokens, double step_s, double tokens_per_s) {
+int run_metrics_step(run_metrics *m, const nx_step_stats *st, int64_t tokens, double step_s, double tokens_per_s,
+                     nx_err *err) {
     cJSON *o = cJSON_CreateObject();
     add_int(o, "step", st->step);
     add_real(o, "loss", st->loss, false);
@@ -77,10 +81,10 @@ void run_metrics_step(run_metrics *m, const nx_step_stats *st, int64_t tokens, d
     add_int(o, "tokens", tokens);
     add_fixed(o, "step_s", step_s, 4);
     add_fixed(o, "tokens_per_s", tokens_per_s, 1);
-    write_line(m, o);
+    return write_line(m, o, err);
 }
 
-void run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool final) {
+int run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool final, nx_err *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddTrueToObject(o, "eval");
     if (final) cJSON_AddTrueToObject(o, "final");
@@ -89,7 +93,7 @@ void run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, boo
     add_real(o, "val_ppl", r->perplexity, false);
     add_real(o, "agreement", r->agreement, false);
     add_real(o, "kl", r->kl, false);
-    write_line(m, o);
+    return write_line(m, o, err);
 }
 
 /* Keep a line unless it is a whole JSON object whose "step" is at or past
@@ -107,7 +111,7 @@ static bool keep_line(const char *line, size_t len, bool whole, int64_t keep_bel
 static int trim(const char *path, int64_t keep_below, nx_err *err) {
     if (access(path, F_OK) && errno == ENOENT) return NX_OK; /* nothing written yet */
     size_t len;
-    char *text = nx_read_file(path, 0, &len, err);
+    char *text = nx_read_file(path, 1u << 30, &len, err);
     if (!text) return NX_ERR;
     char *out = nx_xmalloc(len + 1);
     size_t used = 0;
@@ -129,6 +133,7 @@ static int trim(const char *path, int64_t keep_below, nx_err *err) {
 
 int run_metrics_open(run_metrics *m, const char *path, bool resume, int64_t keep_below, nx_err *err) {
     m->f = NULL;
+    m->path = path;
     if (resume && trim(path, keep_below, err)) return NX_ERR;
     m->f = fopen(path, resume ? "a" : "w");
     if (!m->f) return nx_fail(err, "%s: cannot write metrics: %s", path, strerror(errno));

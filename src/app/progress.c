@@ -52,3 +52,11 @@ void run_progress_importance(const double *bi, int L, const int *map, int n) {
     for (int l = 0; l < n; l++) fprintf(stderr, " %d", map[l]);
     fputc('\n', stderr);
 }
+
+const char *run_bytes(char *buf, size_t n, double b) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int i = 0;
+    while (b >= 1024 && i < 5) b /= 1024, i++;
+    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+    return buf;
+}

@@ -2,8 +2,11 @@
  * orchestration, with the pieces in their own files (init.c, data.c,
  * metrics.c, progress.c).
  *
- * Order of work: teacher (weights for distill, tokenizer always) → student
- * shape and initialisation → data (token shards or JSONL tokenized in
+ * Order of work: output paths against inputs, the teacher's config, the
+ * student's shape, both models' contexts and the memory plan (configs
+ * only, so a run that cannot work is refused in a moment) → the run
+ * directory, locked → teacher (weights for distill, tokenizer always) →
+ * student initialisation → data (token shards or JSONL tokenized in
  * memory, checked against the tokenizer and the vocabulary before any step)
  * → trainer, loader → resume → steps with metrics.jsonl, evals,
  * checkpoints → final eval, student directory, summary. Every failure
@@ -13,15 +16,19 @@
  * A checkpoint holds the student's parameters followed by the trainer's own
  * (hidden-state projections), AdamW's moments over all of them, and the
  * loader's state: everything a resumed run needs to continue bit for bit. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "nexus/checkpoint.h"
 #include "nexus/fsutil.h"
 #include "nexus/hf.h"
+#include "nexus/modelfile.h"
 #include "nexus/tokenizer.h"
 #include "run_internal.h"
 
@@ -50,10 +57,12 @@ typedef struct {
     int32_t *inputs, *targets;
     uint8_t *mask;              /* the student's sparsity mask (student.nparams bytes), or NULL */
     run_metrics metrics;
+    run_dir dir;
 } run_state;
 
 static void cleanup(run_state *s) {
     run_metrics_close(&s->metrics);
+    run_dir_close(&s->dir);
     if (s->have_trainer) nx_trainer_free(&s->tr);
     free(s->inputs);
     free(s->targets);
@@ -65,13 +74,6 @@ static void cleanup(run_state *s) {
     if (s->have_teacher_weights) nx_model_free(&s->teacher);
 }
 
-/* The directory, created with its parents, and writable. */
-static int writable_dir(const char *dir, nx_err *err) {
-    if (nx_mkdirs(dir, err)) return NX_ERR;
-    if (access(dir, W_OK)) return nx_fail(err, "%s: not writable: %s", dir, strerror(errno));
-    return NX_OK;
-}
-
 static int save_ckpt(run_state *s, const nx_run_config *rc, const nx_loader *ld, int64_t tokens, nx_err *err) {
     nx_ckpt_meta meta = {.config_hash = nx_run_config_hash(rc), .step = s->tr.step, .tokens = tokens,
                          .best_val_loss = NAN};
@@ -81,6 +83,31 @@ static int save_ckpt(run_state *s, const nx_run_config *rc, const nx_loader *ld,
     nx_train_state st = nx_trainer_state(&s->tr);
     return nx_ckpt_save(rc->checkpoint.dir, &meta, s->tr.n_train, st.params, st.m, st.v, s->tr.mask_host,
                         s->tr.opt.t, rc->checkpoint.keep, err);
+}
+
+/* A checkpoint's CRC says its bytes are the ones written, not that a
+ * crafted or foreign file holds what this run could have written: every
+ * field is checked against the run before any of it is used. */
+static int check_resumed(run_state *s, const nx_run_config *rc, const nx_ckpt_meta *meta, const char *path,
+                         nx_err *err) {
+    int64_t per = (int64_t)rc->data.grad_accum * rc->data.batch_size * (rc->data.seq_len - 1);
+    const char *fix = "a corrupt or crafted checkpoint: resume from an earlier one, or start over with --overwrite";
+    if (meta->step < 0 || meta->step > INT64_MAX / per)
+        return nx_fail(err, "%s: step %lld is not a step count: %s", path, (long long)meta->step, fix);
+    if (meta->tokens != meta->step * per)
+        return nx_fail(err, "%s: %lld tokens trained after %lld steps of %lld tokens: %s", path,
+                       (long long)meta->tokens, (long long)meta->step, (long long)per, fix);
+    if (s->tr.opt.t != meta->step)
+        return nx_fail(err, "%s: %lld AdamW updates after %lld steps: %s", path, (long long)s->tr.opt.t,
+                       (long long)meta->step, fix);
+    if (meta->data_state_len != sizeof(nx_loader_state))
+        return nx_fail(err, "%s: data-loader state of %u bytes, expected %zu: %s", path, meta->data_state_len,
+                       sizeof(nx_loader_state), fix);
+    nx_train_state st = nx_trainer_state(&s->tr);
+    for (size_t i = 0; i < s->tr.n_train; i++)
+        if (!isfinite(st.params[i]) || !isfinite(st.m[i]) || !(st.v[i] >= 0) || !isfinite(st.v[i]))
+            return nx_fail(err, "%s: trained value %zu is not finite (or a second moment below 0): %s", path, i, fix);
+    return NX_OK;
 }
 
 /* Restores the student, the trainer's step and AdamW, and the loader from
@@ -98,17 +125,27 @@ static int resume(run_state *s, const nx_run_config *rc, nx_loader *ld, int64_t 
         free(mask);
         return NX_ERR;
     }
-    nx_trainer_state_upload(&s->tr);
-    int mrc = has_mask ? nx_trainer_set_mask(&s->tr, mask, err) : NX_OK;
+    int r = check_resumed(s, rc, &meta, path, err);
+    if (r == NX_OK) {
+        nx_loader_state ls;
+        memcpy(&ls, meta.data_state, sizeof ls);
+        if (nx_loader_restore(ld, &ls, err)) r = nx_fail_prefix(err, "%s", path);
+    }
+    if (r == NX_OK) {
+        nx_trainer_state_upload(&s->tr);
+        for (size_t i = 0; has_mask && r == NX_OK && i < opt->n; i++)
+            if (mask[i] > 1)
+                r = nx_fail(err, "%s: mask byte %zu is %u, not 0 or 1: a corrupt or crafted checkpoint: resume "
+                                 "from an earlier one, or start over with --overwrite", path, i, mask[i]);
+        if (has_mask && r == NX_OK) r = nx_trainer_set_mask(&s->tr, mask, err);
+    }
     free(mask);
-    if (mrc) return NX_ERR;
-    if (meta.data_state_len != sizeof ld->st)
-        return nx_fail(err, "%s: data-loader state of %u bytes, expected %zu", path, meta.data_state_len,
-                       sizeof ld->st);
-    memcpy(&ld->st, meta.data_state, sizeof ld->st);
+    if (r) return NX_ERR;
     s->tr.step = meta.step;
     *tokens = meta.tokens;
-    if (run_metrics_open(&s->metrics, rc->log.metrics_file, true, meta.step, err)) return NX_ERR;
+    if (run_dir_start(&s->dir, rc, false, err) ||
+        run_metrics_open(&s->metrics, rc->log.metrics_file, true, meta.step, err))
+        return NX_ERR;
     run_progress_resumed(path, meta.step);
     return NX_OK;
 }
@@ -121,18 +158,95 @@ static int evaluate(run_state *s, const nx_run_config *rc, bool distill, nx_eval
                    rc->data.batch_size, maxw, r, NULL, err);
 }
 
-/* Teacher weights (when distilling or copying layers) or its config alone,
- * and its tokenizer. */
+/* The student's shape. Without a teacher to distill from (nexus train)
+ * nothing is compared with the teacher's logits or states, so the losses
+ * that would need its vocabulary or widths do not constrain the shape. */
+static int student_shape(const nx_run_config *rc, bool distill, const nx_model_config *t, nx_model_config *s,
+                         nx_err *err) {
+    if (distill) return nx_run_config_student_shape(rc, t, s, err);
+    nx_run_config *own = nx_xmalloc(sizeof *own);
+    *own = *rc;
+    own->loss.alpha = 0, own->loss.hidden.weight = 0, own->loss.attention = 0;
+    int r = nx_run_config_student_shape(own, t, s, err);
+    free(own);
+    return r;
+}
+
+/* Every forward stays within the models' contexts: training windows of
+ * seq_len − 1 inputs, evaluation windows of seq_len tokens, through the
+ * student and (distilling) the teacher. */
+static int check_context(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
+                         nx_err *err) {
+    bool eval = rc->data.validation[0] != 0;
+    int need = eval ? rc->data.seq_len : rc->data.seq_len - 1;
+    const char *what = eval ? "evaluation windows of data.seq_len" : "training windows of data.seq_len - 1";
+    if (need > s->max_pos)
+        return nx_fail(err, "data.seq_len %d: %s = %d tokens exceed the student's max_position_embeddings %d; "
+                            "lower data.seq_len to %d", rc->data.seq_len, what, need, s->max_pos,
+                       s->max_pos + (eval ? 0 : 1));
+    if (distill && need > t->max_pos)
+        return nx_fail(err, "data.seq_len %d: %s = %d tokens exceed the teacher's max_position_embeddings %d; "
+                            "lower data.seq_len to %d", rc->data.seq_len, what, need, t->max_pos,
+                       t->max_pos + (eval ? 0 : 1));
+    return NX_OK;
+}
+
+/* Free bytes on the file system holding path; *dev its device. */
+static double free_bytes(const char *path, dev_t *dev) {
+    struct statvfs v;
+    struct stat st;
+    if (statvfs(path, &v) || stat(path, &st)) return INFINITY;
+    *dev = st.st_dev;
+    return (double)v.f_bavail * (double)v.f_frsize;
+}
+
+/* Room for what the run will write: the checkpoints that exist at once
+ * (checkpoint.keep + 1 while a new one replaces the oldest; every one when
+ * keep is 0, fewer when the run writes fewer) and the student. A run with
+ * --overwrite counts the space of the checkpoints it will delete. */
+static int check_disk(const nx_run_config *rc, bool overwrite, size_t n_train, bool mask, const nx_model_config *scfg,
+                      nx_err *err) {
+    double ck = (double)nx_ckpt_bytes(n_train, mask);
+    int64_t every = rc->checkpoint.every, steps = rc->optimizer.steps;
+    int64_t future = (every > 0 ? steps / every : 0) + 1, at_once = future;
+    if (rc->checkpoint.keep > 0 && rc->checkpoint.keep + 1 < at_once) at_once = rc->checkpoint.keep + 1;
+    double need_ck = (double)at_once * ck;
+    double need_out = (double)nx_model_size(scfg, rc->output.dtype) + (1 << 20); /* + config, tokenizer */
+    dev_t dck = 0, dout = 1;
+    double fck = free_bytes(rc->checkpoint.dir, &dck), fout = free_bytes(rc->output.dir, &dout);
+    if (!overwrite) {
+        /* checkpoints already there (a resumed run's) count toward keep */
+        DIR *d = opendir(rc->checkpoint.dir);
+        struct dirent *e;
+        int64_t have = 0;
+        while (d && (e = readdir(d))) have += !strncmp(e->d_name, "step-", 5);
+        if (d) closedir(d);
+        if (rc->checkpoint.keep > 0) need_ck = fmax(1, fmin((double)future, rc->checkpoint.keep + 1.0 - have)) * ck;
+    }
+    if (dck == dout) need_ck += need_out, need_out = 0;
+    char a[32], b[32], c[32];
+    if (need_ck > fck)
+        return nx_fail(err, "%s: %s free, but the run's checkpoints need %s (%lld at once of %s each)%s: free "
+                            "some space, lower checkpoint.keep, or choose another checkpoint.dir",
+                       rc->checkpoint.dir, run_bytes(a, sizeof a, fck), run_bytes(b, sizeof b, need_ck),
+                       (long long)at_once, run_bytes(c, sizeof c, ck),
+                       dck == dout ? " and the student" : "");
+    if (need_out > fout)
+        return nx_fail(err, "%s: %s free, but the student needs %s: free some space or choose another output.dir",
+                       rc->output.dir, run_bytes(a, sizeof a, fout), run_bytes(b, sizeof b, need_out));
+    return NX_OK;
+}
+
+/* Teacher weights on be (when distilling or copying layers; *tcfg, read
+ * before, becomes theirs) and its tokenizer. */
 static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_backend *be, nx_model_config *tcfg,
                         nx_err *err) {
     if (distill || (rc->student.init.kind != NX_INIT_RANDOM && rc->student.init.kind != NX_INIT_LOAD)) {
-        if (nx_hf_load_model_on(rc->teacher.path, &s->teacher, rc->teacher.dtype, be, err)) return NX_ERR;
+        if (nx_modelfile_load(rc->teacher.path, rc->teacher.dtype, be, &s->teacher, NULL, err)) return NX_ERR;
         s->have_teacher_weights = true;
         *tcfg = s->teacher.cfg;
-    } else if (nx_hf_load_config(rc->teacher.path, tcfg, err)) {
-        return NX_ERR;
     }
-    if (nx_tokenizer_load(&s->tok, rc->teacher.path, err)) return NX_ERR;
+    if (nx_modelfile_tokenizer(rc->teacher.path, &s->tok, err)) return NX_ERR;
     if (nx_tokenizer_vocab_size(s->tok) > tcfg->V)
         return nx_fail(err, "%s: the tokenizer has %d tokens but the model's vocab_size is %d", rc->teacher.path,
                        nx_tokenizer_vocab_size(s->tok), tcfg->V);
@@ -172,7 +286,7 @@ static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_
         out->student.ppl = r.perplexity;
         out->student.agreement = r.agreement;
         out->student.kl = r.kl;
-        run_metrics_eval(&s->metrics, s->tr.step, &r, true);
+        if (run_metrics_eval(&s->metrics, s->tr.step, &r, true, err)) return NX_ERR;
         out->teacher.ppl = r.teacher_perplexity; /* NAN without a teacher */
     }
     if (distill) {
@@ -181,7 +295,7 @@ static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_
     }
     if (nx_hf_save_model(rc->output.dir, &s->student, rc->output.dtype, err)) return NX_ERR;
     if (s->tr.mask_host && nx_hf_save_mask(rc->output.dir, &s->student.cfg, s->tr.mask_host, err)) return NX_ERR;
-    return nx_hf_copy_tokenizer(rc->teacher.path, rc->output.dir, err);
+    return nx_modelfile_copy_tokenizer(rc->teacher.path, rc->output.dir, err);
 }
 
 int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, nx_err *err) {
@@ -204,13 +318,12 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         goto fail;
     }
 
-    if (load_teacher(&s, rc, distill, be, &tcfg, err)) goto fail;
-    if (nx_run_config_student_shape(rc, &tcfg, &scfg, err)) goto fail;
-    if (rc->data.seq_len - 1 > scfg.max_pos) {
-        nx_fail(err, "data.seq_len %d exceeds the student's max_position_embeddings %d + 1", rc->data.seq_len,
-                scfg.max_pos);
+    /* configs only: where the run writes, the shapes, their contexts, the memory */
+    if (run_dir_check_paths(rc, err) || nx_modelfile_config(rc->teacher.path, &tcfg, err) ||
+        student_shape(rc, distill, &tcfg, &scfg, err) || check_context(rc, distill, &tcfg, &scfg, err) ||
+        run_plan_check(rc, distill, &tcfg, &scfg, err) || run_dir_open(&s.dir, rc, o, err))
         goto fail;
-    }
+    if (load_teacher(&s, rc, distill, be, &tcfg, err)) goto fail;
     if (nx_model_init_on(&s.student, &scfg, NX_F32, be, err)) goto fail;
     s.have_student = true;
     if (open_data(&s, rc, scfg.V, o->progress, err)) goto fail;
@@ -231,12 +344,12 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     if (s.mask && nx_trainer_set_mask(&s.tr, s.mask, err)) goto fail;
     s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);
     s.targets = nx_xmalloc(sizeof(int32_t) * accum * B * T);
+    if (check_disk(rc, o->overwrite, s.tr.n_train, s.tr.mask_host != NULL, &scfg, err)) goto fail;
 
-    /* outputs */
-    if (writable_dir(rc->output.dir, err) || writable_dir(rc->checkpoint.dir, err)) goto fail;
+    /* outputs: from here on the run writes */
     int64_t tokens = 0;
     if (o->resume ? resume(&s, rc, &ld, &tokens, err)
-                  : run_metrics_open(&s.metrics, rc->log.metrics_file, false, 0, err))
+                  : run_dir_start(&s.dir, rc, o->overwrite, err) || run_metrics_open(&s.metrics, rc->log.metrics_file, false, 0, err))
         goto fail;
 
     /* steps */
@@ -259,13 +372,13 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         t_train += dt;
         tokens += st.tokens;
         double tps = (s.tr.step - pg.start) * (double)st.tokens / t_train; /* this session's steps */
-        run_metrics_step(&s.metrics, &st, tokens, dt, tps);
+        if (run_metrics_step(&s.metrics, &st, tokens, dt, tps, err)) goto fail;
         run_progress_step(&pg, &st, s.tr.step, t_train, tps);
         bool last = s.tr.step == pg.total;
         if (s.have_val && rc->eval.every > 0 && s.tr.step % rc->eval.every == 0 && !last) {
             nx_eval_result r;
             if (evaluate(&s, rc, distill, &r, err)) goto fail;
-            run_metrics_eval(&s.metrics, s.tr.step, &r, false);
+            if (run_metrics_eval(&s.metrics, s.tr.step, &r, false, err)) goto fail;
             run_progress_eval(&pg, s.tr.step, &r, distill);
         }
         bool stop = o->stop && *o->stop;

@@ -1,7 +1,7 @@
 /* run_internal.h — what the files of a run share (not public): run.c
  * orchestrates; init.c initialises the student; data.c opens the token
  * data; metrics.c writes (and on resume trims) metrics.jsonl; progress.c
- * writes the terminal lines. */
+ * writes the terminal lines; rundir.c checks where the run writes. */
 #ifndef NEXUS_APP_RUN_INTERNAL_H
 #define NEXUS_APP_RUN_INTERNAL_H
 
@@ -25,6 +25,36 @@ typedef struct run_data {
 int run_data_open(run_data *d, const char *path, const char *name, const nx_tokenizer *tok, const char *field,
                   int V, bool progress, nx_err *err);
 void run_data_close(run_data *d);
+
+/* ---- rundir.c: where the run writes ---- */
+/* Refuses an output path (output.dir, checkpoint.dir, log.metrics_file)
+ * that overlaps an input (teacher, data, config file); touches nothing. */
+int run_dir_check_paths(const nx_run_config *rc, nx_err *err);
+
+typedef struct run_dir {
+    const char *out_dir, *ckpt_dir;  /* the config's */
+    bool made_out, made_ckpt;        /* created by this run */
+    bool started;                    /* the first step is under way */
+    int lock_out, lock_ckpt;         /* flock'd directories, -1: none */
+} run_dir;
+
+/* Creates output.dir and checkpoint.dir (writable), locks them for this
+ * process (a run holding them is named in the error), and refuses a new run
+ * (no o->resume) into directories that hold an earlier run — checkpoints,
+ * a non-empty metrics file, a saved model — unless o->overwrite. */
+int run_dir_open(run_dir *d, const nx_run_config *rc, const nx_run_opts *o, nx_err *err);
+/* Just before the first step: with overwrite, deletes the earlier run's
+ * checkpoints (its metrics file is then truncated by run_metrics_open). */
+int run_dir_start(run_dir *d, const nx_run_config *rc, bool overwrite, nx_err *err);
+/* Releases the locks; before the first step, also removes the directories
+ * this run created (when empty). */
+void run_dir_close(run_dir *d);
+
+/* ---- plan.c ---- */
+/* Refuses a run whose memory plan exceeds what is available, with the
+ * plan, the memory available and what each knob would bring it to. */
+int run_plan_check(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
+                   nx_err *err);
 
 /* ---- init.c ---- */
 /* The student's first weights as rc->student.init says: random, copied
@@ -55,13 +85,17 @@ int app_prune_width(const nx_model *src, const nx_calib *c, const nx_model_confi
 /* ---- metrics.c: OUTPUT/metrics.jsonl, one JSON object per line ---- */
 typedef struct run_metrics {
     FILE *f;
+    const char *path;
 } run_metrics;
 
 /* Opens path for writing; with resume, keeps only the lines of steps before
  * keep_below (those a checkpoint holds) and appends after them. */
 int run_metrics_open(run_metrics *m, const char *path, bool resume, int64_t keep_below, nx_err *err);
-void run_metrics_step(run_metrics *m, const nx_step_stats *st, int64_t tokens, double step_s, double tokens_per_s);
-void run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool final);
+/* One line each; NX_ERR (err names the file and the reason) when it could
+ * not be written. */
+int run_metrics_step(run_metrics *m, const nx_step_stats *st, int64_t tokens, double step_s, double tokens_per_s,
+                     nx_err *err);
+int run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool final, nx_err *err);
 void run_metrics_close(run_metrics *m);
 
 /* ---- progress.c: stderr ---- */
@@ -76,5 +110,7 @@ void run_progress_eval(const run_progress *p, int64_t step, const nx_eval_result
 void run_progress_resumed(const char *path, int64_t step);
 void run_progress_interrupted(const run_progress *p, int64_t step, const char *ckpt_dir);
 void run_progress_importance(const double *bi, int L, const int *map, int n);
+/* b bytes as "1.50 GiB" into buf; returns buf. */
+const char *run_bytes(char *buf, size_t n, double b);
 
 #endif

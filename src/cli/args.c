@@ -50,7 +50,7 @@ static int usage_error(const cli_spec *s, const char *fmt, const char *a) {
 
 int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *npos) {
     *npos = 0;
-    bool only_pos = false;
+    bool only_pos = false, given[64] = {false};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_pos || a[0] != '-' || a[1] == '\0') {
@@ -71,6 +71,11 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *n
         if (!o) return usage_error(s, "unknown option '%s'", a);
         char flag[64];
         snprintf(flag, sizeof flag, "%.*s", (int)(nlen < 63 ? nlen : 63), a);
+        if (o->kind != OPT_MULTI && o->kind != OPT_FLAG) { /* a second value would silently win */
+            size_t k = (size_t)(o - s->opts);
+            if (k < 64 && given[k]) return usage_error(s, "option '%s' given twice", o->name);
+            if (k < 64) given[k] = true;
+        }
         if (o->kind == OPT_FLAG) {
             if (eq) return usage_error(s, "option '%s' takes no value", flag);
             *(bool *)o->dst = true;
@@ -105,6 +110,13 @@ int cli_parse(const cli_spec *s, int argc, char **argv, const char **pos, int *n
     }
     if (*npos < s->min_pos) return usage_error(s, "missing argument%s", s->min_pos > 1 ? "s" : "");
     return EXIT_OK;
+}
+
+int cli_range(const cli_spec *s, const char *opt, long v, long lo, long hi) {
+    if (v >= lo && v <= hi) return EXIT_OK;
+    fprintf(stderr, "nexus %s: %s must be between %ld and %ld (got %ld)\n", s->cmd, opt, lo, hi, v);
+    cli_print_help(s, true);
+    return EXIT_USAGE;
 }
 
 int cli_error(const char *cmd, const char *msg) {

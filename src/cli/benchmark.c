@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include "nexus/bench.h"
 #include "nexus/eval.h"
 #include "nexus/hf.h"
+#include "nexus/modelfile.h"
 #include "nexus/tokenizer.h"
 
 /* Peak resident set of this process so far, in bytes (VmHWM from
@@ -69,6 +72,8 @@ static bool same_dir(const char *a, const char *b) {
 }
 
 static double disk_size(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) return (double)sb.st_size; /* a GGUF */
     DIR *d = opendir(dir);
     if (!d) return 0;
     double total = 0;
@@ -129,11 +134,11 @@ static int measure(const char *dir, const settings *st_, result *r, nx_err *err)
     progress_ctx pc = {.model = dir, .tty = cli_stderr_tty()};
     st->bo.progress = (nx_progress){show_progress, &pc};
     nx_set_threads((int)st->threads);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     const char *tokdir = dir;
-    if (access(path, R_OK) != 0) {
-        if (!st->teacher) return nx_fail(err, "%s not found: the data must be tokenized with the model's tokenizer", path);
+    if (!nx_modelfile_has_tokenizer(dir)) {
+        if (!st->teacher)
+            return nx_fail(err, "%s has no tokenizer (tokenizer.json or GGUF tokenizer metadata): the data must be "
+                                "tokenized with the model's tokenizer", dir);
         tokdir = st->teacher; /* a student without its tokenizer shares the teacher's */
     }
     nx_tokenizer *tok = NULL;
@@ -146,9 +151,9 @@ static int measure(const char *dir, const settings *st_, result *r, nx_err *err)
     nx_backend *be = nx_backend_by_name(st->device, err);
     nx_precision prec;
     if (!be || nx_precision_parse(st->precision, &prec, err) || nx_backend_set_precision(be, prec, err) ||
-        nx_tokenizer_load(&tok, tokdir, err))
+        nx_modelfile_tokenizer(tokdir, &tok, err))
         goto out;
-    if (nx_hf_load_model_on(dir, &m, NX_F32, be, err)) goto out;
+    if (nx_modelfile_load(dir, NX_F32, be, &m, NULL, err)) goto out;
     r->params = (double)nx_model_count(&m.cfg);
     r->disk_bytes = disk_size(dir);
     if (st->data) {
@@ -177,7 +182,7 @@ static int measure(const char *dir, const settings *st_, result *r, nx_err *err)
     if (st->data) {
         r->is_teacher = st->teacher && same_dir(dir, st->teacher);
         r->has_teacher = st->teacher && !r->is_teacher;
-        if (r->has_teacher && nx_hf_load_model_on(st->teacher, &t, NX_F32, be, err)) {
+        if (r->has_teacher && nx_modelfile_load(st->teacher, NX_F32, be, &t, NULL, err)) {
             nx_fail_prefix(err, "teacher");
             goto out;
         }
@@ -213,12 +218,16 @@ static int run_child(const char *dir, const settings *st, result *r) {
         return NX_ERR;
     }
     fflush(stdout), fflush(stderr);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) {
         snprintf(r->err, sizeof r->err, "fork: %s", strerror(errno));
         return NX_ERR;
     }
     if (pid == 0) {
+        /* the child dies with its parent (SIGTERM, SIGKILL, a crash): it is
+         * never left measuring on its own */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(1);
         close(fd[0]);
         nx_err err = {{0}};
         result mine = {0};
@@ -340,24 +349,25 @@ int cmd_benchmark(int argc, char **argv) {
     const cli_opt opts[] = {
         {"--data", OPT_STR, &st.data, "evaluation data: JSONL[.gz] or text, or prepare-data tokens (a shard directory: its val.bin, else train.bin; or a .bin)"},
         {"--field", OPT_STR, &st.field, "JSONL field holding the text (default: text)"},
-        {"--teacher", OPT_STR, &st.teacher, "teacher model dir: agreement, KL and ratios against it"},
+        {"--teacher", OPT_STR, &st.teacher, "teacher model (directory or GGUF): agreement, KL and ratios against it"},
+        {"--reference", OPT_STR, &st.teacher, "the same as --teacher: the f32/bf16 model a quantized one is measured against"},
         {"--seq-len", OPT_INT, &st.seq_len, "evaluation window (default 256)"},
         {"--eval-batch", OPT_INT, &st.eval_batch, "windows per forward during evaluation (default 8)"},
-        {"--max-windows", OPT_INT, &st.max_windows, "evaluate at most this many windows (default: all)"},
+        {"--max-windows", OPT_INT, &st.max_windows, "evaluate at most this many windows (default 0: all)"},
         {"--prompt-tokens", OPT_INT, &prompt_tokens, "prompt length for TTFT and prefill speed (default 256)"},
         {"--decode-tokens", OPT_INT, &decode_tokens, "tokens decoded per speed run (default 128)"},
         {"--batch", OPT_INT, &batch, "the larger decode batch (default 8)"},
         {"--reps", OPT_INT, &reps, "measured repetitions, after one warm-up (default 3)"},
         {"--no-speed", OPT_FLAG, &st.no_speed, "skip the speed measurements"},
-        {"-t, --threads", OPT_INT, &st.threads, "threads (default: all cores)"},
+        {"-t, --threads", OPT_INT, &st.threads, "threads (default 0: all cores)"},
         {"--device", OPT_STR, &st.device, "cpu (default) or cuda"},
         {"--precision", OPT_STR, &st.precision, "matrix products: fp32 (default), tf32 or bf16 (cuda)"},
         {"--json", OPT_FLAG, &json, "print every figure and the settings as JSON"},
         {"--plot", OPT_STR, &plot, "write an SVG scatter: perplexity vs decode tokens/s, area ∝ size"},
     };
     const cli_spec spec = {
-        "benchmark", "MODEL_DIR [MODEL_DIR ...] [--teacher DIR] --data F.jsonl|SHARD_DIR [options]",
-        "Measure quality (perplexity over non-overlapping --seq-len windows of the data's token "
+        "benchmark", "MODEL [MODEL ...] [--teacher MODEL] --data F.jsonl|SHARD_DIR [options]",
+        "Each MODEL is a Hugging Face model directory or a GGUF file. Measure quality (perplexity over non-overlapping --seq-len windows of the data's token "
         "stream; with --teacher, top-1 agreement, KL(teacher||model) and the perplexity ratio), "
         "speed (time to first token, prefill and decode tokens/s at batch 1 and --batch, per-token "
         "latency) and cost (parameters, size on disk, peak resident memory, each model measured in "
@@ -370,10 +380,19 @@ int cmd_benchmark(int argc, char **argv) {
         fprintf(stderr, "nexus benchmark: nothing to measure: give --data, or drop --no-speed\n");
         return EXIT_USAGE;
     }
-    if (st.seq_len < 2 || st.eval_batch < 1 || prompt_tokens < 1 || decode_tokens < 1 || batch < 1 || reps < 1) {
-        fprintf(stderr, "nexus benchmark: --seq-len must be >= 2 and the other sizes >= 1\n");
+    if (plot && st.no_speed) {
+        fprintf(stderr, "nexus benchmark: --plot draws perplexity against decode speed: drop --no-speed\n");
         return EXIT_USAGE;
     }
+    /* longs, checked before they narrow to ints */
+    if ((rc = cli_range(&spec, "--seq-len", st.seq_len, 2, 1 << 24)) ||
+        (rc = cli_range(&spec, "--eval-batch", st.eval_batch, 1, 1 << 20)) ||
+        (rc = cli_range(&spec, "--max-windows", st.max_windows, 0, 1L << 40)) ||
+        (rc = cli_range(&spec, "--prompt-tokens", prompt_tokens, 1, 1 << 24)) ||
+        (rc = cli_range(&spec, "--decode-tokens", decode_tokens, 1, 1 << 24)) ||
+        (rc = cli_range(&spec, "--batch", batch, 1, 4096)) || (rc = cli_range(&spec, "--reps", reps, 1, 1 << 20)) ||
+        (rc = cli_range(&spec, "--threads", st.threads, 0, 4096)))
+        return rc;
     if (st.data && access(st.data, R_OK) != 0) {
         fprintf(stderr, "nexus benchmark: %s: cannot read the data file\n", st.data);
         return EXIT_RUNTIME;
@@ -456,7 +475,11 @@ int cmd_benchmark(int argc, char **argv) {
         printf("%-24s %8s %8s %8s %9s", "model", "params M", "disk MiB", "RSS MiB", "ppl");
         if (tppl > 0) printf(" %7s %7s %7s", "ppl/tch", "agree", "KL");
         if (!st.no_speed)
-            printf(" %8s %9s %9s %9s %17s", "TTFT ms", "prefill/s", "decode/s", "b8 tok/s", "lat p50/95/99 ms");
+        {
+            char bh[32];
+            snprintf(bh, sizeof bh, "b%ld tok/s", batch);
+            printf(" %8s %9s %9s %9s %17s", "TTFT ms", "prefill/s", "decode/s", bh, "lat p50/95/99 ms");
+        }
         printf("\n");
         for (int i = 0; i < nd; i++) {
             const result *r = &res[i];

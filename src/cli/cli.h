@@ -41,6 +41,10 @@ typedef struct cli_spec {
  * then exits 0). */
 int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int *npos);
 void cli_print_help(const cli_spec *spec, bool to_stderr);
+/* EXIT_OK when lo <= v <= hi; else prints "nexus CMD: OPT must be between
+ * lo and hi (got v)" with the usage and returns EXIT_USAGE. For OPT_INT
+ * values, which are longs: check them before they narrow to an int. */
+int cli_range(const cli_spec *spec, const char *opt, long v, long lo, long hi);
 /* Prints "nexus CMD: message" to stderr; returns EXIT_RUNTIME. */
 int cli_error(const char *cmd, const char *msg);
 /* Is stderr a terminal (progress bars only then)? */
@@ -67,6 +71,8 @@ int cmd_distill(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_prune(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 

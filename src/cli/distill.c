@@ -52,7 +52,7 @@ static void print_table(const nx_run_summary *s) {
 }
 
 static int run_cmd(const char *name, bool distill, int argc, char **argv) {
-    bool print_config = false, resume = false;
+    bool print_config = false, resume = false, overwrite = false;
     cli_multi sets = {0};
     const char *out = NULL, *threads = NULL;
     const cli_opt opts[] = {
@@ -61,9 +61,10 @@ static int run_cmd(const char *name, bool distill, int argc, char **argv) {
         {"-t, --threads", OPT_STR, &threads, "threads: --set threads=N (0: all cores)"},
         {"--print-config", OPT_FLAG, &print_config, "print the resolved config as YAML and exit"},
         {"--resume", OPT_FLAG, &resume, "continue from the newest checkpoint in checkpoint.dir"},
+        {"--overwrite", OPT_FLAG, &overwrite, "replace an earlier run in output.dir (its checkpoints and metrics)"},
     };
     const cli_spec spec = {
-        name, "CONFIG.yaml [--set key=value ...] [-o DIR] [-t N] [--resume] [--print-config]",
+        name, "CONFIG.yaml [--set key=value ...] [-o DIR] [-t N] [--resume | --overwrite] [--print-config]",
         distill ? "Distill the config's teacher into a smaller student and write it as a Hugging Face "
                   "model directory (config.json, model.safetensors, tokenizer) with metrics.jsonl. "
                   "Ctrl-C saves a checkpoint; --resume continues bit for bit. Keys: docs/CONFIG.md."
@@ -74,13 +75,21 @@ static int run_cmd(const char *name, bool distill, int argc, char **argv) {
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
     if (rc) return rc;
+    if (resume && overwrite) {
+        fprintf(stderr, "nexus %s: give --resume or --overwrite, not both\n", name);
+        cli_print_help(&spec, true);
+        return EXIT_USAGE;
+    }
     /* the shortcuts are --set of their keys, after the others (the later wins) */
     char out_set[4200], threads_set[64];
     if (out && sets.n < 64) snprintf(out_set, sizeof out_set, "output.dir=%s", out), sets.v[sets.n++] = out_set;
     if (threads && sets.n < 64) snprintf(threads_set, sizeof threads_set, "threads=%s", threads), sets.v[sets.n++] = threads_set;
     nx_run_config cfg;
     nx_err err;
-    if (nx_run_config_load(&cfg, pos[0], sets.v, sets.n, &err)) return cli_error(name, err.msg);
+    if (nx_run_config_load(&cfg, pos[0], sets.v, sets.n, &err)) { /* the config is the command's argument */
+        cli_error(name, err.msg);
+        return EXIT_USAGE;
+    }
     if (print_config) {
         nx_run_config_print(stdout, &cfg);
         return EXIT_OK;
@@ -90,7 +99,7 @@ static int run_cmd(const char *name, bool distill, int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    nx_run_opts o = {.distill = distill, .resume = resume, .progress = cli_stderr_tty(), .stop = &g_stop};
+    nx_run_opts o = {.distill = distill, .resume = resume, .overwrite = overwrite, .progress = cli_stderr_tty(), .stop = &g_stop};
     nx_run_summary sum;
     if (nx_run(&cfg, &o, &sum, &err)) return cli_error(name, err.msg);
     if (sum.interrupted) return EXIT_INTERRUPTED;

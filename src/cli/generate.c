@@ -20,8 +20,8 @@
 
 #include "cli.h"
 #include "nexus/fsutil.h"
-#include "nexus/hf.h"
 #include "nexus/generate.h"
+#include "nexus/modelfile.h"
 #include "nexus/tokenizer.h"
 
 /* The detokenizer the generator calls for stop strings and streaming. */
@@ -39,7 +39,7 @@ int cmd_generate(int argc, char **argv) {
     cli_multi stops = {0};
     const cli_opt opts[] = {
         {"-p, --prompt", OPT_STR, &prompt, "prompt text"},
-        {"--prompt-file", OPT_STR, &prompt_file, "read the prompt from a file"},
+        {"--prompt-file", OPT_STR, &prompt_file, "read the prompt from a file ('-': stdin)"},
         {"-n, --max-tokens", OPT_INT, &max_tokens, "new tokens at most (default 128)"},
         {"--temperature", OPT_FLOAT, &temperature, "sampling temperature; 0 = greedy (default 0)"},
         {"--top-k", OPT_INT, &top_k, "keep the k most likely tokens (0 = off)"},
@@ -56,9 +56,9 @@ int cmd_generate(int argc, char **argv) {
         {"--json", OPT_FLAG, &json, "print one JSON object (ids, text, timings) instead of streaming"},
     };
     const cli_spec spec = {
-        "generate", "MODEL_DIR (--prompt TEXT | --prompt-file F) [options]",
+        "generate", "MODEL (--prompt TEXT | --prompt-file F) [options]",
         "Generate text with a Hugging Face model directory (config.json, model.safetensors, "
-        "tokenizer.json), streaming it to stdout. The prompt is encoded without special tokens "
+        "tokenizer.json) or a GGUF file, streaming it to stdout. The prompt is encoded without special tokens "
         "unless --bos. Prompt plus new tokens are bounded by the model's context "
         "(max_position_embeddings): a prompt that fills it is an error.",
         opts, sizeof opts / sizeof opts[0], 1, 1};
@@ -70,17 +70,15 @@ int cmd_generate(int argc, char **argv) {
         cli_print_help(&spec, true);
         return EXIT_USAGE;
     }
-    if (max_tokens < 1) {
-        fprintf(stderr, "nexus generate: --max-tokens must be at least 1\n");
-        return EXIT_USAGE;
-    }
+    /* longs, checked before they narrow to ints */
+    if ((rc = cli_range(&spec, "--max-tokens", max_tokens, 1, 1 << 24)) ||
+        (rc = cli_range(&spec, "--top-k", top_k, 0, 2147483647)) || (rc = cli_range(&spec, "--threads", threads, 0, 4096)))
+        return rc;
     const char *dir = pos[0];
     nx_err err;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (access(path, R_OK) != 0) {
-        fprintf(stderr, "nexus generate: %s not found: generate needs the model's tokenizer (copy "
-                        "tokenizer.json from the model it was trained or distilled from)\n", path);
+    if (!nx_modelfile_is_gguf(dir) && !nx_modelfile_has_tokenizer(dir)) { /* a GGUF says what it lacks on load */
+        fprintf(stderr, "nexus generate: %s/tokenizer.json not found: generate needs the model's tokenizer "
+                        "(copy tokenizer.json from the model it was trained or distilled from)\n", dir);
         return EXIT_RUNTIME;
     }
     nx_sample_opts so = {.temperature = (float)temperature, .top_k = (int)top_k, .top_p = (float)top_p,
@@ -94,23 +92,27 @@ int cmd_generate(int argc, char **argv) {
     nx_set_threads((int)threads);
 
     char *owned = NULL;
-    if (prompt_file && !(prompt = owned = nx_read_file(prompt_file, 0, NULL, &err))) return cli_error("generate", err.msg);
+    size_t prompt_len = prompt ? strlen(prompt) : 0; /* a file's whole length: it may hold NUL bytes */
+    if (prompt_file && !(prompt = owned = strcmp(prompt_file, "-")
+                                              ? nx_read_file(prompt_file, NX_MAX_TEXT, &prompt_len, &err)
+                                              : nx_read_stream(stdin, "-", NX_MAX_TEXT, &prompt_len, &err)))
+        return cli_error("generate", err.msg);
     nx_tokenizer *tok = NULL;
     nx_model m = {0};
     int32_t *pids = NULL, *hist = NULL, *gen = NULL;
     int status = EXIT_RUNTIME;
     nx_gen g;
     bool have_gen = false;
-    if (nx_tokenizer_load(&tok, dir, &err)) goto done;
+    if (nx_modelfile_tokenizer(dir, &tok, &err)) goto done;
     size_t np = 0;
-    if (nx_tokenizer_encode(tok, prompt, strlen(prompt), false, &pids, &np, &err)) {
+    if (nx_tokenizer_encode(tok, prompt, prompt_len, false, &pids, &np, &err)) {
         nx_fail_prefix(&err, "%s", prompt_file ? prompt_file : "--prompt");
         goto done;
     }
     nx_backend *be = nx_backend_by_name(device, &err);
     nx_precision prec;
     if (!be || nx_precision_parse(precision, &prec, &err) || nx_backend_set_precision(be, prec, &err) ||
-        nx_hf_load_model_on(dir, &m, NX_F32, be, &err))
+        nx_modelfile_load(dir, NX_F32, be, &m, NULL, &err))
         goto done;
     const nx_model_config *c = &m.cfg;
     int32_t bos_id = nx_tokenizer_bos_id(tok) >= 0 ? nx_tokenizer_bos_id(tok) : c->bos_id;

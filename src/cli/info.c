@@ -1,4 +1,4 @@
-/* info.c — `nexus info MODEL_DIR|config.json [--batch B] [--seq-len T] [--json]`
+/* info.c — `nexus info MODEL_DIR|MODEL.gguf|config.json [--batch B] [--seq-len T] [--json]`
  *
  * What a model is and what it costs before anything is loaded: architecture
  * and shape from config.json, parameter counts by part from the same
@@ -31,7 +31,9 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "nexus/gguf.h"
 #include "nexus/hf.h"
+#include "nexus/modelfile.h"
 #include "nexus/json.h"
 #include "nexus/run.h"
 
@@ -86,11 +88,12 @@ int cmd_info(int argc, char **argv) {
         {"--json", OPT_FLAG, &json, "print one JSON object instead of the table"},
     };
     const cli_spec spec = {
-        "info", "MODEL_DIR|CONFIG_JSON|RUN_CONFIG.yaml [--batch B] [--seq-len T] [--json]",
+        "info", "MODEL_DIR|MODEL.gguf|CONFIG_JSON|RUN_CONFIG.yaml [--batch B] [--seq-len T] [--json]",
         "Show a Hugging Face model's architecture, parameter counts by part, its size on disk\n"
         "and at f32/bf16/int8/4-bit, and the memory to run and train it. MODEL_DIR holds\n"
         "config.json and (optionally) model.safetensors or a sharded index; a config.json path\n"
-        "alone gives everything but the size on disk.\n\n"
+        "alone gives everything but the size on disk. A GGUF file is read for its metadata and\n"
+        "tensor layout (validated), not its weights.\n\n"
         "Quantised sizes: matrices at int8 or 4-bit with one f16 scale per group of 32 weights\n"
         "(8.5 and 4.5 bits per weight); norms and biases stay f32.\n"
         "Memory (bytes, f32 throughout; N params):\n"
@@ -115,20 +118,24 @@ int cmd_info(int argc, char **argv) {
     struct stat sb;
     char msg[1200];
     if (stat(path, &sb) != 0) {
-        snprintf(msg, sizeof msg, "%s: %s (give a model directory or a config.json)", path, strerror(errno));
+        snprintf(msg, sizeof msg, "%s: %s (give a model directory, a GGUF file or a config.json)", path, strerror(errno));
         return cli_error("info", msg);
     }
     nx_model_config c;
     nx_err err = {{0}};
-    bool is_dir = S_ISDIR(sb.st_mode);
+    bool is_dir = S_ISDIR(sb.st_mode), gguf = !is_dir && nx_modelfile_is_gguf(path);
+    nx_gguf g = {0};
     size_t plen = strlen(path);
     bool yaml = !is_dir && plen > 5 && (!strcmp(path + plen - 5, ".yaml") || !strcmp(path + plen - 4, ".yml"));
     double teacher_bytes = 0; /* distillation: teacher weights + inference activations */
     if (yaml) {
         nx_run_config rc;
         nx_model_config tc, *tcp = NULL;
-        if (nx_run_config_load(&rc, path, NULL, 0, &err)) return cli_error("info", err.msg);
-        if (nx_hf_load_config(rc.teacher.path, &tc, &err) == NX_OK) tcp = &tc;
+        if (nx_run_config_load(&rc, path, NULL, 0, &err)) {
+            cli_error("info", err.msg);
+            return EXIT_USAGE; /* as for distill: a run config that does not load is a usage error */
+        }
+        if (nx_modelfile_config(rc.teacher.path, &tc, &err) == NX_OK) tcp = &tc;
         if (nx_run_config_student_shape(&rc, tcp, &c, &err))
             return cli_error("info", err.msg); /* names the teacher when its shape is needed */
         if (B == 1) B = rc.data.batch_size;
@@ -141,6 +148,11 @@ int cmd_info(int argc, char **argv) {
                                                   to.attention_weight > 0 ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) +
                             (double)nx_trainer_loss_bytes(&c, &tc, &to);
         }
+    } else if (gguf) {
+        if (nx_gguf_open(&g, path, &err) || nx_gguf_model_config(&g, &c, &err)) {
+            nx_gguf_close(&g);
+            return cli_error("info", err.msg);
+        }
     } else if ((is_dir ? nx_hf_load_config(path, &c, &err) : nx_hf_load_config_file(path, &c, &err)) != NX_OK) {
         return cli_error("info", err.msg);
     }
@@ -148,6 +160,19 @@ int cmd_info(int argc, char **argv) {
     double disk = -1;
     char dtypes[64] = "";
     int nfiles = 0;
+    if (gguf) { /* the reader validated the layout; the types present, as GGUF names them */
+        disk = (double)g.size;
+        nfiles = 1;
+        snprintf(dtypes, sizeof dtypes, "GGUF ");
+        for (uint32_t id = 0; id < 64; id++) {
+            const nx_ggml_type *ti = nx_ggml_type_info(id);
+            bool seen = false;
+            for (int i = 0; ti && i < g.nt && !seen; i++) seen = g.t[i].type == id;
+            if (seen) snprintf(dtypes + strlen(dtypes), sizeof dtypes - strlen(dtypes), "%s%s",
+                               dtypes[5] ? "+" : "", ti->name);
+        }
+        nx_gguf_close(&g);
+    }
     if (is_dir) {
         nx_safetensors st;
         if (nx_st_open_dir(&st, path, &err) == NX_OK) {
@@ -177,6 +202,10 @@ int cmd_info(int argc, char **argv) {
     double kv = 4.0 * 2 * L * B * T * KVH * HS;
     double scratch = 4.0 * B * (3 * C + 2 * F + V + NH * T);
     double infer = f32 + kv + scratch;
+    if ((double)B * T > 2147483647.0 || nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN) == SIZE_MAX) {
+        snprintf(msg, sizeof msg, "batch %ld x sequence length %ld: activations too large to count", B, T);
+        return cli_error("info", msg);
+    }
     double acts = (double)nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN);
     double train = 16 * N + acts + teacher_bytes;
 

@@ -3,6 +3,7 @@
  * trainer memory-maps. The work is in src/io/dataset.c; this file parses
  * flags, splits off the validation documents and prints the summary. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,7 @@ int cmd_prepare_data(int argc, char **argv) {
     const char *model = NULL, *outdir = NULL, *field = "text", *eos = NULL;
     cli_multi inputs = {0};
     double val_fraction = 0;
-    long val_docs = -1, threads = 0;
+    long val_docs = LONG_MIN, threads = 0; /* LONG_MIN: --val-docs not given */
     bool skip_bad = false;
     const cli_opt opts[] = {
         {"--model", OPT_STR, &model, "the model, as the first argument does (kept for older scripts)"},
@@ -44,11 +45,13 @@ int cmd_prepare_data(int argc, char **argv) {
         cli_print_help(&spec, true);
         return EXIT_USAGE;
     }
+    if ((val_docs != LONG_MIN && (rc = cli_range(&spec, "--val-docs", val_docs, 0, LONG_MAX))) ||
+        (rc = cli_range(&spec, "--threads", threads, 0, 4096)))
+        return rc;
     const char *why = !inputs.n ? "at least one --input is required"
                     : !outdir ? "--out is required"
                     : (val_fraction < 0 || val_fraction >= 1) ? "--val-fraction must be in [0, 1)"
-                    : (val_docs >= 0 && val_fraction > 0) ? "give --val-fraction or --val-docs, not both"
-                    : threads < 0 ? "--threads must be positive" : NULL;
+                    : (val_docs >= 0 && val_fraction > 0) ? "give --val-fraction or --val-docs, not both" : NULL;
     if (why) {
         fprintf(stderr, "nexus prepare-data: %s\n", why);
         cli_print_help(&spec, true);
@@ -87,17 +90,16 @@ int cmd_prepare_data(int argc, char **argv) {
     }
     size_t ntrain_docs = s.n_docs - nval;
     size_t ntrain = ntrain_docs ? s.doc_end[ntrain_docs - 1] : 0;
-    char path[4096];
     uint32_t V = (uint32_t)nx_tokenizer_vocab_size(t);
     uint64_t fp = nx_tokenizer_fingerprint(t);
-    snprintf(path, sizeof path, "%s/train.bin", outdir);
-    if (nx_shard_write(path, s.ids, ntrain, V, eos_id, ntrain_docs, fp, &err)) { rc = cli_error("prepare-data", err.msg); goto done; }
-    printf("%s: %zu documents, %zu tokens\n", path, ntrain_docs, ntrain);
-    if (nval) {
-        snprintf(path, sizeof path, "%s/val.bin", outdir);
-        if (nx_shard_write(path, s.ids + ntrain, s.n - ntrain, V, eos_id, nval, fp, &err)) { rc = cli_error("prepare-data", err.msg); goto done; }
-        printf("%s: %zu documents, %zu tokens\n", path, nval, s.n - ntrain);
+    nx_shard_part parts[2] = {{"train.bin", s.ids, ntrain, ntrain_docs}, {"val.bin", s.ids + ntrain, s.n - ntrain, nval}};
+    if (nx_shard_set_write(outdir, parts, nval ? 2 : 1, V, eos_id, fp, &err)) {
+        rc = cli_error("prepare-data", err.msg);
+        goto done;
     }
+    for (int i = 0; i < (nval ? 2 : 1); i++)
+        printf("%s/%s: %llu documents, %zu tokens\n", outdir, parts[i].name, (unsigned long long)parts[i].n_docs,
+               parts[i].n);
     printf("tokenized %zu documents (%.1f MiB) into %zu tokens in %.2f s: %.0f documents/s, %.0f tokens/s, %.2f MiB/s",
            st.docs, (double)st.bytes / 1048576.0, s.n, st.seconds, (double)st.docs / st.seconds,
            (double)s.n / st.seconds, (double)st.bytes / 1048576.0 / st.seconds);

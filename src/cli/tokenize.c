@@ -46,7 +46,8 @@ int cmd_tokenize(int argc, char **argv) {
     size_t len = 0;
     char *owned = NULL;
     if (file) {
-        owned = strcmp(file, "-") ? nx_read_file(file, 0, &len, &err) : nx_read_stream(stdin, "-", 0, &len, &err);
+        owned = strcmp(file, "-") ? nx_read_file(file, NX_MAX_TEXT, &len, &err)
+                                    : nx_read_stream(stdin, "-", NX_MAX_TEXT, &len, &err);
         if (!owned) { nx_tokenizer_free(t); return cli_error("tokenize", err.msg); }
         text = owned;
     } else len = strlen(text);

@@ -8,12 +8,26 @@
  * new row here plus its kernels in each backend's own table; no model code
  * changes.
  *
+ * Block types (blocks.h: Q8_0, Q4_0, Q4_K, IQ4_NL, GGUF's layouts) widen exactly
+ * (the scale, widened from f16, times the integer) and narrow by
+ * round-to-nearest: each block's scale is its largest magnitude over the
+ * integer range (Q4_0 maps its signed extreme to −8, as ggml does; Q4_K
+ * takes each sub-block's range [min(0, lo), hi] onto 0..15, then rounds the
+ * eight sub-block scales and mins to 6 bits against the super-block's
+ * largest; IQ4_NL maps its signed extreme onto the level −127 and takes
+ * each element's nearest level), rounded to f16 first so that the integers are chosen against
+ * the scale that will be stored. Searches that do better than rounding
+ * (weighted by calibration activations) are the quantizer's
+ * (src/compress/). A row of a block type must hold whole blocks: rows are
+ * never split across blocks (nx_row_bytes asserts).
+ *
  * bf16 is the top half of an f32 (widening is a shift; narrowing rounds to
  * nearest even and keeps NaNs quiet). f16 is IEEE binary16 with
  * subnormals, rounded to nearest even. */
 #include <math.h>
 #include <string.h>
 
+#include "nexus/blocks.h"
 #include "nexus/core.h"
 
 float nx_bf16_to_f32(uint16_t h) {
@@ -106,6 +120,190 @@ static void f64_to_f32(float *d, const void *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) d[i] = (float)s[i];
 }
 
+/* ---- block types ---- */
+
+static float f16r(float x) { return nx_f16_to_f32(nx_f32_to_f16(x)); } /* x as f16 will hold it */
+
+static void q8_0_to_f32(float *d, const void *src, int64_t n) {
+    const nx_block_q8_0 *b = src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        float s = nx_f16_to_f32(b[i].d);
+        for (int j = 0; j < NX_QK; j++) d[i * NX_QK + j] = s * b[i].qs[j];
+    }
+}
+
+static void q8_0_from_f32(void *dst, const float *x, int64_t n) {
+    nx_block_q8_0 *b = dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        const float *v = x + i * NX_QK;
+        float amax = 0;
+        for (int j = 0; j < NX_QK; j++) amax = fmaxf(amax, fabsf(v[j]));
+        float s = f16r(amax / 127), is = s > 0 ? 1 / s : 0;
+        b[i].d = nx_f32_to_f16(s);
+        for (int j = 0; j < NX_QK; j++) b[i].qs[j] = (int8_t)fmaxf(-127, fminf(127, nearbyintf(v[j] * is)));
+    }
+}
+
+static void q4_0_to_f32(float *d, const void *src, int64_t n) {
+    const nx_block_q4_0 *b = src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        float s = nx_f16_to_f32(b[i].d);
+        for (int j = 0; j < NX_QK / 2; j++) {
+            d[i * NX_QK + j] = s * ((b[i].qs[j] & 15) - 8);
+            d[i * NX_QK + j + 16] = s * ((b[i].qs[j] >> 4) - 8);
+        }
+    }
+}
+
+static void q4_0_from_f32(void *dst, const float *x, int64_t n) {
+    nx_block_q4_0 *b = dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        const float *v = x + i * NX_QK;
+        float ext = 0; /* the value of largest magnitude, with its sign */
+        for (int j = 0; j < NX_QK; j++)
+            if (fabsf(v[j]) > fabsf(ext)) ext = v[j];
+        float s = f16r(ext / -8), is = s != 0 ? 1 / s : 0;
+        b[i].d = nx_f32_to_f16(s);
+        for (int j = 0; j < NX_QK / 2; j++) {
+            int lo = (int)fmaxf(0, fminf(15, nearbyintf(v[j] * is) + 8));
+            int hi = (int)fmaxf(0, fminf(15, nearbyintf(v[j + 16] * is) + 8));
+            b[i].qs[j] = (uint8_t)(lo | hi << 4);
+        }
+    }
+}
+
+static void q5_0_to_f32(float *d, const void *src, int64_t n) {
+    const nx_block_q5_0 *b = src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        float s = nx_f16_to_f32(b[i].d);
+        uint32_t qh;
+        memcpy(&qh, b[i].qh, 4);
+        for (int j = 0; j < NX_QK / 2; j++) {
+            int lo = (b[i].qs[j] & 15) | (int)((qh >> j) & 1) << 4;
+            int hi = (b[i].qs[j] >> 4) | (int)((qh >> (j + 16)) & 1) << 4;
+            d[i * NX_QK + j] = s * (lo - 16);
+            d[i * NX_QK + j + 16] = s * (hi - 16);
+        }
+    }
+}
+
+/* Integers q[32] in 0..31 into a Q5_0 block's nibbles and high bits. */
+void nx_q5_0_pack(void *blk, const uint8_t *q) {
+    nx_block_q5_0 *b = blk;
+    uint32_t qh = 0;
+    for (int j = 0; j < NX_QK / 2; j++) {
+        b->qs[j] = (uint8_t)((q[j] & 15) | (q[j + 16] & 15) << 4);
+        qh |= (uint32_t)(q[j] >> 4) << j | (uint32_t)(q[j + 16] >> 4) << (j + 16);
+    }
+    memcpy(b->qh, &qh, 4);
+}
+
+static void q5_0_from_f32(void *dst, const float *x, int64_t n) {
+    nx_block_q5_0 *b = dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        const float *v = x + i * NX_QK;
+        float ext = 0; /* the value of largest magnitude, with its sign */
+        for (int j = 0; j < NX_QK; j++)
+            if (fabsf(v[j]) > fabsf(ext)) ext = v[j];
+        float s = f16r(ext / -16), is = s != 0 ? 1 / s : 0;
+        b[i].d = nx_f32_to_f16(s);
+        uint8_t q[NX_QK];
+        for (int j = 0; j < NX_QK; j++) q[j] = (uint8_t)fmaxf(0, fminf(31, nearbyintf(v[j] * is) + 16));
+        nx_q5_0_pack(&b[i], q);
+    }
+}
+
+static void iq4_nl_to_f32(float *d, const void *src, int64_t n) {
+    const nx_block_iq4_nl *b = src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        float s = nx_f16_to_f32(b[i].d);
+        for (int j = 0; j < NX_QK / 2; j++) {
+            d[i * NX_QK + j] = s * nx_iq4nl_values[b[i].qs[j] & 15];
+            d[i * NX_QK + j + 16] = s * nx_iq4nl_values[b[i].qs[j] >> 4];
+        }
+    }
+}
+
+/* The index of the level nearest v (levels ascending). */
+static int iq4nl_nearest(float v) {
+    int lo = 0;
+    while (lo < 15 && v > 0.5f * (nx_iq4nl_values[lo] + nx_iq4nl_values[lo + 1])) lo++;
+    return lo;
+}
+
+static void iq4_nl_from_f32(void *dst, const float *x, int64_t n) {
+    nx_block_iq4_nl *b = dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK; i++) {
+        const float *v = x + i * NX_QK;
+        float ext = 0; /* onto the outermost level, −127 */
+        for (int j = 0; j < NX_QK; j++)
+            if (fabsf(v[j]) > fabsf(ext)) ext = v[j];
+        float s = f16r(ext / -127), is = s != 0 ? 1 / s : 0;
+        b[i].d = nx_f32_to_f16(s);
+        for (int j = 0; j < NX_QK / 2; j++)
+            b[i].qs[j] = (uint8_t)(iq4nl_nearest(v[j] * is) | iq4nl_nearest(v[j + 16] * is) << 4);
+    }
+}
+
+static void q4_k_to_f32(float *d, const void *src, int64_t n) {
+    const nx_block_q4_k *b = src;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK_K; i++) {
+        float D = nx_f16_to_f32(b[i].d), M = nx_f16_to_f32(b[i].dmin);
+        float *y = d + i * NX_QK_K;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, m;
+            nx_q4k_scale_min(j, b[i].scales, &sc, &m);
+            const uint8_t *q = b[i].qs + 32 * (j / 2);
+            int shift = 4 * (j & 1);
+            for (int l = 0; l < 32; l++) y[32 * j + l] = D * sc * ((q[l] >> shift) & 15) - M * m;
+        }
+    }
+}
+
+static void q4_k_from_f32(void *dst, const float *x, int64_t n) {
+    nx_block_q4_k *b = dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n / NX_QK_K; i++) {
+        const float *v = x + i * NX_QK_K;
+        float scale[8], mins[8], smax = 0, mmax = 0;
+        for (int j = 0; j < 8; j++) {
+            float lo = 0, hi = 0; /* the range always holds 0: mins stay >= 0 */
+            for (int l = 0; l < 32; l++) lo = fminf(lo, v[32 * j + l]), hi = fmaxf(hi, v[32 * j + l]);
+            scale[j] = (hi - lo) / 15;
+            mins[j] = -lo;
+            smax = fmaxf(smax, scale[j]);
+            mmax = fmaxf(mmax, mins[j]);
+        }
+        float D = f16r(smax / 63), M = f16r(mmax / 63);
+        uint8_t sc[8], m[8];
+        for (int j = 0; j < 8; j++) {
+            sc[j] = D > 0 ? (uint8_t)fminf(63, nearbyintf(scale[j] / D)) : 0;
+            m[j] = M > 0 ? (uint8_t)fminf(63, nearbyintf(mins[j] / M)) : 0;
+        }
+        b[i].d = nx_f32_to_f16(D);
+        b[i].dmin = nx_f32_to_f16(M);
+        nx_q4k_pack_scales(b[i].scales, sc, m);
+        memset(b[i].qs, 0, sizeof b[i].qs);
+        for (int j = 0; j < 8; j++) {
+            float s = D * sc[j], mn = M * m[j], is = s > 0 ? 1 / s : 0;
+            uint8_t *q = b[i].qs + 32 * (j / 2);
+            for (int l = 0; l < 32; l++) {
+                int k = (int)fmaxf(0, fminf(15, nearbyintf((v[32 * j + l] + mn) * is)));
+                q[l] |= (uint8_t)(k << (4 * (j & 1)));
+            }
+        }
+    }
+}
+
 static const nx_type_traits TYPES[NX_DTYPE_COUNT] = {
     [NX_F32] = {"F32", 1, 4, true, f32_to_f32, f32_from_f32},
     [NX_F16] = {"F16", 1, 2, true, f16_to_f32, f16_from_f32},
@@ -120,6 +318,11 @@ static const nx_type_traits TYPES[NX_DTYPE_COUNT] = {
     [NX_I64] = {"I64", 1, 8, false, NULL, NULL},
     [NX_U64] = {"U64", 1, 8, false, NULL, NULL},
     [NX_BOOL] = {"BOOL", 1, 1, false, NULL, NULL},
+    [NX_Q8_0] = {"Q8_0", NX_QK, sizeof(nx_block_q8_0), true, q8_0_to_f32, q8_0_from_f32},
+    [NX_Q4_0] = {"Q4_0", NX_QK, sizeof(nx_block_q4_0), true, q4_0_to_f32, q4_0_from_f32},
+    [NX_Q4_K] = {"Q4_K", NX_QK_K, sizeof(nx_block_q4_k), true, q4_k_to_f32, q4_k_from_f32},
+    [NX_IQ4_NL] = {"IQ4_NL", NX_QK, sizeof(nx_block_iq4_nl), true, iq4_nl_to_f32, iq4_nl_from_f32},
+    [NX_Q5_0] = {"Q5_0", NX_QK, sizeof(nx_block_q5_0), true, q5_0_to_f32, q5_0_from_f32},
 };
 
 const nx_type_traits *nx_type(nx_dtype t) {

@@ -40,8 +40,24 @@ static int cmp_long(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Steps of the checkpoints in dir, sorted ascending; returns count. */
-static int list_steps(const char *dir, long **out) {
+/* Does dir/name carry this magic and config hash? (Only what pruning
+ * needs: the file is not otherwise checked.) */
+static bool has_hash(const char *dir, const char *name, uint64_t hash) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return false;
+    unsigned char h[24];
+    bool ok = pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && !memcmp(h, MAGIC, 8);
+    close(fd);
+    uint64_t got;
+    memcpy(&got, h + 16, 8);
+    return ok && got == hash;
+}
+
+/* Steps of the checkpoints in dir (only those of config hash *only when
+ * only is not NULL), sorted ascending; returns count. */
+static int list_steps(const char *dir, const uint64_t *only, long **out) {
     DIR *d = opendir(dir);
     *out = NULL;
     if (!d) return 0;
@@ -49,12 +65,12 @@ static int list_steps(const char *dir, long **out) {
     struct dirent *e;
     while ((e = readdir(d))) {
         long s;
-        if (!is_ckpt_name(e->d_name, &s)) continue;
+        if (!is_ckpt_name(e->d_name, &s) || (only && !has_hash(dir, e->d_name, *only))) continue;
         if (n == cap) *out = realloc(*out, sizeof(long) * (cap = cap ? 2 * cap : 16));
         (*out)[n++] = s;
     }
     closedir(d);
-    qsort(*out, n, sizeof(long), cmp_long);
+    if (n) qsort(*out, n, sizeof(long), cmp_long); /* never qsort(NULL, 0) */
     return n;
 }
 
@@ -86,9 +102,9 @@ int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const floa
     char path[4096];
     snprintf(path, sizeof path, "%s/step-%08ld.nxck", dir, (long)meta->step);
     if (nx_write_atomic(path, parts, lens, 9, err)) return NX_ERR;
-    if (keep > 0) {
+    if (keep > 0) { /* this run's only: another run's checkpoints are not ours to delete */
         long *steps;
-        int count = list_steps(dir, &steps);
+        int count = list_steps(dir, &meta->config_hash, &steps);
         for (int i = 0; i + keep < count; i++) {
             snprintf(path, sizeof path, "%s/step-%08ld.nxck", dir, steps[i]);
             unlink(path);
@@ -98,9 +114,13 @@ int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const floa
     return NX_OK;
 }
 
+size_t nx_ckpt_bytes(size_t n, bool mask) {
+    return 16 + sizeof(disk_header) + 3 * n * sizeof(float) + (mask ? n : 0) + 4;
+}
+
 int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err) {
     long *steps;
-    int n = list_steps(dir, &steps);
+    int n = list_steps(dir, NULL, &steps);
     if (n == 0) {
         free(steps);
         return nx_fail(err, "%s: no checkpoint (step-*.nxck) to resume from", dir);
@@ -110,14 +130,26 @@ int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err) {
     return NX_OK;
 }
 
+int nx_ckpt_remove_all(const char *dir, nx_err *err) {
+    long *steps;
+    int n = list_steps(dir, NULL, &steps);
+    char path[4096];
+    int rc = NX_OK;
+    for (int i = 0; i < n && rc == NX_OK; i++) {
+        snprintf(path, sizeof path, "%s/step-%08ld.nxck", dir, steps[i]);
+        if (unlink(path) && errno != ENOENT) rc = nx_fail(err, "%s: cannot delete: %s", path, strerror(errno));
+    }
+    free(steps);
+    return rc;
+}
+
 int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, size_t n, float *params, float *m,
                  float *v, uint8_t *mask, bool *has_mask, int64_t *adam_t, nx_err *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    fstat(fd, &st);
+    int fd = nx_open_regular(path, &st, err);
+    if (fd < 0) return NX_ERR;
     size_t size = (size_t)st.st_size, nb = n * sizeof(float);
-    size_t want = 16 + sizeof(disk_header) + 3 * nb + 4;
+    size_t want = nx_ckpt_bytes(n, false);
     if (has_mask) *has_mask = false;
     if (size < 16 + sizeof(disk_header)) {
         close(fd);

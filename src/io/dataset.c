@@ -63,6 +63,7 @@ static void chunk_add(chunk *c, const char *s, size_t n, long line) {
 }
 
 static void stream_push(nx_token_stream *s, size_t *cap, const int32_t *ids, size_t n) {
+    if (!n) return; /* an empty document: ids may be NULL, and so may the stream */
     if (s->n + n > *cap) {
         size_t c = *cap ? *cap : 1 << 16;
         while (c < s->n + n) c *= 2;
@@ -102,7 +103,46 @@ static void progress(run *r, bool final) {
     fflush(stderr);
 }
 
-enum { DOC_OK, DOC_NOT_JSON, DOC_NO_FIELD, DOC_BAD_TEXT };
+enum { DOC_OK, DOC_NOT_JSON, DOC_NO_FIELD, DOC_BAD_TEXT, DOC_NUL_BYTE, DOC_TRAILING, DOC_NUL_ESCAPE, DOC_DUP_FIELD };
+
+/* Offset of the first \u0000 escape in JSON text (an escaped backslash is
+ * skipped), or n. cJSON decodes it into a NUL that would end the text
+ * early; nexus does not tokenize NUL characters, so such a line is refused. */
+static size_t nul_escape_at(const char *s, size_t n) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == '\\') {
+            if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4)) return i;
+            i++;
+        }
+    return n;
+}
+
+/* Parses one JSONL line strictly: exactly one JSON value, nothing but
+ * white space after it, no NUL byte, no \u0000, the field present once
+ * as a string. On DOC_OK, *text and *tl are the field's text; *col is the
+ * 1-based column an error points at. */
+static int parse_line(const char *line, size_t n, const char *field, cJSON **o, const char **text, size_t *tl,
+                      size_t *col) {
+    const char *nul = memchr(line, '\0', n);
+    if (nul) return *col = (size_t)(nul - line) + 1, DOC_NUL_BYTE;
+    const char *end = NULL;
+    *o = cJSON_ParseWithLengthOpts(line, n, &end, false);
+    if (!*o) return *col = end && end >= line && end <= line + n ? (size_t)(end - line) + 1 : 1, DOC_NOT_JSON;
+    for (const char *p = end; p < line + n; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r') return *col = (size_t)(p - line) + 1, DOC_TRAILING;
+    size_t esc = nul_escape_at(line, n);
+    if (esc < n) return *col = esc + 1, DOC_NUL_ESCAPE;
+    const cJSON *v = NULL;
+    int seen = 0;
+    if (cJSON_IsObject(*o))
+        for (const cJSON *it = (*o)->child; it; it = it->next)
+            if (it->string && !strcmp(it->string, field)) seen++, v = v ? v : it;
+    if (seen > 1) return DOC_DUP_FIELD;
+    if (!cJSON_IsString(v)) return DOC_NO_FIELD;
+    *text = v->valuestring;
+    *tl = strlen(*text);
+    return DOC_OK;
+}
 
 /* Parse (JSONL) and tokenize a chunk in parallel, then append it in order;
  * the first bad line in file order decides the error. */
@@ -112,6 +152,7 @@ static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *
     int32_t **ids = nx_xcalloc(n, sizeof(int32_t *));
     size_t *len = nx_xcalloc(n, sizeof(size_t)), *tbytes = nx_xcalloc(n, sizeof(size_t));
     int *status = nx_xcalloc(n, sizeof(int));
+    size_t *col = nx_xcalloc(n, sizeof(size_t));
     nx_err *first_err = nx_xcalloc(1, sizeof(nx_err));
     size_t first_bad = n;
     int nt = r->o->threads > 0 ? r->o->threads : omp_get_max_threads();
@@ -120,13 +161,7 @@ static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *
         const char *text = c->text.p + c->d[i].off;
         size_t tl = c->d[i].len;
         cJSON *o = NULL;
-        if (jsonl) {
-            o = cJSON_ParseWithLength(text, tl);
-            const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, field) : NULL;
-            if (!o) status[i] = DOC_NOT_JSON;
-            else if (!cJSON_IsString(v)) status[i] = DOC_NO_FIELD;
-            else { text = v->valuestring; tl = strlen(text); }
-        }
+        if (jsonl) status[i] = parse_line(text, tl, field, &o, &text, &tl, &col[i]);
         nx_err e;
         if (status[i] == DOC_OK && nx_tokenizer_encode(r->t, text, tl, false, &ids[i], &len[i], &e)) {
             status[i] = DOC_BAD_TEXT;
@@ -142,7 +177,19 @@ static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *
             if (r->o->skip_bad_lines && c->d[i].line > 0) { r->st.bad_lines++; continue; }
             const char *hint = c->d[i].line > 0 ? " (fix it or pass --skip-bad-lines)" : "";
             if (status[i] == DOC_NOT_JSON)
-                rc = nx_fail(err, "%s:%ld: line is not valid JSON%s", r->path, c->d[i].line, hint);
+                rc = nx_fail(err, "%s:%ld:%zu: line is not valid JSON%s", r->path, c->d[i].line, col[i], hint);
+            else if (status[i] == DOC_NUL_BYTE)
+                rc = nx_fail(err, "%s:%ld:%zu: a NUL byte: a JSON line is text%s", r->path, c->d[i].line, col[i],
+                             hint);
+            else if (status[i] == DOC_TRAILING)
+                rc = nx_fail(err, "%s:%ld:%zu: line is not valid JSON: more after the value ends%s", r->path,
+                             c->d[i].line, col[i], hint);
+            else if (status[i] == DOC_NUL_ESCAPE)
+                rc = nx_fail(err, "%s:%ld:%zu: a \\u0000 escape (a NUL character), which nexus does not "
+                             "tokenize%s", r->path, c->d[i].line, col[i], hint);
+            else if (status[i] == DOC_DUP_FIELD)
+                rc = nx_fail(err, "%s:%ld: field \"%s\" appears more than once%s", r->path, c->d[i].line, field,
+                             hint);
             else if (status[i] == DOC_NO_FIELD)
                 rc = nx_fail(err, "%s:%ld: no string field \"%s\" (choose the field with --field)%s", r->path,
                              c->d[i].line, field, hint);
@@ -164,7 +211,7 @@ static int flush_chunk(run *r, chunk *c, bool jsonl, const char *field, nx_err *
         r->st.bytes += tbytes[i];
     }
     for (size_t i = 0; i < n; i++) free(ids[i]);
-    free(ids); free(len); free(tbytes); free(status); free(first_err);
+    free(ids); free(len); free(tbytes); free(status); free(col); free(first_err);
     c->n = 0;
     c->text.n = 0;
     progress(r, false);
@@ -176,32 +223,73 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-/* One line into l (without the newline). 1: a line, 0: end of file, -1: error. */
-static int read_line(gzFile g, buf *l) {
+/* zlib's state after a read: NX_OK at a clean end, else an error naming
+ * the compressed byte where the stream broke. Z_BUF_ERROR is zlib's
+ * "unexpected end of file": the gzip stream stops before its end (a
+ * truncated download or copy), which must not pass for the end of the
+ * data. */
+static int gz_status(gzFile g, const char *path, long lineno, nx_err *err) {
+    int e;
+    const char *msg = gzerror(g, &e);
+    if (e == Z_OK) return NX_OK;
+    char after[48] = "";
+    if (lineno > 0) snprintf(after, sizeof after, " (after line %ld)", lineno);
+    if (e == Z_ERRNO) return nx_fail(err, "%s: read error%s: %s", path, after, strerror(errno));
+    return nx_fail(err, "%s: gzip stream %s at compressed byte %lld%s: %s; re-create or re-download the file",
+                   path, e == Z_BUF_ERROR ? "truncated" : "corrupt or truncated", (long long)gzoffset(g), after,
+                   e == Z_BUF_ERROR ? "it ends before the end of the compressed data" : msg);
+}
+
+/* Lines of a (gzip or plain) file, read in blocks with gzread: a line may
+ * hold any byte, NUL included (gzgets would stop at a NUL and fold the
+ * rest of the line into the next). */
+typedef struct {
+    gzFile g;
+    char *p;
+    size_t at, n;
+    bool eof;
+} line_reader;
+
+enum { READ_BLOCK = 1 << 18, MAX_LINE = 64 << 20 }; /* a JSONL line (one document) at most */
+
+/* One line into l (without its newline, nor a \r before it). 1: a line,
+ * 0: end of file, -1: a read error (zlib's state says which), -2: a line
+ * longer than MAX_LINE. */
+static int read_line(line_reader *rd, buf *l) {
     l->n = 0;
-    char tmp[65536];
     for (;;) {
-        if (!gzgets(g, tmp, sizeof tmp)) {
+        if (rd->at == rd->n) {
+            if (rd->eof) return l->n > 0 ? 1 : 0;
+            int k = gzread(rd->g, rd->p, READ_BLOCK);
             int e;
-            gzerror(g, &e);
-            if (e != Z_OK && e != Z_BUF_ERROR) return -1;
-            return l->n > 0 ? 1 : 0;
+            gzerror(rd->g, &e);
+            if (k < 0 || (k == 0 && e != Z_OK)) return -1;
+            if (k == 0) rd->eof = true;
+            rd->at = 0;
+            rd->n = (size_t)k;
+            continue;
         }
-        size_t k = strlen(tmp);
-        if (k && tmp[k - 1] == '\n') {
-            buf_put(l, tmp, k - 1);
+        const char *s = rd->p + rd->at, *nl = memchr(s, '\n', rd->n - rd->at);
+        size_t k = nl ? (size_t)(nl - s) : rd->n - rd->at;
+        if (l->n + k > MAX_LINE) return -2;
+        buf_put(l, s, k);
+        rd->at += k + (nl != NULL);
+        if (nl) {
             if (l->n && l->p[l->n - 1] == '\r') l->p[--l->n] = 0;
             return 1;
         }
-        buf_put(l, tmp, k);
     }
 }
 
 static int do_file(run *r, const char *path, nx_err *err) {
     struct stat st;
-    if (stat(path, &st) != 0) return nx_fail(err, "%s: %s", path, strerror(errno));
-    gzFile g = gzopen(path, "rb");
-    if (!g) return nx_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    int fd = nx_open_regular(path, &st, err);
+    if (fd < 0) return NX_ERR;
+    gzFile g = gzdopen(fd, "rb");
+    if (!g) {
+        close(fd);
+        return nx_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    }
     gzbuffer(g, 1 << 18);
     r->path = path;
     r->file_bytes = (uint64_t)st.st_size;
@@ -216,8 +304,11 @@ static int do_file(run *r, const char *path, nx_err *err) {
         buf all = {0};
         char tmp[65536];
         int k;
-        while ((k = gzread(g, tmp, sizeof tmp)) > 0) buf_put(&all, tmp, (size_t)k);
-        if (k < 0) rc = nx_fail(err, "%s: read error (%s)", path, gzerror(g, &k));
+        while ((k = gzread(g, tmp, sizeof tmp)) > 0 && all.n <= NX_MAX_TEXT) buf_put(&all, tmp, (size_t)k);
+        if (all.n > NX_MAX_TEXT)
+            rc = nx_fail(err, "%s: larger than %u MiB of text, the most one plain-text document may be: split it "
+                              "into JSONL lines (one document each)", path, NX_MAX_TEXT >> 20);
+        else if (gz_status(g, path, -1, err)) rc = NX_ERR;
         else {
             chunk_add(&c, all.p ? all.p : "", all.n, 0);
             r->file_pos = r->file_bytes;
@@ -227,7 +318,8 @@ static int do_file(run *r, const char *path, nx_err *err) {
     } else {
         long lineno = 0;
         int got;
-        while (rc == NX_OK && (got = read_line(g, &line)) == 1) {
+        line_reader rd = {.g = g, .p = nx_xmalloc(READ_BLOCK)};
+        while (rc == NX_OK && (got = read_line(&rd, &line)) == 1) {
             lineno++;
             size_t i = 0;
             while (i < line.n && (line.p[i] == ' ' || line.p[i] == '\t')) i++;
@@ -238,10 +330,11 @@ static int do_file(run *r, const char *path, nx_err *err) {
                 rc = flush_chunk(r, &c, jsonl, field, err);
             }
         }
-        if (rc == NX_OK && got < 0) {
-            int e;
-            rc = nx_fail(err, "%s: read error after line %ld (%s): truncated or corrupt gzip?", path, lineno, gzerror(g, &e));
-        }
+        free(rd.p);
+        if (rc == NX_OK && got == -2)
+            rc = nx_fail(err, "%s:%ld: line longer than %d MiB, the most one JSONL document may be", path, lineno + 1,
+                         MAX_LINE >> 20);
+        else if (rc == NX_OK && got < 0 && gz_status(g, path, lineno, err)) rc = NX_ERR;
         r->file_pos = r->file_bytes;
         if (rc == NX_OK) rc = flush_chunk(r, &c, jsonl, field, err);
     }
@@ -350,10 +443,9 @@ int nx_shard_write(const char *path, const int32_t *ids, size_t n, uint32_t voca
 
 int nx_shard_open(nx_shard *s, const char *path, nx_err *err) {
     *s = (nx_shard){0};
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return nx_fail(err, "%s: cannot open (%s)", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0) { close(fd); return nx_fail(err, "%s: cannot stat (%s)", path, strerror(errno)); }
+    int fd = nx_open_regular(path, &st, err);
+    if (fd < 0) return NX_ERR;
     size_t len = (size_t)st.st_size;
     if (len < NX_SHARD_HEADER_BYTES) {
         close(fd);
@@ -418,6 +510,142 @@ void nx_shard_close(nx_shard *s) {
 }
 
 /* ------------------------------------------------------------------ */
+/* shard sets
+ *
+ * prepare-data writes train.bin and val.bin as one set: both shards go to
+ * staging names (.NAME.new, each itself atomic), then manifest.json is
+ * removed, the staged files are renamed into place, shards of the earlier
+ * set that the new one lacks are deleted, and a new manifest.json naming
+ * every shard with its size, token and document counts and payload CRC32
+ * is written atomically last. A reader opens a shard of a directory only
+ * through the manifest: no manifest (an interrupted write, an older
+ * nexus) or a shard that does not match it (a leftover, a file copied in)
+ * is refused, so train.bin and val.bin always come from one run. */
+
+static int manifest_load(const char *dir, cJSON **out, char *mpath, size_t n, nx_err *err) {
+    snprintf(mpath, n, "%s/" NX_SHARD_MANIFEST, dir);
+    struct stat st;
+    if (stat(mpath, &st) != 0)
+        return nx_fail(err, "%s: no " NX_SHARD_MANIFEST ": not a complete shard set (prepare-data was interrupted, "
+                            "or an older nexus wrote it); re-run 'nexus prepare-data'", dir);
+    size_t len;
+    char *txt = nx_read_file(mpath, 1 << 20, &len, err);
+    if (!txt) return NX_ERR;
+    *out = cJSON_ParseWithLength(txt, len);
+    free(txt);
+    if (!cJSON_IsObject(*out) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(*out, "shards"))) {
+        cJSON_Delete(*out);
+        return nx_fail(err, "%s: not a shard-set manifest; re-run 'nexus prepare-data'", mpath);
+    }
+    return NX_OK;
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(x) ? x->valuedouble : -1;
+}
+
+int nx_shard_set_write(const char *dir, const nx_shard_part *parts, int nparts, uint32_t vocab_size,
+                       int32_t eos_id, uint64_t fingerprint, nx_err *err) {
+    char from[4096], to[4096];
+    int rc = NX_OK, staged = 0;
+    cJSON *man = cJSON_CreateObject(), *shards;
+    cJSON_AddStringToObject(man, "format", "nexus token shard set");
+    cJSON_AddNumberToObject(man, "version", 1);
+    char fp[24];
+    snprintf(fp, sizeof fp, "%016llx", (unsigned long long)fingerprint);
+    cJSON_AddStringToObject(man, "tokenizer_fingerprint", fp);
+    shards = cJSON_AddObjectToObject(man, "shards");
+    for (int i = 0; i < nparts && rc == NX_OK; i++, staged++) {
+        snprintf(from, sizeof from, "%s/.%s.new", dir, parts[i].name);
+        rc = nx_shard_write(from, parts[i].ids, parts[i].n, vocab_size, eos_id, parts[i].n_docs, fingerprint, err);
+        nx_shard sh;
+        if (rc == NX_OK && (rc = nx_shard_open(&sh, from, err)) == NX_OK) {
+            cJSON *e = cJSON_AddObjectToObject(shards, parts[i].name);
+            char crc[12];
+            snprintf(crc, sizeof crc, "%08x", sh.info.crc32);
+            cJSON_AddNumberToObject(e, "bytes", (double)sh.map_len);
+            cJSON_AddNumberToObject(e, "tokens", (double)sh.info.n_tokens);
+            cJSON_AddNumberToObject(e, "documents", (double)sh.info.n_docs);
+            cJSON_AddStringToObject(e, "crc32", crc);
+            nx_shard_close(&sh);
+        }
+    }
+    /* the switch: no manifest while the files change */
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s/" NX_SHARD_MANIFEST, dir);
+    cJSON *old = NULL;
+    if (rc == NX_OK) {
+        nx_err ignore;
+        if (manifest_load(dir, &old, to, sizeof to, &ignore)) old = NULL;
+        if (unlink(mpath) && errno != ENOENT) rc = nx_fail(err, "%s: cannot remove: %s", mpath, strerror(errno));
+    }
+    for (int i = 0; i < nparts && rc == NX_OK; i++) {
+        snprintf(from, sizeof from, "%s/.%s.new", dir, parts[i].name);
+        snprintf(to, sizeof to, "%s/%s", dir, parts[i].name);
+        if (rename(from, to)) rc = nx_fail(err, "%s: cannot rename into place: %s", to, strerror(errno));
+    }
+    if (rc == NX_OK) { /* shards of the earlier set the new one lacks */
+        const char *known[] = {"train.bin", "val.bin"};
+        const cJSON *olds = old ? cJSON_GetObjectItemCaseSensitive(old, "shards") : NULL;
+        for (int k = 0; k < 2 + (olds ? cJSON_GetArraySize(olds) : 0); k++) {
+            const char *name = k < 2 ? known[k] : cJSON_GetArrayItem(olds, k - 2)->string;
+            if (!name || strchr(name, '/') || cJSON_GetObjectItemCaseSensitive(shards, name)) continue;
+            snprintf(to, sizeof to, "%s/%s", dir, name);
+            if (unlink(to) && errno != ENOENT) rc = nx_fail(err, "%s: cannot remove the earlier set's shard: %s", to,
+                                                            strerror(errno));
+        }
+    }
+    cJSON_Delete(old);
+    if (rc == NX_OK) {
+        char *text = cJSON_Print(man);
+        size_t len = strlen(text);
+        const void *pp[2] = {text, "\n"};
+        size_t ll[2] = {len, 1};
+        rc = nx_write_atomic(mpath, pp, ll, 2, err);
+        free(text);
+    }
+    if (rc != NX_OK)
+        for (int i = 0; i < staged; i++) {
+            snprintf(from, sizeof from, "%s/.%s.new", dir, parts[i].name);
+            unlink(from);
+        }
+    cJSON_Delete(man);
+    return rc;
+}
+
+int nx_shard_set_open(nx_shard *s, const char *dir, const char *name, nx_err *err) {
+    *s = (nx_shard){0};
+    cJSON *man;
+    char mpath[4096], path[4096];
+    if (manifest_load(dir, &man, mpath, sizeof mpath, err)) return NX_ERR;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(man, "shards"), name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int rc = NX_OK;
+    if (!cJSON_IsObject(e)) {
+        rc = nx_fail(err, "%s: the shard set (%s) has no %s%s", dir, mpath, name,
+                     strcmp(name, "val.bin") ? "" : ": it was prepared without a validation split (prepare-data "
+                                                    "--val-fraction / --val-docs)");
+    } else if (nx_shard_open(s, path, err) == NX_OK) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "crc32");
+        char crc[12];
+        snprintf(crc, sizeof crc, "%08x", s->info.crc32);
+        if (num(e, "bytes") != (double)s->map_len || num(e, "tokens") != (double)s->info.n_tokens ||
+            num(e, "documents") != (double)s->info.n_docs || !cJSON_IsString(c) || strcmp(c->valuestring, crc)) {
+            rc = nx_fail(err, "%s does not belong to its shard set: %s lists %.0f tokens, CRC32 %s; the file holds "
+                              "%llu tokens, CRC32 %s (a leftover of an earlier prepare-data, or copied in); re-run "
+                              "'nexus prepare-data'", path, mpath, num(e, "tokens"),
+                         cJSON_IsString(c) ? c->valuestring : "?", (unsigned long long)s->info.n_tokens, crc);
+            nx_shard_close(s);
+        }
+    } else {
+        rc = NX_ERR;
+    }
+    cJSON_Delete(man);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* batches                                                              */
 
 nx_tokens nx_shard_tokens(const nx_shard *s) { return (nx_tokens){s->tokens, s->info.width, s->info.n_tokens}; }
@@ -433,13 +661,25 @@ int nx_loader_init(nx_loader *l, nx_tokens src, int B, int T, nx_batch_mode mode
     return NX_OK;
 }
 
+int nx_loader_restore(nx_loader *l, const nx_loader_state *st, nx_err *err) {
+    const uint64_t W = (uint64_t)l->T + 1;
+    if (l->mode == NX_BATCH_SEQUENTIAL && (st->pos > l->src.n || st->pos % W))
+        return nx_fail(err, "data-loader position %llu is not the start of a window of %llu tokens within the "
+                            "%llu tokens of the data", (unsigned long long)st->pos, (unsigned long long)W,
+                       (unsigned long long)l->src.n);
+    if (l->mode == NX_BATCH_RANDOM && !(st->rng.s[0] | st->rng.s[1] | st->rng.s[2] | st->rng.s[3]))
+        return nx_fail(err, "data-loader random state is all zero, which no seed gives");
+    l->st = *st;
+    return NX_OK;
+}
+
 void nx_loader_next(nx_loader *l, int32_t *inputs, int32_t *targets) {
     const uint64_t W = (uint64_t)l->T + 1;
     for (int b = 0; b < l->B; b++) {
         uint64_t start;
         if (l->mode == NX_BATCH_RANDOM) start = nx_rng_below(&l->st.rng, l->src.n - W + 1);
         else {
-            if (l->st.pos + W > l->src.n) { l->st.pos = 0; l->st.epoch++; }
+            if (l->st.pos > l->src.n - W) { l->st.pos = 0; l->st.epoch++; } /* n >= W: no wrap-around */
             start = l->st.pos;
             l->st.pos += W;
         }

@@ -17,13 +17,14 @@ char *nx_path_join(const char *dir, const char *file) {
 }
 
 char *nx_read_stream(FILE *f, const char *name, size_t max, size_t *len, nx_err *err) {
+    NX_ASSERTM(max > 0, "every read is bounded");
     size_t cap = 1 << 16, n = 0, r;
     char *buf = nx_xmalloc(cap + 1);
     while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
         n += r;
-        if (max && n > max) {
+        if (n > max) {
             free(buf);
-            nx_fail(err, "%s: larger than %zu bytes", name, max);
+            nx_fail(err, "%s: larger than %zu bytes, the most such a file may have", name, max);
             return NULL;
         }
         if (n == cap) {
@@ -33,8 +34,9 @@ char *nx_read_stream(FILE *f, const char *name, size_t max, size_t *len, nx_err 
         }
     }
     if (ferror(f)) {
+        int e = errno;
         free(buf);
-        nx_fail(err, "%s: read error", name);
+        nx_fail(err, "%s: read error: %s", name, strerror(e));
         return NULL;
     }
     buf[n] = '\0';
@@ -42,12 +44,41 @@ char *nx_read_stream(FILE *f, const char *name, size_t max, size_t *len, nx_err 
     return buf;
 }
 
+int nx_open_regular(const char *path, struct stat *st, nx_err *err) {
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat own;
+    if (!st) st = &own;
+    if (fstat(fd, st)) {
+        int e = errno;
+        close(fd);
+        return nx_fail(err, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        if (S_ISDIR(st->st_mode)) return nx_fail(err, "%s: is a directory, not a file", path);
+        return nx_fail(err, "%s: not a regular file (%s): give a file", path,
+                       S_ISFIFO(st->st_mode) ? "a FIFO" : S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? "a device"
+                       : S_ISSOCK(st->st_mode) ? "a socket" : "not a plain file");
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+
 char *nx_read_file(const char *path, size_t max, size_t *len, nx_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    NX_ASSERTM(max > 0, "every read is bounded");
+    struct stat st;
+    int fd = nx_open_regular(path, &st, err);
+    if (fd < 0) return NULL;
+    if ((uint64_t)st.st_size > max) {
+        close(fd);
+        nx_fail(err, "%s: %lld bytes, larger than %zu bytes, the most such a file may have", path,
+                (long long)st.st_size, max);
         return NULL;
     }
+    FILE *f = fdopen(fd, "rb");
+    NX_ASSERTM(f, "out of memory");
     char *buf = nx_read_stream(f, path, max, len, err);
     fclose(f);
     return buf;

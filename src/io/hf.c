@@ -49,6 +49,7 @@
 #include "nexus/fsutil.h"
 #include "nexus/hf.h"
 #include "nexus/json.h"
+#include "nexus/qstore.h"
 #include "nexus/safetensors.h"
 
 static const cJSON *get(const cJSON *o, const char *key) {
@@ -321,15 +322,11 @@ static int parse_config(const cJSON *root, const char *file, nx_model_config *c,
     return NX_OK;
 }
 
-int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) {
-    size_t len;
-    char *txt = nx_read_file(path, 0, &len, err);
-    if (!txt) return NX_ERR;
+int nx_hf_parse_config(const char *txt, size_t len, const char *path, nx_model_config *cfg, nx_err *err) {
     size_t bad = nx_st_utf8_invalid_at(txt, len);
     if (bad < len) {
         int line = 1;
         for (size_t i = 0; i < bad; i++) line += txt[i] == '\n';
-        free(txt);
         return nx_fail(err, "%s: not valid UTF-8 at byte %zu (line %d); JSON must be UTF-8", path, bad, line);
     }
     const char *end = NULL;
@@ -338,12 +335,19 @@ int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) 
         size_t at = end && end >= txt && end <= txt + len ? (size_t)(end - txt) : 0;
         int line = 1;
         for (size_t i = 0; i < at; i++) line += txt[i] == '\n';
-        free(txt);
         return nx_fail(err, "%s: not valid JSON (error at byte %zu, line %d)", path, at, line);
     }
-    free(txt);
     int rc = parse_config(root, path, cfg, err);
     cJSON_Delete(root);
+    return rc;
+}
+
+int nx_hf_load_config_file(const char *path, nx_model_config *cfg, nx_err *err) {
+    size_t len;
+    char *txt = nx_read_file(path, NX_MAX_JSON_CONFIG, &len, err);
+    if (!txt) return NX_ERR;
+    int rc = nx_hf_parse_config(txt, len, path, cfg, err);
+    free(txt);
     return rc;
 }
 
@@ -444,6 +448,7 @@ static void load_tensor(nx_model *m, int i, const nx_st_tensor *t) {
 
 int nx_hf_load_model_on(const char *dir, nx_model *m, nx_dtype hold, nx_backend *be, nx_err *err) {
     memset(m, 0, sizeof *m);
+    if (nx_qstore_is(dir)) return nx_qstore_load(dir, m, be, NULL, err); /* its stored types */
     nx_model_config cfg;
     if (nx_hf_load_config(dir, &cfg, err)) return NX_ERR;
     nx_safetensors st;
@@ -578,7 +583,7 @@ int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err 
     const nx_param *tab = m->tab;
     nx_st_entry *e = nx_xcalloc(np, sizeof *e);
     /* an f32 model in host memory saved as f32 is written straight from its buffer */
-    bool direct = m->be->host_memory && m->wtype == NX_F32 && dtype == NX_F32;
+    bool direct = m->be->host_memory && m->params && dtype == NX_F32;
     size_t total = 0, maxn = 1, o = 0;
     for (int i = 0; i < np; i++) {
         total += tab[i].numel * nx_dtype_size(dtype);
@@ -631,7 +636,7 @@ int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err) 
             continue;
         }
         size_t n;
-        char *buf = nx_read_file(s, 0, &n, err);
+        char *buf = nx_read_file(s, NX_MAX_TOKENIZER, &n, err);
         free(s);
         if (!buf) return NX_ERR;
         char *d = nx_path_join(dst_dir, files[i]);

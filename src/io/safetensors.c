@@ -111,7 +111,7 @@ static int parse_tensor(const cJSON *v, const char *name, size_t data_len, const
     if (!cJSON_IsString(dt))
         return nx_fail(err, "%s: tensor '%.200s': key 'dtype' must be a string (got %s)", fname, name,
                        nx_json_kind(dt));
-    if (nx_dtype_from_name(dt->valuestring, &t->dtype))
+    if (nx_dtype_from_name(dt->valuestring, &t->dtype) || nx_type(t->dtype)->block != 1)
         return nx_fail(err, "%s: tensor '%.200s': unknown dtype '%.40s' (supported: F32 F16 BF16 F64 "
                             "I8 U8 I16 U16 I32 U32 I64 U64 BOOL)", fname, name, dt->valuestring);
     if (!cJSON_IsArray(sh))
@@ -275,18 +275,9 @@ static void push_file(nx_safetensors *st, const char *path, void *map, size_t si
 
 /* Map one file and append its tensors to st (file index st->nfiles). */
 static int open_into(nx_safetensors *st, const char *path, nx_err *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return nx_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return nx_fail(err, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return nx_fail(err, "%s: not a regular file", path);
-    }
+    int fd = nx_open_regular(path, &sb, err);
+    if (fd < 0) return NX_ERR;
     size_t size = (size_t)sb.st_size;
     if (size < 8) {
         close(fd);
@@ -511,7 +502,7 @@ int nx_st_write(const char *path, const nx_st_entry *e, int n, nx_err *err) {
             nx_fail(err, "%s: entry %d has an empty or reserved name", path, i);
             goto done;
         }
-        if ((unsigned)x->dtype >= NX_DTYPE_COUNT || x->ndim < 0 || x->ndim > NX_MAX_DIMS) {
+        if ((unsigned)x->dtype >= NX_DTYPE_COUNT || nx_type(x->dtype)->block != 1 || x->ndim < 0 || x->ndim > NX_MAX_DIMS) {
             nx_fail(err, "%s: tensor '%.200s': bad dtype or ndim %d", path, x->name, x->ndim);
             goto done;
         }

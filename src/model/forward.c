@@ -21,6 +21,8 @@
  * and values are stored at their positions first and attention reads the
  * cache. Backward (training only) retraces the layers with the backward
  * ops, accumulating the residual gradient in place in one (N, C) buffer. */
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,8 +103,20 @@ static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int 
     return NX_OK;
 }
 
+/* Can the activations of B × T rows be counted in size_t? An upper bound
+ * in double (which cannot overflow) of every buffer plan() lays out, so
+ * that no product there wraps; B × T must also fit the int row count. */
+static bool countable(const nx_model_config *c, int B, int T) {
+    double R = (double)B * T, L = c->L + 1.0, Q = (double)c->NH * c->HS, QKV = Q + 2.0 * c->KVH * c->HS;
+    double per_row = L * (6.0 * c->C + 2 * QKV + 2 * Q + 6.0 * c->F + 4) + 4.0 * c->V + 8.0 * c->C + 4;
+    double bound = 4.0 * (R * per_row + (L + 1) * B * c->NH * (double)T * T + (double)T * c->HS + 2 * R);
+    return R <= INT_MAX && bound < 0x1p62;
+}
+
 int nx_acts_init(nx_acts *a, const nx_model *m, int B, int T, unsigned mode, nx_err *err) {
     if (B <= 0 || T <= 0) return nx_fail(err, "batch (%d) and sequence length (%d) must be positive", B, T);
+    if (!countable(&m->cfg, B, T))
+        return nx_fail(err, "activations for batch %d x sequence length %d are too large to hold", B, T);
     return acts_init(a, m, B * T, B * T, T, B, T, mode, err);
 }
 
@@ -113,6 +127,7 @@ int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int
 }
 
 size_t nx_acts_bytes(const nx_model_config *c, int B, int T, unsigned mode) {
+    if (!countable(c, B, T)) return SIZE_MAX;
     nx_acts a = {.rows = B * T, .out_rows = B * T, .ctx = T, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
                  .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM};
     nx_arena count = nx_arena_counting();

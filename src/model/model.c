@@ -10,6 +10,7 @@
  * of a group are contiguous, so q/k/v and gate/up are each one matrix for
  * the forward (rows stacked), whatever the shapes. Matrices (embeddings
  * and head included) take the model's weight type; norms and biases f32. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,10 +50,16 @@ typedef struct {
     nx_param *tab;   /* when not NULL: fill the table */
     char *base;      /* when not NULL: views point into base */
     nx_backend *be;
-    nx_dtype wt;     /* the matrices' type */
+    nx_dtype wt;     /* the matrices' type, unless gt */
+    const nx_group_type *gt; /* when not NULL: each matrix group's type */
     int n;
     size_t off;      /* bytes */
 } builder;
+
+/* The type of matrix group g (nx_model_group). */
+static nx_group_type gtype(const builder *b, int g) {
+    return b->gt ? b->gt[g] : (nx_group_type){b->wt, NX_ACT_BLOCK, 0};
+}
 
 static void group(builder *b) { b->off = (b->off + 63) & ~(size_t)63; }
 
@@ -77,21 +84,25 @@ static void *add(builder *b, nx_dtype t, int ndim, int64_t d0, int64_t d1, const
     return ptr;
 }
 
-static nx_weight matrix(builder *b, int rows, int cols, void *data) {
-    return nx_weight_view(b->be, b->wt, rows, cols, data);
+static nx_weight matrix(builder *b, int g, int rows, int cols, void *data) {
+    nx_group_type t = gtype(b, g);
+    nx_weight w = nx_weight_view(b->be, t.type, rows, cols, data);
+    w.act = t.act, w.act_scale = t.act_scale;
+    return w;
 }
 
 /* One layer's tensors. */
 static void add_layer(builder *b, const nx_model_config *c, int l, nx_layer_weights *lw) {
     int Q = c->NH * c->HS, KV = c->KVH * c->HS;
-    nx_dtype wt = b->wt;
+    int g = 1 + 4 * l;
+    nx_dtype wt = gtype(b, g + NX_GROUP_QKV).type;
     group(b);
     lw->ln1 = add(b, NX_F32, 1, c->C, 0, "model.layers.%d.input_layernorm.weight", l);
     group(b);
     void *q = add(b, wt, 2, Q, c->C, "model.layers.%d.self_attn.q_proj.weight", l);
     add(b, wt, 2, KV, c->C, "model.layers.%d.self_attn.k_proj.weight", l);
     add(b, wt, 2, KV, c->C, "model.layers.%d.self_attn.v_proj.weight", l);
-    lw->qkv = matrix(b, Q + 2 * KV, c->C, q);
+    lw->qkv = matrix(b, g + NX_GROUP_QKV, Q + 2 * KV, c->C, q);
     lw->bqkv = NULL;
     if (c->qkv_bias) {
         group(b);
@@ -106,7 +117,8 @@ static void add_layer(builder *b, const nx_model_config *c, int l, nx_layer_weig
         lw->kn = add(b, NX_F32, 1, c->HS, 0, "model.layers.%d.self_attn.k_norm.weight", l);
     }
     group(b);
-    lw->o = matrix(b, c->C, Q, add(b, wt, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l));
+    wt = gtype(b, g + NX_GROUP_O).type;
+    lw->o = matrix(b, g + NX_GROUP_O, c->C, Q, add(b, wt, 2, c->C, Q, "model.layers.%d.self_attn.o_proj.weight", l));
     lw->bo = NULL;
     if (c->o_bias) {
         group(b);
@@ -115,22 +127,25 @@ static void add_layer(builder *b, const nx_model_config *c, int l, nx_layer_weig
     group(b);
     lw->ln2 = add(b, NX_F32, 1, c->C, 0, "model.layers.%d.post_attention_layernorm.weight", l);
     group(b);
-    void *g = add(b, wt, 2, c->F, c->C, "model.layers.%d.mlp.gate_proj.weight", l);
+    wt = gtype(b, g + NX_GROUP_GU).type;
+    void *gp = add(b, wt, 2, c->F, c->C, "model.layers.%d.mlp.gate_proj.weight", l);
     add(b, wt, 2, c->F, c->C, "model.layers.%d.mlp.up_proj.weight", l);
-    lw->gu = matrix(b, 2 * c->F, c->C, g);
+    lw->gu = matrix(b, g + NX_GROUP_GU, 2 * c->F, c->C, gp);
     group(b);
-    lw->down = matrix(b, c->C, c->F, add(b, wt, 2, c->C, c->F, "model.layers.%d.mlp.down_proj.weight", l));
+    wt = gtype(b, g + NX_GROUP_DOWN).type;
+    lw->down = matrix(b, g + NX_GROUP_DOWN, c->C, c->F, add(b, wt, 2, c->C, c->F, "model.layers.%d.mlp.down_proj.weight", l));
 }
 
 /* The one walk over a model's tensors. w may be NULL. */
-static builder build(const nx_model_config *c, nx_dtype wt, nx_param *tab, nx_backend *be, void *base,
-                     nx_weights *w) {
-    NX_ASSERTM(nx_type(wt)->weight, "not a weight type");
-    builder b = {tab, base, be, wt, 0, 0};
+static builder build(const nx_model_config *c, nx_dtype wt, const nx_group_type *gt, nx_param *tab, nx_backend *be,
+                     void *base, nx_weights *w) {
+    NX_ASSERTM(gt || nx_type(wt)->weight, "not a weight type");
+    builder b = {tab, base, be, wt, gt, 0, 0};
     nx_weights dummy;
     nx_layer_weights lw_dummy;
     if (!w) w = &dummy;
-    w->wte = matrix(&b, c->V, c->C, add(&b, wt, 2, c->V, c->C, "model.embed_tokens.weight", 0));
+    int head = 4 * c->L + 1;
+    w->wte = matrix(&b, 0, c->V, c->C, add(&b, gtype(&b, 0).type, 2, c->V, c->C, "model.embed_tokens.weight", 0));
     for (int l = 0; l < c->L; l++) add_layer(&b, c, l, w == &dummy ? &lw_dummy : &w->layer[l]);
     group(&b);
     w->lnf = add(&b, NX_F32, 1, c->C, 0, "model.norm.weight", 0);
@@ -138,18 +153,58 @@ static builder build(const nx_model_config *c, nx_dtype wt, nx_param *tab, nx_ba
         w->head = w->wte;
     } else {
         group(&b);
-        w->head = matrix(&b, c->V, c->C, add(&b, wt, 2, c->V, c->C, "lm_head.weight", 0));
+        w->head = matrix(&b, head, c->V, c->C, add(&b, gtype(&b, head).type, 2, c->V, c->C, "lm_head.weight", 0));
     }
     group(&b);
     return b;
 }
 
 int nx_model_params(const nx_model_config *cfg, nx_dtype wtype, nx_param *tab) {
-    return build(cfg, wtype, tab, NULL, NULL, NULL).n;
+    return build(cfg, wtype, NULL, tab, NULL, NULL, NULL).n;
 }
 
 size_t nx_model_size(const nx_model_config *cfg, nx_dtype wtype) {
-    return build(cfg, wtype, NULL, NULL, NULL, NULL).off;
+    return build(cfg, wtype, NULL, NULL, NULL, NULL, NULL).off;
+}
+
+int nx_model_ngroups(const nx_model_config *cfg) { return 4 * cfg->L + 2; }
+
+int nx_model_group(const nx_model_config *cfg, const char *name) {
+    int l;
+    char rest[96];
+    if (!strcmp(name, "model.embed_tokens.weight")) return 0;
+    if (!strcmp(name, "lm_head.weight")) return cfg->tied ? 0 : 4 * cfg->L + 1;
+    if (sscanf(name, "model.layers.%d.%95s", &l, rest) != 2 || l < 0 || l >= cfg->L) return -1;
+    static const struct { const char *name; int k; } G[] = {
+        {"self_attn.q_proj.weight", NX_GROUP_QKV}, {"self_attn.k_proj.weight", NX_GROUP_QKV},
+        {"self_attn.v_proj.weight", NX_GROUP_QKV}, {"self_attn.o_proj.weight", NX_GROUP_O},
+        {"mlp.gate_proj.weight", NX_GROUP_GU},     {"mlp.up_proj.weight", NX_GROUP_GU},
+        {"mlp.down_proj.weight", NX_GROUP_DOWN}};
+    for (size_t i = 0; i < sizeof G / sizeof G[0]; i++)
+        if (!strcmp(rest, G[i].name)) return 1 + 4 * l + G[i].k;
+    return -1;
+}
+
+void nx_model_group_shape(const nx_model_config *c, int g, int *rows, int *cols) {
+    int Q = c->NH * c->HS, KV = c->KVH * c->HS;
+    if (g == 0 || g == 4 * c->L + 1) {
+        *rows = c->V, *cols = c->C;
+        return;
+    }
+    switch ((g - 1) % 4) {
+    case NX_GROUP_QKV: *rows = Q + 2 * KV, *cols = c->C; break;
+    case NX_GROUP_O: *rows = c->C, *cols = Q; break;
+    case NX_GROUP_GU: *rows = 2 * c->F, *cols = c->C; break;
+    default: *rows = c->C, *cols = c->F; break;
+    }
+}
+
+int nx_model_params_typed(const nx_model_config *cfg, const nx_group_type *gt, nx_param *tab) {
+    return build(cfg, NX_F32, gt, tab, NULL, NULL, NULL).n;
+}
+
+size_t nx_model_size_typed(const nx_model_config *cfg, const nx_group_type *gt) {
+    return build(cfg, NX_F32, gt, NULL, NULL, NULL, NULL).off;
 }
 
 size_t nx_model_numel(const nx_model_config *cfg) { return nx_model_size(cfg, NX_F32) / sizeof(float); }
@@ -166,7 +221,7 @@ size_t nx_model_count(const nx_model_config *cfg) {
 
 void nx_weights_bind(nx_weights *w, const nx_model_config *c, nx_dtype wtype, nx_backend *be, void *base) {
     NX_ASSERT(w->layer != NULL && base != NULL);
-    build(c, wtype, NULL, be, base, w);
+    build(c, wtype, NULL, NULL, be, base, w);
 }
 
 int nx_model_config_check(const nx_model_config *c, nx_err *err) {
@@ -178,8 +233,10 @@ int nx_model_config_check(const nx_model_config *c, nx_err *err) {
         return nx_fail(err, "num_attention_heads (%d) must be a multiple of num_key_value_heads (%d)",
                        c->NH, c->KVH);
     if (c->HS % 2) return nx_fail(err, "head_dim (%d) must be even for rotary embeddings", c->HS);
-    if (!(c->eps > 0)) return nx_fail(err, "rms_norm_eps must be positive (got %g)", c->eps);
-    if (!(c->rope_theta > 0)) return nx_fail(err, "rope_theta must be positive (got %g)", c->rope_theta);
+    if (!(c->eps > 0) || !isfinite(c->eps))
+        return nx_fail(err, "rms_norm_eps must be positive and finite (got %g)", c->eps);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return nx_fail(err, "rope_theta must be positive and finite (got %g)", c->rope_theta);
     if (c->max_pos <= 0) return nx_fail(err, "max_position_embeddings must be positive");
     if (c->window < 0 || c->window_from < 0 || c->window_from > c->L)
         return nx_fail(err, "sliding window %d from layer %d: the window must be ≥ 0 and the layer in 0..%d",
@@ -194,6 +251,17 @@ int nx_model_config_check(const nx_model_config *c, nx_err *err) {
                        r->low_freq_factor, r->high_freq_factor);
     if (r->type == NX_ROPE_DYNAMIC && r->max_pos <= 0)
         return nx_fail(err, "dynamic rope needs max_position_embeddings");
+    /* Sizes in 64 bits (the count in double, which cannot overflow): the
+     * stacked q/k/v and gate/up row counts are ints in the forward, and the
+     * parameters must be countable in size_t with room to spare (2^46). */
+    int64_t Q = (int64_t)c->NH * c->HS, QKV = Q + 2 * (int64_t)c->KVH * c->HS, C = c->C, F = c->F;
+    double n = (double)c->V * C * (c->tied ? 1 : 2) +
+               (double)c->L * ((double)QKV * C + (double)C * Q + 3.0 * F * C + QKV + 3.0 * C) + C;
+    if (c->L > NX_MAX_LAYERS)
+        return nx_fail(err, "%d layers: more than nexus holds (%d)", c->L, NX_MAX_LAYERS);
+    if (QKV > INT_MAX || 2 * F > INT_MAX || n > 0x1p46)
+        return nx_fail(err, "model shape too large to hold: %d heads x head_dim %d (q/k/v rows %lld), "
+                            "intermediate %d, about %.3g parameters", c->NH, c->HS, (long long)QKV, c->F, n);
     return NX_OK;
 }
 
@@ -211,29 +279,63 @@ size_t nx_model_bytes(const nx_model_config *cfg, nx_dtype wtype) {
     return nx_model_size(cfg, wtype) + (wtype == NX_F32 ? 0 : sizeof(float) * largest_matrix(cfg));
 }
 
-int nx_model_init_on(nx_model *m, const nx_model_config *cfg, nx_dtype wtype, nx_backend *be, nx_err *err) {
+/* The one allocation of a model: uniform type wtype, or per group (gt). */
+static int init_model(nx_model *m, const nx_model_config *cfg, nx_dtype wtype, const nx_group_type *gt,
+                      nx_backend *be, nx_err *err) {
     memset(m, 0, sizeof *m);
     if (nx_model_config_check(cfg, err)) return NX_ERR;
-    if (!nx_type(wtype)->weight || !nx_backend_supports_weight(be, wtype))
-        return nx_fail(err, "the %s backend cannot hold weights of type %s", be->name, nx_dtype_name(wtype));
-    if (wtype != NX_F32 && nx_backend_plan(be, &(nx_work){.weight_elems = (int64_t)largest_matrix(cfg)}, err))
+    int ng = nx_model_ngroups(cfg);
+    bool all_f32 = true;
+    for (int g = 0; g < (gt ? ng : 1); g++) {
+        nx_dtype t = gt ? gt[g].type : wtype;
+        if (gt && cfg->tied && g == ng - 1) continue; /* a tied head is the embeddings */
+        if (!nx_type(t)->weight || !nx_backend_supports_weight(be, t))
+            return nx_fail(err, "the %s backend cannot hold weights of type %s", be->name, nx_dtype_name(t));
+        if (gt) {
+            int rows, cols;
+            nx_model_group_shape(cfg, g, &rows, &cols);
+            if (cols % nx_type(t)->block)
+                return nx_fail(err, "matrix group %d has rows of %d elements, not a multiple of %s's block of %d",
+                               g, cols, nx_dtype_name(t), nx_type(t)->block);
+        }
+        all_f32 = all_f32 && t == NX_F32;
+    }
+    if (!all_f32 && nx_backend_plan(be, &(nx_work){.weight_elems = (int64_t)largest_matrix(cfg)}, err))
         return NX_ERR;
     m->cfg = *cfg;
     m->be = be;
-    m->wtype = wtype;
-    m->nbytes = nx_model_size(cfg, wtype);
+    m->wtype = gt ? gt[1 + NX_GROUP_GU].type : wtype;
+    m->nbytes = build(cfg, wtype, gt, NULL, NULL, NULL, NULL).off;
     if (!(m->data = nx_backend_alloc(be, m->nbytes, "model weights", err))) return NX_ERR;
-    m->ntab = nx_model_params(cfg, wtype, NULL);
+    m->ntab = build(cfg, wtype, gt, NULL, NULL, NULL, NULL).n;
     m->tab = nx_xmalloc(sizeof *m->tab * m->ntab);
-    nx_model_params(cfg, wtype, m->tab);
+    build(cfg, wtype, gt, m->tab, NULL, NULL, NULL);
     m->layer_store = nx_xcalloc(cfg->L, sizeof *m->layer_store);
     m->w.layer = m->layer_store;
-    nx_weights_bind(&m->w, cfg, wtype, be, m->data);
-    if (wtype == NX_F32) {
+    build(cfg, wtype, gt, NULL, be, m->data, &m->w);
+    if (gt) {
+        m->groups = nx_xmalloc(sizeof *m->groups * ng);
+        memcpy(m->groups, gt, sizeof *m->groups * ng);
+    }
+    if (all_f32 && !gt) {
         m->params = m->data;
         m->nparams = m->nbytes / sizeof(float);
     }
     return NX_OK;
+}
+
+int nx_model_init_on(nx_model *m, const nx_model_config *cfg, nx_dtype wtype, nx_backend *be, nx_err *err) {
+    return init_model(m, cfg, wtype, NULL, be, err);
+}
+
+int nx_model_init_typed(nx_model *m, const nx_model_config *cfg, const nx_group_type *gt, nx_backend *be,
+                        nx_err *err) {
+    return init_model(m, cfg, NX_F32, gt, be, err);
+}
+
+nx_group_type nx_model_group_type(const nx_model *m, int g) {
+    NX_ASSERT(g >= 0 && g < nx_model_ngroups(&m->cfg));
+    return m->groups ? m->groups[g] : (nx_group_type){m->wtype, NX_ACT_BLOCK, 0};
 }
 
 int nx_model_init(nx_model *m, const nx_model_config *cfg, nx_err *err) {
@@ -301,6 +403,7 @@ float *nx_model_reserve(nx_model *m, size_t extra, nx_err *err) {
 
 void nx_model_free(nx_model *m) {
     if (m->be) nx_backend_free(m->be, m->data);
+    free(m->groups);
     free(m->tab);
     free(m->layer_store);
     memset(m, 0, sizeof *m);

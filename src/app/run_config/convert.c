@@ -95,6 +95,9 @@ static int scalar_int(cfg_ctx *c, const nx_yaml *x, const char *path, const cfg_
         if (!*s || *end || errno == ERANGE || !isfinite(v) || strpbrk(s, "xX"))
             return cfg_fail(c, x, path, "expected an integer, got \"%s\"", s);
         if (v != floor(v)) return cfg_fail(c, x, path, "expected an integer, got %s", s);
+        /* in range before the cast: a double past 2^63 has no long long */
+        if (check_range(c, x, path, f, v)) return NX_ERR;
+        if (fabs(v) >= 9223372036854775807.0) return cfg_fail(c, x, path, "%s is too large an integer", s);
         i = (long long)v;
     }
     if (check_range(c, x, path, f, v)) return NX_ERR;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "nexus/fsutil.h"
 
 /* Was student.init.kind stated (directly or as the `init:` shorthand)? A
  * copy_layers list then does not imply the copy_layers kind. */
@@ -73,17 +74,10 @@ done:
 
 int nx_run_config_load(nx_run_config *rc, const char *path, const char *const *sets, int nsets, nx_err *err) {
     if (!path) return nx_run_config_parse(rc, NULL, 0, NULL, sets, nsets, err);
-    FILE *f = fopen(path, "rb");
-    if (!f) return nx_fail(err, "%s: cannot open run config: %s", path, strerror(errno));
-    enum { MAXLEN = 1 << 20 };
-    char *buf = nx_xmalloc(MAXLEN + 1);
-    size_t n = fread(buf, 1, MAXLEN + 1, f);
-    int bad = ferror(f);
-    fclose(f);
-    int status = NX_ERR;
-    if (bad) nx_fail(err, "%s: read error", path);
-    else if (n > MAXLEN) nx_fail(err, "%s: larger than 1 MiB; is this really a run config?", path);
-    else status = nx_run_config_parse(rc, buf, n, path, sets, nsets, err);
+    size_t n;
+    char *buf = nx_read_file(path, 1 << 20, &n, err); /* a run config is small: 1 MiB at most */
+    if (!buf) return nx_fail_prefix(err, "run config");
+    int status = nx_run_config_parse(rc, buf, n, path, sets, nsets, err);
     free(buf);
     return status;
 }

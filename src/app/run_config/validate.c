@@ -181,6 +181,10 @@ static int check_training(cfg_ctx *c, nx_run_config *rc) {
             return cfg_fail_at(c, "loss.hidden.layer_map", "student layer %d out of range (the student has %d layers)",
                                lm->pair[i][0], L);
 
+    if ((int64_t)rc->data.batch_size * rc->data.seq_len > 2147483647)
+        return cfg_fail_at(c, "data.batch_size", "%d rows of data.seq_len %d tokens is more than one micro-batch can "
+                                                 "hold (2^31 - 1 tokens); lower one of them",
+                           rc->data.batch_size, rc->data.seq_len);
     if (rc->optimizer.steps && rc->optimizer.tokens)
         return cfg_fail_at(c, "optimizer.tokens", "give optimizer.steps or optimizer.tokens, not both");
     if (!rc->optimizer.steps && !rc->optimizer.tokens)
@@ -225,7 +229,7 @@ static void default_validation(nx_run_config *rc) {
 
 int cfg_validate(cfg_ctx *c, nx_run_config *rc, bool init_kind_given, const char *stem) {
     if (!rc->teacher.path[0])
-        return cfg_fail_at(c, "teacher.path", "missing required key (the teacher's model directory)");
+        return cfg_fail_at(c, "teacher.path", "missing required key (the teacher's model directory or GGUF file)");
     if (!rc->data.train[0])
         return cfg_fail_at(c, "data.train", "missing required key (training data: a prepare-data shard or .jsonl[.gz])");
     default_validation(rc);

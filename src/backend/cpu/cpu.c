@@ -41,7 +41,7 @@ static int cpu_plan(nx_backend *be, const nx_work *w, nx_err *err) {
 
 static bool cpu_supports_weight(const nx_backend *be, nx_dtype t) {
     (void)be;
-    return t == NX_F32 || t == NX_BF16 || t == NX_F16;
+    return t == NX_F32 || t == NX_BF16 || t == NX_F16 || nx_qtype(t);
 }
 
 int cpu_threads(const nx_backend *be) {
@@ -58,6 +58,8 @@ float *cpu_scratch(const nx_backend *be, int t, size_t per_thread) {
 }
 
 float *cpu_work(const nx_backend *be, size_t n) { return cpu_scratch(be, 0, n); }
+
+size_t cpu_work_bytes(const nx_backend *be) { return ((const cpu_state *)be->impl)->work_bytes; }
 
 static const nx_ops CPU_OPS = {
     .embed = cpu_embed,

@@ -28,7 +28,12 @@ int cpu_threads(const nx_backend *be);
 float *cpu_scratch(const nx_backend *be, int t, size_t per_thread);
 /* The whole workspace as n floats (asserted planned). */
 float *cpu_work(const nx_backend *be, size_t n);
+size_t cpu_work_bytes(const nx_backend *be);
 
+/* quant.c: block-typed weights through the 8-bit kernels (scratch from the
+ * workspace); cpu_qgemm: whether many rows take them too (else the widened GEMM). */
+void cpu_qlinear(nx_backend *, float *, const float *, const nx_weight *, const float *, int);
+bool cpu_qgemm(const nx_weight *W);
 /* ops.c */
 void cpu_embed(nx_backend *, float *, const int32_t *, const nx_weight *, int);
 void cpu_embed_backward(nx_backend *, float *, const float *, const int32_t *, int, int);

@@ -203,11 +203,20 @@ void nx_matvec(float *Y, const nx_weight *W, const float *X, const float *b, int
     case NX_F32: matvec_f32(Y, W->data, X, b, N, W->rows, W->cols, accumulate); break;
     case NX_BF16: matvec_bf16(Y, W->data, X, b, N, W->rows, W->cols, accumulate); break;
     case NX_F16: matvec_f16(Y, W->data, X, b, N, W->rows, W->cols, accumulate); break;
-    default: NX_ASSERTM(0, "nx_matvec: weight type without a matrix-vector kernel");
+    default: {
+        NX_ASSERTM(nx_qtype(W->type), "nx_matvec: weight type without a matrix-vector kernel");
+        void *scratch = nx_xmalloc(nx_qact_bytes(N, W->cols));
+        nx_qmatmul(Y, W, X, b, N, accumulate, scratch);
+        free(scratch);
+    }
     }
 }
 
 void nx_ref_matvec(float *Y, const nx_weight *W, const float *X, const float *b, int N, bool accumulate) {
+    if (nx_qtype(W->type)) {
+        nx_ref_qmatmul(Y, W, X, b, N, accumulate);
+        return;
+    }
     int OC = W->rows, IC = W->cols;
     float *row = nx_xmalloc(sizeof(float) * (IC ? IC : 1));
     for (int o = 0; o < OC; o++) {

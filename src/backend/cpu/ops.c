@@ -80,9 +80,16 @@ void cpu_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *do
 /* nn.Linear: out = in @ W.T + b. A few rows (decode) run the matrix-vector
  * kernels, which read each weight once for all rows and widen bf16/f16
  * rows in registers; many rows run GEMM, on a widened f32 copy of W in the
- * workspace when W is not f32. */
+ * workspace when W is not f32. Block-typed weights run the 8-bit kernels
+ * of quant.c for a few rows, and for many rows either those (an int8
+ * GEMM, rows in chunks that fit the workspace) or the widened GEMM, as
+ * cpu_qgemm decides. */
 void cpu_linear(nx_backend *be, float *out, const float *in, const nx_weight *W, const float *b, int N) {
     int OC = W->rows, IC = W->cols;
+    if (nx_qtype(W->type) && (N <= CPU_MATVEC_ROWS || cpu_qgemm(W))) {
+        cpu_qlinear(be, out, in, W, b, N);
+        return;
+    }
     if (N <= CPU_MATVEC_ROWS) {
         nx_matvec(out, W, in, b, N, false);
         return;

@@ -57,6 +57,7 @@ static int merge_tokens(const cJSON *x, int rank, load_ctx *L, const char **a, s
 
 static int load_merges(nx_tokenizer *t, const cJSON *merges, load_ctx *L, uint64_t *fingerprint) {
     tok_merge_map_init(&t->merges, (size_t)cJSON_GetArraySize(merges));
+    t->merge_list = nx_xmalloc(sizeof(int32_t) * 2 * ((size_t)cJSON_GetArraySize(merges) + 1));
     uint64_t fp = *fingerprint;
     int rank = 0;
     byte_buf merged = {0};
@@ -84,6 +85,9 @@ static int load_merges(nx_tokenizer *t, const cJSON *merges, load_ctx *L, uint64
             return NX_ERR;
         }
         tok_merge_map_set(&t->merges, ia, ib, rank, im);
+        t->merge_list[2 * rank] = ia;
+        t->merge_list[2 * rank + 1] = ib;
+        t->n_merges = rank + 1;
         fp = nx_fnv1a(&ia, 4, nx_fnv1a(&ib, 4, fp));
         rank++;
     }
@@ -288,7 +292,7 @@ int tok_bpe_encode_word(encoder *e, const char *w, size_t n) {
         if (slot->word_len == n && slot->hash == h && !memcmp(slot->word, w, n)) {
             int32_t ids[WORD_CACHE_MAX_LEN];
             int k = slot->n_ids;
-            memcpy(ids, slot->ids, (size_t)k * sizeof(int32_t));
+            if (k) memcpy(ids, slot->ids, (size_t)k * sizeof(int32_t));
             pthread_mutex_unlock(&shard->lock);
             for (int i = 0; i < k; i++) encoder_emit(e, ids[i]);
             return NX_OK;
@@ -311,7 +315,7 @@ int tok_bpe_encode_word(encoder *e, const char *w, size_t n) {
         slot->word_len = (uint8_t)n;
         slot->n_ids = (uint8_t)k;
         memcpy(slot->word, w, n);
-        memcpy(slot->ids, *e->ids + first, k * sizeof(int32_t));
+        if (k) memcpy(slot->ids, *e->ids + first, k * sizeof(int32_t)); /* a word of no ids: *e->ids may be NULL */
         pthread_mutex_unlock(&shard->lock);
     }
     return NX_OK;

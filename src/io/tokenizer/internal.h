@@ -187,8 +187,9 @@ static inline void span_list_push(span_list *l, size_t start, size_t end, bool i
     l->items[l->len++] = (span){start, end, is_match};
 }
 
-/* A tokenizer.json pattern: {"String": literal} (regex NULL) or {"Regex": r}. */
-typedef struct { char *literal; size_t literal_len; pcre2_code *regex; } pattern;
+/* A tokenizer.json pattern: {"String": literal} (regex NULL) or {"Regex": r}
+ * (source: r as written, for exporters). */
+typedef struct { char *literal; size_t literal_len; pcre2_code *regex; char *source; } pattern;
 /* Replace (normalizer or decoder): every match of pattern becomes content. */
 typedef struct { pattern pattern; char *content; size_t content_len; } replace_rule;
 
@@ -298,9 +299,13 @@ struct nx_tokenizer {
     uint8_t *is_special;          /* (V) added tokens marked special */
     str_id_map model_vocab;       /* model.vocab only: what BPE looks up */
     str_id_map token_ids;         /* added tokens, then model.vocab: token_to_id */
+    char **key_copies;            /* the private map keys (vocab.c), owned here */
+    size_t n_key_copies, cap_key_copies;
     uint64_t fingerprint;
     /* the BPE model (bpe.c) */
     merge_map merges;
+    int32_t *merge_list;          /* (n_merges, 2) the merges in rank order, as token ids */
+    int32_t n_merges;
     int32_t unk_id;               /* -1: no unk_token */
     bool fuse_unk, byte_fallback, ignore_merges;
     char *subword_prefix; size_t subword_prefix_len; /* continuing_subword_prefix */

@@ -187,6 +187,12 @@ int nx_tokenizer_load_json(nx_tokenizer **out, const char *json, size_t len, con
     return load_from_text(out, json, len, name ? name : "tokenizer.json", NULL, 0, NULL, err);
 }
 
+int nx_tokenizer_load_texts(nx_tokenizer **out, const char *json, size_t len, const char *config,
+                            size_t config_len, const char *name, nx_err *err) {
+    return load_from_text(out, json, len, name ? name : "tokenizer.json", config, config_len,
+                          name ? name : "tokenizer_config.json", err);
+}
+
 int nx_tokenizer_load(nx_tokenizer **out, const char *path, nx_err *err) {
     *out = NULL;
     struct stat st;
@@ -203,13 +209,13 @@ int nx_tokenizer_load(nx_tokenizer **out, const char *path, nx_err *err) {
                  path);
     }
     size_t len, cfg_len = 0;
-    char *json = nx_read_file(tokenizer_json, 0, &len, err);
+    char *json = nx_read_file(tokenizer_json, NX_MAX_TOKENIZER, &len, err);
     if (!json) {
         if (dir) nx_fail_prefix(err, "%s has no readable tokenizer.json", path);
         return NX_ERR;
     }
     char *cfg = NULL;
-    if (stat(config_json, &st) == 0 && !(cfg = nx_read_file(config_json, 0, &cfg_len, err))) {
+    if (stat(config_json, &st) == 0 && !(cfg = nx_read_file(config_json, NX_MAX_JSON_CONFIG, &cfg_len, err))) {
         free(json);
         return NX_ERR;
     }
@@ -223,6 +229,7 @@ void nx_tokenizer_free(nx_tokenizer *t) {
     if (!t) return;
     tok_vocab_free(t);
     free(t->merges.entries);
+    free(t->merge_list);
     free(t->subword_prefix);
     free(t->word_suffix);
     tok_word_cache_free(t->word_cache);

@@ -43,7 +43,12 @@ int tok_pattern_parse(const cJSON *o, load_ctx *L, const char *where, pattern *p
     const cJSON *json = cJSON_GetObjectItemCaseSensitive(o, "pattern");
     const char *s;
     if ((s = tok_json_string(json, "String"))) { p->literal = tok_strdup_len(s, &p->literal_len); return NX_OK; }
-    if ((s = tok_json_string(json, "Regex"))) return (p->regex = tok_regex_compile(s, L, where)) ? NX_OK : NX_ERR;
+    if ((s = tok_json_string(json, "Regex"))) {
+        if (!(p->regex = tok_regex_compile(s, L, where))) return NX_ERR;
+        size_t n;
+        p->source = tok_strdup_len(s, &n); /* kept only with a compiled regex: error paths free nothing */
+        return NX_OK;
+    }
     return nx_fail(L->err, "%s: %s.pattern must be {\"String\": ...} or {\"Regex\": ...}", L->name, where);
 }
 
@@ -57,6 +62,7 @@ int tok_replace_parse(const cJSON *o, load_ctx *L, const char *where, replace_ru
 
 void tok_pattern_free(pattern *p) {
     free(p->literal);
+    free(p->source);
     if (p->regex) pcre2_code_free(p->regex);
 }
 

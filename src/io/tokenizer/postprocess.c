@@ -16,7 +16,7 @@
 
 void tok_push_ids(int32_t **ids, int *n, const int32_t *add, int k) {
     *ids = tok_resize(*ids, (size_t)(*n + k + 1), sizeof(int32_t));
-    memcpy(*ids + *n, add, (size_t)k * sizeof(int32_t));
+    if (k) memcpy(*ids + *n, add, (size_t)k * sizeof(int32_t));
     *n += k;
 }
 

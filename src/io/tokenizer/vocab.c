@@ -7,7 +7,9 @@
  * strings claim one id, the one registered first keeps it: added tokens are
  * registered before the model vocabulary, as in HF. Two added tokens with
  * one id and different strings are an error; a model token sharing an id
- * with another string keeps its own private copy as its map key.
+ * with another string keeps its own private copy as its map key (kept in a
+ * list of its own: a key given twice in model.vocab, the later id winning
+ * as in HF, replaces a map entry whose key another map may still hold).
  *
  * The two maps:
  *   model_vocab  model.vocab only: what BPE looks its symbols up in;
@@ -84,7 +86,11 @@ static void load_model_vocab(nx_tokenizer *t, const cJSON *vocab) {
         /* the map keys must outlive cJSON: use the by-id copy when it is this string */
         const char *key = (t->token_len[id] == n && !memcmp(t->token_text[id], x->string, n)) ? t->token_text[id]
                                                                                               : NULL;
-        if (!key) key = tok_strndup(x->string, n); /* id shared with another string: private copy */
+        if (!key) { /* id shared with another string: private copy */
+            if (t->n_key_copies == t->cap_key_copies)
+                t->key_copies = tok_grow(t->key_copies, &t->cap_key_copies, sizeof(char *), 16);
+            key = t->key_copies[t->n_key_copies++] = tok_strndup(x->string, n);
+        }
         tok_str_id_map_set(&t->model_vocab, key, n, id);
         tok_str_id_map_add(&t->token_ids, key, n, id);
     }
@@ -110,11 +116,8 @@ uint64_t tok_vocab_fingerprint(const nx_tokenizer *t, uint64_t h) {
 }
 
 void tok_vocab_free(nx_tokenizer *t) {
-    /* model_vocab keys that are not the by-id strings are private copies */
-    for (size_t i = 0; t->model_vocab.entries && i <= t->model_vocab.mask; i++) {
-        const str_id_entry *e = &t->model_vocab.entries[i];
-        if (e->key && e->key != t->token_text[e->id]) free((void *)e->key);
-    }
+    for (size_t i = 0; i < t->n_key_copies; i++) free(t->key_copies[i]);
+    free(t->key_copies);
     for (int32_t i = 0; t->token_text && i < t->V; i++) free(t->token_text[i]);
     free(t->token_text);
     free(t->token_len);
