@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"benchmark", cmd_benchmark, "perplexity, agreement, speed and cost of models"},
     {"distill", cmd_distill, "distill a teacher into a smaller student from a YAML config"},
     {"train", cmd_train, "train a model from a YAML config with no teacher"},
+    {"prune", cmd_prune, "prune a model: zero weights (magnitude, Wanda, N:M) or remove heads, channels, layers"},
     {"tokenize", cmd_tokenize, "encode text with a model's tokenizer and print the ids"},
     {"prepare-data", cmd_prepare_data, "tokenize JSONL/text corpora into token shards (train.bin, val.bin)"},
     {"serve", cmd_serve, "serve a model over an OpenAI-compatible HTTP API (continuous batching)"},

@@ -14,7 +14,7 @@ module_of_header() {
     model.h | generate.h | bench.h) echo model ;;
     train.h | optim.h | eval.h) echo train ;;
     safetensors.h | hf.h | tokenizer.h | dataset.h | fsutil.h | json.h | yaml.h | checkpoint.h | hub.h | qstore.h | gguf.h | modelfile.h) echo io ;;
-    quantize.h) echo compress ;;
+    quantize.h | prune.h) echo compress ;;
     run.h | run_config.h) echo app ;;
     serve.h) echo serve ;;
     *) echo unknown ;;

@@ -452,6 +452,29 @@ TEST(sumsq_and_clipped_adamw_with_guard) {
     }
 }
 
+TEST(mask_zeroes_pruned_entries_only) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, mask);
+        size_t n = (size_t)rint_in(1, 20000);
+        float *p = rnd((long)n, 1);
+        uint8_t *mk = malloc(20000); /* room for any n */
+        for (size_t i = 0; i < n; i++) mk[i] = nx_rng_below(&R, 2) ? (uint8_t)(1 + nx_rng_below(&R, 255)) : 0;
+        p[0] = NAN, mk[0] = 0; /* a select: a pruned NaN becomes 0, not NaN · 0 */
+        float *pd = up(be, p, 4 * n);
+        uint8_t *md = up(be, mk, n);
+        nx_mask(REF, p, mk, (int64_t)n);
+        nx_mask(be, pd, md, (int64_t)n);
+        float *got = malloc(4 * n);
+        nx_backend_download(be, got, pd, 4 * n);
+        CHECKF(memcmp(got, p, 4 * n) == 0, "mask on %s differs from the reference", be->name);
+        size_t zeros = 0, want = 0;
+        for (size_t i = 0; i < n; i++) zeros += !mk[i] && got[i] == 0.0f && !signbit(got[i]), want += !mk[i];
+        CHECKF(zeros == want, "mask on %s: %zu of %zu pruned entries are +0", be->name, zeros, want);
+        nx_backend_free(be, pd), nx_backend_free(be, md);
+        free(p), free(mk), free(got);
+    }
+}
+
 TEST(cuda_backend_present) {
     setup();
     nx_err e;

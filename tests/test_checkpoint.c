@@ -1,6 +1,7 @@
 /* test_checkpoint.c — checkpoints round-trip exactly, keep the newest K,
  * and reject what they must: corrupt bytes (CRC), truncation, another
- * config, another student size. A full disk during a save leaves the
+ * config, another student size. A sparsity mask round-trips and version-2
+ * files (before masks) still load. A full disk during a save leaves the
  * previous checkpoint intact (on a 256 KiB tmpfs when we may mount one). */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -42,7 +43,7 @@ TEST(roundtrip_keep_and_latest) {
     nx_err e;
     for (int s = 10; s <= 40; s += 10) {
         nx_ckpt_meta m = meta_at(s);
-        CHECK(nx_ckpt_save(dir, &m, n, p, o.m, o.v, o.t, 2, &e) == NX_OK);
+        CHECK(nx_ckpt_save(dir, &m, n, p, o.m, o.v, NULL, o.t, 2, &e) == NX_OK);
     }
     char path[256];
     CHECK(nx_ckpt_latest(dir, path, sizeof path, &e) == NX_OK && strstr(path, "step-00000040.nxck"));
@@ -50,34 +51,83 @@ TEST(roundtrip_keep_and_latest) {
     snprintf(old, sizeof old, "%s/step-00000020.nxck", dir);
     CHECK(access(old, F_OK) != 0); /* only the newest 2 kept */
     nx_ckpt_meta got;
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_OK);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, NULL, NULL, &o2.t, &e) == NX_OK);
     CHECK(memcmp(p, q, n * 4) == 0 && memcmp(o.m, o2.m, n * 4) == 0 && memcmp(o.v, o2.v, n * 4) == 0);
     nx_ckpt_meta want = meta_at(40);
     CHECK(got.step == 40 && got.tokens == 4000 && o2.t == 7 && got.data_state_len == 3);
     CHECK(memcmp(got.rng.s, want.rng.s, sizeof want.rng.s) == 0);
     /* another config */
-    CHECK(nx_ckpt_load(path, 0x1234, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_ERR && strstr(e.msg, "different configuration"));
+    CHECK(nx_ckpt_load(path, 0x1234, &got, n, q, o2.m, o2.v, NULL, NULL, &o2.t, &e) == NX_ERR && strstr(e.msg, "different configuration"));
     /* another student size */
     moments o3 = moments_new(n + 1);
     float *r = malloc((n + 1) * 4);
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n + 1, r, o3.m, o3.v, &o3.t, &e) == NX_ERR && strstr(e.msg, "student"));
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n + 1, r, o3.m, o3.v, NULL, NULL, &o3.t, &e) == NX_ERR && strstr(e.msg, "student"));
     /* corrupt one byte in the payload */
     FILE *f = fopen(path, "r+b");
     fseek(f, 2000, SEEK_SET);
     fputc(0x5a, f);
     fclose(f);
     memset(q, 0, n * 4);
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_ERR && strstr(e.msg, "CRC") && strstr(e.msg, path));
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, NULL, NULL, &o2.t, &e) == NX_ERR && strstr(e.msg, "CRC") && strstr(e.msg, path));
     CHECK(q[0] == 0.0f); /* nothing half-loaded */
     /* truncation */
     CHECK(truncate(path, 500) == 0);
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_ERR && strstr(e.msg, "truncated"));
-    CHECK(nx_ckpt_load("/nonexistent/x.nxck", 0, &got, n, q, o2.m, o2.v, &o2.t, &e) == NX_ERR && strstr(e.msg, "/nonexistent/x.nxck"));
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, NULL, NULL, &o2.t, &e) == NX_ERR && strstr(e.msg, "truncated"));
+    CHECK(nx_ckpt_load("/nonexistent/x.nxck", 0, &got, n, q, o2.m, o2.v, NULL, NULL, &o2.t, &e) == NX_ERR && strstr(e.msg, "/nonexistent/x.nxck"));
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
     free(p), free(q), free(r);
     moments_free(&o), moments_free(&o2), moments_free(&o3);
+}
+
+TEST(mask_roundtrip_and_version_2_files) {
+    char d[] = "/tmp/nxckmXXXXXX";
+    CHECK(mkdtemp(d) != NULL);
+    size_t n = 777;
+    float *p = malloc(n * 4), *q = malloc(n * 4);
+    uint8_t *mk = malloc(n), *got_mk = calloc(n, 1);
+    moments o = moments_new(n), o2 = moments_new(n);
+    fill(p, n, 1), fill(o.m, n, 2), fill(o.v, n, 3);
+    for (size_t i = 0; i < n; i++) mk[i] = (i % 3) != 0;
+    nx_err e;
+    nx_ckpt_meta m = meta_at(5), got;
+    CHECK(nx_ckpt_save(d, &m, n, p, o.m, o.v, mk, 5, 0, &e) == NX_OK);
+    char path[256];
+    bool has = false;
+    CHECK(nx_ckpt_latest(d, path, sizeof path, &e) == NX_OK);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, got_mk, &has, &o2.t, &e) == NX_OK);
+    CHECK(has && memcmp(mk, got_mk, n) == 0 && memcmp(p, q, n * 4) == 0 && o2.t == 5);
+    /* a corrupt mask byte fails the CRC */
+    struct stat st;
+    CHECK(stat(path, &st) == 0);
+    FILE *f = fopen(path, "r+b");
+    fseek(f, st.st_size - 10, SEEK_SET);
+    fputc(7, f);
+    fclose(f);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, got_mk, &has, &o2.t, &e) == NX_ERR && strstr(e.msg, "CRC"));
+    /* a version-2 file (no mask: the same bytes with version 2) loads, without a mask */
+    CHECK(nx_ckpt_save(d, &m, n, p, o.m, o.v, NULL, 5, 0, &e) == NX_OK);
+    f = fopen(path, "r+b");
+    uint32_t v2 = 2;
+    fseek(f, 8, SEEK_SET);
+    fwrite(&v2, 4, 1, f);
+    fclose(f);
+    has = true;
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, got_mk, &has, &o2.t, &e) == NX_OK && !has);
+    /* an unknown version is refused with a hint */
+    f = fopen(path, "r+b");
+    uint32_t v9 = 9;
+    fseek(f, 8, SEEK_SET);
+    fwrite(&v9, 4, 1, f);
+    fclose(f);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, n, q, o2.m, o2.v, got_mk, &has, &o2.t, &e) == NX_ERR &&
+          strstr(e.msg, "version 9"));
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    CHECK(system(cmd) == 0);
+    free(p), free(q), free(mk), free(got_mk);
+    moments_free(&o), moments_free(&o2);
 }
 
 TEST(full_disk_keeps_previous_checkpoint) {
@@ -94,14 +144,14 @@ TEST(full_disk_keeps_previous_checkpoint) {
     moments o = moments_new(small);
     nx_err e;
     nx_ckpt_meta m = meta_at(1);
-    CHECK(nx_ckpt_save(mnt, &m, small, p, o.m, o.v, o.t, 0, &e) == NX_OK);
+    CHECK(nx_ckpt_save(mnt, &m, small, p, o.m, o.v, NULL, o.t, 0, &e) == NX_OK);
     moments ob = moments_new(big);
     m = meta_at(2);
-    CHECK(nx_ckpt_save(mnt, &m, big, p, ob.m, ob.v, ob.t, 0, &e) == NX_ERR && strstr(e.msg, "disk full"));
+    CHECK(nx_ckpt_save(mnt, &m, big, p, ob.m, ob.v, NULL, ob.t, 0, &e) == NX_ERR && strstr(e.msg, "disk full"));
     char path[256];
     CHECK(nx_ckpt_latest(mnt, path, sizeof path, &e) == NX_OK && strstr(path, "step-00000001"));
     nx_ckpt_meta got;
-    CHECK(nx_ckpt_load(path, 0xabcdef, &got, small, p, o.m, o.v, &o.t, &e) == NX_OK && got.step == 1);
+    CHECK(nx_ckpt_load(path, 0xabcdef, &got, small, p, o.m, o.v, NULL, NULL, &o.t, &e) == NX_OK && got.step == 1);
     snprintf(cmd, sizeof cmd, "umount %s", mnt);
     CHECK(system(cmd) == 0);
     rmdir(mnt);
@@ -120,10 +170,12 @@ TEST(pruning_keeps_only_this_runs_newest) {
     nx_err e;
     nx_ckpt_meta foreign = meta_at(30);
     foreign.config_hash = 0x777;
-    CHECK(nx_ckpt_save(d, &foreign, n, p, o.m, o.v, 0, 2, &e) == NX_OK);
-    for (int s = 1; s <= 4; s++) {
+    uint8_t mk[10];
+    memset(mk, 1, sizeof mk);
+    CHECK(nx_ckpt_save(d, &foreign, n, p, o.m, o.v, NULL, 0, 2, &e) == NX_OK);
+    for (int s = 1; s <= 4; s++) { /* this run's with a mask, as a pruned student's: pruned all the same */
         nx_ckpt_meta m = meta_at(s);
-        CHECK(nx_ckpt_save(d, &m, n, p, o.m, o.v, 0, 2, &e) == NX_OK);
+        CHECK(nx_ckpt_save(d, &m, n, p, o.m, o.v, mk, 0, 2, &e) == NX_OK);
     }
     const char *want[] = {"step-00000003.nxck", "step-00000004.nxck", "step-00000030.nxck"};
     const char *gone[] = {"step-00000001.nxck", "step-00000002.nxck"};

@@ -8,6 +8,12 @@
  *     learned projections and attention transfer from a teacher held in
  *     bf16 (the projections and their optimiser state are in the
  *     checkpoint);
+ *   - a student pruned from the teacher (Wanda, 50%) keeps its zeros through
+ *     distillation, a checkpoint and a resume: straight and killed-then-
+ *     resumed runs give the same losses and the same student, whose pruned
+ *     weights are all still zero and whose mask is written beside it;
+ *     a `nexus prune` directory (2:4) as `init: load` keeps its zeros too;
+ *     a Minitron-pruned student has the target shape;
  *   - bad input is caught before the first step with a clear message. */
 #include <signal.h>
 #include <sys/resource.h>
@@ -16,8 +22,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "nexus/checkpoint.h"
 #include "nexus/fsutil.h"
 #include "nexus/hf.h"
+#include "nexus/prune.h"
 #include "nexus/run.h"
 #include "nxtest.h"
 
@@ -88,6 +96,32 @@ static void make_fixture(void) {
                   "checkpoint: {every: 1, keep: 2}\n"
                   "log: {every: 1000}\n"
                   "seed: 12\n");
+    snprintf(p, sizeof p, "%s/sparse.yaml", root);
+    write_file(p, "teacher: {path: teacher}\n"
+                  "student: {from_teacher: true,\n"
+                  "          init: {kind: prune, method: wanda, sparsity: 0.5, importance_batches: 2}}\n"
+                  "data: {train: data.jsonl, validation: data.jsonl, seq_len: 16, batch_size: 4}\n"
+                  "loss: {alpha: 0.5, temperature: 2}\n"
+                  "optimizer: {lr: 3.0e-3, warmup_steps: 10, min_lr: 1.0e-4, steps: 150}\n"
+                  "eval: {every: 50, batches: 2}\n"
+                  "checkpoint: {every: 1, keep: 2}\n"
+                  "log: {every: 1000}\n"
+                  "seed: 13\n");
+    snprintf(p, sizeof p, "%s/load.yaml", root);
+    write_file(p, "teacher: {path: teacher}\n"
+                  "student: {init: {kind: load, path: pruned24}}\n"
+                  "data: {train: data.jsonl, validation: data.jsonl, seq_len: 16, batch_size: 4}\n"
+                  "optimizer: {lr: 3.0e-3, steps: 30}\n"
+                  "eval: {batches: 2}\n"
+                  "log: {every: 1000}\n");
+    snprintf(p, sizeof p, "%s/minitron.yaml", root);
+    write_file(p, "teacher: {path: teacher}\n"
+                  "student: {from_teacher: true, hidden_size: 24, intermediate_size: 40, num_kv_heads: 1,\n"
+                  "          num_layers: 2, init: {kind: prune, importance_batches: 2, layer_metric: ppl}}\n"
+                  "data: {train: data.jsonl, validation: data.jsonl, seq_len: 16, batch_size: 4}\n"
+                  "optimizer: {lr: 3.0e-3, steps: 30}\n"
+                  "eval: {batches: 2}\n"
+                  "log: {every: 1000}\n");
 }
 
 /* DIR/metrics.jsonl line by line. steps_only: "step, loss, ..., grad_norm"
@@ -201,6 +235,104 @@ TEST(resume_with_projections_attention_and_bf16_teacher_is_bit_identical) {
     interrupted_run("narrow.yaml", "narrow-killed", SIGKILL, 128 + SIGKILL, straight);
 }
 
+/* DIR's student and mask: every masked weight is zero; returns how many
+ * weights the mask holds at zero (−1 without a mask file). */
+static long check_zeros(const char *dir) {
+    nx_model m;
+    nx_err e;
+    if (nx_hf_load_model(dir, &m, &e)) {
+        fprintf(stderr, "  %s\n", e.msg);
+        return -2;
+    }
+    uint8_t *mk = malloc(m.nparams);
+    bool found;
+    long pruned = -1;
+    if (nx_hf_load_mask(dir, &m.cfg, mk, &found, &e) == NX_OK && found) {
+        pruned = 0;
+        for (size_t i = 0; i < m.nparams; i++)
+            if (!mk[i]) {
+                pruned++;
+                if (m.params[i] != 0.0f) {
+                    pruned = -3;
+                    break;
+                }
+            }
+    }
+    free(mk);
+    nx_model_free(&m);
+    return pruned;
+}
+
+/* Weights of the teacher's layer matrices: what 50% or 2:4 halves. */
+static long layer_weights(void) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/teacher", root);
+    nx_model_config c;
+    nx_err e;
+    NX_ASSERT(nx_hf_load_config(p, &c, &e) == NX_OK);
+    return (long)c.L * ((c.NH + 2 * c.KVH) * c.HS * c.C + c.C * c.NH * c.HS + 3 * c.F * c.C);
+}
+
+TEST(sparse_student_keeps_its_zeros_through_distill_checkpoint_and_resume) {
+    if (!root[0]) make_fixture();
+    char straight[200], p[300];
+    snprintf(straight, sizeof straight, "%s/sparse-straight", root);
+    CHECK(wait_rc(spawn("sparse.yaml", straight, false)) == 0);
+    CHECK(count_lines(straight) == 150);
+    long half = layer_weights() / 2, z = check_zeros(straight);
+    CHECKF(z == half, "the distilled student holds %ld masked weights at zero, want %ld (-1: no mask, -3: a "
+                      "masked weight moved)", z, half);
+    interrupted_run("sparse.yaml", "sparse-killed", SIGKILL, 128 + SIGKILL, straight);
+    snprintf(p, sizeof p, "%s/sparse-killed", root);
+    CHECK(check_zeros(p) == half);
+    /* the newest checkpoint holds the mask, and zeros where it says */
+    char ck[300], cfgp[300], set[300];
+    nx_err e;
+    snprintf(p, sizeof p, "%s/sparse-straight/checkpoints", root);
+    CHECK(nx_ckpt_latest(p, ck, sizeof ck, &e) == NX_OK);
+    snprintf(cfgp, sizeof cfgp, "%s/sparse.yaml", root);
+    snprintf(set, sizeof set, "output.dir=%s", straight);
+    const char *sets[] = {set};
+    nx_run_config rc;
+    CHECK(nx_run_config_load(&rc, cfgp, sets, 1, &e) == NX_OK);
+    nx_model_config c;
+    snprintf(p, sizeof p, "%s/teacher", root);
+    CHECK(nx_hf_load_config(p, &c, &e) == NX_OK);
+    size_t n = nx_model_numel(&c);
+    float *prm = malloc(4 * n), *m1 = malloc(4 * n), *v1 = malloc(4 * n);
+    uint8_t *mk = malloc(n);
+    bool has = false;
+    int64_t t;
+    nx_ckpt_meta meta;
+    CHECKF(nx_ckpt_load(ck, nx_run_config_hash(&rc), &meta, n, prm, m1, v1, mk, &has, &t, &e) == NX_OK, "%s", e.msg);
+    long zeros = 0, moved = 0;
+    for (size_t i = 0; i < n && has; i++) zeros += !mk[i], moved += !mk[i] && prm[i] != 0.0f;
+    CHECKF(has && zeros == half && moved == 0, "checkpoint: mask %d, %ld masked, %ld not zero", has, zeros, moved);
+    free(prm), free(m1), free(v1), free(mk);
+}
+
+TEST(pruned_directory_as_init_load_and_minitron_init) {
+    if (!root[0]) make_fixture();
+    char cmd[1200], out[200];
+    snprintf(cmd, sizeof cmd, "%s prune %s/teacher --out %s/pruned24 --method magnitude --pattern 2:4 >/dev/null 2>&1",
+             nexus_bin(), root, root);
+    CHECK(system(cmd) == 0);
+    snprintf(out, sizeof out, "%s/pruned24", root);
+    long half = layer_weights() / 2;
+    CHECK(check_zeros(out) == half);
+    snprintf(out, sizeof out, "%s/load-out", root);
+    CHECK(wait_rc(spawn("load.yaml", out, false)) == 0);
+    CHECKF(check_zeros(out) == half, "init load: %ld", check_zeros(out));
+    snprintf(out, sizeof out, "%s/minitron-out", root);
+    CHECK(wait_rc(spawn("minitron.yaml", out, false)) == 0);
+    nx_model_config c;
+    nx_err e;
+    CHECK(nx_hf_load_config(out, &c, &e) == NX_OK);
+    CHECKF(c.C == 24 && c.F == 40 && c.NH == 2 && c.KVH == 1 && c.L == 2 && c.HS == 8, "shape %d %d %d %d %d", c.C,
+           c.F, c.NH, c.KVH, c.L);
+    CHECK(check_zeros(out) == -1); /* structured: no mask */
+}
+
 static void expect_error(const char *set1, const char *set2, const char *needle) {
     char cfg[256];
     snprintf(cfg, sizeof cfg, "%s/run.yaml", root);
@@ -255,6 +387,17 @@ TEST(bad_input_is_reported_before_training) {
     CHECK(system(cmd) == 0);
     snprintf(set, sizeof set, "teacher.path=%s/notok", root);
     expect_error(set, NULL, "tokenizer");
+    /* pruned students: targets the teacher cannot give, options that do not fit */
+    expect_error("student.init=prune", "student.hidden_size=40", "larger than the model's 32");
+    expect_error("student.init=prune", "student.num_heads=3", "not a whole number of the model's KV groups");
+    expect_error("student.init={kind: prune, target_params: 99999999}", "student.num_layers=null",
+                 "larger than the model's");
+    expect_error("student.init={kind: prune, method: wanda, pattern: \"3:5\"}", "student.num_layers=null",
+                 "multiple of 5");
+    expect_error("student.init={kind: prune, method: wanda, sparsity: 0.5}", NULL,
+                 "keeps the teacher's shape");
+    snprintf(set, sizeof set, "student.init={kind: load, path: %s/nowhere}", root);
+    expect_error(set, "student.from_teacher=false", "nowhere");
 }
 
 /* Issue 15, item 1: no output path may overlap an input (equal, inside or

@@ -535,6 +535,91 @@ TEST(student_shape_teacher_checks) {
     free(rc);
 }
 
+/* student.init kinds prune and load: their keys only with their kind and
+ * method, a target for minitron, sparsity or a pattern for the others; the
+ * keys count in the hash only when given. */
+TEST(prune_and_load_init_keys) {
+    nx_run_config *rc = malloc(sizeof *rc), *b = malloc(sizeof *b);
+    nx_err e;
+    const char *ok1[] = {"student.init={kind: prune, method: wanda, sparsity: 0.5}", "student.num_layers=null"};
+    CHECKF(parse(rc, BASE, ok1, 2, &e) == NX_OK, "%s", e.msg);
+    nx_sparse_opts so;
+    CHECK(nx_run_config_sparse_opts(rc, &so, &e) == NX_OK && so.method == NX_PRUNE_WANDA && so.sparsity == 0.5);
+    const char *ok2[] = {"student.init={kind: prune, method: magnitude, pattern: \"2:4\"}", "student.num_layers=null"};
+    CHECKF(parse(rc, BASE, ok2, 2, &e) == NX_OK, "%s", e.msg);
+    CHECK(nx_run_config_sparse_opts(rc, &so, &e) == NX_OK && so.n == 2 && so.m == 4);
+    const char *ok3[] = {"student.init={kind: prune, target_params: 1000000, axes: [hidden, ffn, heads]}",
+                         "student.num_layers=null"};
+    CHECKF(parse(rc, BASE, ok3, 2, &e) == NX_OK, "%s", e.msg);
+    CHECK(rc->student.init.axes == (NX_AXIS_HIDDEN | NX_AXIS_FFN | NX_AXIS_HEADS) && rc->student.init.method < 0);
+    /* the pruned shape from a teacher: width keys are the target, GQA groups kept whole */
+    nx_model_config t = {.arch = NX_ARCH_LLAMA, .V = 100, .C = 64, .L = 4, .NH = 6, .KVH = 2, .HS = 16, .F = 128,
+                         .max_pos = 64, .eps = 1e-5f, .rope_theta = 1e4f, .bos_id = -1, .eos_id = -1};
+    nx_model_config s;
+    const char *ok4[] = {"student.init=prune", "student.hidden_size=48", "student.num_heads=3"};
+    CHECKF(parse(rc, BASE, ok4, 3, &e) == NX_OK, "%s", e.msg);
+    CHECKF(nx_run_config_student_shape(rc, &t, &s, &e) == NX_OK, "%s", e.msg);
+    CHECK(s.C == 48 && s.NH == 3 && s.KVH == 1 && s.L == 4 && s.F == 128 && s.HS == 16);
+    const char *bad4[] = {"student.init=prune", "student.num_heads=4"};
+    CHECK(parse(rc, BASE, bad4, 2, &e) == NX_OK);
+    CHECK(nx_run_config_student_shape(rc, &t, &s, &e) == NX_ERR && strstr(e.msg, "not a whole number"));
+    /* errors at the key to change */
+    const char *e1[] = {"student.init.sparsity=0.5"};
+    expect_err(BASE, e1, 1, "student.init.sparsity: given but student.init.kind is copy_layers", NULL, NULL);
+    const char *e2[] = {"student.init=prune", "student.num_layers=null"};
+    expect_err(BASE, e2, 2, "student.init: init kind prune with method minitron needs a target", NULL, NULL);
+    const char *e3[] = {"student.init={kind: prune, pattern: \"2:4\"}", "student.hidden_size=32"};
+    expect_err(BASE, e3, 2, "student.init.pattern: is for unstructured pruning", NULL, NULL);
+    const char *e4[] = {"student.init={kind: prune, method: wanda}", "student.num_layers=null"};
+    expect_err(BASE, e4, 2, "student.init.sparsity: missing", NULL, NULL);
+    const char *e5[] = {"student.init={kind: prune, method: wanda, sparsity: 0.5, pattern: \"2:4\"}",
+                        "student.num_layers=null"};
+    expect_err(BASE, e5, 2, "not both", NULL, NULL);
+    const char *e6[] = {"student.init={kind: prune, method: wanda, sparsity: 0.5, scope: global}",
+                        "student.num_layers=null"};
+    expect_err(BASE, e6, 2, "scope global is for magnitude", NULL, NULL);
+    const char *e7[] = {"student.init={kind: prune, method: wanda, sparsity: 1.5}", "student.num_layers=null"};
+    expect_err(BASE, e7, 2, "student.init.sparsity: must be in [0, 1)", NULL, NULL);
+    const char *e8[] = {"student.init={kind: prune, method: wanda, pattern: \"4:2\"}", "student.num_layers=null"};
+    expect_err(BASE, e8, 2, "expected two integers 0 < N < M", NULL, NULL);
+    const char *e9[] = {"student.init={kind: prune, method: wanda, sparsity: 0.5}"};
+    expect_err(BASE, e9, 1, "student.num_layers: unstructured pruning (method wanda) keeps the teacher's shape", NULL,
+               NULL);
+    const char *e10[] = {"student.init={kind: prune, target_params: 100}", "student.hidden_size=32"};
+    expect_err(BASE, e10, 2, "not both", NULL, NULL);
+    const char *e11[] = {"student.init={kind: load, path: /nonexistent/model}", "student.from_teacher=false",
+                         "student.num_layers=null"};
+    expect_err(BASE, e11, 3, "/nonexistent/model", NULL, NULL);
+    const char *e12[] = {"student.init={kind: load, path: /x}"};
+    expect_err(BASE, e12, 1, "init kind load takes the shape of /x", NULL, NULL);
+    const char *e13[] = {"student.init={kind: random, path: /x}"};
+    expect_err(BASE, e13, 1, "student.init.path: given but student.init.kind is random", NULL, NULL);
+    const char *e14[] = {"student.init=prune", "student.from_teacher=false", "student.hidden_size=32",
+                         "student.num_heads=2", "student.intermediate_size=64"};
+    expect_err(BASE, e14, 5, "student.from_teacher: missing: init kind prune starts from the teacher's shape", NULL,
+               NULL);
+    /* the hash: unchanged without the new keys (pinned above), changed by them */
+    CHECK(parse(rc, BASE, ok1, 2, &e) == NX_OK && parse(b, BASE, ok2, 2, &e) == NX_OK);
+    CHECK(nx_run_config_hash(rc) != nx_run_config_hash(b));
+    const char *ok1b[] = {"student.init={kind: prune, method: wanda, sparsity: 0.6}", "student.num_layers=null"};
+    CHECK(parse(b, BASE, ok1b, 2, &e) == NX_OK && nx_run_config_hash(rc) != nx_run_config_hash(b));
+    /* printing round-trips the new keys */
+    const char *ok5[] = {"student.init={kind: prune, target_params: 1000000, axes: [hidden, ffn], multiple: 8, "
+                         "layer_metric: ppl}",
+                         "student.num_layers=null"};
+    CHECK(parse(rc, BASE, ok5, 2, &e) == NX_OK);
+    char *txt = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&txt, &len);
+    nx_run_config_print(f, rc);
+    fclose(f);
+    CHECKF(parse(b, txt, NULL, 0, &e) == NX_OK, "%s", e.msg);
+    CHECK(nx_run_config_hash(rc) == nx_run_config_hash(b) && b->student.init.multiple == 8 &&
+          b->student.init.layer_metric == NX_LAYER_PPL && b->student.init.target_params == 1000000);
+    free(txt);
+    free(rc), free(b);
+}
+
 /* data.validation left out: the val.bin beside a prepare-data data.train
  * (the README recipe sets only data.train). */
 TEST(validation_defaults_to_the_val_bin_beside_train) {

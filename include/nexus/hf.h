@@ -53,6 +53,17 @@ int nx_hf_save_model(const char *dir, const nx_model *m, nx_dtype dtype, nx_err 
  * rope_theta both top level (transformers 4) and in rope_parameters
  * (transformers 5), dtype and torch_dtype both naming dtype. */
 char *nx_hf_config_json(const nx_model_config *cfg, nx_dtype dtype);
+/* The sparsity mask of a pruned model (src/io/mask.c): DIR/NX_HF_MASK_FILE,
+ * BOOL tensors named like the weights they mask, true = kept; weights
+ * without one are all kept. In memory: one byte per float of the f32
+ * parameter layout of cfg (nx_model_numel bytes), 1 kept, 0 pruned. */
+#define NX_HF_MASK_FILE "sparsity_mask.safetensors"
+/* Writes the tensors of cfg that have a pruned entry (atomically). */
+int nx_hf_save_mask(const char *dir, const nx_model_config *cfg, const uint8_t *mask, nx_err *err);
+/* Fills mask from DIR's mask file; all ones and *found false when there is
+ * none. A tensor that names no weight of cfg, or has another shape or
+ * dtype, is an error naming the file and the tensor. */
+int nx_hf_load_mask(const char *dir, const nx_model_config *cfg, uint8_t *mask, bool *found, nx_err *err);
 /* Copy tokenizer.json, tokenizer_config.json, special_tokens_map.json and
  * generation_config.json where they exist in src. */
 int nx_hf_copy_tokenizer(const char *src_dir, const char *dst_dir, nx_err *err);

@@ -112,6 +112,7 @@ struct nx_ops {
     void (*sumsq)(nx_backend *, double *sum, const float *x, int64_t n);
     void (*adamw)(nx_backend *, float *p, const float *g, float *m, float *v, int64_t n,
                   const nx_adamw_args *a, const double *guard, int nguard);
+    void (*mask)(nx_backend *, float *p, const uint8_t *mask, int64_t n);
 };
 
 /* ---- forward ------------------------------------------------------------ */
@@ -230,6 +231,12 @@ void nx_sumsq(nx_backend *be, double *sum, const float *x, int64_t n);
  *   p −= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps) */
 void nx_adamw_update(nx_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
                      const nx_adamw_args *a, const double *guard, int nguard);
+
+/* Sparsity: p[i] = 0 wherever mask[i] == 0, p[i] unchanged elsewhere (a
+ * select, not a product: a pruned weight is exactly +0 whatever it held).
+ * mask (n) uint8 in backend memory. A pruned student's weights stay zero
+ * through training by this op after every optimizer step. */
+void nx_mask(nx_backend *be, float *p, const uint8_t *mask, int64_t n);
 
 /* Work sizes of the ops, for nx_backend_plan. */
 nx_work nx_work_max(nx_work a, nx_work b);

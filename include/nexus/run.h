@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "nexus/run_config.h"
+#include "nexus/prune.h"
 #include "nexus/train.h"
 
 typedef struct nx_run_opts {
@@ -84,5 +85,47 @@ int nx_student_copy_layers(nx_model *s, const nx_model *t, const int *map, int n
 void nx_layer_importance(const nx_model *t, const int32_t *ids, int B, int T, double *bi);
 /* The n most important layers, in increasing order. */
 void nx_choose_layers(const double *bi, int L, int n, int *out);
+
+/* ---- nexus prune (src/app/prune.c) ------------------------------------------
+ * Prune a Hugging Face model directory into another: calibrate on data,
+ * prune (prune.h), measure perplexity before and after, write the model,
+ * its tokenizer, the mask (unstructured methods) and prune_report.json.
+ * Every option is checked against the model's config.json, and the output
+ * directory for writability, before anything runs or is written. */
+typedef struct nx_prune_job {
+    const char *model, *out;       /* model directory in, directory out (not the same) */
+    const char *calib;             /* calibration data: .jsonl[.gz] / text, or a shard (dir with train.bin);
+                                      NULL only for magnitude */
+    const char *eval;              /* perplexity data (dir with val.bin, or documents); NULL: none */
+    const char *text_field;        /* JSONL field; NULL: "text" */
+    nx_prune_method method;
+    nx_sparse_opts sparse;         /* magnitude, wanda (method copied from above) */
+    nx_prune_shape shape;          /* minitron: target shape, 0 = keep */
+    int64_t target_params;         /* minitron: a parameter budget instead of a shape */
+    unsigned axes;                 /* with target_params: NX_AXIS_* bits */
+    int multiple;                  /* with target_params: hidden/ffn multiple of */
+    nx_layer_metric layer_metric;  /* minitron with fewer layers */
+    int calib_samples, calib_len;  /* random windows of the calibration data (len 0: 256 or max_pos) */
+    int eval_len;                  /* evaluation window (PROTOCOLS.md; 0: 256 or max_pos) */
+    int64_t eval_windows;          /* 0: all */
+    int batch;                     /* sequences per forward */
+    uint64_t seed;                 /* of the calibration windows */
+    int threads;
+    nx_dtype dtype;                /* of the saved weights */
+    bool progress;                 /* progress on stderr */
+} nx_prune_job;
+
+typedef struct nx_prune_result {
+    nx_model_config before, after;
+    size_t params_before, params_after;
+    nx_sparse_stats sparse;        /* unstructured methods */
+    double ppl_before, ppl_after;  /* NAN without eval data */
+    int64_t eval_windows, calib_tokens;
+    double seconds;
+    char *report;                  /* prune_report.json's text (malloc'd) */
+} nx_prune_result;
+
+int nx_prune_job_run(const nx_prune_job *j, nx_prune_result *r, nx_err *err);
+void nx_prune_result_free(nx_prune_result *r);
 
 #endif

@@ -21,11 +21,13 @@
 #include "nexus/ops.h"
 #include "nexus/model.h"
 #include "nexus/optim.h"
+#include "nexus/prune.h"
 
 #define NX_RUN_PATH_MAX 1024
 #define NX_RUN_MAX_LAYERS 256
 
-typedef enum nx_init_kind { NX_INIT_RANDOM, NX_INIT_COPY_LAYERS, NX_INIT_AUTO } nx_init_kind;
+typedef enum nx_init_kind { NX_INIT_RANDOM, NX_INIT_COPY_LAYERS, NX_INIT_AUTO, NX_INIT_PRUNE, NX_INIT_LOAD } nx_init_kind;
+typedef enum nx_layer_metric { NX_LAYER_BI, NX_LAYER_PPL } nx_layer_metric;
 typedef enum nx_run_device { NX_DEVICE_CPU, NX_DEVICE_CUDA } nx_run_device;
 typedef enum nx_data_order { NX_ORDER_RANDOM, NX_ORDER_SEQUENTIAL } nx_data_order;
 typedef enum nx_projection { NX_PROJECTION_AUTO, NX_PROJECTION_NONE } nx_projection;
@@ -65,7 +67,21 @@ typedef struct nx_run_config {
             nx_init_kind kind;      /* default random; copy_layers when a list is given */
             double std;             /* normal std for random init (default 0.02) */
             nx_layer_list copy_layers; /* teacher layer copied into student layer i */
-            int importance_batches; /* batches the auto init measures (default 16) */
+            int importance_batches; /* batches the auto and prune inits measure (default 16) */
+            /* load: the student is this model directory (with its sparsity
+             * mask, when the directory holds one) */
+            char path[NX_RUN_PATH_MAX];
+            /* prune: the teacher pruned (include/nexus/prune.h). Every key
+             * below is "not given" at 0 / -1 / "" and then takes the
+             * default in brackets. */
+            int method;             /* nx_prune_method, -1 [minitron] */
+            double sparsity;        /* magnitude / wanda: fraction zeroed */
+            char pattern[16];       /* magnitude / wanda: "N:M" */
+            int scope;              /* magnitude: 0 layer, 1 global, -1 [layer] */
+            int64_t target_params;  /* minitron: a parameter budget instead of shape keys */
+            unsigned axes;          /* minitron with target_params: NX_AXIS_* bits, 0 [hidden, ffn] */
+            int multiple;           /* minitron with target_params: hidden/ffn sizes a multiple of, 0 [1] */
+            int layer_metric;       /* minitron: nx_layer_metric, -1 [bi] */
         } init;
     } student;
 
@@ -179,7 +195,17 @@ uint64_t nx_run_config_hash(const nx_run_config *rc);
 int nx_run_config_student_shape(const nx_run_config *rc, const nx_model_config *teacher,
                                 nx_model_config *out, nx_err *err);
 
-/* Number of student layers (known after a successful load). */
+/* The unstructured-pruning options of student.init (kind prune, method
+ * magnitude or wanda): the pattern parsed, scope checked. */
+int nx_run_config_sparse_opts(const nx_run_config *rc, nx_sparse_opts *o, nx_err *err);
+/* The structured-pruning target of student.init (kind prune, method
+ * minitron) for teacher t: the shape keys, or the shape that fits
+ * target_params (nx_prune_fit), resolved into out. */
+int nx_run_config_prune_shape(const nx_run_config *rc, const nx_model_config *t, nx_model_config *out,
+                              nx_err *err);
+
+/* Number of student layers (known after a successful load), or 0 when
+ * the teacher or the directory to load decides it. */
 int nx_run_config_student_layers(const nx_run_config *rc);
 
 #endif

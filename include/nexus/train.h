@@ -16,7 +16,11 @@
  * it); the host downloads the step's loss terms and gradient norm once, at
  * the end of the step. The update itself checks them (nx_adamw_update's
  * guard), so a non-finite step changes nothing without the backend waiting
- * for the host. */
+ * for the host.
+ *
+ * A pruned student carries a mask (nx_trainer_set_mask): after every
+ * update its pruned weights are set back to zero (nx_mask), so that
+ * training heals the weights that remain and the zeros stay. */
 #ifndef NEXUS_TRAIN_H
 #define NEXUS_TRAIN_H
 
@@ -78,6 +82,8 @@ typedef struct nx_trainer {
     nx_adamw opt;               /* over n_train */
     int64_t step;               /* steps done */
     float *host_state;          /* (3 n_train) host copies for checkpoints; NULL with host memory */
+    uint8_t *mask;              /* (n_train) on the backend: 0 = held at zero; NULL: no mask */
+    uint8_t *mask_host;         /* (n_train) its host copy, for checkpoints */
 } nx_trainer;
 
 /* What trains, as host memory (n_train floats each): parameters and the
@@ -90,6 +96,11 @@ typedef struct nx_train_state {
 } nx_train_state;
 
 nx_train_state nx_trainer_state(nx_trainer *tr);
+/* Keeps the student's parameters where mask (host, student->nparams bytes
+ * in the f32 parameter layout) is 0 at zero from now on: zeroes them now
+ * and after every step. The trainer's own parameters (projections) are
+ * never masked. Fails when memory cannot be had. */
+int nx_trainer_set_mask(nx_trainer *tr, const uint8_t *mask, nx_err *err);
 void nx_trainer_state_upload(nx_trainer *tr);
 
 /* The student and teacher must outlive the trainer; teacher may be NULL.

@@ -6,13 +6,20 @@
  *  auto         copy_layers with the layers chosen by block influence
  *               (ShortGPT, Men et al. 2024): BI_l = 1 − mean cos(x_l, x_l+1)
  *               over the first importance_batches training batches; the
- *               layers that change the residual stream most are kept.
+ *               layers that change the residual stream most are kept;
+ *  prune        the teacher pruned (prune.h), calibrated on the first
+ *               importance_batches training batches: minitron to the
+ *               student's (smaller) shape, or magnitude / wanda zeroing
+ *               weights of a copy, with a mask that training keeps;
+ *  load         a model directory (e.g. from `nexus prune`), with its
+ *               sparsity mask when it has one.
  * Copying needs the teacher's widths (run_config's student shape checks
- * that first); a narrower student starts random. */
+ * that first); a narrower student starts random or pruned. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nexus/hf.h"
 #include "run_internal.h"
 
 /* Teacher tensor name for a student tensor: layer i becomes layer map[i]. */
@@ -112,14 +119,113 @@ static void choose_by_importance(const nx_model *teacher, const nx_run_config *r
     free(bi), free(acc), free(in), free(tg);
 }
 
+/* Every tensor of src into dst (the same shape). */
+static void copy_model(nx_model *dst, const nx_model *src) {
+    NX_ASSERT(dst->ntab == src->ntab);
+    float *buf = NULL;
+    for (int i = 0; i < dst->ntab; i++) {
+        NX_ASSERT(dst->tab[i].numel == src->tab[i].numel && !strcmp(dst->tab[i].name, src->tab[i].name));
+        buf = realloc(buf, sizeof(float) * dst->tab[i].numel);
+        NX_ASSERT(buf);
+        nx_model_get(src, i, buf);
+        nx_model_set(dst, i, buf, NX_F32);
+    }
+    free(buf);
+}
+
+static int init_load(nx_model *student, const nx_run_config *rc, uint8_t **mask, nx_err *err) {
+    nx_model m;
+    const char *dir = rc->student.init.path;
+    if (nx_hf_load_model(dir, &m, err)) return NX_ERR;
+    copy_model(student, &m);
+    nx_model_free(&m);
+    uint8_t *mk = nx_xmalloc(student->nparams);
+    bool found;
+    if (nx_hf_load_mask(dir, &student->cfg, mk, &found, err)) {
+        free(mk);
+        return NX_ERR;
+    }
+    if (!found) {
+        free(mk);
+        return NX_OK;
+    }
+    if (nx_prune_apply_mask(student, mk, err)) {
+        free(mk);
+        return NX_ERR;
+    }
+    *mask = mk;
+    fprintf(stderr, "nexus: student from %s with its sparsity mask (%s)\n", dir, NX_HF_MASK_FILE);
+    return NX_OK;
+}
+
+/* The teacher calibrated on the first importance_batches training batches,
+ * then pruned into the student (see the top of this file). */
+static int init_prune(nx_model *student, const nx_model *teacher, const nx_run_config *rc, const nx_loader *ld,
+                      uint8_t **mask, nx_err *err) {
+    int nb = rc->student.init.importance_batches > 0 ? rc->student.init.importance_batches : 1;
+    int n = nb * ld->B, T = ld->T;
+    int32_t *ids = nx_xmalloc(sizeof(int32_t) * n * T), *tg = nx_xmalloc(sizeof(int32_t) * ld->B * T);
+    nx_loader probe = *ld;
+    for (int k = 0; k < nb; k++) nx_loader_next(&probe, ids + (size_t)k * ld->B * T, tg);
+    free(tg);
+    nx_sparse_opts so;
+    nx_calib calib;
+    int rc_ = NX_ERR;
+    if (nx_run_config_sparse_opts(rc, &so, err)) goto out;
+    fprintf(stderr, "nexus: pruning the teacher (%s), calibrated on %d sequences of %d tokens\n",
+            nx_prune_method_name(so.method), n, T);
+    /* four sequences per forward: calibration keeps every layer's activations */
+    if (app_prune_calibrate(teacher, ids, n, T, 4, true, &calib, err)) goto out;
+    if (so.method == NX_PRUNE_MINITRON) {
+        nx_model pruned;
+        nx_prune_plan plan;
+        double *score = nx_xmalloc(sizeof(double) * teacher->cfg.L);
+        int lm = rc->student.init.layer_metric < 0 ? NX_LAYER_BI : rc->student.init.layer_metric;
+        if (app_prune_width(teacher, &calib, &student->cfg, (nx_layer_metric)lm, ids, n, T, 4, true, &pruned, &plan,
+                            score, err) == NX_OK) {
+            copy_model(student, &pruned);
+            const nx_model_config *d = &student->cfg;
+            fprintf(stderr, "nexus: pruned to hidden %d, intermediate %d, heads %d, KV heads %d, layers %d (%zu "
+                            "parameters); kept layers", d->C, d->F, d->NH, d->KVH, d->L, nx_model_count(d));
+            for (int i = 0; i < d->L; i++) fprintf(stderr, " %d", plan.layers[i]);
+            fputc('\n', stderr);
+            nx_prune_plan_free(&plan);
+            nx_model_free(&pruned);
+            rc_ = NX_OK;
+        }
+        free(score);
+    } else {
+        int map[NX_RUN_MAX_LAYERS];
+        for (int l = 0; l < teacher->cfg.L; l++) map[l] = l;
+        uint8_t *mk = nx_xmalloc(student->nparams);
+        nx_sparse_stats st;
+        if (nx_student_copy_layers(student, teacher, map, teacher->cfg.L, err) ||
+            nx_prune_sparse(student, &calib, &so, mk, &st, err)) {
+            free(mk);
+        } else {
+            *mask = mk;
+            fprintf(stderr, "nexus: zeroed %zu of %zu layer weights (%.2f%%); the mask holds them at zero\n",
+                    st.pruned, st.prunable, 100.0 * st.pruned / st.prunable);
+            rc_ = NX_OK;
+        }
+    }
+    nx_calib_free(&calib);
+out:
+    free(ids);
+    return rc_;
+}
+
 int run_init_student(nx_model *student, const nx_model *teacher, const nx_run_config *rc, const nx_loader *ld,
-                     nx_err *err) {
+                     uint8_t **mask, nx_err *err) {
     nx_rng rng;
     nx_rng_seed(&rng, (uint64_t)rc->seed ^ 0x5eedu);
+    *mask = NULL;
     if (rc->student.init.kind == NX_INIT_RANDOM) {
         nx_model_init_random(student, (float)rc->student.init.std, &rng);
         return NX_OK;
     }
+    if (rc->student.init.kind == NX_INIT_LOAD) return init_load(student, rc, mask, err);
+    if (rc->student.init.kind == NX_INIT_PRUNE) return init_prune(student, teacher, rc, ld, mask, err);
     int map[NX_RUN_MAX_LAYERS];
     int n = student->cfg.L;
     if (rc->student.init.kind == NX_INIT_COPY_LAYERS) {

@@ -55,6 +55,7 @@ typedef struct {
     nx_trainer tr;
     bool have_trainer;
     int32_t *inputs, *targets;
+    uint8_t *mask;              /* the student's sparsity mask (student.nparams bytes), or NULL */
     run_metrics metrics;
     run_dir dir;
 } run_state;
@@ -65,6 +66,7 @@ static void cleanup(run_state *s) {
     if (s->have_trainer) nx_trainer_free(&s->tr);
     free(s->inputs);
     free(s->targets);
+    free(s->mask);
     if (s->have_train) run_data_close(&s->train);
     if (s->have_val) run_data_close(&s->val);
     if (s->tok) nx_tokenizer_free(s->tok);
@@ -79,8 +81,8 @@ static int save_ckpt(run_state *s, const nx_run_config *rc, const nx_loader *ld,
     meta.data_state_len = sizeof ld->st;
     memcpy(meta.data_state, &ld->st, sizeof ld->st);
     nx_train_state st = nx_trainer_state(&s->tr);
-    return nx_ckpt_save(rc->checkpoint.dir, &meta, s->tr.n_train, st.params, st.m, st.v, s->tr.opt.t,
-                        rc->checkpoint.keep, err);
+    return nx_ckpt_save(rc->checkpoint.dir, &meta, s->tr.n_train, st.params, st.m, st.v, s->tr.mask_host,
+                        s->tr.opt.t, rc->checkpoint.keep, err);
 }
 
 /* A checkpoint's CRC says its bytes are the ones written, not that a
@@ -116,13 +118,29 @@ static int resume(run_state *s, const nx_run_config *rc, nx_loader *ld, int64_t 
     nx_adamw *opt = &s->tr.opt;
     if (nx_ckpt_latest(rc->checkpoint.dir, path, sizeof path, err)) return NX_ERR;
     nx_train_state st = nx_trainer_state(&s->tr);
-    if (nx_ckpt_load(path, nx_run_config_hash(rc), &meta, opt->n, st.params, st.m, st.v, &opt->t, err))
+    uint8_t *mask = nx_xmalloc(opt->n);
+    bool has_mask;
+    if (nx_ckpt_load(path, nx_run_config_hash(rc), &meta, opt->n, st.params, st.m, st.v, mask, &has_mask, &opt->t,
+                     err)) {
+        free(mask);
         return NX_ERR;
-    if (check_resumed(s, rc, &meta, path, err)) return NX_ERR;
-    nx_loader_state ls;
-    memcpy(&ls, meta.data_state, sizeof ls);
-    if (nx_loader_restore(ld, &ls, err)) return nx_fail_prefix(err, "%s", path);
-    nx_trainer_state_upload(&s->tr);
+    }
+    int r = check_resumed(s, rc, &meta, path, err);
+    if (r == NX_OK) {
+        nx_loader_state ls;
+        memcpy(&ls, meta.data_state, sizeof ls);
+        if (nx_loader_restore(ld, &ls, err)) r = nx_fail_prefix(err, "%s", path);
+    }
+    if (r == NX_OK) {
+        nx_trainer_state_upload(&s->tr);
+        for (size_t i = 0; has_mask && r == NX_OK && i < opt->n; i++)
+            if (mask[i] > 1)
+                r = nx_fail(err, "%s: mask byte %zu is %u, not 0 or 1: a corrupt or crafted checkpoint: resume "
+                                 "from an earlier one, or start over with --overwrite", path, i, mask[i]);
+        if (has_mask && r == NX_OK) r = nx_trainer_set_mask(&s->tr, mask, err);
+    }
+    free(mask);
+    if (r) return NX_ERR;
     s->tr.step = meta.step;
     *tokens = meta.tokens;
     if (run_dir_start(&s->dir, rc, false, err) ||
@@ -186,9 +204,9 @@ static double free_bytes(const char *path, dev_t *dev) {
  * (checkpoint.keep + 1 while a new one replaces the oldest; every one when
  * keep is 0, fewer when the run writes fewer) and the student. A run with
  * --overwrite counts the space of the checkpoints it will delete. */
-static int check_disk(const nx_run_config *rc, bool overwrite, size_t n_train, const nx_model_config *scfg,
+static int check_disk(const nx_run_config *rc, bool overwrite, size_t n_train, bool mask, const nx_model_config *scfg,
                       nx_err *err) {
-    double ck = (double)nx_ckpt_bytes(n_train);
+    double ck = (double)nx_ckpt_bytes(n_train, mask);
     int64_t every = rc->checkpoint.every, steps = rc->optimizer.steps;
     int64_t future = (every > 0 ? steps / every : 0) + 1, at_once = future;
     if (rc->checkpoint.keep > 0 && rc->checkpoint.keep + 1 < at_once) at_once = rc->checkpoint.keep + 1;
@@ -223,7 +241,7 @@ static int check_disk(const nx_run_config *rc, bool overwrite, size_t n_train, c
  * before, becomes theirs) and its tokenizer. */
 static int load_teacher(run_state *s, const nx_run_config *rc, bool distill, nx_backend *be, nx_model_config *tcfg,
                         nx_err *err) {
-    if (distill || rc->student.init.kind != NX_INIT_RANDOM) {
+    if (distill || (rc->student.init.kind != NX_INIT_RANDOM && rc->student.init.kind != NX_INIT_LOAD)) {
         if (nx_modelfile_load(rc->teacher.path, rc->teacher.dtype, be, &s->teacher, NULL, err)) return NX_ERR;
         s->have_teacher_weights = true;
         *tcfg = s->teacher.cfg;
@@ -276,6 +294,7 @@ static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_
         out->teacher.bytes = (double)out->teacher.params * nx_dtype_size(tcfg->dtype);
     }
     if (nx_hf_save_model(rc->output.dir, &s->student, rc->output.dtype, err)) return NX_ERR;
+    if (s->tr.mask_host && nx_hf_save_mask(rc->output.dir, &s->student.cfg, s->tr.mask_host, err)) return NX_ERR;
     return nx_modelfile_copy_tokenizer(rc->teacher.path, rc->output.dir, err);
 }
 
@@ -317,14 +336,15 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         goto fail;
     }
     /* (skipped on resume: the checkpoint holds the student) */
-    if (!o->resume && run_init_student(&s.student, &s.teacher, rc, &ld, err)) goto fail;
+    if (!o->resume && run_init_student(&s.student, &s.teacher, rc, &ld, &s.mask, err)) goto fail;
 
     nx_train_opts to = nx_run_train_opts(rc, distill);
     if (nx_trainer_init(&s.tr, &s.student, distill ? &s.teacher : NULL, &to, err)) goto fail;
     s.have_trainer = true;
+    if (s.mask && nx_trainer_set_mask(&s.tr, s.mask, err)) goto fail;
     s.inputs = nx_xmalloc(sizeof(int32_t) * accum * B * T);
     s.targets = nx_xmalloc(sizeof(int32_t) * accum * B * T);
-    if (check_disk(rc, o->overwrite, s.tr.n_train, &scfg, err)) goto fail;
+    if (check_disk(rc, o->overwrite, s.tr.n_train, s.tr.mask_host != NULL, &scfg, err)) goto fail;
 
     /* outputs: from here on the run writes */
     int64_t tokens = 0;

@@ -58,10 +58,29 @@ int run_plan_check(const nx_run_config *rc, bool distill, const nx_model_config 
 
 /* ---- init.c ---- */
 /* The student's first weights as rc->student.init says: random, copied
- * teacher layers, or (auto) the teacher layers that matter most on the
- * first batches of ld (a copy of ld is advanced; ld is not). */
+ * teacher layers, (auto) the teacher layers that matter most on the first
+ * batches of ld (a copy of ld is advanced; ld is not), the teacher pruned
+ * (calibrated on those batches), or a model directory. *mask is set to a
+ * malloc'd sparsity mask (student->nparams bytes) when the student has
+ * one (prune with magnitude / wanda; load of a directory with a mask), else
+ * NULL. */
 int run_init_student(nx_model *student, const nx_model *teacher, const nx_run_config *rc, const nx_loader *ld,
-                     nx_err *err);
+                     uint8_t **mask, nx_err *err);
+
+/* ---- prune.c: the steps `nexus prune` and student.init prune share ---- */
+/* n windows of T tokens at seeded random positions of src into ids (n·T). */
+void app_prune_windows(nx_tokens src, int n, int T, uint64_t seed, int32_t *ids);
+/* Calibration statistics of m over n sequences of T ids, `batch` at a time
+ * (c is initialised here; free with nx_calib_free). */
+int app_prune_calibrate(const nx_model *m, const int32_t *ids, int n, int T, int batch, bool progress, nx_calib *c,
+                        nx_err *err);
+/* src pruned to the shape dst by importance (layers by block influence, or
+ * with NX_LAYER_PPL by the perplexity of the n calibration sequences with
+ * each layer removed): out initialised here, plan filled, layer_score
+ * (src L) the scores used. */
+int app_prune_width(const nx_model *src, const nx_calib *c, const nx_model_config *dst, nx_layer_metric metric,
+                    const int32_t *ids, int n, int T, int batch, bool progress, nx_model *out, nx_prune_plan *plan,
+                    double *layer_score, nx_err *err);
 
 /* ---- metrics.c: OUTPUT/metrics.jsonl, one JSON object per line ---- */
 typedef struct run_metrics {

@@ -352,3 +352,5 @@ void nx_adamw_update(nx_backend *be, float *p, const float *g, float *m, float *
     NX_ASSERT(nguard >= 1);
     CALL(adamw, be, p, g, m, v, n, a, guard, nguard);
 }
+
+void nx_mask(nx_backend *be, float *p, const uint8_t *mask, int64_t n) { OP(mask)(be, p, mask, n); }

@@ -27,6 +27,7 @@
 #include "nexus/dataset.h"
 #include "nexus/bench.h"
 #include "nexus/eval.h"
+#include "nexus/hf.h"
 #include "nexus/modelfile.h"
 #include "nexus/tokenizer.h"
 
@@ -80,7 +81,7 @@ static double disk_size(const char *dir) {
     char p[4096];
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors")) continue;
+        if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors") || !strcmp(e->d_name, NX_HF_MASK_FILE)) continue;
         struct stat st;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         if (stat(p, &st) == 0) total += st.st_size;

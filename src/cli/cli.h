@@ -70,6 +70,7 @@ int cmd_info(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_serve(int argc, char **argv);

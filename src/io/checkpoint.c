@@ -23,7 +23,7 @@ typedef struct {
     uint64_t config_hash;
     int64_t step, tokens;
     uint64_t rng[4];
-    uint32_t data_state_len, pad;
+    uint32_t data_state_len, flags; /* flags bit 0: a mask follows v (version 3) */
     uint8_t data_state[NX_CKPT_DATA_STATE_MAX];
     double best_val_loss;
     uint64_t nparams;
@@ -75,7 +75,7 @@ static int list_steps(const char *dir, const uint64_t *only, long **out) {
 }
 
 int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const float *params, const float *m,
-                 const float *v, int64_t adam_t, int keep, nx_err *err) {
+                 const float *v, const uint8_t *mask, int64_t adam_t, int keep, nx_err *err) {
     if (nx_mkdirs(dir, err)) return NX_ERR;
     disk_header h = {0};
     h.config_hash = meta->config_hash;
@@ -87,19 +87,21 @@ int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const floa
     h.best_val_loss = meta->best_val_loss;
     h.nparams = n;
     h.adam_t = adam_t;
+    h.flags = mask ? 1 : 0;
     uint32_t version = NX_CKPT_VERSION, hlen = sizeof h;
-    size_t nb = n * sizeof(float);
+    size_t nb = n * sizeof(float), nm = mask ? n : 0;
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32_z(crc, (const Bytef *)&h, sizeof h);
     crc = crc32_z(crc, (const Bytef *)params, nb);
     crc = crc32_z(crc, (const Bytef *)m, nb);
     crc = crc32_z(crc, (const Bytef *)v, nb);
+    if (mask) crc = crc32_z(crc, (const Bytef *)mask, nm);
     uint32_t c32 = (uint32_t)crc;
-    const void *parts[] = {MAGIC, &version, &hlen, &h, params, m, v, &c32};
-    size_t lens[] = {8, 4, 4, sizeof h, nb, nb, nb, 4};
+    const void *parts[] = {MAGIC, &version, &hlen, &h, params, m, v, mask ? (const void *)mask : "", &c32};
+    size_t lens[] = {8, 4, 4, sizeof h, nb, nb, nb, nm, 4};
     char path[4096];
     snprintf(path, sizeof path, "%s/step-%08ld.nxck", dir, (long)meta->step);
-    if (nx_write_atomic(path, parts, lens, 8, err)) return NX_ERR;
+    if (nx_write_atomic(path, parts, lens, 9, err)) return NX_ERR;
     if (keep > 0) { /* this run's only: another run's checkpoints are not ours to delete */
         long *steps;
         int count = list_steps(dir, &meta->config_hash, &steps);
@@ -112,7 +114,9 @@ int nx_ckpt_save(const char *dir, const nx_ckpt_meta *meta, size_t n, const floa
     return NX_OK;
 }
 
-size_t nx_ckpt_bytes(size_t n) { return 16 + sizeof(disk_header) + 3 * n * sizeof(float) + 4; }
+size_t nx_ckpt_bytes(size_t n, bool mask) {
+    return 16 + sizeof(disk_header) + 3 * n * sizeof(float) + (mask ? n : 0) + 4;
+}
 
 int nx_ckpt_latest(const char *dir, char *out, size_t out_len, nx_err *err) {
     long *steps;
@@ -140,13 +144,14 @@ int nx_ckpt_remove_all(const char *dir, nx_err *err) {
 }
 
 int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, size_t n, float *params, float *m,
-                 float *v, int64_t *adam_t, nx_err *err) {
+                 float *v, uint8_t *mask, bool *has_mask, int64_t *adam_t, nx_err *err) {
     struct stat st;
     int fd = nx_open_regular(path, &st, err);
     if (fd < 0) return NX_ERR;
     size_t size = (size_t)st.st_size, nb = n * sizeof(float);
-    size_t want = 16 + sizeof(disk_header) + 3 * nb + 4;
-    if (size < 16) {
+    size_t want = nx_ckpt_bytes(n, false);
+    if (has_mask) *has_mask = false;
+    if (size < 16 + sizeof(disk_header)) {
         close(fd);
         return nx_fail(err, "%s: truncated (%zu bytes): not a nexus checkpoint", path, size);
     }
@@ -158,19 +163,20 @@ int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, siz
     memcpy(&version, p + 8, 4);
     memcpy(&hlen, p + 12, 4);
     disk_header h;
+    memcpy(&h, p + 16, sizeof h);
+    if (version == NX_CKPT_VERSION && (h.flags & 1)) want += n; /* the mask */
     if (memcmp(p, MAGIC, 8)) {
         nx_fail(err, "%s: not a nexus checkpoint (bad magic)", path);
-    } else if (version != NX_CKPT_VERSION) {
-        nx_fail(err, "%s: checkpoint version %u, this nexus reads version %d: resume with the "
+    } else if (version != NX_CKPT_VERSION && version != 2) {
+        nx_fail(err, "%s: checkpoint version %u, this nexus reads versions 2 and %d: resume with the "
                      "nexus that wrote it", path, version, NX_CKPT_VERSION);
-    } else if (hlen != sizeof h || size != want) {
+    } else if (hlen != sizeof h || size != want || (version == 2 && h.flags)) {
         nx_fail(err, "%s: size %zu bytes, expected %zu for a student of %zu parameters: truncated, "
                      "or written for another student shape", path, size, want, n);
     } else {
         uLong crc = crc32_z(crc32(0L, Z_NULL, 0), p + 16, size - 20);
         uint32_t stored;
         memcpy(&stored, p + size - 4, 4);
-        memcpy(&h, p + 16, sizeof h);
         if ((uint32_t)crc != stored)
             nx_fail(err, "%s: CRC mismatch (stored %08x, computed %08x): the file is corrupt; "
                          "resume from an earlier checkpoint", path, stored, (unsigned)crc);
@@ -186,6 +192,10 @@ int nx_ckpt_load(const char *path, uint64_t expect_hash, nx_ckpt_meta *meta, siz
             memcpy(params, d, nb);
             memcpy(m, d + nb, nb);
             memcpy(v, d + 2 * nb, nb);
+            if (h.flags & 1) {
+                if (mask) memcpy(mask, d + 3 * nb, n);
+                if (has_mask) *has_mask = true;
+            }
             *adam_t = h.adam_t;
             meta->config_hash = h.config_hash;
             meta->step = h.step;

@@ -130,6 +130,8 @@ void nx_trainer_free(nx_trainer *tr) {
     nx_backend_free(be, tr->py);
     nx_backend_free(be, tr->targets);
     nx_backend_free(be, tr->stats);
+    nx_backend_free(be, tr->mask);
+    free(tr->mask_host);
     if (tr->dprobs)
         for (int l = 0; l < tr->student->cfg.L; l++) nx_backend_free(be, tr->dprobs[l]);
     free(tr->dprobs);
@@ -217,6 +219,7 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
     nx_adamw_args args = nx_adamw_next(&tr->opt, lr, o->clip);
     nx_adamw_update(be, tr->student->params, tr->grads, tr->opt.m, tr->opt.v, (int64_t)tr->n_train, &args,
                     tr->stats, tr->nstats);
+    if (tr->mask) nx_mask(be, tr->student->params, tr->mask, (int64_t)tr->n_train);
     nx_backend_download(be, tr->stats_host, tr->stats, tr->nstats * sizeof(double));
 
     /* the step's figures, as means over micro-batches of the unweighted terms */
@@ -266,6 +269,17 @@ nx_train_state nx_trainer_state(nx_trainer *tr) {
     nx_backend_download(tr->be, s.m, tr->opt.m, n * sizeof(float));
     nx_backend_download(tr->be, s.v, tr->opt.v, n * sizeof(float));
     return s;
+}
+
+int nx_trainer_set_mask(nx_trainer *tr, const uint8_t *mask, nx_err *err) {
+    size_t n = tr->n_train, own = tr->student->nparams;
+    if (!tr->mask && !(tr->mask = nx_backend_alloc(tr->be, n, "sparsity mask", err))) return NX_ERR;
+    if (!tr->mask_host) tr->mask_host = nx_xmalloc(n);
+    memcpy(tr->mask_host, mask, own);
+    memset(tr->mask_host + own, 1, n - own);
+    nx_backend_upload(tr->be, tr->mask, tr->mask_host, n);
+    nx_mask(tr->be, tr->student->params, tr->mask, (int64_t)n);
+    return NX_OK;
 }
 
 void nx_trainer_state_upload(nx_trainer *tr) {

@@ -1,6 +1,6 @@
 /* fuzz_checkpoint.c — training checkpoints (io/checkpoint.c): the input is
- * a checkpoint file, loaded for as many trained floats as its size implies
- * (so the size check passes and the CRC, header and fields are what is
+ * a checkpoint file, loaded for as many trained floats as its size implies,
+ * without a mask (12 bytes a float) and with one (13) (so the size check passes and the CRC, header and fields are what is
  * fuzzed; a CRC that matches is then only as likely as the fuzzer makes
  * it, so a second pass re-stamps the CRC over the input, as a crafted file
  * would). The data-loader state it holds is restored through
@@ -18,17 +18,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static void load(const uint8_t *data, size_t size) {
-    size_t fixed = nx_ckpt_bytes(0);
-    if (size < fixed || (size - fixed) % 12) return;
-    size_t n = (size - fixed) / 12;
+static void load_as(const uint8_t *data, size_t size, size_t stride) {
+    size_t fixed = nx_ckpt_bytes(0, false);
+    if (size < fixed || (size - fixed) % stride) return;
+    size_t n = (size - fixed) / stride;
     float *p = malloc(n * 4 + 4), *m = malloc(n * 4 + 4), *v = malloc(n * 4 + 4);
+    uint8_t *mask = malloc(n + 1);
+    bool has_mask;
     nx_ckpt_meta meta;
     int64_t t;
     nx_err err;
     uint64_t hash; /* the file's own config hash, so that check passes too */
     memcpy(&hash, data + 16, 8);
-    if (nx_ckpt_load(fuzz_file(data, size, ".nxck"), hash, &meta, n, p, m, v, &t, &err) == NX_OK &&
+    if (nx_ckpt_load(fuzz_file(data, size, ".nxck"), hash, &meta, n, p, m, v, mask, &has_mask, &t, &err) == NX_OK &&
         meta.data_state_len == sizeof(nx_loader_state)) {
         static int32_t ids[64];
         for (int i = 0; i < 64; i++) ids[i] = i;
@@ -43,7 +45,12 @@ static void load(const uint8_t *data, size_t size) {
             for (int k = 0; k < 5; k++) nx_loader_next(&l, in, tg);
         }
     }
-    free(p), free(m), free(v);
+    free(p), free(m), free(v), free(mask);
+}
+
+static void load(const uint8_t *data, size_t size) {
+    load_as(data, size, 12); /* no mask */
+    load_as(data, size, 13); /* a mask byte a float */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

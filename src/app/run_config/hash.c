@@ -6,7 +6,9 @@
  * schema order, VALUE written as --print-config writes it ("~" when not
  * given). Sections and keys flagged F_NOHASH (eval, checkpoint, output,
  * log, threads, optimizer.steps/tokens) are left out, so that a run may be
- * resumed with more steps or another output directory. Text rather than
+ * resumed with more steps or another output directory. Keys added after
+ * the value was pinned (F_HASHGIVEN) count only when given, so configs
+ * that do not use them keep their hash. Text rather than
  * struct bytes keeps the hash independent of padding, compiler and
  * platform; the value is pinned by tests/test_run_config.c, because every
  * checkpoint written so far records it. */
@@ -28,9 +30,11 @@ static uint64_t hash_section(uint64_t h, const cfg_field *kids, const nx_run_con
             h = hash_section(h, k->kids, rc, path, buf);
             continue;
         }
+        bool given = cfg_fmt_value(k, rc, buf, CFG_VALBUF);
+        if (!given && (k->flags & F_HASHGIVEN)) continue;
         h = hash_str(h, path);
         h = hash_str(h, "=");
-        h = hash_str(h, cfg_fmt_value(k, rc, buf, CFG_VALBUF) ? buf : "~");
+        h = hash_str(h, given ? buf : "~");
         h = hash_str(h, "\n");
     }
     return h;

@@ -25,6 +25,7 @@ enum {
     F_NOHASH = 2,   /* excluded from nx_run_config_hash */
     F_OPT = 4,      /* 0 / -1 / "" / empty list means "not given": omitted when printed */
     F_LT = 8,       /* upper bound is exclusive */
+    F_HASHGIVEN = 16, /* hashed only when given (with F_OPT): a key added after hashes were pinned */
 };
 
 typedef struct cfg_field {

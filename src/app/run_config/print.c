@@ -70,6 +70,7 @@ bool cfg_fmt_value(const cfg_field *f, const nx_run_config *rc, char *buf, size_
         return true;
     case T_FLAGS: {
         unsigned bits = *(const unsigned *)p;
+        if ((f->flags & F_OPT) && !bits) return false;
         size_t u = snprintf(buf, n, "[");
         for (int i = 0, k = 0; f->names[i]; i++)
             if (bits & (1u << i)) u += snprintf(buf + u, n - u, "%s%s", k++ ? ", " : "", f->names[i]);

@@ -27,7 +27,11 @@ static const char *const DTYPE_TEACHER[] = {"f32", "bf16", NULL};
 static const int DTYPE_TEACHER_V[] = {NX_F32, NX_BF16};
 static const char *const DTYPE_OUT[] = {"f32", "bf16", "f16", NULL};
 static const int DTYPE_OUT_V[] = {NX_F32, NX_BF16, NX_F16};
-static const char *const INITS[] = {"random", "copy_layers", "auto", NULL};
+static const char *const INITS[] = {"random", "copy_layers", "auto", "prune", "load", NULL};
+static const char *const PRUNE_METHODS[] = {"magnitude", "wanda", "minitron", NULL}; /* nx_prune_method order */
+static const char *const SCOPES[] = {"layer", "global", NULL};
+static const char *const AXES[] = {"hidden", "ffn", "heads", "layers", NULL}; /* NX_AXIS_* bit i = 1 << i */
+static const char *const LAYER_METRICS[] = {"bi", "ppl", NULL};
 static const char *const KDS[] = {"forward_kl", "reverse_kl", "jsd", NULL};
 static const char *const SCHEDS[] = {"constant", "linear", "cosine", NULL}; /* nx_sched order */
 static const char *const ORDERS[] = {"random", "sequential", NULL};
@@ -49,6 +53,16 @@ static const cfg_field INIT[] = {
     {"copy_layers", T_LAYERS, OFF(student.init.copy_layers), 0, .lo = 0, .hi = NX_RUN_MAX_LAYERS - 1,
      .flags = F_OPT},
     {"importance_batches", T_INT, OFF(student.init.importance_batches), 0, .lo = 1, .hi = 1e6},
+    /* added after checkpoints pinned the hash: hashed only when given */
+    {"path", T_PATH, OFF(student.init.path), SZ(student.init.path), .flags = F_OPT | F_HASHGIVEN},
+    {"method", T_ENUM, OFF(student.init.method), 0, .names = PRUNE_METHODS, .flags = F_OPT | F_HASHGIVEN},
+    {"sparsity", T_REAL, OFF(student.init.sparsity), 0, .lo = 0, .hi = 1, .flags = F_OPT | F_LT | F_HASHGIVEN},
+    {"pattern", T_STR, OFF(student.init.pattern), SZ(student.init.pattern), .flags = F_OPT | F_HASHGIVEN},
+    {"scope", T_ENUM, OFF(student.init.scope), 0, .names = SCOPES, .flags = F_OPT | F_HASHGIVEN},
+    {"target_params", T_I64, OFF(student.init.target_params), 0, .lo = 1, .hi = I64MAX, .flags = F_OPT | F_HASHGIVEN},
+    {"axes", T_FLAGS, OFF(student.init.axes), 0, .names = AXES, .flags = F_OPT | F_HASHGIVEN},
+    {"multiple", T_INT, OFF(student.init.multiple), 0, .lo = 1, .hi = 1 << 20, .flags = F_OPT | F_HASHGIVEN},
+    {"layer_metric", T_ENUM, OFF(student.init.layer_metric), 0, .names = LAYER_METRICS, .flags = F_OPT | F_HASHGIVEN},
     {.name = NULL},
 };
 
@@ -166,6 +180,7 @@ void nx_run_config_defaults(nx_run_config *rc) {
     rc->student.tie_word_embeddings = -1;
     rc->student.init.kind = NX_INIT_RANDOM;
     rc->student.init.std = 0.02;
+    rc->student.init.method = rc->student.init.scope = rc->student.init.layer_metric = -1;
     rc->student.init.importance_batches = 16;
     snprintf(rc->data.text_field, sizeof rc->data.text_field, "text");
     rc->data.seq_len = 256;

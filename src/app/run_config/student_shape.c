@@ -8,11 +8,14 @@
  * teacher's shape are here too, since this is the first place that has it:
  * run.c calls this after loading the teacher's config, and validate.c calls
  * it without a teacher to check the shape alone. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
+#include "nexus/hf.h"
 
 int nx_run_config_student_layers(const nx_run_config *rc) {
+    if (rc->student.init.kind == NX_INIT_LOAD) return 0;
     if (rc->student.num_layers > 0) return rc->student.num_layers;
     if (rc->student.preset >= 0 && rc->student.preset < CFG_NPRESETS) return CFG_PRESETS[rc->student.preset].shape.L;
     return 0;
@@ -22,7 +25,10 @@ int nx_run_config_student_layers(const nx_run_config *rc) {
  * explicit one. */
 static int base_shape(const struct nx_run_student *s, const nx_model_config *t, nx_model_config *m, nx_err *err) {
     memset(m, 0, sizeof *m);
-    if (s->from_teacher) {
+    if (s->init.kind == NX_INIT_LOAD) {
+        if (nx_hf_load_config(s->init.path, m, err)) return NX_ERR;
+        return NX_OK;
+    } else if (s->from_teacher) {
         if (!t) return nx_fail(err, "student.from_teacher needs the teacher's config");
         *m = *t;
     } else if (s->preset >= 0) {
@@ -56,7 +62,7 @@ static int base_shape(const struct nx_run_student *s, const nx_model_config *t, 
 static int check_against_teacher(const nx_run_config *rc, const nx_model_config *m, const nx_model_config *t,
                                  nx_err *err) {
     const struct nx_run_student *s = &rc->student;
-    if (s->from_teacher && m->L > t->L)
+    if (s->from_teacher && s->init.kind != NX_INIT_PRUNE && m->L > t->L)
         return nx_fail(err, "student.num_layers %d is more than the teacher's %d layers", m->L, t->L);
     const nx_layer_list *cl = &s->init.copy_layers;
     if (s->init.kind == NX_INIT_AUTO && (m->V != t->V || m->C != t->C))
@@ -87,11 +93,56 @@ static int check_against_teacher(const nx_run_config *rc, const nx_model_config 
     return NX_OK;
 }
 
+int nx_run_config_sparse_opts(const nx_run_config *rc, nx_sparse_opts *o, nx_err *err) {
+    const struct nx_run_student *s = &rc->student;
+    memset(o, 0, sizeof *o);
+    o->method = s->init.method < 0 ? NX_PRUNE_MINITRON : (nx_prune_method)s->init.method;
+    o->sparsity = s->init.sparsity;
+    o->global = s->init.scope == 1;
+    if (s->init.pattern[0] && nx_sparse_parse_pattern(s->init.pattern, &o->n, &o->m, err)) return NX_ERR;
+    if (o->method == NX_PRUNE_MINITRON) return NX_OK;
+    if (o->global && o->method != NX_PRUNE_MAGNITUDE)
+        return nx_fail(err, "scope global is for magnitude pruning; wanda compares the weights of each output row");
+    if (o->global && o->n) return nx_fail(err, "an N:M pattern groups weights within rows; drop scope global");
+    return NX_OK;
+}
+
+int nx_run_config_prune_shape(const nx_run_config *rc, const nx_model_config *t, nx_model_config *out,
+                              nx_err *err) {
+    const struct nx_run_student *s = &rc->student;
+    nx_prune_shape want = {s->hidden_size, s->intermediate_size, s->num_heads, s->num_kv_heads, s->num_layers};
+    if (s->init.target_params) {
+        unsigned axes = s->init.axes ? s->init.axes : NX_AXIS_HIDDEN | NX_AXIS_FFN;
+        if (nx_prune_fit(t, s->init.target_params, axes, s->init.multiple, &want, err))
+            return nx_fail_prefix(err, "student.init.target_params");
+    }
+    if (nx_prune_shape_resolve(t, &want, out, err)) return nx_fail_prefix(err, "student (init kind prune)");
+    return NX_OK;
+}
+
 int nx_run_config_student_shape(const nx_run_config *rc, const nx_model_config *t, nx_model_config *out,
                                 nx_err *err) {
     const struct nx_run_student *s = &rc->student;
     nx_model_config m;
+    if (s->init.kind == NX_INIT_PRUNE) {
+        if (!t) return nx_fail(err, "a pruned student's shape needs the teacher's config");
+        nx_sparse_opts so;
+        if (nx_run_config_sparse_opts(rc, &so, err)) return NX_ERR;
+        if (so.method != NX_PRUNE_MINITRON) {
+            *out = *t;
+            return nx_sparse_check(t, &so, err) ? nx_fail_prefix(err, "student.init") : NX_OK;
+        }
+        if (nx_run_config_prune_shape(rc, t, &m, err)) return NX_ERR;
+        if (check_against_teacher(rc, &m, t, err)) return NX_ERR;
+        *out = m;
+        return NX_OK;
+    }
     if (base_shape(s, t, &m, err)) return NX_ERR;
+    if (s->init.kind == NX_INIT_LOAD) {
+        if (t && check_against_teacher(rc, &m, t, err)) return NX_ERR;
+        *out = m;
+        return NX_OK;
+    }
     bool explicit_ = !s->from_teacher && s->preset < 0;
     if (s->arch >= 0 && (nx_arch)s->arch != m.arch) {
         m.arch = (nx_arch)s->arch;

@@ -7,15 +7,121 @@
 #include <string.h>
 
 #include "internal.h"
+#include "nexus/prune.h"
+
+/* The keys of the prune and load inits: each only with its kind, and what
+ * each kind needs of the shape keys. */
+static int check_init(cfg_ctx *c, const nx_run_config *rc) {
+    const struct nx_run_student *s = &rc->student;
+    nx_init_kind kind = s->init.kind;
+    const cfg_field *init = cfg_field_find(CFG_STUDENT, "init");
+    const char *kname = cfg_enum_name(cfg_field_find(init->kids, "kind"), kind);
+    if (s->init.path[0] && kind != NX_INIT_LOAD)
+        return cfg_fail_at(c, "student.init.path", "given but student.init.kind is %s; path is for kind load", kname);
+    const struct { const char *key; bool given; } pk[] = {
+        {"method", s->init.method >= 0}, {"sparsity", s->init.sparsity > 0}, {"pattern", s->init.pattern[0] != 0},
+        {"scope", s->init.scope >= 0}, {"target_params", s->init.target_params > 0}, {"axes", s->init.axes != 0},
+        {"multiple", s->init.multiple > 0}, {"layer_metric", s->init.layer_metric >= 0}};
+    enum { NPK = sizeof pk / sizeof pk[0] };
+    char path[64];
+    if (kind != NX_INIT_PRUNE)
+        for (int i = 0; i < NPK; i++)
+            if (pk[i].given) {
+                snprintf(path, sizeof path, "student.init.%s", pk[i].key);
+                return cfg_fail_at(c, path, "given but student.init.kind is %s; it is a key of kind prune", kname);
+            }
+    /* shape keys other than the widths a prune targets */
+    const struct { const char *key; bool given; } other[] = {
+        {"preset", s->preset >= 0}, {"arch", s->arch >= 0}, {"vocab_size", s->vocab_size > 0},
+        {"head_dim", s->head_dim > 0}, {"max_position_embeddings", s->max_position_embeddings > 0},
+        {"rope_theta", s->rope_theta > 0}, {"rms_norm_eps", s->rms_norm_eps > 0},
+        {"tie_word_embeddings", s->tie_word_embeddings >= 0}};
+    const struct { const char *key; bool given; } width[] = {
+        {"hidden_size", s->hidden_size > 0}, {"intermediate_size", s->intermediate_size > 0},
+        {"num_heads", s->num_heads > 0}, {"num_kv_heads", s->num_kv_heads > 0}, {"num_layers", s->num_layers > 0}};
+    if (kind == NX_INIT_LOAD) {
+        if (!s->init.path[0])
+            return cfg_fail_at(c, "student.init.path", "missing: init kind load needs the model directory to start from");
+        if (s->from_teacher)
+            return cfg_fail_at(c, "student.from_teacher", "init kind load takes the shape of %s; drop from_teacher",
+                               s->init.path);
+        for (int i = 0; i < 8; i++)
+            if (other[i].given) {
+                snprintf(path, sizeof path, "student.%s", other[i].key);
+                return cfg_fail_at(c, path, "init kind load takes the shape of %s; drop this key", s->init.path);
+            }
+        for (int i = 0; i < 5; i++)
+            if (width[i].given) {
+                snprintf(path, sizeof path, "student.%s", width[i].key);
+                return cfg_fail_at(c, path, "init kind load takes the shape of %s; drop this key", s->init.path);
+            }
+        return NX_OK;
+    }
+    if (kind != NX_INIT_PRUNE) return NX_OK;
+    if (!s->from_teacher)
+        return cfg_fail_at(c, "student.from_teacher", "missing: init kind prune starts from the teacher's shape; "
+                                                      "set from_teacher: true");
+    for (int i = 0; i < 8; i++)
+        if (other[i].given) {
+            snprintf(path, sizeof path, "student.%s", other[i].key);
+            return cfg_fail_at(c, path, "a pruned student keeps the teacher's %s; drop this key", other[i].key);
+        }
+    bool widths = false;
+    for (int i = 0; i < 5; i++) widths = widths || width[i].given;
+    int method = s->init.method < 0 ? NX_PRUNE_MINITRON : s->init.method;
+    if (method == NX_PRUNE_MINITRON) {
+        for (int i = 1; i < 4; i++)
+            if (pk[i].given) {
+                snprintf(path, sizeof path, "student.init.%s", pk[i].key);
+                return cfg_fail_at(c, path, "is for unstructured pruning (method magnitude or wanda), not minitron");
+            }
+        if (s->init.target_params && widths)
+            return cfg_fail_at(c, "student.init.target_params", "give the target as shape keys (hidden_size, "
+                               "intermediate_size, num_heads, num_kv_heads, num_layers) or as target_params, not both");
+        if (!s->init.target_params && !widths)
+            return cfg_fail_at(c, "student.init", "init kind prune with method minitron needs a target: the shape keys "
+                               "(hidden_size, intermediate_size, num_heads, num_kv_heads, num_layers) or target_params");
+        if (!s->init.target_params && (s->init.axes || s->init.multiple))
+            return cfg_fail_at(c, s->init.axes ? "student.init.axes" : "student.init.multiple",
+                               "is for fitting target_params; the shape keys give the target directly");
+        return NX_OK;
+    }
+    for (int i = 4; i < NPK; i++)
+        if (pk[i].given) {
+            snprintf(path, sizeof path, "student.init.%s", pk[i].key);
+            return cfg_fail_at(c, path, "is for structured pruning (method minitron), not %s",
+                               nx_prune_method_name((nx_prune_method)method));
+        }
+    for (int i = 0; i < 5; i++)
+        if (width[i].given) {
+            snprintf(path, sizeof path, "student.%s", width[i].key);
+            return cfg_fail_at(c, path, "unstructured pruning (method %s) keeps the teacher's shape; drop this key",
+                               nx_prune_method_name((nx_prune_method)method));
+        }
+    nx_sparse_opts so;
+    nx_err e;
+    if (!s->init.sparsity && !s->init.pattern[0])
+        return cfg_fail_at(c, "student.init.sparsity", "missing: method %s needs sparsity (e.g. 0.5) or pattern "
+                           "(e.g. \"2:4\")", nx_prune_method_name((nx_prune_method)method));
+    if (s->init.sparsity && s->init.pattern[0])
+        return cfg_fail_at(c, "student.init.pattern", "give sparsity or an N:M pattern, not both");
+    if (nx_run_config_sparse_opts(rc, &so, &e))
+        return cfg_fail_at(c, s->init.pattern[0] ? "student.init.pattern" : "student.init.scope", "%s", e.msg);
+    return NX_OK;
+}
 
 static int check_student(cfg_ctx *c, nx_run_config *rc, bool init_kind_given) {
     const struct nx_run_student *s = &rc->student;
     bool preset = s->preset >= 0, from_t = s->from_teacher;
+    nx_layer_list *cl = &rc->student.init.copy_layers;
+    if (!init_kind_given && cl->n) rc->student.init.kind = NX_INIT_COPY_LAYERS;
+    nx_init_kind kind = s->init.kind;
+    if (check_init(c, rc)) return NX_ERR;
     if (preset && from_t)
         return cfg_fail_at(c, "student.from_teacher", "give either student.preset or student.from_teacher, not both");
-    if (from_t && !s->num_layers)
+    if (from_t && !s->num_layers && kind != NX_INIT_PRUNE)
         return cfg_fail_at(c, "student.num_layers", "missing: from_teacher needs num_layers (how many layers the student keeps)");
-    if (!preset && !from_t) {
+    if (!preset && !from_t && kind != NX_INIT_LOAD) {
         const char *miss[4];
         int nm = 0;
         if (!s->hidden_size) miss[nm++] = "hidden_size";
@@ -33,10 +139,8 @@ static int check_student(cfg_ctx *c, nx_run_config *rc, bool init_kind_given) {
         }
     }
     int L = nx_run_config_student_layers(rc);
-    NX_ASSERT(L > 0);
+    NX_ASSERT(L > 0 || kind == NX_INIT_PRUNE || kind == NX_INIT_LOAD);
 
-    nx_layer_list *cl = &rc->student.init.copy_layers;
-    if (!init_kind_given && cl->n) rc->student.init.kind = NX_INIT_COPY_LAYERS;
     if (s->init.kind == NX_INIT_COPY_LAYERS) {
         if (!cl->n) return cfg_fail_at(c, "student.init.copy_layers", "missing: init kind copy_layers needs the list of teacher layers to copy");
         if (cl->n != L)
@@ -48,7 +152,12 @@ static int check_student(cfg_ctx *c, nx_run_config *rc, bool init_kind_given) {
     }
 
     /* the shape's sanity where it does not need the teacher */
-    if (!from_t) {
+    if (kind == NX_INIT_LOAD || kind == NX_INIT_PRUNE) {
+        nx_model_config sh;
+        nx_err e;
+        if (kind == NX_INIT_LOAD && nx_run_config_student_shape(rc, NULL, &sh, &e))
+            return cfg_fail_at(c, "student.init.path", "%s", e.msg);
+    } else if (!from_t) {
         nx_model_config sh;
         nx_err e;
         if (nx_run_config_student_shape(rc, NULL, &sh, &e)) return cfg_fail_at(c, "student", "%s", e.msg);
@@ -67,7 +176,7 @@ static int check_training(cfg_ctx *c, nx_run_config *rc) {
     if ((rc->loss.hidden.weight > 0 || rc->loss.attention > 0) && !lm->n)
         return cfg_fail_at(c, "loss.hidden.layer_map", "missing: hidden-state and attention losses need "
                                                        "[student_layer, teacher_layer] pairs");
-    for (int i = 0; i < lm->n; i++)
+    for (int i = 0; i < lm->n && L > 0; i++)
         if (lm->pair[i][0] >= L)
             return cfg_fail_at(c, "loss.hidden.layer_map", "student layer %d out of range (the student has %d layers)",
                                lm->pair[i][0], L);

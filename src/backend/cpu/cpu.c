@@ -83,6 +83,7 @@ static const nx_ops CPU_OPS = {
     .attention_kl = cpu_attention_kl,
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
+    .mask = cpu_mask,
 };
 
 /* host memory: upload, download and copy are all memmove (host.h) */

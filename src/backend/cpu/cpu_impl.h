@@ -66,6 +66,7 @@ void cpu_attention_kl(nx_backend *, double *, float *, const float *, const floa
                       float);
 /* optim.c */
 void cpu_sumsq(nx_backend *, double *, const float *, int64_t);
+void cpu_mask(nx_backend *, float *, const uint8_t *, int64_t);
 void cpu_adamw(nx_backend *, float *, const float *, float *, float *, int64_t, const nx_adamw_args *,
                const double *, int);
 

@@ -10,7 +10,8 @@
  * with the gradient first scaled as clip_grad_norm_ does. The update reads
  * its guard values itself (the losses and Σ g², in backend memory) and does
  * nothing when one is not finite, so a bad step never reaches the weights
- * and a GPU never waits for the host to decide. */
+ * and a GPU never waits for the host to decide. The mask op keeps a pruned
+ * student's zeros after each update. */
 #include <math.h>
 
 #include "cpu_impl.h"
@@ -38,4 +39,9 @@ void cpu_adamw(nx_backend *be, float *p, const float *g, float *m, float *v, int
         v[i] = v[i] * b2 + (1.0f - b2) * gi * gi;
         p[i] -= step * m[i] / (sqrtf(v[i]) / bc2s + eps);
     }
+}
+
+void cpu_mask(nx_backend *be, float *p, const uint8_t *mask, int64_t n) {
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(be))
+    for (int64_t i = 0; i < n; i++) p[i] = mask[i] ? p[i] : 0.0f;
 }

@@ -142,6 +142,7 @@ nx_ops make_ops() {
     o.attention_kl = cu_attention_kl;
     o.sumsq = cu_sumsq;
     o.adamw = cu_adamw;
+    o.mask = cu_mask;
     return o;
 }
 

@@ -133,5 +133,6 @@ void cu_attention_kl(nx_backend *, double *, float *, const float *, const float
 void cu_sumsq(nx_backend *, double *, const float *, int64_t);
 void cu_adamw(nx_backend *, float *, const float *, float *, float *, int64_t, const nx_adamw_args *,
               const double *, int);
+void cu_mask(nx_backend *, float *, const uint8_t *, int64_t);
 
 #endif

@@ -4,7 +4,8 @@
  * the row's loss and its gradient in one more pass), row losses summed in
  * a fixed order; Σ g² and the other sums as per-block partials added by
  * one block; AdamW elementwise, checking its guard values itself so that a
- * non-finite step changes nothing without the host deciding.
+ * non-finite step changes nothing without the host deciding; the sparsity
+ * mask elementwise, a select (a pruned weight is exactly +0).
  *
  * Gradients (z = logits / temp; the temp² factor makes the row gradient
  * temp · (that) / count):
@@ -252,4 +253,19 @@ void cu_adamw(nx_backend *, float *p, const float *g, float *m, float *v, int64_
     if (n == 0) return;
     adamw_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS>>>(p, g, m, v, n, *a, guard, nguard);
     CU_LAUNCHED("adamw");
+}
+
+namespace {
+
+__global__ void mask_k(float *p, const uint8_t *mask, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        p[i] = mask[i] ? p[i] : 0.0f;
+}
+
+} // namespace
+
+void cu_mask(nx_backend *, float *p, const uint8_t *mask, int64_t n) {
+    if (n == 0) return;
+    mask_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS>>>(p, mask, n);
+    CU_LAUNCHED("mask");
 }

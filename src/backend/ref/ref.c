@@ -392,6 +392,12 @@ static void ref_adamw(nx_backend *be, float *p, const float *g, float *m, float 
     }
 }
 
+static void ref_mask(nx_backend *be, float *p, const uint8_t *mask, int64_t n) {
+    (void)be;
+    for (int64_t i = 0; i < n; i++)
+        if (!mask[i]) p[i] = 0.0f;
+}
+
 static const nx_ops REF_OPS = {
     .embed = ref_embed,
     .embed_backward = ref_embed_backward,
@@ -414,6 +420,7 @@ static const nx_ops REF_OPS = {
     .attention_kl = ref_attention_kl,
     .sumsq = ref_sumsq,
     .adamw = ref_adamw,
+    .mask = ref_mask,
 };
 
 static nx_backend REF = {
