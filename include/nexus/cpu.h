@@ -20,7 +20,9 @@
  *
  * nx_exp_sum: y = exp((x − shift)·scale) over a row and Σ y, vectorised
  * (Cephes expf on AVX2, max relative error ≈ 2e-7 like expf; inputs whose
- * (x − shift)·scale is below −87 give 0); nx_ref_exp_sum is the expf loop. */
+ * (x − shift)·scale is below −87 give 0); nx_ref_exp_sum is the expf loop.
+ * nx_silu_mul: h = g·σ(g)·u over a row (SwiGLU), with the same
+ * exponential; nx_ref_silu_mul is the expf loop. */
 #ifndef NEXUS_CPU_H
 #define NEXUS_CPU_H
 
@@ -65,5 +67,7 @@ int nx_qkernel_select(const char *name);
 
 double nx_exp_sum(float *y, const float *x, float shift, float scale, long n);
 double nx_ref_exp_sum(float *y, const float *x, float shift, float scale, long n);
+void nx_silu_mul(float *h, const float *g, const float *u, long n);
+void nx_ref_silu_mul(float *h, const float *g, const float *u, long n);
 
 #endif

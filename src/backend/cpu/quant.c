@@ -65,8 +65,10 @@ static qx qx_view(void *buf, int N, int IC) {
 /* Row x into 8 bits: per block of 32 (mode BLOCK), one scale for the row
  * (ROW), or the fixed scale s (STATIC). The same arithmetic on every path
  * (x times the reciprocal of d, rounded to nearest even), so all kernels
- * see the same integers. Written plainly: each target below compiles it
- * with its own vector instructions. */
+ * see the same integers: this is the portable form and the reference;
+ * quant_row_avx2 and quant_row_512 below write it with vector intrinsics
+ * (written plainly, it compiled to calls of fmaxf and fminf: a fifth of a
+ * quantized model's prefill). */
 #define QUANT_ROW_BODY                                                                    \
     int nb = IC / NX_QK;                                                                  \
     float rowmax = 0;                                                                     \
@@ -195,8 +197,63 @@ SCALAR_TILE(q5_0)
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INL __attribute__((always_inline)) inline
 
+/* The same integers as QUANT_ROW_BODY, eight lanes at a time: |x| by
+ * masking the sign, the maximum with the running value as the second
+ * operand of max (so a NaN input is skipped, as fmaxf skips it), x·(1/d)
+ * clamped to ±127 before it is rounded to nearest even (the clamp bounds
+ * are integers, so clamping first gives nearbyintf's result; a NaN becomes
+ * −127 both ways). */
+static T_AVX2 INL float hmax256(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static T_AVX2 INL int hsum256_epi32(__m256i v) {
+    __m128i m = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    m = _mm_add_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = _mm_add_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(m);
+}
+
 static T_AVX2 void quant_row_avx2(int8_t *q, float *d, float *ds, const float *x, int IC, int mode, float s) {
-    QUANT_ROW_BODY
+    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    int nb = IC / NX_QK;
+    float rowmax = 0;
+    if (mode == NX_ACT_ROW) {
+        __m256 m = _mm256_setzero_ps();
+        for (int i = 0; i < nb * NX_QK; i += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m);
+        rowmax = hmax256(m);
+    }
+    for (int b = 0; b < nb; b++) {
+        const float *v = x + b * NX_QK;
+        __m256 xv[4];
+        for (int k = 0; k < 4; k++) xv[k] = _mm256_loadu_ps(v + 8 * k);
+        float amax;
+        if (mode == NX_ACT_BLOCK) {
+            __m256 m = _mm256_setzero_ps();
+            for (int k = 0; k < 4; k++) m = _mm256_max_ps(_mm256_andnot_ps(sign, xv[k]), m);
+            amax = hmax256(m);
+        } else {
+            amax = mode == NX_ACT_ROW ? rowmax : s;
+        }
+        float dd = amax / 127, id = dd > 0 ? 1 / dd : 0;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i qi[4], sum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256 r = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xv[k], vid), lo), hi);
+            qi[k] = _mm256_cvtps_epi32(_mm256_round_ps(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            sum = _mm256_add_epi32(sum, qi[k]);
+        }
+        /* int32 → int8 (values within ±127): packs interleave 128-bit lanes; permute back */
+        __m256i p16a = _mm256_packs_epi32(qi[0], qi[1]), p16b = _mm256_packs_epi32(qi[2], qi[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + b * NX_QK), p8);
+        d[b] = dd;
+        ds[b] = dd * (float)hsum256_epi32(sum);
+    }
 }
 
 static T_AVX2 INL float hsum256(__m256 v) {
@@ -404,8 +461,36 @@ static T_AVX2 INL void tile_q4_k_avx2_g(const char *W, size_t rb, const qx *A, i
 
 #define T_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 
+/* quant_row_avx2's arithmetic, 16 lanes at a time */
 static T_512 void quant_row_512(int8_t *q, float *d, float *ds, const float *x, int IC, int mode, float s) {
-    QUANT_ROW_BODY
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    int nb = IC / NX_QK;
+    float rowmax = 0;
+    if (mode == NX_ACT_ROW) {
+        __m512 m = _mm512_setzero_ps();
+        for (int i = 0; i < nb * NX_QK; i += 16) m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), m);
+        rowmax = _mm512_reduce_max_ps(m);
+    }
+    for (int b = 0; b < nb; b++) {
+        const float *v = x + b * NX_QK;
+        __m512 x0 = _mm512_loadu_ps(v), x1 = _mm512_loadu_ps(v + 16);
+        float amax;
+        if (mode == NX_ACT_BLOCK)
+            amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x1), _mm512_max_ps(_mm512_abs_ps(x0),
+                                                                                       _mm512_setzero_ps())));
+        else
+            amax = mode == NX_ACT_ROW ? rowmax : s;
+        float dd = amax / 127, id = dd > 0 ? 1 / dd : 0;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, vid), lo), hi),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x1, vid), lo), hi),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(q + b * NX_QK), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(q + b * NX_QK + 16), _mm512_cvtepi32_epi8(q1));
+        d[b] = dd;
+        ds[b] = dd * (float)_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
 }
 
 /* lanes 0..7 = p[0], lanes 8..15 = p[1] (p[1] read only when two) */
