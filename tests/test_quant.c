@@ -156,6 +156,37 @@ TEST(every_kernel_path_matches_the_reference) {
     CHECK(nx_qkernel_select("no-such-path") == NX_ERR);
 }
 
+/* Decode (one input row) over long rows, every path against the
+ * reference: the 512-bit decode kernels gather the blocks' scales 16 at a
+ * time, so rows of 17, 32 and 35 blocks cross those chunks (a separate
+ * test, so that the shapes above keep their random numbers). */
+TEST(decode_rows_of_many_blocks_match_the_reference) {
+    const char *paths[8];
+    int np = nx_qkernel_paths(paths, 8);
+    const char *initial = nx_qkernel_path();
+    nx_dtype types[5] = {NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    int shapes[][2] = {{5, 1024}, {6, 32 * 17}, {9, 32 * 35}};
+    for (int p = 0; p < np; p++) {
+        CHECK(nx_qkernel_select(paths[p]) == NX_OK);
+        for (int k = 0; k < 5; k++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                int OC = shapes[s][0], IC = shapes[s][1];
+                if (IC % nx_type(types[k])->block) continue;
+                float *W = rnd((long)OC * IC, 0.1f), *X = rnd(IC, 1), *Y = malloc(sizeof(float) * OC),
+                      *Ref = malloc(sizeof(float) * OC);
+                void *Wq = malloc(nx_row_bytes(types[k], (int64_t)OC * IC)), *scratch = malloc(nx_qact_bytes(1, IC));
+                nx_convert(Wq, types[k], W, NX_F32, (int64_t)OC * IC);
+                nx_weight w = nx_weight_view(nx_backend_cpu(), types[k], OC, IC, Wq);
+                nx_qmatmul(Y, &w, X, NULL, 1, false, scratch);
+                nx_ref_qmatmul(Ref, &w, X, NULL, 1, false);
+                double e = nxt_rel_err(Y, Ref, OC);
+                CHECKF(e < 2e-6, "%s %s 1x%dx%d: relative error %.3g", paths[p], nx_dtype_name(types[k]), OC, IC, e);
+                free(W), free(X), free(Y), free(Ref), free(Wq), free(scratch);
+            }
+    }
+    nx_qkernel_select(initial);
+}
+
 /* Dispatch: with NEXUS_QKERNEL unset the best path this CPU runs is
  * chosen; set, it picks each available path by name (an unavailable or
  * unknown name falls back to the best). */

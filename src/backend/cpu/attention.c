@@ -86,8 +86,8 @@ typedef struct {
     nx_backend *be;
 } attend_args;
 
-/* Work item (span s, head h, row block blk). */
-static void attend_block(const attend_args *x, int s, int h, int blk) {
+/* Work item (span s, head h, row block blk), on thread t (its scratch). */
+static void attend_block(const attend_args *x, int s, int h, int blk, int t) {
     nx_span sp = x->spans[s];
     int r0 = blk * CPU_ATT_RB, HS = x->HS, T = x->T, Q = x->NH * HS;
     if (r0 >= sp.len) return;
@@ -99,7 +99,7 @@ static void attend_block(const attend_args *x, int s, int h, int blk) {
     float *Ob = x->out + (x->row0[s] + r0) * (long)Q + (long)h * HS;
     int ldS = x->probs ? T : nk;
     float *S = x->probs ? x->probs + (((size_t)s * x->NH + h) * T + r0) * T
-                        : cpu_scratch(x->be, omp_get_thread_num(), x->per_thread);
+                        : cpu_scratch(x->be, t, x->per_thread);
     if (nr == 1) {
         attend_row(Ob, S, Qb, K, V, x->kv.row, j0, nk - 1, HS, x->scale, x->probs != NULL);
     } else { /* S holds columns j0 .. nk−1 at S[j]: the block's keys */
@@ -122,6 +122,12 @@ static void attend_block(const attend_args *x, int s, int h, int blk) {
         for (int i = 0; i < nr; i++) memset(S + (long)i * T + nk, 0, sizeof(float) * (T - nk));
 }
 
+/* items i0..i1−1 of (span, head) with one row block each */
+static void attend_items(void *p, int i0, int i1, int t) {
+    const attend_args *x = p;
+    for (int i = i0; i < i1; i++) attend_block(x, i / x->NH, i % x->NH, 0, t);
+}
+
 void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
                    const nx_span *spans, int nspans, int NH, int KVH, int HS, int window) {
     int G = NH / KVH, T = probs ? spans[0].len : 0, maxblk = 0;
@@ -139,15 +145,19 @@ void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int
     size_t per_thread = (size_t)CPU_ATT_RB * ctx;
     if (!probs) cpu_scratch(be, cpu_threads(be) - 1, per_thread); /* asserts the plan covers it */
     attend_args x = {out, probs, q, ldq, kv, spans, row0, NH, G, HS, T, window, scale, per_thread, be};
-    if (maxblk == 1) { /* rows of equal cost (decode, short spans): a static split */
+    if (maxblk == 1) { /* rows of equal cost (decode, short spans): a static split, on the decode pool */
+        if (cpu_pool_on()) {
+            cpu_pool_for(nspans * NH, cpu_threads(be), attend_items, &x);
+            return;
+        }
 #pragma omp parallel for schedule(static) num_threads(cpu_threads(be)) if (nspans * NH > 1)
-        for (int i = 0; i < nspans * NH; i++) attend_block(&x, i / NH, i % NH, 0);
+        for (int i = 0; i < nspans * NH; i++) attend_block(&x, i / NH, i % NH, 0, omp_get_thread_num());
         return;
     }
 #pragma omp parallel for schedule(dynamic) collapse(3) num_threads(cpu_threads(be))
     for (int s = 0; s < nspans; s++)
         for (int h = 0; h < NH; h++)
-            for (int blk = 0; blk < maxblk; blk++) attend_block(&x, s, h, blk);
+            for (int blk = 0; blk < maxblk; blk++) attend_block(&x, s, h, blk, omp_get_thread_num());
 }
 
 void cpu_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,

@@ -16,6 +16,7 @@
  * paths are compiled under __AVX2__ && __FMA__; the portable loops compute
  * the same sums in another order (float rounding differs at the 1e-6 level,
  * which the tests allow). */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,16 +142,37 @@ static inline void put(float *y, float v, const float *b, int o, bool acc) {
     *y = acc ? *y + v : v;
 }
 
+/* batch 1: blocks k0..k1−1 of four rows (a range of the decode pool) */
+typedef struct mvjob {
+    float *Y;
+    const void *W;
+    const float *X, *b;
+    int IC;
+    bool acc;
+} mvjob;
+
 #define LOOPS(S, T)                                                                                \
+    static void mv1_##S(void *p, int k0, int k1, int thread) {                                     \
+        const mvjob *j = p;                                                                        \
+        const T *W = j->W;                                                                         \
+        int IC = j->IC;                                                                            \
+        (void)thread;                                                                              \
+        for (int k = k0; k < k1; k++) {                                                            \
+            float s[4];                                                                            \
+            dot4_##S(s, W + (long)4 * k * IC, j->X, IC);                                           \
+            for (int r = 0; r < 4; r++) put(&j->Y[4 * k + r], s[r], j->b, 4 * k + r, j->acc);      \
+        }                                                                                          \
+    }                                                                                              \
     static void matvec_##S(float *Y, const T *W, const float *X, const float *b, int N, int OC, int IC, \
                            bool acc) {                                                             \
         int nblk = OC / 4;                                                                         \
         if (N == 1) {                                                                              \
-            _Pragma("omp parallel for schedule(static) if ((long)OC * IC >= PAR_MIN_ELEMS)")       \
-            for (int k = 0; k < nblk; k++) {                                                       \
-                float s[4];                                                                        \
-                dot4_##S(s, W + (long)4 * k * IC, X, IC);                                          \
-                for (int r = 0; r < 4; r++) put(&Y[4 * k + r], s[r], b, 4 * k + r, acc);           \
+            mvjob j = {Y, W, X, b, IC, acc};                                                       \
+            if ((long)OC * IC >= PAR_MIN_ELEMS && cpu_pool_on())                                   \
+                cpu_pool_for(nblk, omp_get_max_threads(), mv1_##S, &j);                            \
+            else {                                                                                 \
+                _Pragma("omp parallel for schedule(static) if ((long)OC * IC >= PAR_MIN_ELEMS)")   \
+                for (int k = 0; k < nblk; k++) mv1_##S(&j, k, k + 1, 0);                           \
             }                                                                                      \
             for (int o = 4 * nblk; o < OC; o++) put(&Y[o], dot1_##S(W + (long)o * IC, X, IC), b, o, acc); \
             return;                                                                                \

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <omp.h>
 
 #include "nexus/blocks.h"
 #include "cpu_impl.h"
@@ -700,6 +701,107 @@ static T_512 INL void tile_q4_k_512_g(const char *W, size_t rb, const qx *A, int
         for (int r = 0; r < R; r++) o[x][r] = _mm512_reduce_add_ps(acc[r][x]);
 }
 
+/* ---- AVX-512 VNNI, one input row (decode) ----
+ *
+ * The 32-blocks' weights as unsigned bytes u = w + OFF (Q8_0: w ⊕ 0x80,
+ * i.e. +128; Q4_0 the nibbles, OFF 8; Q5_0 the 5-bit values, OFF 16;
+ * IQ4_NL its levels + 128) times the signed activations, so every block is
+ * one vpdpbusd with no sign fix-up: Σ w·q = Σ u·q − OFF·Σq, and the
+ * offsets of a row sum to OFF · Σ_b dw_b·ds_b (ds = d·Σq), one multiply-add
+ * per 16 blocks. The blocks' scales are gathered 16 at a time (one f16 at
+ * the start of each block), multiplied by the activations' block scales,
+ * and each pair's two products spread over its lanes by one permute. */
+/* o[r] = Σ lanes of a[r], r < R: the four sums in one pass of shuffles */
+static T_512 INL void reduce4(const __m512 a[4], int R, float o[4]) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1])); /* a0 a1 a0 a1 */
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3])); /* a2 a3 a2 a3 */
+    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)); /* a0 a1 a2 a3 */
+    float v[4];
+    _mm_storeu_ps(v, q);
+    for (int r = 0; r < R; r++) o[r] = v[r];
+}
+
+#define DECODE_512(S, BS, OFF, BYTES)                                                                     \
+    static T_512 void dec_##S##_512(const char *W, size_t rb, const qx *A, int x0, int R, float o[4]) {   \
+        __m512 acc[4], corr[4];                                                                           \
+        for (int r = 0; r < 4; r++) acc[r] = corr[r] = _mm512_setzero_ps();                               \
+        const int8_t *q = A->q + (size_t)x0 * A->IC;                                                     \
+        const float *dx = A->d + (size_t)x0 * A->nb, *dsx = A->ds + (size_t)x0 * A->nb;                    \
+        const __m512i step = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,  \
+                                                                 3, 2, 1, 0),                             \
+                                                _mm512_set1_epi32(BS));                                    \
+        const __m512i pair0 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);           \
+        const __m512i z = _mm512_setzero_si512();                                                         \
+        for (int b0 = 0; b0 < A->nb; b0 += 16) {                                                          \
+            int nbc = A->nb - b0 < 16 ? A->nb - b0 : 16;                                                  \
+            __mmask16 m = (__mmask16)((1u << nbc) - 1);                                                   \
+            __m512 dxv = _mm512_maskz_loadu_ps(m, dx + b0), dsv = _mm512_maskz_loadu_ps(m, dsx + b0);     \
+            __m512 sc[4];                                                                                 \
+            for (int r = 0; r < R; r++) {                                                                 \
+                const char *base = W + r * rb + (size_t)b0 * BS;                                          \
+                __m512i g = _mm512_mask_i32gather_epi32(z, m, step, base, 1);                             \
+                __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));                                    \
+                sc[r] = _mm512_mul_ps(dw, dxv);                                                           \
+                corr[r] = _mm512_fmadd_ps(dw, dsv, corr[r]);                                              \
+            }                                                                                             \
+            __m512i idx = pair0;                                                                          \
+            for (int j = 0; j < nbc; j += 2, idx = _mm512_add_epi32(idx, _mm512_set1_epi32(2))) {          \
+                bool two = j + 1 < nbc;                                                                   \
+                __m512i xv = xload(q + (size_t)(b0 + j) * NX_QK, two);                                    \
+                for (int r = 0; r < R; r++) {                                                             \
+                    const char *blk = W + r * rb + (size_t)(b0 + j) * BS;                                 \
+                    __m512i u = BYTES(blk, two);                                                          \
+                    __m512 p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, u, xv));                         \
+                    acc[r] = _mm512_fmadd_ps(p, _mm512_permutexvar_ps(idx, sc[r]), acc[r]);               \
+                }                                                                                         \
+            }                                                                                             \
+        }                                                                                                 \
+        for (int r = 0; r < 4; r++) acc[r] = _mm512_fnmadd_ps(_mm512_set1_ps(OFF), corr[r], acc[r]);      \
+        reduce4(acc, R, o);                                                                               \
+    }
+
+/* the 64 bytes of blocks at p and p + BS (zeros for the second unless two) */
+static T_512 INL __m512i join2(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
+
+static T_512 INL __m512i bytes_q8_0(const char *p, bool two) {
+    const nx_block_q8_0 *blk = (const nx_block_q8_0 *)p;
+    __m256i a = _mm256_loadu_si256((const __m256i *)blk[0].qs);
+    __m256i b = two ? _mm256_loadu_si256((const __m256i *)blk[1].qs) : _mm256_set1_epi8((char)0x80);
+    return _mm512_xor_si512(join2(a, b), _mm512_set1_epi8((char)0x80));
+}
+
+/* nibbles of blocks 0, 1 as [b0.lo b0.hi b1.lo b1.hi] (the order of q) */
+static T_512 INL __m512i nibbles2(const nx_block_q4_0 *blk, bool two) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m128i v0 = _mm_loadu_si128((const __m128i *)blk[0].qs);
+    __m128i v1 = two ? _mm_loadu_si128((const __m128i *)blk[1].qs) : _mm_setzero_si128();
+    __m256i v = _mm256_set_m128i(v1, v0);
+    __m512i w = join2(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+    return _mm512_shuffle_i64x2(w, w, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+static T_512 INL __m512i bytes_q4_0(const char *p, bool two) { return nibbles2((const nx_block_q4_0 *)p, two); }
+
+static T_512 INL __m512i bytes_iq4_nl(const char *p, bool two) {
+    const __m512i lut = _mm512_add_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)nx_iq4nl_values)),
+                                        _mm512_set1_epi8((char)0x80));
+    return _mm512_shuffle_epi8(lut, nibbles2((const nx_block_iq4_nl *)p, two));
+}
+
+static T_512 INL __m512i bytes_q5_0(const char *p, bool two) {
+    const nx_block_q5_0 *blk = (const nx_block_q5_0 *)p;
+    __m256i w0 = q5_0_bytes_avx2(&blk[0]);
+    return two ? join2(w0, q5_0_bytes_avx2(&blk[1])) : _mm512_zextsi256_si512(w0);
+}
+
+DECODE_512(q8_0, 34, 128.0f, bytes_q8_0)
+DECODE_512(q4_0, 18, 8.0f, bytes_q4_0)
+DECODE_512(iq4_nl, 18, 128.0f, bytes_iq4_nl)
+DECODE_512(q5_0, 22, 16.0f, bytes_q5_0)
+
 /* Specialised tiles: 4×1 (decode), 4×4 (prefill), and the general one for
  * edges, each a copy of the generic body with constant R and X. */
 #define SPECIALISE(S, ISA, T)                                                                            \
@@ -712,13 +814,21 @@ static T_512 INL void tile_q4_k_512_g(const char *W, size_t rb, const qx *A, int
 SPECIALISE(q8_0, avx2, T_AVX2)
 SPECIALISE(q4_0, avx2, T_AVX2)
 SPECIALISE(q4_k, avx2, T_AVX2)
-SPECIALISE(q8_0, 512, T_512)
-SPECIALISE(q4_0, 512, T_512)
+/* 512-bit 32-block types: one input row through the decode kernels above */
+#define SPECIALISE_DEC(S)                                                                                \
+    static T_512 void tile_##S##_512(const char *W, size_t rb, const qx *A, int x0, int R, int X, float o[4][4]) { \
+        if (X == 1) dec_##S##_512(W, rb, A, x0, R, o[0]);                                                 \
+        else if (R == 4 && X == 4) tile_##S##_512_g(W, rb, A, x0, 4, 4, o);                               \
+        else if (R == 4 && X == 2) tile_##S##_512_g(W, rb, A, x0, 4, 2, o);                               \
+        else tile_##S##_512_g(W, rb, A, x0, R, X, o);                                                     \
+    }
+SPECIALISE_DEC(q8_0)
+SPECIALISE_DEC(q4_0)
 SPECIALISE(q4_k, 512, T_512)
 SPECIALISE(iq4_nl, avx2, T_AVX2)
-SPECIALISE(iq4_nl, 512, T_512)
+SPECIALISE_DEC(iq4_nl)
 SPECIALISE(q5_0, avx2, T_AVX2)
-SPECIALISE(q5_0, 512, T_512)
+SPECIALISE_DEC(q5_0)
 
 /* ---- dispatch ---- */
 
@@ -815,6 +925,36 @@ static inline void put(float *y, float v, const float *b, int o, bool acc) {
 /* Rows parallel when the product is large enough to repay waking threads */
 #define PAR_MIN_MACS 32768L
 
+typedef struct qjob {
+    float *Y;
+    const nx_weight *W;
+    const float *b;
+    const qx *A;
+    tile_fn tile;
+    int N;
+    bool accumulate;
+} qjob;
+
+/* blocks of four weight rows kb0..kb1−1 against every input row */
+static void qrows(void *p, int kb0, int kb1, int thread) {
+    const qjob *j = p;
+    (void)thread;
+    int OC = j->W->rows, N = j->N;
+    size_t rb = j->W->row_bytes;
+    for (int kb = kb0; kb < kb1; kb++) {
+        int r0 = 4 * kb, R = OC - r0 < 4 ? OC - r0 : 4;
+        const char *Wr = (const char *)j->W->data + (size_t)r0 * rb;
+        for (int x0 = 0; x0 < N; x0 += 4) {
+            int X = N - x0 < 4 ? N - x0 : 4;
+            float o[4][4];
+            j->tile(Wr, rb, j->A, x0, R, X, o);
+            for (int x = 0; x < X; x++)
+                for (int r = 0; r < R; r++)
+                    put(&j->Y[(size_t)(x0 + x) * OC + r0 + r], o[x][r], j->b, r0 + r, j->accumulate);
+        }
+    }
+}
+
 void nx_qmatmul(float *Y, const nx_weight *W, const float *X, const float *b, int N, bool accumulate, void *scratch) {
     NX_ASSERT(N >= 0 && W->cols % NX_QK == 0);
     const qkernels *k = kernels();
@@ -826,21 +966,15 @@ void nx_qmatmul(float *Y, const nx_weight *W, const float *X, const float *b, in
 #pragma omp parallel for schedule(static) if ((long)N * IC >= 65536)
     for (int n = 0; n < N; n++)
         k->quant(A.q + (size_t)n * IC, A.d + (size_t)n * A.nb, A.ds + (size_t)n * A.nb, X + (size_t)n * IC, IC, mode, s);
-    const char *Wd = W->data;
-    size_t rb = W->row_bytes;
     int nblk = (OC + 3) / 4;
-#pragma omp parallel for schedule(static) if ((long)OC * IC * (N < 4 ? N : 4) >= PAR_MIN_MACS)
-    for (int kb = 0; kb < nblk; kb++) {
-        int r0 = 4 * kb, R = OC - r0 < 4 ? OC - r0 : 4;
-        const char *Wr = Wd + (size_t)r0 * rb;
-        for (int x0 = 0; x0 < N; x0 += 4) {
-            int X = N - x0 < 4 ? N - x0 : 4;
-            float o[4][4];
-            tile(Wr, rb, &A, x0, R, X, o);
-            for (int x = 0; x < X; x++)
-                for (int r = 0; r < R; r++) put(&Y[(size_t)(x0 + x) * OC + r0 + r], o[x][r], b, r0 + r, accumulate);
-        }
+    qjob j = {Y, W, b, &A, tile, N, accumulate};
+    bool par = (long)OC * IC * (N < 4 ? N : 4) >= PAR_MIN_MACS;
+    if (par && N <= CPU_MATVEC_ROWS && cpu_pool_on()) { /* decode: the pool's threads */
+        cpu_pool_for(nblk, omp_get_max_threads(), qrows, &j);
+        return;
     }
+#pragma omp parallel for schedule(static) if (par)
+    for (int kb = 0; kb < nblk; kb++) qrows(&j, kb, kb + 1, 0);
 }
 
 void nx_ref_qmatmul(float *Y, const nx_weight *W, const float *X, const float *b, int N, bool accumulate) {
