@@ -5,11 +5,16 @@
  *   prefill: 256 rows, the int8 GEMM (nx_qmatmul) against widening the
  *           matrix to f32 and calling OpenBLAS (what cpu_linear does when
  *           NEXUS_QPREFILL=dequant), GFLOP/s of each.
+ *   decode, pool: the same batch-1 product on the CPU backend's decode
+ *           pool against OpenMP regions (nx_cpu_pool), both under
+ *           OMP_WAIT_POLICY=passive as the nexus binary runs (this program
+ *           starts itself again with it unless the variable is set).
  * Best of several runs, alternated; the load average is printed, since
  * other work on the machine moves every figure. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nexus/cpu.h"
 
@@ -51,7 +56,9 @@ static void run_dequant_gemm(void *p) {
     }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    if (!getenv("OMP_WAIT_POLICY") && !setenv("OMP_WAIT_POLICY", "passive", 1)) execv("/proc/self/exe", argv);
     nx_set_threads(getenv("NX_THREADS") ? atoi(getenv("NX_THREADS")) : 2);
     double load[3] = {0};
     if (getloadavg(load, 3) < 0) load[0] = -1;
@@ -89,6 +96,20 @@ int main(void) {
                 printf("  %s %.1f us (%.2fx f32)", paths[p], t * 1e6, tf / t);
             }
             nx_qkernel_select(paths[0]);
+            {
+                job j = {&w, X, Y, wide, 1, 200, scratch};
+                double tp = 1e30, to = 1e30;
+                for (int rep = 0; rep < 3; rep++) { /* alternated */
+                    nx_cpu_pool(1);
+                    double a = best_of(run_qmatmul, &j, 3);
+                    nx_cpu_pool(0);
+                    double c = best_of(run_qmatmul, &j, 3);
+                    tp = a < tp ? a : tp, to = c < to ? c : to;
+                }
+                nx_cpu_pool(1);
+                printf("\n         decode %s: pool %.1f us, OpenMP regions %.1f us (pool %.2fx)", paths[0],
+                       tp / j.iters * 1e6, to / j.iters * 1e6, to / tp);
+            }
             job jq = {&w, X, Y, wide, NP, 3, scratch};
             double tq = 1e30, td = 1e30;
             for (int rep = 0; rep < 3; rep++) { /* alternated */

@@ -4,6 +4,9 @@
  * every 8-bit kernel path this CPU can run (AVX-512 VNNI, AVX2, portable)
  * against the naive reference, for each type, activation mode and odd
  * shapes, decode (few rows) and prefill (many rows). */
+#include <omp.h>
+#include <unistd.h>
+
 #include "nexus/blocks.h"
 #include "nexus/cpu.h"
 #include "nxtest.h"
@@ -185,6 +188,37 @@ TEST(decode_rows_of_many_blocks_match_the_reference) {
             }
     }
     nx_qkernel_select(initial);
+}
+
+/* Batch 1 on the decode pool and on OpenMP, 1 to 3 threads, matrices
+ * large enough to be split (odd row counts leave a partial block of four
+ * at the end of the last range): every weight type against the reference. */
+TEST(decode_pool_and_openmp_match_the_reference) {
+    nx_dtype types[6] = {NX_F32, NX_Q8_0, NX_Q4_0, NX_Q4_K, NX_IQ4_NL, NX_Q5_0};
+    int OC = 203, IC = 512, threads0 = omp_get_max_threads();
+    bool pool0 = nx_cpu_pool(-1);
+    for (int on = 0; on < 2; on++)
+        for (int t = 1; t <= 3; t++) {
+            nx_cpu_pool(on);
+            omp_set_num_threads(t);
+            for (int k = 0; k < 6; k++) {
+                float *W = rnd((long)OC * IC, 0.1f), *X = rnd(IC, 1), *Y = malloc(sizeof(float) * OC),
+                      *Ref = malloc(sizeof(float) * OC);
+                void *Wq = malloc(nx_row_bytes(types[k], (int64_t)OC * IC));
+                nx_convert(Wq, types[k], W, NX_F32, (int64_t)OC * IC);
+                nx_weight w = nx_weight_view(nx_backend_cpu(), types[k], OC, IC, Wq);
+                for (int rep = 0; rep < 3; rep++) { /* the pool's workers poll, then sleep, between calls */
+                    nx_matvec(Y, &w, X, NULL, 1, false);
+                    nx_ref_matvec(Ref, &w, X, NULL, 1, false);
+                    double e = nxt_rel_err(Y, Ref, OC);
+                    CHECKF(e < 2e-6, "pool %d, %d threads, %s: relative error %.3g", on, t, nx_dtype_name(types[k]), e);
+                    if (rep == 1) usleep(2000);
+                }
+                free(W), free(X), free(Y), free(Ref), free(Wq);
+            }
+        }
+    omp_set_num_threads(threads0);
+    nx_cpu_pool(pool0);
 }
 
 /* Dispatch: with NEXUS_QKERNEL unset the best path this CPU runs is

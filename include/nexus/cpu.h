@@ -22,7 +22,13 @@
  * (Cephes expf on AVX2, max relative error ≈ 2e-7 like expf; inputs whose
  * (x − shift)·scale is below −87 give 0); nx_ref_exp_sum is the expf loop.
  * nx_silu_mul: h = g·σ(g)·u over a row (SwiGLU), with the same
- * exponential; nx_ref_silu_mul is the expf loop. */
+ * exponential; nx_ref_silu_mul is the expf loop.
+ *
+ * nx_cpu_pool: whether batch-1 loops (the linears, attention) run on the
+ * CPU backend's decode pool (src/backend/cpu/pool.c: threads that poll
+ * briefly for the next loop) rather than OpenMP regions; on = 1 or 0 sets
+ * it, −1 only asks. Default on; NEXUS_POOL=0 in the environment turns it
+ * off. */
 #ifndef NEXUS_CPU_H
 #define NEXUS_CPU_H
 
@@ -68,6 +74,7 @@ int nx_qkernel_select(const char *name);
 double nx_exp_sum(float *y, const float *x, float shift, float scale, long n);
 double nx_ref_exp_sum(float *y, const float *x, float shift, float scale, long n);
 void nx_silu_mul(float *h, const float *g, const float *u, long n);
+bool nx_cpu_pool(int on);
 void nx_ref_silu_mul(float *h, const float *g, const float *u, long n);
 
 #endif

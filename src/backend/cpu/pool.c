@@ -23,8 +23,8 @@
  * fn(ctx, begin, end, t) on thread t for each, and returns when every
  * range is done. It runs the loop alone, on the
  * calling thread, inside an OpenMP region, when another thread is using
- * the pool, or with NEXUS_POOL=0 in the environment (the OpenMP loops are
- * then used by the callers: benchmarks compare the two). */
+ * the pool, or with NEXUS_POOL=0 in the environment or nx_cpu_pool(0)
+ * (the callers then run their OpenMP loops: benchmarks compare the two). */
 #include <limits.h>
 #include <linux/futex.h>
 #include <omp.h>
@@ -108,13 +108,19 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+static int ON = -1; /* −1: not yet read from NEXUS_POOL */
+
 static bool pool_enabled(void) {
-    static int on = -1;
-    if (on < 0) {
+    if (ON < 0) {
         const char *e = getenv("NEXUS_POOL");
-        on = !(e && !strcmp(e, "0"));
+        ON = !(e && !strcmp(e, "0"));
     }
-    return on;
+    return ON;
+}
+
+bool nx_cpu_pool(int on) {
+    if (on >= 0) ON = on != 0;
+    return pool_enabled();
 }
 
 /* Start workers 1..T−1 (once each; the caller holds the pool); false if a

@@ -32,9 +32,12 @@
  *
  * Tiles: R weight rows (1 or 4) × X input rows (1 to 4) accumulate in
  * registers across the row; decode runs 4 × 1 tiles over the weight rows
- * split among threads, prefill runs 4 × 4 tiles (each weight block read
- * once for four inputs). NEXUS_QKERNEL=scalar|avx2|avx512vnni forces a
- * path (benchmarks); nx_qkernel_select does so for tests. */
+ * split among the decode pool's threads (pool.c), prefill runs 4 × 4 tiles
+ * (each weight block read once for four inputs) in OpenMP loops. On
+ * AVX-512 the 32-block types decode through their own one-row kernels
+ * (DECODE_512: unsigned weights, no per-block sign fix-up or scale
+ * shuffling). NEXUS_QKERNEL=scalar|avx2|avx512vnni forces a path
+ * (benchmarks); nx_qkernel_select does so for tests. */
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdlib.h>
