@@ -16,7 +16,9 @@
  * parallel, since a second start costs a few tens of milliseconds (more on
  * a loaded machine). A user who sets OMP_WAIT_POLICY or GOMP_SPINCOUNT
  * keeps that choice and nothing is re-executed; when the exec fails, nexus
- * runs on with libgomp's default. */
+ * runs on with libgomp's default. Batch-1 decode loops do not wait here:
+ * they run on the CPU backend's own pool (src/backend/cpu/pool.c), whose
+ * workers poll briefly, yielding, before they sleep. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
