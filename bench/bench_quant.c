@@ -9,6 +9,8 @@
  *           pool against OpenMP regions (nx_cpu_pool), both under
  *           OMP_WAIT_POLICY=passive as the nexus binary runs (this program
  *           starts itself again with it unless the variable is set).
+ *   prefill, IQ4_NL and Q5_0: rows widened to Q8_0 blocks once per call
+ *           against the type's own tiles (nx_qprefill_widen).
  * Best of several runs, alternated; the load average is printed, since
  * other work on the machine moves every figure. */
 #include <stdio.h>
@@ -115,6 +117,19 @@ int main(int argc, char **argv) {
             for (int rep = 0; rep < 3; rep++) { /* alternated */
                 double a = best_of(run_qmatmul, &jq, 2), b = best_of(run_dequant_gemm, &jq, 2);
                 tq = a < tq ? a : tq, td = b < td ? b : td;
+            }
+            if (types[k] == NX_IQ4_NL || types[k] == NX_Q5_0) { /* rows widened to Q8_0 once, or unpacked per tile */
+                double tw = 1e30, tn = 1e30;
+                for (int rep = 0; rep < 3; rep++) {
+                    nx_qprefill_widen(1);
+                    double a = best_of(run_qmatmul, &jq, 2);
+                    nx_qprefill_widen(0);
+                    double c = best_of(run_qmatmul, &jq, 2);
+                    tw = a < tw ? a : tw, tn = c < tn ? c : tn;
+                }
+                nx_qprefill_widen(1);
+                printf("\n         prefill %d rows: widened to Q8_0 %.1f us, own tiles %.1f us (widened %.2fx)", NP,
+                       tw / jq.iters * 1e6, tn / jq.iters * 1e6, tn / tw);
             }
             double flop = 2.0 * NP * OC * IC * jq.iters;
             printf("\n         prefill %d rows: int8 %.1f GFLOP/s, dequant+sgemm %.1f GFLOP/s (int8/dequant %.2fx)\n", NP,

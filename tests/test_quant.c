@@ -190,6 +190,35 @@ TEST(decode_rows_of_many_blocks_match_the_reference) {
     nx_qkernel_select(initial);
 }
 
+/* Prefill with IQ4_NL and Q5_0 rows widened to Q8_0 (the default) and
+ * through the types' own tiles: both against the reference, every path. */
+TEST(widened_prefill_matches_the_reference) {
+    const char *paths[8];
+    int np = nx_qkernel_paths(paths, 8);
+    const char *initial = nx_qkernel_path();
+    nx_dtype types[2] = {NX_IQ4_NL, NX_Q5_0};
+    int N = 19, OC = 11, IC = 32 * 13;
+    for (int p = 0; p < np; p++)
+        for (int on = 0; on < 2; on++) {
+            CHECK(nx_qkernel_select(paths[p]) == NX_OK);
+            nx_qprefill_widen(on);
+            for (int k = 0; k < 2; k++) {
+                float *W = rnd((long)OC * IC, 0.1f), *X = rnd((long)N * IC, 1), *Y = malloc(sizeof(float) * N * OC),
+                      *Ref = malloc(sizeof(float) * N * OC);
+                void *Wq = malloc(nx_row_bytes(types[k], (int64_t)OC * IC)), *scratch = malloc(nx_qact_bytes(N, IC));
+                nx_convert(Wq, types[k], W, NX_F32, (int64_t)OC * IC);
+                nx_weight w = nx_weight_view(nx_backend_cpu(), types[k], OC, IC, Wq);
+                nx_qmatmul(Y, &w, X, NULL, N, false, scratch);
+                nx_ref_qmatmul(Ref, &w, X, NULL, N, false);
+                double e = nxt_rel_err(Y, Ref, (long)N * OC);
+                CHECKF(e < 2e-6, "%s widen %d %s: relative error %.3g", paths[p], on, nx_dtype_name(types[k]), e);
+                free(W), free(X), free(Y), free(Ref), free(Wq), free(scratch);
+            }
+        }
+    nx_qprefill_widen(1);
+    nx_qkernel_select(initial);
+}
+
 /* Batch 1 on the decode pool and on OpenMP, 1 to 3 threads, matrices
  * large enough to be split (odd row counts leave a partial block of four
  * at the end of the last range): every weight type against the reference. */

@@ -28,7 +28,9 @@
  * CPU backend's decode pool (src/backend/cpu/pool.c: threads that poll
  * briefly for the next loop) rather than OpenMP regions; on = 1 or 0 sets
  * it, −1 only asks. Default on; NEXUS_POOL=0 in the environment turns it
- * off. */
+ * off. nx_qprefill_widen: whether nx_qmatmul widens IQ4_NL and Q5_0 rows
+ * to Q8_0 blocks for many input rows (exact; faster); same convention,
+ * default on (benchmarks and tests compare the two). */
 #ifndef NEXUS_CPU_H
 #define NEXUS_CPU_H
 
@@ -75,6 +77,7 @@ double nx_exp_sum(float *y, const float *x, float shift, float scale, long n);
 double nx_ref_exp_sum(float *y, const float *x, float shift, float scale, long n);
 void nx_silu_mul(float *h, const float *g, const float *u, long n);
 bool nx_cpu_pool(int on);
+bool nx_qprefill_widen(int on);
 void nx_ref_silu_mul(float *h, const float *g, const float *u, long n);
 
 #endif
