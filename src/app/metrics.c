@@ -96,6 +96,18 @@ int run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool
     return write_line(m, o, err);
 }
 
+int run_metrics_memory(run_metrics *m, int64_t step, const nx_run_plan *p, const nx_mem_info *mi, nx_err *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "gpu_memory");
+    add_int(o, "step", step);
+    add_int(o, "plan_bytes", (int64_t)p->total);
+    add_int(o, "peak_allocated_bytes", (int64_t)mi->peak);
+    add_int(o, "peak_device_used_bytes", (int64_t)mi->device_used_peak);
+    add_int(o, "device_total_bytes", (int64_t)mi->device_total);
+    add_fixed(o, "peak_used_over_plan", p->total > 0 ? mi->device_used_peak / p->total : 0, 4);
+    return write_line(m, o, err);
+}
+
 /* Keep a line unless it is a whole JSON object whose "step" is at or past
  * keep_below, or the torn last line of a killed run (no newline). Lines
  * that are not JSON objects are kept as they are. */
