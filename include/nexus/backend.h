@@ -121,8 +121,9 @@ size_t nx_cuda_work_bytes(const nx_work *w, size_t sort_bytes);
  * pairs: its alternate key and value buffers and its histograms. */
 size_t nx_cuda_sort_bound(size_t n);
 /* What a CUDA process holds on its GPU beyond its allocations: the
- * context, the kernels' modules, cuBLAS's handle and workspace (measured on
- * an H200 with CUDA 12: docs/BENCHMARKS.md, "GPU"). */
+ * context, the kernels' modules, cuBLAS's handle and workspace. Measured
+ * on an H200 (driver 580, CUDA 13): 598 MiB (test_backend) and 610 MiB
+ * (the nano run of docs/BENCHMARKS.md, "GPU"); 768 MiB leaves a margin. */
 #define NX_CUDA_CONTEXT_BYTES ((size_t)768 << 20)
 /* "fp32", "tf32" or "bf16" (the spelling of configs and --precision). */
 int nx_precision_parse(const char *s, nx_precision *p, nx_err *err);

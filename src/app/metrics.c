@@ -6,6 +6,10 @@
  *    "grad_norm": …, "lr": …, "tokens": …, "step_s": …, "tokens_per_s": …}
  *   {"eval": true[, "final": true], "step": …, "val_loss": …, "val_ppl": …,
  *    "agreement": …, "kl": …}
+ *   {"gpu_memory": true, "step": …, "plan_bytes": …, "peak_allocated_bytes": …,
+ *    "peak_device_used_bytes": …, "device_total_bytes": …,
+ *    "peak_used_over_plan": …}   (device: cuda, last: the plan beside the
+ *                                 allocator's and the device's peaks)
  *
  * Lines are built as cJSON objects and written with `": "` and `", "`
  * between items, the layout the file has always had (scripts grep it).
