@@ -291,7 +291,9 @@ static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_
     }
     if (distill) {
         out->teacher.params = nx_model_count(tcfg);
-        out->teacher.bytes = (double)out->teacher.params * nx_dtype_size(tcfg->dtype);
+        /* as held: a GGUF teacher's quantized blocks count at their size */
+        out->teacher.bytes = s->have_teacher_weights ? (double)s->teacher.nbytes
+                                                     : (double)out->teacher.params * nx_dtype_size(tcfg->dtype);
     }
     if (nx_hf_save_model(rc->output.dir, &s->student, rc->output.dtype, err)) return NX_ERR;
     if (s->tr.mask_host && nx_hf_save_mask(rc->output.dir, &s->student.cfg, s->tr.mask_host, err)) return NX_ERR;
