@@ -66,6 +66,18 @@ typedef struct nx_work {
  * autocast do), with f32 accumulation. */
 typedef enum nx_precision { NX_PREC_FP32, NX_PREC_TF32, NX_PREC_BF16 } nx_precision;
 
+/* A device's memory (bytes). allocated / peak: what the backend's own
+ * allocations (tensors, the ops' workspace) hold now and held at most;
+ * device_free / device_total: the device as its driver reports it;
+ * device_used_peak: the most of device_total − device_free seen (sampled at
+ * every allocation and every query: the driver's context, libraries'
+ * workspaces and other processes included). has_device false: a host
+ * backend, every figure 0. */
+typedef struct nx_mem_info {
+    bool has_device;
+    double allocated, peak, device_free, device_total, device_used_peak;
+} nx_mem_info;
+
 struct nx_backend {
     const char *name;
     bool host_memory;          /* backend pointers are host pointers */
@@ -84,6 +96,8 @@ struct nx_backend {
     bool (*supports_weight)(const nx_backend *be, nx_dtype t);
     /* NULL: computes in fp32 only */
     int (*set_precision)(nx_backend *be, nx_precision p, nx_err *err);
+    /* NULL: host memory, nothing to report */
+    void (*mem_info)(nx_backend *be, nx_mem_info *out);
     void *impl;                /* the backend's own state */
 };
 
@@ -95,6 +109,22 @@ nx_backend *nx_backend_cuda(nx_err *err);
 /* Sets the precision of linear's products; an error names the backend
  * when it cannot (the CPU computes in fp32 only). */
 int nx_backend_set_precision(nx_backend *be, nx_precision p, nx_err *err);
+/* The device's memory now (nx_mem_info; all 0 for a host backend). */
+void nx_backend_mem_info(nx_backend *be, nx_mem_info *out);
+/* Bytes the CUDA backend's workspace takes when planned for sizes w, with
+ * attention's score area (w->ctx > 0): the one function that sizes it in
+ * src/backend/cuda/ (sort_bytes: the radix sort's temporary storage, as
+ * cub reports it there), callable without CUDA for memory plans, which pass
+ * sort_bytes = nx_cuda_sort_bound(rows). */
+size_t nx_cuda_work_bytes(const nx_work *w, size_t sort_bytes);
+/* An upper bound of that sort's temporary storage for n (key, value) int
+ * pairs: its alternate key and value buffers and its histograms. */
+size_t nx_cuda_sort_bound(size_t n);
+/* What a CUDA process holds on its GPU beyond its allocations: the
+ * context, the kernels' modules, cuBLAS's handle and workspace. Measured
+ * on an H200 (driver 580, CUDA 13): 598 MiB (test_backend) and 610 MiB
+ * (the nano run of docs/BENCHMARKS.md, "GPU"); 768 MiB leaves a margin. */
+#define NX_CUDA_CONTEXT_BYTES ((size_t)768 << 20)
 /* "fp32", "tf32" or "bf16" (the spelling of configs and --precision). */
 int nx_precision_parse(const char *s, nx_precision *p, nx_err *err);
 /* "cpu", "ref" or "cuda". */

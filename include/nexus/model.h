@@ -179,6 +179,12 @@ void nx_model_get(const nx_model *m, int i, float *dst);
 /* Random init as transformers does: normal(0, std) for matrices and
  * embeddings, ones for norms, zeros for biases (f32 models). */
 void nx_model_init_random(nx_model *m, float std, nx_rng *rng);
+/* The same distribution drawn on every core: each tensor's chunks of 2^20
+ * values from their own generator (seeded from seed, the tensor and the
+ * chunk), so the weights depend on seed alone, not on the threads — but
+ * are not nx_model_init_random's draws. For large random models (a
+ * stand-in teacher of billions of parameters). */
+void nx_model_init_random_parallel(nx_model *m, float std, uint64_t seed);
 void nx_model_free(nx_model *m);
 /* Grows the parameter buffer of an f32 model to hold `extra` zeroed floats
  * after the model's own (keeping them and rebinding m->w) and returns the

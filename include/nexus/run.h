@@ -27,6 +27,8 @@ typedef struct nx_run_opts {
     bool overwrite;                    /* replace an earlier run in output.dir (refused otherwise) */
     bool progress;                     /* progress on stderr: a self-rewriting line when stderr is a
                                           terminal (log lines otherwise), tokenizing progress */
+    bool init_only;                    /* write the initialised student to output.dir and stop (no
+                                          trainer, no steps): e.g. a random model to distill from */
     volatile sig_atomic_t *stop;       /* may be NULL */
 } nx_run_opts;
 
@@ -43,16 +45,25 @@ typedef struct nx_run_summary {
     double final_loss;
     nx_model_summary teacher, student;
     bool has_teacher;
+    /* device: cuda: the plan's total and the measured peaks (nx_mem_info):
+     * the allocator's, and the device's use (context and cuBLAS included) */
+    bool gpu;
+    double gpu_plan, gpu_peak_allocated, gpu_peak_used, gpu_total;
 } nx_run_summary;
 
 /* Runs rc. Before anything heavy is loaded, the run's memory plan
- * (nx_run_plan_compute) is set against nx_run_memory_available: a run that does
+ * (nx_run_plan_compute) is set against nx_run_memory_available (device:
+ * cuda: printed, and set against the GPU's free memory): a run that does
  * not fit is refused with the plan, what is available and the knobs. */
 int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, nx_err *err);
 
 /* The memory a run needs (bytes), from the teacher's and the student's
- * configs alone (src/app/plan.c says what each part counts). */
+ * configs alone (src/app/plan.c says what each part counts). With device:
+ * cuda the parts are what the run allocates on the GPU and total is their
+ * sum with the workspace and the context (data and runtime stay on the
+ * host, counted but not in total). */
 typedef struct nx_run_plan {
+    bool gpu;             /* device: cuda */
     double params;        /* student parameters */
     double student;       /* 16 bytes each: weights, gradients, AdamW m and v */
     double activations;   /* student training activations, batch inputs */
@@ -62,12 +73,17 @@ typedef struct nx_run_plan {
     double eval;          /* evaluation activations (with validation data) */
     double data;          /* documents tokenized in memory (estimate; shards are mapped) */
     double runtime;       /* program, libraries, BLAS buffers, tokenizer (fixed) */
-    double total;
+    double workspace;     /* GPU: the CUDA backend's workspace and score area (nx_cuda_work_bytes) */
+    double context;       /* GPU: NX_CUDA_CONTEXT_BYTES */
+    double total;         /* on the run's device */
 } nx_run_plan;
 
 /* Fails (naming what is too large) only when the sizes cannot be counted. */
 int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_config *teacher,
                 const nx_model_config *student, nx_run_plan *p, nx_err *err);
+/* Prints the plan (what each part takes) to f, with the memory available
+ * (avail < 0: not known) and where that figure comes from. */
+void nx_run_plan_print(FILE *f, const nx_run_plan *p, const nx_run_config *rc, double avail, const char *source);
 /* Bytes this process can still have: the least of MemAvailable, the
  * cgroup's limit less usage, and the data / address-space rlimits; source
  * names which (INFINITY when nothing is known). */

@@ -216,12 +216,13 @@ out:
 }
 
 int run_init_student(nx_model *student, const nx_model *teacher, const nx_run_config *rc, const nx_loader *ld,
-                     uint8_t **mask, nx_err *err) {
+                     uint8_t **mask, bool parallel, nx_err *err) {
     nx_rng rng;
     nx_rng_seed(&rng, (uint64_t)rc->seed ^ 0x5eedu);
     *mask = NULL;
     if (rc->student.init.kind == NX_INIT_RANDOM) {
-        nx_model_init_random(student, (float)rc->student.init.std, &rng);
+        if (parallel) nx_model_init_random_parallel(student, (float)rc->student.init.std, (uint64_t)rc->seed ^ 0x5eedu);
+        else nx_model_init_random(student, (float)rc->student.init.std, &rng);
         return NX_OK;
     }
     if (rc->student.init.kind == NX_INIT_LOAD) return init_load(student, rc, mask, err);

@@ -6,6 +6,10 @@
  *    "grad_norm": …, "lr": …, "tokens": …, "step_s": …, "tokens_per_s": …}
  *   {"eval": true[, "final": true], "step": …, "val_loss": …, "val_ppl": …,
  *    "agreement": …, "kl": …}
+ *   {"gpu_memory": true, "step": …, "plan_bytes": …, "peak_allocated_bytes": …,
+ *    "peak_device_used_bytes": …, "device_total_bytes": …,
+ *    "peak_used_over_plan": …}   (device: cuda, last: the plan beside the
+ *                                 allocator's and the device's peaks)
  *
  * Lines are built as cJSON objects and written with `": "` and `", "`
  * between items, the layout the file has always had (scripts grep it).
@@ -93,6 +97,18 @@ int run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool
     add_real(o, "val_ppl", r->perplexity, false);
     add_real(o, "agreement", r->agreement, false);
     add_real(o, "kl", r->kl, false);
+    return write_line(m, o, err);
+}
+
+int run_metrics_memory(run_metrics *m, int64_t step, const nx_run_plan *p, const nx_mem_info *mi, nx_err *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddTrueToObject(o, "gpu_memory");
+    add_int(o, "step", step);
+    add_int(o, "plan_bytes", (int64_t)p->total);
+    add_int(o, "peak_allocated_bytes", (int64_t)mi->peak);
+    add_int(o, "peak_device_used_bytes", (int64_t)mi->device_used_peak);
+    add_int(o, "device_total_bytes", (int64_t)mi->device_total);
+    add_fixed(o, "peak_used_over_plan", p->total > 0 ? mi->device_used_peak / p->total : 0, 4);
     return write_line(m, o, err);
 }
 

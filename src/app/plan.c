@@ -86,7 +86,30 @@ int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_co
                   (distill ? (double)nx_acts_bytes(t, B, rc->data.seq_len, NX_ACTS_INFER) : 0);
     p->data = data_bytes(rc->data.train) + data_bytes(rc->data.validation);
     p->runtime = 256.0 * (1 << 20);
-    p->total = p->student + p->activations + p->teacher + p->teacher_acts + p->losses + p->eval + p->data + p->runtime;
+    if (rc->device == NX_DEVICE_CUDA) {
+        /* on the GPU: the trainer's targets instead of the host's batches;
+         * the teacher without the CPU's widening buffer (the workspace has it) */
+        p->gpu = true;
+        p->activations = (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN) + 4.0 * B * T;
+        if (teacher_weights) p->teacher = (double)nx_model_size(t, rc->teacher.dtype);
+        if (rc->data.validation[0]) p->eval += 3 * sizeof(double) + 3 * 4.0 * B * rc->data.seq_len;
+        /* the largest sizes the backend is planned for: its first plan (4096
+         * rows), the activations' (training, teacher, evaluation) and a
+         * non-f32 teacher's widest matrix */
+        bool ev = rc->data.validation[0] != 0;
+        int64_t rows = (int64_t)B * (ev ? rc->data.seq_len : T);
+        nx_work w = {.rows = rows > 4096 ? rows : 4096, .vocab = s->V, .ctx = ev ? rc->data.seq_len : T};
+        if (teacher_weights && rc->teacher.dtype != NX_F32)
+            w.weight_elems = (int64_t)((nx_model_bytes(t, rc->teacher.dtype) - nx_model_size(t, rc->teacher.dtype)) /
+                                       sizeof(float));
+        p->workspace = (double)nx_cuda_work_bytes(&w, nx_cuda_sort_bound((size_t)w.rows));
+        p->context = (double)NX_CUDA_CONTEXT_BYTES;
+        p->total = p->student + p->activations + p->teacher + p->teacher_acts + p->losses + p->eval + p->workspace +
+                   p->context;
+    } else {
+        p->total = p->student + p->activations + p->teacher + p->teacher_acts + p->losses + p->eval + p->data +
+                   p->runtime;
+    }
     for (const double *x = &p->student; x <= &p->total; x++)
         if (!isfinite(*x) || *x >= 0x1p62)
             return nx_fail(err, "the run's memory cannot even be counted (over 2^62 bytes): the student, the batch "
@@ -154,41 +177,83 @@ static double total_with(const nx_run_config *rc, bool distill, const nx_model_c
     return nx_run_plan_compute(&k, distill, t, s, &p, &e) ? INFINITY : p.total;
 }
 
+void nx_run_plan_print(FILE *f, const nx_run_plan *p, const nx_run_config *rc, double avail, const char *source) {
+    char b[12][32];
+    int B = rc->data.batch_size, S = rc->data.seq_len;
+    fprintf(f, "%s memory plan: %s (B %d x T %d, grad_accum %d)\n", p->gpu ? "GPU" : "host", run_bytes(b[0], 32, p->total),
+            B, S - 1, rc->data.grad_accum);
+    fprintf(f, "  student %s (%.0f parameters: f32 weights, gradients, AdamW m, v), activations %s\n",
+            run_bytes(b[1], 32, p->student), p->params, run_bytes(b[2], 32, p->activations));
+    fprintf(f, "  teacher %s (%s) + activations %s, losses %s, evaluation %s\n", run_bytes(b[3], 32, p->teacher),
+            nx_dtype_name(rc->teacher.dtype), run_bytes(b[4], 32, p->teacher_acts), run_bytes(b[5], 32, p->losses),
+            run_bytes(b[6], 32, p->eval));
+    if (p->gpu)
+        fprintf(f, "  CUDA workspace %s, context + cuBLAS %s; on the host: data ~%s, runtime %s\n",
+                run_bytes(b[7], 32, p->workspace), run_bytes(b[8], 32, p->context), run_bytes(b[9], 32, p->data),
+                run_bytes(b[10], 32, p->runtime));
+    else
+        fprintf(f, "  data ~%s, runtime %s\n", run_bytes(b[9], 32, p->data), run_bytes(b[10], 32, p->runtime));
+    if (avail >= 0 && isfinite(avail))
+        fprintf(f, "  available: %s (%s)\n", run_bytes(b[11], 32, avail), source);
+}
+
+/* What each knob would bring the plan to, as lines for an error. */
+static void knob_lines(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
+                       const nx_run_plan *p, char *knobs, size_t n) {
+    char b[4][32];
+    int B = rc->data.batch_size, A = rc->data.grad_accum, S = rc->data.seq_len;
+    size_t u = 0;
+    knobs[0] = '\0';
+    if (B > 1)
+        u += snprintf(knobs + u, n - u, "\n  data.batch_size 1 with data.grad_accum %d (the same tokens "
+                      "per step): %s", A * B, run_bytes(b[0], 32, total_with(rc, distill, t, s, 1, A * B, S, rc->teacher.dtype)));
+    if (S >= 8)
+        u += snprintf(knobs + u, n - u, "\n  data.seq_len %d: %s", S / 4,
+                      run_bytes(b[1], 32, total_with(rc, distill, t, s, B, A, S / 4, rc->teacher.dtype)));
+    if (p->teacher > 0 && rc->teacher.dtype == NX_F32)
+        u += snprintf(knobs + u, n - u, "\n  teacher.dtype bf16: %s",
+                      run_bytes(b[2], 32, total_with(rc, distill, t, s, B, A, S, NX_BF16)));
+    if (B > 1 && S >= 8)
+        u += snprintf(knobs + u, n - u, "\n  all of these together: %s",
+                      run_bytes(b[3], 32, total_with(rc, distill, t, s, 1, A * B, S / 4, p->teacher > 0 ? NX_BF16 : rc->teacher.dtype)));
+    if (p->gpu)
+        snprintf(knobs + u, n - u, "\n  a smaller student (its weights, gradients and AdamW moments take 16 bytes "
+                 "per parameter; activation recomputation does not exist yet)\n  a GPU with more free memory "
+                 "(other processes on it hold some)");
+    else
+        snprintf(knobs + u, n - u, "\n  a smaller student (its weights, gradients and AdamW moments "
+                 "take 16 bytes per parameter)\n  device: cuda, on a machine with an NVIDIA GPU (the tensors in its memory)");
+}
+
 int run_plan_check(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
-                   nx_err *err) {
-    /* host memory: on a GPU the tensors live in its memory, whose
-     * allocations the CUDA backend checks as they happen */
-    if (rc->device == NX_DEVICE_CUDA) return NX_OK;
+                   nx_backend *be, nx_err *err) {
     nx_run_plan p;
     if (nx_run_plan_compute(rc, distill, t, s, &p, err)) return NX_ERR;
-    char src[160];
-    double avail = nx_run_memory_available(src, sizeof src);
+    char src[160], b[2][32], knobs[1024];
+    double avail;
+    if (p.gpu) {
+        /* the tensors live in the GPU's memory: its free memory now (the
+         * backend has started, so its context is taken already: counted
+         * in the plan, so added back) */
+        nx_mem_info mi;
+        nx_backend_mem_info(be, &mi);
+        avail = mi.has_device ? mi.device_free + mi.allocated + p.context : INFINITY;
+        snprintf(src, sizeof src, "the GPU's free memory (cudaMemGetInfo) + what this process holds on it, of %s",
+                 run_bytes(b[0], 32, mi.device_total));
+        nx_run_plan_print(stderr, &p, rc, avail, src);
+    } else {
+        avail = nx_run_memory_available(src, sizeof src);
+    }
     if (p.total <= avail) return NX_OK;
-    char b[10][32];
-    int B = rc->data.batch_size, A = rc->data.grad_accum, S = rc->data.seq_len;
-    char knobs[512] = "";
-    size_t u = 0;
-    if (B > 1)
-        u += snprintf(knobs + u, sizeof knobs - u, "\n  data.batch_size 1 with data.grad_accum %d (the same tokens "
-                      "per step): %s", A * B, run_bytes(b[7], 32, total_with(rc, distill, t, s, 1, A * B, S, rc->teacher.dtype)));
-    if (S >= 8)
-        u += snprintf(knobs + u, sizeof knobs - u, "\n  data.seq_len %d: %s", S / 4,
-                      run_bytes(b[8], 32, total_with(rc, distill, t, s, B, A, S / 4, rc->teacher.dtype)));
-    if (p.teacher > 0 && rc->teacher.dtype == NX_F32)
-        u += snprintf(knobs + u, sizeof knobs - u, "\n  teacher.dtype bf16: %s",
-                      run_bytes(b[9], 32, total_with(rc, distill, t, s, B, A, S, NX_BF16)));
-    if (B > 1 && S >= 8)
-        u += snprintf(knobs + u, sizeof knobs - u, "\n  all of these together: %s",
-                      run_bytes(b[7], 32, total_with(rc, distill, t, s, 1, A * B, S / 4, p.teacher > 0 ? NX_BF16 : rc->teacher.dtype)));
-    snprintf(knobs + u, sizeof knobs - u, "\n  a smaller student (its weights, gradients and AdamW moments "
-             "take 16 bytes per parameter)\n  device: cuda, on a machine with an NVIDIA GPU (the tensors in its memory)");
-    return nx_fail(err, "the run needs %s of memory but %s is available (%s):\n"
-                        "  student %s (%.0f parameters: weights, gradients, AdamW), activations %s (B %d × T %d)\n"
-                        "  teacher %s (%s) + activations %s + losses %s, evaluation %s, data ~%s, runtime %s\n"
-                        "what would shrink it:%s",
-                   run_bytes(b[0], 32, p.total), run_bytes(b[1], 32, avail), src, run_bytes(b[2], 32, p.student),
-                   p.params, run_bytes(b[3], 32, p.activations), B, S - 1, run_bytes(b[4], 32, p.teacher),
-                   nx_dtype_name(rc->teacher.dtype), run_bytes(b[5], 32, p.teacher_acts),
-                   run_bytes(b[6], 32, p.losses), run_bytes(b[7], 32, p.eval), run_bytes(b[8], 32, p.data),
-                   run_bytes(b[9], 32, p.runtime), knobs);
+    knob_lines(rc, distill, t, s, &p, knobs, sizeof knobs);
+    char *plan = NULL;
+    size_t plen = 0;
+    FILE *f = open_memstream(&plan, &plen);
+    NX_ASSERTM(f, "out of memory");
+    nx_run_plan_print(f, &p, rc, avail, src);
+    fclose(f);
+    int r = nx_fail(err, "the run needs %s of %smemory but %s is available:\n%swhat would shrink it:%s",
+                    run_bytes(b[0], 32, p.total), p.gpu ? "GPU " : "", run_bytes(b[1], 32, avail), plan, knobs);
+    free(plan);
+    return r;
 }

@@ -291,7 +291,9 @@ static int finish(run_state *s, const nx_run_config *rc, bool distill, const nx_
     }
     if (distill) {
         out->teacher.params = nx_model_count(tcfg);
-        out->teacher.bytes = (double)out->teacher.params * nx_dtype_size(tcfg->dtype);
+        /* as held: a GGUF teacher's quantized blocks count at their size */
+        out->teacher.bytes = s->have_teacher_weights ? (double)s->teacher.nbytes
+                                                     : (double)out->teacher.params * nx_dtype_size(tcfg->dtype);
     }
     if (nx_hf_save_model(rc->output.dir, &s->student, rc->output.dtype, err)) return NX_ERR;
     if (s->tr.mask_host && nx_hf_save_mask(rc->output.dir, &s->student.cfg, s->tr.mask_host, err)) return NX_ERR;
@@ -321,7 +323,7 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     /* configs only: where the run writes, the shapes, their contexts, the memory */
     if (run_dir_check_paths(rc, err) || nx_modelfile_config(rc->teacher.path, &tcfg, err) ||
         student_shape(rc, distill, &tcfg, &scfg, err) || check_context(rc, distill, &tcfg, &scfg, err) ||
-        run_plan_check(rc, distill, &tcfg, &scfg, err) || run_dir_open(&s.dir, rc, o, err))
+        (!o->init_only && run_plan_check(rc, distill, &tcfg, &scfg, be, err)) || run_dir_open(&s.dir, rc, o, err))
         goto fail;
     if (load_teacher(&s, rc, distill, be, &tcfg, err)) goto fail;
     if (nx_model_init_on(&s.student, &scfg, NX_F32, be, err)) goto fail;
@@ -336,7 +338,17 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         goto fail;
     }
     /* (skipped on resume: the checkpoint holds the student) */
-    if (!o->resume && run_init_student(&s.student, &s.teacher, rc, &ld, &s.mask, err)) goto fail;
+    if (!o->resume && run_init_student(&s.student, &s.teacher, rc, &ld, &s.mask, o->init_only, err)) goto fail;
+    if (o->init_only) { /* the initialised student is the result */
+        out->student.params = nx_model_count(&scfg);
+        out->student.bytes = (double)out->student.params * nx_dtype_size(rc->output.dtype);
+        if (nx_hf_save_model(rc->output.dir, &s.student, rc->output.dtype, err) ||
+            (s.mask && nx_hf_save_mask(rc->output.dir, &scfg, s.mask, err)) ||
+            nx_modelfile_copy_tokenizer(rc->teacher.path, rc->output.dir, err))
+            goto fail;
+        rcode = NX_OK;
+        goto fail;
+    }
 
     nx_train_opts to = nx_run_train_opts(rc, distill);
     if (nx_trainer_init(&s.tr, &s.student, distill ? &s.teacher : NULL, &to, err)) goto fail;
@@ -373,6 +385,8 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
         tokens += st.tokens;
         double tps = (s.tr.step - pg.start) * (double)st.tokens / t_train; /* this session's steps */
         if (run_metrics_step(&s.metrics, &st, tokens, dt, tps, err)) goto fail;
+        nx_mem_info mi;
+        nx_backend_mem_info(be, &mi); /* samples the device's use (cuBLAS allocates lazily) */
         run_progress_step(&pg, &st, s.tr.step, t_train, tps);
         bool last = s.tr.step == pg.total;
         if (s.have_val && rc->eval.every > 0 && s.tr.step % rc->eval.every == 0 && !last) {
@@ -400,6 +414,19 @@ int nx_run(const nx_run_config *rc, const nx_run_opts *o, nx_run_summary *out, n
     out->student.bytes = (double)out->student.params * nx_dtype_size(rc->output.dtype);
     out->has_teacher = distill;
     if (out->interrupted || finish(&s, rc, distill, &tcfg, out, err) == NX_OK) rcode = NX_OK;
+    if (rcode == NX_OK && rc->device == NX_DEVICE_CUDA) { /* after the final evaluation */
+        nx_run_plan p;
+        nx_mem_info mi;
+        nx_backend_mem_info(be, &mi);
+        if (nx_run_plan_compute(rc, distill, &tcfg, &scfg, &p, err) ||
+            run_metrics_memory(&s.metrics, s.tr.step, &p, &mi, err)) {
+            rcode = NX_ERR;
+        } else {
+            out->gpu = true;
+            out->gpu_plan = p.total, out->gpu_peak_allocated = mi.peak, out->gpu_peak_used = mi.device_used_peak;
+            out->gpu_total = mi.device_total;
+        }
+    }
 fail:
     cleanup(&s);
     return rcode;

@@ -52,9 +52,11 @@ void run_dir_close(run_dir *d);
 
 /* ---- plan.c ---- */
 /* Refuses a run whose memory plan exceeds what is available, with the
- * plan, the memory available and what each knob would bring it to. */
+ * plan, the memory available and what each knob would bring it to; on
+ * the GPU (be: the CUDA backend, started) the plan is printed to stderr
+ * first, whether it fits or not. */
 int run_plan_check(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
-                   nx_err *err);
+                   nx_backend *be, nx_err *err);
 
 /* ---- init.c ---- */
 /* The student's first weights as rc->student.init says: random, copied
@@ -63,9 +65,11 @@ int run_plan_check(const nx_run_config *rc, bool distill, const nx_model_config 
  * (calibrated on those batches), or a model directory. *mask is set to a
  * malloc'd sparsity mask (student->nparams bytes) when the student has
  * one (prune with magnitude / wanda; load of a directory with a mask), else
- * NULL. */
+ * NULL. parallel: random weights drawn on every core
+ * (nx_model_init_random_parallel: other draws than a training run's). */
 int run_init_student(nx_model *student, const nx_model *teacher, const nx_run_config *rc, const nx_loader *ld,
-                     uint8_t **mask, nx_err *err);
+                     uint8_t **mask, bool parallel, nx_err *err);
+
 
 /* ---- prune.c: the steps `nexus prune` and student.init prune share ---- */
 /* n windows of T tokens at seeded random positions of src into ids (n·T). */
@@ -96,6 +100,9 @@ int run_metrics_open(run_metrics *m, const char *path, bool resume, int64_t keep
 int run_metrics_step(run_metrics *m, const nx_step_stats *st, int64_t tokens, double step_s, double tokens_per_s,
                      nx_err *err);
 int run_metrics_eval(run_metrics *m, int64_t step, const nx_eval_result *r, bool final, nx_err *err);
+/* {"gpu_memory": true, "step", plan_bytes, peak_allocated_bytes,
+ * peak_device_used_bytes, device_total_bytes, peak_used_over_plan} */
+int run_metrics_memory(run_metrics *m, int64_t step, const nx_run_plan *p, const nx_mem_info *mi, nx_err *err);
 void run_metrics_close(run_metrics *m);
 
 /* ---- progress.c: stderr ---- */

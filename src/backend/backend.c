@@ -154,6 +154,11 @@ void nx_backend_sync(nx_backend *be) { be->sync(be); }
 
 int nx_backend_plan(nx_backend *be, const nx_work *w, nx_err *err) { return be->plan(be, w, err); }
 
+void nx_backend_mem_info(nx_backend *be, nx_mem_info *out) {
+    memset(out, 0, sizeof *out);
+    if (be->mem_info) be->mem_info(be, out);
+}
+
 int nx_backend_set_precision(nx_backend *be, nx_precision p, nx_err *err) {
     if (be->set_precision) return be->set_precision(be, p, err);
     if (p == NX_PREC_FP32) return NX_OK;

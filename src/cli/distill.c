@@ -49,10 +49,17 @@ static void print_table(const nx_run_summary *s) {
     printf("trained %lld steps, %lld tokens", (long long)s->steps_done, (long long)s->tokens);
     if (s->tokens_per_s > 0) printf(", %.0f tokens/s this session\n", s->tokens_per_s);
     else printf(" (no steps left to run this session)\n");
+    if (s->gpu) {
+        char a[32], b[32], c[32], d[32];
+        human_bytes(a, sizeof a, s->gpu_plan), human_bytes(b, sizeof b, s->gpu_peak_allocated);
+        human_bytes(c, sizeof c, s->gpu_peak_used), human_bytes(d, sizeof d, s->gpu_total);
+        printf("GPU memory: plan %s, peak allocated %s, peak used on the device %s of %s (%.3f of the plan)\n", a, b, c,
+               d, s->gpu_plan > 0 ? s->gpu_peak_used / s->gpu_plan : 0);
+    }
 }
 
 static int run_cmd(const char *name, bool distill, int argc, char **argv) {
-    bool print_config = false, resume = false, overwrite = false;
+    bool print_config = false, resume = false, overwrite = false, init_only = false;
     cli_multi sets = {0};
     const char *out = NULL, *threads = NULL;
     const cli_opt opts[] = {
@@ -62,9 +69,11 @@ static int run_cmd(const char *name, bool distill, int argc, char **argv) {
         {"--print-config", OPT_FLAG, &print_config, "print the resolved config as YAML and exit"},
         {"--resume", OPT_FLAG, &resume, "continue from the newest checkpoint in checkpoint.dir"},
         {"--overwrite", OPT_FLAG, &overwrite, "replace an earlier run in output.dir (its checkpoints and metrics)"},
+        {"--init-only", OPT_FLAG, &init_only, "write the initialised student to output.dir and stop (a random "
+                                              "model of any shape, e.g. a stand-in teacher; drawn on every core)"},
     };
     const cli_spec spec = {
-        name, "CONFIG.yaml [--set key=value ...] [-o DIR] [-t N] [--resume | --overwrite] [--print-config]",
+        name, "CONFIG.yaml [--set key=value ...] [-o DIR] [-t N] [--resume | --overwrite] [--init-only] [--print-config]",
         distill ? "Distill the config's teacher into a smaller student and write it as a Hugging Face "
                   "model directory (config.json, model.safetensors, tokenizer) with metrics.jsonl. "
                   "Ctrl-C saves a checkpoint; --resume continues bit for bit. Keys: docs/CONFIG.md."
@@ -75,6 +84,10 @@ static int run_cmd(const char *name, bool distill, int argc, char **argv) {
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
     if (rc) return rc;
+    if (init_only && resume) {
+        fprintf(stderr, "nexus %s: --init-only starts a student: not with --resume\n", name);
+        return EXIT_USAGE;
+    }
     if (resume && overwrite) {
         fprintf(stderr, "nexus %s: give --resume or --overwrite, not both\n", name);
         cli_print_help(&spec, true);
@@ -99,10 +112,15 @@ static int run_cmd(const char *name, bool distill, int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    nx_run_opts o = {.distill = distill, .resume = resume, .overwrite = overwrite, .progress = cli_stderr_tty(), .stop = &g_stop};
+    nx_run_opts o = {.distill = distill, .resume = resume, .overwrite = overwrite, .progress = cli_stderr_tty(), .stop = &g_stop,
+                     .init_only = init_only};
     nx_run_summary sum;
     if (nx_run(&cfg, &o, &sum, &err)) return cli_error(name, err.msg);
     if (sum.interrupted) return EXIT_INTERRUPTED;
+    if (init_only) {
+        printf("initialised student (%zu parameters) written to %s\n", sum.student.params, cfg.output.dir);
+        return EXIT_OK;
+    }
     print_table(&sum);
     printf("student written to %s\n", cfg.output.dir);
     return EXIT_OK;

@@ -82,13 +82,15 @@ static const char *commas(double v, char *buf, size_t n) {
 int cmd_info(int argc, char **argv) {
     long B = 1, T = 0;
     bool json = false;
+    cli_multi sets = {0};
     const cli_opt opts[] = {
+        {"--set", OPT_MULTI, &sets, "a run config's key, as for distill (repeatable)"},
         {"--batch", OPT_INT, &B, "batch size B for the memory estimates (default 1)"},
         {"--seq-len", OPT_INT, &T, "sequence length T (default max_position_embeddings)"},
         {"--json", OPT_FLAG, &json, "print one JSON object instead of the table"},
     };
     const cli_spec spec = {
-        "info", "MODEL_DIR|MODEL.gguf|CONFIG_JSON|RUN_CONFIG.yaml [--batch B] [--seq-len T] [--json]",
+        "info", "MODEL_DIR|MODEL.gguf|CONFIG_JSON|RUN_CONFIG.yaml [--batch B] [--seq-len T] [--set k=v] [--json]",
         "Show a Hugging Face model's architecture, parameter counts by part, its size on disk\n"
         "and at f32/bf16/int8/4-bit, and the memory to run and train it. MODEL_DIR holds\n"
         "config.json and (optionally) model.safetensors or a sharded index; a config.json path\n"
@@ -100,8 +102,9 @@ int cmd_info(int argc, char **argv) {
         "  inference = 4N + 8·L·B·T·KVH·HS (KV cache) + 4·B·(3C + 2F + V + NH·T)\n"
         "  training  = 16N (weights, grads, AdamW m, v) + the activations nexus plans for B×T.\n"
         "A run config (CONFIG.yaml) shows its student, with B and T from the config; a\n"
-        "distillation adds the teacher's weights and inference activations.",
-        opts, 3, 1, 1};
+        "distillation adds the teacher's weights and inference activations; with device: cuda,\n"
+        "the GPU memory plan that distill prints and checks before loading.",
+        opts, 4, 1, 1};
     const char *pos[1];
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
@@ -128,25 +131,28 @@ int cmd_info(int argc, char **argv) {
     size_t plen = strlen(path);
     bool yaml = !is_dir && plen > 5 && (!strcmp(path + plen - 5, ".yaml") || !strcmp(path + plen - 4, ".yml"));
     double teacher_bytes = 0; /* distillation: teacher weights + inference activations */
+    nx_run_plan gpu_plan = {0}; /* device: cuda: the GPU memory plan of distilling */
+    nx_run_config run;
     if (yaml) {
-        nx_run_config rc;
         nx_model_config tc, *tcp = NULL;
-        if (nx_run_config_load(&rc, path, NULL, 0, &err)) {
+        if (nx_run_config_load(&run, path, sets.v, sets.n, &err)) {
             cli_error("info", err.msg);
             return EXIT_USAGE; /* as for distill: a run config that does not load is a usage error */
         }
-        if (nx_modelfile_config(rc.teacher.path, &tc, &err) == NX_OK) tcp = &tc;
-        if (nx_run_config_student_shape(&rc, tcp, &c, &err))
+        if (nx_modelfile_config(run.teacher.path, &tc, &err) == NX_OK) tcp = &tc;
+        if (nx_run_config_student_shape(&run, tcp, &c, &err))
             return cli_error("info", err.msg); /* names the teacher when its shape is needed */
-        if (B == 1) B = rc.data.batch_size;
-        if (T == 0) T = rc.data.seq_len - 1;
+        if (B == 1) B = run.data.batch_size;
+        if (T == 0) T = run.data.seq_len - 1;
         if (tcp) {
-            nx_train_opts to = nx_run_train_opts(&rc, true);
+            nx_train_opts to = nx_run_train_opts(&run, true);
             to.B = (int)B, to.T = (int)T;
-            teacher_bytes = (double)nx_model_bytes(&tc, rc.teacher.dtype) +
+            teacher_bytes = (double)nx_model_bytes(&tc, run.teacher.dtype) +
                             (double)nx_acts_bytes(&tc, (int)B, (int)T,
                                                   to.attention_weight > 0 ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) +
                             (double)nx_trainer_loss_bytes(&c, &tc, &to);
+            if (run.device == NX_DEVICE_CUDA && nx_run_plan_compute(&run, true, &tc, &c, &gpu_plan, &err))
+                return cli_error("info", err.msg);
         }
     } else if (gguf) {
         if (nx_gguf_open(&g, path, &err) || nx_gguf_model_config(&g, &c, &err)) {
@@ -259,6 +265,14 @@ int cmd_info(int argc, char **argv) {
         cJSON_AddNumberToObject(m, "train_activations", acts);
         if (yaml) cJSON_AddNumberToObject(m, "train_teacher", teacher_bytes);
         cJSON_AddNumberToObject(m, "train_total", train);
+        if (gpu_plan.gpu) {
+            cJSON *g = cJSON_AddObjectToObject(r, "gpu_plan");
+            const char *key[] = {"student", "activations", "teacher", "teacher_activations", "losses", "evaluation",
+                                 "cuda_workspace", "context", "total"};
+            double val[] = {gpu_plan.student, gpu_plan.activations, gpu_plan.teacher, gpu_plan.teacher_acts,
+                            gpu_plan.losses, gpu_plan.eval, gpu_plan.workspace, gpu_plan.context, gpu_plan.total};
+            for (int i = 0; i < 9; i++) cJSON_AddNumberToObject(g, key[i], val[i]);
+        }
         char *out = cJSON_Print(r);
         puts(out);
         free(out);
@@ -309,5 +323,11 @@ int cmd_info(int argc, char **argv) {
            human(train, a, sizeof a), human(16 * N, b, sizeof b), human(acts, d, sizeof d));
     if (teacher_bytes > 0) printf(" + teacher %s", human(teacher_bytes, e, sizeof e));
     printf("\n");
+    if (gpu_plan.gpu) { /* what `nexus distill` prints and checks before loading (device: cuda) */
+        printf("\n");
+        nx_run_plan_print(stdout, &gpu_plan, &run, -1, "");
+    } else if (yaml && run.device == NX_DEVICE_CUDA) {
+        printf("\nGPU memory plan: needs the teacher's config.json (%s)\n", run.teacher.path);
+    }
     return EXIT_OK;
 }

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <unordered_map>
+
 #include "cuda_impl.h"
 
 cu_state CU;
@@ -34,17 +36,59 @@ void cu_check_blas(cublasStatus_t s, const char *what) {
 
 namespace {
 
+/* Sizes of the live allocations, for the allocated bytes and their peak. */
+std::unordered_map<void *, size_t> SIZES;
+
+/* The device's use now (total − free), kept as its peak. */
+void sample_device(size_t *free_b = nullptr, size_t *total_b = nullptr) {
+    size_t f = 0, t = 0;
+    if (cudaMemGetInfo(&f, &t) != cudaSuccess) {
+        cudaGetLastError();
+        return;
+    }
+    if ((double)(t - f) > CU.used_peak) CU.used_peak = (double)(t - f);
+    if (free_b) *free_b = f;
+    if (total_b) *total_b = t;
+}
+
+/* cudaMalloc, counted; false (the error cleared) when the memory is not there. */
+bool counted_malloc(void **p, size_t n) {
+    if (cudaMalloc(p, n) != cudaSuccess) {
+        cudaGetLastError();
+        *p = nullptr;
+        return false;
+    }
+    SIZES[*p] = n;
+    CU.allocated += (double)n;
+    if (CU.allocated > CU.peak) CU.peak = CU.allocated;
+    sample_device();
+    return true;
+}
+
+void counted_free(void *p) {
+    if (!p) return;
+    auto it = SIZES.find(p);
+    if (it != SIZES.end()) {
+        CU.allocated -= (double)it->second;
+        SIZES.erase(it);
+    }
+    cu_check(cudaFree(p), "cudaFree");
+}
+
 void *cu_alloc(nx_backend *, size_t n) {
     void *p = nullptr;
-    if (cudaMalloc(&p, n ? n : 256) != cudaSuccess) {
-        cudaGetLastError(); /* clear the error: the caller reports it */
-        return nullptr;
-    }
+    if (!counted_malloc(&p, n ? n : 256)) return nullptr; /* the caller reports it */
     cu_check(cudaMemset(p, 0, n ? n : 256), "cudaMemset");
     return p;
 }
 
-void cu_free(nx_backend *, void *p) { cu_check(cudaFree(p), "cudaFree"); }
+void cu_mem_info(nx_backend *, nx_mem_info *o) {
+    size_t f = 0, t = 0;
+    sample_device(&f, &t);
+    *o = nx_mem_info{true, CU.allocated, CU.peak, (double)f, (double)t, CU.used_peak};
+}
+
+void cu_free(nx_backend *, void *p) { counted_free(p); }
 
 void cu_upload(nx_backend *, void *dst, const void *src, size_t n) {
     cu_check(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "upload");
@@ -64,18 +108,13 @@ void cu_sync(nx_backend *) { cu_check(cudaDeviceSynchronize(), "sync"); }
 
 size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
-/* The workspace holds: the partial sums; per row a double (row losses)
- * and four ints (span tables, sort keys and values); the radix sort's own
- * temporary storage; one widened non-f32 matrix; the pointer arrays of a
- * batched product; RMSNorm's partial column sums. Attention's score area
- * (CU_SCORE_FLOATS) is its own allocation, made when attention is planned. */
+/* The workspace without attention's score area (sizes.c says what it holds). */
 size_t work_need(const nx_work *w) {
-    size_t rows = (size_t)(w->rows > 0 ? w->rows : 1);
     size_t sort = 0;
-    cu_sort_bytes(rows, &sort);
-    return align256(CU_PARTIALS * sizeof(double)) + 2 * align256(sizeof(int)) + align256(rows * sizeof(double)) +
-           6 * align256(rows * sizeof(int32_t)) + align256(sort) + align256((size_t)w->weight_elems * sizeof(float)) +
-           align256(3 * CU_MAX_PAIRS * sizeof(void *)) + align256(CU_NORM_PARTIALS * sizeof(double)) + 4096;
+    cu_sort_bytes((size_t)(w->rows > 0 ? w->rows : 1), &sort);
+    nx_work nw = *w;
+    nw.ctx = 0;
+    return nx_cuda_work_bytes(&nw, sort);
 }
 
 int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
@@ -84,19 +123,15 @@ int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
     if (need > CU.work_bytes) {
         cu_check(cudaDeviceSynchronize(), "sync before growing the workspace");
         void *n = nullptr;
-        if (cudaMalloc(&n, need) != cudaSuccess) {
-            cudaGetLastError();
+        if (!counted_malloc(&n, need))
             return nx_fail(err, "out of GPU memory: could not allocate %.1f MiB of CUDA workspace", need / 1048576.0);
-        }
-        if (CU.work) cu_check(cudaFree(CU.work), "cudaFree");
+        counted_free(CU.work);
         CU.work = (char *)n;
         CU.work_bytes = need;
     }
-    if (p.ctx > 0 && !CU.scores && cudaMalloc(&CU.scores, CU_SCORE_FLOATS * sizeof(float)) != cudaSuccess) {
-        cudaGetLastError();
+    if (p.ctx > 0 && !CU.scores && !counted_malloc((void **)&CU.scores, CU_SCORE_FLOATS * sizeof(float)))
         return nx_fail(err, "out of GPU memory: could not allocate %.0f MiB for attention scores",
                        CU_SCORE_FLOATS * 4 / 1048576.0);
-    }
     size_t rows = (size_t)(p.rows > 0 ? p.rows : 1);
     if (rows > CU.rows_cap) {
         free(CU.rows_host);
@@ -220,6 +255,7 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
     BACKEND.plan = cu_plan;
     BACKEND.supports_weight = cu_supports_weight;
     BACKEND.set_precision = cu_set_precision;
+    BACKEND.mem_info = cu_mem_info;
     BACKEND.impl = &CU;
     nx_err pe;
     nx_work w = {};

@@ -19,12 +19,7 @@ extern "C" {
 #include "nexus/ops.h"
 }
 
-/* Blocks of a grid-stride reduction: partial sums are this many doubles. */
-enum { CU_PARTIALS = 512, CU_THREADS = 256 };
-/* Attention by GEMMs (attention_gemm.cu): the score area holds this many
- * floats (a chunk of T×T maps), a batched product at most this many
- * (sequence, head) pairs. RMSNorm's weight gradient: partial column sums. */
-enum : int64_t { CU_SCORE_FLOATS = (int64_t)1 << 24, CU_MAX_PAIRS = 16384, CU_NORM_PARTIALS = (int64_t)1 << 19 };
+#include "sizes.h"
 
 struct cu_state {
     cublasHandle_t blas;
@@ -35,6 +30,7 @@ struct cu_state {
     float *scores;         /* CU_SCORE_FLOATS (device), once attention is planned */
     int32_t *rows_host;    /* (2 · rows) host staging of the span tables */
     size_t rows_cap;
+    double allocated, peak, used_peak; /* bytes: nx_mem_info */
 };
 
 extern cu_state CU;
