@@ -376,35 +376,37 @@ void nx_model_get(const nx_model *m, int i, float *dst) {
     free(tmp);
 }
 
-void nx_model_init_random(nx_model *m, float std, nx_rng *rng) {
-    for (int i = 0; i < m->ntab; i++) {
-        const nx_param *p = &m->tab[i];
-        float *v = nx_xmalloc(sizeof(float) * p->numel);
-        bool norm = strstr(p->name, "norm") != NULL, bias = strstr(p->name, ".bias") != NULL;
-        for (size_t k = 0; k < p->numel; k++) v[k] = norm ? 1.0f : bias ? 0.0f : std * nx_rng_normal(rng);
-        nx_model_set(m, i, v, NX_F32);
-        free(v);
-    }
-}
-
-void nx_model_init_random_parallel(nx_model *m, float std, uint64_t seed) {
+/* Norms 1, biases 0, matrices normal(0, std): drawn in order from rng, or
+ * (rng NULL) in chunks of 2^20 values, each from its own stream of seed,
+ * on every core. */
+static void init_random(nx_model *m, float std, nx_rng *rng, uint64_t seed) {
     const size_t chunk = (size_t)1 << 20;
     for (int i = 0; i < m->ntab; i++) {
         const nx_param *p = &m->tab[i];
         float *v = nx_xmalloc(sizeof(float) * p->numel);
         bool norm = strstr(p->name, "norm") != NULL, bias = strstr(p->name, ".bias") != NULL;
-        int64_t nc = (int64_t)((p->numel + chunk - 1) / chunk);
+        if (norm || bias) {
+            for (size_t k = 0; k < p->numel; k++) v[k] = norm ? 1.0f : 0.0f;
+        } else if (rng) {
+            for (size_t k = 0; k < p->numel; k++) v[k] = std * nx_rng_normal(rng);
+        } else {
+            int64_t nc = (int64_t)((p->numel + chunk - 1) / chunk);
 #pragma omp parallel for schedule(dynamic)
-        for (int64_t c = 0; c < nc; c++) {
-            nx_rng r;
-            nx_rng_seed(&r, seed ^ ((uint64_t)i << 40) ^ (uint64_t)c * 0x9e3779b97f4a7c15ull);
-            size_t end = (size_t)(c + 1) * chunk < p->numel ? (size_t)(c + 1) * chunk : p->numel;
-            for (size_t k = (size_t)c * chunk; k < end; k++) v[k] = norm ? 1.0f : bias ? 0.0f : std * nx_rng_normal(&r);
+            for (int64_t c = 0; c < nc; c++) {
+                nx_rng r;
+                nx_rng_seed(&r, seed ^ ((uint64_t)i << 40) ^ (uint64_t)c * 0x9e3779b97f4a7c15ull);
+                size_t end = (size_t)(c + 1) * chunk < p->numel ? (size_t)(c + 1) * chunk : p->numel;
+                for (size_t k = (size_t)c * chunk; k < end; k++) v[k] = std * nx_rng_normal(&r);
+            }
         }
         nx_model_set(m, i, v, NX_F32);
         free(v);
     }
 }
+
+void nx_model_init_random(nx_model *m, float std, nx_rng *rng) { init_random(m, std, rng, 0); }
+
+void nx_model_init_random_parallel(nx_model *m, float std, uint64_t seed) { init_random(m, std, NULL, seed); }
 
 float *nx_model_reserve(nx_model *m, size_t extra, nx_err *err) {
     NX_ASSERTM(m->params, "only an f32 model trains parameters of its own");
