@@ -47,6 +47,21 @@ static void run_qmatmul(void *p) {
     job *j = p;
     for (int i = 0; i < j->iters; i++) nx_qmatmul(j->y, j->w, j->x, NULL, j->N, false, j->scratch);
 }
+/* nx_qmatmul of j with a switch on and off (nx_cpu_pool, nx_qprefill_widen),
+ * alternated over 3 rounds of best_of(reps): the best time of each; the
+ * switch is left on. */
+static void switch_ab(bool (*sw)(int), job *j, int reps, double *t_on, double *t_off) {
+    *t_on = *t_off = 1e30;
+    for (int r = 0; r < 3; r++) {
+        sw(1);
+        double a = best_of(run_qmatmul, j, reps);
+        sw(0);
+        double b = best_of(run_qmatmul, j, reps);
+        *t_on = a < *t_on ? a : *t_on, *t_off = b < *t_off ? b : *t_off;
+    }
+    sw(1);
+}
+
 static void run_dequant_gemm(void *p) {
     job *j = p;
     int OC = j->w->rows, IC = j->w->cols;
@@ -100,15 +115,8 @@ int main(int argc, char **argv) {
             nx_qkernel_select(paths[0]);
             {
                 job j = {&w, X, Y, wide, 1, 200, scratch};
-                double tp = 1e30, to = 1e30;
-                for (int rep = 0; rep < 3; rep++) { /* alternated */
-                    nx_cpu_pool(1);
-                    double a = best_of(run_qmatmul, &j, 3);
-                    nx_cpu_pool(0);
-                    double c = best_of(run_qmatmul, &j, 3);
-                    tp = a < tp ? a : tp, to = c < to ? c : to;
-                }
-                nx_cpu_pool(1);
+                double tp, to;
+                switch_ab(nx_cpu_pool, &j, 3, &tp, &to);
                 printf("\n         decode %s: pool %.1f us, OpenMP regions %.1f us (pool %.2fx)", paths[0],
                        tp / j.iters * 1e6, to / j.iters * 1e6, to / tp);
             }
@@ -119,15 +127,8 @@ int main(int argc, char **argv) {
                 tq = a < tq ? a : tq, td = b < td ? b : td;
             }
             if (types[k] == NX_IQ4_NL || types[k] == NX_Q5_0) { /* rows widened to Q8_0 once, or unpacked per tile */
-                double tw = 1e30, tn = 1e30;
-                for (int rep = 0; rep < 3; rep++) {
-                    nx_qprefill_widen(1);
-                    double a = best_of(run_qmatmul, &jq, 2);
-                    nx_qprefill_widen(0);
-                    double c = best_of(run_qmatmul, &jq, 2);
-                    tw = a < tw ? a : tw, tn = c < tn ? c : tn;
-                }
-                nx_qprefill_widen(1);
+                double tw, tn;
+                switch_ab(nx_qprefill_widen, &jq, 2, &tw, &tn);
                 printf("\n         prefill %d rows: widened to Q8_0 %.1f us, own tiles %.1f us (widened %.2fx)", NP,
                        tw / jq.iters * 1e6, tn / jq.iters * 1e6, tn / tw);
             }

@@ -146,12 +146,7 @@ void cpu_attention(nx_backend *be, float *out, float *probs, const float *q, int
     if (!probs) cpu_scratch(be, cpu_threads(be) - 1, per_thread); /* asserts the plan covers it */
     attend_args x = {out, probs, q, ldq, kv, spans, row0, NH, G, HS, T, window, scale, per_thread, be};
     if (maxblk == 1) { /* rows of equal cost (decode, short spans): a static split, on the decode pool */
-        if (cpu_pool_on()) {
-            cpu_pool_for(nspans * NH, cpu_threads(be), attend_items, &x);
-            return;
-        }
-#pragma omp parallel for schedule(static) num_threads(cpu_threads(be)) if (nspans * NH > 1)
-        for (int i = 0; i < nspans * NH; i++) attend_block(&x, i / NH, i % NH, 0, omp_get_thread_num());
+        cpu_pool_for(nspans * NH, cpu_threads(be), attend_items, &x);
         return;
     }
 #pragma omp parallel for schedule(dynamic) collapse(3) num_threads(cpu_threads(be))

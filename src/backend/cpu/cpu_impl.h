@@ -32,11 +32,10 @@ size_t cpu_work_bytes(const nx_backend *be);
 
 /* pool.c: fn(ctx, begin, end, t) over one contiguous range of 0..n−1 per
  * thread t < T, on the decode pool's threads (they poll briefly for the
- * next loop instead of sleeping: see pool.c); cpu_pool_on: whether it is
- * used (NEXUS_POOL=0 turns it off: the callers then run OpenMP loops). */
+ * next loop instead of sleeping: see pool.c), or as an OpenMP loop over
+ * the same ranges when the pool is off (NEXUS_POOL=0, nx_cpu_pool(0)). */
 typedef void (*cpu_range_fn)(void *ctx, int begin, int end, int thread);
 void cpu_pool_for(int n, int T, cpu_range_fn fn, void *ctx);
-bool cpu_pool_on(void);
 
 /* quant.c: block-typed weights through the 8-bit kernels (scratch from the
  * workspace); cpu_qgemm: whether many rows take them too (else the widened GEMM). */

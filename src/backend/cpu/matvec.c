@@ -168,12 +168,8 @@ typedef struct mvjob {
         int nblk = OC / 4;                                                                         \
         if (N == 1) {                                                                              \
             mvjob j = {Y, W, X, b, IC, acc};                                                       \
-            if ((long)OC * IC >= PAR_MIN_ELEMS && cpu_pool_on())                                   \
-                cpu_pool_for(nblk, omp_get_max_threads(), mv1_##S, &j);                            \
-            else {                                                                                 \
-                _Pragma("omp parallel for schedule(static) if ((long)OC * IC >= PAR_MIN_ELEMS)")   \
-                for (int k = 0; k < nblk; k++) mv1_##S(&j, k, k + 1, 0);                           \
-            }                                                                                      \
+            if ((long)OC * IC >= PAR_MIN_ELEMS) cpu_pool_for(nblk, omp_get_max_threads(), mv1_##S, &j); \
+            else mv1_##S(&j, 0, nblk, 0);                                                          \
             for (int o = 4 * nblk; o < OC; o++) put(&Y[o], dot1_##S(W + (long)o * IC, X, IC), b, o, acc); \
             return;                                                                                \
         }                                                                                          \

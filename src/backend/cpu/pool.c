@@ -21,10 +21,10 @@
  * cpu_pool_for(n, T, fn, ctx) splits items 0..n−1 into one contiguous
  * range per thread (T threads at most, as schedule(static) does), calls
  * fn(ctx, begin, end, t) on thread t for each, and returns when every
- * range is done. It runs the loop alone, on the
- * calling thread, inside an OpenMP region, when another thread is using
- * the pool, or with NEXUS_POOL=0 in the environment or nx_cpu_pool(0)
- * (the callers then run their OpenMP loops: benchmarks compare the two). */
+ * range is done. It runs the loop alone, on the calling thread, inside an
+ * OpenMP region or when another thread is using the pool; with
+ * NEXUS_POOL=0 in the environment or nx_cpu_pool(0) it runs the same
+ * ranges as an OpenMP loop (benchmarks compare the two). */
 #include <limits.h>
 #include <linux/futex.h>
 #include <omp.h>
@@ -141,11 +141,14 @@ static bool ensure_workers(int T) {
     return ok;
 }
 
-bool cpu_pool_on(void) { return pool_enabled(); }
-
 void cpu_pool_for(int n, int T, cpu_range_fn fn, void *ctx) {
     if (T > CPU_POOL_MAX) T = CPU_POOL_MAX;
     if (T > n) T = n;
+    if (!pool_enabled() && T > 1 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static) num_threads(T)
+        for (int i = 0; i < n; i++) fn(ctx, i, i + 1, omp_get_thread_num());
+        return;
+    }
     if (T <= 1 || !pool_enabled() || omp_in_parallel() || atomic_flag_test_and_set(&P.busy)) {
         if (n > 0) fn(ctx, 0, n, 0);
         return;

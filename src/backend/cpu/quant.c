@@ -1022,7 +1022,7 @@ void nx_qmatmul(float *Y, const nx_weight *W, const float *X, const float *b, in
         widen = W->type == NX_IQ4_NL ? widen_iq4_nl : W->type == NX_Q5_0 ? widen_q5_0 : NULL;
     qjob j = {Y, W, b, &A, tile, k->tile[0], widen, N, accumulate};
     bool par = (long)OC * IC * (N < 4 ? N : 4) >= PAR_MIN_MACS;
-    if (par && N <= CPU_MATVEC_ROWS && cpu_pool_on()) { /* decode: the pool's threads */
+    if (par && N <= CPU_MATVEC_ROWS) { /* decode: the pool's threads */
         cpu_pool_for(nblk, omp_get_max_threads(), qrows, &j);
         return;
     }
