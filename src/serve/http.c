@@ -206,6 +206,7 @@ static int start_job(server *s, conn *k, nx_api_error *e) {
     nx_sampler_free(&probe);
     if (engine_submit(&s->eng, j, e)) goto done;
     k->j = j, j = NULL;
+    atomic_fetch_add(&s->open_jobs, 1);
     k->nprompt = (int)n;
     k->include_usage = req.include_usage;
     snprintf(k->id, sizeof k->id, "%s-%016llx", kind == NX_REQ_CHAT ? "chatcmpl" : "cmpl",
@@ -443,6 +444,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     if (k->j) {
         engine_cancel(&s->eng, k->j); /* no-op when it is done */
         job_unref(&s->eng, k->j);
+        atomic_fetch_sub(&s->open_jobs, 1);
     }
     mx_request(&s->mx, k->r, k->responded ? k->status : 499);
     free(k->body), free(k->pend), free(k);
@@ -485,6 +487,17 @@ void http_quiesce(server *s) {
     if (s->mhd) {
         MHD_socket fd = MHD_quiesce_daemon(s->mhd);
         if (fd != MHD_INVALID_SOCKET) close(fd);
+    }
+}
+
+/* Lets the responses of finished or cancelled jobs reach their clients (the
+ * last events of a stream, the 503 of a cancelled wait) before the daemon
+ * closes every connection. */
+void http_flush(server *s, double max_s) {
+    double t0 = nx_now();
+    while (atomic_load(&s->open_jobs) > 0 && nx_now() - t0 < max_s) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
 }
 

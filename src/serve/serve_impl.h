@@ -17,6 +17,7 @@
 #define NEXUS_SERVE_IMPL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -154,12 +155,14 @@ typedef struct server {
     long created;
     void *mhd;
     volatile bool draining;
+    _Atomic int open_jobs;     /* connections holding a job, until their response is done */
     uint64_t seq;              /* request ids and default seeds */
     pthread_mutex_t seq_mu;
 } server;
 
 int http_start(server *s, nx_err *err);
 void http_quiesce(server *s);
+void http_flush(server *s, double max_s);
 void http_stop(server *s);
 int http_port(server *s);
 

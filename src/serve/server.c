@@ -87,6 +87,7 @@ int nx_serve_run(const nx_serve_opts *o, volatile sig_atomic_t *stop, nx_err *er
     int left = engine_load(&s->eng);
     if (left) fprintf(stderr, "nexus serve: cancelling %d requests still running\n", left);
     engine_stop(&s->eng);
+    http_flush(s, 2.0);
     http_stop(s);
     fprintf(stderr, "nexus serve: stopped\n");
     rc = NX_OK;
