@@ -475,6 +475,82 @@ TEST(mask_zeroes_pruned_entries_only) {
     }
 }
 
+/* x rounded to bf16 in place (round to nearest even, as the GPU narrows). */
+static void round_bf16(float *x, long n) {
+    uint16_t *h = malloc(2 * (n ? n : 1));
+    nx_convert(h, NX_BF16, x, NX_F32, n);
+    nx_convert(x, NX_F32, h, NX_BF16, n);
+    free(h);
+}
+
+/* The CUDA backend's bf16-precision paths: linear and its backward on bf16
+ * operands (bf16 weights as stored; f32 weights and activations narrowed
+ * in chunks, made small by setup to cover the chunking), exact but for the
+ * order of f32 sums against the reference on bf16-rounded inputs; flash attention (no maps; head sizes 32, 64, 128; causal,
+ * GQA, windows, sequences that end inside a 64-row block) against the
+ * reference on bf16-rounded q, k, v: the probabilities it rounds to bf16
+ * before P·V bound the difference. */
+TEST(cuda_bf16_linear_and_flash_attention) {
+    setup();
+    nx_err e;
+    nx_backend *be = nx_backend_cuda(&e);
+    if (!be) SKIP("%.200s", e.msg);
+    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_BF16, &e) == NX_OK);
+    /* N, IC, OC: one chunk, rows in chunks, W in chunks (setup narrows 4096 values at a time) */
+    int lin[][3] = {{1, 64, 5}, {3, 37, 9}, {70, 16, 3}, {9, 200, 130}, {600, 1024, 1030}, {520, 1100, 1024}};
+    for (int it = 0; it < 6; it++) {
+        const int N = lin[it][0], IC = lin[it][1], OC = lin[it][2];
+        float *x = rnd((long)N * IC, 1), *w = rnd((long)OC * IC, 1), *want = malloc(4 * (size_t)N * (size_t)OC);
+        float *dy = rnd((long)N * OC, 1), *dx = rnd((long)N * IC, 1), *dW = rnd((long)OC * IC, 1);
+        uint16_t *wt = malloc(2 * (size_t)OC * (size_t)IC);
+        nx_convert(wt, NX_BF16, w, NX_F32, (int64_t)OC * IC);
+        NX_ASSERT(nx_backend_plan(be, &(nx_work){.weight_elems = (int64_t)OC * IC}, NULL) == NX_OK);
+        nx_weight Wb = nx_weight_view(be, NX_BF16, OC, IC, up(be, wt, 2L * OC * IC));
+        nx_weight Wf = nx_weight_view(be, NX_F32, OC, IC, up(be, w, 4L * OC * IC));
+        float *xd = up(be, x, 4L * N * IC), *od = up(be, want, 4L * N * OC), *od2 = up(be, want, 4L * N * OC);
+        float *dyd = up(be, dy, 4L * N * OC), *dxd = up(be, dx, 4L * N * IC), *dWd = up(be, dW, 4L * OC * IC);
+        nx_linear(be, od, xd, &Wb, NULL, N);
+        nx_linear(be, od2, xd, &Wf, NULL, N);
+        nx_linear_backward(be, dxd, dWd, NULL, dyd, xd, &Wf, N);
+        round_bf16(x, (long)N * IC), round_bf16(w, (long)OC * IC), round_bf16(dy, (long)N * OC);
+        nx_weight Wr = nx_weight_view(REF, NX_F32, OC, IC, w);
+        nx_linear(REF, want, x, &Wr, NULL, N);
+        nx_linear_backward(REF, dx, dW, NULL, dy, x, &Wr, N);
+        EXPECT(rel_err(be, od, want, (long)N * OC), 1e-6, "bf16 linear, bf16 weights");
+        /* f32 weights: bf16 operands from 512 rows and 1024 × 1024, else cuBLAS's FAST_16BF (its own rounding) */
+        double tol = N >= 512 && IC >= 1024 && OC >= 1024 ? 1e-6 : 1e-2;
+        EXPECT(rel_err(be, od2, want, (long)N * OC), tol, "bf16 linear, f32 weights");
+        EXPECT(rel_err(be, dxd, dx, (long)N * IC), tol, "bf16 linear_backward din");
+        EXPECT(rel_err(be, dWd, dW, (long)OC * IC), tol, "bf16 linear_backward dW");
+        nx_backend_free(be, Wb.data), nx_backend_free(be, Wf.data), nx_backend_free(be, xd), nx_backend_free(be, od);
+        nx_backend_free(be, od2), nx_backend_free(be, dyd), nx_backend_free(be, dxd), nx_backend_free(be, dWd);
+        free(x), free(w), free(want), free(wt), free(dy), free(dx), free(dW);
+    }
+    /* B, T, NH, KVH, HS, window */
+    int att[][6] = {{1, 1, 1, 1, 64, 0},    {2, 5, 2, 1, 32, 0},     {1, 64, 4, 4, 64, 0},  {2, 65, 4, 2, 64, 0},
+                    {1, 150, 8, 2, 128, 0}, {2, 130, 4, 1, 64, 20},  {1, 200, 2, 2, 32, 64}, {1, 300, 4, 2, 128, 100},
+                    {3, 97, 6, 3, 32, 1},   {1, 257, 2, 1, 64, 300}};
+    for (unsigned it = 0; it < sizeof att / sizeof att[0]; it++) {
+        int B = att[it][0], T = att[it][1], NH = att[it][2], KVH = att[it][3], HS = att[it][4], W = att[it][5];
+        int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV + 2 * (int)(it % 2); /* fused q, k, v; a gap on odd cases */
+        long N = (long)B * T;
+        nx_span sp[3];
+        for (int b = 0; b < B; b++) sp[b] = (nx_span){b, 0, T};
+        float *x = rnd(N * ld, 1), *out = malloc(4 * N * Q);
+        float *xd = up(be, x, 4 * N * ld), *outd = up(be, out, 4 * N * Q);
+        round_bf16(x, N * ld);
+        nx_kv kv = {x + Q, x + Q + KV, ld, (int64_t)T * ld}, kvd = {xd + Q, xd + Q + KV, ld, (int64_t)T * ld};
+        nx_attention(REF, out, NULL, x, ld, kv, sp, B, NH, KVH, HS, W);
+        nx_attention(be, outd, NULL, xd, ld, kvd, sp, B, NH, KVH, HS, W);
+        char what[96];
+        snprintf(what, sizeof what, "flash attention B %d T %d heads %d/%d size %d window %d", B, T, NH, KVH, HS, W);
+        EXPECT(rel_err(be, outd, out, N * Q), 4e-3, what);
+        nx_backend_free(be, xd), nx_backend_free(be, outd);
+        free(x), free(out);
+    }
+    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
+}
+
 TEST(cuda_backend_present) {
     setup();
     nx_err e;
@@ -513,6 +589,7 @@ static void setup(void) {
     REF = nx_backend_ref();
     UNDER[NUNDER++] = nx_backend_cpu();
     nx_err e;
+    setenv("NEXUS_CUDA_NARROW_ELEMS", "65536", 0); /* bf16 products in many chunks */
     nx_backend *cuda = nx_backend_cuda(&e);
     if (cuda) UNDER[NUNDER++] = cuda;
     for (int i = 0; i < NUNDER; i++)

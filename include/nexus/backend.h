@@ -60,10 +60,12 @@ typedef struct nx_work {
     int64_t weight_elems; /* elements of the largest non-f32 matrix given to linear */
 } nx_work;
 
-/* How the matrix products of linear compute. Storage (weights,
- * activations, optimizer state) stays f32 in every mode; only the GEMMs'
- * inputs are rounded (to TF32 or BF16, as PyTorch's TF32 flag and bf16
- * autocast do), with f32 accumulation. */
+/* How the matrix products of linear compute. Training's storage
+ * (weights, activations, optimizer state) stays f32 in every mode; only
+ * the GEMMs' inputs are rounded (to TF32 or BF16, as PyTorch's TF32 flag
+ * and bf16 autocast do), with f32 accumulation. A backend may take
+ * shortcuts of the same rounding in BF16 (CUDA: bf16 operands, flash
+ * attention where no maps are kept). */
 typedef enum nx_precision { NX_PREC_FP32, NX_PREC_TF32, NX_PREC_BF16 } nx_precision;
 
 /* A device's memory (bytes). allocated / peak: what the backend's own
@@ -127,6 +129,10 @@ size_t nx_cuda_sort_bound(size_t n);
 #define NX_CUDA_CONTEXT_BYTES ((size_t)768 << 20)
 /* "fp32", "tf32" or "bf16" (the spelling of configs and --precision). */
 int nx_precision_parse(const char *s, nx_precision *p, nx_err *err);
+/* How an inference command holds a model's float weights in precision p:
+ * bf16 in bf16 precision (its products round them to bf16 anyway; half
+ * the memory, and products on bf16 operands), else f32. */
+nx_dtype nx_precision_hold(nx_precision p);
 /* "cpu", "ref" or "cuda". */
 nx_backend *nx_backend_by_name(const char *name, nx_err *err);
 

@@ -53,6 +53,9 @@ typedef struct nx_sampler {
     int32_t *counts;  /* (V) tokens drawn so far; only with a presence or frequency penalty */
 } nx_sampler;
 
+/* Is every draw the argmax of the logits as they come (greedy, with no
+ * penalty)? Then the argmax may be taken where the logits are. */
+bool nx_sampler_greedy(const nx_sampler *s);
 /* Validates o (names the bad option) and plans the sampler's buffers. */
 int nx_sampler_init(nx_sampler *s, const nx_sample_opts *o, int V, uint64_t seed, nx_err *err);
 void nx_sampler_free(nx_sampler *s);
@@ -143,6 +146,8 @@ typedef struct nx_gen {
     nx_span *spans;          /* (S) host */
     int *span_slot;          /* (S) */
     float *logits;           /* (S, V) host copy when the backend's memory is not the host's */
+    int32_t *argmax_dev;     /* (S) on such a backend: greedy steps download ids, not logits */
+    int32_t *argmax_host;    /* (S) */
     int next_prefill;        /* round-robin start among prompts */
 } nx_gen;
 

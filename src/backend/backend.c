@@ -172,6 +172,8 @@ int nx_precision_parse(const char *s, nx_precision *p, nx_err *err) {
     return nx_fail(err, "unknown precision '%s' (known: fp32, tf32, bf16)", s);
 }
 
+nx_dtype nx_precision_hold(nx_precision p) { return p == NX_PREC_BF16 ? NX_BF16 : NX_F32; }
+
 bool nx_backend_supports_weight(const nx_backend *be, nx_dtype t) { return be->supports_weight(be, t); }
 
 nx_work nx_work_max(nx_work a, nx_work b) {

@@ -153,7 +153,7 @@ static int measure(const char *dir, const settings *st_, result *r, nx_err *err)
     if (!be || nx_precision_parse(st->precision, &prec, err) || nx_backend_set_precision(be, prec, err) ||
         nx_modelfile_tokenizer(tokdir, &tok, err))
         goto out;
-    if (nx_modelfile_load(dir, NX_F32, be, &m, NULL, err)) goto out;
+    if (nx_modelfile_load(dir, nx_precision_hold(prec), be, &m, NULL, err)) goto out;
     r->params = (double)nx_model_count(&m.cfg);
     r->disk_bytes = disk_size(dir);
     if (st->data) {
@@ -182,7 +182,7 @@ static int measure(const char *dir, const settings *st_, result *r, nx_err *err)
     if (st->data) {
         r->is_teacher = st->teacher && same_dir(dir, st->teacher);
         r->has_teacher = st->teacher && !r->is_teacher;
-        if (r->has_teacher && nx_modelfile_load(st->teacher, NX_F32, be, &t, NULL, err)) {
+        if (r->has_teacher && nx_modelfile_load(st->teacher, nx_precision_hold(prec), be, &t, NULL, err)) {
             nx_fail_prefix(err, "teacher");
             goto out;
         }

@@ -112,7 +112,7 @@ int cmd_generate(int argc, char **argv) {
     nx_backend *be = nx_backend_by_name(device, &err);
     nx_precision prec;
     if (!be || nx_precision_parse(precision, &prec, &err) || nx_backend_set_precision(be, prec, &err) ||
-        nx_modelfile_load(dir, NX_F32, be, &m, NULL, &err))
+        nx_modelfile_load(dir, nx_precision_hold(prec), be, &m, NULL, &err))
         goto done;
     const nx_model_config *c = &m.cfg;
     int32_t bos_id = nx_tokenizer_bos_id(tok) >= 0 ? nx_tokenizer_bos_id(tok) : c->bos_id;

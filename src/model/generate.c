@@ -36,7 +36,14 @@ int nx_gen_init(nx_gen *g, const nx_model *m, int S, int ctx, int chunk, nx_deto
     g->ids = nx_xmalloc(sizeof(int32_t) * (S + chunk));
     g->spans = nx_xmalloc(sizeof(nx_span) * S);
     g->span_slot = nx_xmalloc(sizeof(int) * S);
-    if (!m->be->host_memory) g->logits = nx_xmalloc(sizeof(float) * S * m->cfg.V);
+    if (!m->be->host_memory) {
+        g->logits = nx_xmalloc(sizeof(float) * S * m->cfg.V);
+        g->argmax_host = nx_xmalloc(sizeof(int32_t) * S);
+        if (!(g->argmax_dev = nx_backend_alloc(m->be, sizeof(int32_t) * S, "generation ids", err))) {
+            nx_gen_free(g);
+            return NX_ERR;
+        }
+    }
     return NX_OK;
 }
 
@@ -56,7 +63,8 @@ void nx_gen_free(nx_gen *g) {
         clear_slot(&g->slots[s]);
         free(g->slots[s].ids);
     }
-    free(g->slots), free(g->ids), free(g->spans), free(g->span_slot), free(g->logits);
+    free(g->slots), free(g->ids), free(g->spans), free(g->span_slot), free(g->logits), free(g->argmax_host);
+    if (g->argmax_dev) nx_backend_free(g->m->be, g->argmax_dev);
     nx_acts_free(&g->acts);
     nx_kv_cache_free(&g->kv);
     memset(g, 0, sizeof *g);
@@ -203,7 +211,16 @@ int nx_gen_step(nx_gen *g, nx_gen_event *ev) {
     nx_batch b = {.N = N, .ids = g->ids, .spans = g->spans, .nspans = ns, .kv = &g->kv, .out = NX_OUT_LAST};
     nx_model_run(g->m, &g->acts, &b);
     const float *logits = g->acts.logits;
-    if (g->logits) {
+    /* greedy draws on a device: the argmax there, and ids come back instead of logits */
+    bool argmax_there = g->argmax_dev != NULL;
+    for (int i = 0; i < ns && argmax_there; i++) {
+        const nx_gen_slot *sl = &g->slots[g->span_slot[i]];
+        argmax_there = sl->n_cached + g->spans[i].len < sl->n || nx_sampler_greedy(&sl->sampler);
+    }
+    if (argmax_there) {
+        nx_argmax(g->m->be, g->argmax_dev, logits, ns, c->V);
+        nx_backend_download(g->m->be, g->argmax_host, g->argmax_dev, sizeof(int32_t) * ns);
+    } else if (g->logits) {
         nx_backend_download(g->m->be, g->logits, logits, sizeof(float) * ns * c->V);
         logits = g->logits;
     }
@@ -213,7 +230,8 @@ int nx_gen_step(nx_gen *g, nx_gen_event *ev) {
         nx_gen_slot *sl = &g->slots[s];
         sl->n_cached += g->spans[i].len;
         if (sl->n_cached < sl->n) continue; /* more of the prompt to come */
-        int32_t t = nx_sampler_sample(&sl->sampler, logits + (size_t)i * c->V, sl->ids, sl->n);
+        int32_t t = argmax_there ? g->argmax_host[i]
+                                 : nx_sampler_sample(&sl->sampler, logits + (size_t)i * c->V, sl->ids, sl->n);
         took(g, s, t, &ev[nev++]);
     }
     return nev;

@@ -59,6 +59,10 @@ static int by_logit_desc(const void *a, const void *b) {
 
 static int32_t draw(nx_sampler *s, const float *logits, const int32_t *hist, int nhist);
 
+bool nx_sampler_greedy(const nx_sampler *s) {
+    return s->o.temperature == 0 && !s->counts && s->o.repetition_penalty == 1.0f;
+}
+
 int32_t nx_sampler_sample(nx_sampler *s, const float *logits, const int32_t *hist, int nhist) {
     int32_t t = draw(s, logits, hist, nhist);
     if (s->counts) s->counts[t]++;

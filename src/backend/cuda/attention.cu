@@ -164,6 +164,10 @@ void cu_attention(nx_backend *, float *out, float *probs, const float *q, int64_
             NX_ASSERTM(spans[s].seq == s && spans[s].pos == 0 && spans[s].len == T,
                        "attention maps are kept only for training spans {b, 0, T}");
     if (N == 0) return;
+    if (!probs && cu_flash_fits(HS) && cu_whole_sequences(spans, nspans)) {
+        cu_flash_attention(out, q, ldq, kv, nspans, spans[0].len, NH, KVH, HS, window);
+        return;
+    }
     if (cu_attention_whole(spans, nspans, NH) && (probs || CU.scores)) {
         cu_attention_gemm(out, probs, q, ldq, kv, nspans, spans[0].len, NH, KVH, HS, window);
         return;

@@ -99,12 +99,16 @@ __global__ void softmax_back_rows_k(float *dS, const float *Pm, const float *add
 
 } // namespace
 
+bool cu_whole_sequences(const nx_span *spans, int nspans) {
+    for (int s = 0; s < nspans; s++)
+        if (spans[s].seq != s || spans[s].pos != 0 || spans[s].len != spans[0].len) return false;
+    return nspans > 0;
+}
+
 bool cu_attention_whole(const nx_span *spans, int nspans, int NH) {
     int T = nspans ? spans[0].len : 0;
-    if (T < 16 || (int64_t)T * T > CU_SCORE_FLOATS || (int64_t)nspans * NH > CU_MAX_PAIRS) return false;
-    for (int s = 0; s < nspans; s++)
-        if (spans[s].seq != s || spans[s].pos != 0 || spans[s].len != T) return false;
-    return true;
+    return T >= 16 && (int64_t)T * T <= CU_SCORE_FLOATS && (int64_t)nspans * NH <= CU_MAX_PAIRS &&
+           cu_whole_sequences(spans, nspans);
 }
 
 void cu_attention_gemm(float *out, float *probs, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,

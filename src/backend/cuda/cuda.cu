@@ -10,6 +10,7 @@
  * this folder's kernels (ops.cu, attention.cu, loss.cu), each checked
  * against the reference backend by tests/test_backend.c. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <unordered_map>
@@ -108,13 +109,14 @@ void cu_sync(nx_backend *) { cu_check(cudaDeviceSynchronize(), "sync"); }
 
 size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
-/* The workspace without attention's score area (sizes.c says what it holds). */
+/* The workspace without what sizes.c counts beside it: attention's score
+ * area, the narrowing area and the span tables (their own allocations). */
 size_t work_need(const nx_work *w) {
-    size_t sort = 0;
-    cu_sort_bytes((size_t)(w->rows > 0 ? w->rows : 1), &sort);
+    size_t rows = (size_t)(w->rows > 0 ? w->rows : 1), sort = 0;
+    cu_sort_bytes(rows, &sort);
     nx_work nw = *w;
     nw.ctx = 0;
-    return nx_cuda_work_bytes(&nw, sort);
+    return nx_cuda_work_bytes(&nw, sort) - (size_t)CU_NARROW_BYTES - 2 * align256(rows * sizeof(int32_t));
 }
 
 int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
@@ -134,8 +136,16 @@ int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
                        CU_SCORE_FLOATS * 4 / 1048576.0);
     size_t rows = (size_t)(p.rows > 0 ? p.rows : 1);
     if (rows > CU.rows_cap) {
-        free(CU.rows_host);
+        cu_check(cudaDeviceSynchronize(), "sync before growing the span tables");
+        void *d = nullptr;
+        if (!counted_malloc(&d, 2 * rows * sizeof(int32_t)))
+            return nx_fail(err, "out of GPU memory: could not allocate the span tables of %zu rows", rows);
+        counted_free(CU.rows_dev);
+        free(CU.rows_host), free(CU.rows_last);
+        CU.rows_dev = (int32_t *)d;
         CU.rows_host = (int32_t *)nx_xmalloc(2 * rows * sizeof(int32_t));
+        CU.rows_last = (int32_t *)nx_xmalloc(2 * rows * sizeof(int32_t));
+        CU.rows_last_n = -1;
         CU.rows_cap = rows;
     }
     CU.planned = p;
@@ -200,14 +210,22 @@ int cu_span_rows(const nx_span *spans, int nspans, int32_t **seq, int32_t **pos)
     int N = 0;
     for (int s = 0; s < nspans; s++) N += spans[s].len;
     NX_ASSERTM((size_t)N <= CU.rows_cap, "CUDA workspace too small for the batch's rows (nx_backend_plan)");
+    *seq = *pos = CU.rows_dev;
+    if (N == 0) return 0;
     int32_t *h = CU.rows_host;
     for (int s = 0, r = 0; s < nspans; s++)
         for (int i = 0; i < spans[s].len; i++, r++) h[r] = spans[s].seq, h[N + r] = spans[s].pos + i;
-    int32_t *d = (int32_t *)cu_work(2 * (size_t)N * sizeof(int32_t));
-    /* from pageable memory the copy is staged at once and does not wait for the GPU */
-    cu_check(cudaMemcpyAsync(d, h, 2 * (size_t)N * sizeof(int32_t), cudaMemcpyHostToDevice, 0), "span tables");
-    *seq = d;
-    *pos = d + N;
+    /* The layers of one forward share their spans: the tables go up once.
+     * From pageable memory the copy is staged at once and runs in stream
+     * order, after the ops still reading the last tables. */
+    size_t bytes = 2 * (size_t)N * sizeof(int32_t);
+    if (N != CU.rows_last_n || memcmp(h, CU.rows_last, bytes) != 0) {
+        cu_check(cudaMemcpyAsync(CU.rows_dev, h, bytes, cudaMemcpyHostToDevice, 0), "span tables");
+        memcpy(CU.rows_last, h, bytes);
+        CU.rows_last_n = N;
+    }
+    *seq = CU.rows_dev;
+    *pos = CU.rows_dev + N;
     return N;
 }
 
@@ -216,9 +234,18 @@ void cu_finish_sum(double *out, const double *partials, int n, double scale) {
     CU_LAUNCHED("finish_sum");
 }
 
+static bool switched_on(const char *var) {
+    const char *v = getenv(var);
+    return !v || strcmp(v, "0") != 0;
+}
+
 /* fp32: pedantic f32 products; tf32 / bf16: the inputs rounded on the
  * tensor cores, f32 accumulation (cuBLAS's FAST_TF32 / FAST_16BF). */
-static int cu_set_precision(nx_backend *, nx_precision p, nx_err *) {
+static int cu_set_precision(nx_backend *, nx_precision p, nx_err *err) {
+    if (p == NX_PREC_BF16 && !CU.narrow && !counted_malloc((void **)&CU.narrow, CU_NARROW_BYTES))
+        return nx_fail(err, "out of GPU memory: could not allocate %.0f MiB for bf16 operands",
+                       CU_NARROW_BYTES / 1048576.0);
+    CU.prec = p;
     CU.compute = p == NX_PREC_BF16   ? CUBLAS_COMPUTE_32F_FAST_16BF
                  : p == NX_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                      : CUBLAS_COMPUTE_32F_PEDANTIC;
@@ -241,7 +268,13 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
     }
     /* fp32 exactly until asked otherwise: no TF32, no reduced-precision reductions */
     CU.compute = CUBLAS_COMPUTE_32F_PEDANTIC;
+    CU.prec = NX_PREC_FP32;
     cu_check_blas(cublasSetMathMode(CU.blas, CUBLAS_PEDANTIC_MATH), "math mode");
+    CU.native_bf16 = switched_on("NEXUS_CUDA_BF16_WEIGHTS");
+    CU.flash = switched_on("NEXUS_CUDA_FLASH");
+    CU.narrow_elems = CU_NARROW_BYTES / 2;
+    if (const char *ne = getenv("NEXUS_CUDA_NARROW_ELEMS"))
+        CU.narrow_elems = atoll(ne) >= 4096 && atoll(ne) < CU.narrow_elems ? atoll(ne) : CU.narrow_elems;
     BACKEND.name = "cuda";
     BACKEND.host_memory = false;
     BACKEND.ops = &OPS;

@@ -12,6 +12,7 @@
 #define NEXUS_BACKEND_CUDA_IMPL_H
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -24,11 +25,21 @@ extern "C" {
 struct cu_state {
     cublasHandle_t blas;
     cublasComputeType_t compute; /* of linear's products (nx_precision) */
+    nx_precision prec;
+    /* bf16 precision's fast paths, each on unless its variable says 0 (to
+     * measure against): bf16 weights fed to cuBLAS as they are stored
+     * (NEXUS_CUDA_BF16_WEIGHTS), flash attention (NEXUS_CUDA_FLASH) */
+    bool native_bf16, flash;
     char *work;            /* the workspace (device) */
     size_t work_bytes, work_used;
     nx_work planned;
     float *scores;         /* CU_SCORE_FLOATS (device), once attention is planned */
+    unsigned short *narrow; /* CU_NARROW_BYTES (device), once bf16 precision is set */
+    int64_t narrow_elems;   /* of it used: all, or fewer to test the chunking (NEXUS_CUDA_NARROW_ELEMS) */
     int32_t *rows_host;    /* (2 · rows) host staging of the span tables */
+    int32_t *rows_dev;     /* (2 · rows) the span tables on the device */
+    int32_t *rows_last;    /* what rows_dev holds: rows_last_n rows (−1: nothing) */
+    int rows_last_n;
     size_t rows_cap;
     double allocated, peak, used_peak; /* bytes: nx_mem_info */
 };
@@ -46,8 +57,9 @@ void *cu_work(size_t bytes);
 
 static inline unsigned cu_blocks(int64_t n, int t = CU_THREADS) { return (unsigned)((n + t - 1) / t); }
 
-/* Per-row sequence and position of a batch of spans, on the device (in
- * the workspace): seq[r], pos[r] for r < N. Returns N. */
+/* Per-row sequence and position of a batch of spans, on the device (its
+ * own buffer, valid until the next call): seq[r], pos[r] for r < N.
+ * Returns N. */
 int cu_span_rows(const nx_span *spans, int nspans, int32_t **seq, int32_t **pos);
 
 /* Bytes of temporary storage the stable radix sort of n (key, value)
@@ -114,12 +126,17 @@ void cu_attention_backward(nx_backend *, float *, float *, float *, float *, con
                            int, int, int);
 void cu_copy2d(nx_backend *, float *, int64_t, const float *, int64_t, int, int);
 /* attention_gemm.cu: whole sequences {b, 0, T} as batched GEMMs */
+bool cu_whole_sequences(const nx_span *spans, int nspans); /* spans {s, 0, T} for every s */
 bool cu_attention_whole(const nx_span *spans, int nspans, int NH);
 void cu_attention_gemm(float *out, float *probs, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
                        int HS, int window);
 void cu_attention_gemm_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *probs,
                                 const float *dprobs_add, const float *q, const float *k, const float *v, int64_t ld,
                                 int B, int T, int NH, int KVH, int HS, int window);
+/* flash.cu: whole sequences without maps, bf16 precision, head sizes 32, 64, 128 */
+bool cu_flash_fits(int HS);
+void cu_flash_attention(float *out, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH, int HS,
+                        int window);
 /* loss.cu */
 void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
 void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,

@@ -97,6 +97,12 @@ __global__ void widen_k(float *out, const void *w, nx_dtype t, int64_t n) {
     if (i < n) out[i] = widen(w, t, i);
 }
 
+/* out (rows × cols, dense) = bf16 (round to nearest even) of in's rows at stride ld */
+__global__ void narrow_k(unsigned short *out, const float *in, int64_t rows, int64_t cols, int64_t ld) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < rows * cols) out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(in[(i / cols) * ld + i % cols]));
+}
+
 __global__ void add_bias_k(float *out, const float *b, int N, int OC) {
     int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (i < (int64_t)N * OC) out[i] += b[i % OC];
@@ -111,36 +117,45 @@ __global__ void col_sum_k(float *db, const float *dout, int N, int OC) {
     db[o] += (float)s;
 }
 
+/* Row-wise elementwise kernels run on a grid of (column blocks, rows),
+ * the rows grid-strided past 65535: no 64-bit division per element. */
+dim3 rows_grid(int64_t rows, int64_t cols) {
+    return dim3(cu_blocks(cols), (unsigned)(rows < 65535 ? (rows > 0 ? rows : 1) : 65535));
+}
+
 /* q_embed = (q * cos) + (rotate_half(q) * sin); the inverse by −angle */
 __global__ void rope_k(float *x, int64_t ldx, const int32_t *pos, const float *cs, const float *sn, int N, int H,
                        int HS, float sign) {
-    int half = HS / 2;
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i >= (int64_t)N * H * half) return;
-    int64_t n = i / (H * half), h = (i / half) % H, k = i % half;
-    float *v = x + n * ldx + h * HS;
-    float c = cs[(int64_t)pos[n] * half + k], s = sign * sn[(int64_t)pos[n] * half + k];
-    float x1 = v[k], x2 = v[k + half];
-    v[k] = x1 * c - x2 * s;
-    v[k + half] = x2 * c + x1 * s;
+    int half = HS / 2, j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= H * half) return;
+    int h = j / half, k = j % half;
+    for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+        float *v = x + n * ldx + h * HS;
+        float c = cs[(int64_t)pos[n] * half + k], s = sign * sn[(int64_t)pos[n] * half + k];
+        float x1 = v[k], x2 = v[k + half];
+        v[k] = x1 * c - x2 * s;
+        v[k + half] = x2 * c + x1 * s;
+    }
 }
 
 __global__ void swiglu_k(float *h, const float *gu, int N, int F) {
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i >= (int64_t)N * F) return;
-    int64_t r = i / F, f = i % F;
-    float g = gu[r * 2 * F + f];
-    h[i] = g / (1.0f + expf(-g)) * gu[r * 2 * F + F + f];
+    int f = blockIdx.x * blockDim.x + threadIdx.x;
+    if (f >= F) return;
+    for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
+        float g = gu[r * 2 * F + f];
+        h[r * F + f] = g / (1.0f + expf(-g)) * gu[r * 2 * F + F + f];
+    }
 }
 
 __global__ void swiglu_back_k(float *dgu, const float *dh, const float *gu, int N, int F) {
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i >= (int64_t)N * F) return;
-    int64_t r = i / F, f = i % F;
-    float g = gu[r * 2 * F + f], u = gu[r * 2 * F + F + f];
-    float s = 1.0f / (1.0f + expf(-g)), silu = g * s;
-    dgu[r * 2 * F + F + f] = dh[i] * silu;
-    dgu[r * 2 * F + f] = dh[i] * u * s * (1.0f + g * (1.0f - s));
+    int f = blockIdx.x * blockDim.x + threadIdx.x;
+    if (f >= F) return;
+    for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
+        float g = gu[r * 2 * F + f], u = gu[r * 2 * F + F + f], d = dh[r * F + f];
+        float s = 1.0f / (1.0f + expf(-g)), silu = g * s;
+        dgu[r * 2 * F + F + f] = d * silu;
+        dgu[r * 2 * F + f] = d * u * s * (1.0f + g * (1.0f - s));
+    }
 }
 
 __global__ void add_k(float *y, const float *x, int64_t n) {
@@ -230,18 +245,108 @@ static void cu_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
                   what);
 }
 
+/* ---- bf16 precision: the products on bf16 operands ------------------------
+ * As autocast computes them: bf16 operands, f32 accumulation and output.
+ * bf16 weights are read as stored; f32 weights and the activations are
+ * narrowed into the narrowing area (CU.narrow_elems bf16 values) a chunk
+ * of rows at a time. (cuBLAS's FAST_16BF on f32 storage rounds the same way but runs
+ * at about half the rate: bench/cuda_gemm.cu.) */
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* dst (rows × cols, dense) = bf16 of src's rows × cols at row stride ld */
+static const unsigned short *narrowed(unsigned short *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
+    narrow_k<<<cu_blocks(rows * cols), CU_THREADS>>>(dst, src, rows, cols, ld);
+    return dst;
+}
+
+static void gemm16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A, int lda,
+                   const void *B, int ldb, float beta, float *C, int ldc, const char *what) {
+    const float one = 1.0f;
+    cu_check_blas(cublasGemmEx(CU.blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, C,
+                               CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                  what);
+}
+
+/* f32 weights and the activations are narrowed for every product: that
+ * pays only for large products, where the bf16 rate is near twice
+ * FAST_16BF's (narrowing moves 6 bytes an element; on an H200 the rate
+ * gain is 1.3x at 384 columns and 1.9x from 1024: bench/cuda_gemm.cu).
+ * On teacher-19m -> S7M (256 and 384 wide) narrowing cost 9%. */
+static bool products_in_bf16(const nx_weight *W, int N) {
+    if (CU.prec != NX_PREC_BF16 || !CU.native_bf16) return false;
+    return W->type == NX_BF16 || (W->type == NX_F32 && N >= 512 && W->rows >= 1024 && W->cols >= 1024);
+}
+
+/* out (N × OC) = in (N × IC) · Wᵀ: chunks of W's rows (when narrowed) and of in's rows */
+static void linear_bf16(float *out, const float *in, const nx_weight *W, int N) {
+    int OC = W->rows, IC = W->cols;
+    bool wide = W->type == NX_F32;
+    int64_t wr = wide ? min64(OC, CU.narrow_elems / 2 / IC) : OC;
+    int64_t xr = min64(N, (CU.narrow_elems - (wide ? wr * IC : 0)) / IC);
+    NX_ASSERTM(wr > 0 && xr > 0, "linear: rows too long for the bf16 narrowing area");
+    unsigned short *w16 = CU.narrow, *x16 = CU.narrow + (wide ? wr * IC : 0);
+    for (int o0 = 0; o0 < OC; o0 += (int)wr) {
+        int oc = (int)min64(wr, OC - o0);
+        const void *w = wide ? narrowed(w16, (const float *)W->data + (int64_t)o0 * IC, oc, IC, IC)
+                             : (const void *)((const unsigned short *)W->data + (int64_t)o0 * IC);
+        for (int r0 = 0; r0 < N; r0 += (int)xr) {
+            int n = (int)min64(xr, N - r0);
+            if (o0 == 0 || xr < N) narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC); /* else still there */
+            /* outᵀ (oc, n) = W (oc, IC) · inᵀ (IC, n) */
+            gemm16(CUBLAS_OP_T, CUBLAS_OP_N, oc, n, IC, w, IC, x16, IC, 0.0f, out + (int64_t)r0 * OC + o0, OC,
+                   "linear (bf16)");
+        }
+    }
+}
+
+/* din += dout · W and dW += doutᵀ · in, f32 weights */
+static void linear_backward_bf16(float *din, float *dW, const float *dout, const float *in, const nx_weight *W, int N) {
+    int OC = W->rows, IC = W->cols;
+    const float *Wf = (const float *)W->data;
+    if (din) { /* chunks of W's rows (the sum's terms) and of dout's rows */
+        int64_t wr = min64(OC, CU.narrow_elems / 2 / IC), dr = min64(N, (CU.narrow_elems - wr * IC) / wr);
+        NX_ASSERTM(wr > 0 && dr > 0, "linear backward: rows too long for the bf16 narrowing area");
+        unsigned short *w16 = CU.narrow, *d16 = CU.narrow + wr * IC;
+        for (int o0 = 0; o0 < OC; o0 += (int)wr) {
+            int oc = (int)min64(wr, OC - o0);
+            narrowed(w16, Wf + (int64_t)o0 * IC, oc, IC, IC);
+            for (int r0 = 0; r0 < N; r0 += (int)dr) {
+                int n = (int)min64(dr, N - r0);
+                narrowed(d16, dout + (int64_t)r0 * OC + o0, n, oc, OC);
+                /* dinᵀ (IC, n) += W_cᵀ (IC, oc) · dout_cᵀ (oc, n) */
+                gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, oc, w16, IC, d16, oc, 1.0f, din + (int64_t)r0 * IC, IC,
+                       "linear backward (input, bf16)");
+            }
+        }
+    }
+    /* dWᵀ (IC, OC) += Σ over chunks of rows: in_cᵀ (IC, n) · dout_c (n, OC) */
+    int64_t rr = min64(N, CU.narrow_elems / (IC + OC));
+    NX_ASSERTM(rr > 0, "linear backward: rows too long for the bf16 narrowing area");
+    unsigned short *x16 = CU.narrow, *d16 = CU.narrow + rr * IC;
+    for (int r0 = 0; r0 < N; r0 += (int)rr) {
+        int n = (int)min64(rr, N - r0);
+        narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC);
+        narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
+        gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x16, IC, d16, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
+    }
+}
+
 void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, const float *b, int N) {
     int OC = W->rows, IC = W->cols;
     if (N == 0) return;
-    const float *Wf = (const float *)W->data;
-    if (W->type != NX_F32) { /* widened into the workspace, then fp32 GEMM */
-        cu_work_reset();
-        float *wide = (float *)cu_work((size_t)OC * IC * sizeof(float));
-        widen_k<<<cu_blocks((int64_t)OC * IC), CU_THREADS>>>(wide, W->data, W->type, (int64_t)OC * IC);
-        Wf = wide;
+    if (products_in_bf16(W, N)) {
+        linear_bf16(out, in, W, N);
+    } else {
+        const float *Wf = (const float *)W->data;
+        if (W->type != NX_F32) { /* widened into the workspace, then fp32 GEMM */
+            cu_work_reset();
+            float *wide = (float *)cu_work((size_t)OC * IC * sizeof(float));
+            widen_k<<<cu_blocks((int64_t)OC * IC), CU_THREADS>>>(wide, W->data, W->type, (int64_t)OC * IC);
+            Wf = wide;
+        }
+        /* outᵀ (OC, N) = W (OC, IC) · inᵀ (IC, N) */
+        cu_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, Wf, IC, in, IC, 0.0f, out, OC, "linear");
     }
-    /* outᵀ (OC, N) = W (OC, IC) · inᵀ (IC, N) */
-    cu_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, Wf, IC, in, IC, 0.0f, out, OC, "linear");
     if (b) add_bias_k<<<cu_blocks((int64_t)N * OC), CU_THREADS>>>(out, b, N, OC);
     CU_LAUNCHED("linear");
 }
@@ -250,11 +355,15 @@ void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const fl
                         const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
     if (N == 0) return;
-    if (din) /* dinᵀ (IC, N) += Wᵀ (IC, OC) · doutᵀ (OC, N) */
-        cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, 1.0f, din, IC,
-                "linear backward (input)");
-    /* dWᵀ (IC, OC) += inᵀ (IC, N) · dout (N, OC) */
-    cu_gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, in, IC, dout, OC, 1.0f, dW, IC, "linear backward (weights)");
+    if (products_in_bf16(W, N)) {
+        linear_backward_bf16(din, dW, dout, in, W, N);
+    } else {
+        if (din) /* dinᵀ (IC, N) += Wᵀ (IC, OC) · doutᵀ (OC, N) */
+            cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, 1.0f, din, IC,
+                    "linear backward (input)");
+        /* dWᵀ (IC, OC) += inᵀ (IC, N) · dout (N, OC) */
+        cu_gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, in, IC, dout, OC, 1.0f, dW, IC, "linear backward (weights)");
+    }
     if (db) col_sum_k<<<cu_blocks(OC, 128), 128>>>(db, dout, N, OC);
     CU_LAUNCHED("linear backward");
 }
@@ -263,19 +372,19 @@ void cu_rope(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const floa
              int HS, bool inverse) {
     int64_t n = (int64_t)N * H * (HS / 2);
     if (n == 0) return;
-    rope_k<<<cu_blocks(n), CU_THREADS>>>(x, ldx, pos, cs, sn, N, H, HS, inverse ? -1.0f : 1.0f);
+    rope_k<<<rows_grid(N, (int64_t)H * (HS / 2)), CU_THREADS>>>(x, ldx, pos, cs, sn, N, H, HS, inverse ? -1.0f : 1.0f);
     CU_LAUNCHED("rope");
 }
 
 void cu_swiglu(nx_backend *, float *h, const float *gu, int N, int F) {
     if ((int64_t)N * F == 0) return;
-    swiglu_k<<<cu_blocks((int64_t)N * F), CU_THREADS>>>(h, gu, N, F);
+    swiglu_k<<<rows_grid(N, F), CU_THREADS>>>(h, gu, N, F);
     CU_LAUNCHED("swiglu");
 }
 
 void cu_swiglu_backward(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F) {
     if ((int64_t)N * F == 0) return;
-    swiglu_back_k<<<cu_blocks((int64_t)N * F), CU_THREADS>>>(dgu, dh, gu, N, F);
+    swiglu_back_k<<<rows_grid(N, F), CU_THREADS>>>(dgu, dh, gu, N, F);
     CU_LAUNCHED("swiglu backward");
 }
 

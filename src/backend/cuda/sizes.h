@@ -14,5 +14,7 @@ enum { CU_PARTIALS = 512, CU_THREADS = 256 };
 #define CU_SCORE_FLOATS ((int64_t)1 << 24)
 #define CU_MAX_PAIRS ((int64_t)16384)
 #define CU_NORM_PARTIALS ((int64_t)1 << 19)
+/* bf16 precision: the bf16 operands of linear's products, in chunks */
+#define CU_NARROW_BYTES ((int64_t)128 << 20)
 
 #endif
