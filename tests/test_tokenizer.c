@@ -310,6 +310,15 @@ TEST(broken_tokenizer_json_is_rejected) {
     snprintf(js, sizeof js, "{\"model\":{\"type\":\"BPE\",%s,\"merges\":[],\"unk_token\":\"<unk>\"}}", V);
     expect_load_error(js, "unk_token");
     expect_load_error("{\"model\": [", "invalid JSON");
+    /* strings that reach the encoder must be UTF-8 (a fuzz finding: an invalid Prepend string) */
+    snprintf(js, sizeof js, "{\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"\xe2\xfe\xff\"},"
+             "\"model\":{\"type\":\"BPE\",%s,\"merges\":[]}}", V);
+    expect_load_error(js, "the string of key \"prepend\" is not valid UTF-8 (byte 0 of it is 0xe2)");
+    snprintf(js, sizeof js, "{\"normalizer\":{\"type\":\"Prepend\",\"prepend\":\"\\udc80\"},"
+             "\"model\":{\"type\":\"BPE\",%s,\"merges\":[]}}", V);
+    nx_tokenizer *lone = NULL; /* a lone surrogate escape: refused by cJSON or here, never encoded */
+    CHECK(nx_tokenizer_load_json(&lone, js, strlen(js), "bad.json", &(nx_err){0}) == NX_ERR && !lone);
+    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\xff\":0},\"merges\":[]}}", "a JSON key is not valid UTF-8");
     nx_err err;
     nx_tokenizer *t;
     CHECK(nx_tokenizer_load(&t, "/nonexistent/dir", &err) == NX_ERR && strstr(err.msg, "/nonexistent/dir"));

@@ -164,7 +164,7 @@ void cu_attention(nx_backend *, float *out, float *probs, const float *q, int64_
             NX_ASSERTM(spans[s].seq == s && spans[s].pos == 0 && spans[s].len == T,
                        "attention maps are kept only for training spans {b, 0, T}");
     if (N == 0) return;
-    if (!probs && cu_flash_fits(HS) && cu_whole_sequences(spans, nspans)) {
+    if (!probs && cu_flash_fits(HS, nspans * NH) && cu_whole_sequences(spans, nspans)) {
         cu_flash_attention(out, q, ldq, kv, nspans, spans[0].len, NH, KVH, HS, window);
         return;
     }

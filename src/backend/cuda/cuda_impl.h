@@ -134,7 +134,7 @@ void cu_attention_gemm_backward(float *dq, float *dk, float *dv, float *scratch,
                                 const float *dprobs_add, const float *q, const float *k, const float *v, int64_t ld,
                                 int B, int T, int NH, int KVH, int HS, int window);
 /* flash.cu: whole sequences without maps, bf16 precision, head sizes 32, 64, 128 */
-bool cu_flash_fits(int HS);
+bool cu_flash_fits(int HS, int pairs); /* pairs: sequences × heads */
 void cu_flash_attention(float *out, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH, int HS,
                         int window);
 /* loss.cu */

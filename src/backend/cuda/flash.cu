@@ -160,7 +160,9 @@ void launch(float *out, const float *q, int64_t ldq, nx_kv kv, int B, int T, int
 
 } // namespace
 
-bool cu_flash_fits(int HS) { return CU.flash && CU.prec == NX_PREC_BF16 && (HS == 32 || HS == 64 || HS == 128); }
+bool cu_flash_fits(int HS, int pairs) {
+    return CU.flash && CU.prec == NX_PREC_BF16 && (HS == 32 || HS == 64 || HS == 128) && pairs <= 65535; /* grid y */
+}
 
 void cu_flash_attention(float *out, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH, int HS,
                         int window) {

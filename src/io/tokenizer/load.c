@@ -159,6 +159,36 @@ static int load_sections(nx_tokenizer *t, const cJSON *root, const cJSON *cfg, l
 }
 
 /* Parses both JSON texts (cfg_json may be NULL) and builds the tokenizer. */
+/* Every key and string of a JSON tree must be UTF-8: their text reaches
+ * the encoder (a Prepend or Replace normalizer's string, an added token),
+ * which takes UTF-8 only. cJSON passes raw invalid bytes and lone
+ * surrogate escapes through, so they are checked here, once. */
+static const cJSON *first_bad_string(const cJSON *n, size_t *at, bool *is_key) {
+    for (; n; n = n->next) {
+        if (n->string && (*at = tok_utf8_invalid_at(n->string, strlen(n->string))) < strlen(n->string))
+            return *is_key = true, n;
+        if (cJSON_IsString(n) && n->valuestring &&
+            (*at = tok_utf8_invalid_at(n->valuestring, strlen(n->valuestring))) < strlen(n->valuestring))
+            return *is_key = false, n;
+        const cJSON *bad = first_bad_string(n->child, at, is_key);
+        if (bad) return bad;
+    }
+    return NULL;
+}
+
+static int utf8_everywhere(const cJSON *root, const char *name, nx_err *err) {
+    size_t at = 0;
+    bool is_key = false;
+    const cJSON *bad = first_bad_string(root, &at, &is_key);
+    if (!bad) return NX_OK;
+    if (is_key || !bad->string)
+        return nx_fail(err, "%s: a JSON %s is not valid UTF-8 (byte %zu of it is 0x%02x): JSON text is UTF-8; "
+                            "re-save the file as UTF-8", name, is_key ? "key" : "string", at,
+                       (uint8_t)(is_key ? bad->string : bad->valuestring)[at]);
+    return nx_fail(err, "%s: the string of key \"%.60s\" is not valid UTF-8 (byte %zu of it is 0x%02x): JSON text "
+                        "is UTF-8; re-save the file as UTF-8", name, bad->string, at, (uint8_t)bad->valuestring[at]);
+}
+
 static int load_from_text(nx_tokenizer **out, const char *json, size_t len, const char *name,
                           const char *cfg_json, size_t cfg_len, const char *cfg_name, nx_err *err) {
     *out = NULL;
@@ -172,6 +202,11 @@ static int load_from_text(nx_tokenizer **out, const char *json, size_t len, cons
     if (cfg_json && !(cfg = cJSON_ParseWithLength(cfg_json, cfg_len))) {
         cJSON_Delete(root);
         return nx_fail(err, "%s: invalid JSON", cfg_name);
+    }
+    if (utf8_everywhere(root, name, err) || (cfg && utf8_everywhere(cfg, cfg_name, err))) {
+        cJSON_Delete(root);
+        cJSON_Delete(cfg);
+        return NX_ERR;
     }
     nx_tokenizer *t = nx_xcalloc(1, sizeof *t);
     load_ctx L = {err, name};
