@@ -1,0 +1,103 @@
+#!/bin/sh
+# gpu_compare.sh — nexus against PyTorch on one GPU, in one run: the KD
+# step of teacher-19m -> S7M at 64 x 256 and of the 1.1 B -> 0.2 B pair at
+# 8 x 1024 (bench/torch_kd_step.py: bf16 autocast, eager and torch.compile),
+# and decode of the 1.1 B model at batch 1 and BATCH (default 32) against
+# transformers' generate with a static cache (bench/torch_decode.py). nexus
+# runs in bf16 precision, once as built and once with its fast paths off
+# (NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0). Prints every figure and
+# the ratios nexus / torch.compile and nexus / transformers.
+#
+#   NEXUS=build-cuda/nexus sh bench/gpu_compare.sh
+#
+# CASES picks among "s7m 1b decode" (default: all). The random 1.1 B teacher
+# is written once to T1B (default /tmp/nexus-t1b) by torch_kd_step.py, with
+# teacher-19m's tokenizer beside it. Needs ../shared (teacher-19m, corpus),
+# a CUDA build of nexus, PyTorch and transformers (PY, default python3).
+# Each PyTorch run is bounded by TORCH_TIMEOUT seconds (default 300).
+set -u
+NEXUS=${NEXUS:-build-cuda/nexus}
+PY=${PY:-python3}
+T1B=${T1B:-/tmp/nexus-t1b}
+BATCH=${BATCH:-32}
+TO=${TORCH_TIMEOUT:-300}
+M=../shared/models/teacher-19m
+out=$(mktemp -d /tmp/gpu_compare.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+# tokens/s of a nexus distill log ("trained N steps, M tokens, X tokens/s ...")
+nexus_tps() { sed -n 's/^trained .* tokens, \([0-9]*\) tokens\/s.*/\1/p' "$1" | tail -1; }
+# a field of a JSON line printed by the torch scripts
+field() { sed -n "s/.*\"$2\": \\([0-9.]*\\).*/\\1/p" "$1" | head -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else printf "-" }'; }
+
+distill() { # name config overrides...
+    name=$1 cfg=$2
+    shift 2
+    "$NEXUS" distill "$cfg" --set output.dir="$out/$name" --set checkpoint.dir="$out/$name-ck" "$@" > "$out/$name.log" 2>&1 ||
+        { echo "nexus distill $cfg failed:"; tail -5 "$out/$name.log"; }
+}
+
+torch_step() { # name case [args]
+    name=$1
+    shift
+    timeout "$TO" "$PY" bench/torch_kd_step.py "$@" > "$out/$name.json" 2> "$out/$name.err" ||
+        { echo "torch_kd_step.py $* failed or timed out:"; tail -3 "$out/$name.err"; }
+    grep '"mode": "eager"' "$out/$name.json" > "$out/$name.eager" || true
+    grep '"mode": "compiled"' "$out/$name.json" > "$out/$name.compiled" || true
+}
+
+step_row() { # label nexus-log off-log torch-name
+    n=$(nexus_tps "$2") o=$(nexus_tps "$3") e=$(field "$out/$4.eager" tokens_per_s) c=$(field "$out/$4.compiled" tokens_per_s)
+    printf "%-28s nexus %9s  off %9s  eager %9s  compiled %9s  nexus/compiled %s  nexus/eager %s\n" "$1" "${n:--}" \
+        "${o:--}" "${e:--}" "${c:--}" "$(ratio "$n" "$c")" "$(ratio "$n" "$e")"
+}
+
+need_t1b() {
+    [ -f "$T1B/model.safetensors" ] && return 0
+    timeout "$TO" "$PY" bench/torch_kd_step.py 1b --save-teacher "$T1B" --modes "" > /dev/null 2> "$out/t1b.err" ||
+        { echo "could not write the 1.1 B teacher:"; tail -3 "$out/t1b.err"; return 1; }
+    cp $M/tokenizer.json $M/tokenizer_config.json "$T1B/"
+}
+
+[ -x "$NEXUS" ] || { echo "gpu_compare: no nexus at $NEXUS (build with make CUDA=1)"; exit 1; }
+[ -d $M ] || { echo "gpu_compare: needs ../shared (teacher-19m)"; exit 1; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2> /dev/null
+date -u
+for c in ${CASES:-s7m 1b decode}; do
+    case $c in
+    s7m)
+        set -- bench/p1-s7m-kd.yaml --set data.batch_size=64 --set device=cuda --set precision=bf16 \
+            --set optimizer.steps=300
+        distill s7m "$@"
+        NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 distill s7m-off "$@"
+        torch_step p2 p2 --steps 100 --teacher $M
+        step_row "teacher-19m -> S7M 64x256" "$out/s7m.log" "$out/s7m-off.log" p2
+        ;;
+    1b)
+        need_t1b || continue
+        distill 1b bench/kd-1b.yaml --set teacher.path="$T1B"
+        NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 distill 1b-off bench/kd-1b.yaml --set teacher.path="$T1B"
+        torch_step 1b 1b --steps 20
+        step_row "1.1B -> 0.2B 8x1024" "$out/1b.log" "$out/1b-off.log" 1b
+        ;;
+    decode)
+        need_t1b || continue
+        "$NEXUS" benchmark "$T1B" --data ../shared/data/corpus/validation.jsonl --max-windows 4 --device cuda \
+            --precision bf16 --batch "$BATCH" --json > "$out/dec.json" 2> "$out/dec.err" ||
+            { echo "nexus benchmark failed:"; tail -3 "$out/dec.err"; }
+        timeout "$TO" "$PY" bench/torch_decode.py "$T1B" --batches "1,$BATCH" > "$out/tdec.json" 2> "$out/tdec.err" ||
+            { echo "torch_decode.py failed or timed out:"; tail -3 "$out/tdec.err"; }
+        set -- $("$PY" -c 'import json, sys
+m = json.load(open(sys.argv[1]))["models"][0]
+print(m["decode_tokens_per_s"]["median"], m["decode_batch_tokens_per_s"]["median"])' "$out/dec.json" 2> /dev/null)
+        n1=${1:-} nb=${2:-}
+        t1=$(grep '"batch": 1,' "$out/tdec.json" | sed -n 's/.*"decode_tokens_per_s": \([0-9.]*\).*/\1/p')
+        tb=$(grep "\"batch\": $BATCH," "$out/tdec.json" | sed -n 's/.*"decode_tokens_per_s": \([0-9.]*\).*/\1/p')
+        printf "%-28s nexus %9s  transformers %9s  %s\n" "decode 1.1B batch 1" "${n1:--}" "${t1:--}" "$(ratio "$n1" "$t1")"
+        printf "%-28s nexus %9s  transformers %9s  %s\n" "decode 1.1B batch $BATCH" "${nb:--}" "${tb:--}" "$(ratio "$nb" "$tb")"
+        ;;
+    *) echo "gpu_compare: unknown case '$c' (s7m, 1b, decode)" ;;
+    esac
+done
+date -u
