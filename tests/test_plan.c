@@ -64,7 +64,11 @@ TEST(gpu_plan_counts_what_the_run_allocates_on_the_gpu) {
     double N = (double)nx_model_count(&s);
     CHECK(p.gpu);
     CHECK(p.params == N && p.student == 16 * N);
-    CHECK(p.activations == (double)nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN) + 4.0 * B * T);
+    /* bf16 precision, no attention loss, head size 64: flash attention, no maps kept */
+    CHECK(p.activations == (double)nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN | NX_ACTS_FLASH) + 4.0 * B * T);
+    /* L maps and the maps' gradient, each T × T a row, against T log-sum-exps and T row dots */
+    CHECK(nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN | NX_ACTS_FLASH) + (size_t)(s.L + 1) * B * s.NH * T * (T - 1) * 4 ==
+          nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN));
     CHECK(p.teacher == (double)nx_model_size(&t, NX_BF16));
     CHECK(p.teacher_acts == (double)nx_acts_bytes(&t, B, T, NX_ACTS_INFER));
     CHECK(p.eval == (double)nx_acts_bytes(&s, B, S, NX_ACTS_INFER) + (double)nx_acts_bytes(&t, B, S, NX_ACTS_INFER) +

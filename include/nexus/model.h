@@ -215,15 +215,18 @@ nx_kv nx_kv_cache_layer(const nx_kv_cache *c, int l);
  * scratch is planned too; without, layers share one set of buffers.
  * NX_ACTS_KEEP_PROBS keeps every layer's attention maps (a teacher for
  * attention transfer). Every layer's output (the hidden states) is kept
- * unless NX_ACTS_STREAM (generation: two residual buffers in turn). */
-enum { NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2, NX_ACTS_STREAM = 4 };
+ * unless NX_ACTS_STREAM (generation: two residual buffers in turn).
+ * NX_ACTS_FLASH with NX_ACTS_TRAIN (and without NX_ACTS_KEEP_PROBS): the
+ * backward recomputes the maps from each row's log-sum-exp, which is all
+ * that is kept of them (nx_attention_lse: only where it fits). */
+enum { NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2, NX_ACTS_STREAM = 4, NX_ACTS_FLASH = 8 };
 
 typedef struct nx_acts {
     nx_backend *be;
     int rows, ctx;          /* capacity: rows per forward, positions */
     int out_rows;           /* rows of the final norm and logits */
     int B, T;               /* training shape (rows = B·T) */
-    bool train, keep_probs, stream;
+    bool train, keep_probs, stream, flash;
     int cur_B, cur_T, cur_N; /* shape of the last forward (cur_B, cur_T for B×T forwards) */
     nx_arena arena;         /* on be */
     float *rope_cos, *rope_sin; /* (ctx, HS/2) */
@@ -233,6 +236,7 @@ typedef struct nx_acts {
     float *res;             /* (L+1, rows, C) residual stream (2 buffers with STREAM) */
     /* per layer when training (stride per layer), shared otherwise */
     float *ln1, *rstd1, *qkv, *probs, *att, *mid, *ln2, *rstd2, *gu, *h;
+    float *lse;             /* (L, B, NH, T) with flash: the rows' log-sum-exp instead of probs */
     float *qraw, *kraw, *rstdq, *rstdk; /* qk_norm: q (rows, Q) and k (rows, KV) before their norms, (rows·NH), (rows·KVH) */
     float *last;            /* (rows, C) the rows whose logits are wanted (NX_OUT_LAST) */
     float *lnf, *rstdf;     /* (out_rows, C), (out_rows) after the final norm */

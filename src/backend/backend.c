@@ -315,6 +315,24 @@ void nx_attention_backward(nx_backend *be, float *dq, float *dk, float *dv, floa
          window);
 }
 
+bool nx_attention_lse_fits(nx_backend *be, int HS, int B, int T, int NH) {
+    return be->ops->attention_lse_fits && be->ops->attention_lse_fits(be, HS, B, T, NH);
+}
+
+void nx_attention_lse(nx_backend *be, float *out, float *lse, const float *q, int64_t ld, nx_kv kv, int B, int T,
+                      int NH, int KVH, int HS, int window) {
+    NX_ASSERTM(nx_attention_lse_fits(be, HS, B, T, NH), "nx_attention_lse where it does not fit");
+    if (B && T) CALL(attention_lse, be, out, lse, q, ld, kv, B, T, NH, KVH, HS, window);
+}
+
+void nx_attention_lse_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
+                               const float *out,
+                               const float *lse, const float *q, const float *k, const float *v, int64_t ld, int B,
+                               int T, int NH, int KVH, int HS, int window) {
+    NX_ASSERTM(nx_attention_lse_fits(be, HS, B, T, NH), "nx_attention_lse_backward where it does not fit");
+    if (B && T) CALL(attention_lse_backward, be, dq, dk, dv, scratch, dout, out, lse, q, k, v, ld, B, T, NH, KVH, HS, window);
+}
+
 void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols) {
     NX_ASSERT(rows >= 0 && cols >= 0 && ldd >= cols && lds >= cols);
     if (rows && cols) CALL(copy2d, be, dst, ldd, src, lds, rows, cols);

@@ -42,7 +42,8 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->ln1 = nx_arena_floats(ar, Lk * R * C);
     a->rstd1 = nx_arena_floats(ar, Lk * R);
     a->qkv = nx_arena_floats(ar, Lk * R * QKV);
-    a->probs = a->train || a->keep_probs ? nx_arena_floats(ar, (size_t)c->L * P) : NULL;
+    a->probs = (a->train && !a->flash) || a->keep_probs ? nx_arena_floats(ar, (size_t)c->L * P) : NULL;
+    a->lse = a->flash ? nx_arena_floats(ar, (size_t)c->L * a->B * c->NH * a->T) : NULL;
     a->att = nx_arena_floats(ar, Lk * R * Q);
     a->mid = nx_arena_floats(ar, Lk * R * C);
     a->ln2 = nx_arena_floats(ar, Lk * R * C);
@@ -65,7 +66,7 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->dln = nx_arena_floats(ar, R * C);
     a->datt = nx_arena_floats(ar, R * Q);
     a->dqkv = nx_arena_floats(ar, R * QKV);
-    a->dprobs = nx_arena_floats(ar, P);
+    a->dprobs = nx_arena_floats(ar, a->flash ? (size_t)a->B * c->NH * a->T : P); /* flash: its row dots */
     a->dh = nx_arena_floats(ar, R * F);
     a->dgu = nx_arena_floats(ar, R * 2 * F);
     a->dlnf = nx_arena_floats(ar, R * C);
@@ -76,6 +77,10 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     }
 }
 
+static bool flash_mode(unsigned mode) {
+    return (mode & NX_ACTS_FLASH) && (mode & NX_ACTS_TRAIN) && !(mode & NX_ACTS_KEEP_PROBS);
+}
+
 static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, int B, int T,
                      unsigned mode, nx_err *err) {
     const nx_model_config *c = &m->cfg;
@@ -84,7 +89,9 @@ static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int 
     if (ctx > c->max_pos)
         return nx_fail(err, "sequence length %d exceeds the model's max_position_embeddings %d", ctx, c->max_pos);
     *a = (nx_acts){.be = m->be, .rows = rows, .out_rows = out_rows, .ctx = ctx, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
-                   .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM};
+                   .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM, .flash = flash_mode(mode)};
+    NX_ASSERTM(!a->flash || nx_attention_lse_fits(m->be, c->HS, B, T, c->NH),
+               "NX_ACTS_FLASH where the backend's nx_attention_lse does not fit");
     NX_ASSERTM(!(a->train && a->stream), "training keeps every layer's activations");
     NX_ASSERTM(!((a->train || a->keep_probs) && B * T == 0), "attention maps need a B × T shape");
     nx_arena count = nx_arena_counting();
@@ -129,7 +136,7 @@ int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int
 size_t nx_acts_bytes(const nx_model_config *c, int B, int T, unsigned mode) {
     if (!countable(c, B, T)) return SIZE_MAX;
     nx_acts a = {.rows = B * T, .out_rows = B * T, .ctx = T, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
-                 .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM};
+                 .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM, .flash = flash_mode(mode)};
     nx_arena count = nx_arena_counting();
     plan(&a, c, &count);
     return count.used;
@@ -164,6 +171,7 @@ const float *nx_acts_probs(const nx_acts *a, const nx_model_config *c, int l) {
 typedef struct {
     float *ln1, *rstd1, *qkv, *probs, *att, *mid, *ln2, *rstd2, *gu, *h;
     float *qraw, *kraw, *rstdq, *rstdk;
+    float *lse;
 } layer_acts;
 
 static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) {
@@ -175,6 +183,7 @@ static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) 
         a->att + L * R * Q,     a->mid + L * R * C,     a->ln2 + L * R * C,
         a->rstd2 + L * R,       a->gu + L * R * 2 * F,  a->h + L * R * F,
         NULL, NULL, NULL, NULL,
+        a->lse ? a->lse + (size_t)l * a->B * c->NH * a->T : NULL,
     };
     if (c->qk_norm) {
         s.qraw = a->qraw + L * R * Q;
@@ -273,7 +282,7 @@ void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
             NX_ASSERTM(bt->spans[s].seq == s && bt->spans[s].pos == 0 && bt->spans[s].len == T,
                        "without a cache, spans must be {b, 0, T}");
     }
-    if (a->probs) NX_ASSERTM(!bt->kv && B <= a->B && T == a->T, "kept attention maps need a B × T forward");
+    if (a->probs || a->lse) NX_ASSERTM(!bt->kv && B <= a->B && T == a->T, "kept attention maps need a B × T forward");
     a->cur_N = N, a->cur_B = B, a->cur_T = T;
     nx_backend_upload(be, a->ids, bt->ids, sizeof(int32_t) * N);
     nx_backend_upload(be, a->pos, a->pos_host, sizeof(int32_t) * N);
@@ -293,8 +302,11 @@ void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
             kv = nx_kv_cache_layer(bt->kv, l);
             nx_kv_store(be, kv, s.qkv + Q, s.qkv + Q + KV, QKV, bt->spans, bt->nspans, KV);
         }
-        nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS,
-                     nx_layer_window(c, l));
+        if (s.lse)
+            nx_attention_lse(be, s.att, s.lse, s.qkv, QKV, kv, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
+        else
+            nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS,
+                         nx_layer_window(c, l));
         nx_linear(be, s.mid, s.att, &w->o, w->bo, N);
         nx_add(be, s.mid, x, (int64_t)N * C);
         nx_rmsnorm(be, s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->eps);
@@ -364,9 +376,16 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo */
         nx_backend_zero(be, a->datt, sizeof(float) * N * Q);
         nx_linear_backward(be, a->datt, gw->o.data, gw->bo, dres, s.att, &w->o, N);
-        nx_attention_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.probs,
-                              dprobs ? dprobs[l] : NULL, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH,
-                              c->KVH, c->HS, nx_layer_window(c, l));
+        if (s.lse) {
+            NX_ASSERTM(!dprobs, "attention-map gradients need the maps kept (NX_ACTS_KEEP_PROBS)");
+            nx_attention_lse_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.att, s.lse,
+                                      s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH, c->KVH, c->HS,
+                                      nx_layer_window(c, l));
+        } else {
+            nx_attention_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.probs,
+                                  dprobs ? dprobs[l] : NULL, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH,
+                                  c->KVH, c->HS, nx_layer_window(c, l));
+        }
         nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, true);
         nx_rope(be, a->dqkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, true);
         if (c->qk_norm) qk_norm_backward(be, c, a, &s, w, gw, N);

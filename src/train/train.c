@@ -71,7 +71,10 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
     tr->student = student;
     tr->teacher = teacher;
     tr->be = student->be;
-    if (nx_acts_init(&tr->sa, student, o->B, o->T, NX_ACTS_TRAIN, err)) return nx_fail_prefix(err, "student");
+    /* attention transfer needs the student's maps; else the backend may recompute them (flash) */
+    unsigned smode = NX_ACTS_TRAIN | (att ? NX_ACTS_KEEP_PROBS : 0);
+    if (!att && nx_attention_lse_fits(student->be, student->cfg.HS, o->B, o->T, student->cfg.NH)) smode |= NX_ACTS_FLASH;
+    if (nx_acts_init(&tr->sa, student, o->B, o->T, smode, err)) return nx_fail_prefix(err, "student");
     if (teacher &&
         nx_acts_init(&tr->ta, teacher, o->B, o->T, att ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER, err)) {
         nx_acts_free(&tr->sa);

@@ -176,6 +176,9 @@ nx_ops make_ops() {
     o.kv_store = cu_kv_store;
     o.attention = cu_attention;
     o.attention_backward = cu_attention_backward;
+    o.attention_lse_fits = cu_flash_training_fits;
+    o.attention_lse = cu_attention_lse;
+    o.attention_lse_backward = cu_attention_lse_backward;
     o.copy2d = cu_copy2d;
     o.swiglu = cu_swiglu;
     o.swiglu_backward = cu_swiglu_backward;

@@ -2,6 +2,9 @@
  * (backend.h: nx_cuda_work_bytes). Plain C and built without CUDA too, so
  * that a run's GPU memory plan is counted by the function that sizes the
  * allocation on the device (cu_plan in cuda.cu). */
+#include <stdlib.h>
+#include <string.h>
+
 #include "nexus/backend.h"
 #include "sizes.h"
 
@@ -25,3 +28,8 @@ size_t nx_cuda_work_bytes(const nx_work *w, size_t sort_bytes) {
 }
 
 size_t nx_cuda_sort_bound(size_t n) { return 16 * n + ((size_t)1 << 20); }
+
+bool nx_cuda_flash_training(int HS, int B, int NH) {
+    const char *v = getenv("NEXUS_CUDA_FLASH");
+    return (HS == 32 || HS == 64) && (int64_t)B * NH <= 65535 && !(v && !strcmp(v, "0"));
+}
