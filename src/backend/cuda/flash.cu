@@ -2,7 +2,9 @@
  * tensor cores (bf16 precision only).
  *
  * For batches of whole sequences {b, 0, T} whose maps nobody keeps (a
- * teacher's forward, evaluation) in bf16 precision: one block of four
+ * teacher's forward, evaluation, and training through nx_attention_lse,
+ * which also keeps each row's log-sum-exp for the backward below) in
+ * bf16 precision: one block of four
  * warps per 64 query rows of one (sequence, head); each warp holds 16
  * rows' queries as bf16 mma fragments and walks the key tiles of 64 that
  * its rows can see (causal, and from the first key of the window), with
