@@ -113,6 +113,59 @@ TEST(backward_matches_finite_differences_one_head_one_layer) {
     check_config(c, 3);
 }
 
+/* Activation recomputation: the forward keeps each layer's input only and
+ * the backward recomputes the rest, layer by layer, with the same ops on
+ * the same inputs, so the gradients are the same bits; and the hidden
+ * states (hidden-state losses) are still every layer's. */
+static void recompute_matches(nx_model_config cfg, uint64_t seed) {
+    nx_rng r;
+    nx_rng_seed(&r, seed);
+    nx_model m;
+    CHECK(nx_model_init(&m, &cfg, NULL) == NX_OK);
+    nx_model_init_random(&m, 0.3f, &r);
+    int B = 3, T = 6, N = B * T;
+    int32_t ids[18], tg[18];
+    for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&r, cfg.V);
+    for (int n = 0; n < N; n++) tg[n] = (n % T == T - 1) ? -1 : ids[n + 1];
+    float *teacher = malloc(sizeof(float) * N * cfg.V), *g[2], *hid[2];
+    for (int i = 0; i < N * cfg.V; i++) teacher[i] = 2 * nx_rng_normal(&r);
+    size_t nh = (size_t)(cfg.L + 1) * N * cfg.C;
+    for (int k = 0; k < 2; k++) {
+        nx_acts a;
+        CHECK(nx_acts_init(&a, &m, B, T, NX_ACTS_TRAIN | (k ? NX_ACTS_RECOMPUTE : 0), NULL) == NX_OK);
+        g[k] = calloc(m.nparams, sizeof(float));
+        hid[k] = malloc(sizeof(float) * nh);
+        memset(a.dlogits, 0, sizeof(float) * N * cfg.V);
+        model_loss(&m, &a, ids, tg, B, T, a.dlogits, teacher);
+        for (int l = 0; l <= cfg.L; l++)
+            memcpy(hid[k] + (size_t)l * N * cfg.C, nx_acts_hidden(&a, &cfg, l), sizeof(float) * N * cfg.C);
+        nx_model_backward(&m, &a, g[k], NULL, NULL);
+        nx_acts_free(&a);
+    }
+    CHECKF(!memcmp(g[0], g[1], sizeof(float) * m.nparams), "gradients differ with recomputation");
+    CHECKF(!memcmp(hid[0], hid[1], sizeof(float) * nh), "hidden states differ with recomputation");
+    CHECK(nx_acts_bytes(&cfg, B, T, NX_ACTS_TRAIN | NX_ACTS_RECOMPUTE) < nx_acts_bytes(&cfg, B, T, NX_ACTS_TRAIN));
+    for (int k = 0; k < 2; k++) free(g[k]), free(hid[k]);
+    free(teacher);
+    nx_model_free(&m);
+}
+
+TEST(recomputed_activations_give_the_same_gradients) {
+    recompute_matches(base(), 11);
+    nx_model_config c = base(); /* Qwen3 qk-norms, a window on layer 1, biases, tied, MQA */
+    c.arch = NX_ARCH_QWEN3;
+    c.qk_norm = true;
+    c.HS = 6;
+    c.KVH = 1;
+    c.window = 2, c.window_from = 1;
+    c.qkv_bias = true;
+    c.tied = true;
+    recompute_matches(c, 12);
+    c = base();
+    c.L = 3;
+    recompute_matches(c, 13);
+}
+
 /* The layout: Hugging Face names in order, q/k/v (and gate/up, and the
  * biases) back to back so that each group is one matrix, groups 64-byte
  * aligned, matrices in the model's weight type and norms/biases in f32. */

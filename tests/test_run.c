@@ -223,6 +223,50 @@ TEST(resume_after_kill_and_sigint_is_bit_identical) {
     interrupted_run("run.yaml", "sigint", SIGINT, 130, straight);
 }
 
+/* nexus distill ROOT/yaml into ROOT/out with --set sets (space-separated
+ * key=value), quietly; its exit status. */
+static int distill_with(const char *yaml, const char *out, const char *sets) {
+    char cmd[1200], args[600] = "";
+    size_t u = 0;
+    for (const char *p = sets; *p;) {
+        size_t n = strcspn(p, " ");
+        u += (size_t)snprintf(args + u, sizeof args - u, " --set %.*s", (int)n, p);
+        p += n + (p[n] == ' ');
+    }
+    snprintf(cmd, sizeof cmd, "%s distill %s/%s --set output.dir=%s/%s%s > %s/%s.log 2>&1", nexus_bin(), root, yaml, root,
+             out, args, root, out);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+/* recompute: true (activation recomputation) trains the same student, bit
+ * for bit, also with the hidden-state loss through learned projections;
+ * with attention transfer it is refused before anything runs. */
+TEST(recomputed_activations_train_the_same_student) {
+    if (!root[0]) make_fixture();
+    const char *cases[][2] = {{"run.yaml", ""}, {"narrow.yaml", "loss.attention=0"}};
+    for (int i = 0; i < 2; i++) {
+        char off[64], on[64], sets[200], fa[256], fb[256];
+        snprintf(off, sizeof off, "rc-off-%d", i);
+        snprintf(on, sizeof on, "rc-on-%d", i);
+        snprintf(sets, sizeof sets, "%s%srecompute=true", cases[i][1], cases[i][1][0] ? " " : "");
+        CHECK(distill_with(cases[i][0], off, cases[i][1]) == 0);
+        CHECK(distill_with(cases[i][0], on, sets) == 0);
+        snprintf(fa, sizeof fa, "%s/%s", root, off);
+        snprintf(fb, sizeof fb, "%s/%s", root, on);
+        char *a = losses(fa), *b = losses(fb);
+        CHECKF(strcmp(a, b) == 0 && strlen(a) > 0, "%s: losses differ with recompute: true", cases[i][0]);
+        free(a), free(b);
+        snprintf(fa, sizeof fa, "%s/%s/model.safetensors", root, off);
+        snprintf(fb, sizeof fb, "%s/%s/model.safetensors", root, on);
+        CHECKF(same_file(fa, fb), "%s: students differ with recompute: true", cases[i][0]);
+    }
+    CHECK(distill_with("narrow.yaml", "rc-att", "recompute=true") != 0);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "grep -q 'recompute: cannot be combined with loss.attention' %s/rc-att.log", root);
+    CHECK(system(cmd) == 0);
+}
+
 TEST(resume_with_projections_attention_and_bf16_teacher_is_bit_identical) {
     if (!root[0]) make_fixture();
     char straight[200], p[300];

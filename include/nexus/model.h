@@ -218,15 +218,23 @@ nx_kv nx_kv_cache_layer(const nx_kv_cache *c, int l);
  * unless NX_ACTS_STREAM (generation: two residual buffers in turn).
  * NX_ACTS_FLASH with NX_ACTS_TRAIN (and without NX_ACTS_KEEP_PROBS): the
  * backward recomputes the maps from each row's log-sum-exp, which is all
- * that is kept of them (nx_attention_lse: only where it fits). */
-enum { NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2, NX_ACTS_STREAM = 4, NX_ACTS_FLASH = 8 };
+ * that is kept of them (nx_attention_lse: only where it fits).
+ * NX_ACTS_RECOMPUTE with NX_ACTS_TRAIN (and without NX_ACTS_KEEP_PROBS):
+ * the forward keeps only each layer's input (the residual stream); the
+ * backward recomputes a layer's activations from it just before that
+ * layer's backward, into one shared set (activation recomputation: the
+ * same gradients, bit for bit, for about one more forward). */
+enum {
+    NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2, NX_ACTS_STREAM = 4, NX_ACTS_FLASH = 8,
+    NX_ACTS_RECOMPUTE = 16
+};
 
 typedef struct nx_acts {
     nx_backend *be;
     int rows, ctx;          /* capacity: rows per forward, positions */
     int out_rows;           /* rows of the final norm and logits */
     int B, T;               /* training shape (rows = B·T) */
-    bool train, keep_probs, stream, flash;
+    bool train, keep_probs, stream, flash, recompute;
     int cur_B, cur_T, cur_N; /* shape of the last forward (cur_B, cur_T for B×T forwards) */
     nx_arena arena;         /* on be */
     float *rope_cos, *rope_sin; /* (ctx, HS/2) */

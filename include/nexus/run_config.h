@@ -147,6 +147,7 @@ typedef struct nx_run_config {
     int threads;    /* 0: all cores (default) */
     nx_run_device device; /* NX_DEVICE_CPU (default) or NX_DEVICE_CUDA: where the models live and compute */
     nx_precision precision; /* of the matrix products: NX_PREC_FP32 (default), TF32 or BF16 (cuda) */
+    bool recompute; /* activation recomputation: the forward keeps each layer's input, the backward the rest */
 } nx_run_config;
 
 /* Student presets: one table, in src/app/run_config/presets.c. The

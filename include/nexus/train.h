@@ -52,6 +52,10 @@ typedef struct nx_train_opts {
      * group (MiniLM); otherwise each side's maps are averaged over its heads
      * (one group). 0: off. */
     float attention_weight;
+    /* Activation recomputation (NX_ACTS_RECOMPUTE): the same gradients for
+     * about one more forward, in far less activation memory. Not with
+     * attention_weight > 0. */
+    bool recompute;
 } nx_train_opts;
 
 typedef struct nx_step_stats {

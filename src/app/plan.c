@@ -75,7 +75,8 @@ int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_co
     bool teacher_weights = distill || rc->student.init.kind != NX_INIT_RANDOM;
     p->params = (double)nx_model_count(s);
     p->student = 16 * p->params;
-    p->activations = (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN) + 8.0 * rc->data.grad_accum * B * T;
+    unsigned rec = rc->recompute ? NX_ACTS_RECOMPUTE : 0;
+    p->activations = (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN | rec) + 8.0 * rc->data.grad_accum * B * T;
     if (teacher_weights) p->teacher = (double)nx_model_bytes(t, rc->teacher.dtype);
     if (distill) {
         p->teacher_acts = (double)nx_acts_bytes(t, B, T, to.attention_weight > 0 ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER);
@@ -92,7 +93,7 @@ int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_co
         p->gpu = true;
         /* in bf16 precision the trainer keeps no attention maps where flash attention fits */
         bool flash = rc->precision == NX_PREC_BF16 && to.attention_weight <= 0 && nx_cuda_flash_training(s->HS, B, s->NH);
-        p->activations = (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN | (flash ? NX_ACTS_FLASH : 0)) + 4.0 * B * T;
+        p->activations = (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN | rec | (flash ? NX_ACTS_FLASH : 0)) + 4.0 * B * T;
         if (teacher_weights) p->teacher = (double)nx_model_size(t, rc->teacher.dtype);
         if (rc->data.validation[0]) p->eval += 3 * sizeof(double) + 3 * 4.0 * B * rc->data.seq_len;
         /* the largest sizes the backend is planned for: its first plan (4096
@@ -171,9 +172,10 @@ double nx_run_memory_available(char *source, size_t n) {
 
 /* The plan with one knob turned, as the total it gives. */
 static double total_with(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
-                         int batch, int accum, int seq_len, nx_dtype tdtype) {
+                         int batch, int accum, int seq_len, nx_dtype tdtype, bool recompute) {
     nx_run_config k = *rc;
     k.data.batch_size = batch, k.data.grad_accum = accum, k.data.seq_len = seq_len, k.teacher.dtype = tdtype;
+    k.recompute = recompute;
     nx_run_plan p;
     nx_err e;
     return nx_run_plan_compute(&k, distill, t, s, &p, &e) ? INFINITY : p.total;
@@ -204,24 +206,27 @@ static void knob_lines(const nx_run_config *rc, bool distill, const nx_model_con
                        const nx_run_plan *p, char *knobs, size_t n) {
     char b[4][32];
     int B = rc->data.batch_size, A = rc->data.grad_accum, S = rc->data.seq_len;
+    bool R = rc->recompute, can_recompute = !R && rc->loss.attention <= 0;
     size_t u = 0;
     knobs[0] = '\0';
+    if (can_recompute)
+        u += snprintf(knobs + u, n - u, "\n  recompute: true (each layer's activations recomputed in the backward): %s",
+                      run_bytes(b[0], 32, total_with(rc, distill, t, s, B, A, S, rc->teacher.dtype, true)));
     if (B > 1)
         u += snprintf(knobs + u, n - u, "\n  data.batch_size 1 with data.grad_accum %d (the same tokens "
-                      "per step): %s", A * B, run_bytes(b[0], 32, total_with(rc, distill, t, s, 1, A * B, S, rc->teacher.dtype)));
+                      "per step): %s", A * B, run_bytes(b[0], 32, total_with(rc, distill, t, s, 1, A * B, S, rc->teacher.dtype, R)));
     if (S >= 8)
         u += snprintf(knobs + u, n - u, "\n  data.seq_len %d: %s", S / 4,
-                      run_bytes(b[1], 32, total_with(rc, distill, t, s, B, A, S / 4, rc->teacher.dtype)));
+                      run_bytes(b[1], 32, total_with(rc, distill, t, s, B, A, S / 4, rc->teacher.dtype, R)));
     if (p->teacher > 0 && rc->teacher.dtype == NX_F32)
         u += snprintf(knobs + u, n - u, "\n  teacher.dtype bf16: %s",
-                      run_bytes(b[2], 32, total_with(rc, distill, t, s, B, A, S, NX_BF16)));
+                      run_bytes(b[2], 32, total_with(rc, distill, t, s, B, A, S, NX_BF16, R)));
     if (B > 1 && S >= 8)
         u += snprintf(knobs + u, n - u, "\n  all of these together: %s",
-                      run_bytes(b[3], 32, total_with(rc, distill, t, s, 1, A * B, S / 4, p->teacher > 0 ? NX_BF16 : rc->teacher.dtype)));
+                      run_bytes(b[3], 32, total_with(rc, distill, t, s, 1, A * B, S / 4, p->teacher > 0 ? NX_BF16 : rc->teacher.dtype, R || can_recompute)));
     if (p->gpu)
         snprintf(knobs + u, n - u, "\n  a smaller student (its weights, gradients and AdamW moments take 16 bytes "
-                 "per parameter; activation recomputation does not exist yet)\n  a GPU with more free memory "
-                 "(other processes on it hold some)");
+                 "per parameter)\n  a GPU with more free memory (other processes on it hold some)");
     else
         snprintf(knobs + u, n - u, "\n  a smaller student (its weights, gradients and AdamW moments "
                  "take 16 bytes per parameter)\n  device: cuda, on a machine with an NVIDIA GPU (the tensors in its memory)");

@@ -43,7 +43,7 @@ nx_train_opts nx_run_train_opts(const nx_run_config *rc, bool distill) {
         .warmup = rc->optimizer.warmup_steps, .total_steps = rc->optimizer.steps,
         .n_layer_map = rc->loss.hidden.layer_map.n, .layer_map = (const int (*)[2])rc->loss.hidden.layer_map.pair,
         .hidden_weight = distill ? (float)rc->loss.hidden.weight : 0.0f, .proj_seed = (uint64_t)rc->seed ^ 0x9a0ecu,
-        .attention_weight = distill ? (float)rc->loss.attention : 0.0f};
+        .attention_weight = distill ? (float)rc->loss.attention : 0.0f, .recompute = rc->recompute};
 }
 
 typedef struct {

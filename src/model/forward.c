@@ -33,7 +33,8 @@
 static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     size_t R = (size_t)a->rows, C = (size_t)c->C, F = (size_t)c->F;
     size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
-    size_t Lk = a->train ? (size_t)c->L : 1, P = (size_t)a->B * c->NH * a->T * a->T;
+    size_t Lk = a->train && !a->recompute ? (size_t)c->L : 1, P = (size_t)a->B * c->NH * a->T * a->T;
+    size_t Lp = a->keep_probs ? (size_t)c->L : Lk; /* maps: a teacher for attention transfer keeps every layer's */
     a->rope_cos = nx_arena_floats(ar, (size_t)a->ctx * c->HS / 2);
     a->rope_sin = nx_arena_floats(ar, (size_t)a->ctx * c->HS / 2);
     a->pos = nx_arena_alloc(ar, R * sizeof(int32_t));
@@ -42,8 +43,8 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->ln1 = nx_arena_floats(ar, Lk * R * C);
     a->rstd1 = nx_arena_floats(ar, Lk * R);
     a->qkv = nx_arena_floats(ar, Lk * R * QKV);
-    a->probs = (a->train && !a->flash) || a->keep_probs ? nx_arena_floats(ar, (size_t)c->L * P) : NULL;
-    a->lse = a->flash ? nx_arena_floats(ar, (size_t)c->L * a->B * c->NH * a->T) : NULL;
+    a->probs = (a->train && !a->flash) || a->keep_probs ? nx_arena_floats(ar, Lp * P) : NULL;
+    a->lse = a->flash ? nx_arena_floats(ar, Lk * a->B * c->NH * a->T) : NULL;
     a->att = nx_arena_floats(ar, Lk * R * Q);
     a->mid = nx_arena_floats(ar, Lk * R * C);
     a->ln2 = nx_arena_floats(ar, Lk * R * C);
@@ -81,6 +82,12 @@ static bool flash_mode(unsigned mode) {
     return (mode & NX_ACTS_FLASH) && (mode & NX_ACTS_TRAIN) && !(mode & NX_ACTS_KEEP_PROBS);
 }
 
+static bool recompute_mode(unsigned mode) {
+    NX_ASSERTM(!(mode & NX_ACTS_RECOMPUTE) || !(mode & NX_ACTS_KEEP_PROBS),
+               "recomputed activations keep no attention maps for a loss");
+    return (mode & NX_ACTS_RECOMPUTE) && (mode & NX_ACTS_TRAIN);
+}
+
 static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, int B, int T,
                      unsigned mode, nx_err *err) {
     const nx_model_config *c = &m->cfg;
@@ -89,7 +96,8 @@ static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int 
     if (ctx > c->max_pos)
         return nx_fail(err, "sequence length %d exceeds the model's max_position_embeddings %d", ctx, c->max_pos);
     *a = (nx_acts){.be = m->be, .rows = rows, .out_rows = out_rows, .ctx = ctx, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
-                   .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM, .flash = flash_mode(mode)};
+                   .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM, .flash = flash_mode(mode),
+                   .recompute = recompute_mode(mode)};
     NX_ASSERTM(!a->flash || nx_attention_lse_fits(m->be, c->HS, B, T, c->NH),
                "NX_ACTS_FLASH where the backend's nx_attention_lse does not fit");
     NX_ASSERTM(!(a->train && a->stream), "training keeps every layer's activations");
@@ -136,7 +144,8 @@ int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int
 size_t nx_acts_bytes(const nx_model_config *c, int B, int T, unsigned mode) {
     if (!countable(c, B, T)) return SIZE_MAX;
     nx_acts a = {.rows = B * T, .out_rows = B * T, .ctx = T, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
-                 .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM, .flash = flash_mode(mode)};
+                 .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM, .flash = flash_mode(mode),
+                   .recompute = recompute_mode(mode)};
     nx_arena count = nx_arena_counting();
     plan(&a, c, &count);
     return count.used;
@@ -162,7 +171,7 @@ const float *nx_acts_hidden(const nx_acts *a, const nx_model_config *c, int i) {
 }
 
 const float *nx_acts_probs(const nx_acts *a, const nx_model_config *c, int l) {
-    NX_ASSERTM(a->probs, "attention maps are kept only with NX_ACTS_TRAIN or NX_ACTS_KEEP_PROBS");
+    NX_ASSERTM(a->probs && !a->recompute, "attention maps are kept only with NX_ACTS_TRAIN or NX_ACTS_KEEP_PROBS");
     NX_ASSERT(l >= 0 && l < c->L);
     return a->probs + (size_t)l * a->B * c->NH * a->T * a->T;
 }
@@ -175,15 +184,15 @@ typedef struct {
 } layer_acts;
 
 static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) {
-    size_t R = (size_t)a->rows, L = a->train ? (size_t)l : 0, C = (size_t)c->C, F = (size_t)c->F;
+    size_t R = (size_t)a->rows, L = a->train && !a->recompute ? (size_t)l : 0, C = (size_t)c->C, F = (size_t)c->F;
     size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
     layer_acts s = {
         a->ln1 + L * R * C,     a->rstd1 + L * R,       a->qkv + L * R * QKV,
-        a->probs ? (float *)nx_acts_probs(a, c, l) : NULL,
+        a->probs ? a->probs + (a->keep_probs ? (size_t)l : L) * a->B * c->NH * a->T * a->T : NULL,
         a->att + L * R * Q,     a->mid + L * R * C,     a->ln2 + L * R * C,
         a->rstd2 + L * R,       a->gu + L * R * 2 * F,  a->h + L * R * F,
         NULL, NULL, NULL, NULL,
-        a->lse ? a->lse + (size_t)l * a->B * c->NH * a->T : NULL,
+        a->lse ? a->lse + L * a->B * c->NH * a->T : NULL,
     };
     if (c->qk_norm) {
         s.qraw = a->qraw + L * R * Q;
@@ -262,10 +271,45 @@ nx_kv nx_kv_cache_layer(const nx_kv_cache *kc, int l) {
 
 /* ---- forward ---- */
 
-void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
+/* Layer l of a forward from its input res[l]: its activations, and with
+ * to_out its output res[l + 1] (a recomputation for the backward needs
+ * only what the layer's backward reads). */
+static void layer_forward(const nx_model *m, nx_acts *a, const nx_batch *bt, int l, int B, int T, bool to_out) {
     const nx_model_config *c = &m->cfg;
     nx_backend *be = m->be;
     int N = bt->N, C = c->C, F = c->F, Q = c->NH * c->HS, KV = c->KVH * c->HS, QKV = Q + 2 * KV;
+    const nx_layer_weights *w = &m->w.layer[l];
+    layer_acts s = layer_view(a, c, l);
+    float *x = res_at(a, c, l), *out = res_at(a, c, l + 1);
+    nx_rmsnorm(be, s.ln1, s.rstd1, x, w->ln1, N, C, c->eps);
+    nx_linear(be, s.qkv, s.ln1, &w->qkv, w->bqkv, N);
+    if (c->qk_norm) qk_norm_forward(be, c, &s, w, N);
+    nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, false);
+    nx_rope(be, s.qkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, false);
+    nx_kv kv = {s.qkv + Q, s.qkv + Q + KV, QKV, (int64_t)T * QKV};
+    if (bt->kv) {
+        kv = nx_kv_cache_layer(bt->kv, l);
+        nx_kv_store(be, kv, s.qkv + Q, s.qkv + Q + KV, QKV, bt->spans, bt->nspans, KV);
+    }
+    if (s.lse)
+        nx_attention_lse(be, s.att, s.lse, s.qkv, QKV, kv, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
+    else
+        nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS,
+                     nx_layer_window(c, l));
+    nx_linear(be, s.mid, s.att, &w->o, w->bo, N);
+    nx_add(be, s.mid, x, (int64_t)N * C);
+    nx_rmsnorm(be, s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->eps);
+    nx_linear(be, s.gu, s.ln2, &w->gu, NULL, N);
+    nx_swiglu(be, s.h, s.gu, N, F);
+    if (!to_out) return;
+    nx_linear(be, out, s.h, &w->down, NULL, N);
+    nx_add(be, out, s.mid, (int64_t)N * C);
+}
+
+void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
+    const nx_model_config *c = &m->cfg;
+    nx_backend *be = m->be;
+    int N = bt->N, C = c->C;
     NX_ASSERT(a->be == be && N >= 1 && N <= a->rows && bt->nspans >= 1);
     for (int s = 0, r = 0; s < bt->nspans; s++) {
         nx_span sp = bt->spans[s];
@@ -288,33 +332,7 @@ void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
     nx_backend_upload(be, a->pos, a->pos_host, sizeof(int32_t) * N);
 
     nx_embed(be, res_at(a, c, 0), a->ids, &m->w.wte, N);
-    for (int l = 0; l < c->L; l++) {
-        const nx_layer_weights *w = &m->w.layer[l];
-        layer_acts s = layer_view(a, c, l);
-        float *x = res_at(a, c, l), *out = res_at(a, c, l + 1);
-        nx_rmsnorm(be, s.ln1, s.rstd1, x, w->ln1, N, C, c->eps);
-        nx_linear(be, s.qkv, s.ln1, &w->qkv, w->bqkv, N);
-        if (c->qk_norm) qk_norm_forward(be, c, &s, w, N);
-        nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, false);
-        nx_rope(be, s.qkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, false);
-        nx_kv kv = {s.qkv + Q, s.qkv + Q + KV, QKV, (int64_t)T * QKV};
-        if (bt->kv) {
-            kv = nx_kv_cache_layer(bt->kv, l);
-            nx_kv_store(be, kv, s.qkv + Q, s.qkv + Q + KV, QKV, bt->spans, bt->nspans, KV);
-        }
-        if (s.lse)
-            nx_attention_lse(be, s.att, s.lse, s.qkv, QKV, kv, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
-        else
-            nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS,
-                         nx_layer_window(c, l));
-        nx_linear(be, s.mid, s.att, &w->o, w->bo, N);
-        nx_add(be, s.mid, x, (int64_t)N * C);
-        nx_rmsnorm(be, s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->eps);
-        nx_linear(be, s.gu, s.ln2, &w->gu, NULL, N);
-        nx_swiglu(be, s.h, s.gu, N, F);
-        nx_linear(be, out, s.h, &w->down, NULL, N);
-        nx_add(be, out, s.mid, (int64_t)N * C);
-    }
+    for (int l = 0; l < c->L; l++) layer_forward(m, a, bt, l, B, T, true);
     const float *fin = res_at(a, c, c->L);
     int nout = bt->out == NX_OUT_LAST ? bt->nspans : N;
     if (bt->out == NX_OUT_NONE) return;
@@ -362,9 +380,13 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
     nx_rmsnorm_backward(be, dres, g.lnf, a->dlnf, res_at(a, c, c->L), m->w.lnf, a->rstdf, N, C);
     if (dhidden) nx_add(be, dres, dhidden + (size_t)c->L * N * C, (int64_t)N * C);
 
+    nx_batch again = {.N = N, .spans = a->spans_host, .nspans = B}; /* the forward's B × T rows */
+    if (a->recompute)
+        for (int b = 0; b < B; b++) a->spans_host[b] = (nx_span){b, 0, T};
     for (int l = c->L - 1; l >= 0; l--) {
         const nx_layer_weights *w = &m->w.layer[l];
         nx_layer_weights *gw = &g.layer[l];
+        if (a->recompute) layer_forward(m, a, &again, l, B, T, false);
         layer_acts s = layer_view(a, c, l);
         /* out = mid + down(h): dmid = dres (kept in place), dh = dres @ Wd */
         nx_backend_zero(be, a->dh, sizeof(float) * N * c->F);

@@ -72,7 +72,9 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
     tr->teacher = teacher;
     tr->be = student->be;
     /* attention transfer needs the student's maps; else the backend may recompute them (flash) */
-    unsigned smode = NX_ACTS_TRAIN | (att ? NX_ACTS_KEEP_PROBS : 0);
+    if (att && o->recompute)
+        return nx_fail(err, "activation recomputation keeps no attention maps for attention transfer: turn one off");
+    unsigned smode = NX_ACTS_TRAIN | (att ? NX_ACTS_KEEP_PROBS : 0) | (o->recompute ? NX_ACTS_RECOMPUTE : 0);
     if (!att && nx_attention_lse_fits(student->be, student->cfg.HS, o->B, o->T, student->cfg.NH)) smode |= NX_ACTS_FLASH;
     if (nx_acts_init(&tr->sa, student, o->B, o->T, smode, err)) return nx_fail_prefix(err, "student");
     if (teacher &&

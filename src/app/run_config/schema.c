@@ -169,6 +169,7 @@ const cfg_field CFG_TOP[] = {
     {"threads", T_INT, OFF(threads), 0, .lo = 0, .hi = 4096, .flags = F_NOHASH},
     {"device", T_ENUM, OFF(device), 0, .names = DEVICES, .flags = F_NOHASH},
     {"precision", T_ENUM, OFF(precision), 0, .names = PRECISIONS, .flags = F_NOHASH},
+    {"recompute", T_BOOL, OFF(recompute), 0, .flags = F_NOHASH},
     {.name = NULL},
 };
 

@@ -176,6 +176,9 @@ static int check_training(cfg_ctx *c, nx_run_config *rc) {
     if ((rc->loss.hidden.weight > 0 || rc->loss.attention > 0) && !lm->n)
         return cfg_fail_at(c, "loss.hidden.layer_map", "missing: hidden-state and attention losses need "
                                                        "[student_layer, teacher_layer] pairs");
+    if (rc->recompute && rc->loss.attention > 0)
+        return cfg_fail_at(c, "recompute", "cannot be combined with loss.attention: attention transfer reads every "
+                                           "layer's attention maps after the forward; set one of them off");
     for (int i = 0; i < lm->n && L > 0; i++)
         if (lm->pair[i][0] >= L)
             return cfg_fail_at(c, "loss.hidden.layer_map", "student layer %d out of range (the student has %d layers)",
