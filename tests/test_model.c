@@ -15,14 +15,18 @@ static double model_loss(nx_model *m, nx_acts *a, const int32_t *ids, const int3
     return 0.5 * ce + 0.5 * kd;
 }
 
+/* A random model of cfg, its norms and biases perturbed off their 1/0 init. */
+static void random_model(nx_model *m, const nx_model_config *cfg, nx_rng *r) {
+    CHECK(nx_model_init(m, cfg, NULL) == NX_OK);
+    nx_model_init_random(m, 0.3f, r);
+    for (size_t i = 0; i < m->nparams; i++) m->params[i] += 0.05f * nx_rng_normal(r);
+}
+
 static void check_config(nx_model_config cfg, uint64_t seed) {
     nx_rng r;
     nx_rng_seed(&r, seed);
     nx_model m;
-    CHECK(nx_model_init(&m, &cfg, NULL) == NX_OK);
-    nx_model_init_random(&m, 0.3f, &r);
-    for (size_t i = 0; i < m.nparams; i++) /* perturb norms and biases off their 1/0 init */
-        m.params[i] += 0.05f * nx_rng_normal(&r);
+    random_model(&m, &cfg, &r);
     int B = 2, T = 5, N = B * T;
     nx_acts a;
     CHECK(nx_acts_init(&a, &m, B, T, NX_ACTS_TRAIN, NULL) == NX_OK);
@@ -121,8 +125,7 @@ static void recompute_matches(nx_model_config cfg, uint64_t seed) {
     nx_rng r;
     nx_rng_seed(&r, seed);
     nx_model m;
-    CHECK(nx_model_init(&m, &cfg, NULL) == NX_OK);
-    nx_model_init_random(&m, 0.3f, &r);
+    random_model(&m, &cfg, &r);
     int B = 3, T = 6, N = B * T;
     int32_t ids[18], tg[18];
     for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&r, cfg.V);
