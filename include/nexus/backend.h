@@ -122,10 +122,11 @@ size_t nx_cuda_work_bytes(const nx_work *w, size_t sort_bytes);
 /* An upper bound of that sort's temporary storage for n (key, value) int
  * pairs: its alternate key and value buffers and its histograms. */
 size_t nx_cuda_sort_bound(size_t n);
-/* Does the CUDA backend train attention of this shape without maps
- * (nx_attention_lse) in bf16 precision? Head sizes 32 and 64, B·NH within
- * a grid's 65535, unless NEXUS_CUDA_FLASH=0. Memory plans ask it too. */
-bool nx_cuda_flash_training(int HS, int B, int NH);
+/* Does the CUDA backend run flash attention (in bf16 precision) for this
+ * head size and B·NH (sequence, head) pairs: head sizes 32, 64 and, but
+ * for training (nx_attention_lse), 128; pairs within a grid's 65535;
+ * unless NEXUS_CUDA_FLASH=0. The backend and memory plans both ask it. */
+bool nx_cuda_flash(int HS, int64_t pairs, bool training);
 /* What a CUDA process holds on its GPU beyond its allocations: the
  * context, the kernels' modules, cuBLAS's handle and workspace. Measured
  * on an H200 (driver 580, CUDA 13): 598 MiB (test_backend) and 610 MiB

@@ -92,7 +92,7 @@ int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_co
          * the teacher without the CPU's widening buffer (the workspace has it) */
         p->gpu = true;
         /* in bf16 precision the trainer keeps no attention maps where flash attention fits */
-        bool flash = rc->precision == NX_PREC_BF16 && to.attention_weight <= 0 && nx_cuda_flash_training(s->HS, B, s->NH);
+        bool flash = rc->precision == NX_PREC_BF16 && to.attention_weight <= 0 && nx_cuda_flash(s->HS, (int64_t)B * s->NH, true);
         p->activations = (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN | rec | (flash ? NX_ACTS_FLASH : 0)) + 4.0 * B * T;
         if (teacher_weights) p->teacher = (double)nx_model_size(t, rc->teacher.dtype);
         if (rc->data.validation[0]) p->eval += 3 * sizeof(double) + 3 * 4.0 * B * rc->data.seq_len;

@@ -109,14 +109,11 @@ void cu_sync(nx_backend *) { cu_check(cudaDeviceSynchronize(), "sync"); }
 
 size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
-/* The workspace without what sizes.c counts beside it: attention's score
- * area, the narrowing area and the span tables (their own allocations). */
+/* The workspace proper for sizes w (sizes.c). */
 size_t work_need(const nx_work *w) {
-    size_t rows = (size_t)(w->rows > 0 ? w->rows : 1), sort = 0;
-    cu_sort_bytes(rows, &sort);
-    nx_work nw = *w;
-    nw.ctx = 0;
-    return nx_cuda_work_bytes(&nw, sort) - (size_t)CU_NARROW_BYTES - 2 * align256(rows * sizeof(int32_t));
+    size_t sort = 0;
+    cu_sort_bytes((size_t)(w->rows > 0 ? w->rows : 1), &sort);
+    return cu_workspace_bytes(w, sort);
 }
 
 int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
@@ -274,7 +271,6 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
     CU.prec = NX_PREC_FP32;
     cu_check_blas(cublasSetMathMode(CU.blas, CUBLAS_PEDANTIC_MATH), "math mode");
     CU.native_bf16 = switched_on("NEXUS_CUDA_BF16_WEIGHTS");
-    CU.flash = switched_on("NEXUS_CUDA_FLASH");
     CU.narrow_elems = CU_NARROW_BYTES / 2;
     if (const char *ne = getenv("NEXUS_CUDA_NARROW_ELEMS"))
         CU.narrow_elems = atoll(ne) >= 4096 && atoll(ne) < CU.narrow_elems ? atoll(ne) : CU.narrow_elems;

@@ -26,10 +26,10 @@ struct cu_state {
     cublasHandle_t blas;
     cublasComputeType_t compute; /* of linear's products (nx_precision) */
     nx_precision prec;
-    /* bf16 precision's fast paths, each on unless its variable says 0 (to
-     * measure against): bf16 weights fed to cuBLAS as they are stored
-     * (NEXUS_CUDA_BF16_WEIGHTS), flash attention (NEXUS_CUDA_FLASH) */
-    bool native_bf16, flash;
+    /* bf16 precision's bf16 operands for cuBLAS, on unless
+     * NEXUS_CUDA_BF16_WEIGHTS=0 (to measure against); flash attention's
+     * switch is nx_cuda_flash's */
+    bool native_bf16;
     char *work;            /* the workspace (device) */
     size_t work_bytes, work_used;
     nx_work planned;

@@ -406,9 +406,7 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
 
 } // namespace
 
-bool cu_flash_fits(int HS, int pairs) {
-    return CU.flash && CU.prec == NX_PREC_BF16 && (HS == 32 || HS == 64 || HS == 128) && pairs <= 65535; /* grid y */
-}
+bool cu_flash_fits(int HS, int pairs) { return CU.prec == NX_PREC_BF16 && nx_cuda_flash(HS, pairs, false); }
 
 void cu_flash_attention(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
                         int HS, int window) {
@@ -419,7 +417,7 @@ void cu_flash_attention(float *out, float *lse, const float *q, int64_t ldq, nx_
 
 bool cu_flash_training_fits(nx_backend *, int HS, int B, int T, int NH) {
     (void)T;
-    return CU.prec == NX_PREC_BF16 && nx_cuda_flash_training(HS, B, NH);
+    return CU.prec == NX_PREC_BF16 && nx_cuda_flash(HS, (int64_t)B * NH, true);
 }
 
 void cu_attention_lse(nx_backend *, float *out, float *lse, const float *q, int64_t ld, nx_kv kv, int B, int T, int NH,

@@ -13,23 +13,29 @@ static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 /* The workspace holds: the partial sums; per row a double (row losses)
  * and four ints (sort keys and values); the radix sort's own temporary
  * storage; one widened non-f32 matrix; the pointer arrays of a batched
- * product; RMSNorm's partial column sums. Counted with it, each its own
- * allocation: the span tables (two ints per row); attention's score area
- * (CU_SCORE_FLOATS), made when attention is planned; the narrowing area of
- * bf16 precision (CU_NARROW_BYTES, in every plan: a plan does not know the
- * precision). */
+ * product; RMSNorm's partial column sums. */
+size_t cu_workspace_bytes(const nx_work *w, size_t sort_bytes) {
+    size_t rows = (size_t)(w->rows > 0 ? w->rows : 1);
+    return align256(CU_PARTIALS * sizeof(double)) + 2 * align256(sizeof(int)) + align256(rows * sizeof(double)) +
+           4 * align256(rows * sizeof(int32_t)) + align256(sort_bytes) +
+           align256((size_t)w->weight_elems * sizeof(float)) + align256(3 * CU_MAX_PAIRS * sizeof(void *)) +
+           align256(CU_NORM_PARTIALS * sizeof(double)) + 4096;
+}
+
+/* The workspace and, each its own allocation: the span tables (two ints
+ * per row); attention's score area (CU_SCORE_FLOATS), made when attention
+ * is planned; the narrowing area of bf16 precision (CU_NARROW_BYTES, in
+ * every plan: a plan does not know the precision). */
 size_t nx_cuda_work_bytes(const nx_work *w, size_t sort_bytes) {
     size_t rows = (size_t)(w->rows > 0 ? w->rows : 1);
-    size_t work = align256(CU_PARTIALS * sizeof(double)) + 2 * align256(sizeof(int)) +
-                  align256(rows * sizeof(double)) + 6 * align256(rows * sizeof(int32_t)) + align256(sort_bytes) +
-                  align256((size_t)w->weight_elems * sizeof(float)) + align256(3 * CU_MAX_PAIRS * sizeof(void *)) +
-                  align256(CU_NORM_PARTIALS * sizeof(double)) + 4096;
-    return work + (w->ctx > 0 ? (size_t)CU_SCORE_FLOATS * sizeof(float) : 0) + (size_t)CU_NARROW_BYTES;
+    return cu_workspace_bytes(w, sort_bytes) + 2 * align256(rows * sizeof(int32_t)) +
+           (w->ctx > 0 ? (size_t)CU_SCORE_FLOATS * sizeof(float) : 0) + (size_t)CU_NARROW_BYTES;
 }
 
 size_t nx_cuda_sort_bound(size_t n) { return 16 * n + ((size_t)1 << 20); }
 
-bool nx_cuda_flash_training(int HS, int B, int NH) {
+bool nx_cuda_flash(int HS, int64_t pairs, bool training) {
     const char *v = getenv("NEXUS_CUDA_FLASH");
-    return (HS == 32 || HS == 64) && (int64_t)B * NH <= 65535 && !(v && !strcmp(v, "0"));
+    bool size = HS == 32 || HS == 64 || (HS == 128 && !training);
+    return size && pairs <= 65535 && !(v && !strcmp(v, "0")); /* pairs: a grid's y */
 }

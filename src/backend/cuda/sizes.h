@@ -4,6 +4,7 @@
 #ifndef NEXUS_BACKEND_CUDA_SIZES_H
 #define NEXUS_BACKEND_CUDA_SIZES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Blocks of a grid-stride reduction: partial sums are this many doubles. */
@@ -16,5 +17,15 @@ enum { CU_PARTIALS = 512, CU_THREADS = 256 };
 #define CU_NORM_PARTIALS ((int64_t)1 << 19)
 /* bf16 precision: the bf16 operands of linear's products, in chunks */
 #define CU_NARROW_BYTES ((int64_t)128 << 20)
+
+/* The workspace proper for sizes w (sizes.c): nx_cuda_work_bytes adds the
+ * buffers allocated beside it. */
+#ifdef __cplusplus
+extern "C" {
+#endif
+size_t cu_workspace_bytes(const struct nx_work *w, size_t sort_bytes);
+#ifdef __cplusplus
+}
+#endif
 
 #endif
