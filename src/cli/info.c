@@ -132,8 +132,8 @@ int cmd_info(int argc, char **argv) {
     bool yaml = !is_dir && plen > 5 && (!strcmp(path + plen - 5, ".yaml") || !strcmp(path + plen - 4, ".yml"));
     double teacher_bytes = 0; /* distillation: teacher weights + inference activations */
     nx_run_plan gpu_plan = {0}; /* device: cuda: the GPU memory plan of distilling */
-    nx_run_config run;
-    bool recompute = false; /* a run config's recompute: true */
+    nx_run_config run; /* a run config's, else the defaults */
+    nx_run_config_defaults(&run);
     if (yaml) {
         nx_model_config tc, *tcp = NULL;
         if (nx_run_config_load(&run, path, sets.v, sets.n, &err)) {
@@ -143,7 +143,6 @@ int cmd_info(int argc, char **argv) {
         if (nx_modelfile_config(run.teacher.path, &tc, &err) == NX_OK) tcp = &tc;
         if (nx_run_config_student_shape(&run, tcp, &c, &err))
             return cli_error("info", err.msg); /* names the teacher when its shape is needed */
-        recompute = run.recompute;
         if (B == 1) B = run.data.batch_size;
         if (T == 0) T = run.data.seq_len - 1;
         if (tcp) {
@@ -214,7 +213,7 @@ int cmd_info(int argc, char **argv) {
         snprintf(msg, sizeof msg, "batch %ld x sequence length %ld: activations too large to count", B, T);
         return cli_error("info", msg);
     }
-    double acts = (double)nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN | (recompute ? NX_ACTS_RECOMPUTE : 0));
+    double acts = (double)nx_acts_bytes(&c, (int)B, (int)T, NX_ACTS_TRAIN | (run.recompute ? NX_ACTS_RECOMPUTE : 0));
     double train = 16 * N + acts + teacher_bytes;
 
     if (json) {

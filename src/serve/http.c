@@ -490,17 +490,6 @@ void http_quiesce(server *s) {
     }
 }
 
-/* Lets the responses of finished or cancelled jobs reach their clients (the
- * last events of a stream, the 503 of a cancelled wait) before the daemon
- * closes every connection. */
-void http_flush(server *s, double max_s) {
-    double t0 = nx_now();
-    while (atomic_load(&s->open_jobs) > 0 && nx_now() - t0 < max_s) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
-
 void http_stop(server *s) {
     if (s->mhd) MHD_stop_daemon(s->mhd);
     s->mhd = NULL;

@@ -162,7 +162,6 @@ typedef struct server {
 
 int http_start(server *s, nx_err *err);
 void http_quiesce(server *s);
-void http_flush(server *s, double max_s);
 void http_stop(server *s);
 int http_port(server *s);
 

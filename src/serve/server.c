@@ -87,7 +87,9 @@ int nx_serve_run(const nx_serve_opts *o, volatile sig_atomic_t *stop, nx_err *er
     int left = engine_load(&s->eng);
     if (left) fprintf(stderr, "nexus serve: cancelling %d requests still running\n", left);
     engine_stop(&s->eng);
-    http_flush(s, 2.0);
+    /* the last events of cancelled streams (and the 503s of cancelled
+     * waits) reach their clients before the daemon closes every connection */
+    for (double t1 = nx_now(); atomic_load(&s->open_jobs) > 0 && nx_now() - t1 < 2.0;) nap(0.02);
     http_stop(s);
     fprintf(stderr, "nexus serve: stopped\n");
     rc = NX_OK;

@@ -158,18 +158,19 @@ static int load_sections(nx_tokenizer *t, const cJSON *root, const cJSON *cfg, l
     return NX_OK;
 }
 
-/* Parses both JSON texts (cfg_json may be NULL) and builds the tokenizer. */
 /* Every key and string of a JSON tree must be UTF-8: their text reaches
  * the encoder (a Prepend or Replace normalizer's string, an added token),
  * which takes UTF-8 only. cJSON passes raw invalid bytes and lone
  * surrogate escapes through, so they are checked here, once. */
+static bool utf8_bad(const char *s, size_t *at) {
+    size_t n = strlen(s);
+    return (*at = tok_utf8_invalid_at(s, n)) < n;
+}
+
 static const cJSON *first_bad_string(const cJSON *n, size_t *at, bool *is_key) {
     for (; n; n = n->next) {
-        if (n->string && (*at = tok_utf8_invalid_at(n->string, strlen(n->string))) < strlen(n->string))
-            return *is_key = true, n;
-        if (cJSON_IsString(n) && n->valuestring &&
-            (*at = tok_utf8_invalid_at(n->valuestring, strlen(n->valuestring))) < strlen(n->valuestring))
-            return *is_key = false, n;
+        if (n->string && utf8_bad(n->string, at)) return *is_key = true, n;
+        if (cJSON_IsString(n) && n->valuestring && utf8_bad(n->valuestring, at)) return *is_key = false, n;
         const cJSON *bad = first_bad_string(n->child, at, is_key);
         if (bad) return bad;
     }
@@ -189,6 +190,7 @@ static int utf8_everywhere(const cJSON *root, const char *name, nx_err *err) {
                         "is UTF-8; re-save the file as UTF-8", name, bad->string, at, (uint8_t)bad->valuestring[at]);
 }
 
+/* Parses both JSON texts (cfg_json may be NULL) and builds the tokenizer. */
 static int load_from_text(nx_tokenizer **out, const char *json, size_t len, const char *name,
                           const char *cfg_json, size_t cfg_len, const char *cfg_name, nx_err *err) {
     *out = NULL;
