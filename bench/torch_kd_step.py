@@ -50,7 +50,7 @@ def step_flops(tcfg, scfg, B, T):
     return 2 * matmul_params(tcfg) * tok + attn(tcfg) + 6 * matmul_params(scfg) * tok + 3 * attn(scfg)
 
 
-def run(case, teacher, scfg, B, T, steps, compile_, alpha=0.5, temp=2.0):
+def run(case, teacher, scfg, B, T, steps, compile_, alpha=0.5, temp=2.0, profile=False):
     dev = "cuda"
     torch.manual_seed(0)
     student = LlamaForCausalLM(scfg).to(dev)
@@ -92,6 +92,15 @@ def run(case, teacher, scfg, B, T, steps, compile_, alpha=0.5, temp=2.0):
                       "mfu": round(fl / H200_BF16_DENSE, 4), "loss": float(loss),
                       "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                       "gpu": torch.cuda.get_device_name()}), flush=True)
+    if profile:  # where PyTorch's step goes, per kernel (to stderr, beside nexus's NEXUS_PROFILE)
+        from torch.profiler import ProfilerActivity, profile as prof
+        with prof(activities=[ProfilerActivity.CUDA]) as p:
+            for _ in range(3):
+                fn(ids)
+            torch.cuda.synchronize()
+        import sys
+        print(p.key_averages().table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70),
+              file=sys.stderr, flush=True)
 
 
 def main():
@@ -101,6 +110,7 @@ def main():
     ap.add_argument("--save-teacher", default="")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--modes", default="eager,compiled")
+    ap.add_argument("--profile", action="store_true", help="print each mode's kernel times over 3 steps to stderr")
     a = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     if a.case == "p2":
@@ -116,7 +126,7 @@ def main():
         scfg = llama(32000, 1024, 12, 16, 4, 2816, max_pos=2048)
         B, T = 8, 1024
     for mode in filter(None, a.modes.split(",")):  # --modes "" with --save-teacher: save only
-        run(a.case, teacher, scfg, B, T, a.steps, mode == "compiled")
+        run(a.case, teacher, scfg, B, T, a.steps, mode == "compiled", profile=a.profile)
 
 
 if __name__ == "__main__":

@@ -4,21 +4,28 @@
  * For batches of whole sequences {b, 0, T} whose maps nobody keeps (a
  * teacher's forward, evaluation, and training through nx_attention_lse,
  * which also keeps each row's log-sum-exp for the backward below) in
- * bf16 precision: one block of four
- * warps per 64 query rows of one (sequence, head); each warp holds 16
- * rows' queries as bf16 mma fragments and walks the key tiles of 64 that
- * its rows can see (causal, and from the first key of the window), with
- * an online softmax (running max and sum in f32, as FlashAttention-2):
- * S = Q·Kᵀ and O += P·V are m16n8k16 bf16 products with f32
- * accumulation, K and V staged in shared memory as bf16 (V transposed).
- * Nothing is added atomically and every sum runs in a fixed order, so the
- * result is the same on every run. Head sizes 32, 64 and 128; others,
- * fp32 and tf32 precision, and kept maps use attention_gemm.cu. */
+ * bf16 precision: one block of four warps per 64 query rows of one
+ * (sequence, head); each warp holds 16 rows' queries as bf16 mma fragments
+ * and walks the key tiles of 64 that its rows can see (causal, and from
+ * the first key of the window), with an online softmax (running max and
+ * sum in f32, as FlashAttention-2): S = Q·Kᵀ and O += P·V are m16n8k16
+ * bf16 products with f32 accumulation. Tiles are staged in shared memory
+ * as bf16, row-major, with vector loads; ldmatrix reads the fragments,
+ * transposing where a product needs the other side (.trans), so no tile
+ * is stored twice. Only tiles that cross the diagonal, the window's edge
+ * or the sequence's end are masked element by element. Nothing is added
+ * atomically and every sum runs in a fixed order, so the result is the
+ * same on every run. Head sizes 32, 64 and 128; others, fp32 and tf32
+ * precision, and kept maps use attention_gemm.cu. */
+#include <initializer_list>
+
 #include "cuda_impl.h"
 
 namespace {
 
 enum { FL_ROWS = 64, FL_KEYS = 64, FL_WARPS = 4 };
+
+typedef __nv_bfloat16 bf16;
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -33,35 +40,122 @@ __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* Four 8×8 bf16 matrices from shared memory: lane l gives the address of
+ * row l % 8 of matrix l / 8; r[m] is lane (g, tq)'s pair of matrix m at
+ * row g, columns 2tq, 2tq+1 (or, with trans, rows 2tq, 2tq+1 of column g). */
+template <bool TRANS>
+__device__ __forceinline__ void ldsm4(uint32_t *r, const bf16 *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+
+/* c (16 × 64) = a (16 × D, A fragments) · Bᵀ, B a staged tile of 64 rows × D */
+template <int D>
+__device__ __forceinline__ void mul_abt(float (*c)[4], const uint32_t (*a)[4], const bf16 (*B)[D + 8], int lane) {
+    const int m = lane / 8, r = lane % 8;
+#pragma unroll
+    for (int nt = 0; nt < FL_KEYS / 8; nt++) c[nt][0] = c[nt][1] = c[nt][2] = c[nt][3] = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < FL_KEYS / 8; nt += 2)
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t b[4]; /* rows nt·8.. and (nt+1)·8.., columns kk·16 and kk·16 + 8 */
+            ldsm4<false>(b, &B[(nt + m / 2) * 8 + r][kk * 16 + (m % 2) * 8]);
+            mma16816(c[nt], a[kk], b[0], b[1]);
+            mma16816(c[nt + 1], a[kk], b[2], b[3]);
+        }
+}
+
+/* A fragments (16 × 16, keys kk·16..) from a warp's f32 accumulators of 16 × 64 */
+__device__ __forceinline__ void acc_to_a(uint32_t *a, const float (*c)[4], int kk) {
+    a[0] = pack_bf16(c[2 * kk][0], c[2 * kk][1]);
+    a[1] = pack_bf16(c[2 * kk][2], c[2 * kk][3]);
+    a[2] = pack_bf16(c[2 * kk + 1][0], c[2 * kk + 1][1]);
+    a[3] = pack_bf16(c[2 * kk + 1][2], c[2 * kk + 1][3]);
+}
+
+/* acc (16 × D) += p (16 × 64 accumulators, rounded to bf16) · B, B a staged tile of 64 rows × D */
+template <int D>
+__device__ __forceinline__ void mul_pb(float (*acc)[4], const float (*p)[4], const bf16 (*B)[D + 8], int lane) {
+    const int m = lane / 8, r = lane % 8;
+#pragma unroll
+    for (int kk = 0; kk < FL_KEYS / 16; kk++) {
+        uint32_t pa[4];
+        acc_to_a(pa, p, kk);
+#pragma unroll
+        for (int n = 0; n < D / 8; n += 2) {
+            uint32_t b[4]; /* rows kk·16.. and kk·16 + 8.., columns n·8 and (n+1)·8, transposed */
+            ldsm4<true>(b, &B[kk * 16 + (m % 2) * 8 + r][(n + m / 2) * 8]);
+            mma16816(acc[n], pa, b[0], b[1]);
+            mma16816(acc[n + 1], pa, b[2], b[3]);
+        }
+    }
+}
+
+/* 64 rows × D of a row-major f32 source (rows from row0, zero past T) into
+ * shared memory as bf16; v4: the rows and the source are 16-byte aligned */
+template <int D>
+__device__ __forceinline__ void stage(bf16 (*dst)[D + 8], const float *src, int64_t ld, int row0, int T, bool v4) {
+    if (v4) {
+        for (int i = threadIdx.x; i < FL_KEYS * D / 4; i += FL_WARPS * 32) {
+            int r = i / (D / 4), c = i % (D / 4) * 4;
+            float4 x = row0 + r < T ? *(const float4 *)(src + (int64_t)(row0 + r) * ld + c) : make_float4(0, 0, 0, 0);
+            *(uint2 *)&dst[r][c] = make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
+        }
+    } else {
+        for (int i = threadIdx.x; i < FL_KEYS * D / 2; i += FL_WARPS * 32) {
+            int r = i / (D / 2), c = i % (D / 2) * 2;
+            float2 x = row0 + r < T ? *(const float2 *)(src + (int64_t)(row0 + r) * ld + c) : make_float2(0, 0);
+            *(uint32_t *)&dst[r][c] = pack_bf16(x.x, x.y);
+        }
+    }
+}
+
+/* A fragments of a warp's 16 rows r0 + g, r0 + g + 8 of a row-major f32 matrix, columns 0..D (zero past T) */
+template <int D>
+__device__ __forceinline__ void load_a(uint32_t (*a)[4], const float *base, int64_t ld, int r0, int T, int g, int tq) {
+    const float *x0 = base + (int64_t)(r0 + g < T ? r0 + g : T - 1) * ld;
+    const float *x1 = base + (int64_t)(r0 + g + 8 < T ? r0 + g + 8 : T - 1) * ld;
+    float z0 = r0 + g < T ? 1.0f : 0.0f, z1 = r0 + g + 8 < T ? 1.0f : 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        int c = kk * 16 + 2 * tq;
+        float2 u0 = *(const float2 *)(x0 + c), u1 = *(const float2 *)(x1 + c);
+        float2 w0 = *(const float2 *)(x0 + c + 8), w1 = *(const float2 *)(x1 + c + 8);
+        a[kk][0] = pack_bf16(z0 * u0.x, z0 * u0.y);
+        a[kk][1] = pack_bf16(z1 * u1.x, z1 * u1.y);
+        a[kk][2] = pack_bf16(z0 * w0.x, z0 * w0.y);
+        a[kk][3] = pack_bf16(z1 * w1.x, z1 * w1.y);
+    }
+}
+
+/* Do all of rows r0..r0+15 see all of keys k0..k0+63 (and both lie inside T)?
+ * Then a tile needs no element mask. */
+__device__ __forceinline__ bool tile_seen(int r0, int k0, int T, int window) {
+    return k0 + FL_KEYS - 1 <= r0 && r0 + 15 < T && k0 >= first_key(r0 + 15, window);
+}
+
 /* grid (⌈T/64⌉, B·NH), 128 threads. q: row b·T + t at q + r·ldq + h·D;
  * keys and values of sequence b at kv.{k,v} + b·kv.seq + j·kv.row + kh·D;
  * out: row r at out + r·NH·D + h·D. */
 template <int D>
 __global__ void __launch_bounds__(FL_WARPS * 32) flash_fwd_k(float *out, float *lse, const float *q, int64_t ldq,
                                                              nx_kv kv, int T, int NH, int G, int window,
-                                                             float scale_log2) {
-    __shared__ __nv_bfloat16 Ks[FL_KEYS][D + 8];
-    __shared__ __nv_bfloat16 Vt[D][FL_KEYS + 8];
+                                                             float scale_log2, bool v4) {
+    __shared__ __align__(16) bf16 Ks[FL_KEYS][D + 8];
+    __shared__ __align__(16) bf16 Vs[FL_KEYS][D + 8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / G;
     const int row0 = blockIdx.x * FL_ROWS, wrow = row0 + warp * 16;
     const float *K = kv.k + b * kv.seq + (int64_t)kh * D, *V = kv.v + b * kv.seq + (int64_t)kh * D;
 
-    /* this warp's queries as A fragments: rows wrow+g and wrow+g+8 */
     uint32_t qa[D / 16][4];
-    {
-        int r0 = wrow + g, r1 = r0 + 8;
-        const float *q0 = q + ((int64_t)b * T + (r0 < T ? r0 : T - 1)) * ldq + (int64_t)h * D;
-        const float *q1 = q + ((int64_t)b * T + (r1 < T ? r1 : T - 1)) * ldq + (int64_t)h * D;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            int c = kk * 16 + 2 * tq;
-            qa[kk][0] = pack_bf16(q0[c], q0[c + 1]);
-            qa[kk][1] = pack_bf16(q1[c], q1[c + 1]);
-            qa[kk][2] = pack_bf16(q0[c + 8], q0[c + 9]);
-            qa[kk][3] = pack_bf16(q1[c + 8], q1[c + 9]);
-        }
-    }
+    load_a<D>(qa, q + (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow, T, g, tq);
     float o[D / 8][4];
 #pragma unroll
     for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
@@ -72,24 +166,12 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_fwd_k(float *out, float *
     for (int kt = kt0; kt <= kt1; kt++) {
         int key0 = kt * FL_KEYS;
         __syncthreads(); /* the last tile's readers are done */
-        for (int i = threadIdx.x; i < FL_KEYS * D; i += FL_WARPS * 32) {
-            int j = i / D, d = i % D;
-            bool in = key0 + j < T;
-            Ks[j][d] = __float2bfloat16_rn(in ? K[(int64_t)(key0 + j) * kv.row + d] : 0.0f);
-            Vt[d][j] = __float2bfloat16_rn(in ? V[(int64_t)(key0 + j) * kv.row + d] : 0.0f);
-        }
+        stage<D>(Ks, K, kv.row, key0, T, v4);
+        stage<D>(Vs, V, kv.row, key0, T, v4);
         __syncthreads();
-        /* S = Q·Kᵀ for this warp's 16 rows × 64 keys */
-        float s[FL_KEYS / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < FL_KEYS / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                const __nv_bfloat16 *kr = &Ks[nt * 8 + g][kk * 16 + 2 * tq];
-                mma16816(s[nt], qa[kk], *(const uint32_t *)kr, *(const uint32_t *)(kr + 8));
-            }
-        }
+        float s[FL_KEYS / 8][4]; /* S = Q·Kᵀ for this warp's 16 rows × 64 keys */
+        mul_abt<D>(s, qa, Ks, lane);
+        const bool full = tile_seen(wrow, key0, T, window);
         /* mask, scale, online softmax; rows wrow+g (half 0) and wrow+g+8 (half 1) */
 #pragma unroll
         for (int half = 0; half < 2; half++) {
@@ -100,7 +182,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_fwd_k(float *out, float *
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     int j = key0 + nt * 8 + 2 * tq + e;
-                    float v = j <= i && j >= j0 && i < T ? s[nt][2 * half + e] * scale_log2 : -INFINITY;
+                    float v = full || (j <= i && j >= j0 && i < T) ? s[nt][2 * half + e] * scale_log2 : -INFINITY;
                     s[nt][2 * half + e] = v;
                     mx = fmaxf(mx, v);
                 }
@@ -123,18 +205,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_fwd_k(float *out, float *
 #pragma unroll
             for (int n = 0; n < D / 8; n++) o[n][2 * half] *= alpha, o[n][2 * half + 1] *= alpha;
         }
-        /* O += P·V: P's accumulators become A fragments, 16 keys a step */
-#pragma unroll
-        for (int kk = 0; kk < FL_KEYS / 16; kk++) {
-            uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                const __nv_bfloat16 *vr = &Vt[n * 8 + g][kk * 16 + 2 * tq];
-                mma16816(o[n], pa, *(const uint32_t *)vr, *(const uint32_t *)(vr + 8));
-            }
-        }
+        mul_pb<D>(o, s, Vs, lane); /* O += P·V */
     }
 #pragma unroll
     for (int half = 0; half < 2; half++) {
@@ -147,11 +218,22 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_fwd_k(float *out, float *
         float inv = 1.0f / sum;
         float *orow = out + ((int64_t)b * T + i) * NH * D + (int64_t)h * D;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            float2 v = make_float2(o[n][2 * half] * inv, o[n][2 * half + 1] * inv);
-            *(float2 *)(orow + n * 8 + 2 * tq) = v;
-        }
+        for (int n = 0; n < D / 8; n++)
+            *(float2 *)(orow + n * 8 + 2 * tq) = make_float2(o[n][2 * half] * inv, o[n][2 * half + 1] * inv);
     }
+}
+
+/* Can tiles be read with 16-byte loads: every row stride a multiple of 4
+ * floats and every base 16-byte aligned? (Else 8-byte loads and stores:
+ * the strides must be even, as (NH + 2·KVH)·HS is.) */
+bool aligned4(std::initializer_list<const float *> p, std::initializer_list<int64_t> ld) {
+    bool ok = true;
+    for (const float *x : p) ok = ok && (uintptr_t)x % 16 == 0;
+    for (int64_t s : ld) {
+        NX_ASSERTM(s % 2 == 0, "flash attention: row strides must be even");
+        ok = ok && s % 4 == 0;
+    }
+    return ok;
 }
 
 template <int D>
@@ -159,7 +241,8 @@ void launch(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B
             int window) {
     dim3 grid((unsigned)((T + FL_ROWS - 1) / FL_ROWS), (unsigned)(B * NH));
     float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
-    flash_fwd_k<D><<<grid, FL_WARPS * 32>>>(out, lse, q, ldq, kv, T, NH, NH / KVH, window, scale_log2);
+    bool v4 = aligned4({q, kv.k, kv.v}, {ldq, kv.row, kv.seq});
+    flash_fwd_k<D><<<grid, FL_WARPS * 32>>>(out, lse, q, ldq, kv, T, NH, NH / KVH, window, scale_log2, v4);
     CU_LAUNCHED("flash attention");
 }
 
@@ -184,40 +267,18 @@ __global__ void rowdot_k(float *rowdot, const float *dout, const float *out, int
     if (lane == 0) rowdot[w] = s;
 }
 
-/* A fragments of a warp's 16 rows r0, r0 + 8 (+ g) of a row-major f32 matrix, columns 0..D */
+/* a warp's 16 rows r0 + g (+ 8) of D f32 accumulators, times k, to a row-major matrix */
 template <int D>
-__device__ __forceinline__ void load_a(uint32_t (*a)[4], const float *base, int64_t ld, int r0, int T, int g, int tq) {
-    const float *x0 = base + (int64_t)(r0 + g < T ? r0 + g : T - 1) * ld;
-    const float *x1 = base + (int64_t)(r0 + g + 8 < T ? r0 + g + 8 : T - 1) * ld;
-    float z0 = r0 + g < T ? 1.0f : 0.0f, z1 = r0 + g + 8 < T ? 1.0f : 0.0f;
+__device__ __forceinline__ void store_rows(float *base, int64_t ld, const float (*acc)[4], float k, int r0, int T,
+                                           int g, int tq) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-        int c = kk * 16 + 2 * tq;
-        a[kk][0] = pack_bf16(z0 * x0[c], z0 * x0[c + 1]);
-        a[kk][1] = pack_bf16(z1 * x1[c], z1 * x1[c + 1]);
-        a[kk][2] = pack_bf16(z0 * x0[c + 8], z0 * x0[c + 9]);
-        a[kk][3] = pack_bf16(z1 * x1[c + 8], z1 * x1[c + 9]);
-    }
-}
-
-/* A fragments (16 × 16 per step) from a warp's f32 accumulators of 16 × 64 */
-__device__ __forceinline__ void acc_to_a(uint32_t *a, const float (*c)[4], int kk) {
-    a[0] = pack_bf16(c[2 * kk][0], c[2 * kk][1]);
-    a[1] = pack_bf16(c[2 * kk][2], c[2 * kk][3]);
-    a[2] = pack_bf16(c[2 * kk + 1][0], c[2 * kk + 1][1]);
-    a[3] = pack_bf16(c[2 * kk + 1][2], c[2 * kk + 1][3]);
-}
-
-/* rows × D of a row-major f32 source (rows from row0, zero past T) into
- * shared memory as bf16, row-major (rm[r][d]) and/or transposed (tr[d][r]) */
-template <int D>
-__device__ __forceinline__ void stage(__nv_bfloat16 (*rm)[D + 8], __nv_bfloat16 (*tr)[FL_KEYS + 8], const float *src,
-                                      int64_t ld, int row0, int T) {
-    for (int i = threadIdx.x; i < FL_KEYS * D; i += FL_WARPS * 32) {
-        int r = i / D, d = i % D;
-        __nv_bfloat16 v = __float2bfloat16_rn(row0 + r < T ? src[(int64_t)(row0 + r) * ld + d] : 0.0f);
-        if (rm) rm[r][d] = v;
-        if (tr) tr[d][r] = v;
+    for (int half = 0; half < 2; half++) {
+        int i = r0 + g + 8 * half;
+        if (i >= T) continue;
+        float *row = base + (int64_t)i * ld;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++)
+            *(float2 *)(row + n * 8 + 2 * tq) = make_float2(k * acc[n][2 * half], k * acc[n][2 * half + 1]);
     }
 }
 
@@ -225,8 +286,9 @@ __device__ __forceinline__ void stage(__nv_bfloat16 (*rm)[D + 8], __nv_bfloat16 
 template <int D>
 __global__ void __launch_bounds__(FL_WARPS * 32)
     flash_bwd_dq_k(float *dq, const float *dout, const float *lse, const float *rowdot, const float *q,
-                   const float *k, const float *v, int64_t ld, int T, int NH, int G, int window, float scale) {
-    __shared__ __nv_bfloat16 Ks[FL_KEYS][D + 8], Vs[FL_KEYS][D + 8], Kt[D][FL_KEYS + 8];
+                   const float *k, const float *v, int64_t ld, int T, int NH, int G, int window, float scale, bool v4) {
+    __shared__ __align__(16) bf16 Ks[FL_KEYS][D + 8];
+    __shared__ __align__(16) bf16 Vs[FL_KEYS][D + 8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / G;
     const int row0 = blockIdx.x * FL_ROWS, wrow = row0 + warp * 16;
@@ -251,61 +313,38 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     for (int kt = first_key(row0, window) / FL_KEYS; kt <= last / FL_KEYS; kt++) {
         int key0 = kt * FL_KEYS;
         __syncthreads();
-        stage<D>(Ks, Kt, K, ld, key0, T);
-        stage<D>(Vs, nullptr, V, ld, key0, T);
+        stage<D>(Ks, K, ld, key0, T, v4);
+        stage<D>(Vs, V, ld, key0, T, v4);
         __syncthreads();
         float s[FL_KEYS / 8][4], dp[FL_KEYS / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < FL_KEYS / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-            dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                const __nv_bfloat16 *kr = &Ks[nt * 8 + g][kk * 16 + 2 * tq], *vr = &Vs[nt * 8 + g][kk * 16 + 2 * tq];
-                mma16816(s[nt], qa[kk], *(const uint32_t *)kr, *(const uint32_t *)(kr + 8));
-                mma16816(dp[nt], da[kk], *(const uint32_t *)vr, *(const uint32_t *)(vr + 8));
-            }
-        }
+        mul_abt<D>(s, qa, Ks, lane);  /* S = Q·Kᵀ */
+        mul_abt<D>(dp, da, Vs, lane); /* dP = dO·Vᵀ */
+        const bool full = tile_seen(wrow, key0, T, window);
         /* dS = P ⊙ (dP − D), zero where the row does not see the key */
 #pragma unroll
         for (int nt = 0; nt < FL_KEYS / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int half = e / 2, i = wrow + g + 8 * half, j = key0 + nt * 8 + 2 * tq + e % 2;
-                bool seen = i < T && j <= i && j >= first_key(i, window);
+                bool seen = full || (i < T && j <= i && j >= first_key(i, window));
                 float p = seen ? exp2f(s[nt][e] * scale_log2 - L2[half]) : 0.0f;
                 s[nt][e] = p * (dp[nt][e] - Dr[half]);
             }
-        /* dQ += dS · K */
-#pragma unroll
-        for (int kk = 0; kk < FL_KEYS / 16; kk++) {
-            uint32_t a[4];
-            acc_to_a(a, s, kk);
-#pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                const __nv_bfloat16 *kr = &Kt[n * 8 + g][kk * 16 + 2 * tq];
-                mma16816(acc[n], a, *(const uint32_t *)kr, *(const uint32_t *)(kr + 8));
-            }
-        }
+        mul_pb<D>(acc, s, Ks, lane); /* dQ += dS·K */
     }
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        int i = wrow + g + 8 * half;
-        if (i >= T) continue;
-        float *row = dq + ((int64_t)b * T + i) * ld + (int64_t)h * D;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-            row[n * 8 + 2 * tq] = scale * acc[n][2 * half], row[n * 8 + 2 * tq + 1] = scale * acc[n][2 * half + 1];
-    }
+    store_rows<D>(dq + (int64_t)b * T * ld + (int64_t)h * D, ld, acc, scale, wrow, T, g, tq);
 }
 
 /* grid (⌈T/64⌉, B·KVH): dk and dv of 64 keys of one kv head */
 template <int D>
 __global__ void __launch_bounds__(FL_WARPS * 32)
     flash_bwd_dkv_k(float *dk, float *dv, const float *dout, const float *lse, const float *rowdot, const float *q,
-                    const float *k, const float *v, int64_t ld, int T, int NH, int G, int window, float scale) {
-    __shared__ __nv_bfloat16 Qs[FL_ROWS][D + 8], Os[FL_ROWS][D + 8], Qt[D][FL_ROWS + 8], Ot[D][FL_ROWS + 8];
-    __shared__ float Ls[FL_ROWS], Ds[FL_ROWS];
+                    const float *k, const float *v, int64_t ld, int T, int NH, int G, int window, float scale,
+                    bool v4) {
+    __shared__ __align__(16) bf16 Qs[FL_ROWS][D + 8];
+    __shared__ __align__(16) bf16 Os[FL_ROWS][D + 8];
+    __shared__ __align__(16) float Ls[FL_ROWS];
+    __shared__ __align__(16) float Ds[FL_ROWS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int KVH = NH / G, bk = blockIdx.y, b = bk / KVH, kh = bk % KVH;
     const int key0 = blockIdx.x * FL_KEYS, wkey = key0 + warp * 16;
@@ -329,8 +368,8 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
         for (int qt = key0 / FL_ROWS; qt <= qlast / FL_ROWS; qt++) {
             int q0 = qt * FL_ROWS;
             __syncthreads();
-            stage<D>(Qs, Qt, Q, ld, q0, T);
-            stage<D>(Os, Ot, dO, (int64_t)NH * D, q0, T);
+            stage<D>(Qs, Q, ld, q0, T, v4);
+            stage<D>(Os, dO, (int64_t)NH * D, q0, T, v4);
             for (int i = threadIdx.x; i < FL_ROWS; i += FL_WARPS * 32) {
                 Ls[i] = q0 + i < T ? Lr[q0 + i] * 1.4426950408889634f : 0.0f;
                 Ds[i] = q0 + i < T ? Dr[q0 + i] : 0.0f;
@@ -338,55 +377,29 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
             __syncthreads();
             /* Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for this warp's 16 keys × 64 queries */
             float st[FL_ROWS / 8][4], dpt[FL_ROWS / 8][4];
-#pragma unroll
-            for (int nt = 0; nt < FL_ROWS / 8; nt++) {
-                st[nt][0] = st[nt][1] = st[nt][2] = st[nt][3] = 0.0f;
-                dpt[nt][0] = dpt[nt][1] = dpt[nt][2] = dpt[nt][3] = 0.0f;
-#pragma unroll
-                for (int kk = 0; kk < D / 16; kk++) {
-                    const __nv_bfloat16 *qr = &Qs[nt * 8 + g][kk * 16 + 2 * tq], *orow = &Os[nt * 8 + g][kk * 16 + 2 * tq];
-                    mma16816(st[nt], ka[kk], *(const uint32_t *)qr, *(const uint32_t *)(qr + 8));
-                    mma16816(dpt[nt], va[kk], *(const uint32_t *)orow, *(const uint32_t *)(orow + 8));
-                }
-            }
+            mul_abt<D>(st, ka, Qs, lane);
+            mul_abt<D>(dpt, va, Os, lane);
+            /* every key of the warp seen by every query of the tile */
+            const bool full = wkey + 15 <= q0 && q0 + FL_ROWS - 1 < T && (window == 0 || q0 + FL_ROWS - 1 - wkey < window);
             /* Pᵀ, and dSᵀ = Pᵀ ⊙ (dPᵀ − D) */
 #pragma unroll
-            for (int nt = 0; nt < FL_ROWS / 8; nt++)
+            for (int nt = 0; nt < FL_ROWS / 8; nt++) {
+                float2 Lc = *(const float2 *)&Ls[nt * 8 + 2 * tq], Dc = *(const float2 *)&Ds[nt * 8 + 2 * tq];
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    int j = wkey + g + 8 * (e / 2), c = nt * 8 + 2 * tq + e % 2, i = q0 + c;
-                    bool seen = i < T && j < T && j <= i && (window == 0 || i - j < window);
-                    float p = seen ? exp2f(st[nt][e] * scale_log2 - Ls[c]) : 0.0f;
+                    int j = wkey + g + 8 * (e / 2), i = q0 + nt * 8 + 2 * tq + e % 2;
+                    bool seen = full || (i < T && j < T && j <= i && (window == 0 || i - j < window));
+                    float p = seen ? exp2f(st[nt][e] * scale_log2 - (e % 2 ? Lc.y : Lc.x)) : 0.0f;
                     st[nt][e] = p;
-                    dpt[nt][e] = p * (dpt[nt][e] - Ds[c]);
-                }
-            /* dV += Pᵀ·dO, dK += dSᵀ·Q */
-#pragma unroll
-            for (int kk = 0; kk < FL_ROWS / 16; kk++) {
-                uint32_t pa[4], sa[4];
-                acc_to_a(pa, st, kk);
-                acc_to_a(sa, dpt, kk);
-#pragma unroll
-                for (int n = 0; n < D / 8; n++) {
-                    const __nv_bfloat16 *orow = &Ot[n * 8 + g][kk * 16 + 2 * tq], *qr = &Qt[n * 8 + g][kk * 16 + 2 * tq];
-                    mma16816(adv[n], pa, *(const uint32_t *)orow, *(const uint32_t *)(orow + 8));
-                    mma16816(adk[n], sa, *(const uint32_t *)qr, *(const uint32_t *)(qr + 8));
+                    dpt[nt][e] = p * (dpt[nt][e] - (e % 2 ? Dc.y : Dc.x));
                 }
             }
+            mul_pb<D>(adv, st, Os, lane);  /* dV += Pᵀ·dO */
+            mul_pb<D>(adk, dpt, Qs, lane); /* dK += dSᵀ·Q */
         }
     }
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        int j = wkey + g + 8 * half;
-        if (j >= T) continue;
-        float *kr = dk + ((int64_t)b * T + j) * ld + (int64_t)kh * D, *vr = dv + ((int64_t)b * T + j) * ld + (int64_t)kh * D;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            int c = n * 8 + 2 * tq;
-            kr[c] = scale * adk[n][2 * half], kr[c + 1] = scale * adk[n][2 * half + 1];
-            vr[c] = adv[n][2 * half], vr[c + 1] = adv[n][2 * half + 1];
-        }
-    }
+    store_rows<D>(dk + (int64_t)b * T * ld + (int64_t)kh * D, ld, adk, scale, wkey, T, g, tq);
+    store_rows<D>(dv + (int64_t)b * T * ld + (int64_t)kh * D, ld, adv, 1.0f, wkey, T, g, tq);
 }
 
 template <int D>
@@ -396,11 +409,12 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
     int64_t rows = (int64_t)B * NH * T;
     rowdot_k<<<cu_blocks(rows * 32), CU_THREADS>>>(rowdot, dout, out, B, T, NH, D);
     float scale = 1.0f / sqrtf((float)D);
+    bool v4 = aligned4({q, k, v, dout}, {ld, (int64_t)NH * D});
     unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
     flash_bwd_dq_k<D><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32>>>(dq, dout, lse, rowdot, q, k, v, ld, T, NH,
-                                                                         NH / KVH, window, scale);
+                                                                         NH / KVH, window, scale, v4);
     flash_bwd_dkv_k<D><<<dim3(tiles, (unsigned)(B * KVH)), FL_WARPS * 32>>>(dk, dv, dout, lse, rowdot, q, k, v, ld, T,
-                                                                           NH, NH / KVH, window, scale);
+                                                                           NH, NH / KVH, window, scale, v4);
     CU_LAUNCHED("flash attention backward");
 }
 

@@ -97,10 +97,23 @@ __global__ void widen_k(float *out, const void *w, nx_dtype t, int64_t n) {
     if (i < n) out[i] = widen(w, t, i);
 }
 
-/* out (rows × cols, dense) = bf16 (round to nearest even) of in's rows at stride ld */
-__global__ void narrow_k(unsigned short *out, const float *in, int64_t rows, int64_t cols, int64_t ld) {
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i < rows * cols) out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(in[(i / cols) * ld + i % cols]));
+/* out (rows × cols, dense) = bf16 (round to nearest even) of in's rows at
+ * stride ld; grid (column blocks of 4 columns a thread, rows); v4: 16-byte
+ * loads and 8-byte stores (ld and cols multiples of 4, aligned bases) */
+__global__ void narrow_k(unsigned short *out, const float *in, int64_t rows, int cols, int64_t ld, bool v4) {
+    int c = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (c >= cols) return;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        const float *x = in + r * ld + c;
+        unsigned short *o = out + r * cols + c;
+        if (v4) {
+            float4 v = *(const float4 *)x;
+            __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+            *(uint2 *)o = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+        } else {
+            for (int k = 0; k < 4 && c + k < cols; k++) o[k] = __bfloat16_as_ushort(__float2bfloat16_rn(x[k]));
+        }
+    }
 }
 
 __global__ void add_bias_k(float *out, const float *b, int N, int OC) {
@@ -138,12 +151,22 @@ __global__ void rope_k(float *x, int64_t ldx, const int32_t *pos, const float *c
     }
 }
 
+__device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+/* h = silu(gate) ⊙ up; VEC columns a thread (4: 16-byte loads and stores, F a multiple of 4) */
+template <int VEC>
 __global__ void swiglu_k(float *h, const float *gu, int N, int F) {
-    int f = blockIdx.x * blockDim.x + threadIdx.x;
+    int f = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (f >= F) return;
     for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
-        float g = gu[r * 2 * F + f];
-        h[r * F + f] = g / (1.0f + expf(-g)) * gu[r * 2 * F + F + f];
+        const float *g = gu + r * 2 * F + f, *u = g + F;
+        if (VEC == 4) {
+            float4 a = *(const float4 *)g, b = *(const float4 *)u;
+            *(float4 *)(h + r * F + f) = make_float4(swiglu1(a.x, b.x), swiglu1(a.y, b.y), swiglu1(a.z, b.z),
+                                                     swiglu1(a.w, b.w));
+        } else {
+            h[r * F + f] = swiglu1(*g, *u);
+        }
     }
 }
 
@@ -255,7 +278,8 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* dst (rows × cols, dense) = bf16 of src's rows × cols at row stride ld */
 static const unsigned short *narrowed(unsigned short *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
-    narrow_k<<<cu_blocks(rows * cols), CU_THREADS>>>(dst, src, rows, cols, ld);
+    bool v4 = cols % 4 == 0 && ld % 4 == 0 && (uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0;
+    narrow_k<<<rows_grid(rows, (cols + 3) / 4), CU_THREADS>>>(dst, src, rows, (int)cols, ld, v4);
     return dst;
 }
 
@@ -299,11 +323,16 @@ static void linear_bf16(float *out, const float *in, const nx_weight *W, int N) 
     }
 }
 
-/* din += dout · W and dW += doutᵀ · in, f32 weights */
+/* din += dout · W and dW += doutᵀ · in, f32 weights. W is narrowed once
+ * beside chunks of the rows of in and dout, each narrowed once for both
+ * products; a W too large for that is narrowed a chunk of its rows at a
+ * time for din, and the rows' chunks then serve dW alone. */
 static void linear_backward_bf16(float *din, float *dW, const float *dout, const float *in, const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
     const float *Wf = (const float *)W->data;
-    if (din) { /* chunks of W's rows (the sum's terms) and of dout's rows */
+    int64_t whole = (int64_t)OC * IC, row = IC + OC;
+    bool together = whole + row <= CU.narrow_elems;
+    if (din && !together) { /* chunks of W's rows (the sum's terms) and of dout's rows */
         int64_t wr = min64(OC, CU.narrow_elems / 2 / IC), dr = min64(N, (CU.narrow_elems - wr * IC) / wr);
         NX_ASSERTM(wr > 0 && dr > 0, "linear backward: rows too long for the bf16 narrowing area");
         unsigned short *w16 = CU.narrow, *d16 = CU.narrow + wr * IC;
@@ -319,14 +348,18 @@ static void linear_backward_bf16(float *din, float *dW, const float *dout, const
             }
         }
     }
-    /* dWᵀ (IC, OC) += Σ over chunks of rows: in_cᵀ (IC, n) · dout_c (n, OC) */
-    int64_t rr = min64(N, CU.narrow_elems / (IC + OC));
+    int64_t wsz = din && together ? whole : 0, rr = min64(N, (CU.narrow_elems - wsz) / row);
     NX_ASSERTM(rr > 0, "linear backward: rows too long for the bf16 narrowing area");
-    unsigned short *x16 = CU.narrow, *d16 = CU.narrow + rr * IC;
+    unsigned short *w16 = CU.narrow, *x16 = CU.narrow + wsz, *d16 = x16 + rr * IC;
+    if (wsz) narrowed(w16, Wf, OC, IC, IC);
     for (int r0 = 0; r0 < N; r0 += (int)rr) {
         int n = (int)min64(rr, N - r0);
         narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC);
         narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
+        if (wsz) /* dinᵀ (IC, n) += Wᵀ (IC, OC) · doutᵀ (OC, n) */
+            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, w16, IC, d16, OC, 1.0f, din + (int64_t)r0 * IC, IC,
+                   "linear backward (input, bf16)");
+        /* dWᵀ (IC, OC) += in_cᵀ (IC, n) · dout_c (n, OC) */
         gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x16, IC, d16, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
     }
 }
@@ -378,7 +411,10 @@ void cu_rope(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const floa
 
 void cu_swiglu(nx_backend *, float *h, const float *gu, int N, int F) {
     if ((int64_t)N * F == 0) return;
-    swiglu_k<<<rows_grid(N, F), CU_THREADS>>>(h, gu, N, F);
+    if (F % 4 == 0 && (uintptr_t)h % 16 == 0 && (uintptr_t)gu % 16 == 0)
+        swiglu_k<4><<<rows_grid(N, F / 4), CU_THREADS>>>(h, gu, N, F);
+    else
+        swiglu_k<1><<<rows_grid(N, F), CU_THREADS>>>(h, gu, N, F);
     CU_LAUNCHED("swiglu");
 }
 
