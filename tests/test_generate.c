@@ -555,3 +555,56 @@ TEST(speed_benchmark_reports_consistent_figures) {
     CHECK(nx_bench_speed_run(&m, &o, &sp, &err) == NX_ERR && strstr(err.msg, "context"));
     nx_model_free(&m);
 }
+
+/* Tokens of three slots (two greedy, one sampled) over 20 tokens each, on
+ * the CUDA model mc, their steps replayed or not (be->replay taken away). */
+static void cuda_tokens(nx_model *mc, bool replay, int32_t out[3][20]) {
+    nx_backend *be = mc->be;
+    void (*keep)(nx_backend *, nx_replay **, void (*)(void *), void *) = be->replay;
+    if (!replay) be->replay = NULL;
+    int32_t prompts[3][5] = {{1, 2, 3, 4, 5}, {7}, {3, 9, 27}};
+    int plen[3] = {5, 1, 3};
+    nx_gen g;
+    NX_ASSERT(nx_gen_init(&g, mc, 3, 32, 4, letters, NULL, NULL) == NX_OK);
+    for (int s = 0; s < 3; s++) {
+        nx_gen_params gp = {.sample = nx_sample_defaults(), .max_tokens = 20 - 4 * s, .eos_id = -1, .seed = 5};
+        if (s == 2) gp.sample.temperature = 0.8f; /* its steps bring the logits back */
+        NX_ASSERT(nx_gen_start(&g, s, prompts[s], plen[s], &gp, NULL) == NX_OK);
+    }
+    nx_gen_event ev[3];
+    int got[3] = {0};
+    memset(out, 0, sizeof(int32_t) * 3 * 20);
+    while (nx_gen_busy(&g))
+        for (int i = 0, n = nx_gen_step(&g, ev); i < n; i++) out[ev[i].slot][got[ev[i].slot]++] = ev[i].token;
+    nx_gen_free(&g);
+    be->replay = keep;
+}
+
+/* CUDA: decode steps recorded once and replayed (graphs) give the tokens
+ * of the same steps run op by op, as slots finish and the rows shrink
+ * (each row count its own recording), in fp32 and bf16 precision. */
+TEST(cuda_replayed_decode_steps_equal_direct_ones) {
+    nx_err e;
+    nx_backend *cuda = nx_backend_cuda(&e);
+    if (!cuda) SKIP("%.200s", e.msg);
+    nx_model m, mc;
+    random_model(&m, base(), 12);
+    nx_model_config cfg = base();
+    NX_ASSERT(nx_model_init_on(&mc, &cfg, NX_F32, cuda, NULL) == NX_OK);
+    float *buf = malloc(sizeof(float) * m.nparams);
+    for (int i = 0; i < m.ntab; i++) {
+        nx_model_get(&m, i, buf);
+        nx_model_set(&mc, i, buf, NX_F32);
+    }
+    for (int p = 0; p < 2; p++) {
+        NX_ASSERT(nx_backend_set_precision(cuda, p ? NX_PREC_BF16 : NX_PREC_FP32, NULL) == NX_OK);
+        int32_t direct[3][20], replayed[3][20];
+        cuda_tokens(&mc, false, direct);
+        cuda_tokens(&mc, true, replayed);
+        CHECKF(memcmp(direct, replayed, sizeof direct) == 0, "replayed tokens differ (%s)", p ? "bf16" : "fp32");
+    }
+    NX_ASSERT(nx_backend_set_precision(cuda, NX_PREC_FP32, NULL) == NX_OK);
+    free(buf);
+    nx_model_free(&mc);
+    nx_model_free(&m);
+}

@@ -29,6 +29,7 @@
 
 typedef struct nx_backend nx_backend;
 typedef struct nx_ops nx_ops;
+typedef struct nx_replay nx_replay;
 
 /* How a kernel with 8-bit activations (block-typed weights on the CPU)
  * scales the input rows: per block of 32 at run time (the default), one
@@ -100,6 +101,9 @@ struct nx_backend {
     int (*set_precision)(nx_backend *be, nx_precision p, nx_err *err);
     /* NULL: host memory, nothing to report */
     void (*mem_info)(nx_backend *be, nx_mem_info *out);
+    /* NULL: ops run as called (nx_backend_replay) */
+    void (*replay)(nx_backend *be, nx_replay **r, void (*fn)(void *ctx), void *ctx);
+    void (*replay_free)(nx_backend *be, nx_replay *r);
     void *impl;                /* the backend's own state */
 };
 
@@ -138,6 +142,17 @@ int nx_precision_parse(const char *s, nx_precision *p, nx_err *err);
  * bf16 in bf16 precision (its products round them to bf16 anyway; half
  * the memory, and products on bf16 operands), else f32. */
 nx_dtype nx_precision_hold(nx_precision p);
+/* Runs fn(ctx), a fixed sequence of ops, through the replay *r (NULL at
+ * first). A backend that can record (CUDA: a graph) runs fn on the first
+ * call, records its ops on the second, and from then on launches the
+ * recording without calling fn: one launch instead of hundreds, for a
+ * decode step whose work is launch overhead. So fn must queue ops only (no
+ * upload, download, copy or host read) with the same arguments every
+ * time; what changes between calls lives in device memory and is written
+ * before (nx_model_prepare). Elsewhere, and under NEXUS_PROFILE, fn runs
+ * as called. nx_backend_replay_free(be, NULL) is a no-op. */
+void nx_backend_replay(nx_backend *be, nx_replay **r, void (*fn)(void *ctx), void *ctx);
+void nx_backend_replay_free(nx_backend *be, nx_replay *r);
 /* "cpu", "ref" or "cuda". */
 nx_backend *nx_backend_by_name(const char *name, nx_err *err);
 

@@ -149,6 +149,9 @@ typedef struct nx_gen {
     int32_t *argmax_dev;     /* (S) on such a backend: greedy steps download ids, not logits */
     int32_t *argmax_host;    /* (S) */
     int next_prefill;        /* round-robin start among prompts */
+    /* (2·S) decode steps of n rows, replayed (nx_backend_replay): [2(n−1)]
+     * ends in logits, [2(n−1) + 1] in the device's argmax */
+    nx_replay **replay;
 } nx_gen;
 
 /* Plans S slots of up to ctx positions each (ctx <= max_position_embeddings)

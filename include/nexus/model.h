@@ -299,6 +299,12 @@ typedef struct nx_batch {
  * without, B = nspans sequences of T = spans[0].len tokens attend among
  * themselves (training, evaluation). Logits land in a->logits. */
 void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *b);
+/* nx_model_run in its two halves: the host's part (checks, and the ids,
+ * positions and span tables put in device memory), then the ops alone —
+ * a fixed sequence for batches of one shape, which nx_backend_replay can
+ * record and replay (a decode step). */
+void nx_model_prepare(const nx_model *m, nx_acts *a, const nx_batch *b);
+void nx_model_compute(const nx_model *m, nx_acts *a, const nx_batch *b);
 /* B × T token ids (host) from position 0, without a cache: the forward of
  * training and evaluation. With logits false the LM head is skipped
  * (hidden states only). */

@@ -88,6 +88,7 @@ struct nx_ops {
                             const float *in, const nx_weight *W, int N);
     void (*rope)(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,
                  const float *sin_t, int N, int H, int HS, bool inverse);
+    void (*spans)(nx_backend *, const nx_span *spans, int nspans); /* optional */
     void (*kv_store)(nx_backend *, nx_kv kv, const float *k, const float *v, int64_t ld,
                      const nx_span *spans, int nspans, int D);
     void (*attention)(nx_backend *, float *out, float *probs, const float *q, int64_t ldq, nx_kv kv,
@@ -148,6 +149,12 @@ void nx_rope_tables(float *cos_t, float *sin_t, int P, int HS, double theta, con
 /* Host: the inverse frequencies (HS/2) and the attention factor the tables
  * are made of, for a sequence of seq_len positions (dynamic only). */
 double nx_rope_inv_freq(double *inv_freq, int HS, double theta, const nx_rope_scaling *s, int seq_len);
+/* The spans of the forward that follows, before its ops: a device backend
+ * puts the rows' sequences and positions in device memory now, so that
+ * kv_store and attention find them there (and a replay, which queues no
+ * copies, reads them: nx_backend_replay). A no-op where the ops read the
+ * host's spans. */
+void nx_spans(nx_backend *be, const nx_span *spans, int nspans);
 /* Copies each row's keys k and values v (D floats at row stride ld) into
  * kv at (span.seq, span.pos + i). spans: host. */
 void nx_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64_t ld, const nx_span *spans,

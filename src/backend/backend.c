@@ -255,6 +255,16 @@ static void prof_end(nx_backend *be, const char *name, double t0) {
         }
 }
 
+void nx_backend_replay(nx_backend *be, nx_replay **r, void (*fn)(void *ctx), void *ctx) {
+    prof_begin(be); /* reads NEXUS_PROFILE the first time */
+    if (prof_state || !be->replay) fn(ctx); /* profiled: op by op */
+    else be->replay(be, r, fn, ctx);
+}
+
+void nx_backend_replay_free(nx_backend *be, nx_replay *r) {
+    if (r && be->replay_free) be->replay_free(be, r);
+}
+
 #define CALL(name, ...)                  \
     do {                                 \
         double t0_ = prof_begin(be);     \
@@ -294,6 +304,10 @@ void nx_linear_backward(nx_backend *be, float *din, float *dW, float *db, const 
 void nx_rope(nx_backend *be, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,
              const float *sin_t, int N, int H, int HS, bool inverse) {
     CALL(rope, be, x, ldx, pos, cos_t, sin_t, N, H, HS, inverse);
+}
+
+void nx_spans(nx_backend *be, const nx_span *spans, int nspans) {
+    if (be->ops->spans) CALL(spans, be, spans, nspans);
 }
 
 void nx_kv_store(nx_backend *be, nx_kv kv, const float *k, const float *v, int64_t ld, const nx_span *spans,

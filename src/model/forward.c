@@ -284,8 +284,8 @@ static void layer_forward(const nx_model *m, nx_acts *a, const nx_batch *bt, int
     nx_rmsnorm(be, s.ln1, s.rstd1, x, w->ln1, N, C, c->eps);
     nx_linear(be, s.qkv, s.ln1, &w->qkv, w->bqkv, N);
     if (c->qk_norm) qk_norm_forward(be, c, &s, w, N);
-    nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, false);
-    nx_rope(be, s.qkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, false);
+    /* q's heads and then k's, side by side in the row: one rotation over both */
+    nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, false);
     nx_kv kv = {s.qkv + Q, s.qkv + Q + KV, QKV, (int64_t)T * QKV};
     if (bt->kv) {
         kv = nx_kv_cache_layer(bt->kv, l);
@@ -306,10 +306,10 @@ static void layer_forward(const nx_model *m, nx_acts *a, const nx_batch *bt, int
     nx_add(be, out, s.mid, (int64_t)N * C);
 }
 
-void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
+void nx_model_prepare(const nx_model *m, nx_acts *a, const nx_batch *bt) {
     const nx_model_config *c = &m->cfg;
     nx_backend *be = m->be;
-    int N = bt->N, C = c->C;
+    int N = bt->N;
     NX_ASSERT(a->be == be && N >= 1 && N <= a->rows && bt->nspans >= 1);
     for (int s = 0, r = 0; s < bt->nspans; s++) {
         nx_span sp = bt->spans[s];
@@ -330,7 +330,14 @@ void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
     a->cur_N = N, a->cur_B = B, a->cur_T = T;
     nx_backend_upload(be, a->ids, bt->ids, sizeof(int32_t) * N);
     nx_backend_upload(be, a->pos, a->pos_host, sizeof(int32_t) * N);
+    nx_spans(be, bt->spans, bt->nspans);
+}
 
+void nx_model_compute(const nx_model *m, nx_acts *a, const nx_batch *bt) {
+    const nx_model_config *c = &m->cfg;
+    nx_backend *be = m->be;
+    int N = bt->N, C = c->C, B = a->cur_B, T = a->cur_T;
+    NX_ASSERTM(N == a->cur_N, "nx_model_compute of another batch than the one prepared");
     nx_embed(be, res_at(a, c, 0), a->ids, &m->w.wte, N);
     for (int l = 0; l < c->L; l++) layer_forward(m, a, bt, l, B, T, true);
     const float *fin = res_at(a, c, c->L);
@@ -347,6 +354,11 @@ void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
     }
     nx_rmsnorm(be, a->lnf, a->rstdf, fin, m->w.lnf, nout, C, c->eps);
     if (bt->out != NX_OUT_HIDDEN) nx_linear(be, a->logits, a->lnf, &m->w.head, NULL, nout);
+}
+
+void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {
+    nx_model_prepare(m, a, bt);
+    nx_model_compute(m, a, bt);
 }
 
 void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, int T, bool logits) {
@@ -408,8 +420,7 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
                                   dprobs ? dprobs[l] : NULL, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH,
                                   c->KVH, c->HS, nx_layer_window(c, l));
         }
-        nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH, c->HS, true);
-        nx_rope(be, a->dqkv + Q, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->KVH, c->HS, true);
+        nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, true);
         if (c->qk_norm) qk_norm_backward(be, c, a, &s, w, gw, N);
         nx_backend_zero(be, a->dln, NC);
         nx_linear_backward(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, s.ln1, &w->qkv, N);

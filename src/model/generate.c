@@ -36,6 +36,7 @@ int nx_gen_init(nx_gen *g, const nx_model *m, int S, int ctx, int chunk, nx_deto
     g->ids = nx_xmalloc(sizeof(int32_t) * (S + chunk));
     g->spans = nx_xmalloc(sizeof(nx_span) * S);
     g->span_slot = nx_xmalloc(sizeof(int) * S);
+    g->replay = nx_xcalloc(2 * (size_t)S, sizeof *g->replay);
     if (!m->be->host_memory) {
         g->logits = nx_xmalloc(sizeof(float) * S * m->cfg.V);
         g->argmax_host = nx_xmalloc(sizeof(int32_t) * S);
@@ -63,7 +64,9 @@ void nx_gen_free(nx_gen *g) {
         clear_slot(&g->slots[s]);
         free(g->slots[s].ids);
     }
+    for (int i = 0; i < 2 * g->S; i++) nx_backend_replay_free(g->m->be, g->replay[i]);
     free(g->slots), free(g->ids), free(g->spans), free(g->span_slot), free(g->logits), free(g->argmax_host);
+    free(g->replay);
     if (g->argmax_dev) nx_backend_free(g->m->be, g->argmax_dev);
     nx_acts_free(&g->acts);
     nx_kv_cache_free(&g->kv);
@@ -182,6 +185,20 @@ static void took(nx_gen *g, int s, int32_t t, nx_gen_event *ev) {
     if (f != NX_FINISH_NONE) sl->t_end = nx_now();
 }
 
+/* A step's ops: the forward, and the argmax on the device if it is taken there. */
+struct step_ops {
+    nx_gen *g;
+    const nx_batch *b;
+    bool argmax;
+};
+
+static void step_compute(void *ctx) {
+    struct step_ops *so = ctx;
+    nx_gen *g = so->g;
+    nx_model_compute(g->m, &g->acts, so->b);
+    if (so->argmax) nx_argmax(g->m->be, g->argmax_dev, g->acts.logits, so->b->nspans, g->m->cfg.V);
+}
+
 int nx_gen_step(nx_gen *g, nx_gen_event *ev) {
     const nx_model_config *c = &g->m->cfg;
     int N = 0, ns = 0;
@@ -208,17 +225,21 @@ int nx_gen_step(nx_gen *g, nx_gen_event *ev) {
         g->next_prefill = (s + 1) % g->S;
     }
     if (ns == 0) return 0;
-    nx_batch b = {.N = N, .ids = g->ids, .spans = g->spans, .nspans = ns, .kv = &g->kv, .out = NX_OUT_LAST};
-    nx_model_run(g->m, &g->acts, &b);
-    const float *logits = g->acts.logits;
     /* greedy draws on a device: the argmax there, and ids come back instead of logits */
     bool argmax_there = g->argmax_dev != NULL;
     for (int i = 0; i < ns && argmax_there; i++) {
         const nx_gen_slot *sl = &g->slots[g->span_slot[i]];
         argmax_there = sl->n_cached + g->spans[i].len < sl->n || nx_sampler_greedy(&sl->sampler);
     }
+    nx_batch b = {.N = N, .ids = g->ids, .spans = g->spans, .nspans = ns, .kv = &g->kv, .out = NX_OUT_LAST};
+    struct step_ops so = {g, &b, argmax_there};
+    nx_model_prepare(g->m, &g->acts, &b);
+    if (N == ns) /* decode rows only: a fixed sequence of ops for N rows */
+        nx_backend_replay(g->m->be, &g->replay[2 * (N - 1) + argmax_there], step_compute, &so);
+    else
+        step_compute(&so);
+    const float *logits = g->acts.logits;
     if (argmax_there) {
-        nx_argmax(g->m->be, g->argmax_dev, logits, ns, c->V);
         nx_backend_download(g->m->be, g->argmax_host, g->argmax_dev, sizeof(int32_t) * ns);
     } else if (g->logits) {
         nx_backend_download(g->m->be, g->logits, logits, sizeof(float) * ns * c->V);

@@ -147,7 +147,7 @@ void cu_kv_store(nx_backend *, nx_kv kv, const float *k, const float *v, int64_t
     int32_t *seq, *pos;
     int N = cu_span_rows(spans, nspans, &seq, &pos);
     if ((int64_t)N * D == 0) return;
-    kv_store_k<<<cu_blocks((int64_t)N * D), CU_THREADS>>>(kv.k, kv.v, kv.row, kv.seq, k, v, ld, seq, pos, N, D);
+    kv_store_k<<<cu_blocks((int64_t)N * D), CU_THREADS, 0, cu_stream()>>>(kv.k, kv.v, kv.row, kv.seq, k, v, ld, seq, pos, N, D);
     CU_LAUNCHED("kv store");
 }
 
@@ -172,9 +172,10 @@ void cu_attention(nx_backend *, float *out, float *probs, const float *q, int64_
         cu_attention_gemm(out, probs, q, ldq, kv, nspans, spans[0].len, NH, KVH, HS, window);
         return;
     }
+    if (cu_recording()) ctx = kv.seq / kv.row; /* a replay's rows reach the cache's end */
     size_t sh = shared_bytes(HS, ctx);
     allow_shared((const void *)attend_k, sh);
-    attend_k<<<dim3(N, NH), ATT_THREADS, sh>>>(out, probs, q, ldq, kv.k, kv.v, kv.row, kv.seq, seq, pos, NH, NH / KVH,
+    attend_k<<<dim3(N, NH), ATT_THREADS, sh, cu_stream()>>>(out, probs, q, ldq, kv.k, kv.v, kv.row, kv.seq, seq, pos, NH, NH / KVH,
                                                HS, T, window, 1.0f / sqrtf((float)HS));
     CU_LAUNCHED("attention");
 }
@@ -189,9 +190,9 @@ void cu_attention_backward(nx_backend *, float *dq, float *dk, float *dv, float 
     }
     size_t sh = shared_bytes(HS, T);
     allow_shared((const void *)attend_back_q_k, sh);
-    attend_back_q_k<<<dim3(B * T, NH), ATT_THREADS, sh>>>(dq, scratch, dout, probs, dprobs_add, q, k, v, ld, T, NH,
+    attend_back_q_k<<<dim3(B * T, NH), ATT_THREADS, sh, cu_stream()>>>(dq, scratch, dout, probs, dprobs_add, q, k, v, ld, T, NH,
                                                           NH / KVH, HS, window, 1.0f / sqrtf((float)HS));
-    attend_back_kv_k<<<dim3(B * T, KVH), 64>>>(dk, dv, scratch, probs, dout, q, ld, T, NH, NH / KVH, HS, window);
+    attend_back_kv_k<<<dim3(B * T, KVH), 64, 0, cu_stream()>>>(dk, dv, scratch, probs, dout, q, ld, T, NH, NH / KVH, HS, window);
     CU_LAUNCHED("attention backward");
 }
 

@@ -54,7 +54,7 @@ void batched(cublasOperation_t ta, cublasOperation_t tb, int m, int nn, int k, f
     const void **a = (const void **)cu_work(3 * (size_t)n * sizeof(void *));
     const void **b = a + n;
     void **c = (void **)(b + n);
-    pointers_k<<<cu_blocks(n), CU_THREADS>>>(a, b, c, A, B, C, H, i0, n);
+    pointers_k<<<cu_blocks(n), CU_THREADS, 0, cu_stream()>>>(a, b, c, A, B, C, H, i0, n);
     CU_LAUNCHED(what);
     cu_check_blas(cublasGemmBatchedEx(CU.blas, ta, tb, m, nn, k, &alpha, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &beta,
                                       c, CUDA_R_32F, ldc, n, CU.compute, CUBLAS_GEMM_DEFAULT),
@@ -125,7 +125,7 @@ void cu_attention_gemm(float *out, float *probs, const float *q, int64_t ldq, nx
         /* row-major S (queries × keys) is col-major Sᵀ = Kᵀᵀ·Qᵀ, scaled */
         batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, scale, at(kv.k, kv.seq, HS, G), (int)kv.row, at(q, T * ldq, HS),
                 (int)ldq, 0.0f, S, T, NH, i0, n, "attention scores");
-        softmax_rows_k<<<(unsigned)(((int64_t)n * T + 7) / 8), 256>>>(S0, (int64_t)n * T, T, window);
+        softmax_rows_k<<<(unsigned)(((int64_t)n * T + 7) / 8), 256, 0, cu_stream()>>>(S0, (int64_t)n * T, T, window);
         CU_LAUNCHED("attention softmax");
         /* Oᵀ = Vᵀ · Pᵀ */
         batched(CUBLAS_OP_N, CUBLAS_OP_N, HS, T, T, 1.0f, at(kv.v, kv.seq, HS, G), (int)kv.row, S, T, 0.0f,
@@ -142,7 +142,7 @@ void cu_attention_gemm_backward(float *dq, float *dk, float *dv, float *scratch,
     /* dP (queries × keys) = dO · Vᵀ, as col-major dPᵀ = Vᵀᵀ · dOᵀ */
     batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, HS, 1.0f, at(v, lds, HS, G), (int)ld, at(dout, ldd, HS), (int)ldo, 0.0f,
             at(scratch, NTT, TT), T, NH, 0, n, "attention backward dP");
-    softmax_back_rows_k<<<(unsigned)(((int64_t)n * T + 7) / 8), 256>>>(scratch, probs, dprobs_add, (int64_t)n * T, T,
+    softmax_back_rows_k<<<(unsigned)(((int64_t)n * T + 7) / 8), 256, 0, cu_stream()>>>(scratch, probs, dprobs_add, (int64_t)n * T, T,
                                                                        window, scale);
     CU_LAUNCHED("attention backward dS");
     /* dQᵀ = Kᵀ · dSᵀ */

@@ -35,6 +35,12 @@ void cu_check_blas(cublasStatus_t s, const char *what) {
     }
 }
 
+/* A replay (nx_backend_replay): see cu_replay. */
+struct nx_replay {
+    enum { WARM, RECORDED, DIRECT } state;
+    cudaGraphExec_t exec;
+};
+
 namespace {
 
 /* Sizes of the live allocations, for the allocated bytes and their peak. */
@@ -161,6 +167,49 @@ __global__ void finish_sum(double *out, const double *partials, int n, double sc
     if (threadIdx.x == 0) *out = scale * s;
 }
 
+/* ---- replays: CUDA graphs ----
+ * The first run with a replay handle runs the ops as usual (modules load,
+ * kernel attributes are set); the second captures them from a stream of
+ * the backend's own into a graph, and that and every later run launch the
+ * graph on the default stream. A capture the driver refuses leaves the
+ * handle running the ops as called. */
+void cu_replay(nx_backend *, nx_replay **r, void (*fn)(void *), void *ctx) {
+    if (!*r) {
+        *r = (nx_replay *)nx_xcalloc(1, sizeof **r);
+        fn(ctx);
+        return;
+    }
+    nx_replay *p = *r;
+    if (p->state == nx_replay::WARM) {
+        if (!CU.rec) cu_check(cudaStreamCreateWithFlags(&CU.rec, cudaStreamNonBlocking), "replay stream");
+        CU.stream = CU.rec;
+        cu_check_blas(cublasSetStream(CU.blas, CU.rec), "replay stream");
+        cu_check(cudaStreamBeginCapture(CU.rec, cudaStreamCaptureModeThreadLocal), "begin a replay");
+        fn(ctx);
+        cudaGraph_t g = nullptr;
+        cudaError_t e = cudaStreamEndCapture(CU.rec, &g);
+        CU.stream = 0;
+        cu_check_blas(cublasSetStream(CU.blas, 0), "default stream");
+        p->state = e == cudaSuccess && cudaGraphInstantiate(&p->exec, g, 0) == cudaSuccess ? nx_replay::RECORDED
+                                                                                           : nx_replay::DIRECT;
+        if (g) cudaGraphDestroy(g);
+        (void)cudaGetLastError(); /* a refused capture's error, if any */
+    }
+    if (p->state == nx_replay::RECORDED) cu_check(cudaGraphLaunch(p->exec, 0), "replay");
+    else fn(ctx);
+}
+
+void cu_replay_free(nx_backend *, nx_replay *r) {
+    if (!r) return;
+    if (r->state == nx_replay::RECORDED) cudaGraphExecDestroy(r->exec);
+    free(r);
+}
+
+void cu_spans(nx_backend *, const nx_span *spans, int nspans) {
+    int32_t *seq, *pos;
+    cu_span_rows(spans, nspans, &seq, &pos);
+}
+
 nx_ops make_ops() {
     nx_ops o = {};
     o.embed = cu_embed;
@@ -170,6 +219,7 @@ nx_ops make_ops() {
     o.linear = cu_linear;
     o.linear_backward = cu_linear_backward;
     o.rope = cu_rope;
+    o.spans = cu_spans;
     o.kv_store = cu_kv_store;
     o.attention = cu_attention;
     o.attention_backward = cu_attention_backward;
@@ -220,7 +270,7 @@ int cu_span_rows(const nx_span *spans, int nspans, int32_t **seq, int32_t **pos)
      * order, after the ops still reading the last tables. */
     size_t bytes = 2 * (size_t)N * sizeof(int32_t);
     if (N != CU.rows_last_n || memcmp(h, CU.rows_last, bytes) != 0) {
-        cu_check(cudaMemcpyAsync(CU.rows_dev, h, bytes, cudaMemcpyHostToDevice, 0), "span tables");
+        cu_check(cudaMemcpyAsync(CU.rows_dev, h, bytes, cudaMemcpyHostToDevice, cu_stream()), "span tables");
         memcpy(CU.rows_last, h, bytes);
         CU.rows_last_n = N;
     }
@@ -230,7 +280,7 @@ int cu_span_rows(const nx_span *spans, int nspans, int32_t **seq, int32_t **pos)
 }
 
 void cu_finish_sum(double *out, const double *partials, int n, double scale) {
-    finish_sum<<<1, CU_THREADS>>>(out, partials, n, scale);
+    finish_sum<<<1, CU_THREADS, 0, cu_stream()>>>(out, partials, n, scale);
     CU_LAUNCHED("finish_sum");
 }
 
@@ -288,6 +338,8 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
     BACKEND.supports_weight = cu_supports_weight;
     BACKEND.set_precision = cu_set_precision;
     BACKEND.mem_info = cu_mem_info;
+    BACKEND.replay = switched_on("NEXUS_CUDA_GRAPHS") ? cu_replay : nullptr; /* =0: every step op by op */
+    BACKEND.replay_free = cu_replay_free;
     BACKEND.impl = &CU;
     nx_err pe;
     nx_work w = {};

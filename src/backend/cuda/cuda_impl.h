@@ -42,6 +42,10 @@ struct cu_state {
     int rows_last_n;
     size_t rows_cap;
     double allocated, peak, used_peak; /* bytes: nx_mem_info */
+    /* The stream every op queues on (cu_stream): the legacy default one,
+     * but rec while a replay is recorded (a graph is captured from a
+     * stream of its own). */
+    cudaStream_t stream, rec;
 };
 
 extern cu_state CU;
@@ -49,6 +53,10 @@ extern cu_state CU;
 void cu_check(cudaError_t e, const char *what);
 void cu_check_blas(cublasStatus_t s, const char *what);
 #define CU_LAUNCHED(what) cu_check(cudaGetLastError(), what)
+
+static inline cudaStream_t cu_stream(void) { return CU.stream; }
+/* Are the ops being recorded (nx_backend_replay)? */
+static inline bool cu_recording(void) { return CU.stream != 0; }
 
 /* Workspace: reset at the start of an op, then bump-allocated (256-byte
  * aligned; asserts that the plan covers it). */

@@ -140,19 +140,138 @@ __device__ __forceinline__ bool tile_seen(int r0, int k0, int T, int window) {
     return k0 + FL_KEYS - 1 <= r0 && r0 + 15 < T && k0 >= first_key(r0 + 15, window);
 }
 
-/* grid (⌈T/64⌉, B·NH), 128 threads. q: row b·T + t at q + r·ldq + h·D;
- * keys and values of sequence b at kv.{k,v} + b·kv.seq + j·kv.row + kh·D;
- * out: row r at out + r·NH·D + h·D. */
+/* ---- packed operands, copied asynchronously --------------------------------
+ * Where the narrowing area holds them (head sizes up to 64), the operands
+ * a kernel streams through its tiles are first packed as bf16, one dense
+ * (T × D) matrix per (sequence, head), and the tiles then come in with
+ * cp.async into two buffers: the next tile is in flight while this one is
+ * multiplied. Elsewhere the tiles are staged from f32 as above, one at a
+ * time. Both give the same bf16 values, so the same results. */
+
+/* dst[(b·H + h)·T + t][0..D] = bf16 of src[b·seq + t·ld + h·D + 0..D], b < B;
+ * grid (column blocks of 4 values, rows b·T + t) */
 template <int D>
-__global__ void __launch_bounds__(FL_WARPS * 32) flash_fwd_k(float *out, float *lse, const float *q, int64_t ldq,
-                                                             nx_kv kv, int T, int NH, int G, int window,
-                                                             float scale_log2, bool v4) {
-    __shared__ __align__(16) bf16 Ks[FL_KEYS][D + 8];
-    __shared__ __align__(16) bf16 Vs[FL_KEYS][D + 8];
+__global__ void pack_k(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H, bool v4) {
+    int j = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (j >= H * D) return;
+    int h = j / D, d = j % D;
+    for (int64_t r = blockIdx.y; r < (int64_t)B * T; r += gridDim.y) {
+        int64_t b = r / T, t = r % T;
+        const float *x = src + b * seq + t * ld + j;
+        float4 v = v4 ? *(const float4 *)x : make_float4(x[0], x[1], x[2], x[3]);
+        *(uint2 *)(dst + ((b * H + h) * T + t) * D + d) = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
+    }
+}
+
+template <int D>
+void pack(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H) {
+    bool v4 = ld % 4 == 0 && seq % 4 == 0 && (uintptr_t)src % 16 == 0;
+    int64_t rows = (int64_t)B * T;
+    pack_k<D><<<dim3(cu_blocks(H * D / 4), (unsigned)(rows < 65535 ? rows : 65535)), CU_THREADS, 0, cu_stream()>>>(dst, src, ld, seq, B,
+                                                                                                 T, H, v4);
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool valid) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 4 : 0));
+}
+
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* rows row0.. of a packed (T × D) matrix into a tile, asynchronously (zeros past T) */
+template <int D>
+__device__ __forceinline__ void stage_async(bf16 (*dst)[D + 8], const bf16 *src, int row0, int T) {
+    for (int i = threadIdx.x; i < FL_KEYS * D / 8; i += FL_WARPS * 32) {
+        int r = i / (D / 8), c = i % (D / 8) * 8;
+        bool in = row0 + r < T;
+        cp_async16(&dst[r][c], src + (int64_t)(in ? row0 + r : 0) * D + c, in);
+    }
+}
+
+/* Wait for the tile of this step and, before the caller multiplies it,
+ * start the next one's copies (issue(next buffer)), if there is one. */
+template <class F>
+__device__ __forceinline__ void next_tile(bool more, F issue, int buf) {
+    if (more) {
+        issue(buf ^ 1);
+        cp_commit();
+        cp_wait<1>();
+    } else {
+        cp_wait<0>();
+    }
+    __syncthreads();
+}
+
+/* ---- forward ---- */
+
+/* One key tile of a warp's 16 query rows: S = Q·Kᵀ, mask, online softmax, O += P·V. */
+template <int D>
+__device__ __forceinline__ void fwd_tile(float (*o)[4], float *m, float *l, const uint32_t (*qa)[4],
+                                         const bf16 (*Ks)[D + 8], const bf16 (*Vs)[D + 8], int wrow, int key0, int T,
+                                         int window, float scale_log2, int lane) {
+    const int g = lane / 4, tq = lane % 4;
+    float s[FL_KEYS / 8][4];
+    mul_abt<D>(s, qa, Ks, lane);
+    const bool full = tile_seen(wrow, key0, T, window);
+    /* rows wrow+g (half 0) and wrow+g+8 (half 1) */
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        int i = wrow + g + 8 * half, j0 = first_key(i, window);
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < FL_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int j = key0 + nt * 8 + 2 * tq + e;
+                float v = full || (j <= i && j >= j0 && i < T) ? s[nt][2 * half + e] * scale_log2 : -INFINITY;
+                s[nt][2 * half + e] = v;
+                mx = fmaxf(mx, v);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float mnew = fmaxf(m[half], mx);
+        float base = mnew == -INFINITY ? 0.0f : mnew; /* a row that has seen no key yet */
+        float alpha = exp2f(m[half] - base);
+        m[half] = mnew;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < FL_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float p = exp2f(s[nt][2 * half + e] - base);
+                s[nt][2 * half + e] = p;
+                sum += p;
+            }
+        l[half] = l[half] * alpha + sum;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) o[n][2 * half] *= alpha, o[n][2 * half + 1] *= alpha;
+    }
+    mul_pb<D>(o, s, Vs, lane);
+}
+
+/* grid (⌈T/64⌉, B·NH), 128 threads. q: row b·T + t at q + r·ldq + h·D;
+ * keys and values of sequence b at kv.{k,v} + b·kv.seq + j·kv.row + kh·D,
+ * or (PACKED) packed at kp, vp; out: row r at out + r·NH·D + h·D. */
+template <int D, bool PACKED>
+__global__ void __launch_bounds__(FL_WARPS * 32)
+    flash_fwd_k(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, const bf16 *kp, const bf16 *vp, int T,
+                int NH, int G, int window, float scale_log2, bool v4) {
+    constexpr int S = PACKED ? 2 : 1;
+    __shared__ __align__(16) bf16 Ks[S][FL_KEYS][D + 8];
+    __shared__ __align__(16) bf16 Vs[S][FL_KEYS][D + 8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / G;
     const int row0 = blockIdx.x * FL_ROWS, wrow = row0 + warp * 16;
-    const float *K = kv.k + b * kv.seq + (int64_t)kh * D, *V = kv.v + b * kv.seq + (int64_t)kh * D;
 
     uint32_t qa[D / 16][4];
     load_a<D>(qa, q + (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow, T, g, tq);
@@ -163,49 +282,29 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_fwd_k(float *out, float *
 
     int last = row0 + FL_ROWS - 1 < T - 1 ? row0 + FL_ROWS - 1 : T - 1;
     int kt0 = first_key(row0, window) / FL_KEYS, kt1 = last / FL_KEYS;
-    for (int kt = kt0; kt <= kt1; kt++) {
-        int key0 = kt * FL_KEYS;
-        __syncthreads(); /* the last tile's readers are done */
-        stage<D>(Ks, K, kv.row, key0, T, v4);
-        stage<D>(Vs, V, kv.row, key0, T, v4);
-        __syncthreads();
-        float s[FL_KEYS / 8][4]; /* S = Q·Kᵀ for this warp's 16 rows × 64 keys */
-        mul_abt<D>(s, qa, Ks, lane);
-        const bool full = tile_seen(wrow, key0, T, window);
-        /* mask, scale, online softmax; rows wrow+g (half 0) and wrow+g+8 (half 1) */
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            int i = wrow + g + 8 * half, j0 = first_key(i, window);
-            float mx = -INFINITY;
-#pragma unroll
-            for (int nt = 0; nt < FL_KEYS / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    int j = key0 + nt * 8 + 2 * tq + e;
-                    float v = full || (j <= i && j >= j0 && i < T) ? s[nt][2 * half + e] * scale_log2 : -INFINITY;
-                    s[nt][2 * half + e] = v;
-                    mx = fmaxf(mx, v);
-                }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float mnew = fmaxf(m[half], mx);
-            float base = mnew == -INFINITY ? 0.0f : mnew; /* a row that has seen no key yet */
-            float alpha = exp2f(m[half] - base);
-            m[half] = mnew;
-            float sum = 0.0f;
-#pragma unroll
-            for (int nt = 0; nt < FL_KEYS / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    float p = exp2f(s[nt][2 * half + e] - base);
-                    s[nt][2 * half + e] = p;
-                    sum += p;
-                }
-            l[half] = l[half] * alpha + sum;
-#pragma unroll
-            for (int n = 0; n < D / 8; n++) o[n][2 * half] *= alpha, o[n][2 * half + 1] *= alpha;
+    if constexpr (PACKED) {
+        const int64_t at = ((int64_t)b * (NH / G) + kh) * T * D;
+        auto issue = [&](int kt, int buf) {
+            stage_async<D>(Ks[buf], kp + at, kt * FL_KEYS, T);
+            stage_async<D>(Vs[buf], vp + at, kt * FL_KEYS, T);
+        };
+        issue(kt0, 0);
+        cp_commit();
+        for (int kt = kt0; kt <= kt1; kt++) {
+            int buf = (kt - kt0) & 1;
+            next_tile(kt < kt1, [&](int nb) { issue(kt + 1, nb); }, buf);
+            fwd_tile<D>(o, m, l, qa, Ks[buf], Vs[buf], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
+            __syncthreads(); /* its readers are done before the copies into it two steps on */
         }
-        mul_pb<D>(o, s, Vs, lane); /* O += P·V */
+    } else {
+        const float *K = kv.k + b * kv.seq + (int64_t)kh * D, *V = kv.v + b * kv.seq + (int64_t)kh * D;
+        for (int kt = kt0; kt <= kt1; kt++) {
+            __syncthreads(); /* the last tile's readers are done */
+            stage<D>(Ks[0], K, kv.row, kt * FL_KEYS, T, v4);
+            stage<D>(Vs[0], V, kv.row, kt * FL_KEYS, T, v4);
+            __syncthreads();
+            fwd_tile<D>(o, m, l, qa, Ks[0], Vs[0], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
+        }
     }
 #pragma unroll
     for (int half = 0; half < 2; half++) {
@@ -236,13 +335,35 @@ bool aligned4(std::initializer_list<const float *> p, std::initializer_list<int6
     return ok;
 }
 
+/* How many sequences' packed operands (elems each) the narrowing area
+ * holds at once; 0: none, or a head size without the packed kernels. */
+int packed_sequences(int D, int64_t elems, int B) {
+    int64_t n = D <= 64 ? CU.narrow_elems / elems : 0;
+    return (int)(n < B ? n : B);
+}
+
 template <int D>
 void launch(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
             int window) {
-    dim3 grid((unsigned)((T + FL_ROWS - 1) / FL_ROWS), (unsigned)(B * NH));
     float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
     bool v4 = aligned4({q, kv.k, kv.v}, {ldq, kv.row, kv.seq});
-    flash_fwd_k<D><<<grid, FL_WARPS * 32>>>(out, lse, q, ldq, kv, T, NH, NH / KVH, window, scale_log2, v4);
+    unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
+    int nb = packed_sequences(D, 2LL * KVH * T * D, B);
+    if (nb == 0) {
+        flash_fwd_k<D, false><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
+            out, lse, q, ldq, kv, nullptr, nullptr, T, NH, NH / KVH, window, scale_log2, v4);
+    } else if constexpr (D <= 64) {
+        bf16 *kp = (bf16 *)CU.narrow, *vp = kp + (int64_t)nb * KVH * T * D;
+        for (int b0 = 0; b0 < B; b0 += nb) {
+            int n = B - b0 < nb ? B - b0 : nb;
+            nx_kv c = {kv.k + b0 * kv.seq, kv.v + b0 * kv.seq, kv.row, kv.seq};
+            pack<D>(kp, c.k, kv.row, kv.seq, n, T, KVH);
+            pack<D>(vp, c.v, kv.row, kv.seq, n, T, KVH);
+            flash_fwd_k<D, true><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
+                out + (int64_t)b0 * T * NH * D, lse ? lse + (int64_t)b0 * NH * T : nullptr, q + (int64_t)b0 * T * ldq,
+                ldq, c, kp, vp, T, NH, NH / KVH, window, scale_log2, v4);
+        }
+    }
     CU_LAUNCHED("flash attention");
 }
 
@@ -282,124 +403,184 @@ __device__ __forceinline__ void store_rows(float *base, int64_t ld, const float 
     }
 }
 
-/* grid (⌈T/64⌉, B·NH): dq of 64 query rows */
+/* The operands of the backward: f32 as the forward left them (q, k, v at
+ * row stride ld, dout at NH·D), and, packed, those the kernels stream. */
+struct bwd_args {
+    const float *dout, *lse, *rowdot, *q, *k, *v;
+    const bf16 *qp, *dop, *kp, *vp; /* packed, or null */
+    int64_t ld;
+    int T, NH, G, window;
+    float scale;
+    bool v4;
+};
+
+/* One key tile of a warp's 16 query rows: dS = P ⊙ (dO·Vᵀ − D), dQ += dS·K. */
 template <int D>
-__global__ void __launch_bounds__(FL_WARPS * 32)
-    flash_bwd_dq_k(float *dq, const float *dout, const float *lse, const float *rowdot, const float *q,
-                   const float *k, const float *v, int64_t ld, int T, int NH, int G, int window, float scale, bool v4) {
-    __shared__ __align__(16) bf16 Ks[FL_KEYS][D + 8];
-    __shared__ __align__(16) bf16 Vs[FL_KEYS][D + 8];
+__device__ __forceinline__ void dq_tile(float (*acc)[4], const uint32_t (*qa)[4], const uint32_t (*da)[4],
+                                        const float *L2, const float *Dr, const bf16 (*Ks)[D + 8],
+                                        const bf16 (*Vs)[D + 8], int wrow, int key0, const bwd_args &a, int lane) {
+    const int g = lane / 4, tq = lane % 4;
+    const float scale_log2 = a.scale * 1.4426950408889634f;
+    float s[FL_KEYS / 8][4], dp[FL_KEYS / 8][4];
+    mul_abt<D>(s, qa, Ks, lane);  /* S = Q·Kᵀ */
+    mul_abt<D>(dp, da, Vs, lane); /* dP = dO·Vᵀ */
+    const bool full = tile_seen(wrow, key0, a.T, a.window);
+#pragma unroll
+    for (int nt = 0; nt < FL_KEYS / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int half = e / 2, i = wrow + g + 8 * half, j = key0 + nt * 8 + 2 * tq + e % 2;
+            bool seen = full || (i < a.T && j <= i && j >= first_key(i, a.window));
+            float p = seen ? exp2f(s[nt][e] * scale_log2 - L2[half]) : 0.0f;
+            s[nt][e] = p * (dp[nt][e] - Dr[half]);
+        }
+    mul_pb<D>(acc, s, Ks, lane); /* dQ += dS·K */
+}
+
+/* grid (⌈T/64⌉, B·NH): dq of 64 query rows */
+template <int D, bool PACKED>
+__global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_args a) {
+    constexpr int S = PACKED ? 2 : 1;
+    __shared__ __align__(16) bf16 Ks[S][FL_KEYS][D + 8];
+    __shared__ __align__(16) bf16 Vs[S][FL_KEYS][D + 8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / G;
+    const int T = a.T, NH = a.NH, bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / a.G;
     const int row0 = blockIdx.x * FL_ROWS, wrow = row0 + warp * 16;
-    const float scale_log2 = scale * 1.4426950408889634f;
-    const float *Q = q + (int64_t)b * T * ld + (int64_t)h * D, *K = k + (int64_t)b * T * ld + (int64_t)kh * D;
-    const float *V = v + (int64_t)b * T * ld + (int64_t)kh * D;
-    const float *dO = dout + (int64_t)b * T * NH * D + (int64_t)h * D;
     uint32_t qa[D / 16][4], da[D / 16][4];
-    load_a<D>(qa, Q, ld, wrow, T, g, tq);
-    load_a<D>(da, dO, (int64_t)NH * D, wrow, T, g, tq);
+    load_a<D>(qa, a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow, T, g, tq);
+    load_a<D>(da, a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, wrow, T, g, tq);
     float L2[2], Dr[2];
 #pragma unroll
     for (int half = 0; half < 2; half++) {
         int i = wrow + g + 8 * half;
-        L2[half] = i < T ? lse[(int64_t)bh * T + i] * 1.4426950408889634f : 0.0f;
-        Dr[half] = i < T ? rowdot[(int64_t)bh * T + i] : 0.0f;
+        L2[half] = i < T ? a.lse[(int64_t)bh * T + i] * 1.4426950408889634f : 0.0f;
+        Dr[half] = i < T ? a.rowdot[(int64_t)bh * T + i] : 0.0f;
     }
     float acc[D / 8][4];
 #pragma unroll
     for (int n = 0; n < D / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
     int last = row0 + FL_ROWS - 1 < T - 1 ? row0 + FL_ROWS - 1 : T - 1;
-    for (int kt = first_key(row0, window) / FL_KEYS; kt <= last / FL_KEYS; kt++) {
-        int key0 = kt * FL_KEYS;
-        __syncthreads();
-        stage<D>(Ks, K, ld, key0, T, v4);
-        stage<D>(Vs, V, ld, key0, T, v4);
-        __syncthreads();
-        float s[FL_KEYS / 8][4], dp[FL_KEYS / 8][4];
-        mul_abt<D>(s, qa, Ks, lane);  /* S = Q·Kᵀ */
-        mul_abt<D>(dp, da, Vs, lane); /* dP = dO·Vᵀ */
-        const bool full = tile_seen(wrow, key0, T, window);
-        /* dS = P ⊙ (dP − D), zero where the row does not see the key */
-#pragma unroll
-        for (int nt = 0; nt < FL_KEYS / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int half = e / 2, i = wrow + g + 8 * half, j = key0 + nt * 8 + 2 * tq + e % 2;
-                bool seen = full || (i < T && j <= i && j >= first_key(i, window));
-                float p = seen ? exp2f(s[nt][e] * scale_log2 - L2[half]) : 0.0f;
-                s[nt][e] = p * (dp[nt][e] - Dr[half]);
-            }
-        mul_pb<D>(acc, s, Ks, lane); /* dQ += dS·K */
+    int kt0 = first_key(row0, a.window) / FL_KEYS, kt1 = last / FL_KEYS;
+    if constexpr (PACKED) {
+        const int64_t at = ((int64_t)b * (NH / a.G) + kh) * T * D;
+        auto issue = [&](int kt, int buf) {
+            stage_async<D>(Ks[buf], a.kp + at, kt * FL_KEYS, T);
+            stage_async<D>(Vs[buf], a.vp + at, kt * FL_KEYS, T);
+        };
+        issue(kt0, 0);
+        cp_commit();
+        for (int kt = kt0; kt <= kt1; kt++) {
+            int buf = (kt - kt0) & 1;
+            next_tile(kt < kt1, [&](int nb) { issue(kt + 1, nb); }, buf);
+            dq_tile<D>(acc, qa, da, L2, Dr, Ks[buf], Vs[buf], wrow, kt * FL_KEYS, a, lane);
+            __syncthreads();
+        }
+    } else {
+        const float *K = a.k + (int64_t)b * T * a.ld + (int64_t)kh * D, *V = a.v + (int64_t)b * T * a.ld + (int64_t)kh * D;
+        for (int kt = kt0; kt <= kt1; kt++) {
+            __syncthreads();
+            stage<D>(Ks[0], K, a.ld, kt * FL_KEYS, T, a.v4);
+            stage<D>(Vs[0], V, a.ld, kt * FL_KEYS, T, a.v4);
+            __syncthreads();
+            dq_tile<D>(acc, qa, da, L2, Dr, Ks[0], Vs[0], wrow, kt * FL_KEYS, a, lane);
+        }
     }
-    store_rows<D>(dq + (int64_t)b * T * ld + (int64_t)h * D, ld, acc, scale, wrow, T, g, tq);
+    store_rows<D>(dq + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, acc, a.scale, wrow, T, g, tq);
 }
 
-/* grid (⌈T/64⌉, B·KVH): dk and dv of 64 keys of one kv head */
+/* One query tile of a warp's 16 keys: Pᵀ, dSᵀ = Pᵀ ⊙ (V·dOᵀ − D), dV += Pᵀ·dO, dK += dSᵀ·Q;
+ * Ls: the tile's log-sum-exps (natural), Ds its row dots. */
 template <int D>
-__global__ void __launch_bounds__(FL_WARPS * 32)
-    flash_bwd_dkv_k(float *dk, float *dv, const float *dout, const float *lse, const float *rowdot, const float *q,
-                    const float *k, const float *v, int64_t ld, int T, int NH, int G, int window, float scale,
-                    bool v4) {
-    __shared__ __align__(16) bf16 Qs[FL_ROWS][D + 8];
-    __shared__ __align__(16) bf16 Os[FL_ROWS][D + 8];
-    __shared__ __align__(16) float Ls[FL_ROWS];
-    __shared__ __align__(16) float Ds[FL_ROWS];
+__device__ __forceinline__ void dkv_tile(float (*adk)[4], float (*adv)[4], const uint32_t (*ka)[4],
+                                         const uint32_t (*va)[4], const bf16 (*Qs)[D + 8], const bf16 (*Os)[D + 8],
+                                         const float *Ls, const float *Ds, int wkey, int q0, const bwd_args &a,
+                                         int lane) {
+    const int g = lane / 4, tq = lane % 4, T = a.T, window = a.window;
+    const float scale_log2 = a.scale * 1.4426950408889634f;
+    float st[FL_ROWS / 8][4], dpt[FL_ROWS / 8][4];
+    mul_abt<D>(st, ka, Qs, lane);  /* Sᵀ = K·Qᵀ */
+    mul_abt<D>(dpt, va, Os, lane); /* dPᵀ = V·dOᵀ */
+    /* every key of the warp seen by every query of the tile */
+    const bool full = wkey + 15 <= q0 && q0 + FL_ROWS - 1 < T && (window == 0 || q0 + FL_ROWS - 1 - wkey < window);
+#pragma unroll
+    for (int nt = 0; nt < FL_ROWS / 8; nt++) {
+        float2 Lc = *(const float2 *)&Ls[nt * 8 + 2 * tq], Dc = *(const float2 *)&Ds[nt * 8 + 2 * tq];
+        Lc.x *= 1.4426950408889634f, Lc.y *= 1.4426950408889634f;
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int j = wkey + g + 8 * (e / 2), i = q0 + nt * 8 + 2 * tq + e % 2;
+            bool seen = full || (i < T && j < T && j <= i && (window == 0 || i - j < window));
+            float p = seen ? exp2f(st[nt][e] * scale_log2 - (e % 2 ? Lc.y : Lc.x)) : 0.0f;
+            st[nt][e] = p;
+            dpt[nt][e] = p * (dpt[nt][e] - (e % 2 ? Dc.y : Dc.x));
+        }
+    }
+    mul_pb<D>(adv, st, Os, lane);  /* dV += Pᵀ·dO */
+    mul_pb<D>(adk, dpt, Qs, lane); /* dK += dSᵀ·Q */
+}
+
+/* grid (⌈T/64⌉, B·KVH): dk and dv of 64 keys of one kv head, over the
+ * query tiles of each head of its group that see them */
+template <int D, bool PACKED>
+__global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, float *dv, bwd_args a) {
+    constexpr int S = PACKED ? 2 : 1;
+    __shared__ __align__(16) bf16 Qs[S][FL_ROWS][D + 8];
+    __shared__ __align__(16) bf16 Os[S][FL_ROWS][D + 8];
+    __shared__ __align__(16) float Ls[S][FL_ROWS];
+    __shared__ __align__(16) float Ds[S][FL_ROWS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
-    const int KVH = NH / G, bk = blockIdx.y, b = bk / KVH, kh = bk % KVH;
+    const int T = a.T, NH = a.NH, G = a.G, KVH = NH / G, bk = blockIdx.y, b = bk / KVH, kh = bk % KVH;
     const int key0 = blockIdx.x * FL_KEYS, wkey = key0 + warp * 16;
-    const float scale_log2 = scale * 1.4426950408889634f;
-    const float *K = k + (int64_t)b * T * ld + (int64_t)kh * D, *V = v + (int64_t)b * T * ld + (int64_t)kh * D;
     uint32_t ka[D / 16][4], va[D / 16][4];
-    load_a<D>(ka, K, ld, wkey, T, g, tq);
-    load_a<D>(va, V, ld, wkey, T, g, tq);
+    load_a<D>(ka, a.k + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
+    load_a<D>(va, a.v + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
     float adk[D / 8][4], adv[D / 8][4];
 #pragma unroll
     for (int n = 0; n < D / 8; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) adk[n][e] = adv[n][e] = 0.0f;
     int klast = key0 + FL_KEYS - 1 < T - 1 ? key0 + FL_KEYS - 1 : T - 1;
-    int qlast = window > 0 && klast + window - 1 < T - 1 ? klast + window - 1 : T - 1;
-    for (int gi = 0; gi < G; gi++) {
-        int h = kh * G + gi;
-        const float *Q = q + (int64_t)b * T * ld + (int64_t)h * D;
-        const float *dO = dout + (int64_t)b * T * NH * D + (int64_t)h * D;
-        const float *Lr = lse + ((int64_t)b * NH + h) * T, *Dr = rowdot + ((int64_t)b * NH + h) * T;
-        for (int qt = key0 / FL_ROWS; qt <= qlast / FL_ROWS; qt++) {
-            int q0 = qt * FL_ROWS;
-            __syncthreads();
-            stage<D>(Qs, Q, ld, q0, T, v4);
-            stage<D>(Os, dO, (int64_t)NH * D, q0, T, v4);
+    int qlast = a.window > 0 && klast + a.window - 1 < T - 1 ? klast + a.window - 1 : T - 1;
+    /* steps: (head gi of the group, query tile qt), heads outer */
+    const int qt0 = key0 / FL_ROWS, nq = qlast / FL_ROWS - qt0 + 1, steps = G * nq;
+    auto lse_row = [&](int gi) { return ((int64_t)b * NH + kh * G + gi) * T; };
+    if constexpr (PACKED) {
+        auto issue = [&](int it, int buf) {
+            int gi = it / nq, q0 = (qt0 + it % nq) * FL_ROWS;
+            int64_t at = lse_row(gi) * D; /* (b·NH + h)·T·D */
+            stage_async<D>(Qs[buf], a.qp + at, q0, T);
+            stage_async<D>(Os[buf], a.dop + at, q0, T);
             for (int i = threadIdx.x; i < FL_ROWS; i += FL_WARPS * 32) {
-                Ls[i] = q0 + i < T ? Lr[q0 + i] * 1.4426950408889634f : 0.0f;
-                Ds[i] = q0 + i < T ? Dr[q0 + i] : 0.0f;
+                bool in = q0 + i < T;
+                cp_async4(&Ls[buf][i], a.lse + lse_row(gi) + (in ? q0 + i : 0), in);
+                cp_async4(&Ds[buf][i], a.rowdot + lse_row(gi) + (in ? q0 + i : 0), in);
+            }
+        };
+        issue(0, 0);
+        cp_commit();
+        for (int it = 0; it < steps; it++) {
+            int buf = it & 1;
+            next_tile(it + 1 < steps, [&](int nb) { issue(it + 1, nb); }, buf);
+            dkv_tile<D>(adk, adv, ka, va, Qs[buf], Os[buf], Ls[buf], Ds[buf], wkey, (qt0 + it % nq) * FL_ROWS, a,
+                        lane);
+            __syncthreads();
+        }
+    } else {
+        for (int it = 0; it < steps; it++) {
+            int gi = it / nq, h = kh * G + gi, q0 = (qt0 + it % nq) * FL_ROWS;
+            __syncthreads();
+            stage<D>(Qs[0], a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, q0, T, a.v4);
+            stage<D>(Os[0], a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, q0, T, a.v4);
+            for (int i = threadIdx.x; i < FL_ROWS; i += FL_WARPS * 32) {
+                Ls[0][i] = q0 + i < T ? a.lse[lse_row(gi) + q0 + i] : 0.0f;
+                Ds[0][i] = q0 + i < T ? a.rowdot[lse_row(gi) + q0 + i] : 0.0f;
             }
             __syncthreads();
-            /* Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ for this warp's 16 keys × 64 queries */
-            float st[FL_ROWS / 8][4], dpt[FL_ROWS / 8][4];
-            mul_abt<D>(st, ka, Qs, lane);
-            mul_abt<D>(dpt, va, Os, lane);
-            /* every key of the warp seen by every query of the tile */
-            const bool full = wkey + 15 <= q0 && q0 + FL_ROWS - 1 < T && (window == 0 || q0 + FL_ROWS - 1 - wkey < window);
-            /* Pᵀ, and dSᵀ = Pᵀ ⊙ (dPᵀ − D) */
-#pragma unroll
-            for (int nt = 0; nt < FL_ROWS / 8; nt++) {
-                float2 Lc = *(const float2 *)&Ls[nt * 8 + 2 * tq], Dc = *(const float2 *)&Ds[nt * 8 + 2 * tq];
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    int j = wkey + g + 8 * (e / 2), i = q0 + nt * 8 + 2 * tq + e % 2;
-                    bool seen = full || (i < T && j < T && j <= i && (window == 0 || i - j < window));
-                    float p = seen ? exp2f(st[nt][e] * scale_log2 - (e % 2 ? Lc.y : Lc.x)) : 0.0f;
-                    st[nt][e] = p;
-                    dpt[nt][e] = p * (dpt[nt][e] - (e % 2 ? Dc.y : Dc.x));
-                }
-            }
-            mul_pb<D>(adv, st, Os, lane);  /* dV += Pᵀ·dO */
-            mul_pb<D>(adk, dpt, Qs, lane); /* dK += dSᵀ·Q */
+            dkv_tile<D>(adk, adv, ka, va, Qs[0], Os[0], Ls[0], Ds[0], wkey, q0, a, lane);
         }
     }
-    store_rows<D>(dk + (int64_t)b * T * ld + (int64_t)kh * D, ld, adk, scale, wkey, T, g, tq);
-    store_rows<D>(dv + (int64_t)b * T * ld + (int64_t)kh * D, ld, adv, 1.0f, wkey, T, g, tq);
+    store_rows<D>(dk + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adk, a.scale, wkey, T, g, tq);
+    store_rows<D>(dv + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adv, 1.0f, wkey, T, g, tq);
 }
 
 template <int D>
@@ -407,14 +588,33 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
                      const float *lse, const float *q, const float *k, const float *v, int64_t ld, int B, int T, int NH,
                      int KVH, int window) {
     int64_t rows = (int64_t)B * NH * T;
-    rowdot_k<<<cu_blocks(rows * 32), CU_THREADS>>>(rowdot, dout, out, B, T, NH, D);
-    float scale = 1.0f / sqrtf((float)D);
-    bool v4 = aligned4({q, k, v, dout}, {ld, (int64_t)NH * D});
+    rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, dout, out, B, T, NH, D);
+    bwd_args a = {dout, lse,    rowdot, q, k, v, nullptr, nullptr, nullptr, nullptr, ld, T, NH, NH / KVH, window,
+                  1.0f / sqrtf((float)D), aligned4({q, k, v, dout}, {ld, (int64_t)NH * D})};
     unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
-    flash_bwd_dq_k<D><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32>>>(dq, dout, lse, rowdot, q, k, v, ld, T, NH,
-                                                                         NH / KVH, window, scale, v4);
-    flash_bwd_dkv_k<D><<<dim3(tiles, (unsigned)(B * KVH)), FL_WARPS * 32>>>(dk, dv, dout, lse, rowdot, q, k, v, ld, T,
-                                                                           NH, NH / KVH, window, scale, v4);
+    int nb = packed_sequences(D, 2LL * (NH + KVH) * T * D, B);
+    if (nb == 0) {
+        flash_bwd_dq_k<D, false><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32, 0, cu_stream()>>>(dq, a);
+        flash_bwd_dkv_k<D, false><<<dim3(tiles, (unsigned)(B * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk, dv, a);
+        CU_LAUNCHED("flash attention backward");
+        return;
+    }
+    bf16 *qp = (bf16 *)CU.narrow, *dop = qp + (int64_t)nb * NH * T * D, *kp = dop + (int64_t)nb * NH * T * D;
+    bf16 *vp = kp + (int64_t)nb * KVH * T * D;
+    for (int b0 = 0; b0 < B; b0 += nb) {
+        int n = B - b0 < nb ? B - b0 : nb;
+        int64_t r = (int64_t)b0 * T; /* the chunk's first row */
+        bwd_args c = a;
+        c.dout = dout + r * NH * D, c.lse = lse + (int64_t)b0 * NH * T, c.rowdot = rowdot + (int64_t)b0 * NH * T;
+        c.q = q + r * ld, c.k = k + r * ld, c.v = v + r * ld;
+        c.qp = qp, c.dop = dop, c.kp = kp, c.vp = vp;
+        pack<D>(qp, c.q, ld, T * ld, n, T, NH);
+        pack<D>(dop, c.dout, (int64_t)NH * D, (int64_t)T * NH * D, n, T, NH);
+        pack<D>(kp, c.k, ld, T * ld, n, T, KVH);
+        pack<D>(vp, c.v, ld, T * ld, n, T, KVH);
+        flash_bwd_dq_k<D, true><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(dq + r * ld, c);
+        flash_bwd_dkv_k<D, true><<<dim3(tiles, (unsigned)(n * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk + r * ld, dv + r * ld, c);
+    }
     CU_LAUNCHED("flash attention backward");
 }
 

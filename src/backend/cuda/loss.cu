@@ -201,11 +201,11 @@ void cu_cross_entropy(nx_backend *, double *loss, float *dlogits, float weight, 
     cu_work_reset();
     double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double)), *rows = (double *)cu_work(N * sizeof(double) + 8);
     int *cnt = (int *)cu_work(sizeof(int));
-    count_rows_k<<<1, CU_THREADS>>>(cnt, targets, N);
-    if (N > 0) ce_rows_k<<<N, CU_THREADS>>>(rows, dlogits, weight, logits, targets, cnt, V);
+    count_rows_k<<<1, CU_THREADS, 0, cu_stream()>>>(cnt, targets, N);
+    if (N > 0) ce_rows_k<<<N, CU_THREADS, 0, cu_stream()>>>(rows, dlogits, weight, logits, targets, cnt, V);
     unsigned gb = grid_for(N);
-    sum_rows_k<<<gb, CU_THREADS>>>(partials, rows, N);
-    finish_mean_k<<<1, CU_THREADS>>>(loss, partials, gb, cnt, 1.0);
+    sum_rows_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, rows, N);
+    finish_mean_k<<<1, CU_THREADS, 0, cu_stream()>>>(loss, partials, gb, cnt, 1.0);
     CU_LAUNCHED("cross entropy");
 }
 
@@ -214,11 +214,11 @@ void cu_kd_loss(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *
     cu_work_reset();
     double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double)), *rows = (double *)cu_work(N * sizeof(double) + 8);
     int *cnt = (int *)cu_work(sizeof(int));
-    count_rows_k<<<1, CU_THREADS>>>(cnt, targets, N);
-    if (N > 0) kd_rows_k<<<N, CU_THREADS>>>(rows, kind, temp, dlogits, weight, student, teacher, targets, cnt, V);
+    count_rows_k<<<1, CU_THREADS, 0, cu_stream()>>>(cnt, targets, N);
+    if (N > 0) kd_rows_k<<<N, CU_THREADS, 0, cu_stream()>>>(rows, kind, temp, dlogits, weight, student, teacher, targets, cnt, V);
     unsigned gb = grid_for(N);
-    sum_rows_k<<<gb, CU_THREADS>>>(partials, rows, N);
-    finish_mean_k<<<1, CU_THREADS>>>(loss, partials, gb, cnt, (double)temp * temp);
+    sum_rows_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, rows, N);
+    finish_mean_k<<<1, CU_THREADS, 0, cu_stream()>>>(loss, partials, gb, cnt, (double)temp * temp);
     CU_LAUNCHED("kd loss");
 }
 
@@ -226,7 +226,7 @@ void cu_sqdiff(nx_backend *, double *sum, float *dy, bool add, const float *y, c
     cu_work_reset();
     double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
     unsigned gb = grid_for(n);
-    sqdiff_k<<<gb, CU_THREADS>>>(partials, dy, add, y, t, n, scale);
+    sqdiff_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, dy, add, y, t, n, scale);
     cu_finish_sum(sum, partials, gb, 1.0);
     CU_LAUNCHED("sqdiff");
 }
@@ -237,7 +237,7 @@ void cu_attention_kl(nx_backend *, double *sum, float *dprobs, const float *ps, 
     double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
     int groups = hs == ht ? hs : 1;
     unsigned gb = grid_for((int64_t)B * groups * T);
-    attention_kl_k<<<gb, CU_THREADS>>>(partials, dprobs, ps, pt, B, T, hs, ht, coef);
+    attention_kl_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, dprobs, ps, pt, B, T, hs, ht, coef);
     cu_finish_sum(sum, partials, gb, 1.0);
     CU_LAUNCHED("attention kl");
 }
@@ -246,7 +246,7 @@ void cu_sumsq(nx_backend *, double *sum, const float *x, int64_t n) {
     cu_work_reset();
     double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
     unsigned gb = grid_for(n);
-    sumsq_k<<<gb, CU_THREADS>>>(partials, x, n);
+    sumsq_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, x, n);
     cu_finish_sum(sum, partials, gb, 1.0);
     CU_LAUNCHED("sumsq");
 }
@@ -254,7 +254,7 @@ void cu_sumsq(nx_backend *, double *sum, const float *x, int64_t n) {
 void cu_adamw(nx_backend *, float *p, const float *g, float *m, float *v, int64_t n, const nx_adamw_args *a,
               const double *guard, int nguard) {
     if (n == 0) return;
-    adamw_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS>>>(p, g, m, v, n, *a, guard, nguard);
+    adamw_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS, 0, cu_stream()>>>(p, g, m, v, n, *a, guard, nguard);
     CU_LAUNCHED("adamw");
 }
 
@@ -269,6 +269,6 @@ __global__ void mask_k(float *p, const uint8_t *mask, int64_t n) {
 
 void cu_mask(nx_backend *, float *p, const uint8_t *mask, int64_t n) {
     if (n == 0) return;
-    mask_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS>>>(p, mask, n);
+    mask_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS, 0, cu_stream()>>>(p, mask, n);
     CU_LAUNCHED("mask");
 }

@@ -218,7 +218,7 @@ void cu_sort_bytes(size_t n, size_t *bytes) {
 
 void cu_embed(nx_backend *, float *out, const int32_t *ids, const nx_weight *wte, int N) {
     if (N == 0) return;
-    embed_k<<<cu_blocks((int64_t)N * wte->cols), CU_THREADS>>>(out, ids, wte->data, wte->type, N, wte->cols);
+    embed_k<<<cu_blocks((int64_t)N * wte->cols), CU_THREADS, 0, cu_stream()>>>(out, ids, wte->data, wte->type, N, wte->cols);
     CU_LAUNCHED("embed");
 }
 
@@ -230,31 +230,31 @@ void cu_embed_backward(nx_backend *, float *dwte, const float *dout, const int32
     size_t bytes = 0;
     cu_sort_bytes(N, &bytes);
     void *tmp = cu_work(bytes);
-    iota_k<<<cu_blocks(N), CU_THREADS>>>(rows_in, N);
+    iota_k<<<cu_blocks(N), CU_THREADS, 0, cu_stream()>>>(rows_in, N);
     /* radix sort is stable: rows of one id keep their order */
     cu_check(cub::DeviceRadixSort::SortPairs(tmp, bytes, ids, keys, rows_in, rows, N), "sort ids");
-    embed_back_k<<<N, 128>>>(dwte, dout, keys, rows, N, C);
+    embed_back_k<<<N, 128, 0, cu_stream()>>>(dwte, dout, keys, rows, N, C);
     CU_LAUNCHED("embed backward");
 }
 
 void cu_rmsnorm(nx_backend *, float *out, float *rstd, const float *in, const float *w, int N, int C, float eps) {
     if (N == 0) return;
-    rmsnorm_k<<<N, CU_THREADS>>>(out, rstd, in, w, C, eps);
+    rmsnorm_k<<<N, CU_THREADS, 0, cu_stream()>>>(out, rstd, in, w, C, eps);
     CU_LAUNCHED("rmsnorm");
 }
 
 void cu_rmsnorm_backward(nx_backend *, float *din, float *dw, const float *dout, const float *in, const float *w,
                          const float *rstd, int N, int C) {
     if (N == 0) return;
-    rmsnorm_dx_k<<<N, CU_THREADS>>>(din, dout, in, w, rstd, C);
+    rmsnorm_dx_k<<<N, CU_THREADS, 0, cu_stream()>>>(din, dout, in, w, rstd, C);
     /* chunks of 64 rows or more, as many as the partials hold */
     int64_t most = CU_NORM_PARTIALS / C > 0 ? CU_NORM_PARTIALS / C : 1;
     int chunks = (int)((N + 63) / 64 < most ? (N + 63) / 64 : most), rows_per = (N + chunks - 1) / chunks;
     chunks = (N + rows_per - 1) / rows_per;
     cu_work_reset();
     double *part = (double *)cu_work((size_t)chunks * C * sizeof(double));
-    rmsnorm_dw_part_k<<<dim3(cu_blocks(C, 128), chunks), 128>>>(part, dout, in, rstd, N, C, rows_per);
-    rmsnorm_dw_k<<<cu_blocks(C, 128), 128>>>(dw, part, chunks, C);
+    rmsnorm_dw_part_k<<<dim3(cu_blocks(C, 128), chunks), 128, 0, cu_stream()>>>(part, dout, in, rstd, N, C, rows_per);
+    rmsnorm_dw_k<<<cu_blocks(C, 128), 128, 0, cu_stream()>>>(dw, part, chunks, C);
     CU_LAUNCHED("rmsnorm backward");
 }
 
@@ -279,7 +279,7 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 /* dst (rows × cols, dense) = bf16 of src's rows × cols at row stride ld */
 static const unsigned short *narrowed(unsigned short *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
     bool v4 = cols % 4 == 0 && ld % 4 == 0 && (uintptr_t)src % 16 == 0 && (uintptr_t)dst % 8 == 0;
-    narrow_k<<<rows_grid(rows, (cols + 3) / 4), CU_THREADS>>>(dst, src, rows, (int)cols, ld, v4);
+    narrow_k<<<rows_grid(rows, (cols + 3) / 4), CU_THREADS, 0, cu_stream()>>>(dst, src, rows, (int)cols, ld, v4);
     return dst;
 }
 
@@ -374,13 +374,13 @@ void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, co
         if (W->type != NX_F32) { /* widened into the workspace, then fp32 GEMM */
             cu_work_reset();
             float *wide = (float *)cu_work((size_t)OC * IC * sizeof(float));
-            widen_k<<<cu_blocks((int64_t)OC * IC), CU_THREADS>>>(wide, W->data, W->type, (int64_t)OC * IC);
+            widen_k<<<cu_blocks((int64_t)OC * IC), CU_THREADS, 0, cu_stream()>>>(wide, W->data, W->type, (int64_t)OC * IC);
             Wf = wide;
         }
         /* outᵀ (OC, N) = W (OC, IC) · inᵀ (IC, N) */
         cu_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, IC, Wf, IC, in, IC, 0.0f, out, OC, "linear");
     }
-    if (b) add_bias_k<<<cu_blocks((int64_t)N * OC), CU_THREADS>>>(out, b, N, OC);
+    if (b) add_bias_k<<<cu_blocks((int64_t)N * OC), CU_THREADS, 0, cu_stream()>>>(out, b, N, OC);
     CU_LAUNCHED("linear");
 }
 
@@ -397,7 +397,7 @@ void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const fl
         /* dWᵀ (IC, OC) += inᵀ (IC, N) · dout (N, OC) */
         cu_gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, in, IC, dout, OC, 1.0f, dW, IC, "linear backward (weights)");
     }
-    if (db) col_sum_k<<<cu_blocks(OC, 128), 128>>>(db, dout, N, OC);
+    if (db) col_sum_k<<<cu_blocks(OC, 128), 128, 0, cu_stream()>>>(db, dout, N, OC);
     CU_LAUNCHED("linear backward");
 }
 
@@ -405,33 +405,33 @@ void cu_rope(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const floa
              int HS, bool inverse) {
     int64_t n = (int64_t)N * H * (HS / 2);
     if (n == 0) return;
-    rope_k<<<rows_grid(N, (int64_t)H * (HS / 2)), CU_THREADS>>>(x, ldx, pos, cs, sn, N, H, HS, inverse ? -1.0f : 1.0f);
+    rope_k<<<rows_grid(N, (int64_t)H * (HS / 2)), CU_THREADS, 0, cu_stream()>>>(x, ldx, pos, cs, sn, N, H, HS, inverse ? -1.0f : 1.0f);
     CU_LAUNCHED("rope");
 }
 
 void cu_swiglu(nx_backend *, float *h, const float *gu, int N, int F) {
     if ((int64_t)N * F == 0) return;
     if (F % 4 == 0 && (uintptr_t)h % 16 == 0 && (uintptr_t)gu % 16 == 0)
-        swiglu_k<4><<<rows_grid(N, F / 4), CU_THREADS>>>(h, gu, N, F);
+        swiglu_k<4><<<rows_grid(N, F / 4), CU_THREADS, 0, cu_stream()>>>(h, gu, N, F);
     else
-        swiglu_k<1><<<rows_grid(N, F), CU_THREADS>>>(h, gu, N, F);
+        swiglu_k<1><<<rows_grid(N, F), CU_THREADS, 0, cu_stream()>>>(h, gu, N, F);
     CU_LAUNCHED("swiglu");
 }
 
 void cu_swiglu_backward(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F) {
     if ((int64_t)N * F == 0) return;
-    swiglu_back_k<<<rows_grid(N, F), CU_THREADS>>>(dgu, dh, gu, N, F);
+    swiglu_back_k<<<rows_grid(N, F), CU_THREADS, 0, cu_stream()>>>(dgu, dh, gu, N, F);
     CU_LAUNCHED("swiglu backward");
 }
 
 void cu_add(nx_backend *, float *y, const float *x, int64_t n) {
     if (n == 0) return;
-    add_k<<<cu_blocks(n), CU_THREADS>>>(y, x, n);
+    add_k<<<cu_blocks(n), CU_THREADS, 0, cu_stream()>>>(y, x, n);
     CU_LAUNCHED("add");
 }
 
 void cu_argmax(nx_backend *, int32_t *out, const float *x, int N, int V) {
     if (N == 0) return;
-    argmax_k<<<N, CU_THREADS>>>(out, x, V);
+    argmax_k<<<N, CU_THREADS, 0, cu_stream()>>>(out, x, V);
     CU_LAUNCHED("argmax");
 }
