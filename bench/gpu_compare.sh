@@ -5,8 +5,8 @@
 # and decode of the 1.1 B model at batch 1 and BATCH (default 32) against
 # transformers' generate with a static cache (bench/torch_decode.py). nexus
 # runs in bf16 precision, once as built and once with its fast paths off
-# (NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0). Prints every figure and
-# the ratios nexus / torch.compile and nexus / transformers.
+# (NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 NEXUS_CUDA_GRAPHS=0). Prints
+# every figure and the ratios nexus / torch.compile and nexus / transformers.
 #
 #   NEXUS=build-cuda/nexus sh bench/gpu_compare.sh
 #
@@ -70,32 +70,41 @@ for c in ${CASES:-s7m 1b decode}; do
         set -- bench/p1-s7m-kd.yaml --set data.batch_size=64 --set device=cuda --set precision=bf16 \
             --set optimizer.steps=300
         distill s7m "$@"
-        NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 distill s7m-off "$@"
+        NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 NEXUS_CUDA_GRAPHS=0 distill s7m-off "$@"
         torch_step p2 p2 --steps 100 --teacher $M
         step_row "teacher-19m -> S7M 64x256" "$out/s7m.log" "$out/s7m-off.log" p2
         ;;
     1b)
         need_t1b || continue
         distill 1b bench/kd-1b.yaml --set teacher.path="$T1B"
-        NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 distill 1b-off bench/kd-1b.yaml --set teacher.path="$T1B"
+        NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 NEXUS_CUDA_GRAPHS=0 distill 1b-off bench/kd-1b.yaml --set teacher.path="$T1B"
         torch_step 1b 1b --steps 20
         step_row "1.1B -> 0.2B 8x1024" "$out/1b.log" "$out/1b-off.log" 1b
         ;;
     decode)
         need_t1b || continue
-        "$NEXUS" benchmark "$T1B" --data ../shared/data/corpus/validation.jsonl --max-windows 4 --device cuda \
-            --precision bf16 --batch "$BATCH" --json > "$out/dec.json" 2> "$out/dec.err" ||
-            { echo "nexus benchmark failed:"; tail -3 "$out/dec.err"; }
+        bench() { # name: nexus benchmark's JSON of the 1.1 B model at batch 1 and BATCH
+            "$NEXUS" benchmark "$T1B" --data ../shared/data/corpus/validation.jsonl --max-windows 4 --device cuda \
+                --precision bf16 --batch "$BATCH" --json > "$out/$1.json" 2> "$out/$1.err" ||
+                { echo "nexus benchmark failed:"; tail -3 "$out/$1.err"; }
+        }
+        bench dec
+        NEXUS_CUDA_GRAPHS=0 bench dec-off
         timeout "$TO" "$PY" bench/torch_decode.py "$T1B" --batches "1,$BATCH" > "$out/tdec.json" 2> "$out/tdec.err" ||
             { echo "torch_decode.py failed or timed out:"; tail -3 "$out/tdec.err"; }
-        set -- $("$PY" -c 'import json, sys
+        decode() { "$PY" -c 'import json, sys
 m = json.load(open(sys.argv[1]))["models"][0]
-print(m["decode_tokens_per_s"]["median"], m["decode_batch_tokens_per_s"]["median"])' "$out/dec.json" 2> /dev/null)
+print(m["decode_tokens_per_s"]["median"], m["decode_batch_tokens_per_s"]["median"])' "$1" 2> /dev/null; }
+        set -- $(decode "$out/dec-off.json")
+        o1=${1:-} ob=${2:-}
+        set -- $(decode "$out/dec.json")
         n1=${1:-} nb=${2:-}
         t1=$(grep '"batch": 1,' "$out/tdec.json" | sed -n 's/.*"decode_tokens_per_s": \([0-9.]*\).*/\1/p')
         tb=$(grep "\"batch\": $BATCH," "$out/tdec.json" | sed -n 's/.*"decode_tokens_per_s": \([0-9.]*\).*/\1/p')
-        printf "%-28s nexus %9s  transformers %9s  %s\n" "decode 1.1B batch 1" "${n1:--}" "${t1:--}" "$(ratio "$n1" "$t1")"
-        printf "%-28s nexus %9s  transformers %9s  %s\n" "decode 1.1B batch $BATCH" "${nb:--}" "${tb:--}" "$(ratio "$nb" "$tb")"
+        printf "%-28s nexus %9s  graphs off %9s  transformers %9s  %s\n" "decode 1.1B batch 1" "${n1:--}" "${o1:--}" \
+            "${t1:--}" "$(ratio "$n1" "$t1")"
+        printf "%-28s nexus %9s  graphs off %9s  transformers %9s  %s\n" "decode 1.1B batch $BATCH" "${nb:--}" \
+            "${ob:--}" "${tb:--}" "$(ratio "$nb" "$tb")"
         ;;
     *) echo "gpu_compare: unknown case '$c' (s7m, 1b, decode)" ;;
     esac

@@ -77,28 +77,26 @@ void cu_sort_bytes(size_t n, size_t *bytes);
 /* *out = scale · Σ partials[0..n) in index order (one block). */
 void cu_finish_sum(double *out, const double *partials, int n, double scale);
 
-/* Σ (max) over a block of per-thread values; blockDim.x a power of two,
- * sh at least blockDim.x long; every thread gets the result. */
+/* Σ (max) over a block of per-thread values; blockDim.x a multiple of 32
+ * (at most 1024), sh at least blockDim.x / 32 long; every thread gets the
+ * result. Each warp reduces by shuffles, then every thread adds the
+ * warps' results in warp order: a fixed order, so the same on every run. */
 static __device__ __forceinline__ double cu_block_sum(double v, double *sh) {
-    sh[threadIdx.x] = v;
+    for (int k = 16; k > 0; k >>= 1) v += __shfl_xor_sync(0xffffffffu, v, k);
+    if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = v;
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
-        __syncthreads();
-    }
-    double r = sh[0];
+    double r = 0;
+    for (int w = 0; w < (int)blockDim.x / 32; w++) r += sh[w];
     __syncthreads();
     return r;
 }
 
 static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
-    sh[threadIdx.x] = v;
+    for (int k = 16; k > 0; k >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, k));
+    if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = v;
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) sh[threadIdx.x] = fmaxf(sh[threadIdx.x], sh[threadIdx.x + s]);
-        __syncthreads();
-    }
-    float r = sh[0];
+    float r = -INFINITY;
+    for (int w = 0; w < (int)blockDim.x / 32; w++) r = fmaxf(r, sh[w]);
     __syncthreads();
     return r;
 }
