@@ -39,6 +39,7 @@ void cu_check_blas(cublasStatus_t s, const char *what) {
 struct nx_replay {
     enum { WARM, RECORDED, DIRECT } state;
     cudaGraphExec_t exec;
+    unsigned epoch; /* CU.epoch when recorded */
 };
 
 namespace {
@@ -132,6 +133,7 @@ int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
             return nx_fail(err, "out of GPU memory: could not allocate %.1f MiB of CUDA workspace", need / 1048576.0);
         counted_free(CU.work);
         CU.work = (char *)n;
+        CU.epoch++;
         CU.work_bytes = need;
     }
     if (p.ctx > 0 && !CU.scores && !counted_malloc((void **)&CU.scores, CU_SCORE_FLOATS * sizeof(float)))
@@ -146,6 +148,7 @@ int cu_plan(nx_backend *, const nx_work *w, nx_err *err) {
         counted_free(CU.rows_dev);
         free(CU.rows_host), free(CU.rows_last);
         CU.rows_dev = (int32_t *)d;
+        CU.epoch++;
         CU.rows_host = (int32_t *)nx_xmalloc(2 * rows * sizeof(int32_t));
         CU.rows_last = (int32_t *)nx_xmalloc(2 * rows * sizeof(int32_t));
         CU.rows_last_n = -1;
@@ -172,7 +175,10 @@ __global__ void finish_sum(double *out, const double *partials, int n, double sc
  * kernel attributes are set); the second captures them from a stream of
  * the backend's own into a graph, and that and every later run launch the
  * graph on the default stream. A capture the driver refuses leaves the
- * handle running the ops as called. */
+ * handle running the ops as called. A graph holds the addresses of the
+ * workspace and the span tables and the kernels of one precision: when a
+ * plan moves those or the precision changes (CU.epoch), it is recorded
+ * again. */
 void cu_replay(nx_backend *, nx_replay **r, void (*fn)(void *), void *ctx) {
     if (!*r) {
         *r = (nx_replay *)nx_xcalloc(1, sizeof **r);
@@ -180,6 +186,10 @@ void cu_replay(nx_backend *, nx_replay **r, void (*fn)(void *), void *ctx) {
         return;
     }
     nx_replay *p = *r;
+    if (p->state == nx_replay::RECORDED && p->epoch != CU.epoch) { /* buffers moved, or the precision changed */
+        cudaGraphExecDestroy(p->exec);
+        p->state = nx_replay::WARM;
+    }
     if (p->state == nx_replay::WARM) {
         if (!CU.rec) cu_check(cudaStreamCreateWithFlags(&CU.rec, cudaStreamNonBlocking), "replay stream");
         CU.stream = CU.rec;
@@ -193,6 +203,7 @@ void cu_replay(nx_backend *, nx_replay **r, void (*fn)(void *), void *ctx) {
         p->state = e == cudaSuccess && cudaGraphInstantiate(&p->exec, g, 0) == cudaSuccess ? nx_replay::RECORDED
                                                                                            : nx_replay::DIRECT;
         if (g) cudaGraphDestroy(g);
+        p->epoch = CU.epoch;
         (void)cudaGetLastError(); /* a refused capture's error, if any */
     }
     if (p->state == nx_replay::RECORDED) cu_check(cudaGraphLaunch(p->exec, 0), "replay");
@@ -296,6 +307,7 @@ static int cu_set_precision(nx_backend *, nx_precision p, nx_err *err) {
         return nx_fail(err, "out of GPU memory: could not allocate %.0f MiB for bf16 operands",
                        CU_NARROW_BYTES / 1048576.0);
     CU.prec = p;
+    CU.epoch++;
     CU.compute = p == NX_PREC_BF16   ? CUBLAS_COMPUTE_32F_FAST_16BF
                  : p == NX_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                      : CUBLAS_COMPUTE_32F_PEDANTIC;

@@ -46,6 +46,7 @@ struct cu_state {
      * but rec while a replay is recorded (a graph is captured from a
      * stream of its own). */
     cudaStream_t stream, rec;
+    unsigned epoch; /* counts moves of the workspace or span tables and precision changes (replays) */
 };
 
 extern cu_state CU;
