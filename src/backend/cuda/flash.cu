@@ -167,8 +167,8 @@ template <int D>
 void pack(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H) {
     bool v4 = ld % 4 == 0 && seq % 4 == 0 && (uintptr_t)src % 16 == 0;
     int64_t rows = (int64_t)B * T;
-    pack_k<D><<<dim3(cu_blocks(H * D / 4), (unsigned)(rows < 65535 ? rows : 65535)), CU_THREADS, 0, cu_stream()>>>(dst, src, ld, seq, B,
-                                                                                                 T, H, v4);
+    pack_k<D><<<dim3(cu_blocks(H * D / 4), (unsigned)(rows < 65535 ? rows : 65535)), CU_THREADS, 0, cu_stream()>>>(
+        dst, src, ld, seq, B, T, H, v4);
 }
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
@@ -476,7 +476,8 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
             __syncthreads();
         }
     } else {
-        const float *K = a.k + (int64_t)b * T * a.ld + (int64_t)kh * D, *V = a.v + (int64_t)b * T * a.ld + (int64_t)kh * D;
+        const float *K = a.k + (int64_t)b * T * a.ld + (int64_t)kh * D,
+                    *V = a.v + (int64_t)b * T * a.ld + (int64_t)kh * D;
         for (int kt = kt0; kt <= kt1; kt++) {
             __syncthreads();
             stage<D>(Ks[0], K, a.ld, kt * FL_KEYS, T, a.v4);
@@ -613,7 +614,8 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
         pack<D>(kp, c.k, ld, T * ld, n, T, KVH);
         pack<D>(vp, c.v, ld, T * ld, n, T, KVH);
         flash_bwd_dq_k<D, true><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(dq + r * ld, c);
-        flash_bwd_dkv_k<D, true><<<dim3(tiles, (unsigned)(n * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk + r * ld, dv + r * ld, c);
+        flash_bwd_dkv_k<D, true>
+            <<<dim3(tiles, (unsigned)(n * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk + r * ld, dv + r * ld, c);
     }
     CU_LAUNCHED("flash attention backward");
 }
