@@ -88,6 +88,13 @@ static bool recompute_mode(unsigned mode) {
     return (mode & NX_ACTS_RECOMPUTE) && (mode & NX_ACTS_TRAIN);
 }
 
+/* An activation set's sizes and its flags from mode (NX_ACTS_*), nothing laid out yet. */
+static nx_acts acts_shape(int rows, int out_rows, int ctx, int B, int T, unsigned mode) {
+    return (nx_acts){.rows = rows, .out_rows = out_rows, .ctx = ctx, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
+                     .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM,
+                     .flash = flash_mode(mode), .recompute = recompute_mode(mode)};
+}
+
 static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int ctx, int B, int T,
                      unsigned mode, nx_err *err) {
     const nx_model_config *c = &m->cfg;
@@ -95,9 +102,8 @@ static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int 
     if (rows <= 0 || ctx <= 0) return nx_fail(err, "batch rows (%d) and context (%d) must be positive", rows, ctx);
     if (ctx > c->max_pos)
         return nx_fail(err, "sequence length %d exceeds the model's max_position_embeddings %d", ctx, c->max_pos);
-    *a = (nx_acts){.be = m->be, .rows = rows, .out_rows = out_rows, .ctx = ctx, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
-                   .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM, .flash = flash_mode(mode),
-                   .recompute = recompute_mode(mode)};
+    *a = acts_shape(rows, out_rows, ctx, B, T, mode);
+    a->be = m->be;
     NX_ASSERTM(!a->flash || nx_attention_lse_fits(m->be, c->HS, B, T, c->NH),
                "NX_ACTS_FLASH where the backend's nx_attention_lse does not fit");
     NX_ASSERTM(!(a->train && a->stream), "training keeps every layer's activations");
@@ -143,9 +149,7 @@ int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int
 
 size_t nx_acts_bytes(const nx_model_config *c, int B, int T, unsigned mode) {
     if (!countable(c, B, T)) return SIZE_MAX;
-    nx_acts a = {.rows = B * T, .out_rows = B * T, .ctx = T, .B = B, .T = T, .train = mode & NX_ACTS_TRAIN,
-                 .keep_probs = mode & NX_ACTS_KEEP_PROBS, .stream = mode & NX_ACTS_STREAM, .flash = flash_mode(mode),
-                   .recompute = recompute_mode(mode)};
+    nx_acts a = acts_shape(B * T, B * T, T, B, T, mode);
     nx_arena count = nx_arena_counting();
     plan(&a, c, &count);
     return count.used;
