@@ -483,6 +483,15 @@ static void round_bf16(float *x, long n) {
     free(h);
 }
 
+/* be: the CUDA backend set to bf16 precision (e its error), or the test
+ * skips where there is none. */
+#define CUDA_BF16_OR_SKIP(be, e)                                                        \
+    setup();                                                                            \
+    nx_err e;                                                                           \
+    nx_backend *be = nx_backend_cuda(&e);                                               \
+    if (!be) SKIP("%.200s", e.msg);                                                     \
+    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_BF16, &e) == NX_OK)
+
 /* The CUDA backend's bf16-precision paths: linear and its backward on bf16
  * operands (bf16 weights as stored; f32 weights and activations narrowed
  * in chunks, made small by setup to cover the chunking), exact but for the
@@ -491,11 +500,7 @@ static void round_bf16(float *x, long n) {
  * reference on bf16-rounded q, k, v: the probabilities it rounds to bf16
  * before P·V bound the difference. */
 TEST(cuda_bf16_linear_and_flash_attention) {
-    setup();
-    nx_err e;
-    nx_backend *be = nx_backend_cuda(&e);
-    if (!be) SKIP("%.200s", e.msg);
-    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_BF16, &e) == NX_OK);
+    CUDA_BF16_OR_SKIP(be, e);
     /* N, IC, OC: one chunk, rows in chunks, W in chunks (setup narrows 4096 values at a time) */
     int lin[][3] = {{1, 64, 5}, {3, 37, 9}, {70, 16, 3}, {9, 200, 130}, {600, 1024, 1030}, {520, 1100, 1024}};
     for (int it = 0; it < 6; it++) {
@@ -556,11 +561,7 @@ TEST(cuda_bf16_linear_and_flash_attention) {
  * bf16-rounded q, k, v and dout. The probabilities and dS are rounded to
  * bf16 before their products, which bounds the difference. */
 TEST(cuda_flash_training_attention_and_backward) {
-    setup();
-    nx_err e;
-    nx_backend *be = nx_backend_cuda(&e);
-    if (!be) SKIP("%.200s", e.msg);
-    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_BF16, &e) == NX_OK);
+    CUDA_BF16_OR_SKIP(be, e);
     /* B, T, NH, KVH, HS, window */
     int att[][6] = {{1, 1, 1, 1, 64, 0}, {2, 5, 2, 1, 32, 0}, {1, 64, 4, 4, 64, 0}, {2, 65, 4, 2, 64, 0},
                     {1, 150, 8, 2, 64, 0}, {2, 130, 4, 1, 32, 20}, {1, 200, 2, 2, 64, 64}, {3, 97, 6, 3, 32, 1}};

@@ -22,6 +22,17 @@ static void random_model(nx_model *m, const nx_model_config *cfg, nx_rng *r) {
     for (size_t i = 0; i < m->nparams; i++) m->params[i] += 0.05f * nx_rng_normal(r);
 }
 
+/* Random ids of B × T rows, their next-token targets (−1 at each row's end)
+ * and random teacher logits (returned, malloc'd). */
+static float *random_batch(nx_rng *r, int V, int B, int T, int32_t *ids, int32_t *tg) {
+    int N = B * T;
+    for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(r, V);
+    for (int n = 0; n < N; n++) tg[n] = (n % T == T - 1) ? -1 : ids[n + 1];
+    float *teacher = malloc(sizeof(float) * N * V);
+    for (int i = 0; i < N * V; i++) teacher[i] = 2 * nx_rng_normal(r);
+    return teacher;
+}
+
 static void check_config(nx_model_config cfg, uint64_t seed) {
     nx_rng r;
     nx_rng_seed(&r, seed);
@@ -31,10 +42,7 @@ static void check_config(nx_model_config cfg, uint64_t seed) {
     nx_acts a;
     CHECK(nx_acts_init(&a, &m, B, T, NX_ACTS_TRAIN, NULL) == NX_OK);
     int32_t ids[10], tg[10];
-    for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&r, cfg.V);
-    for (int n = 0; n < N; n++) tg[n] = (n % T == T - 1) ? -1 : ids[n + 1];
-    float *teacher = malloc(sizeof(float) * N * cfg.V);
-    for (int i = 0; i < N * cfg.V; i++) teacher[i] = 2 * nx_rng_normal(&r);
+    float *teacher = random_batch(&r, cfg.V, B, T, ids, tg);
 
     float *grads = calloc(m.nparams, sizeof(float));
     memset(a.dlogits, 0, sizeof(float) * N * cfg.V);
@@ -128,10 +136,7 @@ static void recompute_matches(nx_model_config cfg, uint64_t seed) {
     random_model(&m, &cfg, &r);
     int B = 3, T = 6, N = B * T;
     int32_t ids[18], tg[18];
-    for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&r, cfg.V);
-    for (int n = 0; n < N; n++) tg[n] = (n % T == T - 1) ? -1 : ids[n + 1];
-    float *teacher = malloc(sizeof(float) * N * cfg.V), *g[2], *hid[2];
-    for (int i = 0; i < N * cfg.V; i++) teacher[i] = 2 * nx_rng_normal(&r);
+    float *teacher = random_batch(&r, cfg.V, B, T, ids, tg), *g[2], *hid[2];
     size_t nh = (size_t)(cfg.L + 1) * N * cfg.C;
     for (int k = 0; k < 2; k++) {
         nx_acts a;
