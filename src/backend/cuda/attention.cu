@@ -128,9 +128,11 @@ __global__ void attend_back_kv_k(float *dk, float *dv, const float *dS_all, cons
     }
 }
 
+enum { ATT_SHARED_MAX = 200 * 1024 };
+
 size_t shared_bytes(int HS, int64_t ctx) {
     size_t b = (size_t)(HS + ctx) * sizeof(float);
-    NX_ASSERTM(b <= 200 * 1024, "attention context too long for the CUDA kernel's shared memory");
+    NX_ASSERTM(b <= ATT_SHARED_MAX, "attention context too long for the CUDA kernel's shared memory");
     return b;
 }
 
@@ -172,7 +174,13 @@ void cu_attention(nx_backend *, float *out, float *probs, const float *q, int64_
         cu_attention_gemm(out, probs, q, ldq, kv, nspans, spans[0].len, NH, KVH, HS, window);
         return;
     }
-    if (cu_recording()) ctx = kv.seq / kv.row; /* a replay's rows reach the cache's end */
+    /* A replay's rows reach the cache's end: shared memory for all of it, or
+     * the step is not recorded (it runs op by op instead). */
+    if (cu_recording()) {
+        int64_t cap = kv.seq / kv.row;
+        if ((size_t)(HS + cap) * sizeof(float) <= ATT_SHARED_MAX) ctx = cap;
+        else CU.unrecordable = true;
+    }
     size_t sh = shared_bytes(HS, ctx);
     allow_shared((const void *)attend_k, sh);
     attend_k<<<dim3(N, NH), ATT_THREADS, sh, cu_stream()>>>(out, probs, q, ldq, kv.k, kv.v, kv.row, kv.seq, seq, pos, NH, NH / KVH,

@@ -175,10 +175,12 @@ __global__ void finish_sum(double *out, const double *partials, int n, double sc
  * kernel attributes are set); the second captures them from a stream of
  * the backend's own into a graph, and that and every later run launch the
  * graph on the default stream. A capture the driver refuses leaves the
- * handle running the ops as called. A graph holds the addresses of the
- * workspace and the span tables and the kernels of one precision: when a
- * plan moves those or the precision changes (CU.epoch), it is recorded
- * again. */
+ * handle running the ops as called, and so does an op that cannot be
+ * recorded (CU.unrecordable: attention over a cache too long for its
+ * kernel's shared memory at every position). A graph holds the addresses
+ * of the workspace and the span tables and the kernels of one precision:
+ * when a plan moves those or the precision changes (CU.epoch), it is
+ * recorded again. */
 void cu_replay(nx_backend *, nx_replay **r, void (*fn)(void *), void *ctx) {
     if (!*r) {
         *r = (nx_replay *)nx_xcalloc(1, sizeof **r);
@@ -195,13 +197,15 @@ void cu_replay(nx_backend *, nx_replay **r, void (*fn)(void *), void *ctx) {
         CU.stream = CU.rec;
         cu_check_blas(cublasSetStream(CU.blas, CU.rec), "replay stream");
         cu_check(cudaStreamBeginCapture(CU.rec, cudaStreamCaptureModeThreadLocal), "begin a replay");
+        CU.unrecordable = false;
         fn(ctx);
         cudaGraph_t g = nullptr;
         cudaError_t e = cudaStreamEndCapture(CU.rec, &g);
         CU.stream = 0;
         cu_check_blas(cublasSetStream(CU.blas, 0), "default stream");
-        p->state = e == cudaSuccess && cudaGraphInstantiate(&p->exec, g, 0) == cudaSuccess ? nx_replay::RECORDED
-                                                                                           : nx_replay::DIRECT;
+        p->state = e == cudaSuccess && !CU.unrecordable && cudaGraphInstantiate(&p->exec, g, 0) == cudaSuccess
+                       ? nx_replay::RECORDED
+                       : nx_replay::DIRECT;
         if (g) cudaGraphDestroy(g);
         p->epoch = CU.epoch;
         (void)cudaGetLastError(); /* a refused capture's error, if any */

@@ -47,6 +47,7 @@ struct cu_state {
      * stream of its own). */
     cudaStream_t stream, rec;
     unsigned epoch; /* counts moves of the workspace or span tables and precision changes (replays) */
+    bool unrecordable; /* set by an op that cannot be recorded as called (a replay then runs op by op) */
 };
 
 extern cu_state CU;
