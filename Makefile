@@ -38,7 +38,7 @@ endif
 OPT      ?= -O3 -march=native
 BLAS_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
-CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
+CFLAGS   += -std=c11 -Wall -Wextra -Wpointer-arith -Werror -D_GNU_SOURCE -fopenmp $(OPT) -g \
             -Iinclude -I/usr/include/cjson -I$(BLAS_INC)
 # Only what the code uses; --as-needed: a binary records only the libraries
 # it calls (the tests that never reach io/hub.c do not load libcurl or

@@ -613,6 +613,89 @@ TEST(cuda_flash_training_attention_and_backward) {
     NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
 }
 
+/* Downloads n bf16 values of dev, widened, against want. */
+static double rel_err_bf16(nx_backend *be, const void *dev, const float *want, long n) {
+    uint16_t *h = malloc(2 * (n ? n : 1));
+    float *got = malloc(sizeof(float) * (n ? n : 1));
+    nx_backend_download(be, h, dev, 2 * (size_t)n);
+    nx_convert(got, NX_F32, h, NX_BF16, n);
+    double e = nxt_rel_err(got, want, n);
+    free(h), free(got);
+    return e;
+}
+
+/* The products' inputs held in bf16 (CUDA, bf16 precision: the activation
+ * type): RMSNorm and SwiGLU writing bf16 against the reference rounded to
+ * bf16; linear and its backward reading bf16, every weight type, against
+ * the reference on the rounded values (setup's small narrowing area: W and
+ * dout in chunks). */
+TEST(cuda_bf16_activations) {
+    CUDA_BF16_OR_SKIP(be, e);
+    CHECK(nx_backend_act_type(be) == NX_BF16);
+    int shapes[][3] = {{1, 8, 3}, {7, 64, 36}, {33, 200, 130}, {600, 1024, 1030}, {300, 96, 2048}};
+    for (unsigned it = 0; it < sizeof shapes / sizeof shapes[0]; it++) {
+        const int N = shapes[it][0], IC = shapes[it][1], OC = shapes[it][2];
+        long nx = (long)N * IC, nw = (long)OC * IC, ny = (long)N * OC;
+        /* RMSNorm and SwiGLU (F = IC) into bf16 */
+        float *x = rnd(nx, 1), *w = rnd(IC, 1), *gu = rnd(2 * nx, 2), *want = malloc(4 * nx), *r = malloc(4L * N);
+        float *xd = up(be, x, 4 * nx), *wd = up(be, w, 4L * IC), *gud = up(be, gu, 8 * nx), *rd = up(be, r, 4L * N);
+        void *o16 = up(be, want, 2 * nx);
+        nx_rmsnorm(REF, want, r, x, w, N, IC, 1e-5f);
+        round_bf16(want, nx);
+        nx_rmsnorm_to(be, o16, NX_BF16, rd, xd, wd, N, IC, 1e-5f);
+        EXPECT(rel_err_bf16(be, o16, want, nx), 4e-3, "rmsnorm into bf16");
+        EXPECT(rel_err(be, rd, r, N), 1e-6, "rmsnorm's rstd");
+        nx_swiglu(REF, want, gu, N, IC);
+        round_bf16(want, nx);
+        nx_swiglu_to(be, o16, NX_BF16, gud, N, IC);
+        EXPECT(rel_err_bf16(be, o16, want, nx), 4e-3, "swiglu into bf16");
+        /* linear and its backward from bf16 inputs */
+        float *W = rnd(nw, 1), *dy = rnd(ny, 1), *y = malloc(4 * ny), *dx = rnd(nx, 1), *dW = rnd(nw, 1);
+        float *dx0 = malloc(4 * nx), *dW0 = malloc(4 * nw), *b = rnd(OC, 1);
+        memcpy(dx0, dx, 4 * nx), memcpy(dW0, dW, 4 * nw);
+        round_bf16(x, nx), round_bf16(dy, ny);
+        uint16_t *x16 = malloc(2 * nx);
+        nx_convert(x16, NX_BF16, x, NX_F32, nx);
+        void *x16d = up(be, x16, 2 * nx);
+        float *dyd = up(be, dy, 4 * ny), *yd = up(be, y, 4 * ny), *bd = up(be, b, 4L * OC);
+        nx_dtype types[3] = {NX_F32, NX_BF16, NX_F16};
+        for (int k = 0; k < 3; k++) {
+            void *Wt = malloc(nx_row_bytes(types[k], nw));
+            float *Wr = malloc(4 * nw);
+            nx_convert(Wt, types[k], W, NX_F32, nw); /* the weights as that type holds them, and widened */
+            nx_convert(Wr, NX_F32, Wt, types[k], nw);
+            round_bf16(Wr, nw); /* as the products round them */
+            NX_ASSERT(nx_backend_plan(be, &(nx_work){.weight_elems = nw}, NULL) == NX_OK);
+            nx_weight Wd = nx_weight_view(be, types[k], OC, IC, up(be, Wt, nx_row_bytes(types[k], nw)));
+            nx_weight Wref = nx_weight_view(REF, NX_F32, OC, IC, Wr);
+            nx_linear(REF, y, x, &Wref, b, N);
+            nx_linear_from(be, yd, x16d, NX_BF16, &Wd, bd, N);
+            char what[64];
+            snprintf(what, sizeof what, "linear from bf16, %s weights", nx_dtype_name(types[k]));
+            EXPECT(rel_err(be, yd, y, ny), 1e-6, what);
+            if (types[k] == NX_F32) { /* the backward: din and dW accumulated, on rounded W */
+                float *dxd = up(be, dx0, 4 * nx), *dWd = up(be, dW0, 4 * nw);
+                nx_weight Wb = nx_weight_view(be, NX_F32, OC, IC, up(be, Wr, 4 * nw));
+                memcpy(dx, dx0, 4 * nx), memcpy(dW, dW0, 4 * nw);
+                nx_linear_backward(REF, dx, dW, NULL, dy, x, &Wref, N);
+                nx_linear_backward_from(be, dxd, dWd, NULL, dyd, x16d, NX_BF16, &Wb, N);
+                EXPECT(rel_err(be, dxd, dx, nx), 1e-6, "linear backward from bf16: din");
+                EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward from bf16: dW");
+                nx_backend_free(be, dxd), nx_backend_free(be, dWd), nx_backend_free(be, Wb.data);
+            }
+            nx_backend_free(be, Wd.data);
+            free(Wt), free(Wr);
+        }
+        nx_backend_free(be, xd), nx_backend_free(be, wd), nx_backend_free(be, gud), nx_backend_free(be, rd);
+        nx_backend_free(be, o16), nx_backend_free(be, x16d), nx_backend_free(be, dyd), nx_backend_free(be, yd);
+        nx_backend_free(be, bd);
+        free(x), free(w), free(gu), free(want), free(r), free(W), free(dy), free(y), free(dx), free(dW);
+        free(dx0), free(dW0), free(b), free(x16);
+    }
+    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
+    CHECK(nx_backend_act_type(be) == NX_F32);
+}
+
 TEST(cuda_backend_present) {
     setup();
     nx_err e;

@@ -64,15 +64,17 @@ TEST(gpu_plan_counts_what_the_run_allocates_on_the_gpu) {
     double N = (double)nx_model_count(&s);
     CHECK(p.gpu);
     CHECK(p.params == N && p.student == 16 * N);
-    /* bf16 precision, no attention loss, head size 64: flash attention, no maps kept */
-    CHECK(p.activations == (double)nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN | NX_ACTS_FLASH) + 4.0 * B * T);
+    /* bf16 precision, no attention loss, head size 64: flash attention, no maps kept; the products' inputs in bf16 */
+    unsigned bf = NX_ACTS_BF16;
+    CHECK(p.activations == (double)nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN | NX_ACTS_FLASH | bf) + 4.0 * B * T);
+    CHECK(nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN | bf) < nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN));
     /* L maps and the maps' gradient, each T × T a row, against T log-sum-exps and T row dots */
     CHECK(nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN | NX_ACTS_FLASH) + (size_t)(s.L + 1) * B * s.NH * T * (T - 1) * 4 ==
           nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN));
     CHECK(p.teacher == (double)nx_model_size(&t, NX_BF16));
-    CHECK(p.teacher_acts == (double)nx_acts_bytes(&t, B, T, NX_ACTS_INFER));
-    CHECK(p.eval == (double)nx_acts_bytes(&s, B, S, NX_ACTS_INFER) + (double)nx_acts_bytes(&t, B, S, NX_ACTS_INFER) +
-                        24 + 12.0 * B * S);
+    CHECK(p.teacher_acts == (double)nx_acts_bytes(&t, B, T, NX_ACTS_INFER | bf));
+    CHECK(p.eval == (double)nx_acts_bytes(&s, B, S, NX_ACTS_INFER | bf) +
+                        (double)nx_acts_bytes(&t, B, S, NX_ACTS_INFER | bf) + 24 + 12.0 * B * S);
     /* the widest teacher matrix: gate and up stacked, 2F × C, widened to f32 */
     nx_work w = {.rows = 4096, .vocab = 1000, .ctx = S, .weight_elems = 2 * 1376 * 512};
     CHECK(p.workspace == (double)nx_cuda_work_bytes(&w, nx_cuda_sort_bound(4096)));

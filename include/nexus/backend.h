@@ -101,6 +101,8 @@ struct nx_backend {
     int (*set_precision)(nx_backend *be, nx_precision p, nx_err *err);
     /* NULL: host memory, nothing to report */
     void (*mem_info)(nx_backend *be, nx_mem_info *out);
+    /* NULL: activations in f32 (nx_backend_act_type) */
+    nx_dtype (*act_type)(nx_backend *be);
     /* NULL: ops run as called (nx_backend_replay) */
     void (*replay)(nx_backend *be, nx_replay **r, void (*fn)(void *ctx), void *ctx);
     void (*replay_free)(nx_backend *be, nx_replay *r);
@@ -142,6 +144,10 @@ int nx_precision_parse(const char *s, nx_precision *p, nx_err *err);
  * bf16 in bf16 precision (its products round them to bf16 anyway; half
  * the memory, and products on bf16 operands), else f32. */
 nx_dtype nx_precision_hold(nx_precision p);
+/* The type in which the backend, in its current precision, holds the
+ * inputs of the matrix products between ops (ops.h, nx_linear_from):
+ * NX_BF16 on CUDA in bf16 precision, else NX_F32. */
+nx_dtype nx_backend_act_type(nx_backend *be);
 /* Runs fn(ctx), a fixed sequence of ops, through the replay *r (NULL at
  * first). A backend that can record (CUDA: a graph) runs fn on the first
  * call, records its ops on the second, and from then on launches the

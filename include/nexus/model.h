@@ -223,10 +223,14 @@ nx_kv nx_kv_cache_layer(const nx_kv_cache *c, int l);
  * the forward keeps only each layer's input (the residual stream); the
  * backward recomputes a layer's activations from it just before that
  * layer's backward, into one shared set (activation recomputation: the
- * same gradients, bit for bit, for about one more forward). */
+ * same gradients, bit for bit, for about one more forward).
+ * The matrix products' inputs (ln1, ln2, h) are held in the backend's
+ * nx_backend_act_type (nx_acts.at: bf16 on CUDA in bf16 precision), unless
+ * NX_ACTS_F32 (calibration reads them as f32 floats); a memory plan, which
+ * has no backend, passes NX_ACTS_BF16 to nx_acts_bytes to count them so. */
 enum {
     NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2, NX_ACTS_STREAM = 4, NX_ACTS_FLASH = 8,
-    NX_ACTS_RECOMPUTE = 16
+    NX_ACTS_RECOMPUTE = 16, NX_ACTS_BF16 = 32, NX_ACTS_F32 = 64
 };
 
 typedef struct nx_acts {
@@ -242,8 +246,11 @@ typedef struct nx_acts {
     int32_t *pos_host;      /* (rows) host staging for pos */
     nx_span *spans_host;    /* (B) host: the spans of a B × T forward */
     float *res;             /* (L+1, rows, C) residual stream (2 buffers with STREAM) */
-    /* per layer when training (stride per layer), shared otherwise */
-    float *ln1, *rstd1, *qkv, *probs, *att, *mid, *ln2, *rstd2, *gu, *h;
+    /* per layer when training (stride per layer), shared otherwise; ln1,
+     * ln2 and h (the products' inputs) of type at */
+    nx_dtype at;
+    void *ln1, *ln2, *h;
+    float *rstd1, *qkv, *probs, *att, *mid, *rstd2, *gu;
     float *lse;             /* (L, B, NH, T) with flash: the rows' log-sum-exp instead of probs */
     float *qraw, *kraw, *rstdq, *rstdk; /* qk_norm: q (rows, Q) and k (rows, KV) before their norms, (rows·NH), (rows·KVH) */
     float *last;            /* (rows, C) the rows whose logits are wanted (NX_OUT_LAST) */

@@ -106,6 +106,15 @@ struct nx_ops {
                                    const float *v, int64_t ld, int B, int T, int NH, int KVH, int HS, int window);
     void (*copy2d)(nx_backend *, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
     void (*swiglu)(nx_backend *, float *h, const float *gu, int N, int F);
+    /* optional: the same ops with their activation side in another type
+     * (nx_backend_act_type; the entry points pass NX_F32 to the ops above) */
+    void (*rmsnorm_to)(nx_backend *, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
+                       int C, float eps);
+    void (*swiglu_to)(nx_backend *, void *h, nx_dtype ht, const float *gu, int N, int F);
+    void (*linear_from)(nx_backend *, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
+                        int N);
+    void (*linear_backward_from)(nx_backend *, float *din, float *dW, float *db, const float *dout, const void *in,
+                                 nx_dtype it, const nx_weight *W, int N);
     void (*swiglu_backward)(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F);
     void (*add)(nx_backend *, float *y, const float *x, int64_t n);
     void (*cross_entropy)(nx_backend *, double *loss, float *dlogits, float weight, const float *logits,
@@ -183,6 +192,19 @@ void nx_attention_lse(nx_backend *be, float *out, float *lse, const float *q, in
 void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
 /* SwiGLU on rows of gu = [gate | up] (N, 2F): h = silu(gate) ⊙ up (N, F). */
 void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F);
+/* nx_rmsnorm and nx_swiglu writing their output in type ot / ht, and
+ * nx_linear and nx_linear_backward reading in in type it: NX_F32, or the
+ * backend's nx_backend_act_type (NX_BF16: rounded to nearest even, as the
+ * products of bf16 precision round their inputs anyway). The matrix
+ * products' inputs held in bf16 need no narrowing pass, and the ops that
+ * write them move half the bytes. */
+void nx_rmsnorm_to(nx_backend *be, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
+                   int C, float eps);
+void nx_swiglu_to(nx_backend *be, void *h, nx_dtype ht, const float *gu, int N, int F);
+void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
+                    int N);
+void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const float *dout, const void *in,
+                             nx_dtype it, const nx_weight *W, int N);
 /* y += x elementwise. */
 void nx_add(nx_backend *be, float *y, const float *x, int64_t n);
 /* out[n] = argmax of row n of x (N, V), the lowest index on ties. */

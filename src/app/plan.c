@@ -93,7 +93,16 @@ int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_co
         p->gpu = true;
         /* in bf16 precision the trainer keeps no attention maps where flash attention fits */
         bool flash = rc->precision == NX_PREC_BF16 && to.attention_weight <= 0 && nx_cuda_flash(s->HS, (int64_t)B * s->NH, true);
-        p->activations = (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN | rec | (flash ? NX_ACTS_FLASH : 0)) + 4.0 * B * T;
+        /* and holds the products' inputs in bf16 (nx_backend_act_type) */
+        unsigned bf = rc->precision == NX_PREC_BF16 ? NX_ACTS_BF16 : 0;
+        p->activations =
+            (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN | rec | bf | (flash ? NX_ACTS_FLASH : 0)) + 4.0 * B * T;
+        if (distill)
+            p->teacher_acts =
+                (double)nx_acts_bytes(t, B, T, (to.attention_weight > 0 ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) | bf);
+        if (rc->data.validation[0])
+            p->eval = (double)nx_acts_bytes(s, B, rc->data.seq_len, NX_ACTS_INFER | bf) +
+                      (distill ? (double)nx_acts_bytes(t, B, rc->data.seq_len, NX_ACTS_INFER | bf) : 0);
         if (teacher_weights) p->teacher = (double)nx_model_size(t, rc->teacher.dtype);
         if (rc->data.validation[0]) p->eval += 3 * sizeof(double) + 3 * 4.0 * B * rc->data.seq_len;
         /* the largest sizes the backend is planned for: its first plan (4096

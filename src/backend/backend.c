@@ -261,6 +261,8 @@ void nx_backend_replay(nx_backend *be, nx_replay **r, void (*fn)(void *ctx), voi
     else be->replay(be, r, fn, ctx);
 }
 
+nx_dtype nx_backend_act_type(nx_backend *be) { return be->act_type ? be->act_type(be) : NX_F32; }
+
 void nx_backend_replay_free(nx_backend *be, nx_replay *r) {
     if (r && be->replay_free) be->replay_free(be, r);
 }
@@ -299,6 +301,51 @@ void nx_linear_backward(nx_backend *be, float *din, float *dW, float *db, const 
                         const nx_weight *W, int N) {
     NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
     CALL(linear_backward, be, din, dW, db, dout, in, W, N);
+}
+
+/* ---- the same with typed activations: f32 goes to the ops above ---- */
+
+static void typed(bool op) { NX_ASSERTM(op, "activations other than f32 on a backend that holds f32 only"); }
+
+void nx_rmsnorm_to(nx_backend *be, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
+                   int C, float eps) {
+    if (ot == NX_F32) {
+        nx_rmsnorm(be, out, rstd, in, w, N, C, eps);
+        return;
+    }
+    typed(be->ops->rmsnorm_to != NULL);
+    CALL(rmsnorm_to, be, out, ot, rstd, in, w, N, C, eps);
+}
+
+void nx_swiglu_to(nx_backend *be, void *h, nx_dtype ht, const float *gu, int N, int F) {
+    if (ht == NX_F32) {
+        nx_swiglu(be, h, gu, N, F);
+        return;
+    }
+    typed(be->ops->swiglu_to != NULL);
+    CALL(swiglu_to, be, h, ht, gu, N, F);
+}
+
+void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
+                    int N) {
+    if (it == NX_F32) {
+        nx_linear(be, out, in, W, b, N);
+        return;
+    }
+    NX_ASSERTM(be->supports_weight(be, W->type), "linear: this backend cannot take weights of this type");
+    typed(be->ops->linear_from != NULL);
+    CALL(linear_from, be, out, in, it, W, b, N);
+}
+
+void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const float *dout, const void *in,
+                             nx_dtype it, const nx_weight *W, int N) {
+    if (it == NX_F32) {
+        nx_linear_backward(be, din, dW, db, dout, in, W, N);
+        return;
+    }
+    NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
+    typed(be->ops->linear_backward_from != NULL);
+    CALL(linear_backward_from, be, din, dW, db, dout, in, it, W, N);
 }
 
 void nx_rope(nx_backend *be, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,

@@ -16,7 +16,7 @@
 int nx_calib_init(nx_calib *c, const nx_model *m, int B, int T, nx_err *err) {
     memset(c, 0, sizeof *c);
     const nx_model_config *g = &m->cfg;
-    if (nx_acts_init(&c->a, m, B, T, NX_ACTS_TRAIN, err)) return nx_fail_prefix(err, "calibration");
+    if (nx_acts_init(&c->a, m, B, T, NX_ACTS_TRAIN | NX_ACTS_F32, err)) return nx_fail_prefix(err, "calibration");
     c->cfg = *g;
     c->m = m;
     c->B = B, c->T = T;
@@ -62,11 +62,11 @@ void nx_calib_add(nx_calib *c, const int32_t *ids, int b) {
     nx_backend *be = c->m->be;
     float *x = c->host;
     for (int l = 0; l < g->L; l++) {
-        nx_backend_download(be, x, c->a.ln1 + l * R * C, sizeof(float) * N * C);
+        nx_backend_download(be, x, (const float *)c->a.ln1 + l * R * C, sizeof(float) * N * C);
         channel_sums(x, N, C, c->ln1_sq + (size_t)l * C, c->ln1_abs + (size_t)l * C);
-        nx_backend_download(be, x, c->a.ln2 + l * R * C, sizeof(float) * N * C);
+        nx_backend_download(be, x, (const float *)c->a.ln2 + l * R * C, sizeof(float) * N * C);
         channel_sums(x, N, C, c->ln2_sq + (size_t)l * C, c->ln2_abs + (size_t)l * C);
-        nx_backend_download(be, x, c->a.h + l * R * F, sizeof(float) * N * F);
+        nx_backend_download(be, x, (const float *)c->a.h + l * R * F, sizeof(float) * N * F);
         channel_sums(x, N, F, c->h_sq + (size_t)l * F, c->h_abs + (size_t)l * F);
         nx_backend_download(be, x, c->a.att + l * R * Q, sizeof(float) * N * Q);
         channel_sums(x, N, Q, c->att_sq + (size_t)l * Q, c->att_abs + (size_t)l * Q);

@@ -100,7 +100,7 @@ static int collect(const nx_model *src, nx_tokens toks, int T, int nwin, calib *
         cs->imp[g] = nx_xcalloc(cols, sizeof(float));
     }
     nx_acts a;
-    if (nx_acts_init(&a, src, B, T, NX_ACTS_TRAIN, err)) return NX_ERR;
+    if (nx_acts_init(&a, src, B, T, NX_ACTS_TRAIN | NX_ACTS_F32, err)) return NX_ERR; /* read as f32 below */
     int32_t *ids = nx_xmalloc(sizeof(int32_t) * B * T);
     size_t R = (size_t)a.rows;
     for (int w0 = 0; w0 < nwin; w0 += B) {
@@ -110,10 +110,10 @@ static int collect(const nx_model *src, nx_tokens toks, int T, int nwin, calib *
         nx_backend_sync(src->be);
         for (int l = 0; l < c->L; l++) {
             int g = 1 + 4 * l;
-            accumulate(cs->imp[g + NX_GROUP_QKV], &cs->amax[g + NX_GROUP_QKV], a.ln1 + l * R * c->C, N, c->C);
+            accumulate(cs->imp[g + NX_GROUP_QKV], &cs->amax[g + NX_GROUP_QKV], (const float *)a.ln1 + l * R * c->C, N, c->C);
             accumulate(cs->imp[g + NX_GROUP_O], &cs->amax[g + NX_GROUP_O], a.att + l * R * Q, N, Q);
-            accumulate(cs->imp[g + NX_GROUP_GU], &cs->amax[g + NX_GROUP_GU], a.ln2 + l * R * c->C, N, c->C);
-            accumulate(cs->imp[g + NX_GROUP_DOWN], &cs->amax[g + NX_GROUP_DOWN], a.h + l * R * c->F, N, c->F);
+            accumulate(cs->imp[g + NX_GROUP_GU], &cs->amax[g + NX_GROUP_GU], (const float *)a.ln2 + l * R * c->C, N, c->C);
+            accumulate(cs->imp[g + NX_GROUP_DOWN], &cs->amax[g + NX_GROUP_DOWN], (const float *)a.h + l * R * c->F, N, c->F);
         }
         if (!c->tied) accumulate(cs->imp[ng - 1], &cs->amax[ng - 1], a.lnf, N, c->C);
         progress(o, "calibration windows", w0 + b, nwin);

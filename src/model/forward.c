@@ -40,17 +40,18 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->pos = nx_arena_alloc(ar, R * sizeof(int32_t));
     a->ids = nx_arena_alloc(ar, R * sizeof(int32_t));
     a->res = nx_arena_floats(ar, (a->stream ? 2 : (size_t)c->L + 1) * R * C);
-    a->ln1 = nx_arena_floats(ar, Lk * R * C);
+    size_t es = a->at == NX_BF16 ? 2 : 4; /* the products' inputs */
+    a->ln1 = nx_arena_alloc(ar, es * Lk * R * C);
     a->rstd1 = nx_arena_floats(ar, Lk * R);
     a->qkv = nx_arena_floats(ar, Lk * R * QKV);
     a->probs = (a->train && !a->flash) || a->keep_probs ? nx_arena_floats(ar, Lp * P) : NULL;
     a->lse = a->flash ? nx_arena_floats(ar, Lk * a->B * c->NH * a->T) : NULL;
     a->att = nx_arena_floats(ar, Lk * R * Q);
     a->mid = nx_arena_floats(ar, Lk * R * C);
-    a->ln2 = nx_arena_floats(ar, Lk * R * C);
+    a->ln2 = nx_arena_alloc(ar, es * Lk * R * C);
     a->rstd2 = nx_arena_floats(ar, Lk * R);
     a->gu = nx_arena_floats(ar, Lk * R * 2 * F);
-    a->h = nx_arena_floats(ar, Lk * R * F);
+    a->h = nx_arena_alloc(ar, es * Lk * R * F);
     if (c->qk_norm) {
         a->qraw = nx_arena_floats(ar, Lk * R * Q);
         a->kraw = nx_arena_floats(ar, Lk * R * KV);
@@ -104,6 +105,7 @@ static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int 
         return nx_fail(err, "sequence length %d exceeds the model's max_position_embeddings %d", ctx, c->max_pos);
     *a = acts_shape(rows, out_rows, ctx, B, T, mode);
     a->be = m->be;
+    a->at = mode & NX_ACTS_F32 ? NX_F32 : nx_backend_act_type(m->be);
     NX_ASSERTM(!a->flash || nx_attention_lse_fits(m->be, c->HS, B, T, c->NH),
                "NX_ACTS_FLASH where the backend's nx_attention_lse does not fit");
     NX_ASSERTM(!(a->train && a->stream), "training keeps every layer's activations");
@@ -150,6 +152,7 @@ int nx_acts_init_rows(nx_acts *a, const nx_model *m, int rows, int out_rows, int
 size_t nx_acts_bytes(const nx_model_config *c, int B, int T, unsigned mode) {
     if (!countable(c, B, T)) return SIZE_MAX;
     nx_acts a = acts_shape(B * T, B * T, T, B, T, mode);
+    a.at = (mode & NX_ACTS_BF16) && !(mode & NX_ACTS_F32) ? NX_BF16 : NX_F32;
     nx_arena count = nx_arena_counting();
     plan(&a, c, &count);
     return count.used;
@@ -182,19 +185,26 @@ const float *nx_acts_probs(const nx_acts *a, const nx_model_config *c, int l) {
 
 /* Per-layer views: in training each layer has its own slice. */
 typedef struct {
-    float *ln1, *rstd1, *qkv, *probs, *att, *mid, *ln2, *rstd2, *gu, *h;
+    void *ln1, *ln2, *h; /* of type a->at */
+    float *rstd1, *qkv, *probs, *att, *mid, *rstd2, *gu;
     float *qraw, *kraw, *rstdq, *rstdk;
     float *lse;
 } layer_acts;
+
+/* element i of a buffer of the products' inputs (type a->at) */
+static void *act_at(const nx_acts *a, void *base, size_t i) {
+    return (char *)base + i * (a->at == NX_BF16 ? 2 : 4);
+}
 
 static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) {
     size_t R = (size_t)a->rows, L = a->train && !a->recompute ? (size_t)l : 0, C = (size_t)c->C, F = (size_t)c->F;
     size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
     layer_acts s = {
-        a->ln1 + L * R * C,     a->rstd1 + L * R,       a->qkv + L * R * QKV,
+        act_at(a, a->ln1, L * R * C), act_at(a, a->ln2, L * R * C), act_at(a, a->h, L * R * F),
+        a->rstd1 + L * R,       a->qkv + L * R * QKV,
         a->probs ? a->probs + (a->keep_probs ? (size_t)l : L) * a->B * c->NH * a->T * a->T : NULL,
-        a->att + L * R * Q,     a->mid + L * R * C,     a->ln2 + L * R * C,
-        a->rstd2 + L * R,       a->gu + L * R * 2 * F,  a->h + L * R * F,
+        a->att + L * R * Q,     a->mid + L * R * C,
+        a->rstd2 + L * R,       a->gu + L * R * 2 * F,
         NULL, NULL, NULL, NULL,
         a->lse ? a->lse + L * a->B * c->NH * a->T : NULL,
     };
@@ -285,8 +295,8 @@ static void layer_forward(const nx_model *m, nx_acts *a, const nx_batch *bt, int
     const nx_layer_weights *w = &m->w.layer[l];
     layer_acts s = layer_view(a, c, l);
     float *x = res_at(a, c, l), *out = res_at(a, c, l + 1);
-    nx_rmsnorm(be, s.ln1, s.rstd1, x, w->ln1, N, C, c->eps);
-    nx_linear(be, s.qkv, s.ln1, &w->qkv, w->bqkv, N);
+    nx_rmsnorm_to(be, s.ln1, a->at, s.rstd1, x, w->ln1, N, C, c->eps);
+    nx_linear_from(be, s.qkv, s.ln1, a->at, &w->qkv, w->bqkv, N);
     if (c->qk_norm) qk_norm_forward(be, c, &s, w, N);
     /* q's heads and then k's, side by side in the row: one rotation over both */
     nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, false);
@@ -302,11 +312,11 @@ static void layer_forward(const nx_model *m, nx_acts *a, const nx_batch *bt, int
                      nx_layer_window(c, l));
     nx_linear(be, s.mid, s.att, &w->o, w->bo, N);
     nx_add(be, s.mid, x, (int64_t)N * C);
-    nx_rmsnorm(be, s.ln2, s.rstd2, s.mid, w->ln2, N, C, c->eps);
-    nx_linear(be, s.gu, s.ln2, &w->gu, NULL, N);
-    nx_swiglu(be, s.h, s.gu, N, F);
+    nx_rmsnorm_to(be, s.ln2, a->at, s.rstd2, s.mid, w->ln2, N, C, c->eps);
+    nx_linear_from(be, s.gu, s.ln2, a->at, &w->gu, NULL, N);
+    nx_swiglu_to(be, s.h, a->at, s.gu, N, F);
     if (!to_out) return;
-    nx_linear(be, out, s.h, &w->down, NULL, N);
+    nx_linear_from(be, out, s.h, a->at, &w->down, NULL, N);
     nx_add(be, out, s.mid, (int64_t)N * C);
 }
 
@@ -406,10 +416,10 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         layer_acts s = layer_view(a, c, l);
         /* out = mid + down(h): dmid = dres (kept in place), dh = dres @ Wd */
         nx_backend_zero(be, a->dh, sizeof(float) * N * c->F);
-        nx_linear_backward(be, a->dh, gw->down.data, NULL, dres, s.h, &w->down, N);
+        nx_linear_backward_from(be, a->dh, gw->down.data, NULL, dres, s.h, a->at, &w->down, N);
         nx_swiglu_backward(be, a->dgu, a->dh, s.gu, N, c->F);
         nx_backend_zero(be, a->dln, NC);
-        nx_linear_backward(be, a->dln, gw->gu.data, NULL, a->dgu, s.ln2, &w->gu, N);
+        nx_linear_backward_from(be, a->dln, gw->gu.data, NULL, a->dgu, s.ln2, a->at, &w->gu, N);
         nx_rmsnorm_backward(be, dres, gw->ln2, a->dln, s.mid, w->ln2, s.rstd2, N, C);
         /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo */
         nx_backend_zero(be, a->datt, sizeof(float) * N * Q);
@@ -427,7 +437,7 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, true);
         if (c->qk_norm) qk_norm_backward(be, c, a, &s, w, gw, N);
         nx_backend_zero(be, a->dln, NC);
-        nx_linear_backward(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, s.ln1, &w->qkv, N);
+        nx_linear_backward_from(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, s.ln1, a->at, &w->qkv, N);
         nx_rmsnorm_backward(be, dres, gw->ln1, a->dln, res_at(a, c, l), w->ln1, s.rstd1, N, C);
         if (dhidden) nx_add(be, dres, dhidden + (size_t)l * N * C, (int64_t)N * C);
     }

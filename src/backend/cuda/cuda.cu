@@ -220,6 +220,10 @@ void cu_replay_free(nx_backend *, nx_replay *r) {
     free(r);
 }
 
+/* bf16 precision holds the products' inputs in bf16 (they are rounded so anyway), unless
+ * NEXUS_CUDA_BF16_WEIGHTS=0 (the comparison without bf16 operands) */
+nx_dtype cu_act_type(nx_backend *) { return CU.prec == NX_PREC_BF16 && CU.native_bf16 ? NX_BF16 : NX_F32; }
+
 void cu_spans(nx_backend *, const nx_span *spans, int nspans) {
     int32_t *seq, *pos;
     cu_span_rows(spans, nspans, &seq, &pos);
@@ -243,6 +247,10 @@ nx_ops make_ops() {
     o.attention_lse_backward = cu_attention_lse_backward;
     o.copy2d = cu_copy2d;
     o.swiglu = cu_swiglu;
+    o.rmsnorm_to = cu_rmsnorm_to;
+    o.swiglu_to = cu_swiglu_to;
+    o.linear_from = cu_linear_from;
+    o.linear_backward_from = cu_linear_backward_from;
     o.swiglu_backward = cu_swiglu_backward;
     o.add = cu_add;
     o.cross_entropy = cu_cross_entropy;
@@ -354,6 +362,7 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
     BACKEND.supports_weight = cu_supports_weight;
     BACKEND.set_precision = cu_set_precision;
     BACKEND.mem_info = cu_mem_info;
+    BACKEND.act_type = cu_act_type;
     BACKEND.replay = switched_on("NEXUS_CUDA_GRAPHS") ? cu_replay : nullptr; /* =0: every step op by op */
     BACKEND.replay_free = cu_replay_free;
     BACKEND.impl = &CU;

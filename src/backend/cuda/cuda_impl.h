@@ -122,6 +122,11 @@ void cu_linear_backward(nx_backend *, float *, float *, float *, const float *, 
                         int);
 void cu_rope(nx_backend *, float *, int64_t, const int32_t *, const float *, const float *, int, int, int, bool);
 void cu_swiglu(nx_backend *, float *, const float *, int, int);
+void cu_rmsnorm_to(nx_backend *, void *, nx_dtype, float *, const float *, const float *, int, int, float);
+void cu_swiglu_to(nx_backend *, void *, nx_dtype, const float *, int, int);
+void cu_linear_from(nx_backend *, float *, const void *, nx_dtype, const nx_weight *, const float *, int);
+void cu_linear_backward_from(nx_backend *, float *, float *, float *, const float *, const void *, nx_dtype,
+                             const nx_weight *, int);
 void cu_swiglu_backward(nx_backend *, float *, const float *, const float *, int, int);
 void cu_add(nx_backend *, float *, const float *, int64_t);
 void cu_argmax(nx_backend *, int32_t *, const float *, int, int);

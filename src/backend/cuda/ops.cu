@@ -45,17 +45,22 @@ __global__ void embed_back_k(float *dwte, const float *dout, const int32_t *keys
     }
 }
 
-/* One block per row: out = w ⊙ x · rsqrt(mean x² + eps). */
-__global__ void rmsnorm_k(float *out, float *rstd, const float *in, const float *w, int C, float eps) {
+/* An activation as stored: f32 as is, bf16 rounded to nearest even. */
+__device__ __forceinline__ void put(float *p, float v) { *p = v; }
+__device__ __forceinline__ void put(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+/* One block per row: out = w ⊙ x · rsqrt(mean x² + eps), out of type OT. */
+template <class OT>
+__global__ void rmsnorm_k(OT *out, float *rstd, const float *in, const float *w, int C, float eps) {
     __shared__ double sh[CU_THREADS];
     const float *x = in + (int64_t)blockIdx.x * C;
-    float *o = out + (int64_t)blockIdx.x * C;
+    OT *o = out + (int64_t)blockIdx.x * C;
     double ss = 0;
     for (int c = threadIdx.x; c < C; c += blockDim.x) ss += (double)x[c] * x[c];
     ss = cu_block_sum(ss, sh);
     float r = (float)(1.0 / sqrt(ss / C + eps));
     if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = r;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = w[c] * (x[c] * r);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) put(&o[c], w[c] * (x[c] * r));
 }
 
 /* One block per row: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x). */
@@ -153,19 +158,28 @@ __global__ void rope_k(float *x, int64_t ldx, const int32_t *pos, const float *c
 
 __device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-/* h = silu(gate) ⊙ up; VEC columns a thread (4: 16-byte loads and stores, F a multiple of 4) */
-template <int VEC>
-__global__ void swiglu_k(float *h, const float *gu, int N, int F) {
+/* four values to 16 (f32) or 8 (bf16) bytes */
+__device__ __forceinline__ void put4(float *p, float a, float b, float c, float d) {
+    *(float4 *)p = make_float4(a, b, c, d);
+}
+__device__ __forceinline__ void put4(__nv_bfloat16 *p, float a, float b, float c, float d) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(a, b), hi = __floats2bfloat162_rn(c, d);
+    *(uint2 *)p = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+}
+
+/* h = silu(gate) ⊙ up of type OT; VEC columns a thread (4: 16-byte loads,
+ * F a multiple of 4) */
+template <int VEC, class OT>
+__global__ void swiglu_k(OT *h, const float *gu, int N, int F) {
     int f = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (f >= F) return;
     for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
         const float *g = gu + r * 2 * F + f, *u = g + F;
         if (VEC == 4) {
             float4 a = *(const float4 *)g, b = *(const float4 *)u;
-            *(float4 *)(h + r * F + f) = make_float4(swiglu1(a.x, b.x), swiglu1(a.y, b.y), swiglu1(a.z, b.z),
-                                                     swiglu1(a.w, b.w));
+            put4(h + r * F + f, swiglu1(a.x, b.x), swiglu1(a.y, b.y), swiglu1(a.z, b.z), swiglu1(a.w, b.w));
         } else {
-            h[r * F + f] = swiglu1(*g, *u);
+            put(h + r * F + f, swiglu1(*g, *u));
         }
     }
 }
@@ -237,10 +251,19 @@ void cu_embed_backward(nx_backend *, float *dwte, const float *dout, const int32
     CU_LAUNCHED("embed backward");
 }
 
-void cu_rmsnorm(nx_backend *, float *out, float *rstd, const float *in, const float *w, int N, int C, float eps) {
+void cu_rmsnorm_to(nx_backend *, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N, int C,
+                   float eps) {
+    NX_ASSERT(ot == NX_F32 || ot == NX_BF16);
     if (N == 0) return;
-    rmsnorm_k<<<N, CU_THREADS, 0, cu_stream()>>>(out, rstd, in, w, C, eps);
+    if (ot == NX_BF16)
+        rmsnorm_k<<<N, CU_THREADS, 0, cu_stream()>>>((__nv_bfloat16 *)out, rstd, in, w, C, eps);
+    else
+        rmsnorm_k<<<N, CU_THREADS, 0, cu_stream()>>>((float *)out, rstd, in, w, C, eps);
     CU_LAUNCHED("rmsnorm");
+}
+
+void cu_rmsnorm(nx_backend *be, float *out, float *rstd, const float *in, const float *w, int N, int C, float eps) {
+    cu_rmsnorm_to(be, out, NX_F32, rstd, in, w, N, C, eps);
 }
 
 void cu_rmsnorm_backward(nx_backend *, float *din, float *dw, const float *dout, const float *in, const float *w,
@@ -301,12 +324,14 @@ static bool products_in_bf16(const nx_weight *W, int N) {
     return W->type == NX_BF16 || (W->type == NX_F32 && N >= 512 && W->rows >= 1024 && W->cols >= 1024);
 }
 
-/* out (N × OC) = in (N × IC) · Wᵀ: chunks of W's rows (when narrowed) and of in's rows */
-static void linear_bf16(float *out, const float *in, const nx_weight *W, int N) {
+/* out (N × OC) = in (N × IC) · Wᵀ: chunks of W's rows (when narrowed) and
+ * of in's rows; in16: the input already in bf16 (the activations' type),
+ * used as it is (in unused) */
+static void linear_bf16(float *out, const float *in, const unsigned short *in16, const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
     bool wide = W->type == NX_F32;
-    int64_t wr = wide ? min64(OC, CU.narrow_elems / 2 / IC) : OC;
-    int64_t xr = min64(N, (CU.narrow_elems - (wide ? wr * IC : 0)) / IC);
+    int64_t wr = wide ? min64(OC, (in16 ? CU.narrow_elems : CU.narrow_elems / 2) / IC) : OC;
+    int64_t xr = in16 ? N : min64(N, (CU.narrow_elems - (wide ? wr * IC : 0)) / IC);
     NX_ASSERTM(wr > 0 && xr > 0, "linear: rows too long for the bf16 narrowing area");
     unsigned short *w16 = CU.narrow, *x16 = CU.narrow + (wide ? wr * IC : 0);
     for (int o0 = 0; o0 < OC; o0 += (int)wr) {
@@ -315,9 +340,10 @@ static void linear_bf16(float *out, const float *in, const nx_weight *W, int N) 
                              : (const void *)((const unsigned short *)W->data + (int64_t)o0 * IC);
         for (int r0 = 0; r0 < N; r0 += (int)xr) {
             int n = (int)min64(xr, N - r0);
-            if (o0 == 0 || xr < N) narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC); /* else still there */
+            const unsigned short *x = in16 ? in16 + (int64_t)r0 * IC : x16;
+            if (!in16 && (o0 == 0 || xr < N)) narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC); /* else still there */
             /* outᵀ (oc, n) = W (oc, IC) · inᵀ (IC, n) */
-            gemm16(CUBLAS_OP_T, CUBLAS_OP_N, oc, n, IC, w, IC, x16, IC, 0.0f, out + (int64_t)r0 * OC + o0, OC,
+            gemm16(CUBLAS_OP_T, CUBLAS_OP_N, oc, n, IC, w, IC, x, IC, 0.0f, out + (int64_t)r0 * OC + o0, OC,
                    "linear (bf16)");
         }
     }
@@ -325,12 +351,14 @@ static void linear_bf16(float *out, const float *in, const nx_weight *W, int N) 
 
 /* din += dout · W and dW += doutᵀ · in, f32 weights. W is narrowed once
  * beside chunks of the rows of in and dout, each narrowed once for both
- * products; a W too large for that is narrowed a chunk of its rows at a
- * time for din, and the rows' chunks then serve dW alone. */
-static void linear_backward_bf16(float *din, float *dW, const float *dout, const float *in, const nx_weight *W, int N) {
+ * products (in not at all when in16 holds it in bf16); a W too large for
+ * that is narrowed a chunk of its rows at a time for din, and the rows'
+ * chunks then serve dW alone. */
+static void linear_backward_bf16(float *din, float *dW, const float *dout, const float *in, const unsigned short *in16,
+                                 const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
     const float *Wf = (const float *)W->data;
-    int64_t whole = (int64_t)OC * IC, row = IC + OC;
+    int64_t whole = (int64_t)OC * IC, row = (in16 ? 0 : IC) + OC;
     bool together = whole + row <= CU.narrow_elems;
     if (din && !together) { /* chunks of W's rows (the sum's terms) and of dout's rows */
         int64_t wr = min64(OC, CU.narrow_elems / 2 / IC), dr = min64(N, (CU.narrow_elems - wr * IC) / wr);
@@ -352,15 +380,16 @@ static void linear_backward_bf16(float *din, float *dW, const float *dout, const
     NX_ASSERTM(rr > 0, "linear backward: rows too long for the bf16 narrowing area");
     unsigned short *w16 = CU.narrow, *x16 = CU.narrow + wsz, *d16 = x16 + rr * IC;
     if (wsz) narrowed(w16, Wf, OC, IC, IC);
+    if (in16) d16 = x16; /* no room for in */
     for (int r0 = 0; r0 < N; r0 += (int)rr) {
         int n = (int)min64(rr, N - r0);
-        narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC);
+        const unsigned short *x = in16 ? in16 + (int64_t)r0 * IC : narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC);
         narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
         if (wsz) /* dinᵀ (IC, n) += Wᵀ (IC, OC) · doutᵀ (OC, n) */
             gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, w16, IC, d16, OC, 1.0f, din + (int64_t)r0 * IC, IC,
                    "linear backward (input, bf16)");
         /* dWᵀ (IC, OC) += in_cᵀ (IC, n) · dout_c (n, OC) */
-        gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x16, IC, d16, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
+        gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x, IC, d16, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
     }
 }
 
@@ -368,7 +397,7 @@ void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, co
     int OC = W->rows, IC = W->cols;
     if (N == 0) return;
     if (products_in_bf16(W, N)) {
-        linear_bf16(out, in, W, N);
+        linear_bf16(out, in, nullptr, W, N);
     } else {
         const float *Wf = (const float *)W->data;
         if (W->type != NX_F32) { /* widened into the workspace, then fp32 GEMM */
@@ -389,7 +418,7 @@ void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const fl
     int OC = W->rows, IC = W->cols;
     if (N == 0) return;
     if (products_in_bf16(W, N)) {
-        linear_backward_bf16(din, dW, dout, in, W, N);
+        linear_backward_bf16(din, dW, dout, in, nullptr, W, N);
     } else {
         if (din) /* dinᵀ (IC, N) += Wᵀ (IC, OC) · doutᵀ (OC, N) */
             cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, 1.0f, din, IC,
@@ -401,6 +430,35 @@ void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const fl
     CU_LAUNCHED("linear backward");
 }
 
+/* The input in bf16 (the activations' type): the products on bf16
+ * operands whatever the weights' size (f32 weights narrowed, f16 ones
+ * widened into the workspace first) or the precision. */
+void cu_linear_from(nx_backend *, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b, int N) {
+    NX_ASSERT(it == NX_BF16);
+    int OC = W->rows, IC = W->cols;
+    if (N == 0) return;
+    nx_weight Wf = *W;
+    if (W->type == NX_F16) { /* widened into the workspace, then narrowed as an f32 matrix */
+        cu_work_reset();
+        Wf.data = cu_work((size_t)OC * IC * sizeof(float));
+        Wf.type = NX_F32;
+        widen_k<<<cu_blocks((int64_t)OC * IC), CU_THREADS, 0, cu_stream()>>>((float *)Wf.data, W->data, W->type,
+                                                                             (int64_t)OC * IC);
+    }
+    linear_bf16(out, nullptr, (const unsigned short *)in, &Wf, N);
+    if (b) add_bias_k<<<cu_blocks((int64_t)N * OC), CU_THREADS, 0, cu_stream()>>>(out, b, N, OC);
+    CU_LAUNCHED("linear");
+}
+
+void cu_linear_backward_from(nx_backend *, float *din, float *dW, float *db, const float *dout, const void *in,
+                             nx_dtype it, const nx_weight *W, int N) {
+    NX_ASSERT(it == NX_BF16 && W->type == NX_F32);
+    if (N == 0) return;
+    linear_backward_bf16(din, dW, dout, nullptr, (const unsigned short *)in, W, N);
+    if (db) col_sum_k<<<cu_blocks(W->rows, 128), 128, 0, cu_stream()>>>(db, dout, N, W->rows);
+    CU_LAUNCHED("linear backward");
+}
+
 void cu_rope(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const float *cs, const float *sn, int N, int H,
              int HS, bool inverse) {
     int64_t n = (int64_t)N * H * (HS / 2);
@@ -409,14 +467,23 @@ void cu_rope(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const floa
     CU_LAUNCHED("rope");
 }
 
-void cu_swiglu(nx_backend *, float *h, const float *gu, int N, int F) {
-    if ((int64_t)N * F == 0) return;
+template <class OT>
+static void swiglu_as(OT *h, const float *gu, int N, int F) {
     if (F % 4 == 0 && (uintptr_t)h % 16 == 0 && (uintptr_t)gu % 16 == 0)
         swiglu_k<4><<<rows_grid(N, F / 4), CU_THREADS, 0, cu_stream()>>>(h, gu, N, F);
     else
         swiglu_k<1><<<rows_grid(N, F), CU_THREADS, 0, cu_stream()>>>(h, gu, N, F);
+}
+
+void cu_swiglu_to(nx_backend *, void *h, nx_dtype ht, const float *gu, int N, int F) {
+    NX_ASSERT(ht == NX_F32 || ht == NX_BF16);
+    if ((int64_t)N * F == 0) return;
+    if (ht == NX_BF16) swiglu_as((__nv_bfloat16 *)h, gu, N, F);
+    else swiglu_as((float *)h, gu, N, F);
     CU_LAUNCHED("swiglu");
 }
+
+void cu_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { cu_swiglu_to(be, h, NX_F32, gu, N, F); }
 
 void cu_swiglu_backward(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F) {
     if ((int64_t)N * F == 0) return;
