@@ -8,6 +8,7 @@
  * output norm per row, and the cosine of each layer's input and output
  * rows (block influence). */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,31 +73,44 @@ void nx_calib_add(nx_calib *c, const int32_t *ids, int b) {
         channel_sums(x, N, Q, c->att_sq + (size_t)l * Q, c->att_abs + (size_t)l * Q);
         double *hd = c->head + (size_t)l * g->NH;
         for (int h = 0; h < g->NH; h++) {
-            double s = 0;
-#pragma omp parallel for schedule(static) reduction(+ : s)
-            for (long n = 0; n < N; n++) {
-                double q = 0;
-                for (int d = 0; d < HS; d++) {
-                    double v = x[n * Q + h * HS + d];
-                    q += v * v;
+            int T = nx_threads();
+            double *part = nx_parts(T);
+#pragma omp parallel num_threads(T)
+            {
+                double s = 0;
+#pragma omp for schedule(static)
+                for (long n = 0; n < N; n++) {
+                    double q = 0;
+                    for (int d = 0; d < HS; d++) {
+                        double v = x[n * Q + h * HS + d];
+                        q += v * v;
+                    }
+                    s += sqrt(q);
                 }
-                s += sqrt(q);
+                part[omp_get_thread_num()] = s;
             }
-            hd[h] += s;
+            hd[h] += nx_parts_sum(part, T);
         }
         /* block influence: the residual stream before and after the layer */
         const float *res = nx_acts_hidden(&c->a, g, l);
         nx_backend_download(be, x, res, sizeof(float) * N * C);
         nx_backend_download(be, x + N * C, res + (size_t)N * C, sizeof(float) * N * C);
-        double s = 0;
-#pragma omp parallel for schedule(static) reduction(+ : s)
-        for (long n = 0; n < N; n++) {
-            const float *u = x + n * C, *v = x + N * C + n * C;
-            double uv = 0, uu = 0, vv = 0;
-            for (int k = 0; k < C; k++) uv += (double)u[k] * v[k], uu += (double)u[k] * u[k], vv += (double)v[k] * v[k];
-            s += 1.0 - uv / (sqrt(uu * vv) + 1e-30);
+        int T = nx_threads();
+        double *part = nx_parts(T);
+#pragma omp parallel num_threads(T)
+        {
+            double s = 0;
+#pragma omp for schedule(static)
+            for (long n = 0; n < N; n++) {
+                const float *u = x + n * C, *v = x + N * C + n * C;
+                double uv = 0, uu = 0, vv = 0;
+                for (int k = 0; k < C; k++)
+                    uv += (double)u[k] * v[k], uu += (double)u[k] * u[k], vv += (double)v[k] * v[k];
+                s += 1.0 - uv / (sqrt(uu * vv) + 1e-30);
+            }
+            part[omp_get_thread_num()] = s;
         }
-        c->bi[l] += s;
+        c->bi[l] += nx_parts_sum(part, T);
     }
     c->rows += N;
 }

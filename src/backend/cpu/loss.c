@@ -32,11 +32,13 @@ void cpu_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weigh
     int cnt = count_rows(targets, N);
     *loss = 0.0;
     if (cnt == 0) return;
-    double total = 0;
     float g = weight / cnt;
-#pragma omp parallel reduction(+ : total) num_threads(cpu_threads(be))
+    int T = cpu_threads(be);
+    double *part = nx_parts(T);
+#pragma omp parallel num_threads(T)
     {
         float *e = cpu_scratch(be, omp_get_thread_num(), 2 * (size_t)V);
+        double total = 0;
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
             if (targets[n] < 0) continue;
@@ -51,8 +53,9 @@ void cpu_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weigh
                 d[targets[n]] -= g;
             }
         }
+        part[omp_get_thread_num()] = total;
     }
-    *loss = total / cnt;
+    *loss = nx_parts_sum(part, T) / cnt;
 }
 
 void cpu_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
@@ -62,10 +65,12 @@ void cpu_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, floa
     if (cnt == 0) return;
     float inv_t = 1.0f / temp;
     float g = weight * temp / cnt;
-    double total = 0;
-#pragma omp parallel reduction(+ : total) num_threads(cpu_threads(be))
+    int T = cpu_threads(be);
+    double *part = nx_parts(T);
+#pragma omp parallel num_threads(T)
     {
         float *ps = cpu_scratch(be, omp_get_thread_num(), 2 * (size_t)V), *pt = ps + V;
+        double total = 0;
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
             if (targets[n] < 0) continue;
@@ -117,22 +122,29 @@ void cpu_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, floa
                 }
             }
         }
+        part[omp_get_thread_num()] = total;
     }
-    *loss = (double)temp * temp * total / cnt;
+    *loss = (double)temp * temp * nx_parts_sum(part, T) / cnt;
 }
 
 
 /* The hidden-state loss's kernel: Σ (y − t)² and its gradient. */
 void cpu_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,
                 float scale) {
-    double sq = 0;
-#pragma omp parallel for reduction(+ : sq) schedule(static) num_threads(cpu_threads(be))
-    for (int64_t i = 0; i < n; i++) {
-        float d = y[i] - t[i];
-        sq += (double)d * d;
-        dy[i] = (add ? dy[i] : 0.0f) + scale * d;
+    int T = cpu_threads(be);
+    double *part = nx_parts(T);
+#pragma omp parallel num_threads(T)
+    {
+        double sq = 0;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float d = y[i] - t[i];
+            sq += (double)d * d;
+            dy[i] = (add ? dy[i] : 0.0f) + scale * d;
+        }
+        part[omp_get_thread_num()] = sq;
     }
-    *sum = sq;
+    *sum = nx_parts_sum(part, T);
 }
 
 /* Attention transfer: KL(Ā_t ‖ Ā_s) per (row, group, query) over the keys
@@ -142,8 +154,12 @@ void cpu_attention_kl(nx_backend *be, double *sum, float *dprobs, const float *A
     int groups = hs == ht ? hs : 1, gs = hs / groups, gt = ht / groups;
     size_t TT = (size_t)T * T;
     const float tiny = 1e-30f;
+    int nt = cpu_threads(be);
+    double *part = nx_parts(nt);
+#pragma omp parallel num_threads(nt)
+    {
     double kl = 0;
-#pragma omp parallel for collapse(2) reduction(+ : kl) schedule(static) num_threads(cpu_threads(be))
+#pragma omp for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int k = 0; k < groups; k++) {
             const float *s0 = As + ((size_t)b * hs + (size_t)k * gs) * TT;
@@ -163,5 +179,7 @@ void cpu_attention_kl(nx_backend *be, double *sum, float *dprobs, const float *A
                     for (int h = 0; h < gs; h++) d0[h * TT + at] += d;
                 }
         }
-    *sum = kl;
+    part[omp_get_thread_num()] = kl;
+    }
+    *sum = nx_parts_sum(part, nt);
 }

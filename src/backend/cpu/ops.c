@@ -6,6 +6,8 @@
  * backend (src/backend/ref) holds the naive versions the tests compare
  * against. */
 #include <math.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_impl.h"
@@ -52,13 +54,13 @@ void cpu_rmsnorm(nx_backend *be, float *out, float *rstd, const float *in, const
 
 void cpu_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *dout, const float *in,
                           const float *w, const float *rstd, int N, int C) {
-    (void)be;
-#pragma omp parallel
+    /* per-thread dw partials (static rows), added in thread order: the
+     * same sums on every run for a fixed thread count */
+    int T = cpu_threads(be);
+    float *parts = nx_xcalloc((size_t)T * C, sizeof(float));
+#pragma omp parallel num_threads(T)
     {
-        /* per-thread dw partials, reduced at the end, keep results
-         * independent of scheduling for a fixed thread count */
-        float dwl[C];
-        memset(dwl, 0, sizeof dwl);
+        float *dwl = parts + (size_t)omp_get_thread_num() * C;
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
             const float *x = in + (long)n * C, *dy = dout + (long)n * C;
@@ -72,9 +74,10 @@ void cpu_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *do
                 dwl[c] += dy[c] * x[c] * r;
             }
         }
-#pragma omp critical
-        for (int c = 0; c < C; c++) dw[c] += dwl[c];
     }
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++) dw[c] += parts[(size_t)t * C + c];
+    free(parts);
 }
 
 /* nn.Linear: out = in @ W.T + b. A few rows (decode) run the matrix-vector

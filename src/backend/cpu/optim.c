@@ -13,14 +13,22 @@
  * and a GPU never waits for the host to decide. The mask op keeps a pruned
  * student's zeros after each update. */
 #include <math.h>
+#include <omp.h>
+#include <stdlib.h>
 
 #include "cpu_impl.h"
 
 void cpu_sumsq(nx_backend *be, double *sum, const float *x, int64_t n) {
-    double s = 0;
-#pragma omp parallel for schedule(static) reduction(+ : s) num_threads(cpu_threads(be))
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    *sum = s;
+    int T = cpu_threads(be);
+    double *part = nx_parts(T);
+#pragma omp parallel num_threads(T)
+    {
+        double s = 0;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+        part[omp_get_thread_num()] = s;
+    }
+    *sum = nx_parts_sum(part, T);
 }
 
 void cpu_adamw(nx_backend *be, float *p, const float *g, float *m, float *v, int64_t n, const nx_adamw_args *a,
