@@ -67,7 +67,7 @@ NVFLAGS   ?= -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=co
 CU_SRC    := $(wildcard src/backend/cuda/*.cu)
 LIB_OBJ   += $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS    += -DNX_HAVE_CUDA
-LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 
 $(BUILD)/%.o: %.cu | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)

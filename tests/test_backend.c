@@ -75,12 +75,12 @@ TEST(embed_every_weight_type) {
                 printf("skip embed of %s on %s\n", nx_dtype_name(types[k]), be->name);
                 continue;
             }
-            int V = rint_in(2, 50), C = cols_for(types[k], 1, 67), N = rint_in(1, 20);
+            int V = rint_in(2, 50), C = cols_for(types[k], 1, 67), N = rint_in(1, 40);
             float *w = rnd((long)V * C, 1), *want = malloc(sizeof(float) * N * C);
             void *wt = malloc(nx_row_bytes(types[k], (int64_t)V * C));
             nx_convert(wt, types[k], w, NX_F32, (int64_t)V * C);
-            int32_t ids[20];
-            for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&R, V);
+            int32_t ids[40]; /* every other type: ids 0 and 1 only, runs longer than a backend's read-ahead */
+            for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&R, k % 2 ? 2 : V);
             nx_weight W = nx_weight_view(REF, types[k], V, C, wt);
             nx_embed(REF, want, ids, &W, N);
             nx_weight Wd = nx_weight_view(be, types[k], V, C, up(be, wt, W.row_bytes * V));
@@ -108,7 +108,7 @@ TEST(rmsnorm_forward_and_backward) {
     FOR_EACH_BACKEND {
         SKIP_IF_MISSING(be, rmsnorm);
         for (int it = 0; it < 6; it++) {
-            int N = rint_in(1, 37), C = rint_in(1, 130); /* int: the sizes below stay small */
+            int N = rint_in(1, 37), C = it % 2 ? 4 * rint_in(1, 40) : rint_in(1, 130); /* odd: vector paths */
             long n = (long)N * C;
             float *x = rnd(n, 1), *w = rnd(C, 1), *dy = rnd(n, 1), *o = malloc(4 * n), *rs = malloc(4 * N);
             nx_rmsnorm(REF, o, rs, x, w, N, C, 1e-5f);
@@ -191,6 +191,7 @@ TEST(rope_with_row_stride_and_inverse) {
         SKIP_IF_MISSING(be, rope);
         for (int it = 0; it < 4; it++) {
             int N = rint_in(1, 21), H = rint_in(1, 5), HS = 2 * rint_in(1, 17), P = 50, ld = H * HS + rint_in(0, 7);
+            if (it % 2) HS = 8 * rint_in(1, 4), ld = H * HS + 4 * rint_in(0, 2); /* vector paths */
             float *cs = malloc(4L * P * HS / 2), *sn = malloc(4L * P * HS / 2);
             nx_rope_tables(cs, sn, P, HS, 10000.0, NULL);
             int32_t pos[21];
@@ -376,6 +377,45 @@ TEST(losses_values_and_gradients) {
                 double got = scalar(be, ld);
                 CHECKF(fabs(got - l) <= 1e-5 * fabs(l) + 1e-7, "loss %d on %s: %.9g vs %.9g", kind, be->name, got, l);
                 EXPECT(rel_err(be, dd, d, n), 1e-5, "loss gradient");
+            }
+            nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, dd), nx_backend_free(be, tgd);
+            nx_backend_free(be, ld);
+            free(s), free(t), free(d);
+        }
+    }
+}
+
+/* The fused loss against the reference's zero + CE + KD: every kind, no
+ * teacher, no CE gradient (w_ce 0), losses only (no dlogits), V a multiple
+ * of 4 (the 16-byte path) and not. */
+TEST(distill_loss_fused_equals_separate) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, cross_entropy);
+        SKIP_IF_MISSING(be, kd_loss);
+        for (int it = 0; it < 8; it++) {
+            int N = rint_in(1, 9), V = it % 2 ? 4 * rint_in(1, 700) : rint_in(2, 3000);
+            long n = (long)N * V;
+            float *s = rnd(n, 3), *t = rnd(n, 3), *d = rnd(n, 1);
+            int32_t tg[9];
+            for (int i = 0; i < N; i++) tg[i] = (i == 0 && N > 1) ? -1 : (int)nx_rng_below(&R, V);
+            NX_ASSERT(nx_backend_plan(be, &(nx_work){.vocab = V}, NULL) == NX_OK);
+            float *sd = up(be, s, 4 * n), *td = up(be, t, 4 * n), *dd = up(be, d, 4 * n);
+            int32_t *tgd = up(be, tg, sizeof tg);
+            double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2] = {0, 0};
+            for (int kind = -1; kind < 3; kind++) {
+                float temp = kind == 0 ? 0.5f : kind == 1 ? 1.0f : 2.0f, w_ce = it % 4 == 3 ? 0.0f : 0.3f;
+                bool grads = it != 2, teach = kind >= 0;
+                nx_kd_kind k = teach ? (nx_kd_kind)kind : NX_KD_FORWARD_KL;
+                nx_distill_loss(REF, &l[0], &l[1], k, temp, grads ? d : NULL, w_ce, 0.7f, s, teach ? t : NULL, tg,
+                                N, V);
+                nx_distill_loss(be, ld, ld + 1, k, temp, grads ? dd : NULL, w_ce, 0.7f, sd, teach ? td : NULL, tgd,
+                                N, V);
+                double got[2];
+                nx_backend_download(be, got, ld, sizeof got);
+                for (int j = 0; j < 1 + teach; j++)
+                    CHECKF(fabs(got[j] - l[j]) <= 1e-5 * fabs(l[j]) + 1e-7, "loss %d/%d on %s: %.9g vs %.9g", kind,
+                           j, be->name, got[j], l[j]);
+                if (grads) EXPECT(rel_err(be, dd, d, n), 1e-5, "fused loss gradient");
             }
             nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, dd), nx_backend_free(be, tgd);
             nx_backend_free(be, ld);
@@ -645,10 +685,21 @@ TEST(cuda_bf16_activations) {
         nx_rmsnorm_to(be, o16, NX_BF16, rd, xd, wd, N, IC, 1e-5f);
         EXPECT(rel_err_bf16(be, o16, want, nx), 4e-3, "rmsnorm into bf16");
         EXPECT(rel_err(be, rd, r, N), 1e-6, "rmsnorm's rstd");
+        /* SwiGLU from bf16 gu into bf16 h, and its backward from bf16 gu */
+        round_bf16(gu, 2 * nx);
+        uint16_t *gu16 = malloc(4 * nx);
+        nx_convert(gu16, NX_BF16, gu, NX_F32, 2 * nx);
+        void *gu16d = up(be, gu16, 4 * nx);
         nx_swiglu(REF, want, gu, N, IC);
         round_bf16(want, nx);
-        nx_swiglu_to(be, o16, NX_BF16, gud, N, IC);
+        nx_swiglu_to(be, o16, gu16d, NX_BF16, N, IC);
         EXPECT(rel_err_bf16(be, o16, want, nx), 4e-3, "swiglu into bf16");
+        float *dh = rnd(nx, 1), *dgu = malloc(8 * nx), *dhd = up(be, dh, 4 * nx);
+        nx_swiglu_backward(REF, dgu, dh, gu, N, IC);
+        nx_swiglu_backward_from(be, gud, dhd, gu16d, NX_BF16, N, IC); /* gud: its f32 gu no longer needed */
+        EXPECT(rel_err(be, gud, dgu, 2 * nx), 1e-5, "swiglu backward from bf16");
+        nx_backend_free(be, gu16d), nx_backend_free(be, dhd);
+        free(gu16), free(dh), free(dgu);
         /* linear and its backward from bf16 inputs */
         float *W = rnd(nw, 1), *dy = rnd(ny, 1), *y = malloc(4 * ny), *dx = rnd(nx, 1), *dW = rnd(nw, 1);
         float *dx0 = malloc(4 * nx), *dW0 = malloc(4 * nw), *b = rnd(OC, 1);
@@ -657,7 +708,8 @@ TEST(cuda_bf16_activations) {
         uint16_t *x16 = malloc(2 * nx);
         nx_convert(x16, NX_BF16, x, NX_F32, nx);
         void *x16d = up(be, x16, 2 * nx);
-        float *dyd = up(be, dy, 4 * ny), *yd = up(be, y, 4 * ny), *bd = up(be, b, 4L * OC);
+        float *dyd = up(be, dy, 4 * ny), *yd = up(be, y, 4 * ny), *bd = up(be, b, 4L * OC), *res = rnd(ny, 1);
+        float *resd = up(be, res, 4 * ny);
         nx_dtype types[3] = {NX_F32, NX_BF16, NX_F16};
         for (int k = 0; k < 3; k++) {
             void *Wt = malloc(nx_row_bytes(types[k], nw));
@@ -673,6 +725,26 @@ TEST(cuda_bf16_activations) {
             char what[64];
             snprintf(what, sizeof what, "linear from bf16, %s weights", nx_dtype_name(types[k]));
             EXPECT(rel_err(be, yd, y, ny), 1e-6, what);
+            /* into bf16 (no bias): the f32 sums rounded */
+            void *y16d = up(be, y, 2 * ny);
+            nx_linear(REF, y, x, &Wref, NULL, N);
+            round_bf16(y, ny);
+            nx_linear_to(be, y16d, NX_BF16, x16d, NX_BF16, &Wd, N);
+            snprintf(what, sizeof what, "linear from and into bf16, %s weights", nx_dtype_name(types[k]));
+            EXPECT(rel_err_bf16(be, y16d, y, ny), 4e-3, what);
+            nx_backend_free(be, y16d);
+            /* the same plus a residual, no bias, from bf16 and from f32 inputs (which the products narrow) */
+            nx_linear(REF, y, x, &Wref, NULL, N);
+            nx_add(REF, y, res, ny);
+            for (int from = 0; from < 2; from++) {
+                nx_backend_zero(be, yd, 4 * ny);
+                nx_linear_add(be, yd, resd, from ? x16d : (void *)xd, from ? NX_BF16 : NX_F32, &Wd, NULL, N);
+                snprintf(what, sizeof what, "linear + residual from %s, %s weights", from ? "bf16" : "f32",
+                         nx_dtype_name(types[k]));
+                /* f32 inputs: bf16 operands for bf16 weights and large f32 ones, else FAST_16BF's rounding */
+                bool exact = from || types[k] == NX_BF16 || (types[k] == NX_F32 && N >= 512 && IC >= 1024 && OC >= 1024);
+                EXPECT(rel_err(be, yd, y, ny), exact ? 1e-6 : 1e-2, what);
+            }
             if (types[k] == NX_F32) { /* the backward: din and dW accumulated, on rounded W */
                 float *dxd = up(be, dx0, 4 * nx), *dWd = up(be, dW0, 4 * nw);
                 nx_weight Wb = nx_weight_view(be, NX_F32, OC, IC, up(be, Wr, 4 * nw));
@@ -688,8 +760,8 @@ TEST(cuda_bf16_activations) {
         }
         nx_backend_free(be, xd), nx_backend_free(be, wd), nx_backend_free(be, gud), nx_backend_free(be, rd);
         nx_backend_free(be, o16), nx_backend_free(be, x16d), nx_backend_free(be, dyd), nx_backend_free(be, yd);
-        nx_backend_free(be, bd);
-        free(x), free(w), free(gu), free(want), free(r), free(W), free(dy), free(y), free(dx), free(dW);
+        nx_backend_free(be, bd), nx_backend_free(be, resd);
+        free(x), free(w), free(gu), free(want), free(r), free(W), free(dy), free(y), free(dx), free(dW), free(res);
         free(dx0), free(dW0), free(b), free(x16);
     }
     NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);

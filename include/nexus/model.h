@@ -247,10 +247,10 @@ typedef struct nx_acts {
     nx_span *spans_host;    /* (B) host: the spans of a B × T forward */
     float *res;             /* (L+1, rows, C) residual stream (2 buffers with STREAM) */
     /* per layer when training (stride per layer), shared otherwise; ln1,
-     * ln2 and h (the products' inputs) of type at */
+     * ln2 and h (the products' inputs) and gu of type at */
     nx_dtype at;
-    void *ln1, *ln2, *h;
-    float *rstd1, *qkv, *probs, *att, *mid, *rstd2, *gu;
+    void *ln1, *ln2, *h, *gu;
+    float *rstd1, *qkv, *probs, *att, *mid, *rstd2;
     float *lse;             /* (L, B, NH, T) with flash: the rows' log-sum-exp instead of probs */
     float *qraw, *kraw, *rstdq, *rstdk; /* qk_norm: q (rows, Q) and k (rows, KV) before their norms, (rows·NH), (rows·KVH) */
     float *last;            /* (rows, C) the rows whose logits are wanted (NX_OUT_LAST) */

@@ -110,17 +110,26 @@ struct nx_ops {
      * (nx_backend_act_type; the entry points pass NX_F32 to the ops above) */
     void (*rmsnorm_to)(nx_backend *, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
                        int C, float eps);
-    void (*swiglu_to)(nx_backend *, void *h, nx_dtype ht, const float *gu, int N, int F);
+    void (*swiglu_to)(nx_backend *, void *h, const void *gu, nx_dtype at, int N, int F);
+    void (*swiglu_backward_from)(nx_backend *, float *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F);
     void (*linear_from)(nx_backend *, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
                         int N);
+    void (*linear_to)(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N);
     void (*linear_backward_from)(nx_backend *, float *din, float *dW, float *db, const float *dout, const void *in,
                                  nx_dtype it, const nx_weight *W, int N);
+    /* optional: out = res + linear (nx_linear_add) */
+    void (*linear_add)(nx_backend *, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,
+                       const float *b, int N);
     void (*swiglu_backward)(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F);
     void (*add)(nx_backend *, float *y, const float *x, int64_t n);
     void (*cross_entropy)(nx_backend *, double *loss, float *dlogits, float weight, const float *logits,
                           const int32_t *targets, int N, int V);
     void (*kd_loss)(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
                     const float *student, const float *teacher, const int32_t *targets, int N, int V);
+    /* optional: both losses in fewer passes over the logits (nx_distill_loss) */
+    void (*distill_loss)(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, float *dlogits,
+                         float w_ce, float w_kd, const float *student, const float *teacher,
+                         const int32_t *targets, int N, int V);
     void (*argmax)(nx_backend *, int32_t *out, const float *x, int N, int V);
     void (*sqdiff)(nx_backend *, double *sum, float *dy, bool add, const float *y, const float *t,
                    int64_t n, float scale);
@@ -192,19 +201,28 @@ void nx_attention_lse(nx_backend *be, float *out, float *lse, const float *q, in
 void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
 /* SwiGLU on rows of gu = [gate | up] (N, 2F): h = silu(gate) ⊙ up (N, F). */
 void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F);
-/* nx_rmsnorm and nx_swiglu writing their output in type ot / ht, and
- * nx_linear and nx_linear_backward reading in in type it: NX_F32, or the
- * backend's nx_backend_act_type (NX_BF16: rounded to nearest even, as the
- * products of bf16 precision round their inputs anyway). The matrix
+/* nx_rmsnorm writing its output in type ot, nx_swiglu (and its backward)
+ * with h and gu in type at (gu in gt), nx_linear and nx_linear_backward
+ * reading in in type it, and nx_linear_to writing out in type ot (no
+ * bias): NX_F32, or the backend's nx_backend_act_type (NX_BF16: rounded
+ * to nearest even, as the products of bf16 precision round their inputs
+ * anyway, and as autocast keeps the products' outputs). The matrix
  * products' inputs held in bf16 need no narrowing pass, and the ops that
- * write them move half the bytes. */
+ * write and read them move half the bytes. */
 void nx_rmsnorm_to(nx_backend *be, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
                    int C, float eps);
-void nx_swiglu_to(nx_backend *be, void *h, nx_dtype ht, const float *gu, int N, int F);
+void nx_swiglu_to(nx_backend *be, void *h, const void *gu, nx_dtype at, int N, int F);
+void nx_swiglu_backward_from(nx_backend *be, float *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F);
 void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
                     int N);
+void nx_linear_to(nx_backend *be, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N);
 void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const float *dout, const void *in,
                              nx_dtype it, const nx_weight *W, int N);
+/* out = res + in · Wᵀ (+ b): nx_linear_from and nx_add in one op, where the
+ * backend adds res in the product's epilogue (CUDA, bf16 products) rather
+ * than in a pass of its own. res and out are distinct (N, W->rows). */
+void nx_linear_add(nx_backend *be, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,
+                   const float *b, int N);
 /* y += x elementwise. */
 void nx_add(nx_backend *be, float *y, const float *x, int64_t n);
 /* out[n] = argmax of row n of x (N, V), the lowest index on ties. */
@@ -255,6 +273,15 @@ void nx_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weight
                       const int32_t *targets, int N, int V);
 void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
                 const float *student, const float *teacher, const int32_t *targets, int N, int V);
+/* A training step's loss on its logits: *ce as nx_cross_entropy gives it
+ * and, when teacher is not NULL, *kd as nx_kd_loss does; dlogits, when not
+ * NULL, is OVERWRITTEN with w_ce·∂ce (where w_ce > 0) + w_kd·∂kd (rows left
+ * out: 0). The same as zeroing dlogits and the two calls, which is what a
+ * backend without the fused op runs; the CUDA backend reads the logits
+ * twice (three times for reverse KL and JSD) instead of seven times. */
+void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, float *dlogits,
+                     float w_ce, float w_kd, const float *student, const float *teacher, const int32_t *targets,
+                     int N, int V);
 /* *sum = Σ (y − t)²; dy = (add ? dy : 0) + scale·(y − t). dy may be y when
  * !add (the gradient replaces y). */
 void nx_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,

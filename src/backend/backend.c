@@ -317,13 +317,32 @@ void nx_rmsnorm_to(nx_backend *be, void *out, nx_dtype ot, float *rstd, const fl
     CALL(rmsnorm_to, be, out, ot, rstd, in, w, N, C, eps);
 }
 
-void nx_swiglu_to(nx_backend *be, void *h, nx_dtype ht, const float *gu, int N, int F) {
-    if (ht == NX_F32) {
+void nx_swiglu_to(nx_backend *be, void *h, const void *gu, nx_dtype at, int N, int F) {
+    if (at == NX_F32) {
         nx_swiglu(be, h, gu, N, F);
         return;
     }
     typed(be->ops->swiglu_to != NULL);
-    CALL(swiglu_to, be, h, ht, gu, N, F);
+    CALL(swiglu_to, be, h, gu, at, N, F);
+}
+
+void nx_swiglu_backward_from(nx_backend *be, float *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F) {
+    if (gt == NX_F32) {
+        nx_swiglu_backward(be, dgu, dh, gu, N, F);
+        return;
+    }
+    typed(be->ops->swiglu_backward_from != NULL);
+    CALL(swiglu_backward_from, be, dgu, dh, gu, gt, N, F);
+}
+
+void nx_linear_to(nx_backend *be, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N) {
+    if (ot == NX_F32) {
+        nx_linear_from(be, out, in, it, W, NULL, N);
+        return;
+    }
+    NX_ASSERTM(be->supports_weight(be, W->type), "linear: this backend cannot take weights of this type");
+    typed(be->ops->linear_to != NULL);
+    CALL(linear_to, be, out, ot, in, it, W, N);
 }
 
 void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
@@ -346,6 +365,18 @@ void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, c
     NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
     typed(be->ops->linear_backward_from != NULL);
     CALL(linear_backward_from, be, din, dW, db, dout, in, it, W, N);
+}
+
+void nx_linear_add(nx_backend *be, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,
+                   const float *b, int N) {
+    NX_ASSERT(out != res && out != in);
+    if (!be->ops->linear_add) {
+        nx_linear_from(be, out, in, it, W, b, N);
+        nx_add(be, out, res, (int64_t)N * W->rows);
+        return;
+    }
+    NX_ASSERTM(be->supports_weight(be, W->type), "linear: this backend cannot take weights of this type");
+    CALL(linear_add, be, out, res, in, it, W, b, N);
 }
 
 void nx_rope(nx_backend *be, float *x, int64_t ldx, const int32_t *pos, const float *cos_t,
@@ -417,6 +448,18 @@ void nx_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weight
 void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
                 const float *student, const float *teacher, const int32_t *targets, int N, int V) {
     CALL(kd_loss, be, loss, kind, temp, dlogits, weight, student, teacher, targets, N, V);
+}
+
+void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, float *dlogits,
+                     float w_ce, float w_kd, const float *student, const float *teacher, const int32_t *targets,
+                     int N, int V) {
+    if (be->ops->distill_loss) {
+        CALL(distill_loss, be, ce, kd, kind, temp, dlogits, w_ce, w_kd, student, teacher, targets, N, V);
+        return;
+    }
+    if (dlogits) nx_backend_zero(be, dlogits, sizeof(float) * N * V);
+    nx_cross_entropy(be, ce, w_ce > 0 ? dlogits : NULL, w_ce, student, targets, N, V);
+    if (teacher) nx_kd_loss(be, kd, kind, temp, dlogits, w_kd, student, teacher, targets, N, V);
 }
 
 void nx_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,

@@ -40,7 +40,7 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->pos = nx_arena_alloc(ar, R * sizeof(int32_t));
     a->ids = nx_arena_alloc(ar, R * sizeof(int32_t));
     a->res = nx_arena_floats(ar, (a->stream ? 2 : (size_t)c->L + 1) * R * C);
-    size_t es = a->at == NX_BF16 ? 2 : 4; /* the products' inputs */
+    size_t es = a->at == NX_BF16 ? 2 : 4; /* the products' inputs, and gu */
     a->ln1 = nx_arena_alloc(ar, es * Lk * R * C);
     a->rstd1 = nx_arena_floats(ar, Lk * R);
     a->qkv = nx_arena_floats(ar, Lk * R * QKV);
@@ -50,7 +50,7 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->mid = nx_arena_floats(ar, Lk * R * C);
     a->ln2 = nx_arena_alloc(ar, es * Lk * R * C);
     a->rstd2 = nx_arena_floats(ar, Lk * R);
-    a->gu = nx_arena_floats(ar, Lk * R * 2 * F);
+    a->gu = nx_arena_alloc(ar, es * Lk * R * 2 * F);
     a->h = nx_arena_alloc(ar, es * Lk * R * F);
     if (c->qk_norm) {
         a->qraw = nx_arena_floats(ar, Lk * R * Q);
@@ -185,8 +185,8 @@ const float *nx_acts_probs(const nx_acts *a, const nx_model_config *c, int l) {
 
 /* Per-layer views: in training each layer has its own slice. */
 typedef struct {
-    void *ln1, *ln2, *h; /* of type a->at */
-    float *rstd1, *qkv, *probs, *att, *mid, *rstd2, *gu;
+    void *ln1, *ln2, *h, *gu; /* of type a->at */
+    float *rstd1, *qkv, *probs, *att, *mid, *rstd2;
     float *qraw, *kraw, *rstdq, *rstdk;
     float *lse;
 } layer_acts;
@@ -201,10 +201,11 @@ static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) 
     size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
     layer_acts s = {
         act_at(a, a->ln1, L * R * C), act_at(a, a->ln2, L * R * C), act_at(a, a->h, L * R * F),
+        act_at(a, a->gu, L * R * 2 * F),
         a->rstd1 + L * R,       a->qkv + L * R * QKV,
         a->probs ? a->probs + (a->keep_probs ? (size_t)l : L) * a->B * c->NH * a->T * a->T : NULL,
         a->att + L * R * Q,     a->mid + L * R * C,
-        a->rstd2 + L * R,       a->gu + L * R * 2 * F,
+        a->rstd2 + L * R,
         NULL, NULL, NULL, NULL,
         a->lse ? a->lse + L * a->B * c->NH * a->T : NULL,
     };
@@ -310,14 +311,12 @@ static void layer_forward(const nx_model *m, nx_acts *a, const nx_batch *bt, int
     else
         nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS,
                      nx_layer_window(c, l));
-    nx_linear(be, s.mid, s.att, &w->o, w->bo, N);
-    nx_add(be, s.mid, x, (int64_t)N * C);
+    nx_linear_add(be, s.mid, x, s.att, NX_F32, &w->o, w->bo, N);
     nx_rmsnorm_to(be, s.ln2, a->at, s.rstd2, s.mid, w->ln2, N, C, c->eps);
-    nx_linear_from(be, s.gu, s.ln2, a->at, &w->gu, NULL, N);
-    nx_swiglu_to(be, s.h, a->at, s.gu, N, F);
+    nx_linear_to(be, s.gu, a->at, s.ln2, a->at, &w->gu, N);
+    nx_swiglu_to(be, s.h, s.gu, a->at, N, F);
     if (!to_out) return;
-    nx_linear_from(be, out, s.h, a->at, &w->down, NULL, N);
-    nx_add(be, out, s.mid, (int64_t)N * C);
+    nx_linear_add(be, out, s.mid, s.h, a->at, &w->down, NULL, N);
 }
 
 void nx_model_prepare(const nx_model *m, nx_acts *a, const nx_batch *bt) {
@@ -417,7 +416,7 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         /* out = mid + down(h): dmid = dres (kept in place), dh = dres @ Wd */
         nx_backend_zero(be, a->dh, sizeof(float) * N * c->F);
         nx_linear_backward_from(be, a->dh, gw->down.data, NULL, dres, s.h, a->at, &w->down, N);
-        nx_swiglu_backward(be, a->dgu, a->dh, s.gu, N, c->F);
+        nx_swiglu_backward_from(be, a->dgu, a->dh, s.gu, a->at, N, c->F);
         nx_backend_zero(be, a->dln, NC);
         nx_linear_backward_from(be, a->dln, gw->gu.data, NULL, a->dgu, s.ln2, a->at, &w->gu, N);
         nx_rmsnorm_backward(be, dres, gw->ln2, a->dln, s.mid, w->ln2, s.rstd2, N, C);

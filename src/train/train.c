@@ -207,13 +207,9 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
         nx_backend_upload(be, tr->targets, targets + (size_t)a * N, sizeof(int32_t) * N);
         if (kd || hid || att) nx_model_forward(tr->teacher, &tr->ta, in, B, T, kd);
         nx_model_forward(tr->student, &tr->sa, in, B, T, true);
-        float *dl = tr->sa.dlogits;
-        nx_backend_zero(be, dl, sizeof(float) * N * V);
-        nx_cross_entropy(be, tr->stats + stat_slot(tr, a, ST_CE), w_ce > 0 ? dl : NULL, w_ce * s, tr->sa.logits,
-                         tr->targets, N, V);
-        if (kd)
-            nx_kd_loss(be, tr->stats + stat_slot(tr, a, ST_KD), o->kd, o->temp, dl, w_kd * s, tr->sa.logits,
-                       tr->ta.logits, tr->targets, N, V);
+        nx_distill_loss(be, tr->stats + stat_slot(tr, a, ST_CE), tr->stats + stat_slot(tr, a, ST_KD), o->kd, o->temp,
+                        tr->sa.dlogits, w_ce * s, w_kd * s, tr->sa.logits, kd ? tr->ta.logits : NULL, tr->targets,
+                        N, V);
         if (hid) hidden_loss(tr, o->hidden_weight * s, a);
         if (att) attention_loss(tr, o->attention_weight * s, a);
         nx_model_backward(tr->student, &tr->sa, tr->grads, tr->dhidden, tr->dprobs);

@@ -250,11 +250,15 @@ nx_ops make_ops() {
     o.rmsnorm_to = cu_rmsnorm_to;
     o.swiglu_to = cu_swiglu_to;
     o.linear_from = cu_linear_from;
+    o.linear_to = cu_linear_to;
+    o.swiglu_backward_from = cu_swiglu_backward_from;
     o.linear_backward_from = cu_linear_backward_from;
+    o.linear_add = cu_linear_add;
     o.swiglu_backward = cu_swiglu_backward;
     o.add = cu_add;
     o.cross_entropy = cu_cross_entropy;
     o.kd_loss = cu_kd_loss;
+    o.distill_loss = cu_distill_loss;
     o.argmax = cu_argmax;
     o.sqdiff = cu_sqdiff;
     o.attention_kl = cu_attention_kl;
@@ -315,9 +319,12 @@ static bool switched_on(const char *var) {
 /* fp32: pedantic f32 products; tf32 / bf16: the inputs rounded on the
  * tensor cores, f32 accumulation (cuBLAS's FAST_TF32 / FAST_16BF). */
 static int cu_set_precision(nx_backend *, nx_precision p, nx_err *err) {
-    if (p == NX_PREC_BF16 && !CU.narrow && !counted_malloc((void **)&CU.narrow, CU_NARROW_BYTES))
-        return nx_fail(err, "out of GPU memory: could not allocate %.0f MiB for bf16 operands",
-                       CU_NARROW_BYTES / 1048576.0);
+    if (p == NX_PREC_BF16 && !CU.narrow) {
+        if (!counted_malloc((void **)&CU.narrow, CU_NARROW_BYTES + CU_LT_BYTES))
+            return nx_fail(err, "out of GPU memory: could not allocate %.0f MiB for bf16 operands",
+                           (CU_NARROW_BYTES + CU_LT_BYTES) / 1048576.0);
+        CU.lt_work = (char *)CU.narrow + CU_NARROW_BYTES;
+    }
     CU.prec = p;
     CU.epoch++;
     CU.compute = p == NX_PREC_BF16   ? CUBLAS_COMPUTE_32F_FAST_16BF
@@ -336,7 +343,8 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
         nx_fail(err, "no CUDA device found (%s)", e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
         return nullptr;
     }
-    if (cudaSetDevice(0) != cudaSuccess || cublasCreate(&CU.blas) != CUBLAS_STATUS_SUCCESS) {
+    if (cudaSetDevice(0) != cudaSuccess || cublasCreate(&CU.blas) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtCreate(&CU.lt) != CUBLAS_STATUS_SUCCESS) {
         nx_fail(err, "could not start CUDA and cuBLAS on device 0");
         return nullptr;
     }

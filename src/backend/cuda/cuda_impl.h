@@ -11,6 +11,7 @@
 #ifndef NEXUS_BACKEND_CUDA_IMPL_H
 #define NEXUS_BACKEND_CUDA_IMPL_H
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -24,6 +25,8 @@ extern "C" {
 
 struct cu_state {
     cublasHandle_t blas;
+    cublasLtHandle_t lt;   /* the products that add a residual (ops.cu, gemm16_add) */
+    void *lt_work;         /* CU_LT_BYTES (device) for them, beside the narrowing area */
     cublasComputeType_t compute; /* of linear's products (nx_precision) */
     nx_precision prec;
     /* bf16 precision's bf16 operands for cuBLAS, on unless
@@ -103,6 +106,44 @@ static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
     return r;
 }
 
+/* VEC consecutive floats (VEC 4: one 16-byte access, p 16-byte aligned) */
+template <int VEC>
+static __device__ __forceinline__ void cu_load(float (&v)[VEC], const float *p) {
+    if constexpr (VEC == 4) {
+        float4 q = *(const float4 *)p;
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else {
+        for (int k = 0; k < VEC; k++) v[k] = p[k];
+    }
+}
+/* ... from bf16 (VEC 4: one 8-byte load, p 8-byte aligned) */
+template <int VEC>
+static __device__ __forceinline__ void cu_load(float (&v)[VEC], const __nv_bfloat16 *p) {
+    if constexpr (VEC == 4) {
+        uint2 q = *(const uint2 *)p;
+        v[0] = __uint_as_float(q.x << 16), v[1] = __uint_as_float(q.x & 0xffff0000u);
+        v[2] = __uint_as_float(q.y << 16), v[3] = __uint_as_float(q.y & 0xffff0000u);
+    } else {
+        for (int k = 0; k < VEC; k++) v[k] = __bfloat162float(p[k]);
+    }
+}
+template <int VEC>
+static __device__ __forceinline__ void cu_store(float *p, const float (&v)[VEC]) {
+    if constexpr (VEC == 4) *(float4 *)p = make_float4(v[0], v[1], v[2], v[3]);
+    else for (int k = 0; k < VEC; k++) p[k] = v[k];
+}
+/* ... rounded to bf16 (VEC 4: one 8-byte store) */
+template <int VEC>
+static __device__ __forceinline__ void cu_store(__nv_bfloat16 *p, const float (&v)[VEC]) {
+    if constexpr (VEC == 4) {
+        __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]), hi = __floats2bfloat162_rn(v[2], v[3]);
+        *(uint2 *)p = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
+    } else {
+        for (int k = 0; k < VEC; k++) p[k] = __float2bfloat16_rn(v[k]);
+    }
+}
+static inline bool cu_aligned16(const void *p) { return (uintptr_t)p % 16 == 0; }
+
 /* The first key a query at position p sees (ops.h: p − window < j). */
 static __device__ __forceinline__ int first_key(int p, int window) {
     return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
@@ -123,10 +164,13 @@ void cu_linear_backward(nx_backend *, float *, float *, float *, const float *, 
 void cu_rope(nx_backend *, float *, int64_t, const int32_t *, const float *, const float *, int, int, int, bool);
 void cu_swiglu(nx_backend *, float *, const float *, int, int);
 void cu_rmsnorm_to(nx_backend *, void *, nx_dtype, float *, const float *, const float *, int, int, float);
-void cu_swiglu_to(nx_backend *, void *, nx_dtype, const float *, int, int);
+void cu_swiglu_to(nx_backend *, void *, const void *, nx_dtype, int, int);
+void cu_swiglu_backward_from(nx_backend *, float *, const float *, const void *, nx_dtype, int, int);
+void cu_linear_to(nx_backend *, void *, nx_dtype, const void *, nx_dtype, const nx_weight *, int);
 void cu_linear_from(nx_backend *, float *, const void *, nx_dtype, const nx_weight *, const float *, int);
 void cu_linear_backward_from(nx_backend *, float *, float *, float *, const float *, const void *, nx_dtype,
                              const nx_weight *, int);
+void cu_linear_add(nx_backend *, float *, const float *, const void *, nx_dtype, const nx_weight *, const float *, int);
 void cu_swiglu_backward(nx_backend *, float *, const float *, const float *, int, int);
 void cu_add(nx_backend *, float *, const float *, int64_t);
 void cu_argmax(nx_backend *, int32_t *, const float *, int, int);
@@ -161,6 +205,8 @@ void cu_attention_lse_backward(nx_backend *, float *dq, float *dk, float *dv, fl
 void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
 void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,
                 const int32_t *, int, int);
+void cu_distill_loss(nx_backend *, double *, double *, nx_kd_kind, float, float *, float, float, const float *,
+                     const float *, const int32_t *, int, int);
 void cu_sqdiff(nx_backend *, double *, float *, bool, const float *, const float *, int64_t, float);
 void cu_attention_kl(nx_backend *, double *, float *, const float *, const float *, int, int, int, int, float);
 void cu_sumsq(nx_backend *, double *, const float *, int64_t);

@@ -140,6 +140,11 @@ __device__ __forceinline__ bool tile_seen(int r0, int k0, int T, int window) {
     return k0 + FL_KEYS - 1 <= r0 && r0 + 15 < T && k0 >= first_key(r0 + 15, window);
 }
 
+/* The query tile of this block, the grid's x running from the last tile
+ * down: under a causal mask the later tiles see the most keys, and the
+ * blocks dispatched last are then the shortest. */
+__device__ __forceinline__ int last_tile_first() { return (int)(gridDim.x - 1 - blockIdx.x); }
+
 /* ---- packed operands, copied asynchronously --------------------------------
  * Where the narrowing area holds them (head sizes up to 64), the operands
  * a kernel streams through its tiles are first packed as bf16, one dense
@@ -271,7 +276,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     __shared__ __align__(16) bf16 Vs[S][FL_KEYS][D + 8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / G;
-    const int row0 = blockIdx.x * FL_ROWS, wrow = row0 + warp * 16;
+    const int row0 = last_tile_first() * FL_ROWS, wrow = row0 + warp * 16;
 
     uint32_t qa[D / 16][4];
     load_a<D>(qa, q + (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow, T, g, tq);
@@ -445,7 +450,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
     __shared__ __align__(16) bf16 Vs[S][FL_KEYS][D + 8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int T = a.T, NH = a.NH, bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / a.G;
-    const int row0 = blockIdx.x * FL_ROWS, wrow = row0 + warp * 16;
+    const int row0 = last_tile_first() * FL_ROWS, wrow = row0 + warp * 16;
     uint32_t qa[D / 16][4], da[D / 16][4];
     load_a<D>(qa, a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow, T, g, tq);
     load_a<D>(da, a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, wrow, T, g, tq);

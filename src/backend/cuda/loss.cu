@@ -104,6 +104,138 @@ __global__ void kd_rows_k(double *rowloss, nx_kd_kind kind, float temp, float *d
     }
 }
 
+/* ---- the fused training loss (nx_distill_loss) ---------------------------
+ * One block per row, two passes over the row's logits (three for reverse
+ * KL and JSD, whose gradient needs the row's divergence first). Pass 1
+ * keeps, per thread, running maxima and sums of exponentials, a sum
+ * rescaled when its maximum grows; the block then brings them to the row's
+ * maxima. The later passes are kd_rows_k's and ce_rows_k's, term for term,
+ * and write the row's gradient instead of adding it. */
+
+/* running max m and Σ exp(x − m) (e1) and Σ exp((x − m)·inv_t) (et) */
+struct run_sum {
+    float m = -INFINITY;
+    double e1 = 0, et = 0;
+    __device__ void add(float x, float inv_t, bool both) {
+        if (x > m) {
+            if (m > -INFINITY) {
+                e1 *= exp((double)m - x);
+                et *= exp(((double)m - x) * inv_t);
+            }
+            m = x;
+        }
+        if (both) e1 += expf(x - m);
+        et += expf((x - m) * inv_t);
+    }
+    /* the sums brought to the block's max M */
+    __device__ void rebase(float M, float inv_t) {
+        if (m == M) return;
+        e1 = m > -INFINITY ? e1 * exp((double)m - M) : 0;
+        et = m > -INFINITY ? et * exp(((double)m - M) * inv_t) : 0;
+    }
+};
+
+struct kd_args {
+    double *ce_rows, *kd_rows;
+    nx_kd_kind kind;
+    float temp, w_ce, w_kd;
+    float *dlogits;
+    const float *st, *tt;
+    const int32_t *targets;
+    const int *cnt;
+    int V;
+};
+
+template <int VEC>
+__global__ void distill_rows_k(kd_args a) {
+    __shared__ float shf[CU_THREADS];
+    __shared__ double shd[CU_THREADS];
+    int64_t n = blockIdx.x;
+    int V = a.V, tg = a.targets[n];
+    const float *s = a.st + n * V, *t = a.tt ? a.tt + n * V : nullptr;
+    float *d = a.dlogits ? a.dlogits + n * V : nullptr;
+    if (tg < 0) {
+        if (threadIdx.x == 0) {
+            a.ce_rows[n] = 0;
+            if (t) a.kd_rows[n] = 0;
+        }
+        for (int i = threadIdx.x; d && i < V; i += blockDim.x) d[i] = 0;
+        return;
+    }
+    float inv_t = 1.0f / a.temp;
+    run_sum rs, rt; /* student: e1 for CE, et for KD; teacher: et */
+    for (int i = threadIdx.x * VEC; i < V; i += blockDim.x * VEC) {
+        float x[VEC], y[VEC];
+        cu_load(x, s + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) rs.add(x[k], inv_t, true);
+        if (!t) continue;
+        cu_load(y, t + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) rt.add(y[k], inv_t, false);
+    }
+    float ms = cu_block_max(rs.m, shf), mt = t ? cu_block_max(rt.m, shf) : 0.0f;
+    rs.rebase(ms, inv_t);
+    double se = cu_block_sum(rs.e1, shd), ss = 0, sst = 0;
+    if (t) {
+        rt.rebase(mt, inv_t);
+        ss = cu_block_sum(rs.et, shd);
+        sst = cu_block_sum(rt.et, shd);
+    }
+    if (threadIdx.x == 0) a.ce_rows[n] = ms + log(se) - s[tg];
+    /* as ce_rows_k and kd_rows_k */
+    float gce = a.w_ce > 0 ? a.w_ce / *a.cnt : 0.0f, kce = (float)(gce / se);
+    double lsd = ms * (double)inv_t + log(ss), ltd = mt * (double)inv_t + log(sst);
+    nx_kd_kind kind = a.kind;
+    bool row_first = t && kind != NX_KD_FORWARD_KL; /* the gradient needs the row's divergence */
+    double row = 0, mg = 0;
+    if (t && row_first) {
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            double lps = s[i] * (double)inv_t - lsd, lpt = t[i] * (double)inv_t - ltd;
+            if (kind == NX_KD_REVERSE_KL) {
+                row += (double)expf((float)lps) * (lps - lpt);
+            } else {
+                double ps = exp(lps), pt = exp(lpt);
+                double lm = log(0.5 * (ps + pt) > 0 ? 0.5 * (ps + pt) : 1e-300);
+                row += 0.5 * ((pt > 0 ? pt * (lpt - lm) : 0) + (ps > 0 ? ps * (lps - lm) : 0));
+                mg += ps * 0.5 * (lps - lm);
+            }
+        }
+        row = cu_block_sum(row, shd);
+        if (kind == NX_KD_JSD) mg = cu_block_sum(mg, shd);
+    }
+    if (!d && !(t && !row_first)) {
+        if (t && threadIdx.x == 0) a.kd_rows[n] = row;
+        return;
+    }
+    float g = t ? a.w_kd * a.temp / *a.cnt : 0.0f, kl = (float)row, mgf = (float)mg;
+    for (int i = threadIdx.x * VEC; i < V; i += blockDim.x * VEC) {
+        float out[VEC], x[VEC], y[VEC];
+        cu_load(x, s + i);
+        if (t) cu_load(y, t + i);
+#pragma unroll
+        for (int k = 0; k < VEC; k++) {
+            float z = x[k], gi = 0.0f;
+            out[k] = gce > 0 ? kce * expf(z - ms) - (i + k == tg ? gce : 0.0f) : 0.0f;
+            if (!t) continue;
+            double lpsd = z * (double)inv_t - lsd, lptd = y[k] * (double)inv_t - ltd;
+            float lps = (float)lpsd, lpt = (float)lptd, ps = expf(lps), pt = expf(lpt);
+            if (kind == NX_KD_FORWARD_KL) {
+                row += (double)pt * (lptd - lpsd);
+                gi = ps - pt;
+            } else if (kind == NX_KD_REVERSE_KL) {
+                gi = ps * ((lps - lpt) - kl);
+            } else {
+                gi = ps * (0.5f * (lps - logf(fmaxf(0.5f * (ps + pt), 1e-38f))) - mgf);
+            }
+            out[k] += g * gi;
+        }
+        if (d) cu_store(d + i, out);
+    }
+    if (t && !row_first) row = cu_block_sum(row, shd);
+    if (t && threadIdx.x == 0) a.kd_rows[n] = row;
+}
+
 /* partials[b] = Σ over block b's grid-stride share of the row losses */
 __global__ void sum_rows_k(double *partials, const double *rowloss, int N) {
     __shared__ double sh[CU_THREADS];
@@ -220,6 +352,27 @@ void cu_kd_loss(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *
     sum_rows_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, rows, N);
     finish_mean_k<<<1, CU_THREADS, 0, cu_stream()>>>(loss, partials, gb, cnt, (double)temp * temp);
     CU_LAUNCHED("kd loss");
+}
+
+void cu_distill_loss(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, float *dlogits, float w_ce,
+                     float w_kd, const float *student, const float *teacher, const int32_t *targets, int N, int V) {
+    cu_work_reset();
+    double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
+    double *ce_rows = (double *)cu_work(N * sizeof(double) + 8), *kd_rows = (double *)cu_work(N * sizeof(double) + 8);
+    int *cnt = (int *)cu_work(sizeof(int));
+    count_rows_k<<<1, CU_THREADS, 0, cu_stream()>>>(cnt, targets, N);
+    kd_args a = {ce_rows, kd_rows, kind, temp, w_ce, w_kd, dlogits, student, teacher, targets, cnt, V};
+    bool v4 = V % 4 == 0 && cu_aligned16(student) && cu_aligned16(dlogits) && cu_aligned16(teacher);
+    if (N > 0 && v4) distill_rows_k<4><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else if (N > 0) distill_rows_k<1><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    unsigned gb = grid_for(N);
+    sum_rows_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, ce_rows, N);
+    finish_mean_k<<<1, CU_THREADS, 0, cu_stream()>>>(ce, partials, gb, cnt, 1.0);
+    if (teacher) {
+        sum_rows_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, kd_rows, N);
+        finish_mean_k<<<1, CU_THREADS, 0, cu_stream()>>>(kd, partials, gb, cnt, (double)temp * temp);
+    }
+    CU_LAUNCHED("distill loss");
 }
 
 void cu_sqdiff(nx_backend *, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n, float scale) {

@@ -7,6 +7,8 @@
  * is computed as outᵀ = W · inᵀ. */
 #include <cub/device/device_radix_sort.cuh>
 
+#include <cublasLt.h>
+
 #include "cuda_impl.h"
 
 namespace {
@@ -33,34 +35,59 @@ __global__ void iota_k(int32_t *v, int n) {
 }
 
 /* One block per run of equal ids in the sorted order (the others return):
- * dwte[id] += Σ dout of its rows, added in row order. */
+ * dwte[id] += Σ dout of its rows, added in row order. The run's rows are
+ * read EB_AHEAD at a time, so that a frequent token's long run waits on
+ * one load in EB_AHEAD rather than on each. */
+#define EB_AHEAD 8
 __global__ void embed_back_k(float *dwte, const float *dout, const int32_t *keys, const int32_t *rows, int N, int C) {
     int i = blockIdx.x;
     if (i > 0 && keys[i] == keys[i - 1]) return;
     int id = keys[i];
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float acc = dwte[(int64_t)id * C + c];
-        for (int j = i; j < N && keys[j] == id; j++) acc += dout[(int64_t)rows[j] * C + c];
+        for (int j = i;; j += EB_AHEAD) {
+            int64_t at[EB_AHEAD];
+            float v[EB_AHEAD];
+            bool in[EB_AHEAD]; /* a prefix: the run ends at the first other key */
+#pragma unroll
+            for (int u = 0; u < EB_AHEAD; u++) {
+                in[u] = j + u < N && keys[j + u] == id;
+                at[u] = in[u] ? (int64_t)rows[j + u] * C + c : 0;
+            }
+#pragma unroll
+            for (int u = 0; u < EB_AHEAD; u++) v[u] = in[u] ? dout[at[u]] : 0.0f;
+#pragma unroll
+            for (int u = 0; u < EB_AHEAD; u++)
+                if (in[u]) acc += v[u];
+            if (!in[EB_AHEAD - 1]) break;
+        }
         dwte[(int64_t)id * C + c] = acc;
     }
 }
 
-/* An activation as stored: f32 as is, bf16 rounded to nearest even. */
-__device__ __forceinline__ void put(float *p, float v) { *p = v; }
-__device__ __forceinline__ void put(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
-
-/* One block per row: out = w ⊙ x · rsqrt(mean x² + eps), out of type OT. */
-template <class OT>
+/* One block per row: out = w ⊙ x · rsqrt(mean x² + eps), out of type OT;
+ * VEC columns a thread (4: C a multiple of 4, 16-byte loads). */
+template <class OT, int VEC>
 __global__ void rmsnorm_k(OT *out, float *rstd, const float *in, const float *w, int C, float eps) {
     __shared__ double sh[CU_THREADS];
     const float *x = in + (int64_t)blockIdx.x * C;
     OT *o = out + (int64_t)blockIdx.x * C;
     double ss = 0;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) ss += (double)x[c] * x[c];
+    for (int c = threadIdx.x * VEC; c < C; c += blockDim.x * VEC) {
+        float v[VEC];
+        cu_load(v, x + c);
+        for (int k = 0; k < VEC; k++) ss += (double)v[k] * v[k];
+    }
     ss = cu_block_sum(ss, sh);
     float r = (float)(1.0 / sqrt(ss / C + eps));
     if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = r;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) put(&o[c], w[c] * (x[c] * r));
+    for (int c = threadIdx.x * VEC; c < C; c += blockDim.x * VEC) {
+        float v[VEC], g[VEC];
+        cu_load(v, x + c);
+        cu_load(g, w + c);
+        for (int k = 0; k < VEC; k++) v[k] = g[k] * (v[k] * r);
+        cu_store(o + c, v);
+    }
 }
 
 /* One block per row: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x). */
@@ -141,63 +168,85 @@ dim3 rows_grid(int64_t rows, int64_t cols) {
     return dim3(cu_blocks(cols), (unsigned)(rows < 65535 ? (rows > 0 ? rows : 1) : 65535));
 }
 
-/* q_embed = (q * cos) + (rotate_half(q) * sin); the inverse by −angle */
+/* q_embed = (q * cos) + (rotate_half(q) * sin); the inverse by −angle.
+ * VEC pairs a thread (4: half a head a multiple of 4, 16-byte accesses). */
+template <int VEC>
 __global__ void rope_k(float *x, int64_t ldx, const int32_t *pos, const float *cs, const float *sn, int N, int H,
                        int HS, float sign) {
-    int half = HS / 2, j = blockIdx.x * blockDim.x + threadIdx.x;
+    int half = HS / 2, j = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (j >= H * half) return;
     int h = j / half, k = j % half;
     for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
         float *v = x + n * ldx + h * HS;
-        float c = cs[(int64_t)pos[n] * half + k], s = sign * sn[(int64_t)pos[n] * half + k];
-        float x1 = v[k], x2 = v[k + half];
-        v[k] = x1 * c - x2 * s;
-        v[k + half] = x2 * c + x1 * s;
+        float c[VEC], s[VEC], x1[VEC], x2[VEC], y1[VEC], y2[VEC];
+        cu_load(c, cs + (int64_t)pos[n] * half + k);
+        cu_load(s, sn + (int64_t)pos[n] * half + k);
+        cu_load(x1, v + k);
+        cu_load(x2, v + k + half);
+        for (int u = 0; u < VEC; u++) {
+            float su = sign * s[u];
+            y1[u] = x1[u] * c[u] - x2[u] * su;
+            y2[u] = x2[u] * c[u] + x1[u] * su;
+        }
+        cu_store(v + k, y1);
+        cu_store(v + k + half, y2);
     }
 }
 
 __device__ __forceinline__ float swiglu1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-/* four values to 16 (f32) or 8 (bf16) bytes */
-__device__ __forceinline__ void put4(float *p, float a, float b, float c, float d) {
-    *(float4 *)p = make_float4(a, b, c, d);
-}
-__device__ __forceinline__ void put4(__nv_bfloat16 *p, float a, float b, float c, float d) {
-    __nv_bfloat162 lo = __floats2bfloat162_rn(a, b), hi = __floats2bfloat162_rn(c, d);
-    *(uint2 *)p = make_uint2(*(uint32_t *)&lo, *(uint32_t *)&hi);
-}
-
-/* h = silu(gate) ⊙ up of type OT; VEC columns a thread (4: 16-byte loads,
- * F a multiple of 4) */
-template <int VEC, class OT>
-__global__ void swiglu_k(OT *h, const float *gu, int N, int F) {
+/* h = silu(gate) ⊙ up, gu of type IT and h of type OT; VEC columns a
+ * thread (4: vector accesses, F a multiple of 4) */
+template <int VEC, class IT, class OT>
+__global__ void swiglu_k(OT *h, const IT *gu, int N, int F) {
     int f = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (f >= F) return;
     for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
-        const float *g = gu + r * 2 * F + f, *u = g + F;
-        if (VEC == 4) {
-            float4 a = *(const float4 *)g, b = *(const float4 *)u;
-            put4(h + r * F + f, swiglu1(a.x, b.x), swiglu1(a.y, b.y), swiglu1(a.z, b.z), swiglu1(a.w, b.w));
-        } else {
-            put(h + r * F + f, swiglu1(*g, *u));
-        }
+        float g[VEC], u[VEC];
+        cu_load(g, gu + r * 2 * F + f);
+        cu_load(u, gu + r * 2 * F + F + f);
+        for (int k = 0; k < VEC; k++) g[k] = swiglu1(g[k], u[k]);
+        cu_store(h + r * F + f, g);
     }
 }
 
-__global__ void swiglu_back_k(float *dgu, const float *dh, const float *gu, int N, int F) {
-    int f = blockIdx.x * blockDim.x + threadIdx.x;
+/* dgate, dup of h = silu(gate) ⊙ up, gu of type GT; VEC as swiglu_k */
+template <int VEC, class GT>
+__global__ void swiglu_back_k(float *dgu, const float *dh, const GT *gu, int N, int F) {
+    int f = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (f >= F) return;
     for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
-        float g = gu[r * 2 * F + f], u = gu[r * 2 * F + F + f], d = dh[r * F + f];
-        float s = 1.0f / (1.0f + expf(-g)), silu = g * s;
-        dgu[r * 2 * F + F + f] = d * silu;
-        dgu[r * 2 * F + f] = d * u * s * (1.0f + g * (1.0f - s));
+        float g[VEC], u[VEC], d[VEC], dg[VEC], du[VEC];
+        cu_load(g, gu + r * 2 * F + f);
+        cu_load(u, gu + r * 2 * F + F + f);
+        cu_load(d, dh + r * F + f);
+        for (int k = 0; k < VEC; k++) {
+            float s = 1.0f / (1.0f + expf(-g[k])), silu = g[k] * s;
+            du[k] = d[k] * silu;
+            dg[k] = d[k] * u[k] * s * (1.0f + g[k] * (1.0f - s));
+        }
+        cu_store(dgu + r * 2 * F + F + f, du);
+        cu_store(dgu + r * 2 * F + f, dg);
     }
 }
 
+/* y += x, VEC elements a thread (4: n a multiple of 4, 16-byte accesses) */
+template <int VEC>
 __global__ void add_k(float *y, const float *x, int64_t n) {
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i < n) y[i] += x[i];
+    int64_t i = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) * VEC;
+    if (i >= n) return;
+    float a[VEC], b[VEC];
+    cu_load(a, y + i);
+    cu_load(b, x + i);
+    for (int k = 0; k < VEC; k++) a[k] += b[k];
+    cu_store(y + i, a);
+}
+
+/* y += x on rows × cols at row stride ld (both) */
+__global__ void add2d_k(float *y, const float *x, int64_t rows, int cols, int64_t ld) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) y[r * ld + c] += x[r * ld + c];
 }
 
 /* One block per row: the first index of the maximum (torch.argmax). */
@@ -255,10 +304,15 @@ void cu_rmsnorm_to(nx_backend *, void *out, nx_dtype ot, float *rstd, const floa
                    float eps) {
     NX_ASSERT(ot == NX_F32 || ot == NX_BF16);
     if (N == 0) return;
-    if (ot == NX_BF16)
-        rmsnorm_k<<<N, CU_THREADS, 0, cu_stream()>>>((__nv_bfloat16 *)out, rstd, in, w, C, eps);
+    bool v4 = C % 4 == 0 && cu_aligned16(in) && cu_aligned16(w) && (uintptr_t)out % (ot == NX_BF16 ? 8 : 16) == 0;
+    if (ot == NX_BF16 && v4)
+        rmsnorm_k<__nv_bfloat16, 4><<<N, CU_THREADS, 0, cu_stream()>>>((__nv_bfloat16 *)out, rstd, in, w, C, eps);
+    else if (ot == NX_BF16)
+        rmsnorm_k<__nv_bfloat16, 1><<<N, CU_THREADS, 0, cu_stream()>>>((__nv_bfloat16 *)out, rstd, in, w, C, eps);
+    else if (v4)
+        rmsnorm_k<float, 4><<<N, CU_THREADS, 0, cu_stream()>>>((float *)out, rstd, in, w, C, eps);
     else
-        rmsnorm_k<<<N, CU_THREADS, 0, cu_stream()>>>((float *)out, rstd, in, w, C, eps);
+        rmsnorm_k<float, 1><<<N, CU_THREADS, 0, cu_stream()>>>((float *)out, rstd, in, w, C, eps);
     CU_LAUNCHED("rmsnorm");
 }
 
@@ -306,12 +360,91 @@ static const unsigned short *narrowed(unsigned short *dst, const float *src, int
     return dst;
 }
 
+/* C (f32, or bf16 when c16) = A·B + beta·C, bf16 operands, f32 accumulation */
 static void gemm16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A, int lda,
-                   const void *B, int ldb, float beta, float *C, int ldc, const char *what) {
+                   const void *B, int ldb, float beta, void *C, int ldc, const char *what, bool c16 = false) {
     const float one = 1.0f;
     cu_check_blas(cublasGemmEx(CU.blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, C,
-                               CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                               c16 ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                   what);
+}
+
+/* ---- D = A·B + C with C ≠ D (cublasLt): the residual added in the
+ * product's epilogue. A plan (descriptors and the heuristic's algorithm)
+ * is kept per shape, strides and alignment; a shape the table has no room
+ * for, or that cublasLt has no algorithm for, returns false and the caller
+ * adds in a pass of its own. */
+struct lt_plan {
+    int ta, tb, m, n, k, lda, ldb, ldc, align;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+    bool ok;
+};
+static lt_plan LT[64];
+static int NLT;
+
+/* the largest power of two up to 256 that divides every address */
+static int common_align(const void *const *p, int n) {
+    uintptr_t bits = 256;
+    for (int i = 0; i < n; i++) bits |= (uintptr_t)p[i];
+    return (int)(bits & (~bits + 1));
+}
+
+static const lt_plan *lt_plan_for(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, int lda, int ldb,
+                                  int ldc, int align) {
+    for (int i = 0; i < NLT; i++) {
+        const lt_plan &p = LT[i];
+        if (p.ta == ta && p.tb == tb && p.m == m && p.n == n && p.k == k && p.lda == lda && p.ldb == ldb &&
+            p.ldc == ldc && p.align == align)
+            return p.ok ? &p : nullptr;
+    }
+    if (NLT == (int)(sizeof LT / sizeof LT[0])) return nullptr;
+    lt_plan &p = LT[NLT++];
+    p = lt_plan{(int)ta, (int)tb, m, n, k, lda, ldb, ldc, align};
+    cu_check_blas(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLt descriptor");
+    cu_check_blas(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), "cublasLt");
+    cu_check_blas(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), "cublasLt");
+    cu_check_blas(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m,
+                                             lda), "cublasLt layout");
+    cu_check_blas(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k,
+                                             ldb), "cublasLt layout");
+    cu_check_blas(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, m, n, ldc), "cublasLt layout");
+    cublasLtMatmulPreference_t pref;
+    cu_check_blas(cublasLtMatmulPreferenceCreate(&pref), "cublasLt preference");
+    uint64_t ws = CU_LT_BYTES;
+    uint32_t al = (uint32_t)align;
+    cu_check_blas(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws),
+                  "cublasLt preference");
+    const cublasLtMatmulPreferenceAttributes_t aligns[] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (auto at : aligns) cu_check_blas(cublasLtMatmulPreferenceSetAttribute(pref, at, &al, sizeof al), "cublasLt");
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    p.ok = cublasLtMatmulAlgoGetHeuristic(CU.lt, p.op, p.a, p.b, p.c, p.c, pref, 1, &h, &found) ==
+               CUBLAS_STATUS_SUCCESS && found > 0;
+    if (p.ok) p.algo = h.algo;
+    cublasLtMatmulPreferenceDestroy(pref);
+    return p.ok ? &p : nullptr;
+}
+
+/* D = A·B + C, bf16 operands, f32 C and D (leading dimension ldc both) */
+static bool gemm16_add(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A, int lda,
+                       const void *B, int ldb, const float *C, float *D, int ldc) {
+    const void *ptrs[] = {A, B, C, D};
+    const lt_plan *p = lt_plan_for(ta, tb, m, n, k, lda, ldb, ldc, common_align(ptrs, 4));
+    if (!p) return false;
+    const float one = 1.0f;
+    cu_check_blas(cublasLtMatmul(CU.lt, p->op, &one, A, p->a, B, p->b, &one, C, p->c, D, p->c, &p->algo, CU.lt_work,
+                                 CU_LT_BYTES, cu_stream()),
+                  "linear + residual (bf16)");
+    return true;
+}
+
+/* y += x on rows × cols at row stride ld: a product's residual, where cublasLt could not add it */
+static void cu_add_rows(float *y, const float *x, int64_t rows, int cols, int64_t ld) {
+    add2d_k<<<rows_grid(rows, cols), CU_THREADS, 0, cu_stream()>>>(y, x, rows, cols, ld);
 }
 
 /* f32 weights and the activations are narrowed for every product: that
@@ -324,10 +457,13 @@ static bool products_in_bf16(const nx_weight *W, int N) {
     return W->type == NX_BF16 || (W->type == NX_F32 && N >= 512 && W->rows >= 1024 && W->cols >= 1024);
 }
 
-/* out (N × OC) = in (N × IC) · Wᵀ: chunks of W's rows (when narrowed) and
- * of in's rows; in16: the input already in bf16 (the activations' type),
- * used as it is (in unused) */
-static void linear_bf16(float *out, const float *in, const unsigned short *in16, const nx_weight *W, int N) {
+/* out (N × OC) = in (N × IC) · Wᵀ (+ res, N × OC, where not NULL): chunks
+ * of W's rows (when narrowed) and of in's rows; in16: the input already in
+ * bf16 (the activations' type), used as it is (in unused); out16: out
+ * holds bf16 (no res) */
+static void linear_bf16(void *out, const float *in, const unsigned short *in16, const nx_weight *W, int N,
+                        const float *res = nullptr, bool out16 = false) {
+    NX_ASSERT(!(res && out16));
     int OC = W->rows, IC = W->cols;
     bool wide = W->type == NX_F32;
     int64_t wr = wide ? min64(OC, (in16 ? CU.narrow_elems : CU.narrow_elems / 2) / IC) : OC;
@@ -342,9 +478,13 @@ static void linear_bf16(float *out, const float *in, const unsigned short *in16,
             int n = (int)min64(xr, N - r0);
             const unsigned short *x = in16 ? in16 + (int64_t)r0 * IC : x16;
             if (!in16 && (o0 == 0 || xr < N)) narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC); /* else still there */
-            /* outᵀ (oc, n) = W (oc, IC) · inᵀ (IC, n) */
-            gemm16(CUBLAS_OP_T, CUBLAS_OP_N, oc, n, IC, w, IC, x, IC, 0.0f, out + (int64_t)r0 * OC + o0, OC,
-                   "linear (bf16)");
+            /* outᵀ (oc, n) = W (oc, IC) · inᵀ (IC, n) (+ resᵀ) */
+            int64_t at = (int64_t)r0 * OC + o0;
+            float *o32 = (float *)out + at;
+            if (res && gemm16_add(CUBLAS_OP_T, CUBLAS_OP_N, oc, n, IC, w, IC, x, IC, res + at, o32, OC)) continue;
+            void *o = out16 ? (void *)((unsigned short *)out + at) : (void *)o32;
+            gemm16(CUBLAS_OP_T, CUBLAS_OP_N, oc, n, IC, w, IC, x, IC, 0.0f, o, OC, "linear (bf16)", out16);
+            if (res) cu_add_rows(o32, res + at, n, oc, OC);
         }
     }
 }
@@ -430,23 +570,38 @@ void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const fl
     CU_LAUNCHED("linear backward");
 }
 
-/* The input in bf16 (the activations' type): the products on bf16
- * operands whatever the weights' size (f32 weights narrowed, f16 ones
- * widened into the workspace first) or the precision. */
-void cu_linear_from(nx_backend *, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b, int N) {
-    NX_ASSERT(it == NX_BF16);
+/* The products on bf16 operands whatever the weights' size or the
+ * precision: out (bf16 when out16) = in (bf16 when in16) · Wᵀ, f32 weights
+ * narrowed, f16 ones widened into the workspace first. */
+static void linear_typed(void *out, bool out16, const void *in, bool in16, const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
-    if (N == 0) return;
     nx_weight Wf = *W;
-    if (W->type == NX_F16) { /* widened into the workspace, then narrowed as an f32 matrix */
+    if (W->type != NX_F32 && W->type != NX_BF16) { /* widened into the workspace, then narrowed as an f32 matrix */
+        NX_ASSERTM(W->type == NX_F16, "linear on bf16 activations: f32, bf16 or f16 weights");
         cu_work_reset();
         Wf.data = cu_work((size_t)OC * IC * sizeof(float));
         Wf.type = NX_F32;
         widen_k<<<cu_blocks((int64_t)OC * IC), CU_THREADS, 0, cu_stream()>>>((float *)Wf.data, W->data, W->type,
                                                                              (int64_t)OC * IC);
     }
-    linear_bf16(out, nullptr, (const unsigned short *)in, &Wf, N);
-    if (b) add_bias_k<<<cu_blocks((int64_t)N * OC), CU_THREADS, 0, cu_stream()>>>(out, b, N, OC);
+    linear_bf16(out, in16 ? nullptr : (const float *)in, in16 ? (const unsigned short *)in : nullptr, &Wf, N, nullptr,
+                out16);
+}
+
+/* The input in bf16 (the activations' type) */
+void cu_linear_from(nx_backend *, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b, int N) {
+    NX_ASSERT(it == NX_BF16);
+    if (N == 0) return;
+    linear_typed(out, false, in, true, W, N);
+    if (b) add_bias_k<<<cu_blocks((int64_t)N * W->rows), CU_THREADS, 0, cu_stream()>>>(out, b, N, W->rows);
+    CU_LAUNCHED("linear");
+}
+
+/* The output in bf16: the f32 sums rounded by cuBLAS */
+void cu_linear_to(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N) {
+    NX_ASSERT(ot == NX_BF16 && (it == NX_F32 || it == NX_BF16));
+    if (N == 0) return;
+    linear_typed(out, true, in, it == NX_BF16, W, N);
     CU_LAUNCHED("linear");
 }
 
@@ -459,41 +614,80 @@ void cu_linear_backward_from(nx_backend *, float *din, float *dW, float *db, con
     CU_LAUNCHED("linear backward");
 }
 
+/* The residual in the product's epilogue where the product is on bf16
+ * operands (bf16 activations with f32 or bf16 weights, or f32 ones that
+ * bf16 precision narrows) and there is no bias; else linear, then add. */
+void cu_linear_add(nx_backend *be, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,
+                   const float *b, int N) {
+    NX_ASSERT(it == NX_F32 || it == NX_BF16);
+    bool in16 = it == NX_BF16;
+    bool fused = !b && N > 0 && (in16 ? W->type == NX_F32 || W->type == NX_BF16 : products_in_bf16(W, N));
+    if (fused) {
+        linear_bf16(out, in16 ? nullptr : (const float *)in, in16 ? (const unsigned short *)in : nullptr, W, N, res);
+        CU_LAUNCHED("linear + residual");
+        return;
+    }
+    if (in16) cu_linear_from(be, out, in, it, W, b, N);
+    else cu_linear(be, out, (const float *)in, W, b, N);
+    cu_add(be, out, res, (int64_t)N * W->rows);
+}
+
 void cu_rope(nx_backend *, float *x, int64_t ldx, const int32_t *pos, const float *cs, const float *sn, int N, int H,
              int HS, bool inverse) {
     int64_t n = (int64_t)N * H * (HS / 2);
     if (n == 0) return;
-    rope_k<<<rows_grid(N, (int64_t)H * (HS / 2)), CU_THREADS, 0, cu_stream()>>>(x, ldx, pos, cs, sn, N, H, HS, inverse ? -1.0f : 1.0f);
+    float sign = inverse ? -1.0f : 1.0f;
+    if (HS / 2 % 4 == 0 && ldx % 4 == 0 && cu_aligned16(x) && cu_aligned16(cs) && cu_aligned16(sn))
+        rope_k<4><<<rows_grid(N, (int64_t)H * (HS / 2) / 4), CU_THREADS, 0, cu_stream()>>>(x, ldx, pos, cs, sn, N, H,
+                                                                                          HS, sign);
+    else
+        rope_k<1><<<rows_grid(N, (int64_t)H * (HS / 2)), CU_THREADS, 0, cu_stream()>>>(x, ldx, pos, cs, sn, N, H, HS,
+                                                                                      sign);
     CU_LAUNCHED("rope");
 }
 
-template <class OT>
-static void swiglu_as(OT *h, const float *gu, int N, int F) {
-    if (F % 4 == 0 && (uintptr_t)h % 16 == 0 && (uintptr_t)gu % 16 == 0)
+template <class IT, class OT>
+static void swiglu_as(OT *h, const IT *gu, int N, int F) {
+    if (F % 4 == 0 && cu_aligned16(h) && cu_aligned16(gu))
         swiglu_k<4><<<rows_grid(N, F / 4), CU_THREADS, 0, cu_stream()>>>(h, gu, N, F);
     else
         swiglu_k<1><<<rows_grid(N, F), CU_THREADS, 0, cu_stream()>>>(h, gu, N, F);
 }
 
-void cu_swiglu_to(nx_backend *, void *h, nx_dtype ht, const float *gu, int N, int F) {
-    NX_ASSERT(ht == NX_F32 || ht == NX_BF16);
+void cu_swiglu_to(nx_backend *, void *h, const void *gu, nx_dtype at, int N, int F) {
+    NX_ASSERT(at == NX_F32 || at == NX_BF16);
     if ((int64_t)N * F == 0) return;
-    if (ht == NX_BF16) swiglu_as((__nv_bfloat16 *)h, gu, N, F);
-    else swiglu_as((float *)h, gu, N, F);
+    if (at == NX_BF16) swiglu_as((__nv_bfloat16 *)h, (const __nv_bfloat16 *)gu, N, F);
+    else swiglu_as((float *)h, (const float *)gu, N, F);
     CU_LAUNCHED("swiglu");
 }
 
-void cu_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { cu_swiglu_to(be, h, NX_F32, gu, N, F); }
+void cu_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { cu_swiglu_to(be, h, gu, NX_F32, N, F); }
 
-void cu_swiglu_backward(nx_backend *, float *dgu, const float *dh, const float *gu, int N, int F) {
+template <class GT>
+static void swiglu_back_as(float *dgu, const float *dh, const GT *gu, int N, int F) {
+    if (F % 4 == 0 && cu_aligned16(dgu) && cu_aligned16(dh) && cu_aligned16(gu))
+        swiglu_back_k<4><<<rows_grid(N, F / 4), CU_THREADS, 0, cu_stream()>>>(dgu, dh, gu, N, F);
+    else
+        swiglu_back_k<1><<<rows_grid(N, F), CU_THREADS, 0, cu_stream()>>>(dgu, dh, gu, N, F);
+}
+
+void cu_swiglu_backward_from(nx_backend *, float *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F) {
+    NX_ASSERT(gt == NX_F32 || gt == NX_BF16);
     if ((int64_t)N * F == 0) return;
-    swiglu_back_k<<<rows_grid(N, F), CU_THREADS, 0, cu_stream()>>>(dgu, dh, gu, N, F);
+    if (gt == NX_BF16) swiglu_back_as(dgu, dh, (const __nv_bfloat16 *)gu, N, F);
+    else swiglu_back_as(dgu, dh, (const float *)gu, N, F);
     CU_LAUNCHED("swiglu backward");
+}
+
+void cu_swiglu_backward(nx_backend *be, float *dgu, const float *dh, const float *gu, int N, int F) {
+    cu_swiglu_backward_from(be, dgu, dh, gu, NX_F32, N, F);
 }
 
 void cu_add(nx_backend *, float *y, const float *x, int64_t n) {
     if (n == 0) return;
-    add_k<<<cu_blocks(n), CU_THREADS, 0, cu_stream()>>>(y, x, n);
+    if (n % 4 == 0 && cu_aligned16(y) && cu_aligned16(x)) add_k<4><<<cu_blocks(n / 4), CU_THREADS, 0, cu_stream()>>>(y, x, n);
+    else add_k<1><<<cu_blocks(n), CU_THREADS, 0, cu_stream()>>>(y, x, n);
     CU_LAUNCHED("add");
 }
 

@@ -24,12 +24,13 @@ size_t cu_workspace_bytes(const nx_work *w, size_t sort_bytes) {
 
 /* The workspace and, each its own allocation: the span tables (two ints
  * per row); attention's score area (CU_SCORE_FLOATS), made when attention
- * is planned; the narrowing area of bf16 precision (CU_NARROW_BYTES, in
- * every plan: a plan does not know the precision). */
+ * is planned; the narrowing area of bf16 precision and cublasLt's
+ * workspace (CU_NARROW_BYTES + CU_LT_BYTES, in every plan: a plan does not
+ * know the precision). */
 size_t nx_cuda_work_bytes(const nx_work *w, size_t sort_bytes) {
     size_t rows = (size_t)(w->rows > 0 ? w->rows : 1);
     return cu_workspace_bytes(w, sort_bytes) + 2 * align256(rows * sizeof(int32_t)) +
-           (w->ctx > 0 ? (size_t)CU_SCORE_FLOATS * sizeof(float) : 0) + (size_t)CU_NARROW_BYTES;
+           (w->ctx > 0 ? (size_t)CU_SCORE_FLOATS * sizeof(float) : 0) + (size_t)(CU_NARROW_BYTES + CU_LT_BYTES);
 }
 
 size_t nx_cuda_sort_bound(size_t n) { return 16 * n + ((size_t)1 << 20); }

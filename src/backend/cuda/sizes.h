@@ -17,6 +17,8 @@ enum { CU_PARTIALS = 512, CU_THREADS = 256 };
 #define CU_NORM_PARTIALS ((int64_t)1 << 19)
 /* bf16 precision: the bf16 operands of linear's products, in chunks */
 #define CU_NARROW_BYTES ((int64_t)128 << 20)
+/* ... and cublasLt's workspace for the products that add a residual */
+#define CU_LT_BYTES ((int64_t)32 << 20)
 
 /* The workspace proper for sizes w (sizes.c): nx_cuda_work_bytes adds the
  * buffers allocated beside it. */
