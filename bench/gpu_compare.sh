@@ -7,6 +7,10 @@
 # runs in bf16 precision, once as built and once with its fast paths off
 # (NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 NEXUS_CUDA_GRAPHS=0). Prints
 # every figure and the ratios nexus / torch.compile and nexus / transformers.
+# A step's "nexus" figure is the run's own (every step, the first included),
+# "steady" the rate after the first WARM steps (default 3), which is how
+# torch_kd_step.py measures PyTorch (after 3 eager or 8 compiled warm-up
+# steps).
 #
 #   NEXUS=build-cuda/nexus sh bench/gpu_compare.sh
 #
@@ -27,6 +31,16 @@ trap 'rm -rf "$out"' EXIT
 
 # tokens/s of a nexus distill log ("trained N steps, M tokens, X tokens/s ...")
 nexus_tps() { sed -n 's/^trained .* tokens, \([0-9]*\) tokens\/s.*/\1/p' "$1" | tail -1; }
+# tokens/s of a run's steps after the first WARM (default 3, as PyTorch's
+# eager warm-up) from its metrics.jsonl (tokens, step_s): the steady rate,
+# as torch_kd_step.py measures PyTorch's after its warm-up steps
+steady_tps() {
+    "$PY" -c 'import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if "\"step_s\"" in l]
+w = max(int(sys.argv[2]), 1)
+t = sum(x["step_s"] for x in r[w:])
+print(round((r[-1]["tokens"] - r[w - 1]["tokens"]) / t) if t > 0 else "")' "$1" "${WARM:-3}" 2> /dev/null
+}
 # a field of a JSON line printed by the torch scripts
 field() { sed -n "s/.*\"$2\": \\([0-9.]*\\).*/\\1/p" "$1" | head -1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2fx", a / b; else printf "-" }'; }
@@ -47,10 +61,21 @@ torch_step() { # name case [args]
     grep '"mode": "compiled"' "$out/$name.json" > "$out/$name.compiled" || true
 }
 
-step_row() { # label nexus-log off-log torch-name
-    n=$(nexus_tps "$2") o=$(nexus_tps "$3") e=$(field "$out/$4.eager" tokens_per_s) c=$(field "$out/$4.compiled" tokens_per_s)
-    printf "%-28s nexus %9s  off %9s  eager %9s  compiled %9s  nexus/compiled %s  nexus/eager %s\n" "$1" "${n:--}" \
-        "${o:--}" "${e:--}" "${c:--}" "$(ratio "$n" "$c")" "$(ratio "$n" "$e")"
+# model FLOPs utilisation of a rate: torch_kd_step.py's, which counts the
+# same step's FLOPs per token (2·teacher + 6·student matrix parameters,
+# attention) against the H200's bf16 dense peak, scaled by the rates
+mfu() { # tokens/s, torch tokens/s, torch mfu
+    awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { if (a > 0 && b > 0 && m > 0) printf "%.1f%%", 100 * m * a / b; else printf "-" }'
+}
+
+step_row() { # label run-name torch-name
+    n=$(nexus_tps "$out/$2.log") s=$(steady_tps "$out/$2/metrics.jsonl") o=$(nexus_tps "$out/$2-off.log")
+    e=$(field "$out/$3.eager" tokens_per_s) c=$(field "$out/$3.compiled" tokens_per_s)
+    me=$(field "$out/$3.eager" mfu) mc=$(field "$out/$3.compiled" mfu)
+    printf "%-28s nexus %9s  steady %9s  off %9s  eager %9s  compiled %9s  steady/compiled %s  nexus/compiled %s  steady/eager %s\n" \
+        "$1" "${n:--}" "${s:--}" "${o:--}" "${e:--}" "${c:--}" "$(ratio "$s" "$c")" "$(ratio "$n" "$c")" "$(ratio "$s" "$e")"
+    printf "%-28s MFU: nexus steady %s, nexus %s, eager %s, compiled %s\n" "" "$(mfu "$s" "$c" "$mc")" \
+        "$(mfu "$n" "$c" "$mc")" "$(mfu "$e" "$e" "$me")" "$(mfu "$c" "$c" "$mc")"
 }
 
 need_t1b() {
@@ -72,14 +97,14 @@ for c in ${CASES:-s7m 1b decode}; do
         distill s7m "$@"
         NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 NEXUS_CUDA_GRAPHS=0 distill s7m-off "$@"
         torch_step p2 p2 --steps 100 --teacher $M
-        step_row "teacher-19m -> S7M 64x256" "$out/s7m.log" "$out/s7m-off.log" p2
+        step_row "teacher-19m -> S7M 64x256" s7m p2
         ;;
     1b)
         need_t1b || continue
         distill 1b bench/kd-1b.yaml --set teacher.path="$T1B"
         NEXUS_CUDA_FLASH=0 NEXUS_CUDA_BF16_WEIGHTS=0 NEXUS_CUDA_GRAPHS=0 distill 1b-off bench/kd-1b.yaml --set teacher.path="$T1B"
         torch_step 1b 1b --steps 20
-        step_row "1.1B -> 0.2B 8x1024" "$out/1b.log" "$out/1b-off.log" 1b
+        step_row "1.1B -> 0.2B 8x1024" 1b 1b
         ;;
     decode)
         need_t1b || continue
