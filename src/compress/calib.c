@@ -53,6 +53,45 @@ static void channel_sums(const float *x, long N, int D, double *sq, double *ab) 
     }
 }
 
+/* Row n of a per-row score: x's row stride ld, the score's columns from
+ * `at` (n·ld + at ..), `cols` of them. */
+typedef struct {
+    const float *x;
+    long ld, at;
+    int cols;
+} rows_ctx;
+
+/* ‖x[n, at .. at + cols)‖ (a head's output norm) */
+static double head_norm(long n, const rows_ctx *r) {
+    const float *u = r->x + n * r->ld + r->at;
+    double q = 0;
+    for (int d = 0; d < r->cols; d++) q += (double)u[d] * u[d];
+    return sqrt(q);
+}
+
+/* 1 − cos(row n, row n of the matrix `at` floats on): a layer's output
+ * against its input (block influence) */
+static double one_minus_cos(long n, const rows_ctx *r) {
+    const float *u = r->x + n * r->ld, *v = u + r->at;
+    double uv = 0, uu = 0, vv = 0;
+    for (int k = 0; k < r->cols; k++) uv += (double)u[k] * v[k], uu += (double)u[k] * u[k], vv += (double)v[k] * v[k];
+    return 1.0 - uv / (sqrt(uu * vv) + 1e-30);
+}
+
+/* Σ f(n) over rows n < N, in parallel and the same on every run (nx_parts) */
+static double rows_sum(long N, double (*f)(long n, const rows_ctx *r), const rows_ctx *r) {
+    int T = nx_threads();
+    double *part = nx_parts(T);
+#pragma omp parallel num_threads(T)
+    {
+        double s = 0;
+#pragma omp for schedule(static)
+        for (long n = 0; n < N; n++) s += f(n, r);
+        part[omp_get_thread_num()] = s;
+    }
+    return nx_parts_sum(part, T);
+}
+
 void nx_calib_add(nx_calib *c, const int32_t *ids, int b) {
     const nx_model_config *g = &c->cfg;
     NX_ASSERT(b >= 1 && b <= c->B);
@@ -73,44 +112,13 @@ void nx_calib_add(nx_calib *c, const int32_t *ids, int b) {
         channel_sums(x, N, Q, c->att_sq + (size_t)l * Q, c->att_abs + (size_t)l * Q);
         double *hd = c->head + (size_t)l * g->NH;
         for (int h = 0; h < g->NH; h++) {
-            int T = nx_threads();
-            double *part = nx_parts(T);
-#pragma omp parallel num_threads(T)
-            {
-                double s = 0;
-#pragma omp for schedule(static)
-                for (long n = 0; n < N; n++) {
-                    double q = 0;
-                    for (int d = 0; d < HS; d++) {
-                        double v = x[n * Q + h * HS + d];
-                        q += v * v;
-                    }
-                    s += sqrt(q);
-                }
-                part[omp_get_thread_num()] = s;
-            }
-            hd[h] += nx_parts_sum(part, T);
+            hd[h] += rows_sum(N, head_norm, &(rows_ctx){x, Q, h * HS, HS});
         }
         /* block influence: the residual stream before and after the layer */
         const float *res = nx_acts_hidden(&c->a, g, l);
         nx_backend_download(be, x, res, sizeof(float) * N * C);
         nx_backend_download(be, x + N * C, res + (size_t)N * C, sizeof(float) * N * C);
-        int T = nx_threads();
-        double *part = nx_parts(T);
-#pragma omp parallel num_threads(T)
-        {
-            double s = 0;
-#pragma omp for schedule(static)
-            for (long n = 0; n < N; n++) {
-                const float *u = x + n * C, *v = x + N * C + n * C;
-                double uv = 0, uu = 0, vv = 0;
-                for (int k = 0; k < C; k++)
-                    uv += (double)u[k] * v[k], uu += (double)u[k] * u[k], vv += (double)v[k] * v[k];
-                s += 1.0 - uv / (sqrt(uu * vv) + 1e-30);
-            }
-            part[omp_get_thread_num()] = s;
-        }
-        c->bi[l] += nx_parts_sum(part, T);
+        c->bi[l] += rows_sum(N, one_minus_cos, &(rows_ctx){x, C, N * C, C});
     }
     c->rows += N;
 }

@@ -49,6 +49,32 @@ __global__ void ce_rows_k(double *rowloss, float *dlogits, float weight, const f
     for (int i = threadIdx.x; i < V; i += blockDim.x) d[i] += k * expf(z[i] - mx) - (i == tg ? g : 0.0f);
 }
 
+/* One logit's share of its row's divergence (and, for JSD, of Σ ps g):
+ * log-probabilities in double, the probabilities weighting them by expf
+ * (relative error ~1e-7, where double exp would cost several times the
+ * whole pass). */
+__device__ __forceinline__ void div_term(nx_kd_kind kind, double lps, double lpt, double &row, double &mg) {
+    if (kind == NX_KD_FORWARD_KL) {
+        row += (double)expf((float)lpt) * (lpt - lps);
+    } else if (kind == NX_KD_REVERSE_KL) {
+        row += (double)expf((float)lps) * (lps - lpt);
+    } else {
+        double ps = exp(lps), pt = exp(lpt);
+        double lm = log(0.5 * (ps + pt) > 0 ? 0.5 * (ps + pt) : 1e-300);
+        row += 0.5 * ((pt > 0 ? pt * (lpt - lm) : 0) + (ps > 0 ? ps * (lps - lm) : 0));
+        mg += ps * 0.5 * (lps - lm);
+    }
+}
+
+/* Its gradient (before the factor weight · temp / count); kl the row's
+ * divergence, mg its Σ ps g. */
+__device__ __forceinline__ float grad_term(nx_kd_kind kind, double lpsd, double lptd, float kl, float mg) {
+    float lps = (float)lpsd, lpt = (float)lptd, ps = expf(lps), pt = expf(lpt);
+    if (kind == NX_KD_FORWARD_KL) return ps - pt;
+    if (kind == NX_KD_REVERSE_KL) return ps * ((lps - lpt) - kl);
+    return ps * (0.5f * (lps - logf(fmaxf(0.5f * (ps + pt), 1e-38f))) - mg);
+}
+
 __global__ void kd_rows_k(double *rowloss, nx_kd_kind kind, float temp, float *dlogits, float weight, const float *st,
                           const float *tt, const int32_t *targets, const int *cnt, int V) {
     __shared__ float shf[CU_THREADS];
@@ -71,37 +97,17 @@ __global__ void kd_rows_k(double *rowloss, nx_kd_kind kind, float temp, float *d
     ss = cu_block_sum(ss, shd);
     sst = cu_block_sum(sst, shd);
     double lsd = ms * (double)inv_t + log(ss), ltd = mt * (double)inv_t + log(sst);
-    /* the row's divergence (and, for JSD, Σ ps g): log-probabilities in
-     * double, the probabilities weighting them by expf (relative error
-     * ~1e-7, where double exp would cost several times the whole pass) */
     double row = 0, mg = 0;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        double lps = s[i] * (double)inv_t - lsd, lpt = t[i] * (double)inv_t - ltd;
-        if (kind == NX_KD_FORWARD_KL) {
-            row += (double)expf((float)lpt) * (lpt - lps);
-        } else if (kind == NX_KD_REVERSE_KL) {
-            row += (double)expf((float)lps) * (lps - lpt);
-        } else {
-            double ps = exp(lps), pt = exp(lpt);
-            double lm = log(0.5 * (ps + pt) > 0 ? 0.5 * (ps + pt) : 1e-300);
-            row += 0.5 * ((pt > 0 ? pt * (lpt - lm) : 0) + (ps > 0 ? ps * (lps - lm) : 0));
-            mg += ps * 0.5 * (lps - lm);
-        }
-    }
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        div_term(kind, s[i] * (double)inv_t - lsd, t[i] * (double)inv_t - ltd, row, mg);
     row = cu_block_sum(row, shd);
     if (kind == NX_KD_JSD) mg = cu_block_sum(mg, shd);
     if (threadIdx.x == 0) rowloss[n] = row;
     if (!dlogits) return;
     float g = weight * temp / *cnt, kl = (float)row, mgf = (float)mg;
     float *d = dlogits + n * V;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float lps = (float)(s[i] * (double)inv_t - lsd), lpt = (float)(t[i] * (double)inv_t - ltd);
-        float ps = expf(lps), pt = expf(lpt), gi;
-        if (kind == NX_KD_FORWARD_KL) gi = ps - pt;
-        else if (kind == NX_KD_REVERSE_KL) gi = ps * ((lps - lpt) - kl);
-        else gi = ps * (0.5f * (lps - logf(fmaxf(0.5f * (ps + pt), 1e-38f))) - mgf);
-        d[i] += g * gi;
-    }
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        d[i] += g * grad_term(kind, s[i] * (double)inv_t - lsd, t[i] * (double)inv_t - ltd, kl, mgf);
 }
 
 /* ---- the fused training loss (nx_distill_loss) ---------------------------
@@ -190,17 +196,8 @@ __global__ void distill_rows_k(kd_args a) {
     bool row_first = t && kind != NX_KD_FORWARD_KL; /* the gradient needs the row's divergence */
     double row = 0, mg = 0;
     if (t && row_first) {
-        for (int i = threadIdx.x; i < V; i += blockDim.x) {
-            double lps = s[i] * (double)inv_t - lsd, lpt = t[i] * (double)inv_t - ltd;
-            if (kind == NX_KD_REVERSE_KL) {
-                row += (double)expf((float)lps) * (lps - lpt);
-            } else {
-                double ps = exp(lps), pt = exp(lpt);
-                double lm = log(0.5 * (ps + pt) > 0 ? 0.5 * (ps + pt) : 1e-300);
-                row += 0.5 * ((pt > 0 ? pt * (lpt - lm) : 0) + (ps > 0 ? ps * (lps - lm) : 0));
-                mg += ps * 0.5 * (lps - lm);
-            }
-        }
+        for (int i = threadIdx.x; i < V; i += blockDim.x)
+            div_term(kind, s[i] * (double)inv_t - lsd, t[i] * (double)inv_t - ltd, row, mg);
         row = cu_block_sum(row, shd);
         if (kind == NX_KD_JSD) mg = cu_block_sum(mg, shd);
     }
@@ -215,20 +212,11 @@ __global__ void distill_rows_k(kd_args a) {
         if (t) cu_load(y, t + i);
 #pragma unroll
         for (int k = 0; k < VEC; k++) {
-            float z = x[k], gi = 0.0f;
-            out[k] = gce > 0 ? kce * expf(z - ms) - (i + k == tg ? gce : 0.0f) : 0.0f;
+            out[k] = gce > 0 ? kce * expf(x[k] - ms) - (i + k == tg ? gce : 0.0f) : 0.0f;
             if (!t) continue;
-            double lpsd = z * (double)inv_t - lsd, lptd = y[k] * (double)inv_t - ltd;
-            float lps = (float)lpsd, lpt = (float)lptd, ps = expf(lps), pt = expf(lpt);
-            if (kind == NX_KD_FORWARD_KL) {
-                row += (double)pt * (lptd - lpsd);
-                gi = ps - pt;
-            } else if (kind == NX_KD_REVERSE_KL) {
-                gi = ps * ((lps - lpt) - kl);
-            } else {
-                gi = ps * (0.5f * (lps - logf(fmaxf(0.5f * (ps + pt), 1e-38f))) - mgf);
-            }
-            out[k] += g * gi;
+            double lps = x[k] * (double)inv_t - lsd, lpt = y[k] * (double)inv_t - ltd;
+            if (!row_first) div_term(kind, lps, lpt, row, mg); /* forward KL: its divergence in this pass */
+            out[k] += g * grad_term(kind, lps, lpt, kl, mgf);
         }
         if (d) cu_store(d + i, out);
     }
