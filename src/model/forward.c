@@ -191,7 +191,7 @@ typedef struct {
     float *lse;
 } layer_acts;
 
-/* element i of a buffer of the products' inputs (type a->at) */
+/* element i of a buffer held in the activation type (a->at) */
 static void *act_at(const nx_acts *a, void *base, size_t i) {
     return (char *)base + i * (a->at == NX_BF16 ? 2 : 4);
 }

@@ -194,6 +194,7 @@ __global__ void distill_rows_k(kd_args a) {
     double lsd = ms * (double)inv_t + log(ss), ltd = mt * (double)inv_t + log(sst);
     nx_kd_kind kind = a.kind;
     bool row_first = t && kind != NX_KD_FORWARD_KL; /* the gradient needs the row's divergence */
+    bool row_later = t && !row_first;                /* forward KL: summed in the gradient's pass */
     double row = 0, mg = 0;
     if (t && row_first) {
         for (int i = threadIdx.x; i < V; i += blockDim.x)
@@ -201,7 +202,7 @@ __global__ void distill_rows_k(kd_args a) {
         row = cu_block_sum(row, shd);
         if (kind == NX_KD_JSD) mg = cu_block_sum(mg, shd);
     }
-    if (!d && !(t && !row_first)) {
+    if (!d && !row_later) { /* losses only, all summed */
         if (t && threadIdx.x == 0) a.kd_rows[n] = row;
         return;
     }
@@ -215,12 +216,12 @@ __global__ void distill_rows_k(kd_args a) {
             out[k] = gce > 0 ? kce * expf(x[k] - ms) - (i + k == tg ? gce : 0.0f) : 0.0f;
             if (!t) continue;
             double lps = x[k] * (double)inv_t - lsd, lpt = y[k] * (double)inv_t - ltd;
-            if (!row_first) div_term(kind, lps, lpt, row, mg); /* forward KL: its divergence in this pass */
+            if (row_later) div_term(kind, lps, lpt, row, mg);
             out[k] += g * grad_term(kind, lps, lpt, kl, mgf);
         }
         if (d) cu_store(d + i, out);
     }
-    if (t && !row_first) row = cu_block_sum(row, shd);
+    if (row_later) row = cu_block_sum(row, shd);
     if (t && threadIdx.x == 0) a.kd_rows[n] = row;
 }
 

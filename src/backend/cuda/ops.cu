@@ -571,9 +571,10 @@ void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const fl
 }
 
 /* The products on bf16 operands whatever the weights' size or the
- * precision: out (bf16 when out16) = in (bf16 when in16) · Wᵀ, f32 weights
- * narrowed, f16 ones widened into the workspace first. */
-static void linear_typed(void *out, bool out16, const void *in, bool in16, const nx_weight *W, int N) {
+ * precision: out (bf16 when out16) = in (bf16 when in16) · Wᵀ (+ res), f32
+ * weights narrowed, f16 ones widened into the workspace first. */
+static void linear_typed(void *out, bool out16, const void *in, bool in16, const nx_weight *W, int N,
+                         const float *res = nullptr) {
     int OC = W->rows, IC = W->cols;
     nx_weight Wf = *W;
     if (W->type != NX_F32 && W->type != NX_BF16) { /* widened into the workspace, then narrowed as an f32 matrix */
@@ -584,7 +585,7 @@ static void linear_typed(void *out, bool out16, const void *in, bool in16, const
         widen_k<<<cu_blocks((int64_t)OC * IC), CU_THREADS, 0, cu_stream()>>>((float *)Wf.data, W->data, W->type,
                                                                              (int64_t)OC * IC);
     }
-    linear_bf16(out, in16 ? nullptr : (const float *)in, in16 ? (const unsigned short *)in : nullptr, &Wf, N, nullptr,
+    linear_bf16(out, in16 ? nullptr : (const float *)in, in16 ? (const unsigned short *)in : nullptr, &Wf, N, res,
                 out16);
 }
 
@@ -623,7 +624,7 @@ void cu_linear_add(nx_backend *be, float *out, const float *res, const void *in,
     bool in16 = it == NX_BF16;
     bool fused = !b && N > 0 && (in16 ? W->type == NX_F32 || W->type == NX_BF16 : products_in_bf16(W, N));
     if (fused) {
-        linear_bf16(out, in16 ? nullptr : (const float *)in, in16 ? (const unsigned short *)in : nullptr, W, N, res);
+        linear_typed(out, false, in, in16, W, N, res);
         CU_LAUNCHED("linear + residual");
         return;
     }
