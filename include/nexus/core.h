@@ -151,11 +151,11 @@ static inline void nx_progress_report(const nx_progress *p, const char *what, in
 int nx_threads(void);            /* OpenMP threads in use */
 /* Parallel sums that do not depend on the order the threads finish in: a
  * loop of `threads` threads (static schedule) puts each thread's partial
- * in part[omp_get_thread_num()] of part = nx_parts(threads) (zeroed), and
- * nx_parts_sum adds them in thread order and frees part. (OpenMP's
- * reduction clause and a critical section add them in the order the
- * threads arrive: from 3 threads on, a sum that differs from run to run.) */
-double *nx_parts(int threads);
-double nx_parts_sum(double *part, int threads);
+ * in part[omp_get_thread_num()] of a zeroed array on the caller's stack
+ * (double part[threads]: nothing is allocated in a step), and
+ * nx_parts_sum adds them in thread order. (OpenMP's reduction clause and a
+ * critical section add them in the order the threads arrive: from 3
+ * threads on, a sum that differs from run to run.) */
+double nx_parts_sum(const double *part, int threads);
 
 #endif

@@ -78,10 +78,11 @@ static double one_minus_cos(long n, const rows_ctx *r) {
     return 1.0 - uv / (sqrt(uu * vv) + 1e-30);
 }
 
-/* Σ f(n) over rows n < N, in parallel and the same on every run (nx_parts) */
+/* Σ f(n) over rows n < N, in parallel and the same on every run (nx_parts_sum) */
 static double rows_sum(long N, double (*f)(long n, const rows_ctx *r), const rows_ctx *r) {
     int T = nx_threads();
-    double *part = nx_parts(T);
+    double part[T];
+    memset(part, 0, sizeof part);
 #pragma omp parallel num_threads(T)
     {
         double s = 0;

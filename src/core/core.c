@@ -104,11 +104,8 @@ double nx_now(void) {
 
 int nx_threads(void) { return omp_get_max_threads(); }
 
-double *nx_parts(int threads) { return nx_xcalloc((size_t)(threads > 0 ? threads : 1), sizeof(double)); }
-
-double nx_parts_sum(double *part, int threads) {
+double nx_parts_sum(const double *part, int threads) {
     double s = 0;
     for (int t = 0; t < threads; t++) s += part[t];
-    free(part);
     return s;
 }

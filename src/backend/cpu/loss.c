@@ -12,6 +12,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu_impl.h"
 
@@ -34,7 +35,8 @@ void cpu_cross_entropy(nx_backend *be, double *loss, float *dlogits, float weigh
     if (cnt == 0) return;
     float g = weight / cnt;
     int T = cpu_threads(be);
-    double *part = nx_parts(T);
+    double part[T];
+    memset(part, 0, sizeof part);
 #pragma omp parallel num_threads(T)
     {
         float *e = cpu_scratch(be, omp_get_thread_num(), 2 * (size_t)V);
@@ -66,7 +68,8 @@ void cpu_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, floa
     float inv_t = 1.0f / temp;
     float g = weight * temp / cnt;
     int T = cpu_threads(be);
-    double *part = nx_parts(T);
+    double part[T];
+    memset(part, 0, sizeof part);
 #pragma omp parallel num_threads(T)
     {
         float *ps = cpu_scratch(be, omp_get_thread_num(), 2 * (size_t)V), *pt = ps + V;
@@ -132,7 +135,8 @@ void cpu_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, floa
 void cpu_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,
                 float scale) {
     int T = cpu_threads(be);
-    double *part = nx_parts(T);
+    double part[T];
+    memset(part, 0, sizeof part);
 #pragma omp parallel num_threads(T)
     {
         double sq = 0;
@@ -155,7 +159,8 @@ void cpu_attention_kl(nx_backend *be, double *sum, float *dprobs, const float *A
     size_t TT = (size_t)T * T;
     const float tiny = 1e-30f;
     int nt = cpu_threads(be);
-    double *part = nx_parts(nt);
+    double part[nt];
+    memset(part, 0, sizeof part);
 #pragma omp parallel num_threads(nt)
     {
     double kl = 0;

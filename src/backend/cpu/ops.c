@@ -54,30 +54,29 @@ void cpu_rmsnorm(nx_backend *be, float *out, float *rstd, const float *in, const
 
 void cpu_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *dout, const float *in,
                           const float *w, const float *rstd, int N, int C) {
-    /* per-thread dw partials (static rows), added in thread order: the
-     * same sums on every run for a fixed thread count */
-    int T = cpu_threads(be);
-    float *parts = nx_xcalloc((size_t)T * C, sizeof(float));
-#pragma omp parallel num_threads(T)
-    {
-        float *dwl = parts + (size_t)omp_get_thread_num() * C;
-#pragma omp for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(be))
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (long)n * C, *dy = dout + (long)n * C;
+        float *dx = din + (long)n * C;
+        float r = rstd[n];
+        double dot = 0;
+        for (int c = 0; c < C; c++) dot += (double)w[c] * dy[c] * x[c];
+        float k = (float)(dot * r * r * r / C);
+        for (int c = 0; c < C; c++) dx[c] += r * w[c] * dy[c] - k * x[c];
+    }
+    /* dw by columns, each summed over the rows in order: the same bits for
+     * any thread count, and no per-thread partials */
+#pragma omp parallel for schedule(static) num_threads(cpu_threads(be)) if ((long)N * C > 16384)
+    for (int c0 = 0; c0 < C; c0 += 64) {
+        int c1 = c0 + 64 < C ? c0 + 64 : C;
+        float acc[64] = {0};
         for (int n = 0; n < N; n++) {
             const float *x = in + (long)n * C, *dy = dout + (long)n * C;
-            float *dx = din + (long)n * C;
             float r = rstd[n];
-            double dot = 0;
-            for (int c = 0; c < C; c++) dot += (double)w[c] * dy[c] * x[c];
-            float k = (float)(dot * r * r * r / C);
-            for (int c = 0; c < C; c++) {
-                dx[c] += r * w[c] * dy[c] - k * x[c];
-                dwl[c] += dy[c] * x[c] * r;
-            }
+            for (int c = c0; c < c1; c++) acc[c - c0] += dy[c] * x[c] * r;
         }
+        for (int c = c0; c < c1; c++) dw[c] += acc[c - c0];
     }
-    for (int t = 0; t < T; t++)
-        for (int c = 0; c < C; c++) dw[c] += parts[(size_t)t * C + c];
-    free(parts);
 }
 
 /* nn.Linear: out = in @ W.T + b. A few rows (decode) run the matrix-vector

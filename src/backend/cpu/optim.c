@@ -15,12 +15,14 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu_impl.h"
 
 void cpu_sumsq(nx_backend *be, double *sum, const float *x, int64_t n) {
     int T = cpu_threads(be);
-    double *part = nx_parts(T);
+    double part[T];
+    memset(part, 0, sizeof part);
 #pragma omp parallel num_threads(T)
     {
         double s = 0;
