@@ -319,12 +319,9 @@ static bool switched_on(const char *var) {
 /* fp32: pedantic f32 products; tf32 / bf16: the inputs rounded on the
  * tensor cores, f32 accumulation (cuBLAS's FAST_TF32 / FAST_16BF). */
 static int cu_set_precision(nx_backend *, nx_precision p, nx_err *err) {
-    if (p == NX_PREC_BF16 && !CU.narrow) {
-        if (!counted_malloc((void **)&CU.narrow, CU_NARROW_BYTES + CU_LT_BYTES))
-            return nx_fail(err, "out of GPU memory: could not allocate %.0f MiB for bf16 operands",
-                           (CU_NARROW_BYTES + CU_LT_BYTES) / 1048576.0);
-        CU.lt_work = (char *)CU.narrow + CU_NARROW_BYTES;
-    }
+    if (p == NX_PREC_BF16 && !CU.narrow && !counted_malloc((void **)&CU.narrow, CU_NARROW_BYTES + CU_LT_BYTES))
+        return nx_fail(err, "out of GPU memory: could not allocate %.0f MiB for bf16 operands",
+                       (CU_NARROW_BYTES + CU_LT_BYTES) / 1048576.0);
     CU.prec = p;
     CU.epoch++;
     CU.compute = p == NX_PREC_BF16   ? CUBLAS_COMPUTE_32F_FAST_16BF

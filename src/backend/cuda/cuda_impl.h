@@ -26,7 +26,6 @@ extern "C" {
 struct cu_state {
     cublasHandle_t blas;
     cublasLtHandle_t lt;   /* the products that add a residual (ops.cu, gemm16_add) */
-    void *lt_work;         /* CU_LT_BYTES (device) for them, beside the narrowing area */
     cublasComputeType_t compute; /* of linear's products (nx_precision) */
     nx_precision prec;
     /* bf16 precision's bf16 operands for cuBLAS, on unless
@@ -37,7 +36,8 @@ struct cu_state {
     size_t work_bytes, work_used;
     nx_work planned;
     float *scores;         /* CU_SCORE_FLOATS (device), once attention is planned */
-    unsigned short *narrow; /* CU_NARROW_BYTES (device), once bf16 precision is set */
+    unsigned short *narrow; /* CU_NARROW_BYTES (device), once bf16 precision is set, and
+                             * cublasLt's CU_LT_BYTES of workspace after them */
     int64_t narrow_elems;   /* of it used: all, or fewer to test the chunking (NEXUS_CUDA_NARROW_ELEMS) */
     int32_t *rows_host;    /* (2 · rows) host staging of the span tables */
     int32_t *rows_dev;     /* (2 · rows) the span tables on the device */

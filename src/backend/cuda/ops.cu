@@ -436,7 +436,8 @@ static bool gemm16_add(cublasOperation_t ta, cublasOperation_t tb, int m, int n,
     const lt_plan *p = lt_plan_for(ta, tb, m, n, k, lda, ldb, ldc, common_align(ptrs, 4));
     if (!p) return false;
     const float one = 1.0f;
-    cu_check_blas(cublasLtMatmul(CU.lt, p->op, &one, A, p->a, B, p->b, &one, C, p->c, D, p->c, &p->algo, CU.lt_work,
+    void *work = (char *)CU.narrow + CU_NARROW_BYTES; /* cublasLt's, after the narrowing area */
+    cu_check_blas(cublasLtMatmul(CU.lt, p->op, &one, A, p->a, B, p->b, &one, C, p->c, D, p->c, &p->algo, work,
                                  CU_LT_BYTES, cu_stream()),
                   "linear + residual (bf16)");
     return true;
