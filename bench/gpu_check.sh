@@ -29,6 +29,11 @@ tail_of() { tail -n 1 "$1" | tr -s ' '; }
 [ -d $M ] || { echo "gpu_check: needs ../shared (teacher-19m)"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2> /dev/null
 date -u
+# test_backend again with the residual adds in passes of their own (the
+# path taken where cuBLASLt has no algorithm for a product)
+NEXUS_CUDA_LT=0 "$BUILD/tests/test_backend" > "$out/test_backend_nolt.log" 2>&1 && s=ok || s=fail
+grep -q "^skip cuda" "$out/test_backend_nolt.log" && s=fail # no GPU
+check "test_backend, NEXUS_CUDA_LT=0" $s "$(tail_of "$out/test_backend_nolt.log")"
 for t in test_backend test_generate golden_model; do
     if "$BUILD/tests/$t" > "$out/$t.log" 2>&1; then s=ok; else s=fail; fi
     grep -q "^skip cuda" "$out/$t.log" && s=fail # a CUDA case that did not run: no GPU

@@ -350,6 +350,7 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
     CU.prec = NX_PREC_FP32;
     cu_check_blas(cublasSetMathMode(CU.blas, CUBLAS_PEDANTIC_MATH), "math mode");
     CU.native_bf16 = switched_on("NEXUS_CUDA_BF16_WEIGHTS");
+    CU.lt_on = switched_on("NEXUS_CUDA_LT");
     CU.narrow_elems = CU_NARROW_BYTES / 2;
     if (const char *ne = getenv("NEXUS_CUDA_NARROW_ELEMS"))
         CU.narrow_elems = atoll(ne) >= 4096 && atoll(ne) < CU.narrow_elems ? atoll(ne) : CU.narrow_elems;

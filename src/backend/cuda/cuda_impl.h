@@ -26,6 +26,7 @@ extern "C" {
 struct cu_state {
     cublasHandle_t blas;
     cublasLtHandle_t lt;   /* the products that add a residual (ops.cu, gemm16_add) */
+    bool lt_on;            /* off (NEXUS_CUDA_LT=0): the residual added in a pass of its own */
     cublasComputeType_t compute; /* of linear's products (nx_precision) */
     nx_precision prec;
     /* bf16 precision's bf16 operands for cuBLAS, on unless

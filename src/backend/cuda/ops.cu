@@ -432,6 +432,7 @@ static const lt_plan *lt_plan_for(cublasOperation_t ta, cublasOperation_t tb, in
 /* D = A·B + C, bf16 operands, f32 C and D (leading dimension ldc both) */
 static bool gemm16_add(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *A, int lda,
                        const void *B, int ldb, const float *C, float *D, int ldc) {
+    if (!CU.lt_on) return false;
     const void *ptrs[] = {A, B, C, D};
     const lt_plan *p = lt_plan_for(ta, tb, m, n, k, lda, ldb, ldc, common_align(ptrs, 4));
     if (!p) return false;
