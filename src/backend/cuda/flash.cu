@@ -4,8 +4,9 @@
  * For batches of whole sequences {b, 0, T} whose maps nobody keeps (a
  * teacher's forward, evaluation, and training through nx_attention_lse,
  * which also keeps each row's log-sum-exp for the backward below) in
- * bf16 precision: one block of four warps per 64 query rows of one
- * (sequence, head); each warp holds 16 rows' queries as bf16 mma fragments
+ * bf16 precision: one block of eight warps per 128 query rows of one
+ * (sequence, head) in the forward (four per 64 in the backward); each warp
+ * holds 16 rows' queries as bf16 mma fragments
  * and walks the key tiles of 64 that its rows can see (causal, and from
  * the first key of the window), with an online softmax (running max and
  * sum in f32, as FlashAttention-2): S = Q·Kᵀ and O += P·V are m16n8k16
@@ -18,6 +19,7 @@
  * same on every run. Head sizes 32, 64 and 128; others, fp32 and tf32
  * precision, and kept maps use attention_gemm.cu. */
 #include <initializer_list>
+#include <type_traits>
 
 #include "cuda_impl.h"
 
@@ -54,20 +56,29 @@ __device__ __forceinline__ void ldsm4(uint32_t *r, const bf16 *p) {
                      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 }
 
-/* c (16 × 64) = a (16 × D, A fragments) · Bᵀ, B a staged tile of 64 rows × D */
-template <int D>
-__device__ __forceinline__ void mul_abt(float (*c)[4], const uint32_t (*a)[4], const bf16 (*B)[D + 8], int lane) {
+/* c (16·MT × NK) = a (16·MT × D: MT row tiles of A fragments) · Bᵀ, B the
+ * rows kb..kb+NK of a staged tile of D columns. Each fragment of B read
+ * from shared memory feeds 2·MT products, so more row tiles a warp
+ * (MT = 2) halve the shared-memory reads per product. */
+template <int D, int MT, int NK>
+__device__ __forceinline__ void mul_abt(float (*c)[NK / 8][4], const uint32_t (*a)[D / 16][4], const bf16 (*B)[D + 8],
+                                        int kb, int lane) {
     const int m = lane / 8, r = lane % 8;
 #pragma unroll
-    for (int nt = 0; nt < FL_KEYS / 8; nt++) c[nt][0] = c[nt][1] = c[nt][2] = c[nt][3] = 0.0f;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-    for (int nt = 0; nt < FL_KEYS / 8; nt += 2)
+        for (int nt = 0; nt < NK / 8; nt++) c[mt][nt][0] = c[mt][nt][1] = c[mt][nt][2] = c[mt][nt][3] = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < NK / 8; nt += 2)
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
-            uint32_t b[4]; /* rows nt·8.. and (nt+1)·8.., columns kk·16 and kk·16 + 8 */
-            ldsm4<false>(b, &B[(nt + m / 2) * 8 + r][kk * 16 + (m % 2) * 8]);
-            mma16816(c[nt], a[kk], b[0], b[1]);
-            mma16816(c[nt + 1], a[kk], b[2], b[3]);
+            uint32_t b[4]; /* rows kb + nt·8.. and kb + (nt+1)·8.., columns kk·16 and kk·16 + 8 */
+            ldsm4<false>(b, &B[kb + (nt + m / 2) * 8 + r][kk * 16 + (m % 2) * 8]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma16816(c[mt][nt], a[mt][kk], b[0], b[1]);
+                mma16816(c[mt][nt + 1], a[mt][kk], b[2], b[3]);
+            }
         }
 }
 
@@ -79,20 +90,26 @@ __device__ __forceinline__ void acc_to_a(uint32_t *a, const float (*c)[4], int k
     a[3] = pack_bf16(c[2 * kk + 1][2], c[2 * kk + 1][3]);
 }
 
-/* acc (16 × D) += p (16 × 64 accumulators, rounded to bf16) · B, B a staged tile of 64 rows × D */
-template <int D>
-__device__ __forceinline__ void mul_pb(float (*acc)[4], const float (*p)[4], const bf16 (*B)[D + 8], int lane) {
+/* acc (16·MT × D) += p (16·MT × NK accumulators, rounded to bf16) · B, B the
+ * rows kb..kb+NK of a staged tile of D columns */
+template <int D, int MT, int NK>
+__device__ __forceinline__ void mul_pb(float (*acc)[D / 8][4], const float (*p)[NK / 8][4], const bf16 (*B)[D + 8],
+                                       int kb, int lane) {
     const int m = lane / 8, r = lane % 8;
 #pragma unroll
-    for (int kk = 0; kk < FL_KEYS / 16; kk++) {
-        uint32_t pa[4];
-        acc_to_a(pa, p, kk);
+    for (int kk = 0; kk < NK / 16; kk++) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) acc_to_a(pa[mt], p[mt], kk);
 #pragma unroll
         for (int n = 0; n < D / 8; n += 2) {
-            uint32_t b[4]; /* rows kk·16.. and kk·16 + 8.., columns n·8 and (n+1)·8, transposed */
-            ldsm4<true>(b, &B[kk * 16 + (m % 2) * 8 + r][(n + m / 2) * 8]);
-            mma16816(acc[n], pa, b[0], b[1]);
-            mma16816(acc[n + 1], pa, b[2], b[3]);
+            uint32_t b[4]; /* rows kb + kk·16.. and kb + kk·16 + 8.., columns n·8 and (n+1)·8, transposed */
+            ldsm4<true>(b, &B[kb + kk * 16 + (m % 2) * 8 + r][(n + m / 2) * 8]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma16816(acc[mt][n], pa[mt], b[0], b[1]);
+                mma16816(acc[mt][n + 1], pa[mt], b[2], b[3]);
+            }
         }
     }
 }
@@ -134,10 +151,17 @@ __device__ __forceinline__ void load_a(uint32_t (*a)[4], const float *base, int6
     }
 }
 
-/* Do all of rows r0..r0+15 see all of keys k0..k0+63 (and both lie inside T)?
- * Then a tile needs no element mask. */
-__device__ __forceinline__ bool tile_seen(int r0, int k0, int T, int window) {
-    return k0 + FL_KEYS - 1 <= r0 && r0 + 15 < T && k0 >= first_key(r0 + 15, window);
+/* Do all of rows r0..r0+n-1 see all of keys k0..k0+63 (and both lie inside
+ * T)? Then a tile needs no element mask. */
+__device__ __forceinline__ bool tile_seen(int r0, int n, int k0, int T, int window) {
+    return k0 + FL_KEYS - 1 <= r0 && r0 + n - 1 < T && k0 >= first_key(r0 + n - 1, window);
+}
+
+/* Can any of rows r0..r0+n-1 see a key of the tile from k0 (causal, the
+ * window's first key, the sequence's end)? A warp skips a tile none of its
+ * rows sees: a block of more rows than a tile spans the diagonal twice. */
+__device__ __forceinline__ bool tile_sees(int r0, int n, int k0, int T, int window) {
+    return r0 < T && k0 <= r0 + n - 1 && k0 + FL_KEYS - 1 >= first_key(r0, window);
 }
 
 /* The query tile of this block, the grid's x running from the last tile
@@ -219,73 +243,96 @@ __device__ __forceinline__ void next_tile(bool more, F issue, int buf) {
 
 /* ---- forward ---- */
 
-/* One key tile of a warp's 16 query rows: S = Q·Kᵀ, mask, online softmax, O += P·V. */
-template <int D>
-__device__ __forceinline__ void fwd_tile(float (*o)[4], float *m, float *l, const uint32_t (*qa)[4],
-                                         const bf16 (*Ks)[D + 8], const bf16 (*Vs)[D + 8], int wrow, int key0, int T,
-                                         int window, float scale_log2, int lane) {
+/* One key tile of a warp's 16·MT query rows: S = Q·Kᵀ, mask (MASK: the
+ * tile crosses the diagonal, the window's edge or the end), online
+ * softmax, O += P·V. m holds each row's running maximum of scale·log2(e)·S. */
+template <int D, int MT, bool MASK>
+__device__ __forceinline__ void fwd_tile(float (*o)[D / 8][4], float (*m)[2], float (*l)[2],
+                                         const uint32_t (*qa)[D / 16][4], const bf16 (*Ks)[D + 8],
+                                         const bf16 (*Vs)[D + 8], int wrow, int key0, int T, int window,
+                                         float scale_log2, int lane) {
     const int g = lane / 4, tq = lane % 4;
-    float s[FL_KEYS / 8][4];
-    mul_abt<D>(s, qa, Ks, lane);
-    const bool full = tile_seen(wrow, key0, T, window);
-    /* rows wrow+g (half 0) and wrow+g+8 (half 1) */
+    float s[MT][FL_KEYS / 8][4];
+    mul_abt<D, MT, FL_KEYS>(s, qa, Ks, 0, lane);
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
-        int i = wrow + g + 8 * half, j0 = first_key(i, window);
-        float mx = -INFINITY;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int nt = 0; nt < FL_KEYS / 8; nt++)
+        for (int half = 0; half < 2; half++) { /* rows wrow + 16·mt + g (+ 8) */
+            const int i = wrow + 16 * mt + g + 8 * half, j0 = MASK ? first_key(i, window) : 0;
+            float mx = -INFINITY;
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int j = key0 + nt * 8 + 2 * tq + e;
-                float v = full || (j <= i && j >= j0 && i < T) ? s[nt][2 * half + e] * scale_log2 : -INFINITY;
-                s[nt][2 * half + e] = v;
-                mx = fmaxf(mx, v);
-            }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        float mnew = fmaxf(m[half], mx);
-        float base = mnew == -INFINITY ? 0.0f : mnew; /* a row that has seen no key yet */
-        float alpha = exp2f(m[half] - base);
-        m[half] = mnew;
-        float sum = 0.0f;
+            for (int nt = 0; nt < FL_KEYS / 8; nt++)
 #pragma unroll
-        for (int nt = 0; nt < FL_KEYS / 8; nt++)
+                for (int e = 0; e < 2; e++) {
+                    float &v = s[mt][nt][2 * half + e];
+                    if (MASK) {
+                        int j = key0 + nt * 8 + 2 * tq + e;
+                        if (!(j <= i && j >= j0 && i < T)) v = -INFINITY;
+                    }
+                    mx = fmaxf(mx, v);
+                }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float mnew = fmaxf(m[mt][half], mx * scale_log2);
+            float base = mnew == -INFINITY ? 0.0f : mnew; /* a row that has seen no key yet */
+            float alpha = exp2f(m[mt][half] - base);
+            m[mt][half] = mnew;
+            float sum = 0.0f;
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                float p = exp2f(s[nt][2 * half + e] - base);
-                s[nt][2 * half + e] = p;
-                sum += p;
-            }
-        l[half] = l[half] * alpha + sum;
+            for (int nt = 0; nt < FL_KEYS / 8; nt++)
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) o[n][2 * half] *= alpha, o[n][2 * half + 1] *= alpha;
-    }
-    mul_pb<D>(o, s, Vs, lane);
+                for (int e = 0; e < 2; e++) {
+                    float p = exp2f(fmaf(s[mt][nt][2 * half + e], scale_log2, -base));
+                    s[mt][nt][2 * half + e] = p;
+                    sum += p;
+                }
+            l[mt][half] = l[mt][half] * alpha + sum;
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) o[mt][n][2 * half] *= alpha, o[mt][n][2 * half + 1] *= alpha;
+        }
+    mul_pb<D, MT, FL_KEYS>(o, s, Vs, 0, lane);
 }
 
-/* grid (⌈T/64⌉, B·NH), 128 threads. q: row b·T + t at q + r·ldq + h·D;
- * keys and values of sequence b at kv.{k,v} + b·kv.seq + j·kv.row + kh·D,
- * or (PACKED) packed at kp, vp; out: row r at out + r·NH·D + h·D. */
-template <int D, bool PACKED>
+/* The tile of a warp's rows if any of them sees it, without element masks
+ * where all of them see all of it. */
+template <int D, int MT>
+__device__ __forceinline__ void fwd_tile_seen(float (*o)[D / 8][4], float (*m)[2], float (*l)[2],
+                                              const uint32_t (*qa)[D / 16][4], const bf16 (*Ks)[D + 8],
+                                              const bf16 (*Vs)[D + 8], int wrow, int key0, int T, int window,
+                                              float scale_log2, int lane) {
+    if (!tile_sees(wrow, 16 * MT, key0, T, window)) return;
+    if (tile_seen(wrow, 16 * MT, key0, T, window))
+        fwd_tile<D, MT, false>(o, m, l, qa, Ks, Vs, wrow, key0, T, window, scale_log2, lane);
+    else
+        fwd_tile<D, MT, true>(o, m, l, qa, Ks, Vs, wrow, key0, T, window, scale_log2, lane);
+}
+
+/* grid (⌈T/(64·MT)⌉, B·NH), 128 threads, 16·MT query rows a warp. q: row
+ * b·T + t at q + r·ldq + h·D; keys and values of sequence b at kv.{k,v} +
+ * b·kv.seq + j·kv.row + kh·D, or (PACKED) packed at kp, vp; out: row r at
+ * out + r·NH·D + h·D. */
+template <int D, bool PACKED, int MT>
 __global__ void __launch_bounds__(FL_WARPS * 32)
     flash_fwd_k(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, const bf16 *kp, const bf16 *vp, int T,
                 int NH, int G, int window, float scale_log2, bool v4) {
-    constexpr int S = PACKED ? 2 : 1;
+    constexpr int S = PACKED ? 2 : 1, ROWS = 16 * MT * FL_WARPS;
     __shared__ __align__(16) bf16 Ks[S][FL_KEYS][D + 8];
     __shared__ __align__(16) bf16 Vs[S][FL_KEYS][D + 8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / G;
-    const int row0 = last_tile_first() * FL_ROWS, wrow = row0 + warp * 16;
+    const int row0 = last_tile_first() * ROWS, wrow = row0 + warp * 16 * MT;
 
-    uint32_t qa[D / 16][4];
-    load_a<D>(qa, q + (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow, T, g, tq);
-    float o[D / 8][4];
+    uint32_t qa[MT][D / 16][4];
+    float o[MT][D / 8][4], m[MT][2], l[MT][2];
 #pragma unroll
-    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int mt = 0; mt < MT; mt++) {
+        load_a<D>(qa[mt], q + (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow + 16 * mt, T, g, tq);
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+        m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+    }
 
-    int last = row0 + FL_ROWS - 1 < T - 1 ? row0 + FL_ROWS - 1 : T - 1;
+    int last = row0 + ROWS - 1 < T - 1 ? row0 + ROWS - 1 : T - 1;
     int kt0 = first_key(row0, window) / FL_KEYS, kt1 = last / FL_KEYS;
     if constexpr (PACKED) {
         const int64_t at = ((int64_t)b * (NH / G) + kh) * T * D;
@@ -298,7 +345,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
         for (int kt = kt0; kt <= kt1; kt++) {
             int buf = (kt - kt0) & 1;
             next_tile(kt < kt1, [&](int nb) { issue(kt + 1, nb); }, buf);
-            fwd_tile<D>(o, m, l, qa, Ks[buf], Vs[buf], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
+            fwd_tile_seen<D, MT>(o, m, l, qa, Ks[buf], Vs[buf], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
             __syncthreads(); /* its readers are done before the copies into it two steps on */
         }
     } else {
@@ -308,23 +355,26 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
             stage<D>(Ks[0], K, kv.row, kt * FL_KEYS, T, v4);
             stage<D>(Vs[0], V, kv.row, kt * FL_KEYS, T, v4);
             __syncthreads();
-            fwd_tile<D>(o, m, l, qa, Ks[0], Vs[0], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
+            fwd_tile_seen<D, MT>(o, m, l, qa, Ks[0], Vs[0], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
         }
     }
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
-        float sum = l[half];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        int i = wrow + g + 8 * half;
-        if (i >= T) continue;
-        if (lse && tq == 0) lse[(int64_t)bh * T + i] = (m[half] + log2f(sum)) * 0.6931471805599453f;
-        float inv = 1.0f / sum;
-        float *orow = out + ((int64_t)b * T + i) * NH * D + (int64_t)h * D;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int n = 0; n < D / 8; n++)
-            *(float2 *)(orow + n * 8 + 2 * tq) = make_float2(o[n][2 * half] * inv, o[n][2 * half + 1] * inv);
-    }
+        for (int half = 0; half < 2; half++) {
+            float sum = l[mt][half];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            int i = wrow + 16 * mt + g + 8 * half;
+            if (i >= T) continue;
+            if (lse && tq == 0) lse[(int64_t)bh * T + i] = (m[mt][half] + log2f(sum)) * 0.6931471805599453f;
+            float inv = 1.0f / sum;
+            float *orow = out + ((int64_t)b * T + i) * NH * D + (int64_t)h * D;
+#pragma unroll
+            for (int n = 0; n < D / 8; n++)
+                *(float2 *)(orow + n * 8 + 2 * tq) =
+                    make_float2(o[mt][n][2 * half] * inv, o[mt][n][2 * half + 1] * inv);
+        }
 }
 
 /* Can tiles be read with 16-byte loads: every row stride a multiple of 4
@@ -347,15 +397,24 @@ int packed_sequences(int D, int64_t elems, int B) {
     return (int)(n < B ? n : B);
 }
 
+/* Rows a warp: 32 (two row tiles, MT = 2) for head sizes up to 64, where
+ * the registers allow it, or 16 where NEXUS_CUDA_FLASH_MT=1 (to measure
+ * against). */
 template <int D>
-void launch(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
-            int window) {
+int row_tiles() {
+    static const bool one = getenv("NEXUS_CUDA_FLASH_MT") && atoi(getenv("NEXUS_CUDA_FLASH_MT")) == 1;
+    return D <= 64 && !one ? 2 : 1;
+}
+
+template <int D, int MT>
+void launch_mt(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
+               int window) {
     float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
     bool v4 = aligned4({q, kv.k, kv.v}, {ldq, kv.row, kv.seq});
-    unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
+    unsigned tiles = (unsigned)((T + 64 * MT - 1) / (64 * MT));
     int nb = packed_sequences(D, 2LL * KVH * T * D, B);
     if (nb == 0) {
-        flash_fwd_k<D, false><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
+        flash_fwd_k<D, false, MT><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
             out, lse, q, ldq, kv, nullptr, nullptr, T, NH, NH / KVH, window, scale_log2, v4);
     } else if constexpr (D <= 64) {
         bf16 *kp = (bf16 *)CU.narrow, *vp = kp + (int64_t)nb * KVH * T * D;
@@ -364,12 +423,19 @@ void launch(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B
             nx_kv c = {kv.k + b0 * kv.seq, kv.v + b0 * kv.seq, kv.row, kv.seq};
             pack<D>(kp, c.k, kv.row, kv.seq, n, T, KVH);
             pack<D>(vp, c.v, kv.row, kv.seq, n, T, KVH);
-            flash_fwd_k<D, true><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
+            flash_fwd_k<D, true, MT><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
                 out + (int64_t)b0 * T * NH * D, lse ? lse + (int64_t)b0 * NH * T : nullptr, q + (int64_t)b0 * T * ldq,
                 ldq, c, kp, vp, T, NH, NH / KVH, window, scale_log2, v4);
         }
     }
     CU_LAUNCHED("flash attention");
+}
+
+template <int D>
+void launch(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
+            int window) {
+    if (D <= 64 && row_tiles<D>() == 2) launch_mt<D, D <= 64 ? 2 : 1>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
+    else launch_mt<D, 1>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
 }
 
 /* ---- backward (head sizes 32 and 64) ---------------------------------------
@@ -419,52 +485,68 @@ struct bwd_args {
     bool v4;
 };
 
-/* One key tile of a warp's 16 query rows: dS = P ⊙ (dO·Vᵀ − D), dQ += dS·K. */
-template <int D>
-__device__ __forceinline__ void dq_tile(float (*acc)[4], const uint32_t (*qa)[4], const uint32_t (*da)[4],
-                                        const float *L2, const float *Dr, const bf16 (*Ks)[D + 8],
-                                        const bf16 (*Vs)[D + 8], int wrow, int key0, const bwd_args &a, int lane) {
+/* One key tile of a warp's 16·MT query rows, in halves of 32 keys (fewer
+ * registers): dS = P ⊙ (dO·Vᵀ − D), dQ += dS·K; L2: each row's log-sum-exp
+ * in log2 units, Dr its row dot; MASK as in the forward. */
+template <int D, int MT, bool MASK>
+__device__ __forceinline__ void dq_tile(float (*acc)[D / 8][4], const uint32_t (*qa)[D / 16][4],
+                                        const uint32_t (*da)[D / 16][4], const float (*L2)[2], const float (*Dr)[2],
+                                        const bf16 (*Ks)[D + 8], const bf16 (*Vs)[D + 8], int wrow, int key0,
+                                        const bwd_args &a, int lane) {
     const int g = lane / 4, tq = lane % 4;
     const float scale_log2 = a.scale * 1.4426950408889634f;
-    float s[FL_KEYS / 8][4], dp[FL_KEYS / 8][4];
-    mul_abt<D>(s, qa, Ks, lane);  /* S = Q·Kᵀ */
-    mul_abt<D>(dp, da, Vs, lane); /* dP = dO·Vᵀ */
-    const bool full = tile_seen(wrow, key0, a.T, a.window);
+#pragma unroll 1
+    for (int kb = 0; kb < FL_KEYS; kb += 32) {
+        float s[MT][4][4], dp[MT][4][4];
+        mul_abt<D, MT, 32>(s, qa, Ks, kb, lane);  /* S = Q·Kᵀ */
+        mul_abt<D, MT, 32>(dp, da, Vs, kb, lane); /* dP = dO·Vᵀ */
 #pragma unroll
-    for (int nt = 0; nt < FL_KEYS / 8; nt++)
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int half = e / 2, i = wrow + g + 8 * half, j = key0 + nt * 8 + 2 * tq + e % 2;
-            bool seen = full || (i < a.T && j <= i && j >= first_key(i, a.window));
-            float p = seen ? exp2f(s[nt][e] * scale_log2 - L2[half]) : 0.0f;
-            s[nt][e] = p * (dp[nt][e] - Dr[half]);
-        }
-    mul_pb<D>(acc, s, Ks, lane); /* dQ += dS·K */
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int half = e / 2, i = wrow + 16 * mt + g + 8 * half, j = key0 + kb + nt * 8 + 2 * tq + e % 2;
+                    bool seen = !MASK || (i < a.T && j <= i && j >= first_key(i, a.window));
+                    float p = seen ? exp2f(fmaf(s[mt][nt][e], scale_log2, -L2[mt][half])) : 0.0f;
+                    s[mt][nt][e] = p * (dp[mt][nt][e] - Dr[mt][half]);
+                }
+        mul_pb<D, MT, 32>(acc, s, Ks, kb, lane); /* dQ += dS·K */
+    }
 }
 
-/* grid (⌈T/64⌉, B·NH): dq of 64 query rows */
-template <int D, bool PACKED>
+/* grid (⌈T/(64·MT)⌉, B·NH): dq of 64·MT query rows, 16·MT a warp */
+template <int D, bool PACKED, int MT>
 __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_args a) {
-    constexpr int S = PACKED ? 2 : 1;
+    constexpr int S = PACKED ? 2 : 1, ROWS = 16 * MT * FL_WARPS;
     __shared__ __align__(16) bf16 Ks[S][FL_KEYS][D + 8];
     __shared__ __align__(16) bf16 Vs[S][FL_KEYS][D + 8];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int T = a.T, NH = a.NH, bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / a.G;
-    const int row0 = last_tile_first() * FL_ROWS, wrow = row0 + warp * 16;
-    uint32_t qa[D / 16][4], da[D / 16][4];
-    load_a<D>(qa, a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow, T, g, tq);
-    load_a<D>(da, a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, wrow, T, g, tq);
-    float L2[2], Dr[2];
+    const int row0 = last_tile_first() * ROWS, wrow = row0 + warp * 16 * MT;
+    uint32_t qa[MT][D / 16][4], da[MT][D / 16][4];
+    float L2[MT][2], Dr[MT][2], acc[MT][D / 8][4];
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
-        int i = wrow + g + 8 * half;
-        L2[half] = i < T ? a.lse[(int64_t)bh * T + i] * 1.4426950408889634f : 0.0f;
-        Dr[half] = i < T ? a.rowdot[(int64_t)bh * T + i] : 0.0f;
+    for (int mt = 0; mt < MT; mt++) {
+        load_a<D>(qa[mt], a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow + 16 * mt, T, g, tq);
+        load_a<D>(da[mt], a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, wrow + 16 * mt, T, g,
+                  tq);
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            int i = wrow + 16 * mt + g + 8 * half;
+            L2[mt][half] = i < T ? a.lse[(int64_t)bh * T + i] * 1.4426950408889634f : 0.0f;
+            Dr[mt][half] = i < T ? a.rowdot[(int64_t)bh * T + i] : 0.0f;
+        }
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
     }
-    float acc[D / 8][4];
-#pragma unroll
-    for (int n = 0; n < D / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
-    int last = row0 + FL_ROWS - 1 < T - 1 ? row0 + FL_ROWS - 1 : T - 1;
+    /* a tile the warp's rows see, unmasked where they see all of it */
+    auto tile = [&](const bf16 (*Kt)[D + 8], const bf16 (*Vt)[D + 8], int key0) {
+        if (!tile_sees(wrow, 16 * MT, key0, T, a.window)) return;
+        if (tile_seen(wrow, 16 * MT, key0, T, a.window)) dq_tile<D, MT, false>(acc, qa, da, L2, Dr, Kt, Vt, wrow, key0, a, lane);
+        else dq_tile<D, MT, true>(acc, qa, da, L2, Dr, Kt, Vt, wrow, key0, a, lane);
+    };
+    int last = row0 + ROWS - 1 < T - 1 ? row0 + ROWS - 1 : T - 1;
     int kt0 = first_key(row0, a.window) / FL_KEYS, kt1 = last / FL_KEYS;
     if constexpr (PACKED) {
         const int64_t at = ((int64_t)b * (NH / a.G) + kh) * T * D;
@@ -477,7 +559,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
         for (int kt = kt0; kt <= kt1; kt++) {
             int buf = (kt - kt0) & 1;
             next_tile(kt < kt1, [&](int nb) { issue(kt + 1, nb); }, buf);
-            dq_tile<D>(acc, qa, da, L2, Dr, Ks[buf], Vs[buf], wrow, kt * FL_KEYS, a, lane);
+            tile(Ks[buf], Vs[buf], kt * FL_KEYS);
             __syncthreads();
         }
     } else {
@@ -488,26 +570,27 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
             stage<D>(Ks[0], K, a.ld, kt * FL_KEYS, T, a.v4);
             stage<D>(Vs[0], V, a.ld, kt * FL_KEYS, T, a.v4);
             __syncthreads();
-            dq_tile<D>(acc, qa, da, L2, Dr, Ks[0], Vs[0], wrow, kt * FL_KEYS, a, lane);
+            tile(Ks[0], Vs[0], kt * FL_KEYS);
         }
     }
-    store_rows<D>(dq + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, acc, a.scale, wrow, T, g, tq);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        store_rows<D>(dq + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, acc[mt], a.scale, wrow + 16 * mt, T, g, tq);
 }
 
 /* One query tile of a warp's 16 keys: Pᵀ, dSᵀ = Pᵀ ⊙ (V·dOᵀ − D), dV += Pᵀ·dO, dK += dSᵀ·Q;
- * Ls: the tile's log-sum-exps (natural), Ds its row dots. */
-template <int D>
-__device__ __forceinline__ void dkv_tile(float (*adk)[4], float (*adv)[4], const uint32_t (*ka)[4],
-                                         const uint32_t (*va)[4], const bf16 (*Qs)[D + 8], const bf16 (*Os)[D + 8],
-                                         const float *Ls, const float *Ds, int wkey, int q0, const bwd_args &a,
-                                         int lane) {
+ * Ls: the tile's log-sum-exps (natural), Ds its row dots; MASK: not every
+ * query of the tile sees every key of the warp. */
+template <int D, bool MASK>
+__device__ __forceinline__ void dkv_tile(float (*adk)[D / 8][4], float (*adv)[D / 8][4],
+                                         const uint32_t (*ka)[D / 16][4], const uint32_t (*va)[D / 16][4],
+                                         const bf16 (*Qs)[D + 8], const bf16 (*Os)[D + 8], const float *Ls,
+                                         const float *Ds, int wkey, int q0, const bwd_args &a, int lane) {
     const int g = lane / 4, tq = lane % 4, T = a.T, window = a.window;
     const float scale_log2 = a.scale * 1.4426950408889634f;
-    float st[FL_ROWS / 8][4], dpt[FL_ROWS / 8][4];
-    mul_abt<D>(st, ka, Qs, lane);  /* Sᵀ = K·Qᵀ */
-    mul_abt<D>(dpt, va, Os, lane); /* dPᵀ = V·dOᵀ */
-    /* every key of the warp seen by every query of the tile */
-    const bool full = wkey + 15 <= q0 && q0 + FL_ROWS - 1 < T && (window == 0 || q0 + FL_ROWS - 1 - wkey < window);
+    float st[1][FL_ROWS / 8][4], dpt[1][FL_ROWS / 8][4];
+    mul_abt<D, 1, FL_ROWS>(st, ka, Qs, 0, lane);  /* Sᵀ = K·Qᵀ */
+    mul_abt<D, 1, FL_ROWS>(dpt, va, Os, 0, lane); /* dPᵀ = V·dOᵀ */
 #pragma unroll
     for (int nt = 0; nt < FL_ROWS / 8; nt++) {
         float2 Lc = *(const float2 *)&Ls[nt * 8 + 2 * tq], Dc = *(const float2 *)&Ds[nt * 8 + 2 * tq];
@@ -515,14 +598,14 @@ __device__ __forceinline__ void dkv_tile(float (*adk)[4], float (*adv)[4], const
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int j = wkey + g + 8 * (e / 2), i = q0 + nt * 8 + 2 * tq + e % 2;
-            bool seen = full || (i < T && j < T && j <= i && (window == 0 || i - j < window));
-            float p = seen ? exp2f(st[nt][e] * scale_log2 - (e % 2 ? Lc.y : Lc.x)) : 0.0f;
-            st[nt][e] = p;
-            dpt[nt][e] = p * (dpt[nt][e] - (e % 2 ? Dc.y : Dc.x));
+            bool seen = !MASK || (i < T && j < T && j <= i && (window == 0 || i - j < window));
+            float p = seen ? exp2f(fmaf(st[0][nt][e], scale_log2, -(e % 2 ? Lc.y : Lc.x))) : 0.0f;
+            st[0][nt][e] = p;
+            dpt[0][nt][e] = p * (dpt[0][nt][e] - (e % 2 ? Dc.y : Dc.x));
         }
     }
-    mul_pb<D>(adv, st, Os, lane);  /* dV += Pᵀ·dO */
-    mul_pb<D>(adk, dpt, Qs, lane); /* dK += dSᵀ·Q */
+    mul_pb<D, 1, FL_ROWS>(adv, st, Os, 0, lane);  /* dV += Pᵀ·dO */
+    mul_pb<D, 1, FL_ROWS>(adk, dpt, Qs, 0, lane); /* dK += dSᵀ·Q */
 }
 
 /* grid (⌈T/64⌉, B·KVH): dk and dv of 64 keys of one kv head, over the
@@ -537,14 +620,20 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int T = a.T, NH = a.NH, G = a.G, KVH = NH / G, bk = blockIdx.y, b = bk / KVH, kh = bk % KVH;
     const int key0 = blockIdx.x * FL_KEYS, wkey = key0 + warp * 16;
-    uint32_t ka[D / 16][4], va[D / 16][4];
-    load_a<D>(ka, a.k + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
-    load_a<D>(va, a.v + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
-    float adk[D / 8][4], adv[D / 8][4];
+    uint32_t ka[1][D / 16][4], va[1][D / 16][4];
+    load_a<D>(ka[0], a.k + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
+    load_a<D>(va[0], a.v + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
+    float adk[1][D / 8][4], adv[1][D / 8][4];
 #pragma unroll
     for (int n = 0; n < D / 8; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) adk[n][e] = adv[n][e] = 0.0f;
+        for (int e = 0; e < 4; e++) adk[0][n][e] = adv[0][n][e] = 0.0f;
+    /* a query tile, unmasked where each of its queries sees every key of the warp */
+    auto tile = [&](const bf16 (*Qt)[D + 8], const bf16 (*Ot)[D + 8], const float *Lt, const float *Dt, int q0) {
+        if (wkey + 15 <= q0 && q0 + FL_ROWS - 1 < T && (a.window == 0 || q0 + FL_ROWS - 1 - wkey < a.window))
+            dkv_tile<D, false>(adk, adv, ka, va, Qt, Ot, Lt, Dt, wkey, q0, a, lane);
+        else dkv_tile<D, true>(adk, adv, ka, va, Qt, Ot, Lt, Dt, wkey, q0, a, lane);
+    };
     int klast = key0 + FL_KEYS - 1 < T - 1 ? key0 + FL_KEYS - 1 : T - 1;
     int qlast = a.window > 0 && klast + a.window - 1 < T - 1 ? klast + a.window - 1 : T - 1;
     /* steps: (head gi of the group, query tile qt), heads outer */
@@ -567,8 +656,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
         for (int it = 0; it < steps; it++) {
             int buf = it & 1;
             next_tile(it + 1 < steps, [&](int nb) { issue(it + 1, nb); }, buf);
-            dkv_tile<D>(adk, adv, ka, va, Qs[buf], Os[buf], Ls[buf], Ds[buf], wkey, (qt0 + it % nq) * FL_ROWS, a,
-                        lane);
+            tile(Qs[buf], Os[buf], Ls[buf], Ds[buf], (qt0 + it % nq) * FL_ROWS);
             __syncthreads();
         }
     } else {
@@ -582,11 +670,11 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
                 Ds[0][i] = q0 + i < T ? a.rowdot[lse_row(gi) + q0 + i] : 0.0f;
             }
             __syncthreads();
-            dkv_tile<D>(adk, adv, ka, va, Qs[0], Os[0], Ls[0], Ds[0], wkey, q0, a, lane);
+            tile(Qs[0], Os[0], Ls[0], Ds[0], q0);
         }
     }
-    store_rows<D>(dk + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adk, a.scale, wkey, T, g, tq);
-    store_rows<D>(dv + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adv, 1.0f, wkey, T, g, tq);
+    store_rows<D>(dk + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adk[0], a.scale, wkey, T, g, tq);
+    store_rows<D>(dv + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adv[0], 1.0f, wkey, T, g, tq);
 }
 
 template <int D>
@@ -598,9 +686,18 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
     bwd_args a = {dout, lse,    rowdot, q, k, v, nullptr, nullptr, nullptr, nullptr, ld, T, NH, NH / KVH, window,
                   1.0f / sqrtf((float)D), aligned4({q, k, v, dout}, {ld, (int64_t)NH * D})};
     unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
+    const bool mt2 = D <= 64 && row_tiles<D>() == 2;
+    /* dq of rows r.. of chunk c (packed or not) */
+    auto launch_dq = [&](float *out_dq, const bwd_args &c, int n, auto packed) {
+        constexpr bool P = decltype(packed)::value;
+        if (mt2)
+            flash_bwd_dq_k<D, P, D <= 64 ? 2 : 1><<<dim3((T + 127) / 128, (unsigned)(n * NH)), FL_WARPS * 32, 0,
+                                                   cu_stream()>>>(out_dq, c);
+        else flash_bwd_dq_k<D, P, 1><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(out_dq, c);
+    };
     int nb = packed_sequences(D, 2LL * (NH + KVH) * T * D, B);
     if (nb == 0) {
-        flash_bwd_dq_k<D, false><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32, 0, cu_stream()>>>(dq, a);
+        launch_dq(dq, a, B, std::false_type());
         flash_bwd_dkv_k<D, false><<<dim3(tiles, (unsigned)(B * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk, dv, a);
         CU_LAUNCHED("flash attention backward");
         return;
@@ -618,7 +715,7 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
         pack<D>(dop, c.dout, (int64_t)NH * D, (int64_t)T * NH * D, n, T, NH);
         pack<D>(kp, c.k, ld, T * ld, n, T, KVH);
         pack<D>(vp, c.v, ld, T * ld, n, T, KVH);
-        flash_bwd_dq_k<D, true><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(dq + r * ld, c);
+        launch_dq(dq + r * ld, c, n, std::true_type());
         flash_bwd_dkv_k<D, true>
             <<<dim3(tiles, (unsigned)(n * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk + r * ld, dv + r * ld, c);
     }
