@@ -4,11 +4,11 @@
  * For batches of whole sequences {b, 0, T} whose maps nobody keeps (a
  * teacher's forward, evaluation, and training through nx_attention_lse,
  * which also keeps each row's log-sum-exp for the backward below) in
- * bf16 precision: one block of eight warps per 128 query rows of one
- * (sequence, head) in the forward (four per 64 in the backward); each warp
- * holds 16 rows' queries as bf16 mma fragments
- * and walks the key tiles of 64 that its rows can see (causal, and from
- * the first key of the window), with an online softmax (running max and
+ * bf16 precision: one block of four warps per 128 query rows of one
+ * (sequence, head) (64 keys in the backward's dk, dv); each warp holds 32
+ * rows' queries (16 for head size 128) as bf16 mma fragments and walks
+ * the key tiles of 64 that its rows can see (causal, and from the first
+ * key of the window), with an online softmax (running max and
  * sum in f32, as FlashAttention-2): S = Q·Kᵀ and O += P·V are m16n8k16
  * bf16 products with f32 accumulation. Tiles are staged in shared memory
  * as bf16, row-major, with vector loads; ldmatrix reads the fragments,
