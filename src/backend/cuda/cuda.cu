@@ -98,8 +98,12 @@ void cu_mem_info(nx_backend *, nx_mem_info *o) {
 
 void cu_free(nx_backend *, void *p) { counted_free(p); }
 
+/* In stream order, without waiting for the ops queued before it: from
+ * pageable memory the copy is staged before the call returns, so src may
+ * be reused at once (cudaMemcpy would first wait for the device to finish
+ * its queue, leaving it idle while the next ops are queued). */
 void cu_upload(nx_backend *, void *dst, const void *src, size_t n) {
-    cu_check(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "upload");
+    cu_check(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, cu_stream()), "upload");
 }
 
 void cu_download(nx_backend *, void *dst, const void *src, size_t n) {
