@@ -406,9 +406,9 @@ TEST(distill_loss_fused_equals_separate) {
                 float temp = kind == 0 ? 0.5f : kind == 1 ? 1.0f : 2.0f, w_ce = it % 4 == 3 ? 0.0f : 0.3f;
                 bool grads = it != 2, teach = kind >= 0;
                 nx_kd_kind k = teach ? (nx_kd_kind)kind : NX_KD_FORWARD_KL;
-                nx_distill_loss(REF, &l[0], &l[1], k, temp, grads ? d : NULL, w_ce, 0.7f, s, teach ? t : NULL, tg,
+                nx_distill_loss(REF, &l[0], &l[1], k, temp, grads ? d : NULL, NX_F32, w_ce, 0.7f, s, teach ? t : NULL, tg,
                                 N, V);
-                nx_distill_loss(be, ld, ld + 1, k, temp, grads ? dd : NULL, w_ce, 0.7f, sd, teach ? td : NULL, tgd,
+                nx_distill_loss(be, ld, ld + 1, k, temp, grads ? dd : NULL, NX_F32, w_ce, 0.7f, sd, teach ? td : NULL, tgd,
                                 N, V);
                 double got[2];
                 nx_backend_download(be, got, ld, sizeof got);
@@ -697,7 +697,8 @@ TEST(cuda_bf16_activations) {
         float *dh = rnd(nx, 1), *dgu = malloc(8 * nx), *dhd = up(be, dh, 4 * nx);
         nx_swiglu_backward(REF, dgu, dh, gu, N, IC);
         nx_swiglu_backward_from(be, gud, dhd, gu16d, NX_BF16, N, IC); /* gud: its f32 gu no longer needed */
-        EXPECT(rel_err(be, gud, dgu, 2 * nx), 1e-5, "swiglu backward from bf16");
+        round_bf16(dgu, 2 * nx);
+        EXPECT(rel_err_bf16(be, gud, dgu, 2 * nx), 4e-3, "swiglu backward from and into bf16");
         nx_backend_free(be, gu16d), nx_backend_free(be, dhd);
         free(gu16), free(dh), free(dgu);
         /* linear and its backward from bf16 inputs */
@@ -750,9 +751,23 @@ TEST(cuda_bf16_activations) {
                 nx_weight Wb = nx_weight_view(be, NX_F32, OC, IC, up(be, Wr, 4 * nw));
                 memcpy(dx, dx0, 4 * nx), memcpy(dW, dW0, 4 * nw);
                 nx_linear_backward(REF, dx, dW, NULL, dy, x, &Wref, N);
-                nx_linear_backward_from(be, dxd, dWd, NULL, dyd, x16d, NX_BF16, &Wb, N);
+                nx_linear_backward_from(be, dxd, dWd, NULL, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
                 EXPECT(rel_err(be, dxd, dx, nx), 1e-6, "linear backward from bf16: din");
                 EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward from bf16: dW");
+                /* dout in bf16 too (dy is rounded), and dout alone in bf16 */
+                uint16_t *dy16 = malloc(2 * ny);
+                nx_convert(dy16, NX_BF16, dy, NX_F32, ny);
+                void *dy16d = up(be, dy16, 2 * ny);
+                for (int both = 1; both >= 0; both--) {
+                    nx_backend_upload(be, dxd, dx0, 4 * nx), nx_backend_upload(be, dWd, dW0, 4 * nw);
+                    nx_linear_backward_from(be, dxd, dWd, NULL, dy16d, NX_BF16, both ? x16d : (void *)xd,
+                                            both ? NX_BF16 : NX_F32, &Wb, N);
+                    EXPECT(rel_err(be, dxd, dx, nx), 1e-6, both ? "linear backward, bf16 in and dout: din"
+                                                                : "linear backward, bf16 dout: din");
+                    EXPECT(rel_err(be, dWd, dW, nw), 1e-6, both ? "linear backward, bf16 in and dout: dW"
+                                                                : "linear backward, bf16 dout: dW");
+                }
+                nx_backend_free(be, dy16d), free(dy16);
                 nx_backend_free(be, dxd), nx_backend_free(be, dWd), nx_backend_free(be, Wb.data);
             }
             nx_backend_free(be, Wd.data);
@@ -766,6 +781,31 @@ TEST(cuda_bf16_activations) {
     }
     NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
     CHECK(nx_backend_act_type(be) == NX_F32);
+}
+
+/* The fused loss writing its gradient in bf16 (the head's backward reads
+ * it so): the f32 gradient rounded, every kind. */
+TEST(cuda_distill_loss_into_bf16) {
+    CUDA_BF16_OR_SKIP(be, e);
+    int N = 5, V = 4 * 333;
+    long n = (long)N * V;
+    float *s = rnd(n, 3), *t = rnd(n, 3), *d = malloc(4 * n);
+    int32_t tg[5] = {3, -1, 0, V - 1, 77};
+    NX_ASSERT(nx_backend_plan(be, &(nx_work){.vocab = V}, NULL) == NX_OK);
+    float *sd = up(be, s, 4 * n), *td = up(be, t, 4 * n);
+    void *d16 = up(be, d, 2 * n);
+    int32_t *tgd = up(be, tg, sizeof tg);
+    double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2];
+    for (int kind = 0; kind < 3; kind++) {
+        nx_distill_loss(REF, &l[0], &l[1], (nx_kd_kind)kind, 2.0f, d, NX_F32, 0.3f, 0.7f, s, t, tg, N, V);
+        nx_distill_loss(be, ld, ld + 1, (nx_kd_kind)kind, 2.0f, d16, NX_BF16, 0.3f, 0.7f, sd, td, tgd, N, V);
+        round_bf16(d, n);
+        EXPECT(rel_err_bf16(be, d16, d, n), 4e-3, "fused loss gradient into bf16");
+    }
+    nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, d16), nx_backend_free(be, tgd);
+    nx_backend_free(be, ld);
+    free(s), free(t), free(d);
+    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
 }
 
 TEST(cuda_backend_present) {

@@ -256,10 +256,11 @@ typedef struct nx_acts {
     float *last;            /* (rows, C) the rows whose logits are wanted (NX_OUT_LAST) */
     float *lnf, *rstdf;     /* (out_rows, C), (out_rows) after the final norm */
     float *logits;          /* (out_rows, V) */
-    /* backward scratch (train only) */
-    float *dres, *dln, *datt, *dqkv, *dprobs, *dh, *dgu, *dlnf;
+    /* backward scratch (train only); dgu and dlogits of type at */
+    float *dres, *dln, *datt, *dqkv, *dprobs, *dh, *dlnf;
+    void *dgu;
     float *dqk, *dqk2;      /* qk_norm: (rows, Q) each */
-    float *dlogits;         /* (rows, V): the loss writes here, backward reads it */
+    void *dlogits;          /* (rows, V): the loss writes here, backward reads it */
 } nx_acts;
 
 /* Activations of m for B sequences of T tokens (mode: NX_ACTS_* flags). */

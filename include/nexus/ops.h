@@ -111,12 +111,12 @@ struct nx_ops {
     void (*rmsnorm_to)(nx_backend *, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
                        int C, float eps);
     void (*swiglu_to)(nx_backend *, void *h, const void *gu, nx_dtype at, int N, int F);
-    void (*swiglu_backward_from)(nx_backend *, float *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F);
+    void (*swiglu_backward_from)(nx_backend *, void *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F);
     void (*linear_from)(nx_backend *, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
                         int N);
     void (*linear_to)(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N);
-    void (*linear_backward_from)(nx_backend *, float *din, float *dW, float *db, const float *dout, const void *in,
-                                 nx_dtype it, const nx_weight *W, int N);
+    void (*linear_backward_from)(nx_backend *, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
+                                 const void *in, nx_dtype it, const nx_weight *W, int N);
     /* optional: out = res + linear (nx_linear_add) */
     void (*linear_add)(nx_backend *, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,
                        const float *b, int N);
@@ -127,8 +127,8 @@ struct nx_ops {
     void (*kd_loss)(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *dlogits, float weight,
                     const float *student, const float *teacher, const int32_t *targets, int N, int V);
     /* optional: both losses in fewer passes over the logits (nx_distill_loss) */
-    void (*distill_loss)(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, float *dlogits,
-                         float w_ce, float w_kd, const float *student, const float *teacher,
+    void (*distill_loss)(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits,
+                         nx_dtype dt, float w_ce, float w_kd, const float *student, const float *teacher,
                          const int32_t *targets, int N, int V);
     void (*argmax)(nx_backend *, int32_t *out, const float *x, int N, int V);
     void (*sqdiff)(nx_backend *, double *sum, float *dy, bool add, const float *y, const float *t,
@@ -202,9 +202,9 @@ void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_
 /* SwiGLU on rows of gu = [gate | up] (N, 2F): h = silu(gate) ⊙ up (N, F). */
 void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F);
 /* nx_rmsnorm writing its output in type ot, nx_swiglu (and its backward)
- * with h and gu in type at (gu in gt), nx_linear and nx_linear_backward
- * reading in in type it, and nx_linear_to writing out in type ot (no
- * bias): NX_F32, or the backend's nx_backend_act_type (NX_BF16: rounded
+ * with h and gu in type at (gu and dgu in gt), nx_linear and
+ * nx_linear_backward reading in in type it (and dout in type dt, no bias
+ * then), and nx_linear_to writing out in type ot (no bias): NX_F32, or the backend's nx_backend_act_type (NX_BF16: rounded
  * to nearest even, as the products of bf16 precision round their inputs
  * anyway, and as autocast keeps the products' outputs). The matrix
  * products' inputs held in bf16 need no narrowing pass, and the ops that
@@ -212,12 +212,12 @@ void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F);
 void nx_rmsnorm_to(nx_backend *be, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
                    int C, float eps);
 void nx_swiglu_to(nx_backend *be, void *h, const void *gu, nx_dtype at, int N, int F);
-void nx_swiglu_backward_from(nx_backend *be, float *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F);
+void nx_swiglu_backward_from(nx_backend *be, void *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F);
 void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
                     int N);
 void nx_linear_to(nx_backend *be, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N);
-void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const float *dout, const void *in,
-                             nx_dtype it, const nx_weight *W, int N);
+void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
+                             const void *in, nx_dtype it, const nx_weight *W, int N);
 /* out = res + in · Wᵀ (+ b): nx_linear_from and nx_add in one op, where the
  * backend adds res in the product's epilogue (CUDA, bf16 products) rather
  * than in a pass of its own. res and out are distinct (N, W->rows). */
@@ -276,10 +276,12 @@ void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float
 /* A training step's loss on its logits: *ce as nx_cross_entropy gives it
  * and, when teacher is not NULL, *kd as nx_kd_loss does; dlogits, when not
  * NULL, is OVERWRITTEN with w_ce·∂ce (where w_ce > 0) + w_kd·∂kd (rows left
- * out: 0). The same as zeroing dlogits and the two calls, which is what a
- * backend without the fused op runs; the CUDA backend reads the logits
- * twice (three times for reverse KL and JSD) instead of seven times. */
-void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, float *dlogits,
+ * out: 0), in type dt (NX_F32, or the backend's nx_backend_act_type: the
+ * head's backward reads it so). The same as zeroing dlogits and the two
+ * calls, which is what a backend without the fused op runs; the CUDA
+ * backend reads the logits twice (three times for reverse KL and JSD)
+ * instead of seven times. */
+void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
                      float w_ce, float w_kd, const float *student, const float *teacher, const int32_t *targets,
                      int N, int V);
 /* *sum = Σ (y − t)²; dy = (add ? dy : 0) + scale·(y − t). dy may be y when

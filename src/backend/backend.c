@@ -326,7 +326,7 @@ void nx_swiglu_to(nx_backend *be, void *h, const void *gu, nx_dtype at, int N, i
     CALL(swiglu_to, be, h, gu, at, N, F);
 }
 
-void nx_swiglu_backward_from(nx_backend *be, float *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F) {
+void nx_swiglu_backward_from(nx_backend *be, void *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F) {
     if (gt == NX_F32) {
         nx_swiglu_backward(be, dgu, dh, gu, N, F);
         return;
@@ -356,15 +356,16 @@ void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, con
     CALL(linear_from, be, out, in, it, W, b, N);
 }
 
-void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const float *dout, const void *in,
-                             nx_dtype it, const nx_weight *W, int N) {
-    if (it == NX_F32) {
+void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
+                             const void *in, nx_dtype it, const nx_weight *W, int N) {
+    if (it == NX_F32 && dt == NX_F32) {
         nx_linear_backward(be, din, dW, db, dout, in, W, N);
         return;
     }
     NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
+    NX_ASSERTM(!db || dt == NX_F32, "linear backward: a bias gradient needs dout in f32");
     typed(be->ops->linear_backward_from != NULL);
-    CALL(linear_backward_from, be, din, dW, db, dout, in, it, W, N);
+    CALL(linear_backward_from, be, din, dW, db, dout, dt, in, it, W, N);
 }
 
 void nx_linear_add(nx_backend *be, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,
@@ -450,13 +451,14 @@ void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float
     CALL(kd_loss, be, loss, kind, temp, dlogits, weight, student, teacher, targets, N, V);
 }
 
-void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, float *dlogits,
+void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
                      float w_ce, float w_kd, const float *student, const float *teacher, const int32_t *targets,
                      int N, int V) {
     if (be->ops->distill_loss) {
-        CALL(distill_loss, be, ce, kd, kind, temp, dlogits, w_ce, w_kd, student, teacher, targets, N, V);
+        CALL(distill_loss, be, ce, kd, kind, temp, dlogits, dt, w_ce, w_kd, student, teacher, targets, N, V);
         return;
     }
+    typed(dt == NX_F32);
     if (dlogits) nx_backend_zero(be, dlogits, sizeof(float) * N * V);
     nx_cross_entropy(be, ce, w_ce > 0 ? dlogits : NULL, w_ce, student, targets, N, V);
     if (teacher) nx_kd_loss(be, kd, kind, temp, dlogits, w_kd, student, teacher, targets, N, V);

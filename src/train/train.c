@@ -208,7 +208,7 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
         if (kd || hid || att) nx_model_forward(tr->teacher, &tr->ta, in, B, T, kd);
         nx_model_forward(tr->student, &tr->sa, in, B, T, true);
         nx_distill_loss(be, tr->stats + stat_slot(tr, a, ST_CE), tr->stats + stat_slot(tr, a, ST_KD), o->kd, o->temp,
-                        tr->sa.dlogits, w_ce * s, w_kd * s, tr->sa.logits, kd ? tr->ta.logits : NULL, tr->targets,
+                        tr->sa.dlogits, tr->sa.at, w_ce * s, w_kd * s, tr->sa.logits, kd ? tr->ta.logits : NULL, tr->targets,
                         N, V);
         if (hid) hidden_loss(tr, o->hidden_weight * s, a);
         if (att) attention_loss(tr, o->attention_weight * s, a);

@@ -166,10 +166,10 @@ void cu_rope(nx_backend *, float *, int64_t, const int32_t *, const float *, con
 void cu_swiglu(nx_backend *, float *, const float *, int, int);
 void cu_rmsnorm_to(nx_backend *, void *, nx_dtype, float *, const float *, const float *, int, int, float);
 void cu_swiglu_to(nx_backend *, void *, const void *, nx_dtype, int, int);
-void cu_swiglu_backward_from(nx_backend *, float *, const float *, const void *, nx_dtype, int, int);
+void cu_swiglu_backward_from(nx_backend *, void *, const float *, const void *, nx_dtype, int, int);
 void cu_linear_to(nx_backend *, void *, nx_dtype, const void *, nx_dtype, const nx_weight *, int);
 void cu_linear_from(nx_backend *, float *, const void *, nx_dtype, const nx_weight *, const float *, int);
-void cu_linear_backward_from(nx_backend *, float *, float *, float *, const float *, const void *, nx_dtype,
+void cu_linear_backward_from(nx_backend *, float *, float *, float *, const void *, nx_dtype, const void *, nx_dtype,
                              const nx_weight *, int);
 void cu_linear_add(nx_backend *, float *, const float *, const void *, nx_dtype, const nx_weight *, const float *, int);
 void cu_swiglu_backward(nx_backend *, float *, const float *, const float *, int, int);
@@ -206,7 +206,7 @@ void cu_attention_lse_backward(nx_backend *, float *dq, float *dk, float *dv, fl
 void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
 void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,
                 const int32_t *, int, int);
-void cu_distill_loss(nx_backend *, double *, double *, nx_kd_kind, float, float *, float, float, const float *,
+void cu_distill_loss(nx_backend *, double *, double *, nx_kd_kind, float, void *, nx_dtype, float, float, const float *,
                      const float *, const int32_t *, int, int);
 void cu_sqdiff(nx_backend *, double *, float *, bool, const float *, const float *, int64_t, float);
 void cu_attention_kl(nx_backend *, double *, float *, const float *, const float *, int, int, int, int, float);

@@ -145,27 +145,28 @@ struct kd_args {
     double *ce_rows, *kd_rows;
     nx_kd_kind kind;
     float temp, w_ce, w_kd;
-    float *dlogits;
+    void *dlogits; /* of type DT (distill_rows_k) */
     const float *st, *tt;
     const int32_t *targets;
     const int *cnt;
     int V;
 };
 
-template <int VEC>
+template <int VEC, class DT>
 __global__ void distill_rows_k(kd_args a) {
     __shared__ float shf[CU_THREADS];
     __shared__ double shd[CU_THREADS];
     int64_t n = blockIdx.x;
     int V = a.V, tg = a.targets[n];
     const float *s = a.st + n * V, *t = a.tt ? a.tt + n * V : nullptr;
-    float *d = a.dlogits ? a.dlogits + n * V : nullptr;
+    DT *d = a.dlogits ? (DT *)a.dlogits + n * V : nullptr;
     if (tg < 0) {
         if (threadIdx.x == 0) {
             a.ce_rows[n] = 0;
             if (t) a.kd_rows[n] = 0;
         }
-        for (int i = threadIdx.x; d && i < V; i += blockDim.x) d[i] = 0;
+        const float zero[1] = {0.0f};
+        for (int i = threadIdx.x; d && i < V; i += blockDim.x) cu_store(d + i, zero);
         return;
     }
     float inv_t = 1.0f / a.temp;
@@ -343,17 +344,23 @@ void cu_kd_loss(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *
     CU_LAUNCHED("kd loss");
 }
 
-void cu_distill_loss(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, float *dlogits, float w_ce,
-                     float w_kd, const float *student, const float *teacher, const int32_t *targets, int N, int V) {
+void cu_distill_loss(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
+                     float w_ce, float w_kd, const float *student, const float *teacher, const int32_t *targets, int N, int V) {
     cu_work_reset();
     double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
     double *ce_rows = (double *)cu_work(N * sizeof(double) + 8), *kd_rows = (double *)cu_work(N * sizeof(double) + 8);
     int *cnt = (int *)cu_work(sizeof(int));
     count_rows_k<<<1, CU_THREADS, 0, cu_stream()>>>(cnt, targets, N);
     kd_args a = {ce_rows, kd_rows, kind, temp, w_ce, w_kd, dlogits, student, teacher, targets, cnt, V};
+    NX_ASSERT(dt == NX_F32 || dt == NX_BF16);
     bool v4 = V % 4 == 0 && cu_aligned16(student) && cu_aligned16(dlogits) && cu_aligned16(teacher);
-    if (N > 0 && v4) distill_rows_k<4><<<N, CU_THREADS, 0, cu_stream()>>>(a);
-    else if (N > 0) distill_rows_k<1><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    if (N > 0 && dt == NX_BF16) {
+        if (v4) distill_rows_k<4, __nv_bfloat16><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+        else distill_rows_k<1, __nv_bfloat16><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    } else if (N > 0) {
+        if (v4) distill_rows_k<4, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+        else distill_rows_k<1, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    }
     unsigned gb = grid_for(N);
     sum_rows_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, ce_rows, N);
     finish_mean_k<<<1, CU_THREADS, 0, cu_stream()>>>(ce, partials, gb, cnt, 1.0);

@@ -210,9 +210,9 @@ __global__ void swiglu_k(OT *h, const IT *gu, int N, int F) {
     }
 }
 
-/* dgate, dup of h = silu(gate) ⊙ up, gu of type GT; VEC as swiglu_k */
+/* dgate, dup of h = silu(gate) ⊙ up, gu and dgu of type GT; VEC as swiglu_k */
 template <int VEC, class GT>
-__global__ void swiglu_back_k(float *dgu, const float *dh, const GT *gu, int N, int F) {
+__global__ void swiglu_back_k(GT *dgu, const float *dh, const GT *gu, int N, int F) {
     int f = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (f >= F) return;
     for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
@@ -493,17 +493,17 @@ static void linear_bf16(void *out, const float *in, const unsigned short *in16, 
 
 /* din += dout · W and dW += doutᵀ · in, f32 weights. W is narrowed once
  * beside chunks of the rows of in and dout, each narrowed once for both
- * products (in not at all when in16 holds it in bf16); a W too large for
- * that is narrowed a chunk of its rows at a time for din, and the rows'
- * chunks then serve dW alone. */
-static void linear_backward_bf16(float *din, float *dW, const float *dout, const float *in, const unsigned short *in16,
-                                 const nx_weight *W, int N) {
+ * products (in not at all when in16 holds it in bf16, dout not when
+ * dout16 does); a W too large for that is narrowed a chunk of its rows at
+ * a time for din, and the rows' chunks then serve dW alone. */
+static void linear_backward_bf16(float *din, float *dW, const float *dout, const unsigned short *dout16,
+                                 const float *in, const unsigned short *in16, const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
     const float *Wf = (const float *)W->data;
-    int64_t whole = (int64_t)OC * IC, row = (in16 ? 0 : IC) + OC;
+    int64_t whole = (int64_t)OC * IC, row = (in16 ? 0 : IC) + (dout16 ? 0 : OC);
     bool together = whole + row <= CU.narrow_elems;
     if (din && !together) { /* chunks of W's rows (the sum's terms) and of dout's rows */
-        int64_t wr = min64(OC, CU.narrow_elems / 2 / IC), dr = min64(N, (CU.narrow_elems - wr * IC) / wr);
+        int64_t wr = min64(OC, CU.narrow_elems / 2 / IC), dr = dout16 ? N : min64(N, (CU.narrow_elems - wr * IC) / wr);
         NX_ASSERTM(wr > 0 && dr > 0, "linear backward: rows too long for the bf16 narrowing area");
         unsigned short *w16 = CU.narrow, *d16 = CU.narrow + wr * IC;
         for (int o0 = 0; o0 < OC; o0 += (int)wr) {
@@ -511,27 +511,27 @@ static void linear_backward_bf16(float *din, float *dW, const float *dout, const
             narrowed(w16, Wf + (int64_t)o0 * IC, oc, IC, IC);
             for (int r0 = 0; r0 < N; r0 += (int)dr) {
                 int n = (int)min64(dr, N - r0);
-                narrowed(d16, dout + (int64_t)r0 * OC + o0, n, oc, OC);
+                const unsigned short *d = dout16 ? dout16 + (int64_t)r0 * OC + o0
+                                                 : narrowed(d16, dout + (int64_t)r0 * OC + o0, n, oc, OC);
                 /* dinᵀ (IC, n) += W_cᵀ (IC, oc) · dout_cᵀ (oc, n) */
-                gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, oc, w16, IC, d16, oc, 1.0f, din + (int64_t)r0 * IC, IC,
-                       "linear backward (input, bf16)");
+                gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, oc, w16, IC, d, dout16 ? OC : oc, 1.0f,
+                       din + (int64_t)r0 * IC, IC, "linear backward (input, bf16)");
             }
         }
     }
-    int64_t wsz = din && together ? whole : 0, rr = min64(N, (CU.narrow_elems - wsz) / row);
+    int64_t wsz = din && together ? whole : 0, rr = row ? min64(N, (CU.narrow_elems - wsz) / row) : N;
     NX_ASSERTM(rr > 0, "linear backward: rows too long for the bf16 narrowing area");
-    unsigned short *w16 = CU.narrow, *x16 = CU.narrow + wsz, *d16 = x16 + rr * IC;
+    unsigned short *w16 = CU.narrow, *x16 = CU.narrow + wsz, *d16 = x16 + (in16 ? 0 : rr * IC);
     if (wsz) narrowed(w16, Wf, OC, IC, IC);
-    if (in16) d16 = x16; /* no room for in */
     for (int r0 = 0; r0 < N; r0 += (int)rr) {
         int n = (int)min64(rr, N - r0);
         const unsigned short *x = in16 ? in16 + (int64_t)r0 * IC : narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC);
-        narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
+        const unsigned short *d = dout16 ? dout16 + (int64_t)r0 * OC : narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
         if (wsz) /* dinᵀ (IC, n) += Wᵀ (IC, OC) · doutᵀ (OC, n) */
-            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, w16, IC, d16, OC, 1.0f, din + (int64_t)r0 * IC, IC,
+            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, w16, IC, d, OC, 1.0f, din + (int64_t)r0 * IC, IC,
                    "linear backward (input, bf16)");
         /* dWᵀ (IC, OC) += in_cᵀ (IC, n) · dout_c (n, OC) */
-        gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x, IC, d16, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
+        gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x, IC, d, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
     }
 }
 
@@ -560,7 +560,7 @@ void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const fl
     int OC = W->rows, IC = W->cols;
     if (N == 0) return;
     if (products_in_bf16(W, N)) {
-        linear_backward_bf16(din, dW, dout, in, nullptr, W, N);
+        linear_backward_bf16(din, dW, dout, nullptr, in, nullptr, W, N);
     } else {
         if (din) /* dinᵀ (IC, N) += Wᵀ (IC, OC) · doutᵀ (OC, N) */
             cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, 1.0f, din, IC,
@@ -608,12 +608,15 @@ void cu_linear_to(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype
     CU_LAUNCHED("linear");
 }
 
-void cu_linear_backward_from(nx_backend *, float *din, float *dW, float *db, const float *dout, const void *in,
-                             nx_dtype it, const nx_weight *W, int N) {
-    NX_ASSERT(it == NX_BF16 && W->type == NX_F32);
+void cu_linear_backward_from(nx_backend *, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
+                             const void *in, nx_dtype it, const nx_weight *W, int N) {
+    NX_ASSERT((it == NX_BF16 || it == NX_F32) && (dt == NX_BF16 || dt == NX_F32) && W->type == NX_F32);
+    NX_ASSERT(!db || dt == NX_F32);
     if (N == 0) return;
-    linear_backward_bf16(din, dW, dout, nullptr, (const unsigned short *)in, W, N);
-    if (db) col_sum_k<<<cu_blocks(W->rows, 128), 128, 0, cu_stream()>>>(db, dout, N, W->rows);
+    bool d16 = dt == NX_BF16, i16 = it == NX_BF16;
+    linear_backward_bf16(din, dW, d16 ? nullptr : (const float *)dout, d16 ? (const unsigned short *)dout : nullptr,
+                         i16 ? nullptr : (const float *)in, i16 ? (const unsigned short *)in : nullptr, W, N);
+    if (db) col_sum_k<<<cu_blocks(W->rows, 128), 128, 0, cu_stream()>>>(db, (const float *)dout, N, W->rows);
     CU_LAUNCHED("linear backward");
 }
 
@@ -668,18 +671,18 @@ void cu_swiglu_to(nx_backend *, void *h, const void *gu, nx_dtype at, int N, int
 void cu_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { cu_swiglu_to(be, h, gu, NX_F32, N, F); }
 
 template <class GT>
-static void swiglu_back_as(float *dgu, const float *dh, const GT *gu, int N, int F) {
+static void swiglu_back_as(GT *dgu, const float *dh, const GT *gu, int N, int F) {
     if (F % 4 == 0 && cu_aligned16(dgu) && cu_aligned16(dh) && cu_aligned16(gu))
         swiglu_back_k<4><<<rows_grid(N, F / 4), CU_THREADS, 0, cu_stream()>>>(dgu, dh, gu, N, F);
     else
         swiglu_back_k<1><<<rows_grid(N, F), CU_THREADS, 0, cu_stream()>>>(dgu, dh, gu, N, F);
 }
 
-void cu_swiglu_backward_from(nx_backend *, float *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F) {
+void cu_swiglu_backward_from(nx_backend *, void *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F) {
     NX_ASSERT(gt == NX_F32 || gt == NX_BF16);
     if ((int64_t)N * F == 0) return;
-    if (gt == NX_BF16) swiglu_back_as(dgu, dh, (const __nv_bfloat16 *)gu, N, F);
-    else swiglu_back_as(dgu, dh, (const float *)gu, N, F);
+    if (gt == NX_BF16) swiglu_back_as((__nv_bfloat16 *)dgu, dh, (const __nv_bfloat16 *)gu, N, F);
+    else swiglu_back_as((float *)dgu, dh, (const float *)gu, N, F);
     CU_LAUNCHED("swiglu backward");
 }
 
