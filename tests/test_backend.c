@@ -174,6 +174,15 @@ TEST(linear_every_weight_type_few_and_many_rows) {
                     EXPECT(rel_err(be, dxd, dx, (long)N * IC), 1e-5, "linear_backward din");
                     EXPECT(rel_err(be, dWd, dW, (long)OC * IC), 1e-5, "linear_backward dW");
                     EXPECT(rel_err(be, dbd, db, OC), 1e-5, "linear_backward db");
+                    /* the typed entry point with f32 types: din overwritten, whatever it held */
+                    float *dx2 = malloc(4L * N * IC);
+                    memset(dx2, 0, 4L * N * IC);
+                    nx_linear_backward(REF, dx2, dW, bias ? db : NULL, dy, x, &W, N);
+                    nx_linear_backward_from(be, dxd, dWd, bias ? dbd : NULL, dyd, NX_F32, xd, NX_F32, &Wd, N);
+                    EXPECT(rel_err(be, dxd, dx2, (long)N * IC), 1e-5, "linear_backward_from din (overwritten)");
+                    EXPECT(rel_err(be, dWd, dW, (long)OC * IC), 1e-5, "linear_backward_from dW");
+                    EXPECT(rel_err(be, dbd, db, OC), 1e-5, "linear_backward_from db");
+                    free(dx2);
                     nx_backend_free(be, dyd), nx_backend_free(be, dxd), nx_backend_free(be, dWd), nx_backend_free(be, dbd);
                     free(dy), free(dx), free(dW), free(db);
                 } else if (types[k] == NX_F32) {
@@ -746,10 +755,10 @@ TEST(cuda_bf16_activations) {
                 bool exact = from || types[k] == NX_BF16 || (types[k] == NX_F32 && N >= 512 && IC >= 1024 && OC >= 1024);
                 EXPECT(rel_err(be, yd, y, ny), exact ? 1e-6 : 1e-2, what);
             }
-            if (types[k] == NX_F32) { /* the backward: din and dW accumulated, on rounded W */
+            if (types[k] == NX_F32) { /* the backward on rounded W: din overwritten, dW accumulated */
                 float *dxd = up(be, dx0, 4 * nx), *dWd = up(be, dW0, 4 * nw);
                 nx_weight Wb = nx_weight_view(be, NX_F32, OC, IC, up(be, Wr, 4 * nw));
-                memcpy(dx, dx0, 4 * nx), memcpy(dW, dW0, 4 * nw);
+                memset(dx, 0, 4 * nx), memcpy(dW, dW0, 4 * nw);
                 nx_linear_backward(REF, dx, dW, NULL, dy, x, &Wref, N);
                 nx_linear_backward_from(be, dxd, dWd, NULL, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
                 EXPECT(rel_err(be, dxd, dx, nx), 1e-6, "linear backward from bf16: din");

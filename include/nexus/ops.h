@@ -204,7 +204,9 @@ void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F);
 /* nx_rmsnorm writing its output in type ot, nx_swiglu (and its backward)
  * with h and gu in type at (gu and dgu in gt), nx_linear and
  * nx_linear_backward reading in in type it (and dout in type dt, no bias
- * then), and nx_linear_to writing out in type ot (no bias): NX_F32, or the backend's nx_backend_act_type (NX_BF16: rounded
+ * then; din is OVERWRITTEN: din = dout·W, which spares the backend zeroing
+ * it and its product reading it), and nx_linear_to writing out in type ot
+ * (no bias): NX_F32, or the backend's nx_backend_act_type (NX_BF16: rounded
  * to nearest even, as the products of bf16 precision round their inputs
  * anyway, and as autocast keeps the products' outputs). The matrix
  * products' inputs held in bf16 need no narrowing pass, and the ops that

@@ -358,14 +358,15 @@ void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, con
 
 void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
                              const void *in, nx_dtype it, const nx_weight *W, int N) {
-    if (it == NX_F32 && dt == NX_F32) {
-        nx_linear_backward(be, din, dW, db, dout, in, W, N);
-        return;
-    }
     NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
     NX_ASSERTM(!db || dt == NX_F32, "linear backward: a bias gradient needs dout in f32");
-    typed(be->ops->linear_backward_from != NULL);
-    CALL(linear_backward_from, be, din, dW, db, dout, dt, in, it, W, N);
+    if (be->ops->linear_backward_from) {
+        CALL(linear_backward_from, be, din, dW, db, dout, dt, in, it, W, N);
+        return;
+    }
+    typed(it == NX_F32 && dt == NX_F32);
+    if (din) nx_backend_zero(be, din, sizeof(float) * N * W->cols);
+    nx_linear_backward(be, din, dW, db, dout, in, W, N);
 }
 
 void nx_linear_add(nx_backend *be, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,

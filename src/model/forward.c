@@ -398,7 +398,6 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
     nx_weights_bind(&g, c, NX_F32, be, grads);
 
     /* logits = lnf @ head.T ; lnf = norm(res[L]) */
-    nx_backend_zero(be, a->dlnf, NC);
     nx_linear_backward_from(be, a->dlnf, g.head.data, NULL, a->dlogits, a->at, a->lnf, NX_F32, &m->w.head, N);
     float *dres = a->dres;
     nx_backend_zero(be, dres, NC);
@@ -414,15 +413,12 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         if (a->recompute) layer_forward(m, a, &again, l, B, T, false);
         layer_acts s = layer_view(a, c, l);
         /* out = mid + down(h): dmid = dres (kept in place), dh = dres @ Wd */
-        nx_backend_zero(be, a->dh, sizeof(float) * N * c->F);
         nx_linear_backward_from(be, a->dh, gw->down.data, NULL, dres, NX_F32, s.h, a->at, &w->down, N);
         nx_swiglu_backward_from(be, a->dgu, a->dh, s.gu, a->at, N, c->F);
-        nx_backend_zero(be, a->dln, NC);
         nx_linear_backward_from(be, a->dln, gw->gu.data, NULL, a->dgu, a->at, s.ln2, a->at, &w->gu, N);
         nx_rmsnorm_backward(be, dres, gw->ln2, a->dln, s.mid, w->ln2, s.rstd2, N, C);
         /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo */
-        nx_backend_zero(be, a->datt, sizeof(float) * N * Q);
-        nx_linear_backward(be, a->datt, gw->o.data, gw->bo, dres, s.att, &w->o, N);
+        nx_linear_backward_from(be, a->datt, gw->o.data, gw->bo, dres, NX_F32, s.att, NX_F32, &w->o, N);
         if (s.lse) {
             NX_ASSERTM(!dprobs, "attention-map gradients need the maps kept (NX_ACTS_KEEP_PROBS)");
             nx_attention_lse_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.att, s.lse,
@@ -435,7 +431,6 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         }
         nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, true);
         if (c->qk_norm) qk_norm_backward(be, c, a, &s, w, gw, N);
-        nx_backend_zero(be, a->dln, NC);
         nx_linear_backward_from(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, NX_F32, s.ln1, a->at, &w->qkv, N);
         nx_rmsnorm_backward(be, dres, gw->ln1, a->dln, res_at(a, c, l), w->ln1, s.rstd1, N, C);
         if (dhidden) nx_add(be, dres, dhidden + (size_t)l * N * C, (int64_t)N * C);

@@ -491,13 +491,14 @@ static void linear_bf16(void *out, const float *in, const unsigned short *in16, 
     }
 }
 
-/* din += dout · W and dW += doutᵀ · in, f32 weights. W is narrowed once
- * beside chunks of the rows of in and dout, each narrowed once for both
- * products (in not at all when in16 holds it in bf16, dout not when
- * dout16 does); a W too large for that is narrowed a chunk of its rows at
- * a time for din, and the rows' chunks then serve dW alone. */
-static void linear_backward_bf16(float *din, float *dW, const float *dout, const unsigned short *dout16,
-                                 const float *in, const unsigned short *in16, const nx_weight *W, int N) {
+/* din = din_beta·din + dout · W and dW += doutᵀ · in, f32 weights. W is
+ * narrowed once beside chunks of the rows of in and dout, each narrowed
+ * once for both products (in not at all when in16 holds it in bf16, dout
+ * not when dout16 does); a W too large for that is narrowed a chunk of its
+ * rows at a time for din, and the rows' chunks then serve dW alone. */
+static void linear_backward_bf16(float *din, float din_beta, float *dW, const float *dout,
+                                 const unsigned short *dout16, const float *in, const unsigned short *in16,
+                                 const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
     const float *Wf = (const float *)W->data;
     int64_t whole = (int64_t)OC * IC, row = (in16 ? 0 : IC) + (dout16 ? 0 : OC);
@@ -513,8 +514,8 @@ static void linear_backward_bf16(float *din, float *dW, const float *dout, const
                 int n = (int)min64(dr, N - r0);
                 const unsigned short *d = dout16 ? dout16 + (int64_t)r0 * OC + o0
                                                  : narrowed(d16, dout + (int64_t)r0 * OC + o0, n, oc, OC);
-                /* dinᵀ (IC, n) += W_cᵀ (IC, oc) · dout_cᵀ (oc, n) */
-                gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, oc, w16, IC, d, dout16 ? OC : oc, 1.0f,
+                /* dinᵀ (IC, n) (+)= W_cᵀ (IC, oc) · dout_cᵀ (oc, n) */
+                gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, oc, w16, IC, d, dout16 ? OC : oc, o0 ? 1.0f : din_beta,
                        din + (int64_t)r0 * IC, IC, "linear backward (input, bf16)");
             }
         }
@@ -527,12 +528,30 @@ static void linear_backward_bf16(float *din, float *dW, const float *dout, const
         int n = (int)min64(rr, N - r0);
         const unsigned short *x = in16 ? in16 + (int64_t)r0 * IC : narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC);
         const unsigned short *d = dout16 ? dout16 + (int64_t)r0 * OC : narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
-        if (wsz) /* dinᵀ (IC, n) += Wᵀ (IC, OC) · doutᵀ (OC, n) */
-            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, w16, IC, d, OC, 1.0f, din + (int64_t)r0 * IC, IC,
+        if (wsz) /* dinᵀ (IC, n) (+)= Wᵀ (IC, OC) · doutᵀ (OC, n) */
+            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, w16, IC, d, OC, din_beta, din + (int64_t)r0 * IC, IC,
                    "linear backward (input, bf16)");
         /* dWᵀ (IC, OC) += in_cᵀ (IC, n) · dout_c (n, OC) */
         gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x, IC, d, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
     }
+}
+
+/* din = din_beta·din + dout · W, dW += doutᵀ · in, db += Σ dout; all f32 */
+static void linear_backward_f32(float *din, float din_beta, float *dW, float *db, const float *dout, const float *in,
+                                const nx_weight *W, int N) {
+    int OC = W->rows, IC = W->cols;
+    if (N == 0) return;
+    if (products_in_bf16(W, N)) {
+        linear_backward_bf16(din, din_beta, dW, dout, nullptr, in, nullptr, W, N);
+    } else {
+        if (din) /* dinᵀ (IC, N) (+)= Wᵀ (IC, OC) · doutᵀ (OC, N) */
+            cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, din_beta, din, IC,
+                    "linear backward (input)");
+        /* dWᵀ (IC, OC) += inᵀ (IC, N) · dout (N, OC) */
+        cu_gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, in, IC, dout, OC, 1.0f, dW, IC, "linear backward (weights)");
+    }
+    if (db) col_sum_k<<<cu_blocks(OC, 128), 128, 0, cu_stream()>>>(db, dout, N, OC);
+    CU_LAUNCHED("linear backward");
 }
 
 void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, const float *b, int N) {
@@ -557,19 +576,7 @@ void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, co
 
 void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const float *dout, const float *in,
                         const nx_weight *W, int N) {
-    int OC = W->rows, IC = W->cols;
-    if (N == 0) return;
-    if (products_in_bf16(W, N)) {
-        linear_backward_bf16(din, dW, dout, nullptr, in, nullptr, W, N);
-    } else {
-        if (din) /* dinᵀ (IC, N) += Wᵀ (IC, OC) · doutᵀ (OC, N) */
-            cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, 1.0f, din, IC,
-                    "linear backward (input)");
-        /* dWᵀ (IC, OC) += inᵀ (IC, N) · dout (N, OC) */
-        cu_gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, in, IC, dout, OC, 1.0f, dW, IC, "linear backward (weights)");
-    }
-    if (db) col_sum_k<<<cu_blocks(OC, 128), 128, 0, cu_stream()>>>(db, dout, N, OC);
-    CU_LAUNCHED("linear backward");
+    linear_backward_f32(din, 1.0f, dW, db, dout, in, W, N);
 }
 
 /* The products on bf16 operands whatever the weights' size or the
@@ -608,13 +615,18 @@ void cu_linear_to(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype
     CU_LAUNCHED("linear");
 }
 
+/* din overwritten (the products' beta 0: din is neither zeroed first nor read) */
 void cu_linear_backward_from(nx_backend *, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
                              const void *in, nx_dtype it, const nx_weight *W, int N) {
     NX_ASSERT((it == NX_BF16 || it == NX_F32) && (dt == NX_BF16 || dt == NX_F32) && W->type == NX_F32);
     NX_ASSERT(!db || dt == NX_F32);
+    if (it == NX_F32 && dt == NX_F32) {
+        linear_backward_f32(din, 0.0f, dW, db, (const float *)dout, (const float *)in, W, N);
+        return;
+    }
     if (N == 0) return;
     bool d16 = dt == NX_BF16, i16 = it == NX_BF16;
-    linear_backward_bf16(din, dW, d16 ? nullptr : (const float *)dout, d16 ? (const unsigned short *)dout : nullptr,
+    linear_backward_bf16(din, 0.0f, dW, d16 ? nullptr : (const float *)dout, d16 ? (const unsigned short *)dout : nullptr,
                          i16 ? nullptr : (const float *)in, i16 ? (const unsigned short *)in : nullptr, W, N);
     if (db) col_sum_k<<<cu_blocks(W->rows, 128), 128, 0, cu_stream()>>>(db, (const float *)dout, N, W->rows);
     CU_LAUNCHED("linear backward");
