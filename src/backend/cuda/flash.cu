@@ -34,6 +34,15 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *(uint32_t *)&v;
 }
 
+/* 2^x in one MUFU.EX2, results below 2^-126 flushed to 0 (exp2f also
+ * scales around the instruction for them: a softmax weight that small is
+ * 0 to the sums it enters anyway) */
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* c += a·b, m16n8k16, bf16 inputs, f32 accumulators */
 __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -275,14 +284,14 @@ __device__ __forceinline__ void fwd_tile(float (*o)[D / 8][4], float (*m)[2], fl
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             float mnew = fmaxf(m[mt][half], mx * scale_log2);
             float base = mnew == -INFINITY ? 0.0f : mnew; /* a row that has seen no key yet */
-            float alpha = exp2f(m[mt][half] - base);
+            float alpha = exp2_ftz(m[mt][half] - base);
             m[mt][half] = mnew;
             float sum = 0.0f;
 #pragma unroll
             for (int nt = 0; nt < FL_KEYS / 8; nt++)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
-                    float p = exp2f(fmaf(s[mt][nt][2 * half + e], scale_log2, -base));
+                    float p = exp2_ftz(fmaf(s[mt][nt][2 * half + e], scale_log2, -base));
                     s[mt][nt][2 * half + e] = p;
                     sum += p;
                 }
@@ -508,7 +517,7 @@ __device__ __forceinline__ void dq_tile(float (*acc)[D / 8][4], const uint32_t (
                 for (int e = 0; e < 4; e++) {
                     int half = e / 2, i = wrow + 16 * mt + g + 8 * half, j = key0 + kb + nt * 8 + 2 * tq + e % 2;
                     bool seen = !MASK || (i < a.T && j <= i && j >= first_key(i, a.window));
-                    float p = seen ? exp2f(fmaf(s[mt][nt][e], scale_log2, -L2[mt][half])) : 0.0f;
+                    float p = seen ? exp2_ftz(fmaf(s[mt][nt][e], scale_log2, -L2[mt][half])) : 0.0f;
                     s[mt][nt][e] = p * (dp[mt][nt][e] - Dr[mt][half]);
                 }
         mul_pb<D, MT, 32>(acc, s, Ks, kb, lane); /* dQ += dS·K */
@@ -599,7 +608,7 @@ __device__ __forceinline__ void dkv_tile(float (*adk)[D / 8][4], float (*adv)[D 
         for (int e = 0; e < 4; e++) {
             int j = wkey + g + 8 * (e / 2), i = q0 + nt * 8 + 2 * tq + e % 2;
             bool seen = !MASK || (i < T && j < T && j <= i && (window == 0 || i - j < window));
-            float p = seen ? exp2f(fmaf(st[0][nt][e], scale_log2, -(e % 2 ? Lc.y : Lc.x))) : 0.0f;
+            float p = seen ? exp2_ftz(fmaf(st[0][nt][e], scale_log2, -(e % 2 ? Lc.y : Lc.x))) : 0.0f;
             st[0][nt][e] = p;
             dpt[0][nt][e] = p * (dpt[0][nt][e] - (e % 2 ? Dc.y : Dc.x));
         }
