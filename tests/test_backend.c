@@ -415,9 +415,9 @@ TEST(distill_loss_fused_equals_separate) {
                 float temp = kind == 0 ? 0.5f : kind == 1 ? 1.0f : 2.0f, w_ce = it % 4 == 3 ? 0.0f : 0.3f;
                 bool grads = it != 2, teach = kind >= 0;
                 nx_kd_kind k = teach ? (nx_kd_kind)kind : NX_KD_FORWARD_KL;
-                nx_distill_loss(REF, &l[0], &l[1], k, temp, grads ? d : NULL, NX_F32, w_ce, 0.7f, s, teach ? t : NULL, tg,
+                nx_distill_loss(REF, &l[0], &l[1], k, temp, grads ? d : NULL, NX_F32, w_ce, 0.7f, s, teach ? t : NULL, NX_F32, tg,
                                 N, V);
-                nx_distill_loss(be, ld, ld + 1, k, temp, grads ? dd : NULL, NX_F32, w_ce, 0.7f, sd, teach ? td : NULL, tgd,
+                nx_distill_loss(be, ld, ld + 1, k, temp, grads ? dd : NULL, NX_F32, w_ce, 0.7f, sd, teach ? td : NULL, NX_F32, tgd,
                                 N, V);
                 double got[2];
                 nx_backend_download(be, got, ld, sizeof got);
@@ -487,10 +487,25 @@ TEST(sumsq_and_clipped_adamw_with_guard) {
         nx_adamw_args a = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
                            .bc1 = 1 - pow(0.9, 3), .bc2 = 1 - pow(0.95, 3), .clip = 1.0f};
         nx_adamw_update(REF, p, g, m, v, n, &a, guard, 2);
+        uint16_t *p16 = malloc(2 * n), *want16 = malloc(2 * n);
+        a.p16 = up(be, p16, 2 * n); /* and the bf16 copy of the updated p */
         nx_adamw_update(be, pd, gd, md, vd, n, &a, gdev, 2);
         EXPECT(rel_err(be, pd, p, n), 1e-6, "adamw p");
         EXPECT(rel_err(be, md, m, n), 1e-6, "adamw m");
         EXPECT(rel_err(be, vd, v, n), 1e-6, "adamw v");
+        float *got = malloc(4 * n);
+        nx_backend_download(be, got, pd, 4 * n);
+        nx_backend_download(be, p16, a.p16, 2 * n);
+        for (long i = 0; i < n; i++) want16[i] = nx_f32_to_bf16(got[i]);
+        CHECKF(!memcmp(p16, want16, 2 * n), "adamw's bf16 copy is p rounded to nearest even (%s)", be->name);
+        if (nx_backend_has_round_bf16(be)) { /* the same rounding on its own */
+            nx_backend_zero(be, a.p16, 2 * n);
+            nx_round_bf16(be, a.p16, pd, n);
+            nx_backend_download(be, p16, a.p16, 2 * n);
+            CHECKF(!memcmp(p16, want16, 2 * n), "nx_round_bf16 is rounding to nearest even (%s)", be->name);
+        }
+        nx_backend_free(be, a.p16), a.p16 = NULL;
+        free(p16), free(want16), free(got);
         guard[0] = INFINITY; /* a non-finite loss: nothing moves */
         nx_backend_upload(be, gdev, guard, sizeof guard);
         nx_adamw_update(be, pd, gd, md, vd, n, &a, gdev, 2);
@@ -777,6 +792,19 @@ TEST(cuda_bf16_activations) {
                                                                 : "linear backward, bf16 dout: dW");
                 }
                 nx_backend_free(be, dy16d), free(dy16);
+                /* the weights' bf16 copy (nx_weight.bf16) read instead of narrowing them (whole, where
+                 * setup's small narrowing area takes them in chunks): the same products */
+                void *w16d = up(be, Wr, 2 * nw);
+                nx_round_bf16(be, w16d, Wb.data, nw);
+                Wb.bf16 = w16d;
+                nx_linear(REF, y, x, &Wref, NULL, N);
+                nx_linear_from(be, yd, x16d, NX_BF16, &Wb, NULL, N);
+                EXPECT(rel_err(be, yd, y, ny), 1e-6, "linear from bf16, the weights' bf16 copy");
+                nx_backend_upload(be, dWd, dW0, 4 * nw);
+                nx_linear_backward_from(be, dxd, dWd, NULL, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
+                EXPECT(rel_err(be, dxd, dx, nx), 1e-6, "linear backward, the weights' bf16 copy: din");
+                EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward, the weights' bf16 copy: dW");
+                nx_backend_free(be, w16d);
                 nx_backend_free(be, dxd), nx_backend_free(be, dWd), nx_backend_free(be, Wb.data);
             }
             nx_backend_free(be, Wd.data);
@@ -793,27 +821,38 @@ TEST(cuda_bf16_activations) {
 }
 
 /* The fused loss writing its gradient in bf16 (the head's backward reads
- * it so): the f32 gradient rounded, every kind. */
-TEST(cuda_distill_loss_into_bf16) {
+ * it so), from a teacher's logits in f32 and in bf16: every kind, against
+ * the reference on the same (rounded) teacher logits, its gradient
+ * rounded. */
+TEST(cuda_distill_loss_bf16) {
     CUDA_BF16_OR_SKIP(be, e);
     int N = 5, V = 4 * 333;
     long n = (long)N * V;
     float *s = rnd(n, 3), *t = rnd(n, 3), *d = malloc(4 * n);
     int32_t tg[5] = {3, -1, 0, V - 1, 77};
+    round_bf16(t, n);
+    uint16_t *t16 = malloc(2 * n);
+    nx_convert(t16, NX_BF16, t, NX_F32, n);
     NX_ASSERT(nx_backend_plan(be, &(nx_work){.vocab = V}, NULL) == NX_OK);
     float *sd = up(be, s, 4 * n), *td = up(be, t, 4 * n);
-    void *d16 = up(be, d, 2 * n);
+    void *d16 = up(be, d, 2 * n), *t16d = up(be, t16, 2 * n);
     int32_t *tgd = up(be, tg, sizeof tg);
-    double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2];
-    for (int kind = 0; kind < 3; kind++) {
-        nx_distill_loss(REF, &l[0], &l[1], (nx_kd_kind)kind, 2.0f, d, NX_F32, 0.3f, 0.7f, s, t, tg, N, V);
-        nx_distill_loss(be, ld, ld + 1, (nx_kd_kind)kind, 2.0f, d16, NX_BF16, 0.3f, 0.7f, sd, td, tgd, N, V);
-        round_bf16(d, n);
-        EXPECT(rel_err_bf16(be, d16, d, n), 4e-3, "fused loss gradient into bf16");
-    }
-    nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, d16), nx_backend_free(be, tgd);
-    nx_backend_free(be, ld);
-    free(s), free(t), free(d);
+    double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2], got[2];
+    for (int kind = 0; kind < 3; kind++)
+        for (int tb = 0; tb < 2; tb++) {
+            nx_distill_loss(REF, &l[0], &l[1], (nx_kd_kind)kind, 2.0f, d, NX_F32, 0.3f, 0.7f, s, t, NX_F32, tg, N, V);
+            nx_distill_loss(be, ld, ld + 1, (nx_kd_kind)kind, 2.0f, d16, NX_BF16, 0.3f, 0.7f, sd, tb ? t16d : (void *)td,
+                            tb ? NX_BF16 : NX_F32, tgd, N, V);
+            nx_backend_download(be, got, ld, sizeof got);
+            CHECKF(fabs(got[1] - l[1]) <= 1e-5 * fabs(l[1]) + 1e-7, "kd loss, kind %d, teacher in %s: %.9g vs %.9g",
+                   kind, tb ? "bf16" : "f32", got[1], l[1]);
+            round_bf16(d, n);
+            EXPECT(rel_err_bf16(be, d16, d, n), 4e-3, tb ? "fused loss gradient into bf16, bf16 teacher"
+                                                         : "fused loss gradient into bf16");
+        }
+    nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, d16), nx_backend_free(be, t16d);
+    nx_backend_free(be, tgd), nx_backend_free(be, ld);
+    free(s), free(t), free(d), free(t16);
     NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
 }
 

@@ -40,12 +40,17 @@ typedef enum nx_act_quant { NX_ACT_BLOCK, NX_ACT_ROW, NX_ACT_STATIC } nx_act_qua
 /* A weight matrix: rows × cols elements of one type, row-major (PyTorch's
  * nn.Linear layout: rows = out features), each row row_bytes long, in
  * the memory of backend be. act/act_scale: how 8-bit kernels quantize the
- * inputs (act_scale = the calibrated largest |x| for NX_ACT_STATIC). */
+ * inputs (act_scale = the calibrated largest |x| for NX_ACT_STATIC).
+ * bf16: for f32 weights, NULL or the same values rounded to bf16 (row
+ * stride cols), which products on bf16 operands read instead of rounding
+ * data themselves; whoever changes data keeps it current (the trainer:
+ * nx_adamw_args.p16). */
 typedef struct nx_weight {
     nx_dtype type;
     int rows, cols;
     size_t row_bytes;
     void *data;
+    const void *bf16;
     nx_backend *be;
     nx_act_quant act;
     float act_scale;

@@ -193,6 +193,10 @@ void nx_model_free(nx_model *m);
  * optimiser, one clip and one checkpoint cover all that trains; nothing
  * that reads or writes the model itself looks past nparams. */
 float *nx_model_reserve(nx_model *m, size_t extra, nx_err *err);
+/* Points the matrices of an f32 model (its products' weights) at their
+ * bf16 copy in p16, a buffer parallel to m->params element for element
+ * (nx_weight.bf16); NULL unbinds them. */
+void nx_model_bind_bf16(nx_model *m, const void *p16);
 
 /* ---- KV cache ----------------------------------------------------------------
  * Keys (after RoPE) and values of S sequences of up to T positions, per
@@ -227,10 +231,13 @@ nx_kv nx_kv_cache_layer(const nx_kv_cache *c, int l);
  * The matrix products' inputs (ln1, ln2, h) are held in the backend's
  * nx_backend_act_type (nx_acts.at: bf16 on CUDA in bf16 precision), unless
  * NX_ACTS_F32 (calibration reads them as f32 floats); a memory plan, which
- * has no backend, passes NX_ACTS_BF16 to nx_acts_bytes to count them so. */
+ * has no backend, passes NX_ACTS_BF16 to nx_acts_bytes to count them so.
+ * NX_ACTS_LOGITS_AT: the logits in that type too (nx_acts.lt), where the
+ * head's weights are f32 or bf16: a teacher whose logits only
+ * nx_distill_loss reads (as autocast's teacher writes them in bf16). */
 enum {
     NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2, NX_ACTS_STREAM = 4, NX_ACTS_FLASH = 8,
-    NX_ACTS_RECOMPUTE = 16, NX_ACTS_BF16 = 32, NX_ACTS_F32 = 64
+    NX_ACTS_RECOMPUTE = 16, NX_ACTS_BF16 = 32, NX_ACTS_F32 = 64, NX_ACTS_LOGITS_AT = 128
 };
 
 typedef struct nx_acts {
@@ -255,7 +262,8 @@ typedef struct nx_acts {
     float *qraw, *kraw, *rstdq, *rstdk; /* qk_norm: q (rows, Q) and k (rows, KV) before their norms, (rows·NH), (rows·KVH) */
     float *last;            /* (rows, C) the rows whose logits are wanted (NX_OUT_LAST) */
     float *lnf, *rstdf;     /* (out_rows, C), (out_rows) after the final norm */
-    float *logits;          /* (out_rows, V) */
+    float *logits;          /* (out_rows, V) of type lt */
+    nx_dtype lt;            /* NX_F32 unless NX_ACTS_LOGITS_AT */
     /* backward scratch (train only); dgu and dlogits of type at */
     float *dres, *dln, *datt, *dqkv, *dprobs, *dh, *dlnf;
     void *dgu;

@@ -74,6 +74,7 @@ typedef struct nx_adamw_args {
     float lr, beta1, beta2, eps, weight_decay;
     double bc1, bc2;       /* 1 − beta1^t, 1 − beta2^t for this step t */
     float clip;            /* global-norm clip (> 0), 0: off */
+    void *p16;             /* NULL, or n bf16 values: p rounded after the update (nx_weight.bf16) */
 } nx_adamw_args;
 
 struct nx_ops {
@@ -128,8 +129,8 @@ struct nx_ops {
                     const float *student, const float *teacher, const int32_t *targets, int N, int V);
     /* optional: both losses in fewer passes over the logits (nx_distill_loss) */
     void (*distill_loss)(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits,
-                         nx_dtype dt, float w_ce, float w_kd, const float *student, const float *teacher,
-                         const int32_t *targets, int N, int V);
+                         nx_dtype dt, float w_ce, float w_kd, const float *student, const void *teacher,
+                         nx_dtype tt, const int32_t *targets, int N, int V);
     void (*argmax)(nx_backend *, int32_t *out, const float *x, int N, int V);
     void (*sqdiff)(nx_backend *, double *sum, float *dy, bool add, const float *y, const float *t,
                    int64_t n, float scale);
@@ -139,6 +140,8 @@ struct nx_ops {
     void (*adamw)(nx_backend *, float *p, const float *g, float *m, float *v, int64_t n,
                   const nx_adamw_args *a, const double *guard, int nguard);
     void (*mask)(nx_backend *, float *p, const uint8_t *mask, int64_t n);
+    /* optional: nx_round_bf16 */
+    void (*round_bf16)(nx_backend *, void *dst, const float *src, int64_t n);
 };
 
 /* ---- forward ------------------------------------------------------------ */
@@ -279,13 +282,14 @@ void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float
  * and, when teacher is not NULL, *kd as nx_kd_loss does; dlogits, when not
  * NULL, is OVERWRITTEN with w_ce·∂ce (where w_ce > 0) + w_kd·∂kd (rows left
  * out: 0), in type dt (NX_F32, or the backend's nx_backend_act_type: the
- * head's backward reads it so). The same as zeroing dlogits and the two
+ * head's backward reads it so); the teacher's logits are of type tt (the
+ * same two). The same as zeroing dlogits and the two
  * calls, which is what a backend without the fused op runs; the CUDA
  * backend reads the logits twice (three times for reverse KL and JSD)
  * instead of seven times. */
 void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
-                     float w_ce, float w_kd, const float *student, const float *teacher, const int32_t *targets,
-                     int N, int V);
+                     float w_ce, float w_kd, const float *student, const void *teacher, nx_dtype tt,
+                     const int32_t *targets, int N, int V);
 /* *sum = Σ (y − t)²; dy = (add ? dy : 0) + scale·(y − t). dy may be y when
  * !add (the gradient replaces y). */
 void nx_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,
@@ -313,6 +317,11 @@ void nx_sumsq(nx_backend *be, double *sum, const float *x, int64_t n);
  *   p −= lr/bc1 · m / (sqrt(v)/sqrt(bc2) + eps) */
 void nx_adamw_update(nx_backend *be, float *p, const float *g, float *m, float *v, int64_t n,
                      const nx_adamw_args *a, const double *guard, int nguard);
+/* dst[0..n) = src rounded to bf16 (nearest even): the bf16 copy of f32
+ * weights (nx_weight.bf16). Only on backends with the op (CUDA), which
+ * nx_backend_has_round_bf16 tells. */
+void nx_round_bf16(nx_backend *be, void *dst, const float *src, int64_t n);
+bool nx_backend_has_round_bf16(const nx_backend *be);
 
 /* Sparsity: p[i] = 0 wherever mask[i] == 0, p[i] unchanged elsewhere (a
  * select, not a product: a pruned weight is exactly +0 whatever it held).

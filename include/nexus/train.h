@@ -88,6 +88,8 @@ typedef struct nx_trainer {
     float *host_state;          /* (3 n_train) host copies for checkpoints; NULL with host memory */
     uint8_t *mask;              /* (n_train) on the backend: 0 = held at zero; NULL: no mask */
     uint8_t *mask_host;         /* (n_train) its host copy, for checkpoints */
+    void *p16;                  /* (n_train) bf16 copy of the trained floats, which the student's products
+                                   read (nx_weight.bf16), where the activations are bf16; else NULL */
 } nx_trainer;
 
 /* What trains, as host memory (n_train floats each): parameters and the
@@ -119,6 +121,9 @@ void nx_trainer_free(nx_trainer *tr);
  * losses (projections with their gradients and AdamW moments, loss
  * gradient buffers); 0 without a teacher. For memory estimates. */
 size_t nx_trainer_loss_bytes(const nx_model_config *s, const nx_model_config *t, const nx_train_opts *o);
+/* Bytes of nx_trainer.p16 where the backend holds activations in bf16 (t
+ * may be NULL). */
+size_t nx_trainer_bf16_bytes(const nx_model_config *s, const nx_model_config *t, const nx_train_opts *o);
 
 /* One step on accum × B × T inputs and targets (target −1: position left
  * out). Returns NX_ERR without updating anything when the loss or the

@@ -105,6 +105,8 @@ int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_co
                       (distill ? (double)nx_acts_bytes(t, B, rc->data.seq_len, NX_ACTS_INFER | bf) : 0);
         if (teacher_weights) p->teacher = (double)nx_model_size(t, rc->teacher.dtype);
         if (rc->data.validation[0]) p->eval += 3 * sizeof(double) + 3 * 4.0 * B * rc->data.seq_len;
+        /* the bf16 copy of the student's weights that its products read */
+        if (rc->precision == NX_PREC_BF16) p->student += (double)nx_trainer_bf16_bytes(s, distill ? t : NULL, &to);
         /* the largest sizes the backend is planned for: its first plan (4096
          * rows), the activations' (training, teacher, evaluation) and a
          * non-f32 teacher's widest matrix */
@@ -195,8 +197,9 @@ void nx_run_plan_print(FILE *f, const nx_run_plan *p, const nx_run_config *rc, d
     int B = rc->data.batch_size, S = rc->data.seq_len;
     fprintf(f, "%s memory plan: %s (B %d x T %d, grad_accum %d)\n", p->gpu ? "GPU" : "host", run_bytes(b[0], 32, p->total),
             B, S - 1, rc->data.grad_accum);
-    fprintf(f, "  student %s (%.0f parameters: f32 weights, gradients, AdamW m, v), activations %s\n",
-            run_bytes(b[1], 32, p->student), p->params, run_bytes(b[2], 32, p->activations));
+    fprintf(f, "  student %s (%.0f parameters: f32 weights, gradients, AdamW m, v%s), activations %s\n",
+            run_bytes(b[1], 32, p->student), p->params,
+            p->gpu && rc->precision == NX_PREC_BF16 ? "; the weights' bf16 copy" : "", run_bytes(b[2], 32, p->activations));
     fprintf(f, "  teacher %s (%s) + activations %s, losses %s, evaluation %s\n", run_bytes(b[3], 32, p->teacher),
             nx_dtype_name(rc->teacher.dtype), run_bytes(b[4], 32, p->teacher_acts), run_bytes(b[5], 32, p->losses),
             run_bytes(b[6], 32, p->eval));

@@ -453,13 +453,13 @@ void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float
 }
 
 void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
-                     float w_ce, float w_kd, const float *student, const float *teacher, const int32_t *targets,
-                     int N, int V) {
+                     float w_ce, float w_kd, const float *student, const void *teacher, nx_dtype tt,
+                     const int32_t *targets, int N, int V) {
     if (be->ops->distill_loss) {
-        CALL(distill_loss, be, ce, kd, kind, temp, dlogits, dt, w_ce, w_kd, student, teacher, targets, N, V);
+        CALL(distill_loss, be, ce, kd, kind, temp, dlogits, dt, w_ce, w_kd, student, teacher, tt, targets, N, V);
         return;
     }
-    typed(dt == NX_F32);
+    typed(dt == NX_F32 && tt == NX_F32);
     if (dlogits) nx_backend_zero(be, dlogits, sizeof(float) * N * V);
     nx_cross_entropy(be, ce, w_ce > 0 ? dlogits : NULL, w_ce, student, targets, N, V);
     if (teacher) nx_kd_loss(be, kd, kind, temp, dlogits, w_kd, student, teacher, targets, N, V);
@@ -486,3 +486,7 @@ void nx_adamw_update(nx_backend *be, float *p, const float *g, float *m, float *
 }
 
 void nx_mask(nx_backend *be, float *p, const uint8_t *mask, int64_t n) { OP(mask)(be, p, mask, n); }
+
+void nx_round_bf16(nx_backend *be, void *dst, const float *src, int64_t n) { OP(round_bf16)(be, dst, src, n); }
+
+bool nx_backend_has_round_bf16(const nx_backend *be) { return be->ops->round_bf16 != NULL; }

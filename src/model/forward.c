@@ -106,6 +106,8 @@ static int acts_init(nx_acts *a, const nx_model *m, int rows, int out_rows, int 
     *a = acts_shape(rows, out_rows, ctx, B, T, mode);
     a->be = m->be;
     a->at = mode & NX_ACTS_F32 ? NX_F32 : nx_backend_act_type(m->be);
+    nx_dtype ht = m->w.head.type;
+    a->lt = (mode & NX_ACTS_LOGITS_AT) && (ht == NX_F32 || ht == NX_BF16) ? a->at : NX_F32;
     NX_ASSERTM(!a->flash || nx_attention_lse_fits(m->be, c->HS, B, T, c->NH),
                "NX_ACTS_FLASH where the backend's nx_attention_lse does not fit");
     NX_ASSERTM(!(a->train && a->stream), "training keeps every layer's activations");
@@ -366,7 +368,7 @@ void nx_model_compute(const nx_model *m, nx_acts *a, const nx_batch *bt) {
         fin = a->last;
     }
     nx_rmsnorm(be, a->lnf, a->rstdf, fin, m->w.lnf, nout, C, c->eps);
-    if (bt->out != NX_OUT_HIDDEN) nx_linear(be, a->logits, a->lnf, &m->w.head, NULL, nout);
+    if (bt->out != NX_OUT_HIDDEN) nx_linear_to(be, a->logits, a->lt, a->lnf, NX_F32, &m->w.head, nout);
 }
 
 void nx_model_run(const nx_model *m, nx_acts *a, const nx_batch *bt) {

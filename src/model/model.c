@@ -408,6 +408,20 @@ void nx_model_init_random(nx_model *m, float std, nx_rng *rng) { init_random(m, 
 
 void nx_model_init_random_parallel(nx_model *m, float std, uint64_t seed) { init_random(m, std, NULL, seed); }
 
+static void bind_bf16(nx_weight *w, const float *params, const void *p16) {
+    w->bf16 = p16 ? (const uint16_t *)p16 + ((const float *)w->data - params) : NULL;
+}
+
+void nx_model_bind_bf16(nx_model *m, const void *p16) {
+    NX_ASSERTM(m->params, "a bf16 copy is of f32 weights");
+    for (int l = 0; l < m->cfg.L; l++) {
+        nx_layer_weights *w = &m->w.layer[l];
+        bind_bf16(&w->qkv, m->params, p16), bind_bf16(&w->o, m->params, p16);
+        bind_bf16(&w->gu, m->params, p16), bind_bf16(&w->down, m->params, p16);
+    }
+    bind_bf16(&m->w.head, m->params, p16);
+}
+
 float *nx_model_reserve(nx_model *m, size_t extra, nx_err *err) {
     NX_ASSERTM(m->params, "only an f32 model trains parameters of its own");
     size_t own = m->nparams * sizeof(float);

@@ -42,6 +42,16 @@ size_t nx_trainer_loss_bytes(const nx_model_config *s, const nx_model_config *t,
     return b;
 }
 
+size_t nx_trainer_bf16_bytes(const nx_model_config *s, const nx_model_config *t, const nx_train_opts *o) {
+    return 2 * (nx_model_numel(s) + (t ? proj_floats(s, t, o) : 0));
+}
+
+/* The bf16 copy of the trained floats, after anything but AdamW (which
+ * writes it itself) changed them. */
+static void round_copy(nx_trainer *tr) {
+    if (tr->p16) nx_round_bf16(tr->be, tr->p16, tr->student->params, (int64_t)tr->n_train);
+}
+
 /* The step's scalars on the backend: per micro-batch ce, kd, then one sum
  * per layer pair for the hidden loss and one for attention transfer; last
  * Σ g². All of them guard the update. */
@@ -78,7 +88,8 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
     if (!att && nx_attention_lse_fits(student->be, student->cfg.HS, o->B, o->T, student->cfg.NH)) smode |= NX_ACTS_FLASH;
     if (nx_acts_init(&tr->sa, student, o->B, o->T, smode, err)) return nx_fail_prefix(err, "student");
     if (teacher &&
-        nx_acts_init(&tr->ta, teacher, o->B, o->T, att ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER, err)) {
+        nx_acts_init(&tr->ta, teacher, o->B, o->T, (att ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) | NX_ACTS_LOGITS_AT,
+                     err)) {
         nx_acts_free(&tr->sa);
         return nx_fail_prefix(err, "teacher");
     }
@@ -118,6 +129,13 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
         !(tr->stats = dev_alloc(tr, tr->nstats * sizeof(double), "step statistics", err)) ||
         nx_adamw_init(&tr->opt, tr->be, tr->n_train, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay, err))
         goto fail;
+    if (nx_backend_act_type(tr->be) == NX_BF16 && nx_backend_has_round_bf16(tr->be)) {
+        size_t bytes = nx_trainer_bf16_bytes(sc, teacher ? &teacher->cfg : NULL, o);
+        NX_ASSERT(bytes == 2 * tr->n_train);
+        if (!(tr->p16 = dev_alloc(tr, bytes, "bf16 copy of the weights", err))) goto fail;
+        round_copy(tr);
+        nx_model_bind_bf16(student, tr->p16);
+    }
     return NX_OK;
 fail:
     nx_trainer_free(tr);
@@ -137,6 +155,10 @@ void nx_trainer_free(nx_trainer *tr) {
     nx_backend_free(be, tr->stats);
     nx_backend_free(be, tr->mask);
     free(tr->mask_host);
+    if (tr->p16) {
+        nx_model_bind_bf16(tr->student, NULL);
+        nx_backend_free(be, tr->p16);
+    }
     if (tr->dprobs)
         for (int l = 0; l < tr->student->cfg.L; l++) nx_backend_free(be, tr->dprobs[l]);
     free(tr->dprobs);
@@ -208,8 +230,8 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
         if (kd || hid || att) nx_model_forward(tr->teacher, &tr->ta, in, B, T, kd);
         nx_model_forward(tr->student, &tr->sa, in, B, T, true);
         nx_distill_loss(be, tr->stats + stat_slot(tr, a, ST_CE), tr->stats + stat_slot(tr, a, ST_KD), o->kd, o->temp,
-                        tr->sa.dlogits, tr->sa.at, w_ce * s, w_kd * s, tr->sa.logits, kd ? tr->ta.logits : NULL, tr->targets,
-                        N, V);
+                        tr->sa.dlogits, tr->sa.at, w_ce * s, w_kd * s, tr->sa.logits, kd ? tr->ta.logits : NULL,
+                        kd ? tr->ta.lt : NX_F32, tr->targets, N, V);
         if (hid) hidden_loss(tr, o->hidden_weight * s, a);
         if (att) attention_loss(tr, o->attention_weight * s, a);
         nx_model_backward(tr->student, &tr->sa, tr->grads, tr->dhidden, tr->dprobs);
@@ -218,9 +240,13 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
     double *gn = tr->stats + tr->nstats - 1;
     nx_sumsq(be, gn, tr->grads, (int64_t)tr->n_train);
     nx_adamw_args args = nx_adamw_next(&tr->opt, lr, o->clip);
+    args.p16 = tr->mask ? NULL : tr->p16; /* with a mask: rounded after masking */
     nx_adamw_update(be, tr->student->params, tr->grads, tr->opt.m, tr->opt.v, (int64_t)tr->n_train, &args,
                     tr->stats, tr->nstats);
-    if (tr->mask) nx_mask(be, tr->student->params, tr->mask, (int64_t)tr->n_train);
+    if (tr->mask) {
+        nx_mask(be, tr->student->params, tr->mask, (int64_t)tr->n_train);
+        round_copy(tr);
+    }
     nx_backend_download(be, tr->stats_host, tr->stats, tr->nstats * sizeof(double));
 
     /* the step's figures, as means over micro-batches of the unweighted terms */
@@ -280,6 +306,7 @@ int nx_trainer_set_mask(nx_trainer *tr, const uint8_t *mask, nx_err *err) {
     memset(tr->mask_host + own, 1, n - own);
     nx_backend_upload(tr->be, tr->mask, tr->mask_host, n);
     nx_mask(tr->be, tr->student->params, tr->mask, (int64_t)n);
+    round_copy(tr);
     return NX_OK;
 }
 
@@ -290,6 +317,7 @@ void nx_trainer_state_upload(nx_trainer *tr) {
     nx_backend_upload(tr->be, tr->student->params, tr->host_state, n * sizeof(float));
     nx_backend_upload(tr->be, tr->opt.m, tr->host_state + n, n * sizeof(float));
     nx_backend_upload(tr->be, tr->opt.v, tr->host_state + 2 * n, n * sizeof(float));
+    round_copy(tr);
 }
 
 bool nx_params_finite(const nx_model_config *cfg, const float *buf, char *name, size_t name_len) {

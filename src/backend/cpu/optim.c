@@ -48,6 +48,7 @@ void cpu_adamw(nx_backend *be, float *p, const float *g, float *m, float *v, int
         m[i] += (gi - m[i]) * (1.0f - b1);
         v[i] = v[i] * b2 + (1.0f - b2) * gi * gi;
         p[i] -= step * m[i] / (sqrtf(v[i]) / bc2s + eps);
+        if (a->p16) ((uint16_t *)a->p16)[i] = nx_f32_to_bf16(p[i]);
     }
 }
 

@@ -269,6 +269,7 @@ nx_ops make_ops() {
     o.sumsq = cu_sumsq;
     o.adamw = cu_adamw;
     o.mask = cu_mask;
+    o.round_bf16 = cu_round_bf16;
     return o;
 }
 

@@ -207,12 +207,13 @@ void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, con
 void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,
                 const int32_t *, int, int);
 void cu_distill_loss(nx_backend *, double *, double *, nx_kd_kind, float, void *, nx_dtype, float, float, const float *,
-                     const float *, const int32_t *, int, int);
+                     const void *, nx_dtype, const int32_t *, int, int);
 void cu_sqdiff(nx_backend *, double *, float *, bool, const float *, const float *, int64_t, float);
 void cu_attention_kl(nx_backend *, double *, float *, const float *, const float *, int, int, int, int, float);
 void cu_sumsq(nx_backend *, double *, const float *, int64_t);
 void cu_adamw(nx_backend *, float *, const float *, float *, float *, int64_t, const nx_adamw_args *,
               const double *, int);
 void cu_mask(nx_backend *, float *, const uint8_t *, int64_t);
+void cu_round_bf16(nx_backend *, void *, const float *, int64_t);
 
 #endif

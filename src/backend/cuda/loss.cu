@@ -146,19 +146,24 @@ struct kd_args {
     nx_kd_kind kind;
     float temp, w_ce, w_kd;
     void *dlogits; /* of type DT (distill_rows_k) */
-    const float *st, *tt;
+    const float *st;
+    const void *tt; /* of type TT */
     const int32_t *targets;
     const int *cnt;
     int V;
 };
 
-template <int VEC, class DT>
+__device__ __forceinline__ float as_f32(float x) { return x; }
+__device__ __forceinline__ float as_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <int VEC, class DT, class TT>
 __global__ void distill_rows_k(kd_args a) {
     __shared__ float shf[CU_THREADS];
     __shared__ double shd[CU_THREADS];
     int64_t n = blockIdx.x;
     int V = a.V, tg = a.targets[n];
-    const float *s = a.st + n * V, *t = a.tt ? a.tt + n * V : nullptr;
+    const float *s = a.st + n * V;
+    const TT *t = a.tt ? (const TT *)a.tt + n * V : nullptr;
     DT *d = a.dlogits ? (DT *)a.dlogits + n * V : nullptr;
     if (tg < 0) {
         if (threadIdx.x == 0) {
@@ -199,7 +204,7 @@ __global__ void distill_rows_k(kd_args a) {
     double row = 0, mg = 0;
     if (t && row_first) {
         for (int i = threadIdx.x; i < V; i += blockDim.x)
-            div_term(kind, s[i] * (double)inv_t - lsd, t[i] * (double)inv_t - ltd, row, mg);
+            div_term(kind, s[i] * (double)inv_t - lsd, as_f32(t[i]) * (double)inv_t - ltd, row, mg);
         row = cu_block_sum(row, shd);
         if (kind == NX_KD_JSD) mg = cu_block_sum(mg, shd);
     }
@@ -308,6 +313,7 @@ __global__ void adamw_k(float *p, const float *g, float *m, float *v, int64_t n,
         float vi = v[i] * b2 + (1.0f - b2) * gi * gi;
         m[i] = mi, v[i] = vi;
         p[i] = pi - step * mi / (sqrtf(vi) / bc2s + eps);
+        if (a.p16) ((__nv_bfloat16 *)a.p16)[i] = __float2bfloat16_rn(p[i]);
     }
 }
 
@@ -344,23 +350,32 @@ void cu_kd_loss(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *
     CU_LAUNCHED("kd loss");
 }
 
+/* distill_rows_k for the gradient's type (bf16: d16) and the teacher's (t16) */
+template <int VEC>
+static void distill_rows_vec(const kd_args &a, bool d16, bool t16, int N) {
+    if (d16 && t16) distill_rows_k<VEC, __nv_bfloat16, __nv_bfloat16><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else if (d16) distill_rows_k<VEC, __nv_bfloat16, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else if (t16) distill_rows_k<VEC, float, __nv_bfloat16><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else distill_rows_k<VEC, float, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+}
+
+static void distill_rows(const kd_args &a, bool v4, bool d16, bool t16, int N) {
+    if (v4) distill_rows_vec<4>(a, d16, t16, N);
+    else distill_rows_vec<1>(a, d16, t16, N);
+}
+
 void cu_distill_loss(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
-                     float w_ce, float w_kd, const float *student, const float *teacher, const int32_t *targets, int N, int V) {
+                     float w_ce, float w_kd, const float *student, const void *teacher, nx_dtype tt,
+                     const int32_t *targets, int N, int V) {
     cu_work_reset();
     double *partials = (double *)cu_work(CU_PARTIALS * sizeof(double));
     double *ce_rows = (double *)cu_work(N * sizeof(double) + 8), *kd_rows = (double *)cu_work(N * sizeof(double) + 8);
     int *cnt = (int *)cu_work(sizeof(int));
     count_rows_k<<<1, CU_THREADS, 0, cu_stream()>>>(cnt, targets, N);
     kd_args a = {ce_rows, kd_rows, kind, temp, w_ce, w_kd, dlogits, student, teacher, targets, cnt, V};
-    NX_ASSERT(dt == NX_F32 || dt == NX_BF16);
+    NX_ASSERT((dt == NX_F32 || dt == NX_BF16) && (tt == NX_F32 || tt == NX_BF16));
     bool v4 = V % 4 == 0 && cu_aligned16(student) && cu_aligned16(dlogits) && cu_aligned16(teacher);
-    if (N > 0 && dt == NX_BF16) {
-        if (v4) distill_rows_k<4, __nv_bfloat16><<<N, CU_THREADS, 0, cu_stream()>>>(a);
-        else distill_rows_k<1, __nv_bfloat16><<<N, CU_THREADS, 0, cu_stream()>>>(a);
-    } else if (N > 0) {
-        if (v4) distill_rows_k<4, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
-        else distill_rows_k<1, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
-    }
+    if (N > 0) distill_rows(a, v4, dt == NX_BF16, tt == NX_BF16, N);
     unsigned gb = grid_for(N);
     sum_rows_k<<<gb, CU_THREADS, 0, cu_stream()>>>(partials, ce_rows, N);
     finish_mean_k<<<1, CU_THREADS, 0, cu_stream()>>>(ce, partials, gb, cnt, 1.0);
@@ -420,4 +435,18 @@ void cu_mask(nx_backend *, float *p, const uint8_t *mask, int64_t n) {
     if (n == 0) return;
     mask_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS, 0, cu_stream()>>>(p, mask, n);
     CU_LAUNCHED("mask");
+}
+
+namespace {
+__global__ void round_bf16_k(__nv_bfloat16 *dst, const float *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(src[i]);
+}
+} // namespace
+
+void cu_round_bf16(nx_backend *, void *dst, const float *src, int64_t n) {
+    if (n == 0) return;
+    round_bf16_k<<<cu_blocks(n) < 4096 ? cu_blocks(n) : 4096, CU_THREADS, 0, cu_stream()>>>((__nv_bfloat16 *)dst, src,
+                                                                                             n);
+    CU_LAUNCHED("round to bf16");
 }

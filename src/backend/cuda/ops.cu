@@ -467,7 +467,8 @@ static void linear_bf16(void *out, const float *in, const unsigned short *in16, 
                         const float *res = nullptr, bool out16 = false) {
     NX_ASSERT(!(res && out16));
     int OC = W->rows, IC = W->cols;
-    bool wide = W->type == NX_F32;
+    bool wide = W->type == NX_F32 && !W->bf16; /* f32 weights narrowed here, or their bf16 copy read */
+    const unsigned short *w16s = (const unsigned short *)(W->type == NX_F32 ? W->bf16 : W->data);
     int64_t wr = wide ? min64(OC, (in16 ? CU.narrow_elems : CU.narrow_elems / 2) / IC) : OC;
     int64_t xr = in16 ? N : min64(N, (CU.narrow_elems - (wide ? wr * IC : 0)) / IC);
     NX_ASSERTM(wr > 0 && xr > 0, "linear: rows too long for the bf16 narrowing area");
@@ -475,7 +476,7 @@ static void linear_bf16(void *out, const float *in, const unsigned short *in16, 
     for (int o0 = 0; o0 < OC; o0 += (int)wr) {
         int oc = (int)min64(wr, OC - o0);
         const void *w = wide ? narrowed(w16, (const float *)W->data + (int64_t)o0 * IC, oc, IC, IC)
-                             : (const void *)((const unsigned short *)W->data + (int64_t)o0 * IC);
+                             : (const void *)(w16s + (int64_t)o0 * IC);
         for (int r0 = 0; r0 < N; r0 += (int)xr) {
             int n = (int)min64(xr, N - r0);
             const unsigned short *x = in16 ? in16 + (int64_t)r0 * IC : x16;
@@ -492,16 +493,18 @@ static void linear_bf16(void *out, const float *in, const unsigned short *in16, 
 }
 
 /* din = din_beta·din + dout · W and dW += doutᵀ · in, f32 weights. W is
- * narrowed once beside chunks of the rows of in and dout, each narrowed
- * once for both products (in not at all when in16 holds it in bf16, dout
- * not when dout16 does); a W too large for that is narrowed a chunk of its
- * rows at a time for din, and the rows' chunks then serve dW alone. */
+ * narrowed once (not at all where W->bf16 holds it) beside chunks of the
+ * rows of in and dout, each narrowed once for both products (in not at all
+ * when in16 holds it in bf16, dout not when dout16 does); a W too large for
+ * that is narrowed a chunk of its rows at a time for din, and the rows'
+ * chunks then serve dW alone. */
 static void linear_backward_bf16(float *din, float din_beta, float *dW, const float *dout,
                                  const unsigned short *dout16, const float *in, const unsigned short *in16,
                                  const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
     const float *Wf = (const float *)W->data;
-    int64_t whole = (int64_t)OC * IC, row = (in16 ? 0 : IC) + (dout16 ? 0 : OC);
+    const unsigned short *ws = (const unsigned short *)W->bf16;
+    int64_t whole = ws ? 0 : (int64_t)OC * IC, row = (in16 ? 0 : IC) + (dout16 ? 0 : OC);
     bool together = whole + row <= CU.narrow_elems;
     if (din && !together) { /* chunks of W's rows (the sum's terms) and of dout's rows */
         int64_t wr = min64(OC, CU.narrow_elems / 2 / IC), dr = dout16 ? N : min64(N, (CU.narrow_elems - wr * IC) / wr);
@@ -524,12 +527,13 @@ static void linear_backward_bf16(float *din, float din_beta, float *dW, const fl
     NX_ASSERTM(rr > 0, "linear backward: rows too long for the bf16 narrowing area");
     unsigned short *w16 = CU.narrow, *x16 = CU.narrow + wsz, *d16 = x16 + (in16 ? 0 : rr * IC);
     if (wsz) narrowed(w16, Wf, OC, IC, IC);
+    const unsigned short *wd = ws ? ws : w16;
     for (int r0 = 0; r0 < N; r0 += (int)rr) {
         int n = (int)min64(rr, N - r0);
         const unsigned short *x = in16 ? in16 + (int64_t)r0 * IC : narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC);
         const unsigned short *d = dout16 ? dout16 + (int64_t)r0 * OC : narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
-        if (wsz) /* dinᵀ (IC, n) (+)= Wᵀ (IC, OC) · doutᵀ (OC, n) */
-            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, w16, IC, d, OC, din_beta, din + (int64_t)r0 * IC, IC,
+        if (din && together) /* dinᵀ (IC, n) (+)= Wᵀ (IC, OC) · doutᵀ (OC, n) */
+            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, wd, IC, d, OC, din_beta, din + (int64_t)r0 * IC, IC,
                    "linear backward (input, bf16)");
         /* dWᵀ (IC, OC) += in_cᵀ (IC, n) · dout_c (n, OC) */
         gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x, IC, d, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");

@@ -389,6 +389,7 @@ static void ref_adamw(nx_backend *be, float *p, const float *g, float *m, float 
         double mi = m[i] + (gi - m[i]) * (1.0 - a->beta1), vi = v[i] * (double)a->beta2 + (1.0 - a->beta2) * gi * gi;
         pi -= a->lr / a->bc1 * mi / (sqrt(vi) / sqrt(a->bc2) + a->eps);
         p[i] = (float)pi, m[i] = (float)mi, v[i] = (float)vi;
+        if (a->p16) ((uint16_t *)a->p16)[i] = nx_f32_to_bf16(p[i]);
     }
 }
 
