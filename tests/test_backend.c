@@ -793,7 +793,9 @@ TEST(cuda_bf16_activations) {
                 }
                 nx_backend_free(be, dy16d), free(dy16);
                 /* the weights' bf16 copy (nx_weight.bf16) read instead of narrowing them (whole, where
-                 * setup's small narrowing area takes them in chunks): the same products */
+                 * setup's small narrowing area takes them in chunks): the same products, din's f32 sums
+                 * in another order (one product over all OC terms, not one a chunk; on the H200 2.1e-6
+                 * at OC 2048) */
                 void *w16d = up(be, Wr, 2 * nw);
                 nx_round_bf16(be, w16d, Wb.data, nw);
                 Wb.bf16 = w16d;
@@ -802,7 +804,7 @@ TEST(cuda_bf16_activations) {
                 EXPECT(rel_err(be, yd, y, ny), 1e-6, "linear from bf16, the weights' bf16 copy");
                 nx_backend_upload(be, dWd, dW0, 4 * nw);
                 nx_linear_backward_from(be, dxd, dWd, NULL, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
-                EXPECT(rel_err(be, dxd, dx, nx), 1e-6, "linear backward, the weights' bf16 copy: din");
+                EXPECT(rel_err(be, dxd, dx, nx), 1e-5, "linear backward, the weights' bf16 copy: din");
                 EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward, the weights' bf16 copy: dW");
                 nx_backend_free(be, w16d);
                 nx_backend_free(be, dxd), nx_backend_free(be, dWd), nx_backend_free(be, Wb.data);
