@@ -406,13 +406,12 @@ int packed_sequences(int D, int64_t elems, int B) {
     return (int)(n < B ? n : B);
 }
 
-/* Rows a warp: 32 (two row tiles, MT = 2) for head sizes up to 64, where
- * the registers allow it, or 16 where NEXUS_CUDA_FLASH_MT=1 (to measure
- * against). */
-template <int D>
-int row_tiles() {
+/* 32 query rows a warp (two row tiles, MT = 2) for head sizes up to 64,
+ * where the registers allow it; else 16, and where NEXUS_CUDA_FLASH_MT=1
+ * (to measure against) */
+bool two_row_tiles(int D) {
     static const bool one = getenv("NEXUS_CUDA_FLASH_MT") && atoi(getenv("NEXUS_CUDA_FLASH_MT")) == 1;
-    return D <= 64 && !one ? 2 : 1;
+    return D <= 64 && !one;
 }
 
 template <int D, int MT>
@@ -443,8 +442,9 @@ void launch_mt(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, in
 template <int D>
 void launch(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
             int window) {
-    if (D <= 64 && row_tiles<D>() == 2) launch_mt<D, D <= 64 ? 2 : 1>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
-    else launch_mt<D, 1>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
+    if constexpr (D <= 64)
+        if (two_row_tiles(D)) return launch_mt<D, 2>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
+    launch_mt<D, 1>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
 }
 
 /* ---- backward (head sizes 32 and 64) ---------------------------------------
@@ -552,8 +552,10 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
     /* a tile the warp's rows see, unmasked where they see all of it */
     auto tile = [&](const bf16 (*Kt)[D + 8], const bf16 (*Vt)[D + 8], int key0) {
         if (!tile_sees(wrow, 16 * MT, key0, T, a.window)) return;
-        if (tile_seen(wrow, 16 * MT, key0, T, a.window)) dq_tile<D, MT, false>(acc, qa, da, L2, Dr, Kt, Vt, wrow, key0, a, lane);
-        else dq_tile<D, MT, true>(acc, qa, da, L2, Dr, Kt, Vt, wrow, key0, a, lane);
+        if (tile_seen(wrow, 16 * MT, key0, T, a.window))
+            dq_tile<D, MT, false>(acc, qa, da, L2, Dr, Kt, Vt, wrow, key0, a, lane);
+        else
+            dq_tile<D, MT, true>(acc, qa, da, L2, Dr, Kt, Vt, wrow, key0, a, lane);
     };
     int last = row0 + ROWS - 1 < T - 1 ? row0 + ROWS - 1 : T - 1;
     int kt0 = first_key(row0, a.window) / FL_KEYS, kt1 = last / FL_KEYS;
@@ -695,13 +697,12 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
     bwd_args a = {dout, lse,    rowdot, q, k, v, nullptr, nullptr, nullptr, nullptr, ld, T, NH, NH / KVH, window,
                   1.0f / sqrtf((float)D), aligned4({q, k, v, dout}, {ld, (int64_t)NH * D})};
     unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
-    const bool mt2 = D <= 64 && row_tiles<D>() == 2;
-    /* dq of rows r.. of chunk c (packed or not) */
+    /* dq of a chunk of n sequences (c: its operands, packed or not) */
     auto launch_dq = [&](float *out_dq, const bwd_args &c, int n, auto packed) {
         constexpr bool P = decltype(packed)::value;
-        if (mt2)
-            flash_bwd_dq_k<D, P, D <= 64 ? 2 : 1><<<dim3((T + 127) / 128, (unsigned)(n * NH)), FL_WARPS * 32, 0,
-                                                   cu_stream()>>>(out_dq, c);
+        if (two_row_tiles(D))
+            flash_bwd_dq_k<D, P, 2><<<dim3((T + 127) / 128, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
+                out_dq, c);
         else flash_bwd_dq_k<D, P, 1><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(out_dq, c);
     };
     int nb = packed_sequences(D, 2LL * (NH + KVH) * T * D, B);
