@@ -218,6 +218,31 @@ TEST(param_table_is_consistent) {
     CHECK(nx_model_config_check(&c, &e) == NX_ERR && strstr(e.msg, "multiple"));
 }
 
+/* nx_model_bind_bf16 points each matrix at the same element of the bf16
+ * copy as its f32 data (the buffer padded, tied or not), the embedding's
+ * gather left reading f32; NULL unbinds. */
+TEST(bf16_copy_binds_each_matrix_at_its_own_elements) {
+    for (int tied = 0; tied < 2; tied++) {
+        nx_model_config c = base();
+        c.tied = tied;
+        nx_model m;
+        CHECK(nx_model_init(&m, &c, NULL) == NX_OK);
+        uint16_t *p16 = malloc(2 * m.nparams);
+        nx_model_bind_bf16(&m, p16);
+        for (int l = 0; l < c.L; l++) {
+            const nx_weight *w[4] = {&m.w.layer[l].qkv, &m.w.layer[l].o, &m.w.layer[l].gu, &m.w.layer[l].down};
+            for (int k = 0; k < 4; k++)
+                CHECK((const uint16_t *)w[k]->bf16 - p16 == (const float *)w[k]->data - m.params);
+        }
+        CHECK((const uint16_t *)m.w.head.bf16 - p16 == (const float *)m.w.head.data - m.params);
+        CHECK(m.w.wte.bf16 == NULL);
+        nx_model_bind_bf16(&m, NULL);
+        CHECK(m.w.layer[0].qkv.bf16 == NULL && m.w.head.bf16 == NULL);
+        free(p16);
+        nx_model_free(&m);
+    }
+}
+
 /* Parameters are the tensors' sizes; the buffer pads groups to 64 bytes. */
 TEST(parameter_count_excludes_padding) {
     nx_model_config c = base(); /* V 23, C 12: most groups are padded */
