@@ -153,9 +153,6 @@ struct kd_args {
     int V;
 };
 
-__device__ __forceinline__ float as_f32(float x) { return x; }
-__device__ __forceinline__ float as_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-
 template <int VEC, class DT, class TT>
 __global__ void distill_rows_k(kd_args a) {
     __shared__ float shf[CU_THREADS];
@@ -203,8 +200,11 @@ __global__ void distill_rows_k(kd_args a) {
     bool row_later = t && !row_first;                /* forward KL: summed in the gradient's pass */
     double row = 0, mg = 0;
     if (t && row_first) {
-        for (int i = threadIdx.x; i < V; i += blockDim.x)
-            div_term(kind, s[i] * (double)inv_t - lsd, as_f32(t[i]) * (double)inv_t - ltd, row, mg);
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            float y[1];
+            cu_load(y, t + i);
+            div_term(kind, s[i] * (double)inv_t - lsd, y[0] * (double)inv_t - ltd, row, mg);
+        }
         row = cu_block_sum(row, shd);
         if (kind == NX_KD_JSD) mg = cu_block_sum(mg, shd);
     }
