@@ -130,7 +130,6 @@ void cpu_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, floa
     *loss = (double)temp * temp * nx_parts_sum(part, T) / cnt;
 }
 
-
 /* The hidden-state loss's kernel: Σ (y − t)² and its gradient. */
 void cpu_sqdiff(nx_backend *be, double *sum, float *dy, bool add, const float *y, const float *t, int64_t n,
                 float scale) {
@@ -163,28 +162,28 @@ void cpu_attention_kl(nx_backend *be, double *sum, float *dprobs, const float *A
     memset(part, 0, sizeof part);
 #pragma omp parallel num_threads(nt)
     {
-    double kl = 0;
+        double kl = 0;
 #pragma omp for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int k = 0; k < groups; k++) {
-            const float *s0 = As + ((size_t)b * hs + (size_t)k * gs) * TT;
-            const float *t0 = At + ((size_t)b * ht + (size_t)k * gt) * TT;
-            float *d0 = dprobs + ((size_t)b * hs + (size_t)k * gs) * TT;
-            for (int t = 0; t < T; t++)
-                for (int j = 0; j <= t; j++) {
-                    size_t at = (size_t)t * T + j;
-                    float ps = 0, pt = 0;
-                    for (int h = 0; h < gs; h++) ps += s0[h * TT + at];
-                    for (int h = 0; h < gt; h++) pt += t0[h * TT + at];
-                    ps = fmaxf(ps / gs, tiny);
-                    pt /= gt;
-                    if (pt <= 0) continue;
-                    kl += (double)pt * (log((double)pt) - log((double)ps));
-                    float d = -coef * pt / ps / gs;
-                    for (int h = 0; h < gs; h++) d0[h * TT + at] += d;
-                }
-        }
-    part[omp_get_thread_num()] = kl;
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < groups; k++) {
+                const float *s0 = As + ((size_t)b * hs + (size_t)k * gs) * TT;
+                const float *t0 = At + ((size_t)b * ht + (size_t)k * gt) * TT;
+                float *d0 = dprobs + ((size_t)b * hs + (size_t)k * gs) * TT;
+                for (int t = 0; t < T; t++)
+                    for (int j = 0; j <= t; j++) {
+                        size_t at = (size_t)t * T + j;
+                        float ps = 0, pt = 0;
+                        for (int h = 0; h < gs; h++) ps += s0[h * TT + at];
+                        for (int h = 0; h < gt; h++) pt += t0[h * TT + at];
+                        ps = fmaxf(ps / gs, tiny);
+                        pt /= gt;
+                        if (pt <= 0) continue;
+                        kl += (double)pt * (log((double)pt) - log((double)ps));
+                        float d = -coef * pt / ps / gs;
+                        for (int h = 0; h < gs; h++) d0[h * TT + at] += d;
+                    }
+            }
+        part[omp_get_thread_num()] = kl;
     }
     *sum = nx_parts_sum(part, nt);
 }
