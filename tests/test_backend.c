@@ -620,63 +620,6 @@ TEST(cuda_bf16_linear_and_flash_attention) {
     NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
 }
 
-/* Training attention without the maps (CUDA, bf16): out, the rows'
- * log-sum-exp, and dq, dk, dv against the reference's maps path on
- * bf16-rounded q, k, v and dout. The probabilities and dS are rounded to
- * bf16 before their products, which bounds the difference. */
-TEST(cuda_flash_training_attention_and_backward) {
-    CUDA_BF16_OR_SKIP(be, e);
-    /* B, T, NH, KVH, HS, window */
-    int att[][6] = {{1, 1, 1, 1, 64, 0}, {2, 5, 2, 1, 32, 0}, {1, 64, 4, 4, 64, 0}, {2, 65, 4, 2, 64, 0},
-                    {1, 150, 8, 2, 64, 0}, {2, 130, 4, 1, 32, 20}, {1, 200, 2, 2, 64, 64}, {3, 97, 6, 3, 32, 1}};
-    for (unsigned it = 0; it < sizeof att / sizeof att[0]; it++) {
-        int B = att[it][0], T = att[it][1], NH = att[it][2], KVH = att[it][3], HS = att[it][4], W = att[it][5];
-        int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV;
-        long N = (long)B * T, np = (long)B * NH * T * T, nl = (long)B * NH * T;
-        CHECKF(nx_attention_lse_fits(be, HS, B, T, NH), "case %u does not fit", it);
-        nx_span sp[3];
-        for (int b = 0; b < B; b++) sp[b] = (nx_span){b, 0, T};
-        float *x = rnd(N * ld, 1), *dy = rnd(N * Q, 1), *out = malloc(4 * N * Q), *probs = malloc(4 * np);
-        float *dx = calloc(N * ld, 4), *sc = malloc(4 * np), *lse = malloc(4 * nl);
-        round_bf16(x, N * ld), round_bf16(dy, N * Q);
-        float *xd = up(be, x, 4 * N * ld), *dyd = up(be, dy, 4 * N * Q), *outd = up(be, out, 4 * N * Q);
-        float *lsed = up(be, lse, 4 * nl), *dxd = up(be, dx, 4 * N * ld);
-        nx_kv kv = {x + Q, x + Q + KV, ld, (int64_t)T * ld}, kvd = {xd + Q, xd + Q + KV, ld, (int64_t)T * ld};
-        nx_attention(REF, out, probs, x, ld, kv, sp, B, NH, KVH, HS, W);
-        nx_attention_backward(REF, dx, dx + Q, dx + Q + KV, sc, dy, probs, NULL, x, x + Q, x + Q + KV, ld, B, T, NH, KVH,
-                              HS, W);
-        for (int b = 0; b < B; b++) /* the reference's log-sum-exp, in double */
-            for (int h = 0; h < NH; h++)
-                for (int i = 0; i < T; i++) {
-                    const float *qi = x + ((long)b * T + i) * ld + h * HS;
-                    double mx = -1e300, sum = 0, sv[512];
-                    int j0 = W > 0 && i - W + 1 > 0 ? i - W + 1 : 0;
-                    for (int j = j0; j <= i; j++) {
-                        const float *kj = x + ((long)b * T + j) * ld + Q + (h / (NH / KVH)) * HS;
-                        double d = 0;
-                        for (int c = 0; c < HS; c++) d += (double)qi[c] * kj[c];
-                        sv[j - j0] = d / sqrt((double)HS);
-                        mx = sv[j - j0] > mx ? sv[j - j0] : mx;
-                    }
-                    for (int j = j0; j <= i; j++) sum += exp(sv[j - j0] - mx);
-                    lse[((long)b * NH + h) * T + i] = (float)(mx + log(sum));
-                }
-        nx_attention_lse(be, outd, lsed, xd, ld, kvd, B, T, NH, KVH, HS, W);
-        float *scd = up(be, lse, 4 * nl);
-        nx_attention_lse_backward(be, dxd, dxd + Q, dxd + Q + KV, scd, dyd, outd, lsed, xd, xd + Q, xd + Q + KV, ld, B, T, NH,
-                                  KVH, HS, W);
-        char what[96];
-        snprintf(what, sizeof what, "flash training B %d T %d heads %d/%d size %d window %d", B, T, NH, KVH, HS, W);
-        EXPECT(rel_err(be, outd, out, N * Q), 4e-3, what);
-        EXPECT(rel_err(be, lsed, lse, nl), 1e-3, "log-sum-exp");
-        EXPECT(rel_err(be, dxd, dx, N * ld), 2e-2, "flash backward dq, dk, dv");
-        nx_backend_free(be, xd), nx_backend_free(be, dyd), nx_backend_free(be, outd), nx_backend_free(be, lsed);
-        nx_backend_free(be, dxd), nx_backend_free(be, scd);
-        free(x), free(dy), free(out), free(probs), free(dx), free(sc), free(lse);
-    }
-    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
-}
-
 /* Downloads n bf16 values of dev, widened, against want. */
 static double rel_err_bf16(nx_backend *be, const void *dev, const float *want, long n) {
     uint16_t *h = malloc(2 * (n ? n : 1));
@@ -686,6 +629,85 @@ static double rel_err_bf16(nx_backend *be, const void *dev, const float *want, l
     double e = nxt_rel_err(got, want, n);
     free(h), free(got);
     return e;
+}
+
+/* Training attention without the maps (CUDA, bf16): out, the rows'
+ * log-sum-exp, and dq, dk, dv against the reference's maps path on
+ * bf16-rounded q, k, v and dout. The probabilities and dS are rounded to
+ * bf16 before their products, which bounds the difference. Each case runs
+ * twice: q and k as given with out in f32, and q and k before their
+ * rotation (rope tables given: the reference rotates them with nx_rope
+ * first, and rotates its dq, dk back) with out in bf16. */
+TEST(cuda_flash_training_attention_and_backward) {
+    CUDA_BF16_OR_SKIP(be, e);
+    /* B, T, NH, KVH, HS, window */
+    int att[][6] = {{1, 1, 1, 1, 64, 0}, {2, 5, 2, 1, 32, 0}, {1, 64, 4, 4, 64, 0}, {2, 65, 4, 2, 64, 0},
+                    {1, 150, 8, 2, 64, 0}, {2, 130, 4, 1, 32, 20}, {1, 200, 2, 2, 64, 64}, {3, 97, 6, 3, 32, 1}};
+    for (unsigned it = 0; it < 2 * sizeof att / sizeof att[0]; it++) {
+        const int *a = att[it / 2];
+        bool rope = it % 2;
+        int B = a[0], T = a[1], NH = a[2], KVH = a[3], HS = a[4], W = a[5];
+        int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV;
+        long N = (long)B * T, np = (long)B * NH * T * T, nl = (long)B * NH * T;
+        CHECKF(nx_attention_lse_fits(be, HS, B, T, NH), "case %u does not fit", it);
+        nx_span sp[3];
+        for (int b = 0; b < B; b++) sp[b] = (nx_span){b, 0, T};
+        float *x = rnd(N * ld, 1), *dy = rnd(N * Q, 1), *out = malloc(4 * N * Q), *probs = malloc(4 * np);
+        float *dx = calloc(N * ld, 4), *sc = malloc(4 * np), *lse = malloc(4 * nl), *xr = malloc(4 * N * ld);
+        float *cs = malloc(4L * T * HS / 2), *sn = malloc(4L * T * HS / 2);
+        int32_t *pos = malloc(4 * N);
+        round_bf16(x, N * ld), round_bf16(dy, N * Q);
+        nx_rope_tables(cs, sn, T, HS, 10000.0, NULL);
+        for (long n = 0; n < N; n++) pos[n] = (int32_t)(n % T);
+        memcpy(xr, x, 4 * N * ld); /* the reference's q and k, rotated where the case rotates them */
+        if (rope) nx_rope(REF, xr, ld, pos, cs, sn, (int)N, NH + KVH, HS, false);
+        float *xd = up(be, x, 4 * N * ld), *dyd = up(be, dy, 4 * N * Q), *outd = up(be, out, 4 * N * Q);
+        float *lsed = up(be, lse, 4 * nl), *dxd = up(be, dx, 4 * N * ld);
+        float *csd = rope ? up(be, cs, 4L * T * HS / 2) : NULL, *snd = rope ? up(be, sn, 4L * T * HS / 2) : NULL;
+        nx_dtype ot = rope ? NX_BF16 : NX_F32;
+        nx_kv kv = {xr + Q, xr + Q + KV, ld, (int64_t)T * ld}, kvd = {xd + Q, xd + Q + KV, ld, (int64_t)T * ld};
+        nx_attention(REF, out, probs, xr, ld, kv, sp, B, NH, KVH, HS, W);
+        nx_attention_backward(REF, dx, dx + Q, dx + Q + KV, sc, dy, probs, NULL, xr, xr + Q, xr + Q + KV, ld, B, T, NH,
+                              KVH, HS, W);
+        if (rope) nx_rope(REF, dx, ld, pos, cs, sn, (int)N, NH + KVH, HS, true);
+        for (int b = 0; b < B; b++) /* the reference's log-sum-exp, in double */
+            for (int h = 0; h < NH; h++)
+                for (int i = 0; i < T; i++) {
+                    const float *qi = xr + ((long)b * T + i) * ld + h * HS;
+                    double mx = -1e300, sum = 0, sv[512];
+                    int j0 = W > 0 && i - W + 1 > 0 ? i - W + 1 : 0;
+                    for (int j = j0; j <= i; j++) {
+                        const float *kj = xr + ((long)b * T + j) * ld + Q + (h / (NH / KVH)) * HS;
+                        double d = 0;
+                        for (int c = 0; c < HS; c++) d += (double)qi[c] * kj[c];
+                        sv[j - j0] = d / sqrt((double)HS);
+                        mx = sv[j - j0] > mx ? sv[j - j0] : mx;
+                    }
+                    for (int j = j0; j <= i; j++) sum += exp(sv[j - j0] - mx);
+                    lse[((long)b * NH + h) * T + i] = (float)(mx + log(sum));
+                }
+        nx_attention_lse(be, outd, ot, lsed, xd, ld, kvd, csd, snd, B, T, NH, KVH, HS, W);
+        float *scd = up(be, lse, 4 * nl);
+        nx_attention_lse_backward(be, dxd, dxd + Q, dxd + Q + KV, scd, dyd, outd, ot, lsed, xd, xd + Q, xd + Q + KV, ld,
+                                  csd, snd, B, T, NH, KVH, HS, W);
+        char what[112];
+        snprintf(what, sizeof what, "flash training B %d T %d heads %d/%d size %d window %d%s", B, T, NH, KVH, HS, W,
+                 rope ? ", rotated, out in bf16" : "");
+        EXPECT(rope ? rel_err_bf16(be, outd, out, N * Q) : rel_err(be, outd, out, N * Q), 4e-3, what);
+        EXPECT(rel_err(be, lsed, lse, nl), 1e-3, "log-sum-exp");
+        EXPECT(rel_err(be, dxd, dx, N * ld), 2e-2, "flash backward dq, dk, dv");
+        if (rope) { /* q and k are left as they were given */
+            float *back = malloc(4 * N * ld);
+            nx_backend_download(be, back, xd, 4 * N * ld);
+            CHECK(memcmp(back, x, 4 * N * ld) == 0);
+            free(back);
+            nx_backend_free(be, csd), nx_backend_free(be, snd);
+        }
+        nx_backend_free(be, xd), nx_backend_free(be, dyd), nx_backend_free(be, outd), nx_backend_free(be, lsed);
+        nx_backend_free(be, dxd), nx_backend_free(be, scd);
+        free(x), free(dy), free(out), free(probs), free(dx), free(sc), free(lse), free(xr), free(cs), free(sn), free(pos);
+    }
+    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
 }
 
 /* The products' inputs held in bf16 (CUDA, bf16 precision: the activation

@@ -220,9 +220,11 @@ nx_kv nx_kv_cache_layer(const nx_kv_cache *c, int l);
  * NX_ACTS_KEEP_PROBS keeps every layer's attention maps (a teacher for
  * attention transfer). Every layer's output (the hidden states) is kept
  * unless NX_ACTS_STREAM (generation: two residual buffers in turn).
- * NX_ACTS_FLASH with NX_ACTS_TRAIN (and without NX_ACTS_KEEP_PROBS): the
- * backward recomputes the maps from each row's log-sum-exp, which is all
- * that is kept of them (nx_attention_lse: only where it fits).
+ * NX_ACTS_FLASH (without NX_ACTS_KEEP_PROBS): attention through
+ * nx_attention_lse (only where it fits), which rotates q and k as it reads
+ * them and writes its output in the activation type; with NX_ACTS_TRAIN
+ * the backward recomputes the maps from each row's log-sum-exp, which is
+ * all that is kept of them.
  * NX_ACTS_RECOMPUTE with NX_ACTS_TRAIN (and without NX_ACTS_KEEP_PROBS):
  * the forward keeps only each layer's input (the residual stream); the
  * backward recomputes a layer's activations from it just before that
@@ -254,7 +256,8 @@ typedef struct nx_acts {
     nx_span *spans_host;    /* (B) host: the spans of a B × T forward */
     float *res;             /* (L+1, rows, C) residual stream (2 buffers with STREAM) */
     /* per layer when training (stride per layer), shared otherwise; ln1,
-     * ln2 and h (the products' inputs) and gu of type at */
+     * ln2 and h (the products' inputs) and gu of type at, and att too with
+     * flash (it is f32 otherwise) */
     nx_dtype at;
     void *ln1, *ln2, *h, *gu;
     float *rstd1, *qkv, *probs, *att, *mid, *rstd2;

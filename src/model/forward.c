@@ -46,7 +46,8 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->qkv = nx_arena_floats(ar, Lk * R * QKV);
     a->probs = (a->train && !a->flash) || a->keep_probs ? nx_arena_floats(ar, Lp * P) : NULL;
     a->lse = a->flash ? nx_arena_floats(ar, Lk * a->B * c->NH * a->T) : NULL;
-    a->att = nx_arena_floats(ar, Lk * R * Q);
+    /* of type att_type(a); qk_norm's forward uses it as f32 scratch first */
+    a->att = nx_arena_alloc(ar, (a->flash && !c->qk_norm ? es : 4) * Lk * R * Q);
     a->mid = nx_arena_floats(ar, Lk * R * C);
     a->ln2 = nx_arena_alloc(ar, es * Lk * R * C);
     a->rstd2 = nx_arena_floats(ar, Lk * R);
@@ -80,7 +81,7 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
 }
 
 static bool flash_mode(unsigned mode) {
-    return (mode & NX_ACTS_FLASH) && (mode & NX_ACTS_TRAIN) && !(mode & NX_ACTS_KEEP_PROBS);
+    return (mode & NX_ACTS_FLASH) && !(mode & NX_ACTS_KEEP_PROBS);
 }
 
 static bool recompute_mode(unsigned mode) {
@@ -193,6 +194,10 @@ typedef struct {
     float *lse;
 } layer_acts;
 
+/* The attention output's type: nx_attention_lse writes it in the
+ * activation type, which the output projection then reads. */
+static nx_dtype att_type(const nx_acts *a) { return a->flash ? a->at : NX_F32; }
+
 /* element i of a buffer held in the activation type (a->at) */
 static void *act_at(const nx_acts *a, void *base, size_t i) {
     return (char *)base + i * (a->at == NX_BF16 ? 2 : 4);
@@ -206,7 +211,7 @@ static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) 
         act_at(a, a->gu, L * R * 2 * F),
         a->rstd1 + L * R,       a->qkv + L * R * QKV,
         a->probs ? a->probs + (a->keep_probs ? (size_t)l : L) * a->B * c->NH * a->T * a->T : NULL,
-        a->att + L * R * Q,     a->mid + L * R * C,
+        (float *)((char *)a->att + L * R * Q * (att_type(a) == NX_BF16 ? 2 : 4)), a->mid + L * R * C,
         a->rstd2 + L * R,
         NULL, NULL, NULL, NULL,
         a->lse ? a->lse + L * a->B * c->NH * a->T : NULL,
@@ -301,19 +306,21 @@ static void layer_forward(const nx_model *m, nx_acts *a, const nx_batch *bt, int
     nx_rmsnorm_to(be, s.ln1, a->at, s.rstd1, x, w->ln1, N, C, c->eps);
     nx_linear_from(be, s.qkv, s.ln1, a->at, &w->qkv, w->bqkv, N);
     if (c->qk_norm) qk_norm_forward(be, c, &s, w, N);
-    /* q's heads and then k's, side by side in the row: one rotation over both */
-    nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, false);
+    /* q's heads and then k's, side by side in the row: one rotation over
+     * both (nx_attention_lse rotates them as it reads them instead) */
+    if (!s.lse) nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, false);
     nx_kv kv = {s.qkv + Q, s.qkv + Q + KV, QKV, (int64_t)T * QKV};
     if (bt->kv) {
         kv = nx_kv_cache_layer(bt->kv, l);
         nx_kv_store(be, kv, s.qkv + Q, s.qkv + Q + KV, QKV, bt->spans, bt->nspans, KV);
     }
     if (s.lse)
-        nx_attention_lse(be, s.att, s.lse, s.qkv, QKV, kv, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
+        nx_attention_lse(be, s.att, att_type(a), s.lse, s.qkv, QKV, kv, a->rope_cos, a->rope_sin, B, T, c->NH,
+                         c->KVH, c->HS, nx_layer_window(c, l));
     else
         nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS,
                      nx_layer_window(c, l));
-    nx_linear_add(be, s.mid, x, s.att, NX_F32, &w->o, w->bo, N);
+    nx_linear_add(be, s.mid, x, s.att, att_type(a), &w->o, w->bo, N);
     nx_rmsnorm_to(be, s.ln2, a->at, s.rstd2, s.mid, w->ln2, N, C, c->eps);
     nx_linear_to(be, s.gu, a->at, s.ln2, a->at, &w->gu, N);
     nx_swiglu_to(be, s.h, s.gu, a->at, N, F);
@@ -420,18 +427,18 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         nx_linear_backward_from(be, a->dln, gw->gu.data, NULL, a->dgu, a->at, s.ln2, a->at, &w->gu, N);
         nx_rmsnorm_backward(be, dres, gw->ln2, a->dln, s.mid, w->ln2, s.rstd2, N, C);
         /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo */
-        nx_linear_backward_from(be, a->datt, gw->o.data, gw->bo, dres, NX_F32, s.att, NX_F32, &w->o, N);
-        if (s.lse) {
+        nx_linear_backward_from(be, a->datt, gw->o.data, gw->bo, dres, NX_F32, s.att, att_type(a), &w->o, N);
+        if (s.lse) { /* dq and dk come back before the rotation */
             NX_ASSERTM(!dprobs, "attention-map gradients need the maps kept (NX_ACTS_KEEP_PROBS)");
-            nx_attention_lse_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.att, s.lse,
-                                      s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH, c->KVH, c->HS,
-                                      nx_layer_window(c, l));
+            nx_attention_lse_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.att,
+                                      att_type(a), s.lse, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, a->rope_cos,
+                                      a->rope_sin, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
         } else {
             nx_attention_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.probs,
                                   dprobs ? dprobs[l] : NULL, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH,
                                   c->KVH, c->HS, nx_layer_window(c, l));
+            nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, true);
         }
-        nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, true);
         if (c->qk_norm) qk_norm_backward(be, c, a, &s, w, gw, N);
         nx_linear_backward_from(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, NX_F32, s.ln1, a->at, &w->qkv, N);
         nx_rmsnorm_backward(be, dres, gw->ln1, a->dln, res_at(a, c, l), w->ln1, s.rstd1, N, C);

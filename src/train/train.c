@@ -87,9 +87,11 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
     unsigned smode = NX_ACTS_TRAIN | (att ? NX_ACTS_KEEP_PROBS : 0) | (o->recompute ? NX_ACTS_RECOMPUTE : 0);
     if (!att && nx_attention_lse_fits(student->be, student->cfg.HS, o->B, o->T, student->cfg.NH)) smode |= NX_ACTS_FLASH;
     if (nx_acts_init(&tr->sa, student, o->B, o->T, smode, err)) return nx_fail_prefix(err, "student");
-    if (teacher &&
-        nx_acts_init(&tr->ta, teacher, o->B, o->T, (att ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) | NX_ACTS_LOGITS_AT,
-                     err)) {
+    /* the teacher's too, where no maps are kept for attention transfer */
+    unsigned tmode = (att ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) | NX_ACTS_LOGITS_AT;
+    if (teacher && !att && nx_attention_lse_fits(teacher->be, teacher->cfg.HS, o->B, o->T, teacher->cfg.NH))
+        tmode |= NX_ACTS_FLASH;
+    if (teacher && nx_acts_init(&tr->ta, teacher, o->B, o->T, tmode, err)) {
         nx_acts_free(&tr->sa);
         return nx_fail_prefix(err, "teacher");
     }

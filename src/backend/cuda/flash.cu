@@ -34,6 +34,28 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *(uint32_t *)&v;
 }
 
+/* RoPE as the operands are read (nx_attention_lse): row t of a sequence
+ * (its position) rotates its columns d and d + D/2 (d < D/2) as nx_rope
+ * does, by row t of the tables cs, sn ((positions, D/2)); sign −1 the
+ * transposed rotation, for gradients. cs == nullptr: no rotation. */
+struct rope_tab {
+    const float *cs, *sn;
+};
+
+template <int D>
+__device__ __forceinline__ void rotate(float &x1, float &x2, const rope_tab &r, int t, int d, float sign) {
+    float c = r.cs[(int64_t)t * (D / 2) + d], sn = sign * r.sn[(int64_t)t * (D / 2) + d];
+    float y1 = x1 * c - x2 * sn, y2 = x2 * c + x1 * sn;
+    x1 = y1, x2 = y2;
+}
+
+/* the pairs (a.x, b.x) at column d and (a.y, b.y) at d + 1 */
+template <int D>
+__device__ __forceinline__ void rotate2(float2 &a, float2 &b, const rope_tab &r, int t, int d, float sign) {
+    rotate<D>(a.x, b.x, r, t, d, sign);
+    rotate<D>(a.y, b.y, r, t, d + 1, sign);
+}
+
 /* 2^x in one MUFU.EX2, results below 2^-126 flushed to 0 (exp2f also
  * scales around the instruction for them: a softmax weight that small is
  * 0 to the sums it enters anyway) */
@@ -126,8 +148,20 @@ __device__ __forceinline__ void mul_pb(float (*acc)[D / 8][4], const float (*p)[
 /* 64 rows × D of a row-major f32 source (rows from row0, zero past T) into
  * shared memory as bf16; v4: the rows and the source are 16-byte aligned */
 template <int D>
-__device__ __forceinline__ void stage(bf16 (*dst)[D + 8], const float *src, int64_t ld, int row0, int T, bool v4) {
-    if (v4) {
+__device__ __forceinline__ void stage(bf16 (*dst)[D + 8], const float *src, int64_t ld, int row0, int T, bool v4,
+                                      const rope_tab &rp = {}) {
+    if (rp.cs) { /* columns c, c + 1 and their partners c + D/2, c + D/2 + 1 (strides are even) */
+        for (int i = threadIdx.x; i < FL_KEYS * D / 4; i += FL_WARPS * 32) {
+            int r = i / (D / 4), c = i % (D / 4) * 2, t = row0 + r;
+            float2 x1 = make_float2(0, 0), x2 = make_float2(0, 0);
+            if (t < T) {
+                x1 = *(const float2 *)(src + (int64_t)t * ld + c), x2 = *(const float2 *)(src + (int64_t)t * ld + c + D / 2);
+                rotate2<D>(x1, x2, rp, t, c, 1.0f);
+            }
+            *(uint32_t *)&dst[r][c] = pack_bf16(x1.x, x1.y);
+            *(uint32_t *)&dst[r][c + D / 2] = pack_bf16(x2.x, x2.y);
+        }
+    } else if (v4) {
         for (int i = threadIdx.x; i < FL_KEYS * D / 4; i += FL_WARPS * 32) {
             int r = i / (D / 4), c = i % (D / 4) * 4;
             float4 x = row0 + r < T ? *(const float4 *)(src + (int64_t)(row0 + r) * ld + c) : make_float4(0, 0, 0, 0);
@@ -142,21 +176,37 @@ __device__ __forceinline__ void stage(bf16 (*dst)[D + 8], const float *src, int6
     }
 }
 
-/* A fragments of a warp's 16 rows r0 + g, r0 + g + 8 of a row-major f32 matrix, columns 0..D (zero past T) */
+/* A fragments of a warp's 16 rows r0 + g, r0 + g + 8 of a row-major f32
+ * matrix, columns 0..D (zero past T), rotated by rp. A lane's columns c
+ * of fragment kk < D/32 have their partners c + D/2 in fragment kk + D/32. */
 template <int D>
-__device__ __forceinline__ void load_a(uint32_t (*a)[4], const float *base, int64_t ld, int r0, int T, int g, int tq) {
-    const float *x0 = base + (int64_t)(r0 + g < T ? r0 + g : T - 1) * ld;
-    const float *x1 = base + (int64_t)(r0 + g + 8 < T ? r0 + g + 8 : T - 1) * ld;
+__device__ __forceinline__ void load_a(uint32_t (*a)[4], const float *base, int64_t ld, int r0, int T, int g, int tq,
+                                       const rope_tab &rp = {}) {
+    const int i0 = r0 + g < T ? r0 + g : T - 1, i1 = r0 + g + 8 < T ? r0 + g + 8 : T - 1;
+    const float *x0 = base + (int64_t)i0 * ld, *x1 = base + (int64_t)i1 * ld;
     float z0 = r0 + g < T ? 1.0f : 0.0f, z1 = r0 + g + 8 < T ? 1.0f : 0.0f;
+    float2 u[D / 16][4]; /* rows i0, i1 at column c; rows i0, i1 at c + 8 */
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
         int c = kk * 16 + 2 * tq;
-        float2 u0 = *(const float2 *)(x0 + c), u1 = *(const float2 *)(x1 + c);
-        float2 w0 = *(const float2 *)(x0 + c + 8), w1 = *(const float2 *)(x1 + c + 8);
-        a[kk][0] = pack_bf16(z0 * u0.x, z0 * u0.y);
-        a[kk][1] = pack_bf16(z1 * u1.x, z1 * u1.y);
-        a[kk][2] = pack_bf16(z0 * w0.x, z0 * w0.y);
-        a[kk][3] = pack_bf16(z1 * w1.x, z1 * w1.y);
+        u[kk][0] = *(const float2 *)(x0 + c), u[kk][1] = *(const float2 *)(x1 + c);
+        u[kk][2] = *(const float2 *)(x0 + c + 8), u[kk][3] = *(const float2 *)(x1 + c + 8);
+    }
+    if (rp.cs)
+#pragma unroll
+        for (int kk = 0; kk < D / 32; kk++) {
+            int c = kk * 16 + 2 * tq;
+            rotate2<D>(u[kk][0], u[kk + D / 32][0], rp, i0, c, 1.0f);
+            rotate2<D>(u[kk][1], u[kk + D / 32][1], rp, i1, c, 1.0f);
+            rotate2<D>(u[kk][2], u[kk + D / 32][2], rp, i0, c + 8, 1.0f);
+            rotate2<D>(u[kk][3], u[kk + D / 32][3], rp, i1, c + 8, 1.0f);
+        }
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        a[kk][0] = pack_bf16(z0 * u[kk][0].x, z0 * u[kk][0].y);
+        a[kk][1] = pack_bf16(z1 * u[kk][1].x, z1 * u[kk][1].y);
+        a[kk][2] = pack_bf16(z0 * u[kk][2].x, z0 * u[kk][2].y);
+        a[kk][3] = pack_bf16(z1 * u[kk][3].x, z1 * u[kk][3].y);
     }
 }
 
@@ -186,27 +236,44 @@ __device__ __forceinline__ int last_tile_first() { return (int)(gridDim.x - 1 - 
  * multiplied. Elsewhere the tiles are staged from f32 as above, one at a
  * time. Both give the same bf16 values, so the same results. */
 
-/* dst[(b·H + h)·T + t][0..D] = bf16 of src[b·seq + t·ld + h·D + 0..D], b < B;
- * grid (column blocks of 4 values, rows b·T + t) */
+/* dst[(b·H + h)·T + t][0..D] = bf16 of src[b·seq + t·ld + h·D + 0..D], b < B,
+ * rotated by rp; grid (column blocks of 4 values, and with rp their 4
+ * partners, rows b·T + t) */
+__device__ __forceinline__ float4 load4(const float *x, bool v4) {
+    return v4 ? *(const float4 *)x : make_float4(x[0], x[1], x[2], x[3]);
+}
+
 template <int D>
-__global__ void pack_k(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H, bool v4) {
+__global__ void pack_k(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H, bool v4,
+                       rope_tab rp) {
+    const int span = rp.cs ? D / 2 : D; /* the columns of a head that threads start from */
     int j = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    if (j >= H * D) return;
-    int h = j / D, d = j % D;
+    if (j >= H * span) return;
+    int h = j / span, d = j % span;
     for (int64_t r = blockIdx.y; r < (int64_t)B * T; r += gridDim.y) {
         int64_t b = r / T, t = r % T;
-        const float *x = src + b * seq + t * ld + j;
-        float4 v = v4 ? *(const float4 *)x : make_float4(x[0], x[1], x[2], x[3]);
-        *(uint2 *)(dst + ((b * H + h) * T + t) * D + d) = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
+        const float *x = src + b * seq + t * ld + (int64_t)h * D + d;
+        bf16 *y = dst + ((b * H + h) * T + t) * D + d;
+        float4 v = load4(x, v4);
+        if (rp.cs) {
+            float4 w = load4(x + D / 2, v4);
+            float2 v0 = make_float2(v.x, v.y), v1 = make_float2(v.z, v.w);
+            float2 w0 = make_float2(w.x, w.y), w1 = make_float2(w.z, w.w);
+            rotate2<D>(v0, w0, rp, (int)t, d, 1.0f);
+            rotate2<D>(v1, w1, rp, (int)t, d + 2, 1.0f);
+            v = make_float4(v0.x, v0.y, v1.x, v1.y);
+            *(uint2 *)(y + D / 2) = make_uint2(pack_bf16(w0.x, w0.y), pack_bf16(w1.x, w1.y));
+        }
+        *(uint2 *)y = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
     }
 }
 
 template <int D>
-void pack(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H) {
+void pack(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H, rope_tab rp = {}) {
     bool v4 = ld % 4 == 0 && seq % 4 == 0 && (uintptr_t)src % 16 == 0;
     int64_t rows = (int64_t)B * T;
-    pack_k<D><<<dim3(cu_blocks(H * D / 4), (unsigned)(rows < 65535 ? rows : 65535)), CU_THREADS, 0, cu_stream()>>>(
-        dst, src, ld, seq, B, T, H, v4);
+    pack_k<D><<<dim3(cu_blocks(H * (rp.cs ? D / 2 : D) / 4), (unsigned)(rows < 65535 ? rows : 65535)), CU_THREADS, 0,
+                 cu_stream()>>>(dst, src, ld, seq, B, T, H, v4, rp);
 }
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
@@ -317,13 +384,14 @@ __device__ __forceinline__ void fwd_tile_seen(float (*o)[D / 8][4], float (*m)[2
 }
 
 /* grid (⌈T/(64·MT)⌉, B·NH), 128 threads, 16·MT query rows a warp. q: row
- * b·T + t at q + r·ldq + h·D; keys and values of sequence b at kv.{k,v} +
- * b·kv.seq + j·kv.row + kh·D, or (PACKED) packed at kp, vp; out: row r at
- * out + r·NH·D + h·D. */
+ * b·T + t at q + r·ldq + h·D, rotated by rp as it is read; keys and values
+ * of sequence b at kv.{k,v} + b·kv.seq + j·kv.row + kh·D (the keys rotated
+ * by rp as they are staged), or (PACKED) packed at kp, vp (rotated when
+ * packed); out: row r at out + r·NH·D + h·D, f32 or (out16) bf16. */
 template <int D, bool PACKED, int MT>
 __global__ void __launch_bounds__(FL_WARPS * 32)
-    flash_fwd_k(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, const bf16 *kp, const bf16 *vp, int T,
-                int NH, int G, int window, float scale_log2, bool v4) {
+    flash_fwd_k(void *out, bool out16, float *lse, const float *q, int64_t ldq, nx_kv kv, const bf16 *kp,
+                const bf16 *vp, int T, int NH, int G, int window, float scale_log2, bool v4, rope_tab rp) {
     constexpr int S = PACKED ? 2 : 1, ROWS = 16 * MT * FL_WARPS;
     __shared__ __align__(16) bf16 Ks[S][FL_KEYS][D + 8];
     __shared__ __align__(16) bf16 Vs[S][FL_KEYS][D + 8];
@@ -335,7 +403,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     float o[MT][D / 8][4], m[MT][2], l[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        load_a<D>(qa[mt], q + (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow + 16 * mt, T, g, tq);
+        load_a<D>(qa[mt], q + (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow + 16 * mt, T, g, tq, rp);
 #pragma unroll
         for (int n = 0; n < D / 8; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
         m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
@@ -361,7 +429,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
         const float *K = kv.k + b * kv.seq + (int64_t)kh * D, *V = kv.v + b * kv.seq + (int64_t)kh * D;
         for (int kt = kt0; kt <= kt1; kt++) {
             __syncthreads(); /* the last tile's readers are done */
-            stage<D>(Ks[0], K, kv.row, kt * FL_KEYS, T, v4);
+            stage<D>(Ks[0], K, kv.row, kt * FL_KEYS, T, v4, rp);
             stage<D>(Vs[0], V, kv.row, kt * FL_KEYS, T, v4);
             __syncthreads();
             fwd_tile_seen<D, MT>(o, m, l, qa, Ks[0], Vs[0], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
@@ -378,11 +446,13 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
             if (i >= T) continue;
             if (lse && tq == 0) lse[(int64_t)bh * T + i] = (m[mt][half] + log2f(sum)) * 0.6931471805599453f;
             float inv = 1.0f / sum;
-            float *orow = out + ((int64_t)b * T + i) * NH * D + (int64_t)h * D;
+            int64_t at = ((int64_t)b * T + i) * NH * D + (int64_t)h * D + 2 * tq;
 #pragma unroll
-            for (int n = 0; n < D / 8; n++)
-                *(float2 *)(orow + n * 8 + 2 * tq) =
-                    make_float2(o[mt][n][2 * half] * inv, o[mt][n][2 * half + 1] * inv);
+            for (int n = 0; n < D / 8; n++) {
+                float x = o[mt][n][2 * half] * inv, y = o[mt][n][2 * half + 1] * inv;
+                if (out16) *(uint32_t *)((bf16 *)out + at + n * 8) = pack_bf16(x, y);
+                else *(float2 *)((float *)out + at + n * 8) = make_float2(x, y);
+            }
         }
 }
 
@@ -415,36 +485,38 @@ bool two_row_tiles(int D) {
 }
 
 template <int D, int MT>
-void launch_mt(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
-               int window) {
+void launch_mt(void *out, bool out16, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH,
+               int KVH, int window, rope_tab rp) {
     float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
     bool v4 = aligned4({q, kv.k, kv.v}, {ldq, kv.row, kv.seq});
     unsigned tiles = (unsigned)((T + 64 * MT - 1) / (64 * MT));
     int nb = packed_sequences(D, 2LL * KVH * T * D, B);
     if (nb == 0) {
         flash_fwd_k<D, false, MT><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
-            out, lse, q, ldq, kv, nullptr, nullptr, T, NH, NH / KVH, window, scale_log2, v4);
+            out, out16, lse, q, ldq, kv, nullptr, nullptr, T, NH, NH / KVH, window, scale_log2, v4, rp);
     } else if constexpr (D <= 64) {
         bf16 *kp = (bf16 *)CU.narrow, *vp = kp + (int64_t)nb * KVH * T * D;
         for (int b0 = 0; b0 < B; b0 += nb) {
             int n = B - b0 < nb ? B - b0 : nb;
             nx_kv c = {kv.k + b0 * kv.seq, kv.v + b0 * kv.seq, kv.row, kv.seq};
-            pack<D>(kp, c.k, kv.row, kv.seq, n, T, KVH);
+            pack<D>(kp, c.k, kv.row, kv.seq, n, T, KVH, rp);
             pack<D>(vp, c.v, kv.row, kv.seq, n, T, KVH);
+            int64_t o0 = (int64_t)b0 * T * NH * D;
             flash_fwd_k<D, true, MT><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
-                out + (int64_t)b0 * T * NH * D, lse ? lse + (int64_t)b0 * NH * T : nullptr, q + (int64_t)b0 * T * ldq,
-                ldq, c, kp, vp, T, NH, NH / KVH, window, scale_log2, v4);
+                out16 ? (void *)((bf16 *)out + o0) : (void *)((float *)out + o0), out16,
+                lse ? lse + (int64_t)b0 * NH * T : nullptr, q + (int64_t)b0 * T * ldq, ldq, c, kp, vp, T, NH,
+                NH / KVH, window, scale_log2, v4, rp);
         }
     }
     CU_LAUNCHED("flash attention");
 }
 
 template <int D>
-void launch(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
-            int window) {
+void launch(void *out, bool out16, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
+            int window, rope_tab rp) {
     if constexpr (D <= 64)
-        if (two_row_tiles(D)) return launch_mt<D, 2>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
-    launch_mt<D, 1>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
+        if (two_row_tiles(D)) return launch_mt<D, 2>(out, out16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
+    launch_mt<D, 1>(out, out16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
 }
 
 /* ---- backward (head sizes 32 and 64) ---------------------------------------
@@ -455,31 +527,41 @@ void launch(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B
  * its group and the query tiles that see its keys, dV = Σ Pᵀ·dO, dK =
  * scale·Σ dSᵀ·Q. Every sum in a fixed order: no atomics. */
 
-/* rowdot[bh·T + i] = Σ_d dout[i, h, d] · out[i, h, d] (one warp per row) */
-__global__ void rowdot_k(float *rowdot, const float *dout, const float *out, int B, int T, int NH, int D) {
+/* rowdot[bh·T + i] = Σ_d dout[i, h, d] · out[i, h, d] (one warp per row;
+ * out f32 or, out16, bf16) */
+__global__ void rowdot_k(float *rowdot, const float *dout, const void *out, bool out16, int B, int T, int NH, int D) {
     int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (w >= (int64_t)B * NH * T) return;
-    int64_t bh = w / T, i = w % T, b = bh / NH, h = bh % NH;
-    const float *a = dout + ((b * T + i) * NH + h) * D, *o = out + ((b * T + i) * NH + h) * D;
+    int64_t bh = w / T, i = w % T, b = bh / NH, h = bh % NH, at = ((b * T + i) * NH + h) * D;
+    const float *a = dout + at;
     float s = 0;
-    for (int d = lane; d < D; d += 32) s += a[d] * o[d];
+    for (int d = lane; d < D; d += 32)
+        s += a[d] * (out16 ? __bfloat162float(((const bf16 *)out)[at + d]) : ((const float *)out)[at + d]);
     for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(0xffffffffu, s, k);
     if (lane == 0) rowdot[w] = s;
 }
 
-/* a warp's 16 rows r0 + g (+ 8) of D f32 accumulators, times k, to a row-major matrix */
+/* a warp's 16 rows r0 + g (+ 8) of D f32 accumulators, times k and
+ * rotated back by rp (the transposed rotation: a gradient with respect to
+ * the operand before its rotation), to a row-major matrix. A lane's
+ * columns of accumulator n < D/16 have their partners in n + D/16. */
 template <int D>
 __device__ __forceinline__ void store_rows(float *base, int64_t ld, const float (*acc)[4], float k, int r0, int T,
-                                           int g, int tq) {
+                                           int g, int tq, const rope_tab &rp = {}) {
 #pragma unroll
     for (int half = 0; half < 2; half++) {
         int i = r0 + g + 8 * half;
         if (i >= T) continue;
+        float2 v[D / 8];
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) v[n] = make_float2(k * acc[n][2 * half], k * acc[n][2 * half + 1]);
+        if (rp.cs)
+#pragma unroll
+            for (int n = 0; n < D / 16; n++) rotate2<D>(v[n], v[n + D / 16], rp, i, n * 8 + 2 * tq, -1.0f);
         float *row = base + (int64_t)i * ld;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++)
-            *(float2 *)(row + n * 8 + 2 * tq) = make_float2(k * acc[n][2 * half], k * acc[n][2 * half + 1]);
+        for (int n = 0; n < D / 8; n++) *(float2 *)(row + n * 8 + 2 * tq) = v[n];
     }
 }
 
@@ -492,6 +574,7 @@ struct bwd_args {
     int T, NH, G, window;
     float scale;
     bool v4;
+    rope_tab rope; /* q and k rotated as they are read; dq and dk rotated back */
 };
 
 /* One key tile of a warp's 16·MT query rows, in halves of 32 keys (fewer
@@ -537,7 +620,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
     float L2[MT][2], Dr[MT][2], acc[MT][D / 8][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        load_a<D>(qa[mt], a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow + 16 * mt, T, g, tq);
+        load_a<D>(qa[mt], a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow + 16 * mt, T, g, tq, a.rope);
         load_a<D>(da[mt], a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, wrow + 16 * mt, T, g,
                   tq);
 #pragma unroll
@@ -578,7 +661,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
                     *V = a.v + (int64_t)b * T * a.ld + (int64_t)kh * D;
         for (int kt = kt0; kt <= kt1; kt++) {
             __syncthreads();
-            stage<D>(Ks[0], K, a.ld, kt * FL_KEYS, T, a.v4);
+            stage<D>(Ks[0], K, a.ld, kt * FL_KEYS, T, a.v4, a.rope);
             stage<D>(Vs[0], V, a.ld, kt * FL_KEYS, T, a.v4);
             __syncthreads();
             tile(Ks[0], Vs[0], kt * FL_KEYS);
@@ -586,7 +669,8 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
     }
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
-        store_rows<D>(dq + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, acc[mt], a.scale, wrow + 16 * mt, T, g, tq);
+        store_rows<D>(dq + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, acc[mt], a.scale, wrow + 16 * mt, T, g, tq,
+                      a.rope);
 }
 
 /* One query tile of a warp's 16 keys: Pᵀ, dSᵀ = Pᵀ ⊙ (V·dOᵀ − D), dV += Pᵀ·dO, dK += dSᵀ·Q;
@@ -632,7 +716,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
     const int T = a.T, NH = a.NH, G = a.G, KVH = NH / G, bk = blockIdx.y, b = bk / KVH, kh = bk % KVH;
     const int key0 = blockIdx.x * FL_KEYS, wkey = key0 + warp * 16;
     uint32_t ka[1][D / 16][4], va[1][D / 16][4];
-    load_a<D>(ka[0], a.k + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
+    load_a<D>(ka[0], a.k + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq, a.rope);
     load_a<D>(va[0], a.v + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
     float adk[1][D / 8][4], adv[1][D / 8][4];
 #pragma unroll
@@ -674,7 +758,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
         for (int it = 0; it < steps; it++) {
             int gi = it / nq, h = kh * G + gi, q0 = (qt0 + it % nq) * FL_ROWS;
             __syncthreads();
-            stage<D>(Qs[0], a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, q0, T, a.v4);
+            stage<D>(Qs[0], a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, q0, T, a.v4, a.rope);
             stage<D>(Os[0], a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, q0, T, a.v4);
             for (int i = threadIdx.x; i < FL_ROWS; i += FL_WARPS * 32) {
                 Ls[0][i] = q0 + i < T ? a.lse[lse_row(gi) + q0 + i] : 0.0f;
@@ -684,18 +768,18 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
             tile(Qs[0], Os[0], Ls[0], Ds[0], q0);
         }
     }
-    store_rows<D>(dk + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adk[0], a.scale, wkey, T, g, tq);
+    store_rows<D>(dk + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adk[0], a.scale, wkey, T, g, tq, a.rope);
     store_rows<D>(dv + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adv[0], 1.0f, wkey, T, g, tq);
 }
 
 template <int D>
-void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float *dout, const float *out,
+void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float *dout, const void *out, bool out16,
                      const float *lse, const float *q, const float *k, const float *v, int64_t ld, int B, int T, int NH,
-                     int KVH, int window) {
+                     int KVH, int window, rope_tab rp) {
     int64_t rows = (int64_t)B * NH * T;
-    rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, dout, out, B, T, NH, D);
+    rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, dout, out, out16, B, T, NH, D);
     bwd_args a = {dout, lse,    rowdot, q, k, v, nullptr, nullptr, nullptr, nullptr, ld, T, NH, NH / KVH, window,
-                  1.0f / sqrtf((float)D), aligned4({q, k, v, dout}, {ld, (int64_t)NH * D})};
+                  1.0f / sqrtf((float)D), aligned4({q, k, v, dout}, {ld, (int64_t)NH * D}), rp};
     unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
     /* dq of a chunk of n sequences (c: its operands, packed or not) */
     auto launch_dq = [&](float *out_dq, const bwd_args &c, int n, auto packed) {
@@ -721,9 +805,9 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
         c.dout = dout + r * NH * D, c.lse = lse + (int64_t)b0 * NH * T, c.rowdot = rowdot + (int64_t)b0 * NH * T;
         c.q = q + r * ld, c.k = k + r * ld, c.v = v + r * ld;
         c.qp = qp, c.dop = dop, c.kp = kp, c.vp = vp;
-        pack<D>(qp, c.q, ld, T * ld, n, T, NH);
+        pack<D>(qp, c.q, ld, T * ld, n, T, NH, rp);
         pack<D>(dop, c.dout, (int64_t)NH * D, (int64_t)T * NH * D, n, T, NH);
-        pack<D>(kp, c.k, ld, T * ld, n, T, KVH);
+        pack<D>(kp, c.k, ld, T * ld, n, T, KVH, rp);
         pack<D>(vp, c.v, ld, T * ld, n, T, KVH);
         launch_dq(dq + r * ld, c, n, std::true_type());
         flash_bwd_dkv_k<D, true>
@@ -736,11 +820,15 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
 
 bool cu_flash_fits(int HS, int pairs) { return CU.prec == NX_PREC_BF16 && nx_cuda_flash(HS, pairs, false); }
 
-void cu_flash_attention(float *out, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
-                        int HS, int window) {
-    if (HS == 32) launch<32>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
-    else if (HS == 64) launch<64>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
-    else launch<128>(out, lse, q, ldq, kv, B, T, NH, KVH, window);
+void cu_flash_attention(void *out, nx_dtype ot, float *lse, const float *q, int64_t ldq, nx_kv kv,
+                        const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+                        int window) {
+    NX_ASSERT(ot == NX_F32 || ot == NX_BF16);
+    rope_tab rp = {rope_cos, rope_sin};
+    bool o16 = ot == NX_BF16;
+    if (HS == 32) launch<32>(out, o16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
+    else if (HS == 64) launch<64>(out, o16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
+    else launch<128>(out, o16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
 }
 
 bool cu_flash_training_fits(nx_backend *, int HS, int B, int T, int NH) {
@@ -748,15 +836,18 @@ bool cu_flash_training_fits(nx_backend *, int HS, int B, int T, int NH) {
     return CU.prec == NX_PREC_BF16 && nx_cuda_flash(HS, (int64_t)B * NH, true);
 }
 
-void cu_attention_lse(nx_backend *, float *out, float *lse, const float *q, int64_t ld, nx_kv kv, int B, int T, int NH,
-                      int KVH, int HS, int window) {
-    cu_flash_attention(out, lse, q, ld, kv, B, T, NH, KVH, HS, window);
+void cu_attention_lse(nx_backend *, void *out, nx_dtype ot, float *lse, const float *q, int64_t ld, nx_kv kv,
+                      const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS, int window) {
+    cu_flash_attention(out, ot, lse, q, ld, kv, rope_cos, rope_sin, B, T, NH, KVH, HS, window);
 }
 
 void cu_attention_lse_backward(nx_backend *, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const float *out,
-                               const float *lse, const float *q, const float *k, const float *v, int64_t ld, int B,
-                               int T, int NH, int KVH, int HS, int window) {
-    if (HS == 32) launch_backward<32>(dq, dk, dv, scratch, dout, out, lse, q, k, v, ld, B, T, NH, KVH, window);
-    else launch_backward<64>(dq, dk, dv, scratch, dout, out, lse, q, k, v, ld, B, T, NH, KVH, window);
+                               const void *out, nx_dtype ot, const float *lse, const float *q, const float *k,
+                               const float *v, int64_t ld, const float *rope_cos, const float *rope_sin, int B, int T,
+                               int NH, int KVH, int HS, int window) {
+    NX_ASSERT(ot == NX_F32 || ot == NX_BF16);
+    rope_tab rp = {rope_cos, rope_sin};
+    bool o16 = ot == NX_BF16;
+    if (HS == 32) launch_backward<32>(dq, dk, dv, scratch, dout, out, o16, lse, q, k, v, ld, B, T, NH, KVH, window, rp);
+    else launch_backward<64>(dq, dk, dv, scratch, dout, out, o16, lse, q, k, v, ld, B, T, NH, KVH, window, rp);
 }
