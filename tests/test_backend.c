@@ -637,7 +637,8 @@ static double rel_err_bf16(nx_backend *be, const void *dev, const float *want, l
  * bf16 before their products, which bounds the difference. Each case runs
  * twice: q and k as given with out in f32, and q and k before their
  * rotation (rope tables given: the reference rotates them with nx_rope
- * first, and rotates its dq, dk back) with out in bf16. */
+ * first, and rotates its dq, dk back) with out in bf16. Each case's lse,
+ * out and gradients are checked, its failures named by its shape. */
 TEST(cuda_flash_training_attention_and_backward) {
     CUDA_BF16_OR_SKIP(be, e);
     /* B, T, NH, KVH, HS, window */
@@ -659,8 +660,10 @@ TEST(cuda_flash_training_attention_and_backward) {
         round_bf16(x, N * ld), round_bf16(dy, N * Q);
         nx_rope_tables(cs, sn, T, HS, 10000.0, NULL);
         for (long n = 0; n < N; n++) pos[n] = (int32_t)(n % T);
-        memcpy(xr, x, 4 * N * ld); /* the reference's q and k, rotated where the case rotates them */
-        if (rope) nx_rope(REF, xr, ld, pos, cs, sn, (int)N, NH + KVH, HS, false);
+        /* the reference's q and k, rotated where the case rotates them and,
+         * as the kernels' operands, rounded to bf16 after the rotation */
+        memcpy(xr, x, 4 * N * ld);
+        if (rope) nx_rope(REF, xr, ld, pos, cs, sn, (int)N, NH + KVH, HS, false), round_bf16(xr, N * ld);
         float *xd = up(be, x, 4 * N * ld), *dyd = up(be, dy, 4 * N * Q), *outd = up(be, out, 4 * N * Q);
         float *lsed = up(be, lse, 4 * nl), *dxd = up(be, dx, 4 * N * ld);
         float *csd = rope ? up(be, cs, 4L * T * HS / 2) : NULL, *snd = rope ? up(be, sn, 4L * T * HS / 2) : NULL;
@@ -690,12 +693,15 @@ TEST(cuda_flash_training_attention_and_backward) {
         float *scd = up(be, lse, 4 * nl);
         nx_attention_lse_backward(be, dxd, dxd + Q, dxd + Q + KV, scd, dyd, outd, ot, lsed, xd, xd + Q, xd + Q + KV, ld,
                                   csd, snd, B, T, NH, KVH, HS, W);
-        char what[112];
+        char what[112], lw[140], bw[140];
         snprintf(what, sizeof what, "flash training B %d T %d heads %d/%d size %d window %d%s", B, T, NH, KVH, HS, W,
                  rope ? ", rotated, out in bf16" : "");
+        snprintf(lw, sizeof lw, "log-sum-exp of %s", what);
+        snprintf(bw, sizeof bw, "dq, dk, dv of %s", what);
+        if (rope) round_bf16(out, N * Q); /* the reference as the kernel stores it */
         EXPECT(rope ? rel_err_bf16(be, outd, out, N * Q) : rel_err(be, outd, out, N * Q), 4e-3, what);
-        EXPECT(rel_err(be, lsed, lse, nl), 1e-3, "log-sum-exp");
-        EXPECT(rel_err(be, dxd, dx, N * ld), 2e-2, "flash backward dq, dk, dv");
+        EXPECT(rel_err(be, lsed, lse, nl), 1e-3, lw);
+        EXPECT(rel_err(be, dxd, dx, N * ld), 2e-2, bw);
         if (rope) { /* q and k are left as they were given */
             float *back = malloc(4 * N * ld);
             nx_backend_download(be, back, xd, 4 * N * ld);
