@@ -135,6 +135,63 @@ TEST(rmsnorm_forward_and_backward) {
     }
 }
 
+/* n floats of host on be, at off floats past the start of the allocation
+ * (off 1: not 16-byte aligned); *base gets the allocation to free. */
+static float *up_at(nx_backend *be, const float *host, long n, int off, void **base) {
+    *base = nx_backend_alloc(be, sizeof(float) * (size_t)(n + off), "test", NULL);
+    NX_ASSERT(*base);
+    float *d = (float *)*base + off;
+    nx_backend_upload(be, d, host, sizeof(float) * n);
+    return d;
+}
+
+/* RMSNorm's backward on the shapes that pick its CUDA paths: a warp a row
+ * for C a multiple of 4 up to 1024 (1 to 8 groups of 4 columns a lane, the
+ * last group partly used), chunks of rows that do not divide N, N = 1; the
+ * fallback past 1024 columns, for C not a multiple of 4 and for arrays not
+ * 16-byte aligned. Run twice from the same start: the same bits. Draws from
+ * a stream of its own, so the tests after it get the shapes they had. */
+TEST(rmsnorm_backward_paths_and_determinism) {
+    static const struct { int N, C, off; } S[] = {{300, 1024, 0}, {1, 1024, 0}, {77, 644, 0}, {4099, 128, 0},
+                                                   {37, 64, 0},   {5, 4, 0},    {33, 1028, 0}, {40, 130, 0},
+                                                   {50, 64, 1},   {1, 1, 0}};
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, rmsnorm_backward);
+        nx_rng keep = R;
+        nx_rng_seed(&R, 1234);
+        for (size_t s = 0; s < sizeof S / sizeof S[0]; s++) {
+            int N = S[s].N, C = S[s].C, off = S[s].off;
+            long n = (long)N * C;
+            float *x = rnd(n, 1), *w = rnd(C, 1), *dy = rnd(n, 1), *o = malloc(4 * n), *rs = malloc(4 * N);
+            float *dx = rnd(n, 1), *dw = rnd(C, 1), *dx0 = malloc(4 * n), *dw0 = malloc(4 * C);
+            float *got = malloc(4 * n), *gotw = malloc(4 * C);
+            memcpy(dx0, dx, 4 * n), memcpy(dw0, dw, 4 * C);
+            nx_rmsnorm(REF, o, rs, x, w, N, C, 1e-5f);
+            nx_rmsnorm_backward(REF, dx, dw, dy, x, w, rs, N, C);
+            void *b[6];
+            float *xd = up_at(be, x, n, off, &b[0]), *wd = up_at(be, w, C, off, &b[1]);
+            float *dyd = up_at(be, dy, n, off, &b[2]), *rsd = up_at(be, rs, N, off, &b[3]);
+            float *dxd = up_at(be, dx0, n, off, &b[4]), *dwd = up_at(be, dw0, C, off, &b[5]);
+            nx_rmsnorm_backward(be, dxd, dwd, dyd, xd, wd, rsd, N, C);
+            CHECKF(rel_err(be, dxd, dx, n) <= 1e-5, "rmsnorm_backward dx on %s, N %d C %d off %d", be->name, N, C, off);
+            CHECKF(rel_err(be, dwd, dw, C) <= 1e-5, "rmsnorm_backward dw on %s, N %d C %d off %d", be->name, N, C, off);
+            nx_backend_download(be, got, dxd, 4 * n);
+            nx_backend_download(be, gotw, dwd, 4 * C);
+            nx_backend_upload(be, dxd, dx0, 4 * n);
+            nx_backend_upload(be, dwd, dw0, 4 * C);
+            nx_rmsnorm_backward(be, dxd, dwd, dyd, xd, wd, rsd, N, C);
+            nx_backend_download(be, dx, dxd, 4 * n);
+            nx_backend_download(be, dw, dwd, 4 * C);
+            CHECKF(!memcmp(got, dx, 4 * n) && !memcmp(gotw, dw, 4 * C),
+                   "rmsnorm_backward on %s, N %d C %d: a second run gave other bits", be->name, N, C);
+            for (int i = 0; i < 6; i++) nx_backend_free(be, b[i]);
+            free(x), free(w), free(dy), free(o), free(rs), free(dx), free(dw), free(dx0), free(dw0);
+            free(got), free(gotw);
+        }
+        R = keep;
+    }
+}
+
 /* Block types: the CPU quantizes the inputs to 8 bits (per block of 32)
  * where the reference multiplies them in f32, hence the looser bound
  * (quant.c's kernels are held to their exact reference in test_quant.c). */

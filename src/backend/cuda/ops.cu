@@ -2,9 +2,10 @@
  * embedding, RMSNorm, linear on cuBLAS, RoPE, SwiGLU, add, argmax and
  * their backwards. One thread per element for the elementwise ops, one
  * block per row where a row needs a reduction (done in double, as the
- * reference does). Row-major on cuBLAS (column-major): a row-major (R, C)
- * matrix is the column-major (C, R) one, its transpose, so out = in · Wᵀ
- * is computed as outᵀ = W · inᵀ. */
+ * reference does); RMSNorm's backward a warp per row, its weight gradient
+ * summed in the same pass. Row-major on cuBLAS (column-major): a row-major
+ * (R, C) matrix is the column-major (C, R) one, its transpose, so
+ * out = in · Wᵀ is computed as outᵀ = W · inᵀ. */
 #include <cub/device/device_radix_sort.cuh>
 
 #include <cublasLt.h>
@@ -90,7 +91,7 @@ __global__ void rmsnorm_k(OT *out, float *rstd, const float *in, const float *w,
     }
 }
 
-/* One block per row: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x). */
+/* The fallback's dx, one block per row: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x). */
 __global__ void rmsnorm_dx_k(float *din, const float *dout, const float *in, const float *w, const float *rstd, int C) {
     __shared__ double sh[CU_THREADS];
     int64_t row = blockIdx.x;
@@ -103,9 +104,10 @@ __global__ void rmsnorm_dx_k(float *din, const float *dout, const float *in, con
     for (int c = threadIdx.x; c < C; c += blockDim.x) dx[c] += r * w[c] * dy[c] - k * x[c];
 }
 
-/* dw[c] += Σ_n dy ⊙ x · r in two fixed-order stages: block (column tile,
- * chunk) sums its chunk of rows per column into part[chunk·C + c], then
- * one thread per column adds the chunks in order. */
+/* dw[c] += Σ_n dy ⊙ x · r in two fixed-order stages: the rows are cut into
+ * chunks, each chunk's column sums go to part[chunk·C + c] (doubles), then
+ * rmsnorm_dw_k adds the chunks. The fallback's first stage: block (column
+ * tile, chunk) sums its chunk's rows in order, one thread a column. */
 __global__ void rmsnorm_dw_part_k(double *part, const float *dout, const float *in, const float *rstd, int N, int C,
                                   int rows_per) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -116,12 +118,107 @@ __global__ void rmsnorm_dw_part_k(double *part, const float *dout, const float *
     part[(int64_t)blockIdx.y * C + c] = s;
 }
 
+/* The fused backward: dx and dw's chunk sums in one pass, dy and x read
+ * once (C a multiple of 4 and at most RMS_COLS, 16-byte aligned arrays).
+ * Block b owns the chunk of rows [b·rows_per, (b+1)·rows_per); its warp v
+ * the rows n0 + v, n0 + v + RMS_WARPS, … one at a time. Lane l holds the
+ * row's 16-byte groups l + 32j (j < J, J = ⌈C/128⌉) of dy, x and din in
+ * registers; the row's Σ w⊙dy⊙x is the lane's sum (in double, in its
+ * order) reduced by xor shuffles, which leave the same bits in every lane
+ * (each step adds the same two values, a + b = b + a); din is written back
+ * and dy⊙x·r (double) added to the lane's sums for its columns. At the end
+ * the warps add their column sums in warp order through shared memory and
+ * the last writes part[b·C + c]. The order of every sum depends on N and
+ * C only: the same bits on every run. din is apart from dout and in (the
+ * loads of those may go through the read-only cache). */
+#define RMS_WARPS 4
+#define RMS_COLS 1024
+template <int J>
+__global__ void __launch_bounds__(RMS_WARPS * 32)
+    rmsnorm_back_k(float *din, double *part, const float *__restrict__ dout, const float *__restrict__ in,
+                   const float *__restrict__ w, const float *__restrict__ rstd, int N, int C, int rows_per) {
+    __shared__ double sh[RMS_COLS];
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    int n0 = blockIdx.x * rows_per, n1 = n0 + rows_per < N ? n0 + rows_per : N;
+    double acc[J][4];
+#pragma unroll
+    for (int j = 0; j < J; j++)
+#pragma unroll
+        for (int k = 0; k < 4; k++) acc[j][k] = 0;
+    for (int n = n0 + warp; n < n1; n += RMS_WARPS) { /* n is the same in the whole warp */
+        const float *x = in + (int64_t)n * C, *dy = dout + (int64_t)n * C;
+        float *dx = din + (int64_t)n * C, r = rstd[n];
+        float vy[J][4], vx[J][4], vd[J][4], g[J][4];
+#pragma unroll
+        for (int j = 0; j < J; j++) { /* every load of the row issued before the first use */
+            int c = 4 * (lane + 32 * j);
+            if (c < C) {
+                cu_load(vy[j], dy + c), cu_load(vx[j], x + c), cu_load(vd[j], dx + c), cu_load(g[j], w + c);
+            } else {
+#pragma unroll
+                for (int k = 0; k < 4; k++) vy[j][k] = vx[j][k] = vd[j][k] = g[j][k] = 0;
+            }
+        }
+        double dot = 0; /* the columns past C add zeros */
+#pragma unroll
+        for (int j = 0; j < J; j++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) dot += (double)g[j][k] * vy[j][k] * vx[j][k];
+        for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        float kk = (float)(dot * r * r * r / C);
+#pragma unroll
+        for (int j = 0; j < J; j++) {
+            int c = 4 * (lane + 32 * j);
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                vd[j][k] += r * g[j][k] * vy[j][k] - kk * vx[j][k];
+                acc[j][k] += (double)vy[j][k] * vx[j][k] * r;
+            }
+            if (c < C) cu_store(dx + c, vd[j]);
+        }
+    }
+    for (int v = 0; v < RMS_WARPS; v++) { /* the warps' sums, added in warp order */
+        if (warp == v) {
+#pragma unroll
+            for (int j = 0; j < J; j++) {
+                int c = 4 * (lane + 32 * j);
+                if (c >= C) continue;
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    double s = v == 0 ? acc[j][k] : sh[c + k] + acc[j][k];
+                    if (v == RMS_WARPS - 1) part[(int64_t)blockIdx.x * C + c + k] = s;
+                    else sh[c + k] = s;
+                }
+            }
+        }
+        if (v + 1 < RMS_WARPS) __syncthreads();
+    }
+}
+
+/* dw[c] += Σ_k part[k·C + c] over the chunks k, in a fixed order: slice s
+ * of column c adds chunks s, s + RMS_SLICES, … in turn, then the slices
+ * are added in order. Block (32 columns, RMS_SLICES slices). */
+#define RMS_SLICES 16
 __global__ void rmsnorm_dw_k(float *dw, const double *part, int chunks, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    __shared__ double sh[RMS_SLICES][32];
+    int c = blockIdx.x * 32 + threadIdx.x;
     double s = 0;
-    for (int k = 0; k < chunks; k++) s += part[(int64_t)k * C + c];
-    dw[c] += (float)s;
+    if (c < C) {
+#pragma unroll 4
+        for (int k = threadIdx.y; k < chunks; k += RMS_SLICES) s += part[(int64_t)k * C + c];
+    }
+    sh[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= C) return;
+    double t = 0;
+    for (int v = 0; v < RMS_SLICES; v++) t += sh[v][threadIdx.x];
+    dw[c] += (float)t;
+}
+
+template <int J>
+void rmsnorm_back(float *din, double *part, const float *dout, const float *in, const float *w, const float *rstd,
+                  int N, int C, int rows_per, int chunks) {
+    rmsnorm_back_k<J><<<chunks, RMS_WARPS * 32, 0, cu_stream()>>>(din, part, dout, in, w, rstd, N, C, rows_per);
 }
 
 __global__ void widen_k(float *out, const void *w, nx_dtype t, int64_t n) {
@@ -322,16 +419,42 @@ void cu_rmsnorm(nx_backend *be, float *out, float *rstd, const float *in, const 
 
 void cu_rmsnorm_backward(nx_backend *, float *din, float *dw, const float *dout, const float *in, const float *w,
                          const float *rstd, int N, int C) {
-    if (N == 0) return;
-    rmsnorm_dx_k<<<N, CU_THREADS, 0, cu_stream()>>>(din, dout, in, w, rstd, C);
-    /* chunks of 64 rows or more, as many as the partials hold */
+    if (N == 0 || C == 0) return;
+    bool fused = C % 4 == 0 && C <= RMS_COLS && cu_aligned16(din) && cu_aligned16(dout) && cu_aligned16(in) &&
+                 cu_aligned16(w);
+    /* Fused: chunks of 32 rows or more (8 a warp), at most 1024 of them (a
+     * short second stage) and as many as the partials hold (C ≤ 1024: 512
+     * or more). 8192 rows make 256 blocks of 4 warps: at most 255 registers
+     * a thread (C = 1024 takes 254) let 2 blocks share an SM, so an H200's
+     * 132 SMs hold them all at once, in one wave, every warp with 8 rows;
+     * at C = 1024 a warp has a row's dy, x and din (12 KB) in flight at
+     * once, 96 KB an SM, about three times what keeps HBM busy. The
+     * fallback: chunks of 64 rows or more. */
+    int least = fused ? 32 : 64;
     int64_t most = CU_NORM_PARTIALS / C > 0 ? CU_NORM_PARTIALS / C : 1;
-    int chunks = (int)((N + 63) / 64 < most ? (N + 63) / 64 : most), rows_per = (N + chunks - 1) / chunks;
+    if (fused && most > 1024) most = 1024;
+    int chunks = (int)((N + least - 1) / least < most ? (N + least - 1) / least : most);
+    int rows_per = (N + chunks - 1) / chunks;
     chunks = (N + rows_per - 1) / rows_per;
     cu_work_reset();
     double *part = (double *)cu_work((size_t)chunks * C * sizeof(double));
-    rmsnorm_dw_part_k<<<dim3(cu_blocks(C, 128), chunks), 128, 0, cu_stream()>>>(part, dout, in, rstd, N, C, rows_per);
-    rmsnorm_dw_k<<<cu_blocks(C, 128), 128, 0, cu_stream()>>>(dw, part, chunks, C);
+    if (fused) {
+        switch ((C + 127) / 128) {
+        case 1: rmsnorm_back<1>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 2: rmsnorm_back<2>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 3: rmsnorm_back<3>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 4: rmsnorm_back<4>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 5: rmsnorm_back<5>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 6: rmsnorm_back<6>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 7: rmsnorm_back<7>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        default: rmsnorm_back<8>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        }
+    } else {
+        rmsnorm_dx_k<<<N, CU_THREADS, 0, cu_stream()>>>(din, dout, in, w, rstd, C);
+        rmsnorm_dw_part_k<<<dim3(cu_blocks(C, 128), chunks), 128, 0, cu_stream()>>>(part, dout, in, rstd, N, C,
+                                                                                    rows_per);
+    }
+    rmsnorm_dw_k<<<cu_blocks(C, 32), dim3(32, RMS_SLICES), 0, cu_stream()>>>(dw, part, chunks, C);
     CU_LAUNCHED("rmsnorm backward");
 }
 
