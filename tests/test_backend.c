@@ -75,11 +75,11 @@ TEST(embed_every_weight_type) {
                 printf("skip embed of %s on %s\n", nx_dtype_name(types[k]), be->name);
                 continue;
             }
-            int V = rint_in(2, 50), C = cols_for(types[k], 1, 67), N = rint_in(1, 40);
+            int V = rint_in(2, 50), C = cols_for(types[k], 1, 67), N = rint_in(1, 80);
             float *w = rnd((long)V * C, 1), *want = malloc(sizeof(float) * N * C);
             void *wt = malloc(nx_row_bytes(types[k], (int64_t)V * C));
             nx_convert(wt, types[k], w, NX_F32, (int64_t)V * C);
-            int32_t ids[40]; /* every other type: ids 0 and 1 only, runs longer than a backend's read-ahead */
+            int32_t ids[80]; /* every other type: ids 0 and 1 only, runs longer than a backend's read-ahead (16) */
             for (int n = 0; n < N; n++) ids[n] = (int32_t)nx_rng_below(&R, k % 2 ? 2 : V);
             nx_weight W = nx_weight_view(REF, types[k], V, C, wt);
             nx_embed(REF, want, ids, &W, N);

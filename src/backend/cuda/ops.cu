@@ -36,19 +36,23 @@ __global__ void iota_k(int32_t *v, int n) {
 }
 
 /* One block per run of equal ids in the sorted order (the others return):
- * dwte[id] += Σ dout of its rows, added in row order. The run's rows are
- * read EB_AHEAD at a time, so that a frequent token's long run waits on
- * one load in EB_AHEAD rather than on each. */
-#define EB_AHEAD 8
+ * dwte[id] += Σ dout of its rows, added in row order, VEC columns a thread
+ * (a block spans a row of up to 1024 columns in one go). The run's rows are
+ * read EB_AHEAD at a time, so that a frequent token's long run (hundreds of
+ * rows of real text: the longest run is the kernel's time) waits on one
+ * load in EB_AHEAD rather than on each. */
+#define EB_AHEAD 16
+template <int VEC>
 __global__ void embed_back_k(float *dwte, const float *dout, const int32_t *keys, const int32_t *rows, int N, int C) {
     int i = blockIdx.x;
     if (i > 0 && keys[i] == keys[i - 1]) return;
     int id = keys[i];
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float acc = dwte[(int64_t)id * C + c];
+    for (int c = threadIdx.x * VEC; c < C; c += blockDim.x * VEC) {
+        float acc[VEC];
+        cu_load(acc, dwte + (int64_t)id * C + c);
         for (int j = i;; j += EB_AHEAD) {
             int64_t at[EB_AHEAD];
-            float v[EB_AHEAD];
+            float v[EB_AHEAD][VEC];
             bool in[EB_AHEAD]; /* a prefix: the run ends at the first other key */
 #pragma unroll
             for (int u = 0; u < EB_AHEAD; u++) {
@@ -56,13 +60,19 @@ __global__ void embed_back_k(float *dwte, const float *dout, const int32_t *keys
                 at[u] = in[u] ? (int64_t)rows[j + u] * C + c : 0;
             }
 #pragma unroll
-            for (int u = 0; u < EB_AHEAD; u++) v[u] = in[u] ? dout[at[u]] : 0.0f;
+            for (int u = 0; u < EB_AHEAD; u++) {
+#pragma unroll
+                for (int k = 0; k < VEC; k++) v[u][k] = 0.0f;
+                if (in[u]) cu_load(v[u], dout + at[u]);
+            }
 #pragma unroll
             for (int u = 0; u < EB_AHEAD; u++)
-                if (in[u]) acc += v[u];
+                if (in[u])
+#pragma unroll
+                    for (int k = 0; k < VEC; k++) acc[k] += v[u][k];
             if (!in[EB_AHEAD - 1]) break;
         }
-        dwte[(int64_t)id * C + c] = acc;
+        cu_store(dwte + (int64_t)id * C + c, acc);
     }
 }
 
@@ -393,7 +403,9 @@ void cu_embed_backward(nx_backend *, float *dwte, const float *dout, const int32
     iota_k<<<cu_blocks(N), CU_THREADS, 0, cu_stream()>>>(rows_in, N);
     /* radix sort is stable: rows of one id keep their order */
     cu_check(cub::DeviceRadixSort::SortPairs(tmp, bytes, ids, keys, rows_in, rows, N), "sort ids");
-    embed_back_k<<<N, 128, 0, cu_stream()>>>(dwte, dout, keys, rows, N, C);
+    if (C % 4 == 0 && cu_aligned16(dwte) && cu_aligned16(dout))
+        embed_back_k<4><<<N, 256, 0, cu_stream()>>>(dwte, dout, keys, rows, N, C);
+    else embed_back_k<1><<<N, 256, 0, cu_stream()>>>(dwte, dout, keys, rows, N, C);
     CU_LAUNCHED("embed backward");
 }
 
