@@ -490,6 +490,54 @@ TEST(distill_loss_fused_equals_separate) {
     }
 }
 
+/* Rows as long as a real vocabulary (V about 32000, a multiple of 4 and
+ * not: the 16-byte path and the scalar one), and a batch whose rows are
+ * all left out (no row counts: losses 0, gradient 0): every kind, fused
+ * (the gradient written) and separate (added), against the reference. */
+TEST(losses_long_rows_and_no_counted_row) {
+    FOR_EACH_BACKEND {
+        SKIP_IF_MISSING(be, cross_entropy);
+        SKIP_IF_MISSING(be, kd_loss);
+        for (int it = 0; it < 3; it++) {
+            int N = 3, V = it == 0 ? 32004 : it == 1 ? 32001 : 515;
+            long n = (long)N * V;
+            float *s = rnd(n, 3), *t = rnd(n, 3), *d0 = rnd(n, 1), *d = malloc(4 * n);
+            int32_t tg[3] = {it == 2 ? -1 : 5, -1, it == 2 ? -1 : V - 1};
+            NX_ASSERT(nx_backend_plan(be, &(nx_work){.vocab = V}, NULL) == NX_OK);
+            float *sd = up(be, s, 4 * n), *td = up(be, t, 4 * n), *dd = up(be, d0, 4 * n);
+            int32_t *tgd = up(be, tg, sizeof tg);
+            double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2] = {0, 0}, got[2];
+            for (int kind = -1; kind < 3; kind++) {
+                bool teach = kind >= 0;
+                nx_kd_kind k = teach ? (nx_kd_kind)kind : NX_KD_FORWARD_KL;
+                nx_distill_loss(REF, &l[0], &l[1], k, 2.0f, d, NX_F32, 0.3f, 0.7f, s, teach ? t : NULL, NX_F32, tg, N, V);
+                nx_distill_loss(be, ld, ld + 1, k, 2.0f, dd, NX_F32, 0.3f, 0.7f, sd, teach ? td : NULL, NX_F32, tgd, N, V);
+                nx_backend_download(be, got, ld, sizeof got);
+                for (int j = 0; j < 1 + teach; j++)
+                    CHECKF(fabs(got[j] - l[j]) <= 1e-5 * fabs(l[j]) + 1e-7, "V %d, loss %d/%d on %s: %.9g vs %.9g", V,
+                           kind, j, be->name, got[j], l[j]);
+                EXPECT(rel_err(be, dd, d, n), 1e-5, "fused loss gradient, long rows");
+                memcpy(d, d0, 4 * n);
+                nx_backend_upload(be, dd, d0, 4 * n);
+                if (teach) {
+                    nx_kd_loss(REF, &l[0], k, 2.0f, d, 0.7f, s, t, tg, N, V);
+                    nx_kd_loss(be, ld, k, 2.0f, dd, 0.7f, sd, td, tgd, N, V);
+                } else {
+                    nx_cross_entropy(REF, &l[0], d, 0.7f, s, tg, N, V);
+                    nx_cross_entropy(be, ld, dd, 0.7f, sd, tgd, N, V);
+                }
+                double g1 = scalar(be, ld);
+                CHECKF(fabs(g1 - l[0]) <= 1e-5 * fabs(l[0]) + 1e-7, "V %d, separate loss %d on %s: %.9g vs %.9g", V,
+                       kind, be->name, g1, l[0]);
+                EXPECT(rel_err(be, dd, d, n), 1e-5, "separate loss gradient, long rows");
+            }
+            nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, dd), nx_backend_free(be, tgd);
+            nx_backend_free(be, ld);
+            free(s), free(t), free(d0), free(d);
+        }
+    }
+}
+
 TEST(hidden_and_attention_transfer_kernels) {
     FOR_EACH_BACKEND {
         SKIP_IF_MISSING(be, sqdiff);

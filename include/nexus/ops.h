@@ -295,8 +295,8 @@ void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float
  * head's backward reads it so); the teacher's logits are of type tt (the
  * same two). The same as zeroing dlogits and the two
  * calls, which is what a backend without the fused op runs; the CUDA
- * backend reads the logits twice (three times for reverse KL and JSD)
- * instead of seven times. */
+ * backend reads the logits twice (three times for JSD; once for losses
+ * only, but for JSD) instead of seven times. */
 void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
                      float w_ce, float w_kd, const float *student, const void *teacher, nx_dtype tt,
                      const int32_t *targets, int N, int V);

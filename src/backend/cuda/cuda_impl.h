@@ -83,28 +83,52 @@ void cu_sort_bytes(size_t n, size_t *bytes);
 /* *out = scale · Σ partials[0..n) in index order (one block). */
 void cu_finish_sum(double *out, const double *partials, int n, double scale);
 
-/* Σ (max) over a block of per-thread values; blockDim.x a multiple of 32
- * (at most 1024), sh at least blockDim.x / 32 long; every thread gets the
- * result. Each warp reduces by shuffles, then every thread adds the
- * warps' results in warp order: a fixed order, so the same on every run. */
-static __device__ __forceinline__ double cu_block_sum(double v, double *sh) {
-    for (int k = 16; k > 0; k >>= 1) v += __shfl_xor_sync(0xffffffffu, v, k);
-    if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = v;
+/* Σ (max) over a block of per-thread values, K of them at once (one pair
+ * of barriers); blockDim.x a multiple of 32 (at most 1024), sh at least
+ * K · blockDim.x / 32 long; every thread gets the results. Each warp
+ * reduces by shuffles, then every thread combines the warps' results in
+ * warp order: a fixed order, so the same on every run (and each value the
+ * same bits as reduced alone). */
+template <int K, class T, class Op>
+static __device__ __forceinline__ void cu_block_reduce(T (&v)[K], T *sh, T init, Op op) {
+    int nw = blockDim.x / 32;
+#pragma unroll
+    for (int j = 0; j < K; j++) {
+        for (int k = 16; k > 0; k >>= 1) v[j] = op(v[j], __shfl_xor_sync(0xffffffffu, v[j], k));
+        if (threadIdx.x % 32 == 0) sh[j * nw + threadIdx.x / 32] = v[j];
+    }
     __syncthreads();
-    double r = 0;
-    for (int w = 0; w < (int)blockDim.x / 32; w++) r += sh[w];
+#pragma unroll
+    for (int j = 0; j < K; j++) {
+        T r = init;
+        for (int w = 0; w < nw; w++) r = op(r, sh[j * nw + w]);
+        v[j] = r;
+    }
     __syncthreads();
-    return r;
 }
-
+struct cu_sum_op {
+    __device__ double operator()(double a, double b) const { return a + b; }
+};
+struct cu_max_op {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+template <int K>
+static __device__ __forceinline__ void cu_block_sums(double (&v)[K], double *sh) {
+    cu_block_reduce(v, sh, 0.0, cu_sum_op());
+}
+template <int K>
+static __device__ __forceinline__ void cu_block_maxs(float (&v)[K], float *sh) {
+    cu_block_reduce(v, sh, -INFINITY, cu_max_op());
+}
+static __device__ __forceinline__ double cu_block_sum(double v, double *sh) {
+    double r[1] = {v};
+    cu_block_sums(r, sh);
+    return r[0];
+}
 static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
-    for (int k = 16; k > 0; k >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, k));
-    if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = v;
-    __syncthreads();
-    float r = -INFINITY;
-    for (int w = 0; w < (int)blockDim.x / 32; w++) r = fmaxf(r, sh[w]);
-    __syncthreads();
-    return r;
+    float r[1] = {v};
+    cu_block_maxs(r, sh);
+    return r[0];
 }
 
 /* VEC consecutive floats (VEC 4: one 16-byte access, p 16-byte aligned) */
