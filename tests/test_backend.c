@@ -472,10 +472,10 @@ TEST(distill_loss_fused_equals_separate) {
                 float temp = kind == 0 ? 0.5f : kind == 1 ? 1.0f : 2.0f, w_ce = it % 4 == 3 ? 0.0f : 0.3f;
                 bool grads = it != 2, teach = kind >= 0;
                 nx_kd_kind k = teach ? (nx_kd_kind)kind : NX_KD_FORWARD_KL;
-                nx_distill_loss(REF, &l[0], &l[1], k, temp, grads ? d : NULL, NX_F32, w_ce, 0.7f, s, teach ? t : NULL, NX_F32, tg,
-                                N, V);
-                nx_distill_loss(be, ld, ld + 1, k, temp, grads ? dd : NULL, NX_F32, w_ce, 0.7f, sd, teach ? td : NULL, NX_F32, tgd,
-                                N, V);
+                nx_distill_loss(REF, &l[0], &l[1], k, temp, grads ? d : NULL, NX_F32, w_ce, 0.7f, s, NX_F32,
+                                teach ? t : NULL, NX_F32, tg, N, V);
+                nx_distill_loss(be, ld, ld + 1, k, temp, grads ? dd : NULL, NX_F32, w_ce, 0.7f, sd, NX_F32,
+                                teach ? td : NULL, NX_F32, tgd, N, V);
                 double got[2];
                 nx_backend_download(be, got, ld, sizeof got);
                 for (int j = 0; j < 1 + teach; j++)
@@ -510,8 +510,10 @@ TEST(losses_long_rows_and_no_counted_row) {
             for (int kind = -1; kind < 3; kind++) {
                 bool teach = kind >= 0;
                 nx_kd_kind k = teach ? (nx_kd_kind)kind : NX_KD_FORWARD_KL;
-                nx_distill_loss(REF, &l[0], &l[1], k, 2.0f, d, NX_F32, 0.3f, 0.7f, s, teach ? t : NULL, NX_F32, tg, N, V);
-                nx_distill_loss(be, ld, ld + 1, k, 2.0f, dd, NX_F32, 0.3f, 0.7f, sd, teach ? td : NULL, NX_F32, tgd, N, V);
+                nx_distill_loss(REF, &l[0], &l[1], k, 2.0f, d, NX_F32, 0.3f, 0.7f, s, NX_F32, teach ? t : NULL, NX_F32, tg,
+                                N, V);
+                nx_distill_loss(be, ld, ld + 1, k, 2.0f, dd, NX_F32, 0.3f, 0.7f, sd, NX_F32, teach ? td : NULL, NX_F32, tgd,
+                                N, V);
                 nx_backend_download(be, got, ld, sizeof got);
                 for (int j = 0; j < 1 + teach; j++)
                     CHECKF(fabs(got[j] - l[j]) <= 1e-5 * fabs(l[j]) + 1e-7, "V %d, loss %d/%d on %s: %.9g vs %.9g", V,
@@ -956,38 +958,47 @@ TEST(cuda_bf16_activations) {
 }
 
 /* The fused loss writing its gradient in bf16 (the head's backward reads
- * it so), from a teacher's logits in f32 and in bf16: every kind, against
- * the reference on the same (rounded) teacher logits, its gradient
- * rounded. */
+ * it so), from a teacher's logits in f32 and in bf16, and from a student's
+ * in f32 and in bf16: every kind, against the reference on the same
+ * (rounded) logits, its gradient rounded. */
 TEST(cuda_distill_loss_bf16) {
     CUDA_BF16_OR_SKIP(be, e);
     int N = 5, V = 4 * 333;
     long n = (long)N * V;
-    float *s = rnd(n, 3), *t = rnd(n, 3), *d = malloc(4 * n);
+    float *s = rnd(n, 3), *t = rnd(n, 3), *d = malloc(4 * n), *sr = malloc(4 * n);
     int32_t tg[5] = {3, -1, 0, V - 1, 77};
     round_bf16(t, n);
-    uint16_t *t16 = malloc(2 * n);
+    memcpy(sr, s, 4 * n);
+    round_bf16(sr, n);
+    uint16_t *t16 = malloc(2 * n), *s16 = malloc(2 * n);
     nx_convert(t16, NX_BF16, t, NX_F32, n);
+    nx_convert(s16, NX_BF16, sr, NX_F32, n);
     NX_ASSERT(nx_backend_plan(be, &(nx_work){.vocab = V}, NULL) == NX_OK);
     float *sd = up(be, s, 4 * n), *td = up(be, t, 4 * n);
-    void *d16 = up(be, d, 2 * n), *t16d = up(be, t16, 2 * n);
+    void *d16 = up(be, d, 2 * n), *t16d = up(be, t16, 2 * n), *s16d = up(be, s16, 2 * n);
     int32_t *tgd = up(be, tg, sizeof tg);
     double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2], got[2];
     for (int kind = 0; kind < 3; kind++)
-        for (int tb = 0; tb < 2; tb++) {
-            nx_distill_loss(REF, &l[0], &l[1], (nx_kd_kind)kind, 2.0f, d, NX_F32, 0.3f, 0.7f, s, t, NX_F32, tg, N, V);
-            nx_distill_loss(be, ld, ld + 1, (nx_kd_kind)kind, 2.0f, d16, NX_BF16, 0.3f, 0.7f, sd, tb ? t16d : (void *)td,
-                            tb ? NX_BF16 : NX_F32, tgd, N, V);
-            nx_backend_download(be, got, ld, sizeof got);
-            CHECKF(fabs(got[1] - l[1]) <= 1e-5 * fabs(l[1]) + 1e-7, "kd loss, kind %d, teacher in %s: %.9g vs %.9g",
-                   kind, tb ? "bf16" : "f32", got[1], l[1]);
-            round_bf16(d, n);
-            EXPECT(rel_err_bf16(be, d16, d, n), 4e-3, tb ? "fused loss gradient into bf16, bf16 teacher"
-                                                         : "fused loss gradient into bf16");
-        }
+        for (int tb = 0; tb < 2; tb++)
+            for (int sb = 0; sb < 2; sb++) {
+                nx_distill_loss(REF, &l[0], &l[1], (nx_kd_kind)kind, 2.0f, d, NX_F32, 0.3f, 0.7f, sb ? sr : s, NX_F32, t,
+                                NX_F32, tg, N, V);
+                nx_distill_loss(be, ld, ld + 1, (nx_kd_kind)kind, 2.0f, d16, NX_BF16, 0.3f, 0.7f, sb ? s16d : (void *)sd,
+                                sb ? NX_BF16 : NX_F32, tb ? t16d : (void *)td, tb ? NX_BF16 : NX_F32, tgd, N, V);
+                nx_backend_download(be, got, ld, sizeof got);
+                for (int j = 0; j < 2; j++)
+                    CHECKF(fabs(got[j] - l[j]) <= 1e-5 * fabs(l[j]) + 1e-7,
+                           "%s loss, kind %d, student in %s, teacher in %s: %.9g vs %.9g", j ? "kd" : "ce", kind,
+                           sb ? "bf16" : "f32", tb ? "bf16" : "f32", got[j], l[j]);
+                round_bf16(d, n);
+                char what[96];
+                snprintf(what, sizeof what, "fused loss gradient into bf16, student in %s, teacher in %s",
+                         sb ? "bf16" : "f32", tb ? "bf16" : "f32");
+                EXPECT(rel_err_bf16(be, d16, d, n), 4e-3, what);
+            }
     nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, d16), nx_backend_free(be, t16d);
-    nx_backend_free(be, tgd), nx_backend_free(be, ld);
-    free(s), free(t), free(d), free(t16);
+    nx_backend_free(be, s16d), nx_backend_free(be, tgd), nx_backend_free(be, ld);
+    free(s), free(t), free(d), free(t16), free(s16), free(sr);
     NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
 }
 

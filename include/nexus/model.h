@@ -235,8 +235,8 @@ nx_kv nx_kv_cache_layer(const nx_kv_cache *c, int l);
  * NX_ACTS_F32 (calibration reads them as f32 floats); a memory plan, which
  * has no backend, passes NX_ACTS_BF16 to nx_acts_bytes to count them so.
  * NX_ACTS_LOGITS_AT: the logits in that type too (nx_acts.lt), where the
- * head's weights are f32 or bf16: a teacher whose logits only
- * nx_distill_loss reads (as autocast's teacher writes them in bf16). */
+ * head's weights are f32 or bf16: a trainer's teacher and student, whose
+ * logits only nx_distill_loss reads (autocast writes both in bf16). */
 enum {
     NX_ACTS_INFER = 0, NX_ACTS_TRAIN = 1, NX_ACTS_KEEP_PROBS = 2, NX_ACTS_STREAM = 4, NX_ACTS_FLASH = 8,
     NX_ACTS_RECOMPUTE = 16, NX_ACTS_BF16 = 32, NX_ACTS_F32 = 64, NX_ACTS_LOGITS_AT = 128

@@ -131,8 +131,8 @@ struct nx_ops {
                     const float *student, const float *teacher, const int32_t *targets, int N, int V);
     /* optional: both losses in fewer passes over the logits (nx_distill_loss) */
     void (*distill_loss)(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits,
-                         nx_dtype dt, float w_ce, float w_kd, const float *student, const void *teacher,
-                         nx_dtype tt, const int32_t *targets, int N, int V);
+                         nx_dtype dt, float w_ce, float w_kd, const void *student, nx_dtype st,
+                         const void *teacher, nx_dtype tt, const int32_t *targets, int N, int V);
     void (*argmax)(nx_backend *, int32_t *out, const float *x, int N, int V);
     void (*sqdiff)(nx_backend *, double *sum, float *dy, bool add, const float *y, const float *t,
                    int64_t n, float scale);
@@ -292,13 +292,14 @@ void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float
  * and, when teacher is not NULL, *kd as nx_kd_loss does; dlogits, when not
  * NULL, is OVERWRITTEN with w_ce·∂ce (where w_ce > 0) + w_kd·∂kd (rows left
  * out: 0), in type dt (NX_F32, or the backend's nx_backend_act_type: the
- * head's backward reads it so); the teacher's logits are of type tt (the
- * same two). The same as zeroing dlogits and the two
+ * head's backward reads it so); the student's logits are of type st and
+ * the teacher's of type tt (the same two; a bf16 student needs a bf16
+ * gradient, as autocast keeps both). The same as zeroing dlogits and the two
  * calls, which is what a backend without the fused op runs; the CUDA
  * backend reads the logits twice (three times for JSD; once for losses
  * only, but for JSD) instead of seven times. */
 void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
-                     float w_ce, float w_kd, const float *student, const void *teacher, nx_dtype tt,
+                     float w_ce, float w_kd, const void *student, nx_dtype st, const void *teacher, nx_dtype tt,
                      const int32_t *targets, int N, int V);
 /* *sum = Σ (y − t)²; dy = (add ? dy : 0) + scale·(y − t). dy may be y when
  * !add (the gradient replaces y). */

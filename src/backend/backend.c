@@ -460,13 +460,14 @@ void nx_kd_loss(nx_backend *be, double *loss, nx_kd_kind kind, float temp, float
 }
 
 void nx_distill_loss(nx_backend *be, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
-                     float w_ce, float w_kd, const float *student, const void *teacher, nx_dtype tt,
+                     float w_ce, float w_kd, const void *student, nx_dtype st, const void *teacher, nx_dtype tt,
                      const int32_t *targets, int N, int V) {
+    NX_ASSERTM(st == NX_F32 || dt == st, "a student's logits in bf16 need their gradient in bf16");
     if (be->ops->distill_loss) {
-        CALL(distill_loss, be, ce, kd, kind, temp, dlogits, dt, w_ce, w_kd, student, teacher, tt, targets, N, V);
+        CALL(distill_loss, be, ce, kd, kind, temp, dlogits, dt, w_ce, w_kd, student, st, teacher, tt, targets, N, V);
         return;
     }
-    typed(dt == NX_F32 && tt == NX_F32);
+    typed(dt == NX_F32 && st == NX_F32 && tt == NX_F32);
     if (dlogits) nx_backend_zero(be, dlogits, sizeof(float) * N * V);
     nx_cross_entropy(be, ce, w_ce > 0 ? dlogits : NULL, w_ce, student, targets, N, V);
     if (teacher) nx_kd_loss(be, kd, kind, temp, dlogits, w_kd, student, teacher, targets, N, V);

@@ -231,7 +231,8 @@ void cu_attention_lse_backward(nx_backend *, float *dq, float *dk, float *dv, fl
 void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
 void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,
                 const int32_t *, int, int);
-void cu_distill_loss(nx_backend *, double *, double *, nx_kd_kind, float, void *, nx_dtype, float, float, const float *,
+void cu_distill_loss(nx_backend *, double *, double *, nx_kd_kind, float, void *, nx_dtype, float, float, const void *,
+                     nx_dtype,
                      const void *, nx_dtype, const int32_t *, int, int);
 void cu_sqdiff(nx_backend *, double *, float *, bool, const float *, const float *, int64_t, float);
 void cu_attention_kl(nx_backend *, double *, float *, const float *, const float *, int, int, int, int, float);

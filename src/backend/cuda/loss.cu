@@ -181,8 +181,8 @@ __device__ __forceinline__ jsd_term jsd_at(float lps, float lpt, float ps, float
 /* Calls f(i, x, y) for each VEC group of the row that this thread covers (i
  * its first index; y the teacher's logits, zeros when t is NULL), loading
  * the next group before working on this one: two groups' loads in flight. */
-template <int VEC, class TT, class F>
-__device__ __forceinline__ void sweep(const float *s, const TT *t, int V, F &&f) {
+template <int VEC, class ST, class TT, class F>
+__device__ __forceinline__ void sweep(const ST *s, const TT *t, int V, F &&f) {
     const int step = blockDim.x * VEC;
     int i = threadIdx.x * VEC;
     float x[VEC] = {}, y[VEC] = {};
@@ -206,9 +206,9 @@ __device__ __forceinline__ void sweep(const float *s, const TT *t, int V, F &&f)
 enum { G_NONE, G_FWD, G_REV, G_JSD };
 
 /* The gradient's pass: d = (d +, when add) gce·(softmax − onehot(tg)) + g·∂KD/∂(logits/temp) */
-template <int G, int VEC, class DT, class TT>
+template <int G, int VEC, class ST, class DT, class TT>
 __device__ __forceinline__ void grad_pass(const row_probs &r, float gce, int tg, float g, float mg, split_c lr,
-                                          const float *s, const TT *t, DT *d, int V, bool add) {
+                                          const ST *s, const TT *t, DT *d, int V, bool add) {
     sweep<VEC>(s, G == G_NONE ? nullptr : t, V, [&](int i, const float (&x)[VEC], const float (&y)[VEC]) {
         float out[VEC] = {};
         if (gce != 0.0f) {
@@ -242,7 +242,7 @@ struct loss_args {
     float temp, w_ce, w_kd; /* the gradient's weights (w_ce used with ce_rows) */
     void *dlogits;          /* of type DT; NULL: losses only */
     bool add;               /* add the gradient to dlogits (DT float) instead of writing it */
-    const float *st;
+    const void *st; /* of type ST */
     const void *tt; /* of type TT; NULL: CE only */
     const int32_t *targets;
     const int *cnt;
@@ -253,13 +253,13 @@ struct loss_args {
  * registers; the VEC 4 kernels need no spills at that) */
 enum { LOSS_BLOCKS_PER_SM = 5 };
 
-template <int VEC, class DT, class TT>
+template <int VEC, class ST, class DT, class TT>
 __global__ void __launch_bounds__(CU_THREADS, LOSS_BLOCKS_PER_SM) loss_rows_k(loss_args a) {
     __shared__ float shf[2 * CU_THREADS / 32];
     __shared__ double shd[4 * CU_THREADS / 32];
     int64_t n = blockIdx.x;
     int V = a.V, tg = a.targets[n];
-    const float *s = a.st + n * V;
+    const ST *s = (const ST *)a.st + n * V;
     const TT *t = a.tt ? (const TT *)a.tt + n * V : nullptr;
     DT *d = a.dlogits ? (DT *)a.dlogits + n * V : nullptr;
     if (tg < 0) {
@@ -274,10 +274,12 @@ __global__ void __launch_bounds__(CU_THREADS, LOSS_BLOCKS_PER_SM) loss_rows_k(lo
     float it = 1.0f / a.temp;
     row_plan pl = {a.ce_rows != nullptr, t != nullptr, t && a.kind == NX_KD_FORWARD_KL, t && a.kind == NX_KD_REVERSE_KL,
                    t && a.kind == NX_KD_JSD, (float)M_LOG2E, (float)(M_LOG2E * it), 0.0f};
+    float xt[1]; /* the target's logit */
+    cu_load(xt, s + tg);
     if (pl.fwd || pl.rev) {
         float y[1];
         cu_load(y, t + tg);
-        pl.c0 = y[0] - s[tg];
+        pl.c0 = y[0] - xt[0];
     }
     row_sums rs;
     sweep<VEC>(s, t, V, [&](int, const float (&x)[VEC], const float (&y)[VEC]) { rs.add(x, y, pl); });
@@ -287,7 +289,7 @@ __global__ void __launch_bounds__(CU_THREADS, LOSS_BLOCKS_PER_SM) loss_rows_k(lo
     double sum[4] = {rs.s1, rs.ss, rs.st, rs.p};
     cu_block_sums(sum, shd);
     double lsd = mx[0] * (double)it + log(sum[1]), ltd = mx[1] * (double)it + log(sum[2]), row = 0, mg = 0;
-    if (pl.ce && threadIdx.x == 0) a.ce_rows[n] = mx[0] + log(sum[0]) - s[tg];
+    if (pl.ce && threadIdx.x == 0) a.ce_rows[n] = mx[0] + log(sum[0]) - xt[0];
     if (pl.fwd || pl.rev) row = (pl.fwd ? 1 : -1) * (it * (sum[3] / (pl.fwd ? sum[2] : sum[1]) + pl.c0) - (ltd - lsd));
     row_probs r = {mx[0],  mx[1], pl.k1, pl.kt, it, split_of(log2(sum[0])), split_of(log2(sum[1])), split_of(log2(sum[2])),
                    split_of(lsd), split_of(ltd)};
@@ -411,20 +413,25 @@ unsigned grid_for(int64_t n) {
 } // namespace
 
 /* loss_rows_k on N rows: 16-byte accesses where V and the pointers allow,
- * for the gradient's type (bf16: d16) and the teacher's (t16) */
+ * for the student's type (bf16: s16, which comes with d16), the
+ * gradient's (d16) and the teacher's (t16) */
 template <int VEC>
-static void loss_rows_vec(const loss_args &a, bool d16, bool t16, int N) {
-    if (d16 && t16) loss_rows_k<VEC, __nv_bfloat16, __nv_bfloat16><<<N, CU_THREADS, 0, cu_stream()>>>(a);
-    else if (d16) loss_rows_k<VEC, __nv_bfloat16, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
-    else if (t16) loss_rows_k<VEC, float, __nv_bfloat16><<<N, CU_THREADS, 0, cu_stream()>>>(a);
-    else loss_rows_k<VEC, float, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+static void loss_rows_vec(const loss_args &a, bool s16, bool d16, bool t16, int N) {
+    typedef __nv_bfloat16 bf;
+    if (s16 && t16) loss_rows_k<VEC, bf, bf, bf><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else if (s16) loss_rows_k<VEC, bf, bf, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else if (d16 && t16) loss_rows_k<VEC, float, bf, bf><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else if (d16) loss_rows_k<VEC, float, bf, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else if (t16) loss_rows_k<VEC, float, float, bf><<<N, CU_THREADS, 0, cu_stream()>>>(a);
+    else loss_rows_k<VEC, float, float, float><<<N, CU_THREADS, 0, cu_stream()>>>(a);
 }
 
-static void loss_rows(const loss_args &a, bool d16, bool t16, int N) {
+static void loss_rows(const loss_args &a, bool s16, bool d16, bool t16, int N) {
+    NX_ASSERT(!s16 || d16);
     if (N == 0) return;
     if (a.V % 4 == 0 && cu_aligned16(a.st) && cu_aligned16(a.dlogits) && cu_aligned16(a.tt))
-        loss_rows_vec<4>(a, d16, t16, N);
-    else loss_rows_vec<1>(a, d16, t16, N);
+        loss_rows_vec<4>(a, s16, d16, t16, N);
+    else loss_rows_vec<1>(a, s16, d16, t16, N);
 }
 
 /* The row losses' workspace: partials, one row loss per row for each of
@@ -453,7 +460,7 @@ void cu_cross_entropy(nx_backend *, double *loss, float *dlogits, float weight, 
     rows_work w = rows_begin(targets, N, 1);
     loss_args a = {w.rows[0], nullptr, NX_KD_FORWARD_KL, 1.0f, weight, 0.0f, dlogits, true, logits, nullptr, targets,
                    w.cnt, V};
-    loss_rows(a, false, false, N);
+    loss_rows(a, false, false, false, N);
     rows_mean(w, loss, w.rows[0], N, 1.0);
     CU_LAUNCHED("cross entropy");
 }
@@ -462,19 +469,19 @@ void cu_kd_loss(nx_backend *, double *loss, nx_kd_kind kind, float temp, float *
                 const float *student, const float *teacher, const int32_t *targets, int N, int V) {
     rows_work w = rows_begin(targets, N, 1);
     loss_args a = {nullptr, w.rows[0], kind, temp, 0.0f, weight, dlogits, true, student, teacher, targets, w.cnt, V};
-    loss_rows(a, false, false, N);
+    loss_rows(a, false, false, false, N);
     rows_mean(w, loss, w.rows[0], N, (double)temp * temp);
     CU_LAUNCHED("kd loss");
 }
 
 void cu_distill_loss(nx_backend *, double *ce, double *kd, nx_kd_kind kind, float temp, void *dlogits, nx_dtype dt,
-                     float w_ce, float w_kd, const float *student, const void *teacher, nx_dtype tt,
+                     float w_ce, float w_kd, const void *student, nx_dtype st, const void *teacher, nx_dtype tt,
                      const int32_t *targets, int N, int V) {
-    NX_ASSERT((dt == NX_F32 || dt == NX_BF16) && (tt == NX_F32 || tt == NX_BF16));
+    NX_ASSERT((dt == NX_F32 || dt == NX_BF16) && (st == NX_F32 || st == NX_BF16) && (tt == NX_F32 || tt == NX_BF16));
     rows_work w = rows_begin(targets, N, 2);
     loss_args a = {w.rows[0], w.rows[1], kind,    temp,    w_ce > 0 ? w_ce : 0.0f, w_kd, dlogits, false,
                    student,   teacher,   targets, w.cnt, V};
-    loss_rows(a, dt == NX_BF16, tt == NX_BF16, N);
+    loss_rows(a, st == NX_BF16, dt == NX_BF16, tt == NX_BF16, N);
     rows_mean(w, ce, w.rows[0], N, 1.0);
     if (teacher) rows_mean(w, kd, w.rows[1], N, (double)temp * temp);
     CU_LAUNCHED("distill loss");
