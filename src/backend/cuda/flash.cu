@@ -42,18 +42,15 @@ struct rope_tab {
     const float *cs, *sn;
 };
 
-template <int D>
-__device__ __forceinline__ void rotate(float &x1, float &x2, const rope_tab &r, int t, int d, float sign) {
-    float c = r.cs[(int64_t)t * (D / 2) + d], sn = sign * r.sn[(int64_t)t * (D / 2) + d];
-    float y1 = x1 * c - x2 * sn, y2 = x2 * c + x1 * sn;
-    x1 = y1, x2 = y2;
-}
-
-/* the pairs (a.x, b.x) at column d and (a.y, b.y) at d + 1 */
+/* the pairs (a.x, b.x) at column d and (a.y, b.y) at d + 1, d even (one
+ * 8-byte load from each table) */
 template <int D>
 __device__ __forceinline__ void rotate2(float2 &a, float2 &b, const rope_tab &r, int t, int d, float sign) {
-    rotate<D>(a.x, b.x, r, t, d, sign);
-    rotate<D>(a.y, b.y, r, t, d + 1, sign);
+    float2 c = *(const float2 *)&r.cs[(int64_t)t * (D / 2) + d], sn = *(const float2 *)&r.sn[(int64_t)t * (D / 2) + d];
+    sn.x *= sign, sn.y *= sign;
+    float2 ya = make_float2(a.x * c.x - b.x * sn.x, a.y * c.y - b.y * sn.y);
+    float2 yb = make_float2(b.x * c.x + a.x * sn.x, b.y * c.y + a.y * sn.y);
+    a = ya, b = yb;
 }
 
 /* 2^x in one MUFU.EX2, results below 2^-126 flushed to 0 (exp2f also
@@ -237,26 +234,55 @@ __device__ __forceinline__ int last_tile_first() { return (int)(gridDim.x - 1 - 
  * time. Both give the same bf16 values, so the same results. */
 
 /* dst[(b·H + h)·T + t][0..D] = bf16 of src[b·seq + t·ld + h·D + 0..D], b < B,
- * rotated by rp; grid (column blocks of 4 values, and with rp their 4
- * partners, rows b·T + t) */
+ * rotated by rp where rope is set: one matrix of packed operands. */
+struct pack_src {
+    bf16 *dst;
+    const float *src;
+    int64_t ld, seq;
+    int H;
+    bool rope, v4;
+    /* with rowdot: rowdot[(b·H + h)·T + t] = Σ_d src·dot over the head's D
+     * values of the row (dot laid out as src, of type bf16 where dot16) */
+    const void *dot;
+    bool dot16;
+    float *rowdot;
+};
+struct pack_set {
+    pack_src p[4];
+};
+
 __device__ __forceinline__ float4 load4(const float *x, bool v4) {
     return v4 ? *(const float4 *)x : make_float4(x[0], x[1], x[2], x[3]);
 }
 
+/* grid (column blocks of 4 values, and with rope their 4 partners; rows
+ * b·T + t; the matrices of ps): several packed in one launch */
 template <int D>
-__global__ void pack_k(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H, bool v4,
-                       rope_tab rp) {
-    const int span = rp.cs ? D / 2 : D; /* the columns of a head that threads start from */
+__global__ void pack_k(pack_set ps, int B, int T, rope_tab rp) {
+    const pack_src &q = ps.p[blockIdx.z];
+    const int span = q.rope ? D / 2 : D; /* the columns of a head that threads start from */
     int j = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    if (j >= H * span) return;
+    if (j >= q.H * span) return;
     int h = j / span, d = j % span;
     for (int64_t r = blockIdx.y; r < (int64_t)B * T; r += gridDim.y) {
         int64_t b = r / T, t = r % T;
-        const float *x = src + b * seq + t * ld + (int64_t)h * D + d;
-        bf16 *y = dst + ((b * H + h) * T + t) * D + d;
-        float4 v = load4(x, v4);
-        if (rp.cs) {
-            float4 w = load4(x + D / 2, v4);
+        const float *x = q.src + b * q.seq + t * q.ld + (int64_t)h * D + d;
+        bf16 *y = q.dst + ((b * q.H + h) * T + t) * D + d;
+        float4 v = load4(x, q.v4);
+        if (q.rowdot) { /* the D/4 threads of a head (all here, or none) add their products */
+            int64_t at = b * q.seq + t * q.ld + (int64_t)h * D + d;
+            float4 o = q.dot16 ? make_float4(__bfloat162float(((const bf16 *)q.dot)[at]),
+                                             __bfloat162float(((const bf16 *)q.dot)[at + 1]),
+                                             __bfloat162float(((const bf16 *)q.dot)[at + 2]),
+                                             __bfloat162float(((const bf16 *)q.dot)[at + 3]))
+                               : load4((const float *)q.dot + at, q.v4);
+            float dot = v.x * o.x + v.y * o.y + v.z * o.z + v.w * o.w;
+            unsigned m = __activemask();
+            for (int k = D / 8; k > 0; k >>= 1) dot += __shfl_xor_sync(m, dot, k);
+            if (d == 0) q.rowdot[(b * q.H + h) * T + t] = dot;
+        }
+        if (q.rope) {
+            float4 w = load4(x + D / 2, q.v4);
             float2 v0 = make_float2(v.x, v.y), v1 = make_float2(v.z, v.w);
             float2 w0 = make_float2(w.x, w.y), w1 = make_float2(w.z, w.w);
             rotate2<D>(v0, w0, rp, (int)t, d, 1.0f);
@@ -268,12 +294,25 @@ __global__ void pack_k(bf16 *dst, const float *src, int64_t ld, int64_t seq, int
     }
 }
 
+/* Packs up to four matrices of B sequences of T rows in one launch; rope
+ * applies where rp has tables. */
 template <int D>
-void pack(bf16 *dst, const float *src, int64_t ld, int64_t seq, int B, int T, int H, rope_tab rp = {}) {
-    bool v4 = ld % 4 == 0 && seq % 4 == 0 && (uintptr_t)src % 16 == 0;
+void pack(std::initializer_list<pack_src> srcs, int B, int T, rope_tab rp) {
+    pack_set ps = {};
+    int n = 0;
+    int64_t widest = 0;
+    NX_ASSERT(srcs.size() <= 4);
+    for (pack_src q : srcs) {
+        q.rope = q.rope && rp.cs;
+        q.v4 = q.ld % 4 == 0 && q.seq % 4 == 0 && (uintptr_t)q.src % 16 == 0 &&
+               (!q.dot || q.dot16 || (uintptr_t)q.dot % 16 == 0);
+        int64_t w = (int64_t)q.H * (q.rope ? D / 2 : D) / 4;
+        widest = w > widest ? w : widest;
+        ps.p[n++] = q;
+    }
     int64_t rows = (int64_t)B * T;
-    pack_k<D><<<dim3(cu_blocks(H * (rp.cs ? D / 2 : D) / 4), (unsigned)(rows < 65535 ? rows : 65535)), CU_THREADS, 0,
-                 cu_stream()>>>(dst, src, ld, seq, B, T, H, v4, rp);
+    pack_k<D><<<dim3(cu_blocks(widest), (unsigned)(rows < 65535 ? rows : 65535), n), CU_THREADS, 0, cu_stream()>>>(
+        ps, B, T, rp);
 }
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
@@ -399,6 +438,17 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / G;
     const int row0 = last_tile_first() * ROWS, wrow = row0 + warp * 16 * MT;
 
+    int last = row0 + ROWS - 1 < T - 1 ? row0 + ROWS - 1 : T - 1;
+    int kt0 = first_key(row0, window) / FL_KEYS, kt1 = last / FL_KEYS;
+    const int64_t at = ((int64_t)b * (NH / G) + kh) * T * D;
+    auto issue = [&](int kt, int buf) {
+        stage_async<D>(Ks[buf], kp + at, kt * FL_KEYS, T);
+        stage_async<D>(Vs[buf], vp + at, kt * FL_KEYS, T);
+    };
+    if constexpr (PACKED) { /* the first tile's copies in flight while the queries load */
+        issue(kt0, 0);
+        cp_commit();
+    }
     uint32_t qa[MT][D / 16][4];
     float o[MT][D / 8][4], m[MT][2], l[MT][2];
 #pragma unroll
@@ -409,16 +459,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
         m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
     }
 
-    int last = row0 + ROWS - 1 < T - 1 ? row0 + ROWS - 1 : T - 1;
-    int kt0 = first_key(row0, window) / FL_KEYS, kt1 = last / FL_KEYS;
     if constexpr (PACKED) {
-        const int64_t at = ((int64_t)b * (NH / G) + kh) * T * D;
-        auto issue = [&](int kt, int buf) {
-            stage_async<D>(Ks[buf], kp + at, kt * FL_KEYS, T);
-            stage_async<D>(Vs[buf], vp + at, kt * FL_KEYS, T);
-        };
-        issue(kt0, 0);
-        cp_commit();
         for (int kt = kt0; kt <= kt1; kt++) {
             int buf = (kt - kt0) & 1;
             next_tile(kt < kt1, [&](int nb) { issue(kt + 1, nb); }, buf);
@@ -499,8 +540,7 @@ void launch_mt(void *out, bool out16, float *lse, const float *q, int64_t ldq, n
         for (int b0 = 0; b0 < B; b0 += nb) {
             int n = B - b0 < nb ? B - b0 : nb;
             nx_kv c = {kv.k + b0 * kv.seq, kv.v + b0 * kv.seq, kv.row, kv.seq};
-            pack<D>(kp, c.k, kv.row, kv.seq, n, T, KVH, rp);
-            pack<D>(vp, c.v, kv.row, kv.seq, n, T, KVH);
+            pack<D>({{kp, c.k, kv.row, kv.seq, KVH, true}, {vp, c.v, kv.row, kv.seq, KVH, false}}, n, T, rp);
             int64_t o0 = (int64_t)b0 * T * NH * D;
             flash_fwd_k<D, true, MT><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
                 out16 ? (void *)((bf16 *)out + o0) : (void *)((float *)out + o0), out16,
@@ -521,7 +561,8 @@ void launch(void *out, bool out16, float *lse, const float *q, int64_t ldq, nx_k
 
 /* ---- backward (head sizes 32 and 64) ---------------------------------------
  * From the forward's output O and log-sum-exp L (natural log, per row), P =
- * exp(scale·QKᵀ − L) is recomputed per tile. D_i = Σ_d dO_id O_id first;
+ * exp(scale·QKᵀ − L) is recomputed per tile. D_i = Σ_d dO_id O_id first
+ * (as dO is packed, or by rowdot_k);
  * then one kernel per 64 query rows: dS = P ⊙ (dO·Vᵀ − D), dQ = scale·dS·K
  * over the key tiles; and one per 64 keys of a kv head: over the heads of
  * its group and the query tiles that see its keys, dV = Σ Pᵀ·dO, dK =
@@ -616,6 +657,17 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int T = a.T, NH = a.NH, bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / a.G;
     const int row0 = last_tile_first() * ROWS, wrow = row0 + warp * 16 * MT;
+    int last = row0 + ROWS - 1 < T - 1 ? row0 + ROWS - 1 : T - 1;
+    int kt0 = first_key(row0, a.window) / FL_KEYS, kt1 = last / FL_KEYS;
+    const int64_t at = ((int64_t)b * (NH / a.G) + kh) * T * D;
+    auto issue = [&](int kt, int buf) {
+        stage_async<D>(Ks[buf], a.kp + at, kt * FL_KEYS, T);
+        stage_async<D>(Vs[buf], a.vp + at, kt * FL_KEYS, T);
+    };
+    if constexpr (PACKED) { /* the first tile's copies in flight while the rows load */
+        issue(kt0, 0);
+        cp_commit();
+    }
     uint32_t qa[MT][D / 16][4], da[MT][D / 16][4];
     float L2[MT][2], Dr[MT][2], acc[MT][D / 8][4];
 #pragma unroll
@@ -640,16 +692,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
         else
             dq_tile<D, MT, true>(acc, qa, da, L2, Dr, Kt, Vt, wrow, key0, a, lane);
     };
-    int last = row0 + ROWS - 1 < T - 1 ? row0 + ROWS - 1 : T - 1;
-    int kt0 = first_key(row0, a.window) / FL_KEYS, kt1 = last / FL_KEYS;
     if constexpr (PACKED) {
-        const int64_t at = ((int64_t)b * (NH / a.G) + kh) * T * D;
-        auto issue = [&](int kt, int buf) {
-            stage_async<D>(Ks[buf], a.kp + at, kt * FL_KEYS, T);
-            stage_async<D>(Vs[buf], a.vp + at, kt * FL_KEYS, T);
-        };
-        issue(kt0, 0);
-        cp_commit();
         for (int kt = kt0; kt <= kt1; kt++) {
             int buf = (kt - kt0) & 1;
             next_tile(kt < kt1, [&](int nb) { issue(kt + 1, nb); }, buf);
@@ -776,8 +819,6 @@ template <int D>
 void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float *dout, const void *out, bool out16,
                      const float *lse, const float *q, const float *k, const float *v, int64_t ld, int B, int T, int NH,
                      int KVH, int window, rope_tab rp) {
-    int64_t rows = (int64_t)B * NH * T;
-    rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, dout, out, out16, B, T, NH, D);
     bwd_args a = {dout, lse,    rowdot, q, k, v, nullptr, nullptr, nullptr, nullptr, ld, T, NH, NH / KVH, window,
                   1.0f / sqrtf((float)D), aligned4({q, k, v, dout}, {ld, (int64_t)NH * D}), rp};
     unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
@@ -791,6 +832,8 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
     };
     int nb = packed_sequences(D, 2LL * (NH + KVH) * T * D, B);
     if (nb == 0) {
+        int64_t rows = (int64_t)B * NH * T;
+        rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, dout, out, out16, B, T, NH, D);
         launch_dq(dq, a, B, std::false_type());
         flash_bwd_dkv_k<D, false><<<dim3(tiles, (unsigned)(B * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk, dv, a);
         CU_LAUNCHED("flash attention backward");
@@ -805,10 +848,13 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
         c.dout = dout + r * NH * D, c.lse = lse + (int64_t)b0 * NH * T, c.rowdot = rowdot + (int64_t)b0 * NH * T;
         c.q = q + r * ld, c.k = k + r * ld, c.v = v + r * ld;
         c.qp = qp, c.dop = dop, c.kp = kp, c.vp = vp;
-        pack<D>(qp, c.q, ld, T * ld, n, T, NH, rp);
-        pack<D>(dop, c.dout, (int64_t)NH * D, (int64_t)T * NH * D, n, T, NH);
-        pack<D>(kp, c.k, ld, T * ld, n, T, KVH, rp);
-        pack<D>(vp, c.v, ld, T * ld, n, T, KVH);
+        /* packing dout also takes its row dots with out */
+        const char *o = (const char *)out + r * NH * D * (out16 ? 2 : 4);
+        pack<D>({{qp, c.q, ld, T * ld, NH, true},
+                 {dop, c.dout, (int64_t)NH * D, (int64_t)T * NH * D, NH, false, false, o, out16, (float *)c.rowdot},
+                 {kp, c.k, ld, T * ld, KVH, true},
+                 {vp, c.v, ld, T * ld, KVH, false}},
+                n, T, rp);
         launch_dq(dq + r * ld, c, n, std::true_type());
         flash_bwd_dkv_k<D, true>
             <<<dim3(tiles, (unsigned)(n * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk + r * ld, dv + r * ld, c);
