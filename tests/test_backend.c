@@ -742,18 +742,19 @@ static double rel_err_bf16(nx_backend *be, const void *dev, const float *want, l
  * log-sum-exp, and dq, dk, dv against the reference's maps path on
  * bf16-rounded q, k, v and dout. The probabilities and dS are rounded to
  * bf16 before their products, which bounds the difference. Each case runs
- * twice: q and k as given with out in f32, and q and k before their
+ * three times: q and k as given with out in f32; q and k before their
  * rotation (rope tables given: the reference rotates them with nx_rope
- * first, and rotates its dq, dk back) with out in bf16. Each case's lse,
- * out and gradients are checked, its failures named by its shape. */
+ * first, and rotates its dq, dk back) with out in bf16; and that with q, k
+ * and v given in bf16. Each case's lse, out and gradients are checked, its
+ * failures named by its shape. */
 TEST(cuda_flash_training_attention_and_backward) {
     CUDA_BF16_OR_SKIP(be, e);
     /* B, T, NH, KVH, HS, window */
     int att[][6] = {{1, 1, 1, 1, 64, 0}, {2, 5, 2, 1, 32, 0}, {1, 64, 4, 4, 64, 0}, {2, 65, 4, 2, 64, 0},
                     {1, 150, 8, 2, 64, 0}, {2, 130, 4, 1, 32, 20}, {1, 200, 2, 2, 64, 64}, {3, 97, 6, 3, 32, 1}};
-    for (unsigned it = 0; it < 2 * sizeof att / sizeof att[0]; it++) {
-        const int *a = att[it / 2];
-        bool rope = it % 2;
+    for (unsigned it = 0; it < 3 * sizeof att / sizeof att[0]; it++) {
+        const int *a = att[it / 3];
+        bool rope = it % 3 > 0, q16 = it % 3 == 2;
         int B = a[0], T = a[1], NH = a[2], KVH = a[3], HS = a[4], W = a[5];
         int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV;
         long N = (long)B * T, np = (long)B * NH * T * T, nl = (long)B * NH * T;
@@ -774,8 +775,13 @@ TEST(cuda_flash_training_attention_and_backward) {
         float *xd = up(be, x, 4 * N * ld), *dyd = up(be, dy, 4 * N * Q), *outd = up(be, out, 4 * N * Q);
         float *lsed = up(be, lse, 4 * nl), *dxd = up(be, dx, 4 * N * ld);
         float *csd = rope ? up(be, cs, 4L * T * HS / 2) : NULL, *snd = rope ? up(be, sn, 4L * T * HS / 2) : NULL;
-        nx_dtype ot = rope ? NX_BF16 : NX_F32;
-        nx_kv kv = {xr + Q, xr + Q + KV, ld, (int64_t)T * ld}, kvd = {xd + Q, xd + Q + KV, ld, (int64_t)T * ld};
+        nx_dtype ot = rope ? NX_BF16 : NX_F32, qt = q16 ? NX_BF16 : NX_F32;
+        uint16_t *x16 = malloc(2 * N * ld); /* x is rounded already: its bf16 copy is exact */
+        nx_convert(x16, NX_BF16, x, NX_F32, N * ld);
+        void *xq = q16 ? up(be, x16, 2 * N * ld) : (void *)xd; /* the q/k/v the GPU is given */
+        size_t es = q16 ? 2 : 4;
+        nx_kv kvq = {(float *)((char *)xq + es * Q), (float *)((char *)xq + es * (Q + KV)), ld, (int64_t)T * ld};
+        nx_kv kv = {xr + Q, xr + Q + KV, ld, (int64_t)T * ld};
         nx_attention(REF, out, probs, xr, ld, kv, sp, B, NH, KVH, HS, W);
         nx_attention_backward(REF, dx, dx + Q, dx + Q + KV, sc, dy, probs, NULL, xr, xr + Q, xr + Q + KV, ld, B, T, NH,
                               KVH, HS, W);
@@ -796,13 +802,13 @@ TEST(cuda_flash_training_attention_and_backward) {
                     for (int j = j0; j <= i; j++) sum += exp(sv[j - j0] - mx);
                     lse[((long)b * NH + h) * T + i] = (float)(mx + log(sum));
                 }
-        nx_attention_lse(be, outd, ot, lsed, xd, ld, kvd, csd, snd, B, T, NH, KVH, HS, W);
+        nx_attention_lse(be, outd, ot, lsed, xq, qt, ld, kvq, csd, snd, B, T, NH, KVH, HS, W);
         float *scd = up(be, lse, 4 * nl);
-        nx_attention_lse_backward(be, dxd, dxd + Q, dxd + Q + KV, scd, dyd, outd, ot, lsed, xd, xd + Q, xd + Q + KV, ld,
+        nx_attention_lse_backward(be, dxd, dxd + Q, dxd + Q + KV, scd, dyd, outd, ot, lsed, xq, kvq.k, kvq.v, qt, ld,
                                   csd, snd, B, T, NH, KVH, HS, W);
         char what[112], lw[140], bw[140];
-        snprintf(what, sizeof what, "flash training B %d T %d heads %d/%d size %d window %d%s", B, T, NH, KVH, HS, W,
-                 rope ? ", rotated, out in bf16" : "");
+        snprintf(what, sizeof what, "flash training B %d T %d heads %d/%d size %d window %d%s%s", B, T, NH, KVH, HS,
+                 W, rope ? ", rotated, out in bf16" : "", q16 ? ", q/k/v in bf16" : "");
         snprintf(lw, sizeof lw, "log-sum-exp of %s", what);
         snprintf(bw, sizeof bw, "dq, dk, dv of %s", what);
         if (rope) round_bf16(out, N * Q); /* the reference as the kernel stores it */
@@ -810,12 +816,14 @@ TEST(cuda_flash_training_attention_and_backward) {
         EXPECT(rel_err(be, lsed, lse, nl), 1e-3, lw);
         EXPECT(rel_err(be, dxd, dx, N * ld), 2e-2, bw);
         if (rope) { /* q and k are left as they were given */
-            float *back = malloc(4 * N * ld);
-            nx_backend_download(be, back, xd, 4 * N * ld);
-            CHECK(memcmp(back, x, 4 * N * ld) == 0);
+            void *back = malloc(es * N * ld);
+            nx_backend_download(be, back, xq, es * N * ld);
+            CHECK(memcmp(back, q16 ? (void *)x16 : (void *)x, es * N * ld) == 0);
             free(back);
             nx_backend_free(be, csd), nx_backend_free(be, snd);
         }
+        if (q16) nx_backend_free(be, xq);
+        free(x16);
         nx_backend_free(be, xd), nx_backend_free(be, dyd), nx_backend_free(be, outd), nx_backend_free(be, lsed);
         nx_backend_free(be, dxd), nx_backend_free(be, scd);
         free(x), free(dy), free(out), free(probs), free(dx), free(sc), free(lse), free(xr), free(cs), free(sn), free(pos);

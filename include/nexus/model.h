@@ -256,8 +256,8 @@ typedef struct nx_acts {
     nx_span *spans_host;    /* (B) host: the spans of a B × T forward */
     float *res;             /* (L+1, rows, C) residual stream (2 buffers with STREAM) */
     /* per layer when training (stride per layer), shared otherwise; ln1,
-     * ln2 and h (the products' inputs) and gu of type at, and att too with
-     * flash (it is f32 otherwise) */
+     * ln2 and h (the products' inputs) and gu of type at, and with flash
+     * att and (without qk_norm or a q/k/v bias) qkv too (f32 otherwise) */
     nx_dtype at;
     void *ln1, *ln2, *h, *gu;
     float *rstd1, *qkv, *probs, *att, *mid, *rstd2;

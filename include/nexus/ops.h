@@ -100,13 +100,13 @@ struct nx_ops {
                                int NH, int KVH, int HS, int window);
     /* optional (NULL: never fits): training attention without the maps */
     bool (*attention_lse_fits)(nx_backend *, int HS, int B, int T, int NH);
-    void (*attention_lse)(nx_backend *, void *out, nx_dtype ot, float *lse, const float *q, int64_t ld, nx_kv kv,
-                          const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
-                          int window);
+    void (*attention_lse)(nx_backend *, void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ld,
+                          nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH,
+                          int HS, int window);
     void (*attention_lse_backward)(nx_backend *, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                                   const void *out, nx_dtype ot, const float *lse, const float *q, const float *k,
-                                   const float *v, int64_t ld, const float *rope_cos, const float *rope_sin, int B,
-                                   int T, int NH, int KVH, int HS, int window);
+                                   const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
+                                   const void *v, nx_dtype qt, int64_t ld, const float *rope_cos,
+                                   const float *rope_sin, int B, int T, int NH, int KVH, int HS, int window);
     void (*copy2d)(nx_backend *, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
     void (*swiglu)(nx_backend *, float *h, const float *gu, int N, int F);
     /* optional: the same ops with their activation side in another type
@@ -194,8 +194,10 @@ void nx_attention(nx_backend *be, float *out, float *probs, const float *q, int6
                   const nx_span *spans, int nspans, int NH, int KVH, int HS, int window);
 /* Attention over B whole sequences {b, 0, T} without the maps, a backend's
  * fast path (the CUDA backend's flash attention in bf16 precision, head
- * sizes 32 and 64): only where nx_attention_lse_fits. out as nx_attention,
- * in type ot (NX_F32, or the backend's nx_backend_act_type); lse (B, NH, T)
+ * sizes 32 and 64): only where nx_attention_lse_fits. q, kv.k and kv.v
+ * point at elements of type qt and out is written in type ot (each NX_F32
+ * or the backend's nx_backend_act_type: q, k, v as the q/k/v product
+ * leaves them, out as the output projection reads it); lse (B, NH, T)
  * receives each row's log-sum-exp (natural log) of its scaled scores over
  * the keys it sees, for the backward. With rope tables (nx_rope's, at
  * least T positions), q and the keys kv.k are given before their rotation
@@ -203,8 +205,8 @@ void nx_attention(nx_backend *be, float *out, float *probs, const float *q, int6
  * same attention as nx_rope on q and k first, without a pass of its own
  * and leaving q and k as they are. NULL tables: q and k as given. */
 bool nx_attention_lse_fits(nx_backend *be, int HS, int B, int T, int NH);
-void nx_attention_lse(nx_backend *be, void *out, nx_dtype ot, float *lse, const float *q, int64_t ld, nx_kv kv,
-                      const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+void nx_attention_lse(nx_backend *be, void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ld,
+                      nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
                       int window);
 /* dst[r, 0..cols) = src[r, 0..cols) for r < rows; row strides ldd and lds
  * (floats). A strided view made contiguous or back (Qwen3's per-head q/k
@@ -243,15 +245,15 @@ void nx_argmax(nx_backend *be, int32_t *out, const float *x, int N, int V);
 
 /* ---- backward ----------------------------------------------------------- */
 
-/* The backward of nx_attention_lse: dq, dk, dv written (row stride ld, as
- * q, k and v) from dout (B·T, NH·HS), the forward's out (type ot) and lse;
- * scratch (B·NH·T floats). q, k and the rope tables as given to the
- * forward: dq and dk are then the gradients of q and k before their
- * rotation. */
+/* The backward of nx_attention_lse: dq, dk, dv written in f32 (row stride
+ * ld, as q, k and v) from dout (B·T, NH·HS), the forward's out (type ot)
+ * and lse; scratch (B·NH·T floats). q, k, v (type qt) and the rope tables
+ * as given to the forward: dq and dk are then the gradients of q and k
+ * before their rotation. */
 void nx_attention_lse_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const void *out, nx_dtype ot, const float *lse, const float *q, const float *k,
-                               const float *v, int64_t ld, const float *rope_cos, const float *rope_sin, int B, int T,
-                               int NH, int KVH, int HS, int window);
+                               const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
+                               const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
+                               int B, int T, int NH, int KVH, int HS, int window);
 /* dwte[ids[n],:] += dout[n,:] (dwte f32). */
 void nx_embed_backward(nx_backend *be, float *dwte, const float *dout, const int32_t *ids, int N, int C);
 /* y = w ⊙ x r, r = (mean x² + eps)^-½: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x);

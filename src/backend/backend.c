@@ -413,25 +413,25 @@ bool nx_attention_lse_fits(nx_backend *be, int HS, int B, int T, int NH) {
     return be->ops->attention_lse_fits && be->ops->attention_lse_fits(be, HS, B, T, NH);
 }
 
-void nx_attention_lse(nx_backend *be, void *out, nx_dtype ot, float *lse, const float *q, int64_t ld, nx_kv kv,
-                      const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+void nx_attention_lse(nx_backend *be, void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ld,
+                      nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
                       int window) {
     NX_ASSERTM(nx_attention_lse_fits(be, HS, B, T, NH), "nx_attention_lse where it does not fit");
-    NX_ASSERT(ot == NX_F32 || ot == nx_backend_act_type(be));
+    NX_ASSERT((ot == NX_F32 || ot == nx_backend_act_type(be)) && (qt == NX_F32 || qt == nx_backend_act_type(be)));
     NX_ASSERT(!rope_cos == !rope_sin);
-    if (B && T) CALL(attention_lse, be, out, ot, lse, q, ld, kv, rope_cos, rope_sin, B, T, NH, KVH, HS, window);
+    if (B && T) CALL(attention_lse, be, out, ot, lse, q, qt, ld, kv, rope_cos, rope_sin, B, T, NH, KVH, HS, window);
 }
 
 void nx_attention_lse_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const void *out, nx_dtype ot, const float *lse, const float *q, const float *k,
-                               const float *v, int64_t ld, const float *rope_cos, const float *rope_sin, int B, int T,
-                               int NH, int KVH, int HS, int window) {
+                               const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
+                               const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
+                               int B, int T, int NH, int KVH, int HS, int window) {
     NX_ASSERTM(nx_attention_lse_fits(be, HS, B, T, NH), "nx_attention_lse_backward where it does not fit");
-    NX_ASSERT(ot == NX_F32 || ot == nx_backend_act_type(be));
+    NX_ASSERT((ot == NX_F32 || ot == nx_backend_act_type(be)) && (qt == NX_F32 || qt == nx_backend_act_type(be)));
     NX_ASSERT(!rope_cos == !rope_sin);
     if (B && T)
-        CALL(attention_lse_backward, be, dq, dk, dv, scratch, dout, out, ot, lse, q, k, v, ld, rope_cos, rope_sin, B,
-             T, NH, KVH, HS, window);
+        CALL(attention_lse_backward, be, dq, dk, dv, scratch, dout, out, ot, lse, q, k, v, qt, ld, rope_cos, rope_sin,
+             B, T, NH, KVH, HS, window);
 }
 
 void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols) {

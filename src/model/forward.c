@@ -30,6 +30,21 @@
 
 /* ---- activations ---- */
 
+/* The attention output's type: nx_attention_lse writes it in the
+ * activation type, which the output projection then reads. */
+static nx_dtype att_type(const nx_acts *a) { return a->flash ? a->at : NX_F32; }
+
+/* q/k/v's type: the activation type where only nx_attention_lse reads them
+ * (flash), unless per-head norms rewrite them or a bias is added (in f32). */
+static nx_dtype qkv_type(const nx_acts *a, const nx_model_config *c) {
+    return a->flash && !c->qk_norm && !c->qkv_bias ? a->at : NX_F32;
+}
+
+static size_t type_size(nx_dtype t) { return t == NX_BF16 ? 2 : 4; }
+
+/* element i of a buffer of type t */
+static void *elem(void *base, size_t i, nx_dtype t) { return (char *)base + i * type_size(t); }
+
 static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     size_t R = (size_t)a->rows, C = (size_t)c->C, F = (size_t)c->F;
     size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
@@ -43,7 +58,7 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     size_t es = a->at == NX_BF16 ? 2 : 4; /* the products' inputs, and gu */
     a->ln1 = nx_arena_alloc(ar, es * Lk * R * C);
     a->rstd1 = nx_arena_floats(ar, Lk * R);
-    a->qkv = nx_arena_floats(ar, Lk * R * QKV);
+    a->qkv = nx_arena_alloc(ar, type_size(qkv_type(a, c)) * Lk * R * QKV);
     a->probs = (a->train && !a->flash) || a->keep_probs ? nx_arena_floats(ar, Lp * P) : NULL;
     a->lse = a->flash ? nx_arena_floats(ar, Lk * a->B * c->NH * a->T) : NULL;
     /* of type att_type(a); qk_norm's forward uses it as f32 scratch first */
@@ -189,29 +204,21 @@ const float *nx_acts_probs(const nx_acts *a, const nx_model_config *c, int l) {
 /* Per-layer views: in training each layer has its own slice. */
 typedef struct {
     void *ln1, *ln2, *h, *gu; /* of type a->at */
-    float *rstd1, *qkv, *probs, *att, *mid, *rstd2;
+    float *rstd1, *qkv, *probs, *att, *mid, *rstd2; /* qkv, att: of qkv_type, att_type */
     float *qraw, *kraw, *rstdq, *rstdk;
     float *lse;
 } layer_acts;
 
-/* The attention output's type: nx_attention_lse writes it in the
- * activation type, which the output projection then reads. */
-static nx_dtype att_type(const nx_acts *a) { return a->flash ? a->at : NX_F32; }
-
-/* element i of a buffer held in the activation type (a->at) */
-static void *act_at(const nx_acts *a, void *base, size_t i) {
-    return (char *)base + i * (a->at == NX_BF16 ? 2 : 4);
-}
 
 static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) {
     size_t R = (size_t)a->rows, L = a->train && !a->recompute ? (size_t)l : 0, C = (size_t)c->C, F = (size_t)c->F;
     size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
     layer_acts s = {
-        act_at(a, a->ln1, L * R * C), act_at(a, a->ln2, L * R * C), act_at(a, a->h, L * R * F),
-        act_at(a, a->gu, L * R * 2 * F),
-        a->rstd1 + L * R,       a->qkv + L * R * QKV,
+        elem(a->ln1, L * R * C, a->at), elem(a->ln2, L * R * C, a->at), elem(a->h, L * R * F, a->at),
+        elem(a->gu, L * R * 2 * F, a->at),
+        a->rstd1 + L * R,       elem(a->qkv, L * R * QKV, qkv_type(a, c)),
         a->probs ? a->probs + (a->keep_probs ? (size_t)l : L) * a->B * c->NH * a->T * a->T : NULL,
-        (float *)((char *)a->att + L * R * Q * (att_type(a) == NX_BF16 ? 2 : 4)), a->mid + L * R * C,
+        elem(a->att, L * R * Q, att_type(a)), a->mid + L * R * C,
         a->rstd2 + L * R,
         NULL, NULL, NULL, NULL,
         a->lse ? a->lse + L * a->B * c->NH * a->T : NULL,
@@ -304,18 +311,20 @@ static void layer_forward(const nx_model *m, nx_acts *a, const nx_batch *bt, int
     layer_acts s = layer_view(a, c, l);
     float *x = res_at(a, c, l), *out = res_at(a, c, l + 1);
     nx_rmsnorm_to(be, s.ln1, a->at, s.rstd1, x, w->ln1, N, C, c->eps);
-    nx_linear_from(be, s.qkv, s.ln1, a->at, &w->qkv, w->bqkv, N);
+    nx_dtype qt = qkv_type(a, c);
+    if (qt == NX_F32) nx_linear_from(be, s.qkv, s.ln1, a->at, &w->qkv, w->bqkv, N);
+    else nx_linear_to(be, s.qkv, qt, s.ln1, a->at, &w->qkv, N);
     if (c->qk_norm) qk_norm_forward(be, c, &s, w, N);
     /* q's heads and then k's, side by side in the row: one rotation over
      * both (nx_attention_lse rotates them as it reads them instead) */
     if (!s.lse) nx_rope(be, s.qkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, false);
-    nx_kv kv = {s.qkv + Q, s.qkv + Q + KV, QKV, (int64_t)T * QKV};
+    nx_kv kv = {elem(s.qkv, Q, qt), elem(s.qkv, Q + KV, qt), QKV, (int64_t)T * QKV};
     if (bt->kv) {
         kv = nx_kv_cache_layer(bt->kv, l);
         nx_kv_store(be, kv, s.qkv + Q, s.qkv + Q + KV, QKV, bt->spans, bt->nspans, KV);
     }
     if (s.lse)
-        nx_attention_lse(be, s.att, att_type(a), s.lse, s.qkv, QKV, kv, a->rope_cos, a->rope_sin, B, T, c->NH,
+        nx_attention_lse(be, s.att, att_type(a), s.lse, s.qkv, qt, QKV, kv, a->rope_cos, a->rope_sin, B, T, c->NH,
                          c->KVH, c->HS, nx_layer_window(c, l));
     else
         nx_attention(be, s.att, s.probs, s.qkv, QKV, kv, bt->spans, bt->nspans, c->NH, c->KVH, c->HS,
@@ -431,7 +440,8 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         if (s.lse) { /* dq and dk come back before the rotation */
             NX_ASSERTM(!dprobs, "attention-map gradients need the maps kept (NX_ACTS_KEEP_PROBS)");
             nx_attention_lse_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.att,
-                                      att_type(a), s.lse, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, a->rope_cos,
+                                      att_type(a), s.lse, s.qkv, elem(s.qkv, Q, qkv_type(a, c)),
+                                      elem(s.qkv, Q + KV, qkv_type(a, c)), qkv_type(a, c), QKV, a->rope_cos,
                                       a->rope_sin, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
         } else {
             nx_attention_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.probs,

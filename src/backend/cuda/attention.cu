@@ -167,8 +167,8 @@ void cu_attention(nx_backend *, float *out, float *probs, const float *q, int64_
                        "attention maps are kept only for training spans {b, 0, T}");
     if (N == 0) return;
     if (!probs && cu_flash_fits(HS, nspans * NH) && cu_whole_sequences(spans, nspans)) {
-        cu_flash_attention(out, NX_F32, nullptr, q, ldq, kv, nullptr, nullptr, nspans, spans[0].len, NH, KVH, HS,
-                           window);
+        cu_flash_attention(out, NX_F32, nullptr, q, NX_F32, ldq, kv, nullptr, nullptr, nspans, spans[0].len, NH, KVH,
+                           HS, window);
         return;
     }
     if (cu_attention_whole(spans, nspans, NH) && (probs || CU.scores)) {

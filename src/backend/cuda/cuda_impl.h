@@ -217,16 +217,17 @@ void cu_attention_gemm_backward(float *dq, float *dk, float *dv, float *scratch,
                                 int B, int T, int NH, int KVH, int HS, int window);
 /* flash.cu: whole sequences without maps, bf16 precision, head sizes 32, 64, 128 */
 bool cu_flash_fits(int HS, int pairs); /* pairs: sequences × heads */
-void cu_flash_attention(void *out, nx_dtype ot, float *lse, const float *q, int64_t ldq, nx_kv kv,
+void cu_flash_attention(void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ldq, nx_kv kv,
                         const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
                         int window);
 bool cu_flash_training_fits(nx_backend *, int HS, int B, int T, int NH);
-void cu_attention_lse(nx_backend *, void *out, nx_dtype ot, float *lse, const float *q, int64_t ld, nx_kv kv,
-                      const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS, int window);
+void cu_attention_lse(nx_backend *, void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ld,
+                      nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+                      int window);
 void cu_attention_lse_backward(nx_backend *, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const void *out, nx_dtype ot, const float *lse, const float *q, const float *k,
-                               const float *v, int64_t ld, const float *rope_cos, const float *rope_sin, int B, int T,
-                               int NH, int KVH, int HS, int window);
+                               const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
+                               const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
+                               int B, int T, int NH, int KVH, int HS, int window);
 /* loss.cu */
 void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
 void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,

@@ -62,6 +62,35 @@ __device__ __forceinline__ float exp2_ftz(float x) {
     return y;
 }
 
+/* A matrix the kernels read in f32 or (b16) bf16: the queries, keys and
+ * values as the q/k/v product left them, and dO (f32). Elements widen to
+ * f32 as they are read; index i counts elements. */
+struct opnd {
+    const void *p;
+    bool b16;
+};
+
+/* elements i, i + 1 (i even) */
+__device__ __forceinline__ float2 ld2(const opnd &s, int64_t i) {
+    if (s.b16) return __bfloat1622float2(*(const __nv_bfloat162 *)((const bf16 *)s.p + i));
+    return *(const float2 *)((const float *)s.p + i);
+}
+
+/* elements i .. i + 3; v4: i a multiple of 4 and the base 16-byte aligned */
+__device__ __forceinline__ float4 ld4(const opnd &s, int64_t i, bool v4) {
+    if (s.b16) {
+        const bf16 *x = (const bf16 *)s.p + i;
+        if (v4) {
+            uint2 u = *(const uint2 *)x;
+            float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+            return make_float4(a.x, a.y, b.x, b.y);
+        }
+        return make_float4(__bfloat162float(x[0]), __bfloat162float(x[1]), __bfloat162float(x[2]), __bfloat162float(x[3]));
+    }
+    const float *x = (const float *)s.p + i;
+    return v4 ? *(const float4 *)x : make_float4(x[0], x[1], x[2], x[3]);
+}
+
 /* c += a·b, m16n8k16, bf16 inputs, f32 accumulators */
 __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -145,14 +174,14 @@ __device__ __forceinline__ void mul_pb(float (*acc)[D / 8][4], const float (*p)[
 /* 64 rows × D of a row-major f32 source (rows from row0, zero past T) into
  * shared memory as bf16; v4: the rows and the source are 16-byte aligned */
 template <int D>
-__device__ __forceinline__ void stage(bf16 (*dst)[D + 8], const float *src, int64_t ld, int row0, int T, bool v4,
-                                      const rope_tab &rp = {}) {
+__device__ __forceinline__ void stage(bf16 (*dst)[D + 8], const opnd &src, int64_t off, int64_t ld, int row0, int T,
+                                      bool v4, const rope_tab &rp = {}) {
     if (rp.cs) { /* columns c, c + 1 and their partners c + D/2, c + D/2 + 1 (strides are even) */
         for (int i = threadIdx.x; i < FL_KEYS * D / 4; i += FL_WARPS * 32) {
             int r = i / (D / 4), c = i % (D / 4) * 2, t = row0 + r;
             float2 x1 = make_float2(0, 0), x2 = make_float2(0, 0);
             if (t < T) {
-                x1 = *(const float2 *)(src + (int64_t)t * ld + c), x2 = *(const float2 *)(src + (int64_t)t * ld + c + D / 2);
+                x1 = ld2(src, off + (int64_t)t * ld + c), x2 = ld2(src, off + (int64_t)t * ld + c + D / 2);
                 rotate2<D>(x1, x2, rp, t, c, 1.0f);
             }
             *(uint32_t *)&dst[r][c] = pack_bf16(x1.x, x1.y);
@@ -161,13 +190,13 @@ __device__ __forceinline__ void stage(bf16 (*dst)[D + 8], const float *src, int6
     } else if (v4) {
         for (int i = threadIdx.x; i < FL_KEYS * D / 4; i += FL_WARPS * 32) {
             int r = i / (D / 4), c = i % (D / 4) * 4;
-            float4 x = row0 + r < T ? *(const float4 *)(src + (int64_t)(row0 + r) * ld + c) : make_float4(0, 0, 0, 0);
+            float4 x = row0 + r < T ? ld4(src, off + (int64_t)(row0 + r) * ld + c, true) : make_float4(0, 0, 0, 0);
             *(uint2 *)&dst[r][c] = make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
         }
     } else {
         for (int i = threadIdx.x; i < FL_KEYS * D / 2; i += FL_WARPS * 32) {
             int r = i / (D / 2), c = i % (D / 2) * 2;
-            float2 x = row0 + r < T ? *(const float2 *)(src + (int64_t)(row0 + r) * ld + c) : make_float2(0, 0);
+            float2 x = row0 + r < T ? ld2(src, off + (int64_t)(row0 + r) * ld + c) : make_float2(0, 0);
             *(uint32_t *)&dst[r][c] = pack_bf16(x.x, x.y);
         }
     }
@@ -177,17 +206,17 @@ __device__ __forceinline__ void stage(bf16 (*dst)[D + 8], const float *src, int6
  * matrix, columns 0..D (zero past T), rotated by rp. A lane's columns c
  * of fragment kk < D/32 have their partners c + D/2 in fragment kk + D/32. */
 template <int D>
-__device__ __forceinline__ void load_a(uint32_t (*a)[4], const float *base, int64_t ld, int r0, int T, int g, int tq,
-                                       const rope_tab &rp = {}) {
+__device__ __forceinline__ void load_a(uint32_t (*a)[4], const opnd &src, int64_t off, int64_t ld, int r0, int T, int g,
+                                       int tq, const rope_tab &rp = {}) {
     const int i0 = r0 + g < T ? r0 + g : T - 1, i1 = r0 + g + 8 < T ? r0 + g + 8 : T - 1;
-    const float *x0 = base + (int64_t)i0 * ld, *x1 = base + (int64_t)i1 * ld;
+    const int64_t x0 = off + (int64_t)i0 * ld, x1 = off + (int64_t)i1 * ld;
     float z0 = r0 + g < T ? 1.0f : 0.0f, z1 = r0 + g + 8 < T ? 1.0f : 0.0f;
     float2 u[D / 16][4]; /* rows i0, i1 at column c; rows i0, i1 at c + 8 */
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
         int c = kk * 16 + 2 * tq;
-        u[kk][0] = *(const float2 *)(x0 + c), u[kk][1] = *(const float2 *)(x1 + c);
-        u[kk][2] = *(const float2 *)(x0 + c + 8), u[kk][3] = *(const float2 *)(x1 + c + 8);
+        u[kk][0] = ld2(src, x0 + c), u[kk][1] = ld2(src, x1 + c);
+        u[kk][2] = ld2(src, x0 + c + 8), u[kk][3] = ld2(src, x1 + c + 8);
     }
     if (rp.cs)
 #pragma unroll
@@ -237,7 +266,7 @@ __device__ __forceinline__ int last_tile_first() { return (int)(gridDim.x - 1 - 
  * rotated by rp where rope is set: one matrix of packed operands. */
 struct pack_src {
     bf16 *dst;
-    const float *src;
+    opnd src;
     int64_t ld, seq;
     int H;
     bool rope, v4;
@@ -251,10 +280,6 @@ struct pack_set {
     pack_src p[4];
 };
 
-__device__ __forceinline__ float4 load4(const float *x, bool v4) {
-    return v4 ? *(const float4 *)x : make_float4(x[0], x[1], x[2], x[3]);
-}
-
 /* grid (column blocks of 4 values, and with rope their 4 partners; rows
  * b·T + t; the matrices of ps): several packed in one launch */
 template <int D>
@@ -266,23 +291,18 @@ __global__ void pack_k(pack_set ps, int B, int T, rope_tab rp) {
     int h = j / span, d = j % span;
     for (int64_t r = blockIdx.y; r < (int64_t)B * T; r += gridDim.y) {
         int64_t b = r / T, t = r % T;
-        const float *x = q.src + b * q.seq + t * q.ld + (int64_t)h * D + d;
+        const int64_t x = b * q.seq + t * q.ld + (int64_t)h * D + d;
         bf16 *y = q.dst + ((b * q.H + h) * T + t) * D + d;
-        float4 v = load4(x, q.v4);
+        float4 v = ld4(q.src, x, q.v4);
         if (q.rowdot) { /* the D/4 threads of a head (all here, or none) add their products */
-            int64_t at = b * q.seq + t * q.ld + (int64_t)h * D + d;
-            float4 o = q.dot16 ? make_float4(__bfloat162float(((const bf16 *)q.dot)[at]),
-                                             __bfloat162float(((const bf16 *)q.dot)[at + 1]),
-                                             __bfloat162float(((const bf16 *)q.dot)[at + 2]),
-                                             __bfloat162float(((const bf16 *)q.dot)[at + 3]))
-                               : load4((const float *)q.dot + at, q.v4);
+            float4 o = ld4(opnd{q.dot, q.dot16}, x, q.v4);
             float dot = v.x * o.x + v.y * o.y + v.z * o.z + v.w * o.w;
             unsigned m = __activemask();
             for (int k = D / 8; k > 0; k >>= 1) dot += __shfl_xor_sync(m, dot, k);
             if (d == 0) q.rowdot[(b * q.H + h) * T + t] = dot;
         }
         if (q.rope) {
-            float4 w = load4(x + D / 2, q.v4);
+            float4 w = ld4(q.src, x + D / 2, q.v4);
             float2 v0 = make_float2(v.x, v.y), v1 = make_float2(v.z, v.w);
             float2 w0 = make_float2(w.x, w.y), w1 = make_float2(w.z, w.w);
             rotate2<D>(v0, w0, rp, (int)t, d, 1.0f);
@@ -304,8 +324,8 @@ void pack(std::initializer_list<pack_src> srcs, int B, int T, rope_tab rp) {
     NX_ASSERT(srcs.size() <= 4);
     for (pack_src q : srcs) {
         q.rope = q.rope && rp.cs;
-        q.v4 = q.ld % 4 == 0 && q.seq % 4 == 0 && (uintptr_t)q.src % 16 == 0 &&
-               (!q.dot || q.dot16 || (uintptr_t)q.dot % 16 == 0);
+        q.v4 = q.ld % 4 == 0 && q.seq % 4 == 0 && (uintptr_t)q.src.p % 16 == 0 &&
+               (!q.dot || (uintptr_t)q.dot % 16 == 0);
         int64_t w = (int64_t)q.H * (q.rope ? D / 2 : D) / 4;
         widest = w > widest ? w : widest;
         ps.p[n++] = q;
@@ -429,7 +449,7 @@ __device__ __forceinline__ void fwd_tile_seen(float (*o)[D / 8][4], float (*m)[2
  * packed); out: row r at out + r·NH·D + h·D, f32 or (out16) bf16. */
 template <int D, bool PACKED, int MT>
 __global__ void __launch_bounds__(FL_WARPS * 32)
-    flash_fwd_k(void *out, bool out16, float *lse, const float *q, int64_t ldq, nx_kv kv, const bf16 *kp,
+    flash_fwd_k(void *out, bool out16, float *lse, const void *q, bool q16, int64_t ldq, nx_kv kv, const bf16 *kp,
                 const bf16 *vp, int T, int NH, int G, int window, float scale_log2, bool v4, rope_tab rp) {
     constexpr int S = PACKED ? 2 : 1, ROWS = 16 * MT * FL_WARPS;
     __shared__ __align__(16) bf16 Ks[S][FL_KEYS][D + 8];
@@ -453,7 +473,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
     float o[MT][D / 8][4], m[MT][2], l[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        load_a<D>(qa[mt], q + (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow + 16 * mt, T, g, tq, rp);
+        load_a<D>(qa[mt], opnd{q, q16}, (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow + 16 * mt, T, g, tq, rp);
 #pragma unroll
         for (int n = 0; n < D / 8; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
         m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
@@ -467,11 +487,11 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
             __syncthreads(); /* its readers are done before the copies into it two steps on */
         }
     } else {
-        const float *K = kv.k + b * kv.seq + (int64_t)kh * D, *V = kv.v + b * kv.seq + (int64_t)kh * D;
+        const int64_t kvo = b * kv.seq + (int64_t)kh * D;
         for (int kt = kt0; kt <= kt1; kt++) {
             __syncthreads(); /* the last tile's readers are done */
-            stage<D>(Ks[0], K, kv.row, kt * FL_KEYS, T, v4, rp);
-            stage<D>(Vs[0], V, kv.row, kt * FL_KEYS, T, v4);
+            stage<D>(Ks[0], opnd{kv.k, q16}, kvo, kv.row, kt * FL_KEYS, T, v4, rp);
+            stage<D>(Vs[0], opnd{kv.v, q16}, kvo, kv.row, kt * FL_KEYS, T, v4);
             __syncthreads();
             fwd_tile_seen<D, MT>(o, m, l, qa, Ks[0], Vs[0], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
         }
@@ -500,9 +520,9 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
 /* Can tiles be read with 16-byte loads: every row stride a multiple of 4
  * floats and every base 16-byte aligned? (Else 8-byte loads and stores:
  * the strides must be even, as (NH + 2·KVH)·HS is.) */
-bool aligned4(std::initializer_list<const float *> p, std::initializer_list<int64_t> ld) {
+bool aligned4(std::initializer_list<const void *> p, std::initializer_list<int64_t> ld) {
     bool ok = true;
-    for (const float *x : p) ok = ok && (uintptr_t)x % 16 == 0;
+    for (const void *x : p) ok = ok && (uintptr_t)x % 16 == 0;
     for (int64_t s : ld) {
         NX_ASSERTM(s % 2 == 0, "flash attention: row strides must be even");
         ok = ok && s % 4 == 0;
@@ -526,37 +546,38 @@ bool two_row_tiles(int D) {
 }
 
 template <int D, int MT>
-void launch_mt(void *out, bool out16, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH,
-               int KVH, int window, rope_tab rp) {
+void launch_mt(void *out, bool out16, float *lse, const void *q, bool q16, int64_t ldq, nx_kv kv, int B, int T,
+               int NH, int KVH, int window, rope_tab rp) {
     float scale_log2 = 1.4426950408889634f / sqrtf((float)D);
     bool v4 = aligned4({q, kv.k, kv.v}, {ldq, kv.row, kv.seq});
+    const size_t es = q16 ? 2 : 4;
     unsigned tiles = (unsigned)((T + 64 * MT - 1) / (64 * MT));
     int nb = packed_sequences(D, 2LL * KVH * T * D, B);
     if (nb == 0) {
         flash_fwd_k<D, false, MT><<<dim3(tiles, (unsigned)(B * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
-            out, out16, lse, q, ldq, kv, nullptr, nullptr, T, NH, NH / KVH, window, scale_log2, v4, rp);
+            out, out16, lse, q, q16, ldq, kv, nullptr, nullptr, T, NH, NH / KVH, window, scale_log2, v4, rp);
     } else if constexpr (D <= 64) {
         bf16 *kp = (bf16 *)CU.narrow, *vp = kp + (int64_t)nb * KVH * T * D;
         for (int b0 = 0; b0 < B; b0 += nb) {
             int n = B - b0 < nb ? B - b0 : nb;
-            nx_kv c = {kv.k + b0 * kv.seq, kv.v + b0 * kv.seq, kv.row, kv.seq};
-            pack<D>({{kp, c.k, kv.row, kv.seq, KVH, true}, {vp, c.v, kv.row, kv.seq, KVH, false}}, n, T, rp);
+            const char *k = (const char *)kv.k + b0 * kv.seq * es, *v = (const char *)kv.v + b0 * kv.seq * es;
+            pack<D>({{kp, {k, q16}, kv.row, kv.seq, KVH, true}, {vp, {v, q16}, kv.row, kv.seq, KVH, false}}, n, T, rp);
             int64_t o0 = (int64_t)b0 * T * NH * D;
             flash_fwd_k<D, true, MT><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
                 out16 ? (void *)((bf16 *)out + o0) : (void *)((float *)out + o0), out16,
-                lse ? lse + (int64_t)b0 * NH * T : nullptr, q + (int64_t)b0 * T * ldq, ldq, c, kp, vp, T, NH,
-                NH / KVH, window, scale_log2, v4, rp);
+                lse ? lse + (int64_t)b0 * NH * T : nullptr, (const char *)q + b0 * T * ldq * es, q16, ldq, kv, kp, vp,
+                T, NH, NH / KVH, window, scale_log2, v4, rp);
         }
     }
     CU_LAUNCHED("flash attention");
 }
 
 template <int D>
-void launch(void *out, bool out16, float *lse, const float *q, int64_t ldq, nx_kv kv, int B, int T, int NH, int KVH,
-            int window, rope_tab rp) {
+void launch(void *out, bool out16, float *lse, const void *q, bool q16, int64_t ldq, nx_kv kv, int B, int T, int NH,
+            int KVH, int window, rope_tab rp) {
     if constexpr (D <= 64)
-        if (two_row_tiles(D)) return launch_mt<D, 2>(out, out16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
-    launch_mt<D, 1>(out, out16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
+        if (two_row_tiles(D)) return launch_mt<D, 2>(out, out16, lse, q, q16, ldq, kv, B, T, NH, KVH, window, rp);
+    launch_mt<D, 1>(out, out16, lse, q, q16, ldq, kv, B, T, NH, KVH, window, rp);
 }
 
 /* ---- backward (head sizes 32 and 64) ---------------------------------------
@@ -609,7 +630,9 @@ __device__ __forceinline__ void store_rows(float *base, int64_t ld, const float 
 /* The operands of the backward: f32 as the forward left them (q, k, v at
  * row stride ld, dout at NH·D), and, packed, those the kernels stream. */
 struct bwd_args {
-    const float *dout, *lse, *rowdot, *q, *k, *v;
+    const float *dout, *lse, *rowdot;
+    const void *q, *k, *v; /* f32 or (q16) bf16 */
+    bool q16;
     const bf16 *qp, *dop, *kp, *vp; /* packed, or null */
     int64_t ld;
     int T, NH, G, window;
@@ -672,9 +695,10 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
     float L2[MT][2], Dr[MT][2], acc[MT][D / 8][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        load_a<D>(qa[mt], a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow + 16 * mt, T, g, tq, a.rope);
-        load_a<D>(da[mt], a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, wrow + 16 * mt, T, g,
-                  tq);
+        load_a<D>(qa[mt], opnd{a.q, a.q16}, (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow + 16 * mt, T, g, tq,
+                  a.rope);
+        load_a<D>(da[mt], opnd{a.dout, false}, (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D,
+                  wrow + 16 * mt, T, g, tq);
 #pragma unroll
         for (int half = 0; half < 2; half++) {
             int i = wrow + 16 * mt + g + 8 * half;
@@ -700,12 +724,11 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
             __syncthreads();
         }
     } else {
-        const float *K = a.k + (int64_t)b * T * a.ld + (int64_t)kh * D,
-                    *V = a.v + (int64_t)b * T * a.ld + (int64_t)kh * D;
+        const int64_t kvo = (int64_t)b * T * a.ld + (int64_t)kh * D;
         for (int kt = kt0; kt <= kt1; kt++) {
             __syncthreads();
-            stage<D>(Ks[0], K, a.ld, kt * FL_KEYS, T, a.v4, a.rope);
-            stage<D>(Vs[0], V, a.ld, kt * FL_KEYS, T, a.v4);
+            stage<D>(Ks[0], opnd{a.k, a.q16}, kvo, a.ld, kt * FL_KEYS, T, a.v4, a.rope);
+            stage<D>(Vs[0], opnd{a.v, a.q16}, kvo, a.ld, kt * FL_KEYS, T, a.v4);
             __syncthreads();
             tile(Ks[0], Vs[0], kt * FL_KEYS);
         }
@@ -759,8 +782,8 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
     const int T = a.T, NH = a.NH, G = a.G, KVH = NH / G, bk = blockIdx.y, b = bk / KVH, kh = bk % KVH;
     const int key0 = blockIdx.x * FL_KEYS, wkey = key0 + warp * 16;
     uint32_t ka[1][D / 16][4], va[1][D / 16][4];
-    load_a<D>(ka[0], a.k + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq, a.rope);
-    load_a<D>(va[0], a.v + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
+    load_a<D>(ka[0], opnd{a.k, a.q16}, (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq, a.rope);
+    load_a<D>(va[0], opnd{a.v, a.q16}, (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
     float adk[1][D / 8][4], adv[1][D / 8][4];
 #pragma unroll
     for (int n = 0; n < D / 8; n++)
@@ -801,8 +824,9 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
         for (int it = 0; it < steps; it++) {
             int gi = it / nq, h = kh * G + gi, q0 = (qt0 + it % nq) * FL_ROWS;
             __syncthreads();
-            stage<D>(Qs[0], a.q + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, q0, T, a.v4, a.rope);
-            stage<D>(Os[0], a.dout + (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, q0, T, a.v4);
+            stage<D>(Qs[0], opnd{a.q, a.q16}, (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, q0, T, a.v4, a.rope);
+            stage<D>(Os[0], opnd{a.dout, false}, (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, q0, T,
+                     a.v4);
             for (int i = threadIdx.x; i < FL_ROWS; i += FL_WARPS * 32) {
                 Ls[0][i] = q0 + i < T ? a.lse[lse_row(gi) + q0 + i] : 0.0f;
                 Ds[0][i] = q0 + i < T ? a.rowdot[lse_row(gi) + q0 + i] : 0.0f;
@@ -817,10 +841,12 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
 
 template <int D>
 void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float *dout, const void *out, bool out16,
-                     const float *lse, const float *q, const float *k, const float *v, int64_t ld, int B, int T, int NH,
-                     int KVH, int window, rope_tab rp) {
-    bwd_args a = {dout, lse,    rowdot, q, k, v, nullptr, nullptr, nullptr, nullptr, ld, T, NH, NH / KVH, window,
-                  1.0f / sqrtf((float)D), aligned4({q, k, v, dout}, {ld, (int64_t)NH * D}), rp};
+                     const float *lse, const void *q, const void *k, const void *v, bool q16, int64_t ld, int B, int T,
+                     int NH, int KVH, int window, rope_tab rp) {
+    bwd_args a = {dout,    lse,     rowdot,  q,  k,  v,  q16,          nullptr, nullptr,
+                  nullptr, nullptr, ld,      T,  NH, NH / KVH, window, 1.0f / sqrtf((float)D),
+                  aligned4({q, k, v, dout}, {ld, (int64_t)NH * D}), rp};
+    const size_t es = q16 ? 2 : 4;
     unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
     /* dq of a chunk of n sequences (c: its operands, packed or not) */
     auto launch_dq = [&](float *out_dq, const bwd_args &c, int n, auto packed) {
@@ -846,14 +872,15 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
         int64_t r = (int64_t)b0 * T; /* the chunk's first row */
         bwd_args c = a;
         c.dout = dout + r * NH * D, c.lse = lse + (int64_t)b0 * NH * T, c.rowdot = rowdot + (int64_t)b0 * NH * T;
-        c.q = q + r * ld, c.k = k + r * ld, c.v = v + r * ld;
+        c.q = (const char *)q + r * ld * es, c.k = (const char *)k + r * ld * es, c.v = (const char *)v + r * ld * es;
         c.qp = qp, c.dop = dop, c.kp = kp, c.vp = vp;
         /* packing dout also takes its row dots with out */
         const char *o = (const char *)out + r * NH * D * (out16 ? 2 : 4);
-        pack<D>({{qp, c.q, ld, T * ld, NH, true},
-                 {dop, c.dout, (int64_t)NH * D, (int64_t)T * NH * D, NH, false, false, o, out16, (float *)c.rowdot},
-                 {kp, c.k, ld, T * ld, KVH, true},
-                 {vp, c.v, ld, T * ld, KVH, false}},
+        pack<D>({{qp, {c.q, q16}, ld, T * ld, NH, true},
+                 {dop, {c.dout, false}, (int64_t)NH * D, (int64_t)T * NH * D, NH, false, false, o, out16,
+                  (float *)c.rowdot},
+                 {kp, {c.k, q16}, ld, T * ld, KVH, true},
+                 {vp, {c.v, q16}, ld, T * ld, KVH, false}},
                 n, T, rp);
         launch_dq(dq + r * ld, c, n, std::true_type());
         flash_bwd_dkv_k<D, true>
@@ -866,15 +893,15 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
 
 bool cu_flash_fits(int HS, int pairs) { return CU.prec == NX_PREC_BF16 && nx_cuda_flash(HS, pairs, false); }
 
-void cu_flash_attention(void *out, nx_dtype ot, float *lse, const float *q, int64_t ldq, nx_kv kv,
+void cu_flash_attention(void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ldq, nx_kv kv,
                         const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
                         int window) {
-    NX_ASSERT(ot == NX_F32 || ot == NX_BF16);
+    NX_ASSERT((ot == NX_F32 || ot == NX_BF16) && (qt == NX_F32 || qt == NX_BF16));
     rope_tab rp = {rope_cos, rope_sin};
-    bool o16 = ot == NX_BF16;
-    if (HS == 32) launch<32>(out, o16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
-    else if (HS == 64) launch<64>(out, o16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
-    else launch<128>(out, o16, lse, q, ldq, kv, B, T, NH, KVH, window, rp);
+    bool o16 = ot == NX_BF16, q16 = qt == NX_BF16;
+    if (HS == 32) launch<32>(out, o16, lse, q, q16, ldq, kv, B, T, NH, KVH, window, rp);
+    else if (HS == 64) launch<64>(out, o16, lse, q, q16, ldq, kv, B, T, NH, KVH, window, rp);
+    else launch<128>(out, o16, lse, q, q16, ldq, kv, B, T, NH, KVH, window, rp);
 }
 
 bool cu_flash_training_fits(nx_backend *, int HS, int B, int T, int NH) {
@@ -882,18 +909,20 @@ bool cu_flash_training_fits(nx_backend *, int HS, int B, int T, int NH) {
     return CU.prec == NX_PREC_BF16 && nx_cuda_flash(HS, (int64_t)B * NH, true);
 }
 
-void cu_attention_lse(nx_backend *, void *out, nx_dtype ot, float *lse, const float *q, int64_t ld, nx_kv kv,
-                      const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS, int window) {
-    cu_flash_attention(out, ot, lse, q, ld, kv, rope_cos, rope_sin, B, T, NH, KVH, HS, window);
+void cu_attention_lse(nx_backend *, void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ld,
+                      nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+                      int window) {
+    cu_flash_attention(out, ot, lse, q, qt, ld, kv, rope_cos, rope_sin, B, T, NH, KVH, HS, window);
 }
 
 void cu_attention_lse_backward(nx_backend *, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const void *out, nx_dtype ot, const float *lse, const float *q, const float *k,
-                               const float *v, int64_t ld, const float *rope_cos, const float *rope_sin, int B, int T,
-                               int NH, int KVH, int HS, int window) {
-    NX_ASSERT(ot == NX_F32 || ot == NX_BF16);
+                               const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
+                               const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
+                               int B, int T, int NH, int KVH, int HS, int window) {
+    NX_ASSERT((ot == NX_F32 || ot == NX_BF16) && (qt == NX_F32 || qt == NX_BF16));
     rope_tab rp = {rope_cos, rope_sin};
-    bool o16 = ot == NX_BF16;
-    if (HS == 32) launch_backward<32>(dq, dk, dv, scratch, dout, out, o16, lse, q, k, v, ld, B, T, NH, KVH, window, rp);
-    else launch_backward<64>(dq, dk, dv, scratch, dout, out, o16, lse, q, k, v, ld, B, T, NH, KVH, window, rp);
+    bool o16 = ot == NX_BF16, q16 = qt == NX_BF16;
+    if (HS == 32)
+        launch_backward<32>(dq, dk, dv, scratch, dout, out, o16, lse, q, k, v, q16, ld, B, T, NH, KVH, window, rp);
+    else launch_backward<64>(dq, dk, dv, scratch, dout, out, o16, lse, q, k, v, q16, ld, B, T, NH, KVH, window, rp);
 }
