@@ -73,7 +73,9 @@ TEST(gpu_plan_counts_what_the_run_allocates_on_the_gpu) {
     CHECK(nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN | NX_ACTS_FLASH) + (size_t)(s.L + 1) * B * s.NH * T * (T - 1) * 4 ==
           nx_acts_bytes(&s, B, T, NX_ACTS_TRAIN));
     CHECK(p.teacher == (double)nx_model_size(&t, NX_BF16));
-    CHECK(p.teacher_acts == (double)nx_acts_bytes(&t, B, T, NX_ACTS_INFER | bf));
+    /* the teacher through flash attention too: its q/k/v and attention output in bf16 */
+    CHECK(p.teacher_acts == (double)nx_acts_bytes(&t, B, T, NX_ACTS_INFER | NX_ACTS_FLASH | bf));
+    CHECK(nx_acts_bytes(&t, B, T, NX_ACTS_INFER | NX_ACTS_FLASH | bf) < nx_acts_bytes(&t, B, T, NX_ACTS_INFER | bf));
     CHECK(p.eval == (double)nx_acts_bytes(&s, B, S, NX_ACTS_INFER | bf) +
                         (double)nx_acts_bytes(&t, B, S, NX_ACTS_INFER | bf) + 24 + 12.0 * B * S);
     /* the widest teacher matrix: gate and up stacked, 2F × C, widened to f32 */
