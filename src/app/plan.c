@@ -100,8 +100,8 @@ int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_co
         if (distill) {
             bool tflash = rc->precision == NX_PREC_BF16 && to.attention_weight <= 0 &&
                           nx_cuda_flash(t->HS, (int64_t)B * t->NH, true);
-            p->teacher_acts = (double)nx_acts_bytes(
-                t, B, T, (to.attention_weight > 0 ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) | bf | (tflash ? NX_ACTS_FLASH : 0));
+            unsigned tmode = (to.attention_weight > 0 ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) | bf;
+            p->teacher_acts = (double)nx_acts_bytes(t, B, T, tmode | (tflash ? NX_ACTS_FLASH : 0));
         }
         if (rc->data.validation[0])
             p->eval = (double)nx_acts_bytes(s, B, rc->data.seq_len, NX_ACTS_INFER | bf) +

@@ -209,7 +209,6 @@ typedef struct {
     float *lse;
 } layer_acts;
 
-
 static layer_acts layer_view(const nx_acts *a, const nx_model_config *c, int l) {
     size_t R = (size_t)a->rows, L = a->train && !a->recompute ? (size_t)l : 0, C = (size_t)c->C, F = (size_t)c->F;
     size_t Q = (size_t)c->NH * c->HS, KV = (size_t)c->KVH * c->HS, QKV = Q + 2 * KV;
@@ -439,10 +438,10 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         nx_linear_backward_from(be, a->datt, gw->o.data, gw->bo, dres, NX_F32, s.att, att_type(a), &w->o, N);
         if (s.lse) { /* dq and dk come back before the rotation */
             NX_ASSERTM(!dprobs, "attention-map gradients need the maps kept (NX_ACTS_KEEP_PROBS)");
+            nx_dtype qt = qkv_type(a, c);
             nx_attention_lse_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.att,
-                                      att_type(a), s.lse, s.qkv, elem(s.qkv, Q, qkv_type(a, c)),
-                                      elem(s.qkv, Q + KV, qkv_type(a, c)), qkv_type(a, c), QKV, a->rope_cos,
-                                      a->rope_sin, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
+                                      att_type(a), s.lse, s.qkv, elem(s.qkv, Q, qt), elem(s.qkv, Q + KV, qt), qt, QKV,
+                                      a->rope_cos, a->rope_sin, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
         } else {
             nx_attention_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.probs,
                                   dprobs ? dprobs[l] : NULL, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH,

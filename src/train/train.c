@@ -84,8 +84,10 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
     /* attention transfer needs the student's maps; else the backend may recompute them (flash) */
     if (att && o->recompute)
         return nx_fail(err, "activation recomputation keeps no attention maps for attention transfer: turn one off");
-    /* the student's logits in the activation type too: only the fused loss reads them (as autocast writes them) */
-    unsigned smode = NX_ACTS_TRAIN | NX_ACTS_LOGITS_AT | (att ? NX_ACTS_KEEP_PROBS : 0) | (o->recompute ? NX_ACTS_RECOMPUTE : 0);
+    /* the student's logits in the activation type too: only the fused loss
+     * reads them (as autocast writes them) */
+    unsigned smode = NX_ACTS_TRAIN | NX_ACTS_LOGITS_AT | (att ? NX_ACTS_KEEP_PROBS : 0) |
+                     (o->recompute ? NX_ACTS_RECOMPUTE : 0);
     if (!att && nx_attention_lse_fits(student->be, student->cfg.HS, o->B, o->T, student->cfg.NH)) smode |= NX_ACTS_FLASH;
     if (nx_acts_init(&tr->sa, student, o->B, o->T, smode, err)) return nx_fail_prefix(err, "student");
     /* the teacher's too, where no maps are kept for attention transfer */
@@ -233,8 +235,8 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
         if (kd || hid || att) nx_model_forward(tr->teacher, &tr->ta, in, B, T, kd);
         nx_model_forward(tr->student, &tr->sa, in, B, T, true);
         nx_distill_loss(be, tr->stats + stat_slot(tr, a, ST_CE), tr->stats + stat_slot(tr, a, ST_KD), o->kd, o->temp,
-                        tr->sa.dlogits, tr->sa.at, w_ce * s, w_kd * s, tr->sa.logits, tr->sa.lt, kd ? tr->ta.logits : NULL,
-                        kd ? tr->ta.lt : NX_F32, tr->targets, N, V);
+                        tr->sa.dlogits, tr->sa.at, w_ce * s, w_kd * s, tr->sa.logits, tr->sa.lt,
+                        kd ? tr->ta.logits : NULL, kd ? tr->ta.lt : NX_F32, tr->targets, N, V);
         if (hid) hidden_loss(tr, o->hidden_weight * s, a);
         if (att) attention_loss(tr, o->attention_weight * s, a);
         nx_model_backward(tr->student, &tr->sa, tr->grads, tr->dhidden, tr->dprobs);

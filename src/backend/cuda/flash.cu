@@ -82,10 +82,12 @@ __device__ __forceinline__ float4 ld4(const opnd &s, int64_t i, bool v4) {
         const bf16 *x = (const bf16 *)s.p + i;
         if (v4) {
             uint2 u = *(const uint2 *)x;
-            float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+            float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x);
+            float2 b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
             return make_float4(a.x, a.y, b.x, b.y);
         }
-        return make_float4(__bfloat162float(x[0]), __bfloat162float(x[1]), __bfloat162float(x[2]), __bfloat162float(x[3]));
+        return make_float4(__bfloat162float(x[0]), __bfloat162float(x[1]), __bfloat162float(x[2]),
+                           __bfloat162float(x[3]));
     }
     const float *x = (const float *)s.p + i;
     return v4 ? *(const float4 *)x : make_float4(x[0], x[1], x[2], x[3]);

@@ -291,8 +291,8 @@ __global__ void __launch_bounds__(CU_THREADS, LOSS_BLOCKS_PER_SM) loss_rows_k(lo
     double lsd = mx[0] * (double)it + log(sum[1]), ltd = mx[1] * (double)it + log(sum[2]), row = 0, mg = 0;
     if (pl.ce && threadIdx.x == 0) a.ce_rows[n] = mx[0] + log(sum[0]) - xt[0];
     if (pl.fwd || pl.rev) row = (pl.fwd ? 1 : -1) * (it * (sum[3] / (pl.fwd ? sum[2] : sum[1]) + pl.c0) - (ltd - lsd));
-    row_probs r = {mx[0],  mx[1], pl.k1, pl.kt, it, split_of(log2(sum[0])), split_of(log2(sum[1])), split_of(log2(sum[2])),
-                   split_of(lsd), split_of(ltd)};
+    row_probs r = {mx[0], mx[1], pl.k1, pl.kt, it, split_of(log2(sum[0])), split_of(log2(sum[1])),
+                   split_of(log2(sum[2])), split_of(lsd), split_of(ltd)};
     if (pl.jsd) { /* its divergence needs the probabilities */
         double acc[2] = {0, 0};
         sweep<VEC>(s, t, V, [&](int, const float (&x)[VEC], const float (&y)[VEC]) {
