@@ -131,23 +131,31 @@ static __device__ __forceinline__ float cu_block_max(float v, float *sh) {
     return r[0];
 }
 
-/* VEC consecutive floats (VEC 4: one 16-byte access, p 16-byte aligned) */
+/* VEC consecutive floats (VEC 4: one 16-byte access, p 16-byte aligned;
+ * VEC 2: one 8-byte access, p 8-byte aligned) */
 template <int VEC>
 static __device__ __forceinline__ void cu_load(float (&v)[VEC], const float *p) {
     if constexpr (VEC == 4) {
         float4 q = *(const float4 *)p;
         v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+    } else if constexpr (VEC == 2) {
+        float2 q = *(const float2 *)p;
+        v[0] = q.x, v[1] = q.y;
     } else {
         for (int k = 0; k < VEC; k++) v[k] = p[k];
     }
 }
-/* ... from bf16 (VEC 4: one 8-byte load, p 8-byte aligned) */
+/* ... from bf16 (VEC 4: one 8-byte load, p 8-byte aligned; VEC 2: one
+ * 4-byte load, p 4-byte aligned) */
 template <int VEC>
 static __device__ __forceinline__ void cu_load(float (&v)[VEC], const __nv_bfloat16 *p) {
     if constexpr (VEC == 4) {
         uint2 q = *(const uint2 *)p;
         v[0] = __uint_as_float(q.x << 16), v[1] = __uint_as_float(q.x & 0xffff0000u);
         v[2] = __uint_as_float(q.y << 16), v[3] = __uint_as_float(q.y & 0xffff0000u);
+    } else if constexpr (VEC == 2) {
+        uint32_t q = *(const uint32_t *)p;
+        v[0] = __uint_as_float(q << 16), v[1] = __uint_as_float(q & 0xffff0000u);
     } else {
         for (int k = 0; k < VEC; k++) v[k] = __bfloat162float(p[k]);
     }

@@ -70,27 +70,30 @@ struct opnd {
     bool b16;
 };
 
-/* elements i, i + 1 (i even) */
+/* elements i .. i + VEC − 1 (cu_load's alignment: i a multiple of VEC, the
+ * base aligned to VEC elements) */
+template <int VEC>
+__device__ __forceinline__ void ld(float (&v)[VEC], const opnd &s, int64_t i) {
+    if (s.b16) cu_load(v, (const bf16 *)s.p + i);
+    else cu_load(v, (const float *)s.p + i);
+}
+
+/* elements i, i + 1 (i even: the strides are even) */
 __device__ __forceinline__ float2 ld2(const opnd &s, int64_t i) {
-    if (s.b16) return __bfloat1622float2(*(const __nv_bfloat162 *)((const bf16 *)s.p + i));
-    return *(const float2 *)((const float *)s.p + i);
+    float v[2];
+    ld(v, s, i);
+    return make_float2(v[0], v[1]);
 }
 
 /* elements i .. i + 3; v4: i a multiple of 4 and the base 16-byte aligned */
 __device__ __forceinline__ float4 ld4(const opnd &s, int64_t i, bool v4) {
-    if (s.b16) {
-        const bf16 *x = (const bf16 *)s.p + i;
-        if (v4) {
-            uint2 u = *(const uint2 *)x;
-            float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x);
-            float2 b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
-            return make_float4(a.x, a.y, b.x, b.y);
-        }
-        return make_float4(__bfloat162float(x[0]), __bfloat162float(x[1]), __bfloat162float(x[2]),
-                           __bfloat162float(x[3]));
+    if (v4) {
+        float v[4];
+        ld(v, s, i);
+        return make_float4(v[0], v[1], v[2], v[3]);
     }
-    const float *x = (const float *)s.p + i;
-    return v4 ? *(const float4 *)x : make_float4(x[0], x[1], x[2], x[3]);
+    float2 a = ld2(s, i), b = ld2(s, i + 2);
+    return make_float4(a.x, a.y, b.x, b.y);
 }
 
 /* c += a·b, m16n8k16, bf16 inputs, f32 accumulators */
