@@ -41,6 +41,16 @@ static double scalar(nx_backend *be, const double *dev) {
     return v;
 }
 
+/* The n losses (1 or 2) at dev against the reference's want, at 1e-5
+ * relative (1e-7 absolute); what names the case. */
+static void expect_losses(nx_backend *be, const double *dev, const double *want, int n, const char *what) {
+    double got[2];
+    nx_backend_download(be, got, dev, sizeof(double) * n);
+    for (int j = 0; j < n; j++)
+        CHECKF(fabs(got[j] - want[j]) <= 1e-5 * fabs(want[j]) + 1e-7, "%s, loss %d on %s: %.9g vs %.9g", what, j,
+               be->name, got[j], want[j]);
+}
+
 #define SKIP_IF_MISSING(be, op)                                                         \
     if (!(be)->ops->op) {                                                               \
         printf("skip %s on %s: the backend has no such op\n", #op, (be)->name);         \
@@ -440,8 +450,9 @@ TEST(losses_values_and_gradients) {
                     nx_kd_loss(REF, &l, (nx_kd_kind)kind, temp, d, 0.7f, s, t, tg, N, V);
                     nx_kd_loss(be, ld, (nx_kd_kind)kind, temp, dd, 0.7f, sd, td, tgd, N, V);
                 }
-                double got = scalar(be, ld);
-                CHECKF(fabs(got - l) <= 1e-5 * fabs(l) + 1e-7, "loss %d on %s: %.9g vs %.9g", kind, be->name, got, l);
+                char what[32];
+                snprintf(what, sizeof what, "kind %d", kind);
+                expect_losses(be, ld, &l, 1, what);
                 EXPECT(rel_err(be, dd, d, n), 1e-5, "loss gradient");
             }
             nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, dd), nx_backend_free(be, tgd);
@@ -476,11 +487,9 @@ TEST(distill_loss_fused_equals_separate) {
                                 teach ? t : NULL, NX_F32, tg, N, V);
                 nx_distill_loss(be, ld, ld + 1, k, temp, grads ? dd : NULL, NX_F32, w_ce, 0.7f, sd, NX_F32,
                                 teach ? td : NULL, NX_F32, tgd, N, V);
-                double got[2];
-                nx_backend_download(be, got, ld, sizeof got);
-                for (int j = 0; j < 1 + teach; j++)
-                    CHECKF(fabs(got[j] - l[j]) <= 1e-5 * fabs(l[j]) + 1e-7, "loss %d/%d on %s: %.9g vs %.9g", kind,
-                           j, be->name, got[j], l[j]);
+                char what[32];
+                snprintf(what, sizeof what, "fused, kind %d", kind);
+                expect_losses(be, ld, l, 1 + teach, what);
                 if (grads) EXPECT(rel_err(be, dd, d, n), 1e-5, "fused loss gradient");
             }
             nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, dd), nx_backend_free(be, tgd);
@@ -506,18 +515,17 @@ TEST(losses_long_rows_and_no_counted_row) {
             NX_ASSERT(nx_backend_plan(be, &(nx_work){.vocab = V}, NULL) == NX_OK);
             float *sd = up(be, s, 4 * n), *td = up(be, t, 4 * n), *dd = up(be, d0, 4 * n);
             int32_t *tgd = up(be, tg, sizeof tg);
-            double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2] = {0, 0}, got[2];
+            double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2] = {0, 0};
             for (int kind = -1; kind < 3; kind++) {
                 bool teach = kind >= 0;
                 nx_kd_kind k = teach ? (nx_kd_kind)kind : NX_KD_FORWARD_KL;
-                nx_distill_loss(REF, &l[0], &l[1], k, 2.0f, d, NX_F32, 0.3f, 0.7f, s, NX_F32, teach ? t : NULL, NX_F32, tg,
-                                N, V);
-                nx_distill_loss(be, ld, ld + 1, k, 2.0f, dd, NX_F32, 0.3f, 0.7f, sd, NX_F32, teach ? td : NULL, NX_F32, tgd,
-                                N, V);
-                nx_backend_download(be, got, ld, sizeof got);
-                for (int j = 0; j < 1 + teach; j++)
-                    CHECKF(fabs(got[j] - l[j]) <= 1e-5 * fabs(l[j]) + 1e-7, "V %d, loss %d/%d on %s: %.9g vs %.9g", V,
-                           kind, j, be->name, got[j], l[j]);
+                nx_distill_loss(REF, &l[0], &l[1], k, 2.0f, d, NX_F32, 0.3f, 0.7f, s, NX_F32, teach ? t : NULL, NX_F32,
+                                tg, N, V);
+                nx_distill_loss(be, ld, ld + 1, k, 2.0f, dd, NX_F32, 0.3f, 0.7f, sd, NX_F32, teach ? td : NULL,
+                                NX_F32, tgd, N, V);
+                char what[48];
+                snprintf(what, sizeof what, "V %d, fused, kind %d", V, kind);
+                expect_losses(be, ld, l, 1 + teach, what);
                 EXPECT(rel_err(be, dd, d, n), 1e-5, "fused loss gradient, long rows");
                 memcpy(d, d0, 4 * n);
                 nx_backend_upload(be, dd, d0, 4 * n);
@@ -528,9 +536,8 @@ TEST(losses_long_rows_and_no_counted_row) {
                     nx_cross_entropy(REF, &l[0], d, 0.7f, s, tg, N, V);
                     nx_cross_entropy(be, ld, dd, 0.7f, sd, tgd, N, V);
                 }
-                double g1 = scalar(be, ld);
-                CHECKF(fabs(g1 - l[0]) <= 1e-5 * fabs(l[0]) + 1e-7, "V %d, separate loss %d on %s: %.9g vs %.9g", V,
-                       kind, be->name, g1, l[0]);
+                snprintf(what, sizeof what, "V %d, separate, kind %d", V, kind);
+                expect_losses(be, ld, l, 1, what);
                 EXPECT(rel_err(be, dd, d, n), 1e-5, "separate loss gradient, long rows");
             }
             nx_backend_free(be, sd), nx_backend_free(be, td), nx_backend_free(be, dd), nx_backend_free(be, tgd);
@@ -985,7 +992,7 @@ TEST(cuda_distill_loss_bf16) {
     float *sd = up(be, s, 4 * n), *td = up(be, t, 4 * n);
     void *d16 = up(be, d, 2 * n), *t16d = up(be, t16, 2 * n), *s16d = up(be, s16, 2 * n);
     int32_t *tgd = up(be, tg, sizeof tg);
-    double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2], got[2];
+    double *ld = up(be, (double[2]){0, 0}, 2 * sizeof(double)), l[2];
     for (int kind = 0; kind < 3; kind++)
         for (int tb = 0; tb < 2; tb++)
             for (int sb = 0; sb < 2; sb++) {
@@ -993,13 +1000,11 @@ TEST(cuda_distill_loss_bf16) {
                                 NX_F32, tg, N, V);
                 nx_distill_loss(be, ld, ld + 1, (nx_kd_kind)kind, 2.0f, d16, NX_BF16, 0.3f, 0.7f, sb ? s16d : (void *)sd,
                                 sb ? NX_BF16 : NX_F32, tb ? t16d : (void *)td, tb ? NX_BF16 : NX_F32, tgd, N, V);
-                nx_backend_download(be, got, ld, sizeof got);
-                for (int j = 0; j < 2; j++)
-                    CHECKF(fabs(got[j] - l[j]) <= 1e-5 * fabs(l[j]) + 1e-7,
-                           "%s loss, kind %d, student in %s, teacher in %s: %.9g vs %.9g", j ? "kd" : "ce", kind,
-                           sb ? "bf16" : "f32", tb ? "bf16" : "f32", got[j], l[j]);
-                round_bf16(d, n);
                 char what[96];
+                snprintf(what, sizeof what, "kind %d, student in %s, teacher in %s", kind, sb ? "bf16" : "f32",
+                         tb ? "bf16" : "f32");
+                expect_losses(be, ld, l, 2, what);
+                round_bf16(d, n);
                 snprintf(what, sizeof what, "fused loss gradient into bf16, student in %s, teacher in %s",
                          sb ? "bf16" : "f32", tb ? "bf16" : "f32");
                 EXPECT(rel_err_bf16(be, d16, d, n), 4e-3, what);
