@@ -64,6 +64,16 @@ static double data_bytes(const char *path) {
     return 2 * text_bytes(path); /* ~1 id (4 bytes) per 4 bytes of text, ×2 while growing */
 }
 
+/* NX_ACTS_FLASH where the trainer asks for it on the GPU: bf16 precision,
+ * no attention-transfer loss (which keeps the maps), and a head size and
+ * B·NH that flash attention's training path takes (train.c asks the
+ * backend the same through nx_attention_lse_fits) */
+static unsigned flash_flag(const nx_run_config *rc, const nx_train_opts *to, const nx_model_config *c, int B) {
+    bool on = rc->precision == NX_PREC_BF16 && to->attention_weight <= 0 &&
+              nx_cuda_flash(c->HS, (int64_t)B * c->NH, true);
+    return on ? NX_ACTS_FLASH : 0;
+}
+
 int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_config *t, const nx_model_config *s,
                 nx_run_plan *p, nx_err *err) {
     memset(p, 0, sizeof *p);
@@ -91,17 +101,14 @@ int nx_run_plan_compute(const nx_run_config *rc, bool distill, const nx_model_co
         /* on the GPU: the trainer's targets instead of the host's batches;
          * the teacher without the CPU's widening buffer (the workspace has it) */
         p->gpu = true;
-        /* in bf16 precision the trainer keeps no attention maps where flash attention fits */
-        bool flash = rc->precision == NX_PREC_BF16 && to.attention_weight <= 0 && nx_cuda_flash(s->HS, (int64_t)B * s->NH, true);
-        /* and holds the products' inputs in bf16 (nx_backend_act_type) */
+        /* in bf16 precision the trainer keeps no attention maps where flash
+         * attention fits, and holds the products' inputs in bf16 (nx_backend_act_type) */
         unsigned bf = rc->precision == NX_PREC_BF16 ? NX_ACTS_BF16 : 0;
         p->activations =
-            (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN | rec | bf | (flash ? NX_ACTS_FLASH : 0)) + 4.0 * B * T;
+            (double)nx_acts_bytes(s, B, T, NX_ACTS_TRAIN | rec | bf | flash_flag(rc, &to, s, B)) + 4.0 * B * T;
         if (distill) {
-            bool tflash = rc->precision == NX_PREC_BF16 && to.attention_weight <= 0 &&
-                          nx_cuda_flash(t->HS, (int64_t)B * t->NH, true);
             unsigned tmode = (to.attention_weight > 0 ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) | bf;
-            p->teacher_acts = (double)nx_acts_bytes(t, B, T, tmode | (tflash ? NX_ACTS_FLASH : 0));
+            p->teacher_acts = (double)nx_acts_bytes(t, B, T, tmode | flash_flag(rc, &to, t, B));
         }
         if (rc->data.validation[0])
             p->eval = (double)nx_acts_bytes(s, B, rc->data.seq_len, NX_ACTS_INFER | bf) +
