@@ -98,7 +98,7 @@ __device__ __forceinline__ float4 ld4(const opnd &s, int64_t i, bool v4) {
 
 /* c += a·b, m16n8k16, bf16 inputs, f32 accumulators */
 __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -121,7 +121,9 @@ __device__ __forceinline__ void ldsm4(uint32_t *r, const bf16 *p) {
 /* c (16·MT × NK) = a (16·MT × D: MT row tiles of A fragments) · Bᵀ, B the
  * rows kb..kb+NK of a staged tile of D columns. Each fragment of B read
  * from shared memory feeds 2·MT products, so more row tiles a warp
- * (MT = 2) halve the shared-memory reads per product. */
+ * (MT = 2) halve the shared-memory reads per product. The columns (kk)
+ * run outermost: the MT·NK/8 products between two into one accumulator
+ * are independent, so the tensor cores' latency is hidden in one warp. */
 template <int D, int MT, int NK>
 __device__ __forceinline__ void mul_abt(float (*c)[NK / 8][4], const uint32_t (*a)[D / 16][4], const bf16 (*B)[D + 8],
                                         int kb, int lane) {
@@ -131,9 +133,9 @@ __device__ __forceinline__ void mul_abt(float (*c)[NK / 8][4], const uint32_t (*
 #pragma unroll
         for (int nt = 0; nt < NK / 8; nt++) c[mt][nt][0] = c[mt][nt][1] = c[mt][nt][2] = c[mt][nt][3] = 0.0f;
 #pragma unroll
-    for (int nt = 0; nt < NK / 8; nt += 2)
+    for (int kk = 0; kk < D / 16; kk++)
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
+        for (int nt = 0; nt < NK / 8; nt += 2) {
             uint32_t b[4]; /* rows kb + nt·8.. and kb + (nt+1)·8.., columns kk·16 and kk·16 + 8 */
             ldsm4<false>(b, &B[kb + (nt + m / 2) * 8 + r][kk * 16 + (m % 2) * 8]);
 #pragma unroll
@@ -283,40 +285,41 @@ struct pack_src {
 };
 struct pack_set {
     pack_src p[4];
+    unsigned first[5]; /* the blocks of matrix z: first[z] .. first[z + 1] − 1 */
 };
 
-/* grid (column blocks of 4 values, and with rope their 4 partners; rows
- * b·T + t; the matrices of ps): several packed in one launch */
+/* A thread a group of 4 columns of a row (and with rope their 4 partners),
+ * the groups of all rows b·T + t of a matrix numbered row by row; blocks
+ * one after another over the matrices of ps: several packed in one launch. */
 template <int D>
 __global__ void pack_k(pack_set ps, int B, int T, rope_tab rp) {
-    const pack_src &q = ps.p[blockIdx.z];
-    const int span = q.rope ? D / 2 : D; /* the columns of a head that threads start from */
-    int j = (blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    if (j >= q.H * span) return;
-    int h = j / span, d = j % span;
-    for (int64_t r = blockIdx.y; r < (int64_t)B * T; r += gridDim.y) {
-        int64_t b = r / T, t = r % T;
-        const int64_t x = b * q.seq + t * q.ld + (int64_t)h * D + d;
-        bf16 *y = q.dst + ((b * q.H + h) * T + t) * D + d;
-        float4 v = ld4(q.src, x, q.v4);
-        if (q.rowdot) { /* the D/4 threads of a head (all here, or none) add their products */
-            float4 o = ld4(opnd{q.dot, q.dot16}, x, q.v4);
-            float dot = v.x * o.x + v.y * o.y + v.z * o.z + v.w * o.w;
-            unsigned m = __activemask();
-            for (int k = D / 8; k > 0; k >>= 1) dot += __shfl_xor_sync(m, dot, k);
-            if (d == 0) q.rowdot[(b * q.H + h) * T + t] = dot;
-        }
-        if (q.rope) {
-            float4 w = ld4(q.src, x + D / 2, q.v4);
-            float2 v0 = make_float2(v.x, v.y), v1 = make_float2(v.z, v.w);
-            float2 w0 = make_float2(w.x, w.y), w1 = make_float2(w.z, w.w);
-            rotate2<D>(v0, w0, rp, (int)t, d, 1.0f);
-            rotate2<D>(v1, w1, rp, (int)t, d + 2, 1.0f);
-            v = make_float4(v0.x, v0.y, v1.x, v1.y);
-            *(uint2 *)(y + D / 2) = make_uint2(pack_bf16(w0.x, w0.y), pack_bf16(w1.x, w1.y));
-        }
-        *(uint2 *)y = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
+    int z = 0;
+    while (z < 3 && blockIdx.x >= ps.first[z + 1]) z++;
+    const pack_src &q = ps.p[z];
+    const int span = q.rope ? D / 2 : D;     /* the columns of a head that threads start from */
+    const unsigned w = (unsigned)(q.H * span / 4), x = (blockIdx.x - ps.first[z]) * blockDim.x + threadIdx.x;
+    if (x >= (unsigned)B * T * w) return;
+    unsigned r = x / w, j = x % w * 4, b = r / T, t = r % T, h = j / span, d = j % span;
+    const int64_t at = b * q.seq + t * q.ld + (int64_t)h * D + d;
+    bf16 *y = q.dst + (((int64_t)b * q.H + h) * T + t) * D + d;
+    float4 v = ld4(q.src, at, q.v4);
+    if (q.rowdot) { /* the D/4 threads of a head (all here, or none) add their products */
+        float4 o = ld4(opnd{q.dot, q.dot16}, at, q.v4);
+        float dot = v.x * o.x + v.y * o.y + v.z * o.z + v.w * o.w;
+        unsigned m = __activemask();
+        for (int k = D / 8; k > 0; k >>= 1) dot += __shfl_xor_sync(m, dot, k);
+        if (d == 0) q.rowdot[((int64_t)b * q.H + h) * T + t] = dot;
     }
+    if (q.rope) {
+        float4 u = ld4(q.src, at + D / 2, q.v4);
+        float2 v0 = make_float2(v.x, v.y), v1 = make_float2(v.z, v.w);
+        float2 u0 = make_float2(u.x, u.y), u1 = make_float2(u.z, u.w);
+        rotate2<D>(v0, u0, rp, (int)t, d, 1.0f);
+        rotate2<D>(v1, u1, rp, (int)t, d + 2, 1.0f);
+        v = make_float4(v0.x, v0.y, v1.x, v1.y);
+        *(uint2 *)(y + D / 2) = make_uint2(pack_bf16(u0.x, u0.y), pack_bf16(u1.x, u1.y));
+    }
+    *(uint2 *)y = make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
 }
 
 /* Packs up to four matrices of B sequences of T rows in one launch; rope
@@ -325,19 +328,19 @@ template <int D>
 void pack(std::initializer_list<pack_src> srcs, int B, int T, rope_tab rp) {
     pack_set ps = {};
     int n = 0;
-    int64_t widest = 0;
+    int64_t blocks = 0;
     NX_ASSERT(srcs.size() <= 4);
     for (pack_src q : srcs) {
         q.rope = q.rope && rp.cs;
         q.v4 = q.ld % 4 == 0 && q.seq % 4 == 0 && (uintptr_t)q.src.p % 16 == 0 &&
                (!q.dot || (uintptr_t)q.dot % 16 == 0);
-        int64_t w = (int64_t)q.H * (q.rope ? D / 2 : D) / 4;
-        widest = w > widest ? w : widest;
+        ps.first[n] = (unsigned)blocks;
+        blocks += cu_blocks((int64_t)B * T * q.H * (q.rope ? D / 2 : D) / 4);
         ps.p[n++] = q;
     }
-    int64_t rows = (int64_t)B * T;
-    pack_k<D><<<dim3(cu_blocks(widest), (unsigned)(rows < 65535 ? rows : 65535), n), CU_THREADS, 0, cu_stream()>>>(
-        ps, B, T, rp);
+    for (int z = n; z <= 4; z++) ps.first[z] = (unsigned)blocks;
+    NX_ASSERTM(blocks * CU_THREADS < INT32_MAX, "flash attention: too many rows to pack");
+    pack_k<D><<<(unsigned)blocks, CU_THREADS, 0, cu_stream()>>>(ps, B, T, rp);
 }
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, bool valid) {
@@ -357,43 +360,64 @@ __device__ __forceinline__ void cp_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-/* rows row0.. of a packed (T × D) matrix into a tile, asynchronously (zeros past T) */
+/* rows row0.. of a packed (T × D) matrix into a tile, asynchronously (zeros
+ * past T). Thread x copies 16 bytes at row x / (D/8) + k·STEP, column
+ * x % (D/8) · 8, k < 64/STEP: one base address a thread and offsets known
+ * at compile time, so a copy is one instruction where the tile lies inside T. */
 template <int D>
 __device__ __forceinline__ void stage_async(bf16 (*dst)[D + 8], const bf16 *src, int row0, int T) {
-    for (int i = threadIdx.x; i < FL_KEYS * D / 8; i += FL_WARPS * 32) {
-        int r = i / (D / 8), c = i % (D / 8) * 8;
-        bool in = row0 + r < T;
-        cp_async16(&dst[r][c], src + (int64_t)(in ? row0 + r : 0) * D + c, in);
+    constexpr int CH = D / 8, STEP = FL_WARPS * 32 / CH;
+    static_assert(FL_WARPS * 32 % CH == 0 && FL_KEYS % STEP == 0, "a tile's copies split evenly");
+    const int r = threadIdx.x / CH, c = threadIdx.x % CH * 8;
+    const bf16 *s = src + (int64_t)(row0 + r) * D + c;
+    if (row0 + FL_KEYS <= T) {
+#pragma unroll
+        for (int k = 0; k < FL_KEYS / STEP; k++) cp_async16(&dst[r + k * STEP][c], s + k * STEP * D, true);
+    } else {
+#pragma unroll
+        for (int k = 0; k < FL_KEYS / STEP; k++) {
+            bool in = row0 + r + k * STEP < T;
+            cp_async16(&dst[r + k * STEP][c], in ? s + k * STEP * D : src, in);
+        }
     }
 }
 
-/* Wait for the tile of this step and, before the caller multiplies it,
- * start the next one's copies (issue(next buffer)), if there is one. */
+/* Wait for the tile of this step; then, once every warp is done with the
+ * other buffer (the last step's tile), start the next one's copies into
+ * it (issue(other buffer)), if there is one: one barrier a step. */
 template <class F>
 __device__ __forceinline__ void next_tile(bool more, F issue, int buf) {
+    cp_wait<0>();
+    __syncthreads();
     if (more) {
         issue(buf ^ 1);
         cp_commit();
-        cp_wait<1>();
-    } else {
-        cp_wait<0>();
     }
-    __syncthreads();
 }
 
 /* ---- forward ---- */
 
 /* One key tile of a warp's 16·MT query rows: S = Q·Kᵀ, mask (MASK: the
  * tile crosses the diagonal, the window's edge or the end), online
- * softmax, O += P·V. m holds each row's running maximum of scale·log2(e)·S. */
+ * softmax, O += P·V. m holds each row's reference maximum of
+ * scale·log2(e)·S, against which its weights 2^(scale·log2(e)·S − m) are
+ * taken. The reference moves (and O and the row sums are rescaled) only
+ * where some row of the warp meets a score more than 2^RESCALE_SLACK
+ * above it; otherwise weights up to 2^RESCALE_SLACK are summed as they
+ * are (the same softmax: O and the sums share the reference, and bf16
+ * rounds a weight relative to its size), which spares most tiles the
+ * rescale of O. */
+enum { RESCALE_SLACK = 8 };
+
 template <int D, int MT, bool MASK>
 __device__ __forceinline__ void fwd_tile(float (*o)[D / 8][4], float (*m)[2], float (*l)[2],
                                          const uint32_t (*qa)[D / 16][4], const bf16 (*Ks)[D + 8],
                                          const bf16 (*Vs)[D + 8], int wrow, int key0, int T, int window,
                                          float scale_log2, int lane) {
     const int g = lane / 4, tq = lane % 4;
-    float s[MT][FL_KEYS / 8][4];
+    float s[MT][FL_KEYS / 8][4], top[MT][2];
     mul_abt<D, MT, FL_KEYS>(s, qa, Ks, 0, lane);
+    bool grow = false;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -413,10 +437,26 @@ __device__ __forceinline__ void fwd_tile(float (*o)[D / 8][4], float (*m)[2], fl
                 }
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float mnew = fmaxf(m[mt][half], mx * scale_log2);
-            float base = mnew == -INFINITY ? 0.0f : mnew; /* a row that has seen no key yet */
-            float alpha = exp2_ftz(m[mt][half] - base);
-            m[mt][half] = mnew;
+            top[mt][half] = mx * scale_log2;
+            grow |= top[mt][half] > m[mt][half] + RESCALE_SLACK; /* m = −∞: any key seen */
+        }
+    if (__any_sync(0xffffffffu, grow))
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                float mnew = fmaxf(m[mt][half], top[mt][half]);
+                float alpha = mnew == -INFINITY ? 1.0f : exp2_ftz(m[mt][half] - mnew); /* m = −∞: O, l are 0 */
+                m[mt][half] = mnew;
+                l[mt][half] *= alpha;
+#pragma unroll
+                for (int n = 0; n < D / 8; n++) o[mt][n][2 * half] *= alpha, o[mt][n][2 * half + 1] *= alpha;
+            }
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const float base = m[mt][half] == -INFINITY ? 0.0f : m[mt][half]; /* a row that has seen no key yet */
             float sum = 0.0f;
 #pragma unroll
             for (int nt = 0; nt < FL_KEYS / 8; nt++)
@@ -426,9 +466,7 @@ __device__ __forceinline__ void fwd_tile(float (*o)[D / 8][4], float (*m)[2], fl
                     s[mt][nt][2 * half + e] = p;
                     sum += p;
                 }
-            l[mt][half] = l[mt][half] * alpha + sum;
-#pragma unroll
-            for (int n = 0; n < D / 8; n++) o[mt][n][2 * half] *= alpha, o[mt][n][2 * half + 1] *= alpha;
+            l[mt][half] += sum;
         }
     mul_pb<D, MT, FL_KEYS>(o, s, Vs, 0, lane);
 }
@@ -489,7 +527,6 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
             int buf = (kt - kt0) & 1;
             next_tile(kt < kt1, [&](int nb) { issue(kt + 1, nb); }, buf);
             fwd_tile_seen<D, MT>(o, m, l, qa, Ks[buf], Vs[buf], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
-            __syncthreads(); /* its readers are done before the copies into it two steps on */
         }
     } else {
         const int64_t kvo = b * kv.seq + (int64_t)kh * D;
@@ -700,10 +737,15 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
     float L2[MT][2], Dr[MT][2], acc[MT][D / 8][4];
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
-        load_a<D>(qa[mt], opnd{a.q, a.q16}, (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow + 16 * mt, T, g, tq,
-                  a.rope);
-        load_a<D>(da[mt], opnd{a.dout, false}, (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D,
-                  wrow + 16 * mt, T, g, tq);
+        if constexpr (PACKED) { /* from the packed copies: bf16, q rotated already */
+            load_a<D>(qa[mt], opnd{a.qp, true}, (int64_t)bh * T * D, D, wrow + 16 * mt, T, g, tq);
+            load_a<D>(da[mt], opnd{a.dop, true}, (int64_t)bh * T * D, D, wrow + 16 * mt, T, g, tq);
+        } else {
+            load_a<D>(qa[mt], opnd{a.q, a.q16}, (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow + 16 * mt, T, g,
+                      tq, a.rope);
+            load_a<D>(da[mt], opnd{a.dout, false}, (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D,
+                      wrow + 16 * mt, T, g, tq);
+        }
 #pragma unroll
         for (int half = 0; half < 2; half++) {
             int i = wrow + 16 * mt + g + 8 * half;
@@ -726,7 +768,6 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
             int buf = (kt - kt0) & 1;
             next_tile(kt < kt1, [&](int nb) { issue(kt + 1, nb); }, buf);
             tile(Ks[buf], Vs[buf], kt * FL_KEYS);
-            __syncthreads();
         }
     } else {
         const int64_t kvo = (int64_t)b * T * a.ld + (int64_t)kh * D;
@@ -787,8 +828,13 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
     const int T = a.T, NH = a.NH, G = a.G, KVH = NH / G, bk = blockIdx.y, b = bk / KVH, kh = bk % KVH;
     const int key0 = blockIdx.x * FL_KEYS, wkey = key0 + warp * 16;
     uint32_t ka[1][D / 16][4], va[1][D / 16][4];
-    load_a<D>(ka[0], opnd{a.k, a.q16}, (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq, a.rope);
-    load_a<D>(va[0], opnd{a.v, a.q16}, (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
+    if constexpr (PACKED) { /* from the packed copies: bf16, k rotated already */
+        load_a<D>(ka[0], opnd{a.kp, true}, (int64_t)bk * T * D, D, wkey, T, g, tq);
+        load_a<D>(va[0], opnd{a.vp, true}, (int64_t)bk * T * D, D, wkey, T, g, tq);
+    } else {
+        load_a<D>(ka[0], opnd{a.k, a.q16}, (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq, a.rope);
+        load_a<D>(va[0], opnd{a.v, a.q16}, (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, wkey, T, g, tq);
+    }
     float adk[1][D / 8][4], adv[1][D / 8][4];
 #pragma unroll
     for (int n = 0; n < D / 8; n++)
@@ -823,7 +869,6 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
             int buf = it & 1;
             next_tile(it + 1 < steps, [&](int nb) { issue(it + 1, nb); }, buf);
             tile(Qs[buf], Os[buf], Ls[buf], Ds[buf], (qt0 + it % nq) * FL_ROWS);
-            __syncthreads();
         }
     } else {
         for (int it = 0; it < steps; it++) {
