@@ -811,7 +811,8 @@ TEST(cuda_flash_training_attention_and_backward) {
                 }
         nx_attention_lse(be, outd, ot, lsed, xq, qt, ld, kvq, csd, snd, B, T, NH, KVH, HS, W);
         float *scd = up(be, lse, 4 * nl);
-        nx_attention_lse_backward(be, dxd, dxd + Q, dxd + Q + KV, scd, dyd, outd, ot, lsed, xq, kvq.k, kvq.v, qt, ld,
+        nx_attention_lse_backward(be, dxd, dxd + Q, dxd + Q + KV, NX_F32, scd, dyd, NX_F32, outd, ot, lsed, xq, kvq.k,
+                                  kvq.v, qt, ld,
                                   csd, snd, B, T, NH, KVH, HS, W);
         char what[112], lw[140], bw[140];
         snprintf(what, sizeof what, "flash training B %d T %d heads %d/%d size %d window %d%s%s", B, T, NH, KVH, HS,
@@ -870,7 +871,7 @@ TEST(cuda_bf16_activations) {
         EXPECT(rel_err_bf16(be, o16, want, nx), 4e-3, "swiglu into bf16");
         float *dh = rnd(nx, 1), *dgu = malloc(8 * nx), *dhd = up(be, dh, 4 * nx);
         nx_swiglu_backward(REF, dgu, dh, gu, N, IC);
-        nx_swiglu_backward_from(be, gud, dhd, gu16d, NX_BF16, N, IC); /* gud: its f32 gu no longer needed */
+        nx_swiglu_backward_from(be, gud, dhd, NX_F32, gu16d, NX_BF16, N, IC); /* gud: its f32 gu no longer needed */
         round_bf16(dgu, 2 * nx);
         EXPECT(rel_err_bf16(be, gud, dgu, 2 * nx), 4e-3, "swiglu backward from and into bf16");
         nx_backend_free(be, gu16d), nx_backend_free(be, dhd);

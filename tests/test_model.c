@@ -274,10 +274,12 @@ TEST(acts_bytes_matches_the_documented_buffers) {
                     al(L * N * 2 * F) + al(L * N * F)) +
                    al(N * C) * 2 + al(N * Q) + al(N * QKV) + al(P) + al(N * F) + al(N * 2 * F) + al(N * C) + N * V * 4;
     CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_TRAIN) == train);
-    /* the products' inputs ln1, ln2 and h, and gu, in bf16: each of those buffers at half the bytes (rounded to 64) */
+    /* the products' inputs ln1, ln2 and h, and gu, in bf16, and the gradients dh, dgu and dlogits (the last
+     * buffer: not rounded up): each of those buffers at half the bytes (rounded to 64), and dres's bf16 copy */
     size_t al2 = 0, f32 = 0;
-    size_t in[4] = {L * N * C, L * N * C, L * N * F, L * N * 2 * F};
-    for (int i = 0; i < 4; i++) al2 += (in[i] * 2 + 63) / 64 * 64, f32 += al(in[i]);
+    size_t in[6] = {L * N * C, L * N * C, L * N * F, L * N * 2 * F, N * F, N * 2 * F};
+    for (int i = 0; i < 6; i++) al2 += (in[i] * 2 + 63) / 64 * 64, f32 += al(in[i]);
+    al2 += (N * C * 2 + 63) / 64 * 64 + N * V * 2, f32 += N * V * 4;
     CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_TRAIN | NX_ACTS_BF16) == train - f32 + al2);
     CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_TRAIN | NX_ACTS_BF16 | NX_ACTS_F32) == train);
     nx_model m;
