@@ -749,19 +749,21 @@ static double rel_err_bf16(nx_backend *be, const void *dev, const float *want, l
  * log-sum-exp, and dq, dk, dv against the reference's maps path on
  * bf16-rounded q, k, v and dout. The probabilities and dS are rounded to
  * bf16 before their products, which bounds the difference. Each case runs
- * three times: q and k as given with out in f32; q and k before their
+ * five times: q and k as given with out in f32; q and k before their
  * rotation (rope tables given: the reference rotates them with nx_rope
  * first, and rotates its dq, dk back) with out in bf16; and that with q, k
- * and v given in bf16. Each case's lse, out and gradients are checked, its
- * failures named by its shape. */
+ * and v given in bf16, then with dout in bf16 too, then with dq, dk, dv
+ * written in bf16 as well (the model's flash backward in bf16 precision).
+ * Each case's lse, out and gradients are checked, its failures named by its
+ * shape. */
 TEST(cuda_flash_training_attention_and_backward) {
     CUDA_BF16_OR_SKIP(be, e);
     /* B, T, NH, KVH, HS, window */
     int att[][6] = {{1, 1, 1, 1, 64, 0}, {2, 5, 2, 1, 32, 0}, {1, 64, 4, 4, 64, 0}, {2, 65, 4, 2, 64, 0},
                     {1, 150, 8, 2, 64, 0}, {2, 130, 4, 1, 32, 20}, {1, 200, 2, 2, 64, 64}, {3, 97, 6, 3, 32, 1}};
-    for (unsigned it = 0; it < 3 * sizeof att / sizeof att[0]; it++) {
-        const int *a = att[it / 3];
-        bool rope = it % 3 > 0, q16 = it % 3 == 2;
+    for (unsigned it = 0; it < 5 * sizeof att / sizeof att[0]; it++) {
+        const int *a = att[it / 5];
+        bool rope = it % 5 > 0, q16 = it % 5 >= 2, d16 = it % 5 >= 3, g16 = it % 5 == 4;
         int B = a[0], T = a[1], NH = a[2], KVH = a[3], HS = a[4], W = a[5];
         int Q = NH * HS, KV = KVH * HS, ld = Q + 2 * KV;
         long N = (long)B * T, np = (long)B * NH * T * T, nl = (long)B * NH * T;
@@ -786,6 +788,10 @@ TEST(cuda_flash_training_attention_and_backward) {
         uint16_t *x16 = malloc(2 * N * ld); /* x is rounded already: its bf16 copy is exact */
         nx_convert(x16, NX_BF16, x, NX_F32, N * ld);
         void *xq = q16 ? up(be, x16, 2 * N * ld) : (void *)xd; /* the q/k/v the GPU is given */
+        uint16_t *dy16 = malloc(2 * N * Q); /* dy is rounded too */
+        nx_convert(dy16, NX_BF16, dy, NX_F32, N * Q);
+        void *dyq = d16 ? up(be, dy16, 2 * N * Q) : (void *)dyd, *dxq = g16 ? up(be, x16, 2 * N * ld) : (void *)dxd;
+        nx_dtype dt = d16 ? NX_BF16 : NX_F32, gt = g16 ? NX_BF16 : NX_F32;
         size_t es = q16 ? 2 : 4;
         nx_kv kvq = {(float *)((char *)xq + es * Q), (float *)((char *)xq + es * (Q + KV)), ld, (int64_t)T * ld};
         nx_kv kv = {xr + Q, xr + Q + KV, ld, (int64_t)T * ld};
@@ -811,17 +817,20 @@ TEST(cuda_flash_training_attention_and_backward) {
                 }
         nx_attention_lse(be, outd, ot, lsed, xq, qt, ld, kvq, csd, snd, B, T, NH, KVH, HS, W);
         float *scd = up(be, lse, 4 * nl);
-        nx_attention_lse_backward(be, dxd, dxd + Q, dxd + Q + KV, scd, dyd, outd, ot, lsed, xq, kvq.k, kvq.v, qt, ld,
-                                  csd, snd, B, T, NH, KVH, HS, W);
-        char what[112], lw[140], bw[140];
-        snprintf(what, sizeof what, "flash training B %d T %d heads %d/%d size %d window %d%s%s", B, T, NH, KVH, HS,
-                 W, rope ? ", rotated, out in bf16" : "", q16 ? ", q/k/v in bf16" : "");
+        size_t gs = g16 ? 2 : 4;
+        nx_attention_lse_backward(be, dxq, (char *)dxq + gs * Q, (char *)dxq + gs * (Q + KV), gt, scd, dyq, dt, outd, ot,
+                                  lsed, xq, kvq.k, kvq.v, qt, ld, csd, snd, B, T, NH, KVH, HS, W);
+        char what[160], lw[190], bw[190];
+        snprintf(what, sizeof what, "flash training B %d T %d heads %d/%d size %d window %d%s%s%s%s", B, T, NH, KVH,
+                 HS, W, rope ? ", rotated, out in bf16" : "", q16 ? ", q/k/v in bf16" : "", d16 ? ", dout in bf16" : "",
+                 g16 ? ", dq/dk/dv in bf16" : "");
         snprintf(lw, sizeof lw, "log-sum-exp of %s", what);
         snprintf(bw, sizeof bw, "dq, dk, dv of %s", what);
         if (rope) round_bf16(out, N * Q); /* the reference as the kernel stores it */
         EXPECT(rope ? rel_err_bf16(be, outd, out, N * Q) : rel_err(be, outd, out, N * Q), 4e-3, what);
         EXPECT(rel_err(be, lsed, lse, nl), 1e-3, lw);
-        EXPECT(rel_err(be, dxd, dx, N * ld), 2e-2, bw);
+        if (g16) round_bf16(dx, N * ld);
+        EXPECT(g16 ? rel_err_bf16(be, dxq, dx, N * ld) : rel_err(be, dxd, dx, N * ld), 2e-2, bw);
         if (rope) { /* q and k are left as they were given */
             void *back = malloc(es * N * ld);
             nx_backend_download(be, back, xq, es * N * ld);
@@ -830,7 +839,9 @@ TEST(cuda_flash_training_attention_and_backward) {
             nx_backend_free(be, csd), nx_backend_free(be, snd);
         }
         if (q16) nx_backend_free(be, xq);
-        free(x16);
+        if (d16) nx_backend_free(be, dyq);
+        if (g16) nx_backend_free(be, dxq);
+        free(x16), free(dy16);
         nx_backend_free(be, xd), nx_backend_free(be, dyd), nx_backend_free(be, outd), nx_backend_free(be, lsed);
         nx_backend_free(be, dxd), nx_backend_free(be, scd);
         free(x), free(dy), free(out), free(probs), free(dx), free(sc), free(lse), free(xr), free(cs), free(sn), free(pos);
@@ -870,11 +881,20 @@ TEST(cuda_bf16_activations) {
         EXPECT(rel_err_bf16(be, o16, want, nx), 4e-3, "swiglu into bf16");
         float *dh = rnd(nx, 1), *dgu = malloc(8 * nx), *dhd = up(be, dh, 4 * nx);
         nx_swiglu_backward(REF, dgu, dh, gu, N, IC);
-        nx_swiglu_backward_from(be, gud, dhd, gu16d, NX_BF16, N, IC); /* gud: its f32 gu no longer needed */
+        nx_swiglu_backward_from(be, gud, dhd, NX_F32, gu16d, NX_BF16, N, IC); /* gud: its f32 gu no longer needed */
         round_bf16(dgu, 2 * nx);
         EXPECT(rel_err_bf16(be, gud, dgu, 2 * nx), 4e-3, "swiglu backward from and into bf16");
-        nx_backend_free(be, gu16d), nx_backend_free(be, dhd);
-        free(gu16), free(dh), free(dgu);
+        /* dh in bf16 too (as the down projection's backward writes it), rounded */
+        round_bf16(dh, nx);
+        uint16_t *dh16 = malloc(2 * nx);
+        nx_convert(dh16, NX_BF16, dh, NX_F32, nx);
+        void *dh16d = up(be, dh16, 2 * nx);
+        nx_swiglu_backward(REF, dgu, dh, gu, N, IC);
+        nx_swiglu_backward_from(be, gud, dh16d, NX_BF16, gu16d, NX_BF16, N, IC);
+        round_bf16(dgu, 2 * nx);
+        EXPECT(rel_err_bf16(be, gud, dgu, 2 * nx), 4e-3, "swiglu backward from bf16 dh and gu");
+        nx_backend_free(be, gu16d), nx_backend_free(be, dhd), nx_backend_free(be, dh16d);
+        free(gu16), free(dh), free(dgu), free(dh16);
         /* linear and its backward from bf16 inputs */
         float *W = rnd(nw, 1), *dy = rnd(ny, 1), *y = malloc(4 * ny), *dx = rnd(nx, 1), *dW = rnd(nw, 1);
         float *dx0 = malloc(4 * nx), *dW0 = malloc(4 * nw), *b = rnd(OC, 1);
@@ -941,7 +961,23 @@ TEST(cuda_bf16_activations) {
                     EXPECT(rel_err(be, dWd, dW, nw), 1e-6, both ? "linear backward, bf16 in and dout: dW"
                                                                 : "linear backward, bf16 dout: dW");
                 }
-                nx_backend_free(be, dy16d), free(dy16);
+                /* din written in bf16 (nx_linear_backward_to: each value the whole sum's f32 rounded once;
+                 * setup's small narrowing area: W in chunks of its columns), from bf16 in and dout and
+                 * from f32 ones */
+                void *dx16d = up(be, dx0, 2 * nx);
+                float *dxr = malloc(4 * nx);
+                memcpy(dxr, dx, 4 * nx);
+                round_bf16(dxr, nx);
+                for (int from16 = 1; from16 >= 0; from16--) {
+                    nx_backend_upload(be, dWd, dW0, 4 * nw);
+                    nx_linear_backward_to(be, dx16d, NX_BF16, dWd, NULL, from16 ? dy16d : (void *)dyd,
+                                          from16 ? NX_BF16 : NX_F32, from16 ? x16d : (void *)xd,
+                                          from16 ? NX_BF16 : NX_F32, &Wb, N);
+                    EXPECT(rel_err_bf16(be, dx16d, dxr, nx), 4e-3, from16 ? "linear backward into bf16 from bf16: din"
+                                                                        : "linear backward into bf16 from f32: din");
+                    EXPECT(rel_err(be, dWd, dW, nw), 1e-6, from16 ? "linear backward into bf16 from bf16: dW"
+                                                                 : "linear backward into bf16 from f32: dW");
+                }
                 /* the weights' bf16 copy (nx_weight.bf16) read instead of narrowing them (whole, where
                  * setup's small narrowing area takes them in chunks): the same products, din's f32 sums
                  * in another order (one product over all OC terms, not one a chunk; on the H200 2.1e-6
@@ -956,6 +992,12 @@ TEST(cuda_bf16_activations) {
                 nx_linear_backward_from(be, dxd, dWd, NULL, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
                 EXPECT(rel_err(be, dxd, dx, nx), 1e-5, "linear backward, the weights' bf16 copy: din");
                 EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward, the weights' bf16 copy: dW");
+                nx_backend_upload(be, dWd, dW0, 4 * nw);
+                nx_linear_backward_to(be, dx16d, NX_BF16, dWd, NULL, dy16d, NX_BF16, x16d, NX_BF16, &Wb, N);
+                EXPECT(rel_err_bf16(be, dx16d, dxr, nx), 4e-3, "linear backward into bf16, the weights' bf16 copy: din");
+                EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward into bf16, the weights' bf16 copy: dW");
+                nx_backend_free(be, dy16d), nx_backend_free(be, dx16d);
+                free(dy16), free(dxr);
                 nx_backend_free(be, w16d);
                 nx_backend_free(be, dxd), nx_backend_free(be, dWd), nx_backend_free(be, Wb.data);
             }
@@ -970,6 +1012,41 @@ TEST(cuda_bf16_activations) {
     }
     NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
     CHECK(nx_backend_act_type(be) == NX_F32);
+}
+
+/* RMSNorm's backward writing a bf16 copy of the updated din too (the
+ * residual gradient as the next products read it, CUDA, bf16 precision):
+ * din and dw against the reference, as nx_rmsnorm_backward's, and the copy
+ * din's rounding, bit for bit; the fused path (C a multiple of 4 up to
+ * 1024) and the fallback. */
+TEST(cuda_rmsnorm_backward_bf16_copy) {
+    CUDA_BF16_OR_SKIP(be, e);
+    int shapes[][2] = {{1, 8}, {5, 37}, {33, 512}, {129, 1024}, {70, 1030}, {300, 2048}};
+    for (unsigned it = 0; it < sizeof shapes / sizeof shapes[0]; it++) {
+        int N = shapes[it][0], C = shapes[it][1];
+        long n = (long)N * C;
+        float *x = rnd(n, 1), *w = rnd(C, 1), *dy = rnd(n, 1), *dx = rnd(n, 1), *dw = rnd(C, 1);
+        float *rs = malloc(4L * N), *y = malloc(4 * n), *got = malloc(4 * n);
+        uint16_t *want16 = malloc(2 * n), *got16 = malloc(2 * n);
+        nx_rmsnorm(REF, y, rs, x, w, N, C, 1e-5f);
+        float *xd = up(be, x, 4 * n), *wd = up(be, w, 4L * C), *dyd = up(be, dy, 4 * n), *dxd = up(be, dx, 4 * n);
+        float *dwd = up(be, dw, 4L * C), *rsd = up(be, rs, 4L * N);
+        void *d16 = up(be, want16, 2 * n);
+        nx_rmsnorm_backward(REF, dx, dw, dy, x, w, rs, N, C);
+        nx_rmsnorm_backward_to(be, dxd, d16, NX_BF16, dwd, dyd, xd, wd, rsd, N, C);
+        char what[80];
+        snprintf(what, sizeof what, "rmsnorm backward with a bf16 copy, N %d C %d", N, C);
+        EXPECT(rel_err(be, dxd, dx, n), 1e-5, what);
+        EXPECT(rel_err(be, dwd, dw, C), 1e-5, what);
+        nx_backend_download(be, got, dxd, 4 * n);
+        nx_convert(want16, NX_BF16, got, NX_F32, n);
+        nx_backend_download(be, got16, d16, 2 * n);
+        CHECKF(!memcmp(got16, want16, 2 * n), "%s: the copy is not din rounded to bf16", what);
+        nx_backend_free(be, xd), nx_backend_free(be, wd), nx_backend_free(be, dyd), nx_backend_free(be, dxd);
+        nx_backend_free(be, dwd), nx_backend_free(be, rsd), nx_backend_free(be, d16);
+        free(x), free(w), free(dy), free(dx), free(dw), free(rs), free(y), free(got), free(want16), free(got16);
+    }
+    NX_ASSERT(nx_backend_set_precision(be, NX_PREC_FP32, &e) == NX_OK);
 }
 
 /* The fused loss writing its gradient in bf16 (the head's backward reads

@@ -274,10 +274,12 @@ TEST(acts_bytes_matches_the_documented_buffers) {
                     al(L * N * 2 * F) + al(L * N * F)) +
                    al(N * C) * 2 + al(N * Q) + al(N * QKV) + al(P) + al(N * F) + al(N * 2 * F) + al(N * C) + N * V * 4;
     CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_TRAIN) == train);
-    /* the products' inputs ln1, ln2 and h, and gu, in bf16: each of those buffers at half the bytes (rounded to 64) */
+    /* the products' inputs ln1, ln2 and h, and gu, in bf16, and the gradients dh, dgu and dlogits (the last
+     * buffer: not rounded up): each of those buffers at half the bytes (rounded to 64), and dres's bf16 copy */
     size_t al2 = 0, f32 = 0;
-    size_t in[4] = {L * N * C, L * N * C, L * N * F, L * N * 2 * F};
-    for (int i = 0; i < 4; i++) al2 += (in[i] * 2 + 63) / 64 * 64, f32 += al(in[i]);
+    size_t in[6] = {L * N * C, L * N * C, L * N * F, L * N * 2 * F, N * F, N * 2 * F};
+    for (int i = 0; i < 6; i++) al2 += (in[i] * 2 + 63) / 64 * 64, f32 += al(in[i]);
+    al2 += (N * C * 2 + 63) / 64 * 64 + N * V * 2, f32 += N * V * 4;
     CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_TRAIN | NX_ACTS_BF16) == train - f32 + al2);
     CHECK(nx_acts_bytes(&c, 3, 7, NX_ACTS_TRAIN | NX_ACTS_BF16 | NX_ACTS_F32) == train);
     nx_model m;
@@ -366,4 +368,104 @@ TEST(acts_of_an_extreme_batch_are_not_counted_in_int) {
     CHECKF(nx_acts_init(&a, &m, 1 << 20, (1 << 20) - 1, NX_ACTS_INFER, &e) == NX_ERR && strstr(e.msg, "too large"),
            "%s", e.msg);
     nx_model_free(&m);
+}
+
+/* The backward in bf16 precision on the GPU (CUDA, where there is one):
+ * with flash attention the products' gradients are held in bf16 (dh, datt,
+ * dq/dk/dv and the residual gradient's copy, as autocast holds them), and
+ * the gradients of every tensor stay near the CPU's f32 ones on the same
+ * weights and batch: a bound for bf16's rounding (each tensor's relative
+ * error below 0.1; a wrong buffer or type gives errors near 1), over GQA,
+ * a hidden-state gradient, Qwen3's q/k norms with a window, biases with
+ * tied embeddings, recomputation, and a head size without flash. */
+static void bf16_backward_near_f32(nx_model_config cfg, uint64_t seed, bool hidden, bool recompute,
+                                   const char *what) {
+    nx_err e;
+    nx_backend *cuda = nx_backend_cuda(&e);
+    NX_ASSERT(cuda && nx_backend_set_precision(cuda, NX_PREC_BF16, &e) == NX_OK);
+    nx_rng r;
+    nx_rng_seed(&r, seed);
+    nx_model m, g;
+    random_model(&m, &cfg, &r);
+    CHECKF(nx_model_init_on(&g, &cfg, NX_F32, cuda, &e) == NX_OK, "%s", e.msg);
+    CHECK(g.nparams == m.nparams);
+    nx_backend_upload(cuda, g.params, m.params, sizeof(float) * m.nparams);
+    void *p16 = nx_backend_alloc(cuda, 2 * m.nparams, "test", &e);
+    NX_ASSERT(p16);
+    nx_round_bf16(cuda, p16, g.params, (int64_t)m.nparams);
+    nx_model_bind_bf16(&g, p16);
+    int B = 2, T = 40, N = B * T, V = cfg.V;
+    int32_t ids[80], tg[80];
+    float *teacher = random_batch(&r, V, B, T, ids, tg);
+    size_t nh = (size_t)(cfg.L + 1) * N * cfg.C;
+    float *dhid = malloc(sizeof(float) * nh);
+    for (size_t i = 0; i < nh; i++) dhid[i] = 0.01f * nx_rng_normal(&r);
+    unsigned mode = NX_ACTS_TRAIN | (recompute ? NX_ACTS_RECOMPUTE : 0);
+    bool flash = nx_attention_lse_fits(cuda, cfg.HS, B, T, cfg.NH);
+    float *want = calloc(m.nparams, sizeof(float)), *got = malloc(sizeof(float) * m.nparams);
+    nx_acts a, ag;
+    CHECK(nx_acts_init(&a, &m, B, T, mode, NULL) == NX_OK);
+    CHECKF(nx_acts_init(&ag, &g, B, T, mode | (flash ? NX_ACTS_FLASH : 0), &e) == NX_OK, "%s", e.msg);
+    CHECK(ag.at == NX_BF16);
+    double loss[2];
+    nx_model_forward(&m, &a, ids, B, T, true);
+    nx_distill_loss(m.be, &loss[0], &loss[1], NX_KD_FORWARD_KL, 2.0f, a.dlogits, NX_F32, 0.5f, 0.5f, a.logits, a.lt,
+                    teacher, NX_F32, tg, N, V);
+    nx_model_backward(&m, &a, want, hidden ? dhid : NULL, NULL);
+    float *gradd = nx_backend_alloc(cuda, sizeof(float) * m.nparams, "test", &e), *dhd = NULL, *td;
+    int32_t *tgd = nx_backend_alloc(cuda, sizeof tg, "test", &e);
+    double *lossd = nx_backend_alloc(cuda, 2 * sizeof(double), "test", &e);
+    NX_ASSERT(gradd && tgd && lossd && (td = nx_backend_alloc(cuda, sizeof(float) * N * V, "test", &e)));
+    nx_backend_zero(cuda, gradd, sizeof(float) * m.nparams);
+    nx_backend_upload(cuda, tgd, tg, sizeof tg);
+    nx_backend_upload(cuda, td, teacher, sizeof(float) * N * V);
+    if (hidden) {
+        NX_ASSERT((dhd = nx_backend_alloc(cuda, sizeof(float) * nh, "test", &e)));
+        nx_backend_upload(cuda, dhd, dhid, sizeof(float) * nh);
+    }
+    nx_model_forward(&g, &ag, ids, B, T, true);
+    nx_distill_loss(cuda, lossd, lossd + 1, NX_KD_FORWARD_KL, 2.0f, ag.dlogits, ag.at, 0.5f, 0.5f, ag.logits, ag.lt, td,
+                    NX_F32, tgd, N, V);
+    nx_model_backward(&g, &ag, gradd, dhd, NULL);
+    nx_backend_download(cuda, got, gradd, sizeof(float) * m.nparams);
+    double worst = 0;
+    const char *worst_name = "";
+    for (int p = 0; p < m.ntab; p++) {
+        size_t o = m.tab[p].off / sizeof(float);
+        double err = nxt_rel_err(got + o, want + o, (long)m.tab[p].numel);
+        if (err > worst || err != err) worst = err, worst_name = m.tab[p].name;
+    }
+    printf("  %s (%s): worst relative error %.3g at %s\n", what, flash ? "flash" : "no flash", worst, worst_name);
+    CHECKF(worst < 0.1, "%s: bf16 gradients off the f32 ones by %.3g at %s", what, worst, worst_name);
+    nx_acts_free(&a), nx_acts_free(&ag);
+    nx_model_bind_bf16(&g, NULL);
+    nx_backend_free(cuda, p16), nx_backend_free(cuda, gradd), nx_backend_free(cuda, tgd), nx_backend_free(cuda, lossd);
+    nx_backend_free(cuda, td);
+    if (dhd) nx_backend_free(cuda, dhd);
+    nx_model_free(&m), nx_model_free(&g);
+    free(teacher), free(dhid), free(want), free(got);
+    NX_ASSERT(nx_backend_set_precision(cuda, NX_PREC_FP32, &e) == NX_OK);
+}
+
+TEST(cuda_bf16_backward_stays_near_f32) {
+    nx_err e;
+    if (!nx_backend_cuda(&e)) SKIP("%.200s", e.msg);
+    nx_model_config c = base();
+    c.V = 256, c.C = 128, c.NH = 4, c.KVH = 2, c.HS = 32, c.F = 160, c.max_pos = 64;
+    bf16_backward_near_f32(c, 21, false, false, "GQA");
+    bf16_backward_near_f32(c, 22, true, false, "GQA, hidden-state gradients");
+    bf16_backward_near_f32(c, 23, false, true, "GQA, recomputed");
+    nx_model_config q = c;
+    q.arch = NX_ARCH_QWEN3;
+    q.qk_norm = true;
+    q.HS = 64;
+    q.window = 16, q.window_from = 1;
+    bf16_backward_near_f32(q, 24, false, false, "Qwen3 q/k norms, a window");
+    nx_model_config b = c;
+    b.qkv_bias = b.o_bias = true;
+    b.tied = true;
+    bf16_backward_near_f32(b, 25, true, false, "biases, tied");
+    nx_model_config h = c;
+    h.NH = 8, h.KVH = 4, h.HS = 16;
+    bf16_backward_near_f32(h, 26, false, false, "head size 16");
 }

@@ -267,9 +267,12 @@ typedef struct nx_acts {
     float *lnf, *rstdf;     /* (out_rows, C), (out_rows) after the final norm */
     float *logits;          /* (out_rows, V) of type lt */
     nx_dtype lt;            /* NX_F32 unless NX_ACTS_LOGITS_AT */
-    /* backward scratch (train only); dgu and dlogits of type at */
-    float *dres, *dln, *datt, *dqkv, *dprobs, *dh, *dlnf;
-    void *dgu;
+    /* backward scratch (train only); dh, dgu and dlogits of type at, datt
+     * and dqkv of att's and qkv's types (the products' gradients as they
+     * read and write them); dres_at: with at other than f32, the residual
+     * gradient dres (f32) in type at, as the next products read it */
+    float *dres, *dln, *datt, *dqkv, *dprobs, *dlnf;
+    void *dh, *dgu, *dres_at;
     float *dqk, *dqk2;      /* qk_norm: (rows, Q) each */
     void *dlogits;          /* (rows, V): the loss writes here, backward reads it */
 } nx_acts;

@@ -84,6 +84,9 @@ struct nx_ops {
                     float eps);
     void (*rmsnorm_backward)(nx_backend *, float *din, float *dw, const float *dout, const float *in,
                              const float *w, const float *rstd, int N, int C);
+    /* optional: nx_rmsnorm_backward_to */
+    void (*rmsnorm_backward_to)(nx_backend *, float *din, void *din_at, nx_dtype at, float *dw, const float *dout,
+                                const float *in, const float *w, const float *rstd, int N, int C);
     void (*linear)(nx_backend *, float *out, const float *in, const nx_weight *W, const float *b, int N);
     void (*linear_backward)(nx_backend *, float *din, float *dW, float *db, const float *dout,
                             const float *in, const nx_weight *W, int N);
@@ -103,8 +106,8 @@ struct nx_ops {
     void (*attention_lse)(nx_backend *, void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ld,
                           nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH,
                           int HS, int window);
-    void (*attention_lse_backward)(nx_backend *, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                                   const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
+    void (*attention_lse_backward)(nx_backend *, void *dq, void *dk, void *dv, nx_dtype gt, float *scratch,
+                                   const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
                                    const void *v, nx_dtype qt, int64_t ld, const float *rope_cos,
                                    const float *rope_sin, int B, int T, int NH, int KVH, int HS, int window);
     void (*copy2d)(nx_backend *, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
@@ -114,12 +117,13 @@ struct nx_ops {
     void (*rmsnorm_to)(nx_backend *, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
                        int C, float eps);
     void (*swiglu_to)(nx_backend *, void *h, const void *gu, nx_dtype at, int N, int F);
-    void (*swiglu_backward_from)(nx_backend *, void *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F);
+    void (*swiglu_backward_from)(nx_backend *, void *dgu, const void *dh, nx_dtype ht, const void *gu, nx_dtype gt,
+                                 int N, int F);
     void (*linear_from)(nx_backend *, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
                         int N);
     void (*linear_to)(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N);
-    void (*linear_backward_from)(nx_backend *, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
-                                 const void *in, nx_dtype it, const nx_weight *W, int N);
+    void (*linear_backward_from)(nx_backend *, void *din, nx_dtype dit, float *dW, float *db, const void *dout,
+                                 nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N);
     /* optional: out = res + linear (nx_linear_add) */
     void (*linear_add)(nx_backend *, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,
                        const float *b, int N);
@@ -215,24 +219,28 @@ void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_
 /* SwiGLU on rows of gu = [gate | up] (N, 2F): h = silu(gate) ⊙ up (N, F). */
 void nx_swiglu(nx_backend *be, float *h, const float *gu, int N, int F);
 /* nx_rmsnorm writing its output in type ot, nx_swiglu (and its backward)
- * with h and gu in type at (gu and dgu in gt), nx_linear and
+ * with h and gu in type at (gu and dgu in gt, dh in ht), nx_linear and
  * nx_linear_backward reading in in type it (and dout in type dt, no bias
  * then; din is OVERWRITTEN: din = dout·W, which spares the backend zeroing
- * it and its product reading it), and nx_linear_to writing out in type ot
- * (no bias): NX_F32, or the backend's nx_backend_act_type (NX_BF16: rounded
- * to nearest even, as the products of bf16 precision round their inputs
- * anyway, and as autocast keeps the products' outputs). The matrix
- * products' inputs held in bf16 need no narrowing pass, and the ops that
- * write and read them move half the bytes. */
+ * it and its product reading it; nx_linear_backward_to writes it in type
+ * dit), and nx_linear_to writing out in type ot (no bias): NX_F32, or the
+ * backend's nx_backend_act_type (NX_BF16: rounded to nearest even, as the
+ * products of bf16 precision round their inputs anyway, and as autocast
+ * keeps the products' outputs and the gradients of their inputs). The
+ * matrix products' inputs held in bf16 need no narrowing pass, and the ops
+ * that write and read them move half the bytes. */
 void nx_rmsnorm_to(nx_backend *be, void *out, nx_dtype ot, float *rstd, const float *in, const float *w, int N,
                    int C, float eps);
 void nx_swiglu_to(nx_backend *be, void *h, const void *gu, nx_dtype at, int N, int F);
-void nx_swiglu_backward_from(nx_backend *be, void *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F);
+void nx_swiglu_backward_from(nx_backend *be, void *dgu, const void *dh, nx_dtype ht, const void *gu, nx_dtype gt,
+                             int N, int F);
 void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
                     int N);
 void nx_linear_to(nx_backend *be, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N);
 void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
                              const void *in, nx_dtype it, const nx_weight *W, int N);
+void nx_linear_backward_to(nx_backend *be, void *din, nx_dtype dit, float *dW, float *db, const void *dout,
+                           nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N);
 /* out = res + in · Wᵀ (+ b): nx_linear_from and nx_add in one op, where the
  * backend adds res in the product's epilogue (CUDA, bf16 products) rather
  * than in a pass of its own. res and out are distinct (N, W->rows). */
@@ -245,13 +253,15 @@ void nx_argmax(nx_backend *be, int32_t *out, const float *x, int N, int V);
 
 /* ---- backward ----------------------------------------------------------- */
 
-/* The backward of nx_attention_lse: dq, dk, dv written in f32 (row stride
- * ld, as q, k and v) from dout (B·T, NH·HS), the forward's out (type ot)
- * and lse; scratch (B·NH·T floats). q, k, v (type qt) and the rope tables
- * as given to the forward: dq and dk are then the gradients of q and k
- * before their rotation. */
-void nx_attention_lse_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
+/* The backward of nx_attention_lse: dq, dk, dv written in type gt (row
+ * stride ld, as q, k and v) from dout (B·T, NH·HS, type dt), the forward's
+ * out (type ot) and lse; scratch (B·NH·T floats). q, k, v (type qt) and
+ * the rope tables as given to the forward: dq and dk are then the
+ * gradients of q and k before their rotation. Each type NX_F32 or the
+ * backend's nx_backend_act_type (dout as the output projection's backward
+ * writes it, dq, dk, dv as the q/k/v product's backward reads them). */
+void nx_attention_lse_backward(nx_backend *be, void *dq, void *dk, void *dv, nx_dtype gt, float *scratch,
+                               const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
                                const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
                                int B, int T, int NH, int KVH, int HS, int window);
 /* dwte[ids[n],:] += dout[n,:] (dwte f32). */
@@ -260,6 +270,12 @@ void nx_embed_backward(nx_backend *be, float *dwte, const float *dout, const int
  * dw += Σ_n dy ⊙ x r. */
 void nx_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *dout, const float *in,
                          const float *w, const float *rstd, int N, int C);
+/* The same, and din_at, when not NULL, receives the updated din in type at
+ * (the backend's nx_backend_act_type, not NX_F32; rounded as the typed ops
+ * round): the residual gradient, which stays f32 as it accumulates, as the
+ * products that read it next take it, without a narrowing pass of theirs. */
+void nx_rmsnorm_backward_to(nx_backend *be, float *din, void *din_at, nx_dtype at, float *dw, const float *dout,
+                            const float *in, const float *w, const float *rstd, int N, int C);
 /* din += dout·W (din may be NULL), dW += doutᵀ·in, db += Σ_n dout (db may
  * be NULL). W f32; dW has its shape. */
 void nx_linear_backward(nx_backend *be, float *din, float *dW, float *db, const float *dout, const float *in,

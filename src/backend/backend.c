@@ -317,6 +317,17 @@ void nx_rmsnorm_to(nx_backend *be, void *out, nx_dtype ot, float *rstd, const fl
     CALL(rmsnorm_to, be, out, ot, rstd, in, w, N, C, eps);
 }
 
+void nx_rmsnorm_backward_to(nx_backend *be, float *din, void *din_at, nx_dtype at, float *dw, const float *dout,
+                            const float *in, const float *w, const float *rstd, int N, int C) {
+    if (!din_at) {
+        nx_rmsnorm_backward(be, din, dw, dout, in, w, rstd, N, C);
+        return;
+    }
+    typed(be->ops->rmsnorm_backward_to != NULL);
+    NX_ASSERTM(at != NX_F32 && at == nx_backend_act_type(be), "rmsnorm backward: din's copy in the activation type");
+    CALL(rmsnorm_backward_to, be, din, din_at, at, dw, dout, in, w, rstd, N, C);
+}
+
 void nx_swiglu_to(nx_backend *be, void *h, const void *gu, nx_dtype at, int N, int F) {
     if (at == NX_F32) {
         nx_swiglu(be, h, gu, N, F);
@@ -326,13 +337,14 @@ void nx_swiglu_to(nx_backend *be, void *h, const void *gu, nx_dtype at, int N, i
     CALL(swiglu_to, be, h, gu, at, N, F);
 }
 
-void nx_swiglu_backward_from(nx_backend *be, void *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F) {
-    if (gt == NX_F32) {
+void nx_swiglu_backward_from(nx_backend *be, void *dgu, const void *dh, nx_dtype ht, const void *gu, nx_dtype gt,
+                             int N, int F) {
+    if (gt == NX_F32 && ht == NX_F32) {
         nx_swiglu_backward(be, dgu, dh, gu, N, F);
         return;
     }
     typed(be->ops->swiglu_backward_from != NULL);
-    CALL(swiglu_backward_from, be, dgu, dh, gu, gt, N, F);
+    CALL(swiglu_backward_from, be, dgu, dh, ht, gu, gt, N, F);
 }
 
 void nx_linear_to(nx_backend *be, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N) {
@@ -358,13 +370,18 @@ void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, con
 
 void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
                              const void *in, nx_dtype it, const nx_weight *W, int N) {
+    nx_linear_backward_to(be, din, NX_F32, dW, db, dout, dt, in, it, W, N);
+}
+
+void nx_linear_backward_to(nx_backend *be, void *din, nx_dtype dit, float *dW, float *db, const void *dout,
+                           nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N) {
     NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
     NX_ASSERTM(!db || dt == NX_F32, "linear backward: a bias gradient needs dout in f32");
     if (be->ops->linear_backward_from) {
-        CALL(linear_backward_from, be, din, dW, db, dout, dt, in, it, W, N);
+        CALL(linear_backward_from, be, din, dit, dW, db, dout, dt, in, it, W, N);
         return;
     }
-    typed(it == NX_F32 && dt == NX_F32);
+    typed(it == NX_F32 && dt == NX_F32 && dit == NX_F32);
     if (din) nx_backend_zero(be, din, sizeof(float) * N * W->cols);
     nx_linear_backward(be, din, dW, db, dout, in, W, N);
 }
@@ -422,16 +439,19 @@ void nx_attention_lse(nx_backend *be, void *out, nx_dtype ot, float *lse, const 
     if (B && T) CALL(attention_lse, be, out, ot, lse, q, qt, ld, kv, rope_cos, rope_sin, B, T, NH, KVH, HS, window);
 }
 
-void nx_attention_lse_backward(nx_backend *be, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
-                               const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
-                               int B, int T, int NH, int KVH, int HS, int window) {
+void nx_attention_lse_backward(nx_backend *be, void *dq, void *dk, void *dv, nx_dtype gt, float *scratch,
+                               const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse,
+                               const void *q, const void *k, const void *v, nx_dtype qt, int64_t ld,
+                               const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+                               int window) {
     NX_ASSERTM(nx_attention_lse_fits(be, HS, B, T, NH), "nx_attention_lse_backward where it does not fit");
-    NX_ASSERT((ot == NX_F32 || ot == nx_backend_act_type(be)) && (qt == NX_F32 || qt == nx_backend_act_type(be)));
+    nx_dtype at = nx_backend_act_type(be);
+    NX_ASSERT((ot == NX_F32 || ot == at) && (qt == NX_F32 || qt == at) && (gt == NX_F32 || gt == at) &&
+              (dt == NX_F32 || dt == at));
     NX_ASSERT(!rope_cos == !rope_sin);
     if (B && T)
-        CALL(attention_lse_backward, be, dq, dk, dv, scratch, dout, out, ot, lse, q, k, v, qt, ld, rope_cos, rope_sin,
-             B, T, NH, KVH, HS, window);
+        CALL(attention_lse_backward, be, dq, dk, dv, gt, scratch, dout, dt, out, ot, lse, q, k, v, qt, ld, rope_cos,
+             rope_sin, B, T, NH, KVH, HS, window);
 }
 
 void nx_copy2d(nx_backend *be, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols) {

@@ -80,15 +80,17 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->rstdf = nx_arena_floats(ar, O);
     a->logits = nx_arena_floats(ar, O * c->V);
     if (!a->train) return;
+    /* the gradients of the products' inputs and outputs in their types (as autocast keeps them) */
     a->dres = nx_arena_floats(ar, R * C);
+    a->dres_at = a->at != NX_F32 ? nx_arena_alloc(ar, es * R * C) : NULL;
     a->dln = nx_arena_floats(ar, R * C);
-    a->datt = nx_arena_floats(ar, R * Q);
-    a->dqkv = nx_arena_floats(ar, R * QKV);
+    a->datt = nx_arena_alloc(ar, type_size(att_type(a)) * R * Q);
+    a->dqkv = nx_arena_alloc(ar, type_size(qkv_type(a, c)) * R * QKV);
     a->dprobs = nx_arena_floats(ar, a->flash ? (size_t)a->B * c->NH * a->T : P); /* flash: its row dots */
-    a->dh = nx_arena_floats(ar, R * F);
-    a->dgu = nx_arena_floats(ar, R * 2 * F);
+    a->dh = nx_arena_alloc(ar, es * R * F);
+    a->dgu = nx_arena_alloc(ar, es * R * 2 * F);
     a->dlnf = nx_arena_floats(ar, R * C);
-    a->dlogits = nx_arena_floats(ar, R * c->V);
+    a->dlogits = nx_arena_alloc(ar, es * R * c->V);
     if (c->qk_norm) {
         a->dqk = nx_arena_floats(ar, R * Q);
         a->dqk2 = nx_arena_floats(ar, R * Q);
@@ -414,11 +416,19 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
     nx_weights g = {.layer = gl};
     nx_weights_bind(&g, c, NX_F32, be, grads);
 
+    /* The residual gradient dres (f32: it accumulates) as the down and o
+     * projections' backward read it: its copy in the activation type, which
+     * the norms' backward write as they update dres, where there is one
+     * and no hidden-state gradient is added after them; else dres. */
+    float *dres = a->dres;
+    void *dcopy = dhidden ? NULL : a->dres_at;
+    const void *dr = dcopy ? dcopy : (const void *)dres;
+    nx_dtype rt = dcopy ? a->at : NX_F32, gt = qkv_type(a, c);
+
     /* logits = lnf @ head.T ; lnf = norm(res[L]) */
     nx_linear_backward_from(be, a->dlnf, g.head.data, NULL, a->dlogits, a->at, a->lnf, NX_F32, &m->w.head, N);
-    float *dres = a->dres;
     nx_backend_zero(be, dres, NC);
-    nx_rmsnorm_backward(be, dres, g.lnf, a->dlnf, res_at(a, c, c->L), m->w.lnf, a->rstdf, N, C);
+    nx_rmsnorm_backward_to(be, dres, dcopy, a->at, g.lnf, a->dlnf, res_at(a, c, c->L), m->w.lnf, a->rstdf, N, C);
     if (dhidden) nx_add(be, dres, dhidden + (size_t)c->L * N * C, (int64_t)N * C);
 
     nx_batch again = {.N = N, .spans = a->spans_host, .nspans = B}; /* the forward's B × T rows */
@@ -430,18 +440,19 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         if (a->recompute) layer_forward(m, a, &again, l, B, T, false);
         layer_acts s = layer_view(a, c, l);
         /* out = mid + down(h): dmid = dres (kept in place), dh = dres @ Wd */
-        nx_linear_backward_from(be, a->dh, gw->down.data, NULL, dres, NX_F32, s.h, a->at, &w->down, N);
-        nx_swiglu_backward_from(be, a->dgu, a->dh, s.gu, a->at, N, c->F);
+        nx_linear_backward_to(be, a->dh, a->at, gw->down.data, NULL, dr, rt, s.h, a->at, &w->down, N);
+        nx_swiglu_backward_from(be, a->dgu, a->dh, a->at, s.gu, a->at, N, c->F);
         nx_linear_backward_from(be, a->dln, gw->gu.data, NULL, a->dgu, a->at, s.ln2, a->at, &w->gu, N);
-        nx_rmsnorm_backward(be, dres, gw->ln2, a->dln, s.mid, w->ln2, s.rstd2, N, C);
-        /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo */
-        nx_linear_backward_from(be, a->datt, gw->o.data, gw->bo, dres, NX_F32, s.att, att_type(a), &w->o, N);
-        if (s.lse) { /* dq and dk come back before the rotation */
+        nx_rmsnorm_backward_to(be, dres, dcopy, a->at, gw->ln2, a->dln, s.mid, w->ln2, s.rstd2, N, C);
+        /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo (a bias's gradient sums f32 dres) */
+        nx_linear_backward_to(be, a->datt, att_type(a), gw->o.data, gw->bo, gw->bo ? dres : dr, gw->bo ? NX_F32 : rt,
+                              s.att, att_type(a), &w->o, N);
+        if (s.lse) { /* dq and dk come back before the rotation, in q/k/v's type */
             NX_ASSERTM(!dprobs, "attention-map gradients need the maps kept (NX_ACTS_KEEP_PROBS)");
-            nx_dtype qt = qkv_type(a, c);
-            nx_attention_lse_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.att,
-                                      att_type(a), s.lse, s.qkv, elem(s.qkv, Q, qt), elem(s.qkv, Q + KV, qt), qt, QKV,
-                                      a->rope_cos, a->rope_sin, B, T, c->NH, c->KVH, c->HS, nx_layer_window(c, l));
+            nx_attention_lse_backward(be, a->dqkv, elem(a->dqkv, Q, gt), elem(a->dqkv, Q + KV, gt), gt, a->dprobs,
+                                      a->datt, att_type(a), s.att, att_type(a), s.lse, s.qkv, elem(s.qkv, Q, gt),
+                                      elem(s.qkv, Q + KV, gt), gt, QKV, a->rope_cos, a->rope_sin, B, T, c->NH, c->KVH,
+                                      c->HS, nx_layer_window(c, l));
         } else {
             nx_attention_backward(be, a->dqkv, a->dqkv + Q, a->dqkv + Q + KV, a->dprobs, a->datt, s.probs,
                                   dprobs ? dprobs[l] : NULL, s.qkv, s.qkv + Q, s.qkv + Q + KV, QKV, B, T, c->NH,
@@ -449,8 +460,10 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
             nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, true);
         }
         if (c->qk_norm) qk_norm_backward(be, c, a, &s, w, gw, N);
-        nx_linear_backward_from(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, NX_F32, s.ln1, a->at, &w->qkv, N);
-        nx_rmsnorm_backward(be, dres, gw->ln1, a->dln, res_at(a, c, l), w->ln1, s.rstd1, N, C);
+        nx_linear_backward_from(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, gt, s.ln1, a->at, &w->qkv, N);
+        /* layer 0's dres goes to the embedding alone */
+        nx_rmsnorm_backward_to(be, dres, l ? dcopy : NULL, a->at, gw->ln1, a->dln, res_at(a, c, l), w->ln1, s.rstd1, N,
+                               C);
         if (dhidden) nx_add(be, dres, dhidden + (size_t)l * N * C, (int64_t)N * C);
     }
     nx_embed_backward(be, g.wte.data, dres, a->ids, N, C);

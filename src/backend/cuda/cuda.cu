@@ -239,6 +239,7 @@ nx_ops make_ops() {
     o.embed_backward = cu_embed_backward;
     o.rmsnorm = cu_rmsnorm;
     o.rmsnorm_backward = cu_rmsnorm_backward;
+    o.rmsnorm_backward_to = cu_rmsnorm_backward_to;
     o.linear = cu_linear;
     o.linear_backward = cu_linear_backward;
     o.rope = cu_rope;

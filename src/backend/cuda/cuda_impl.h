@@ -191,6 +191,8 @@ void cu_embed_backward(nx_backend *, float *, const float *, const int32_t *, in
 void cu_rmsnorm(nx_backend *, float *, float *, const float *, const float *, int, int, float);
 void cu_rmsnorm_backward(nx_backend *, float *, float *, const float *, const float *, const float *,
                          const float *, int, int);
+void cu_rmsnorm_backward_to(nx_backend *, float *, void *, nx_dtype, float *, const float *, const float *,
+                            const float *, const float *, int, int);
 void cu_linear(nx_backend *, float *, const float *, const nx_weight *, const float *, int);
 void cu_linear_backward(nx_backend *, float *, float *, float *, const float *, const float *, const nx_weight *,
                         int);
@@ -198,11 +200,11 @@ void cu_rope(nx_backend *, float *, int64_t, const int32_t *, const float *, con
 void cu_swiglu(nx_backend *, float *, const float *, int, int);
 void cu_rmsnorm_to(nx_backend *, void *, nx_dtype, float *, const float *, const float *, int, int, float);
 void cu_swiglu_to(nx_backend *, void *, const void *, nx_dtype, int, int);
-void cu_swiglu_backward_from(nx_backend *, void *, const float *, const void *, nx_dtype, int, int);
+void cu_swiglu_backward_from(nx_backend *, void *, const void *, nx_dtype, const void *, nx_dtype, int, int);
 void cu_linear_to(nx_backend *, void *, nx_dtype, const void *, nx_dtype, const nx_weight *, int);
 void cu_linear_from(nx_backend *, float *, const void *, nx_dtype, const nx_weight *, const float *, int);
-void cu_linear_backward_from(nx_backend *, float *, float *, float *, const void *, nx_dtype, const void *, nx_dtype,
-                             const nx_weight *, int);
+void cu_linear_backward_from(nx_backend *, void *, nx_dtype, float *, float *, const void *, nx_dtype, const void *,
+                             nx_dtype, const nx_weight *, int);
 void cu_linear_add(nx_backend *, float *, const float *, const void *, nx_dtype, const nx_weight *, const float *, int);
 void cu_swiglu_backward(nx_backend *, float *, const float *, const float *, int, int);
 void cu_add(nx_backend *, float *, const float *, int64_t);
@@ -232,8 +234,8 @@ bool cu_flash_training_fits(nx_backend *, int HS, int B, int T, int NH);
 void cu_attention_lse(nx_backend *, void *out, nx_dtype ot, float *lse, const void *q, nx_dtype qt, int64_t ld,
                       nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
                       int window);
-void cu_attention_lse_backward(nx_backend *, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
+void cu_attention_lse_backward(nx_backend *, void *dq, void *dk, void *dv, nx_dtype gt, float *scratch,
+                               const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
                                const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
                                int B, int T, int NH, int KVH, int HS, int window);
 /* loss.cu */

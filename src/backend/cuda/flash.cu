@@ -63,8 +63,9 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 }
 
 /* A matrix the kernels read in f32 or (b16) bf16: the queries, keys and
- * values as the q/k/v product left them, and dO (f32). Elements widen to
- * f32 as they are read; index i counts elements. */
+ * values as the q/k/v product left them, and dO as the output projection's
+ * backward did. Elements widen to f32 as they are read; index i counts
+ * elements. */
 struct opnd {
     const void *p;
     bool b16;
@@ -632,27 +633,30 @@ void launch(void *out, bool out16, float *lse, const void *q, bool q16, int64_t 
  * scale·Σ dSᵀ·Q. Every sum in a fixed order: no atomics. */
 
 /* rowdot[bh·T + i] = Σ_d dout[i, h, d] · out[i, h, d] (one warp per row;
- * out f32 or, out16, bf16) */
-__global__ void rowdot_k(float *rowdot, const float *dout, const void *out, bool out16, int B, int T, int NH, int D) {
+ * dout and out f32 or bf16) */
+__global__ void rowdot_k(float *rowdot, opnd dout, const void *out, bool out16, int B, int T, int NH, int D) {
     int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (w >= (int64_t)B * NH * T) return;
     int64_t bh = w / T, i = w % T, b = bh / NH, h = bh % NH, at = ((b * T + i) * NH + h) * D;
-    const float *a = dout + at;
     float s = 0;
-    for (int d = lane; d < D; d += 32)
-        s += a[d] * (out16 ? __bfloat162float(((const bf16 *)out)[at + d]) : ((const float *)out)[at + d]);
+    for (int d = lane; d < D; d += 32) {
+        float a[1];
+        ld(a, dout, at + d);
+        s += a[0] * (out16 ? __bfloat162float(((const bf16 *)out)[at + d]) : ((const float *)out)[at + d]);
+    }
     for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(0xffffffffu, s, k);
     if (lane == 0) rowdot[w] = s;
 }
 
 /* a warp's 16 rows r0 + g (+ 8) of D f32 accumulators, times k and
  * rotated back by rp (the transposed rotation: a gradient with respect to
- * the operand before its rotation), to a row-major matrix. A lane's
- * columns of accumulator n < D/16 have their partners in n + D/16. */
+ * the operand before its rotation), to a row-major matrix from element
+ * off of base, f32 or (b16) bf16. A lane's columns of accumulator n < D/16
+ * have their partners in n + D/16. */
 template <int D>
-__device__ __forceinline__ void store_rows(float *base, int64_t ld, const float (*acc)[4], float k, int r0, int T,
-                                           int g, int tq, const rope_tab &rp = {}) {
+__device__ __forceinline__ void store_rows(void *base, bool b16, int64_t off, int64_t ld, const float (*acc)[4],
+                                           float k, int r0, int T, int g, int tq, const rope_tab &rp = {}) {
 #pragma unroll
     for (int half = 0; half < 2; half++) {
         int i = r0 + g + 8 * half;
@@ -663,18 +667,22 @@ __device__ __forceinline__ void store_rows(float *base, int64_t ld, const float 
         if (rp.cs)
 #pragma unroll
             for (int n = 0; n < D / 16; n++) rotate2<D>(v[n], v[n + D / 16], rp, i, n * 8 + 2 * tq, -1.0f);
-        float *row = base + (int64_t)i * ld;
+        int64_t row = off + (int64_t)i * ld + 2 * tq;
 #pragma unroll
-        for (int n = 0; n < D / 8; n++) *(float2 *)(row + n * 8 + 2 * tq) = v[n];
+        for (int n = 0; n < D / 8; n++)
+            if (b16) *(uint32_t *)((bf16 *)base + row + n * 8) = pack_bf16(v[n].x, v[n].y);
+            else *(float2 *)((float *)base + row + n * 8) = v[n];
     }
 }
 
-/* The operands of the backward: f32 as the forward left them (q, k, v at
- * row stride ld, dout at NH·D), and, packed, those the kernels stream. */
+/* The operands of the backward: as the forward left them (q, k, v at row
+ * stride ld, dout at NH·D), and, packed, those the kernels stream; the
+ * gradients' type. */
 struct bwd_args {
-    const float *dout, *lse, *rowdot;
+    const void *dout; /* f32 or (d16) bf16 */
+    const float *lse, *rowdot;
     const void *q, *k, *v; /* f32 or (q16) bf16 */
-    bool q16;
+    bool q16, d16, g16;    /* g16: dq, dk, dv written in bf16 */
     const bf16 *qp, *dop, *kp, *vp; /* packed, or null */
     int64_t ld;
     int T, NH, G, window;
@@ -715,7 +723,7 @@ __device__ __forceinline__ void dq_tile(float (*acc)[D / 8][4], const uint32_t (
 
 /* grid (⌈T/(64·MT)⌉, B·NH): dq of 64·MT query rows, 16·MT a warp */
 template <int D, bool PACKED, int MT>
-__global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_args a) {
+__global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(void *dq, bwd_args a) {
     constexpr int S = PACKED ? 2 : 1, ROWS = 16 * MT * FL_WARPS;
     __shared__ __align__(16) bf16 Ks[S][FL_KEYS][D + 8];
     __shared__ __align__(16) bf16 Vs[S][FL_KEYS][D + 8];
@@ -743,7 +751,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
         } else {
             load_a<D>(qa[mt], opnd{a.q, a.q16}, (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, wrow + 16 * mt, T, g,
                       tq, a.rope);
-            load_a<D>(da[mt], opnd{a.dout, false}, (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D,
+            load_a<D>(da[mt], opnd{a.dout, a.d16}, (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D,
                       wrow + 16 * mt, T, g, tq);
         }
 #pragma unroll
@@ -781,8 +789,8 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dq_k(float *dq, bwd_a
     }
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
-        store_rows<D>(dq + (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, acc[mt], a.scale, wrow + 16 * mt, T, g, tq,
-                      a.rope);
+        store_rows<D>(dq, a.g16, (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, acc[mt], a.scale, wrow + 16 * mt, T, g,
+                      tq, a.rope);
 }
 
 /* One query tile of a warp's 16 keys: Pᵀ, dSᵀ = Pᵀ ⊙ (V·dOᵀ − D), dV += Pᵀ·dO, dK += dSᵀ·Q;
@@ -818,7 +826,7 @@ __device__ __forceinline__ void dkv_tile(float (*adk)[D / 8][4], float (*adv)[D 
 /* grid (⌈T/64⌉, B·KVH): dk and dv of 64 keys of one kv head, over the
  * query tiles of each head of its group that see them */
 template <int D, bool PACKED>
-__global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, float *dv, bwd_args a) {
+__global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(void *dk, void *dv, bwd_args a) {
     constexpr int S = PACKED ? 2 : 1;
     __shared__ __align__(16) bf16 Qs[S][FL_ROWS][D + 8];
     __shared__ __align__(16) bf16 Os[S][FL_ROWS][D + 8];
@@ -875,7 +883,7 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
             int gi = it / nq, h = kh * G + gi, q0 = (qt0 + it % nq) * FL_ROWS;
             __syncthreads();
             stage<D>(Qs[0], opnd{a.q, a.q16}, (int64_t)b * T * a.ld + (int64_t)h * D, a.ld, q0, T, a.v4, a.rope);
-            stage<D>(Os[0], opnd{a.dout, false}, (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, q0, T,
+            stage<D>(Os[0], opnd{a.dout, a.d16}, (int64_t)b * T * NH * D + (int64_t)h * D, (int64_t)NH * D, q0, T,
                      a.v4);
             for (int i = threadIdx.x; i < FL_ROWS; i += FL_WARPS * 32) {
                 Ls[0][i] = q0 + i < T ? a.lse[lse_row(gi) + q0 + i] : 0.0f;
@@ -885,21 +893,22 @@ __global__ void __launch_bounds__(FL_WARPS * 32) flash_bwd_dkv_k(float *dk, floa
             tile(Qs[0], Os[0], Ls[0], Ds[0], q0);
         }
     }
-    store_rows<D>(dk + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adk[0], a.scale, wkey, T, g, tq, a.rope);
-    store_rows<D>(dv + (int64_t)b * T * a.ld + (int64_t)kh * D, a.ld, adv[0], 1.0f, wkey, T, g, tq);
+    const int64_t kvo = (int64_t)b * T * a.ld + (int64_t)kh * D;
+    store_rows<D>(dk, a.g16, kvo, a.ld, adk[0], a.scale, wkey, T, g, tq, a.rope);
+    store_rows<D>(dv, a.g16, kvo, a.ld, adv[0], 1.0f, wkey, T, g, tq);
 }
 
 template <int D>
-void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float *dout, const void *out, bool out16,
-                     const float *lse, const void *q, const void *k, const void *v, bool q16, int64_t ld, int B, int T,
-                     int NH, int KVH, int window, rope_tab rp) {
-    bwd_args a = {dout,    lse,     rowdot,  q,  k,  v,  q16,          nullptr, nullptr,
-                  nullptr, nullptr, ld,      T,  NH, NH / KVH, window, 1.0f / sqrtf((float)D),
+void launch_backward(void *dq, void *dk, void *dv, bool g16, float *rowdot, const void *dout, bool d16,
+                     const void *out, bool out16, const float *lse, const void *q, const void *k, const void *v,
+                     bool q16, int64_t ld, int B, int T, int NH, int KVH, int window, rope_tab rp) {
+    bwd_args a = {dout,    lse,     rowdot,  q,  k,  v,  q16,      d16,    g16,
+                  nullptr, nullptr, nullptr, nullptr, ld, T, NH, NH / KVH, window, 1.0f / sqrtf((float)D),
                   aligned4({q, k, v, dout}, {ld, (int64_t)NH * D}), rp};
-    const size_t es = q16 ? 2 : 4;
+    const size_t es = q16 ? 2 : 4, des = d16 ? 2 : 4, ges = g16 ? 2 : 4;
     unsigned tiles = (unsigned)((T + FL_ROWS - 1) / FL_ROWS);
     /* dq of a chunk of n sequences (c: its operands, packed or not) */
-    auto launch_dq = [&](float *out_dq, const bwd_args &c, int n, auto packed) {
+    auto launch_dq = [&](void *out_dq, const bwd_args &c, int n, auto packed) {
         constexpr bool P = decltype(packed)::value;
         if (two_row_tiles(D))
             flash_bwd_dq_k<D, P, 2><<<dim3((T + 127) / 128, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
@@ -909,7 +918,8 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
     int nb = packed_sequences(D, 2LL * (NH + KVH) * T * D, B);
     if (nb == 0) {
         int64_t rows = (int64_t)B * NH * T;
-        rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, dout, out, out16, B, T, NH, D);
+        rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, opnd{dout, d16}, out, out16, B, T, NH,
+                                                                       D);
         launch_dq(dq, a, B, std::false_type());
         flash_bwd_dkv_k<D, false><<<dim3(tiles, (unsigned)(B * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk, dv, a);
         CU_LAUNCHED("flash attention backward");
@@ -921,20 +931,21 @@ void launch_backward(float *dq, float *dk, float *dv, float *rowdot, const float
         int n = B - b0 < nb ? B - b0 : nb;
         int64_t r = (int64_t)b0 * T; /* the chunk's first row */
         bwd_args c = a;
-        c.dout = dout + r * NH * D, c.lse = lse + (int64_t)b0 * NH * T, c.rowdot = rowdot + (int64_t)b0 * NH * T;
+        c.dout = (const char *)dout + r * NH * D * des, c.lse = lse + (int64_t)b0 * NH * T;
+        c.rowdot = rowdot + (int64_t)b0 * NH * T;
         c.q = (const char *)q + r * ld * es, c.k = (const char *)k + r * ld * es, c.v = (const char *)v + r * ld * es;
         c.qp = qp, c.dop = dop, c.kp = kp, c.vp = vp;
         /* packing dout also takes its row dots with out */
         const char *o = (const char *)out + r * NH * D * (out16 ? 2 : 4);
         pack<D>({{qp, {c.q, q16}, ld, T * ld, NH, true},
-                 {dop, {c.dout, false}, (int64_t)NH * D, (int64_t)T * NH * D, NH, false, false, o, out16,
+                 {dop, {c.dout, d16}, (int64_t)NH * D, (int64_t)T * NH * D, NH, false, false, o, out16,
                   (float *)c.rowdot},
                  {kp, {c.k, q16}, ld, T * ld, KVH, true},
                  {vp, {c.v, q16}, ld, T * ld, KVH, false}},
                 n, T, rp);
-        launch_dq(dq + r * ld, c, n, std::true_type());
-        flash_bwd_dkv_k<D, true>
-            <<<dim3(tiles, (unsigned)(n * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk + r * ld, dv + r * ld, c);
+        launch_dq((char *)dq + r * ld * ges, c, n, std::true_type());
+        flash_bwd_dkv_k<D, true><<<dim3(tiles, (unsigned)(n * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(
+            (char *)dk + r * ld * ges, (char *)dv + r * ld * ges, c);
     }
     CU_LAUNCHED("flash attention backward");
 }
@@ -965,14 +976,19 @@ void cu_attention_lse(nx_backend *, void *out, nx_dtype ot, float *lse, const vo
     cu_flash_attention(out, ot, lse, q, qt, ld, kv, rope_cos, rope_sin, B, T, NH, KVH, HS, window);
 }
 
-void cu_attention_lse_backward(nx_backend *, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                               const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
-                               const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
-                               int B, int T, int NH, int KVH, int HS, int window) {
+void cu_attention_lse_backward(nx_backend *, void *dq, void *dk, void *dv, nx_dtype gt, float *scratch,
+                               const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse,
+                               const void *q, const void *k, const void *v, nx_dtype qt, int64_t ld,
+                               const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+                               int window) {
     NX_ASSERT((ot == NX_F32 || ot == NX_BF16) && (qt == NX_F32 || qt == NX_BF16));
+    NX_ASSERT((gt == NX_F32 || gt == NX_BF16) && (dt == NX_F32 || dt == NX_BF16));
     rope_tab rp = {rope_cos, rope_sin};
-    bool o16 = ot == NX_BF16, q16 = qt == NX_BF16;
+    bool o16 = ot == NX_BF16, q16 = qt == NX_BF16, g16 = gt == NX_BF16, d16 = dt == NX_BF16;
     if (HS == 32)
-        launch_backward<32>(dq, dk, dv, scratch, dout, out, o16, lse, q, k, v, q16, ld, B, T, NH, KVH, window, rp);
-    else launch_backward<64>(dq, dk, dv, scratch, dout, out, o16, lse, q, k, v, q16, ld, B, T, NH, KVH, window, rp);
+        launch_backward<32>(dq, dk, dv, g16, scratch, dout, d16, out, o16, lse, q, k, v, q16, ld, B, T, NH, KVH, window,
+                            rp);
+    else
+        launch_backward<64>(dq, dk, dv, g16, scratch, dout, d16, out, o16, lse, q, k, v, q16, ld, B, T, NH, KVH, window,
+                            rp);
 }

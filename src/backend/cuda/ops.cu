@@ -101,8 +101,10 @@ __global__ void rmsnorm_k(OT *out, float *rstd, const float *in, const float *w,
     }
 }
 
-/* The fallback's dx, one block per row: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x). */
-__global__ void rmsnorm_dx_k(float *din, const float *dout, const float *in, const float *w, const float *rstd, int C) {
+/* The fallback's dx, one block per row: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x);
+ * d16, where not null, the new dx in bf16. */
+__global__ void rmsnorm_dx_k(float *din, __nv_bfloat16 *d16, const float *dout, const float *in, const float *w,
+                             const float *rstd, int C) {
     __shared__ double sh[CU_THREADS];
     int64_t row = blockIdx.x;
     const float *x = in + row * C, *dy = dout + row * C;
@@ -111,7 +113,11 @@ __global__ void rmsnorm_dx_k(float *din, const float *dout, const float *in, con
     for (int c = threadIdx.x; c < C; c += blockDim.x) dot += (double)w[c] * dy[c] * x[c];
     dot = cu_block_sum(dot, sh);
     float k = (float)(dot * r * r * r / C);
-    for (int c = threadIdx.x; c < C; c += blockDim.x) dx[c] += r * w[c] * dy[c] - k * x[c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float v = dx[c] + (r * w[c] * dy[c] - k * x[c]);
+        dx[c] = v;
+        if (d16) d16[row * C + c] = __float2bfloat16_rn(v);
+    }
 }
 
 /* dw[c] += Σ_n dy ⊙ x · r in two fixed-order stages: the rows are cut into
@@ -140,13 +146,15 @@ __global__ void rmsnorm_dw_part_k(double *part, const float *dout, const float *
  * the warps add their column sums in warp order through shared memory and
  * the last writes part[b·C + c]. The order of every sum depends on N and
  * C only: the same bits on every run. din is apart from dout and in (the
- * loads of those may go through the read-only cache). */
+ * loads of those may go through the read-only cache); d16, where not null,
+ * receives the new din in bf16 (8-byte aligned). */
 #define RMS_WARPS 4
 #define RMS_COLS 1024
 template <int J>
 __global__ void __launch_bounds__(RMS_WARPS * 32)
-    rmsnorm_back_k(float *din, double *part, const float *__restrict__ dout, const float *__restrict__ in,
-                   const float *__restrict__ w, const float *__restrict__ rstd, int N, int C, int rows_per) {
+    rmsnorm_back_k(float *din, __nv_bfloat16 *d16, double *part, const float *__restrict__ dout,
+                   const float *__restrict__ in, const float *__restrict__ w, const float *__restrict__ rstd, int N,
+                   int C, int rows_per) {
     __shared__ double sh[RMS_COLS];
     int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int n0 = blockIdx.x * rows_per, n1 = n0 + rows_per < N ? n0 + rows_per : N;
@@ -185,6 +193,7 @@ __global__ void __launch_bounds__(RMS_WARPS * 32)
                 acc[j][k] += (double)vy[j][k] * vx[j][k] * r;
             }
             if (c < C) cu_store(dx + c, vd[j]);
+            if (c < C && d16) cu_store(d16 + (int64_t)n * C + c, vd[j]);
         }
     }
     for (int v = 0; v < RMS_WARPS; v++) { /* the warps' sums, added in warp order */
@@ -226,9 +235,9 @@ __global__ void rmsnorm_dw_k(float *dw, const double *part, int chunks, int C) {
 }
 
 template <int J>
-void rmsnorm_back(float *din, double *part, const float *dout, const float *in, const float *w, const float *rstd,
-                  int N, int C, int rows_per, int chunks) {
-    rmsnorm_back_k<J><<<chunks, RMS_WARPS * 32, 0, cu_stream()>>>(din, part, dout, in, w, rstd, N, C, rows_per);
+void rmsnorm_back(float *din, __nv_bfloat16 *d16, double *part, const float *dout, const float *in, const float *w,
+                  const float *rstd, int N, int C, int rows_per, int chunks) {
+    rmsnorm_back_k<J><<<chunks, RMS_WARPS * 32, 0, cu_stream()>>>(din, d16, part, dout, in, w, rstd, N, C, rows_per);
 }
 
 __global__ void widen_k(float *out, const void *w, nx_dtype t, int64_t n) {
@@ -317,9 +326,10 @@ __global__ void swiglu_k(OT *h, const IT *gu, int N, int F) {
     }
 }
 
-/* dgate, dup of h = silu(gate) ⊙ up, gu and dgu of type GT; VEC as swiglu_k */
-template <int VEC, class GT>
-__global__ void swiglu_back_k(GT *dgu, const float *dh, const GT *gu, int N, int F) {
+/* dgate, dup of h = silu(gate) ⊙ up, gu and dgu of type GT, dh of type HT;
+ * VEC as swiglu_k */
+template <int VEC, class GT, class HT>
+__global__ void swiglu_back_k(GT *dgu, const HT *dh, const GT *gu, int N, int F) {
     int f = (blockIdx.x * blockDim.x + threadIdx.x) * VEC;
     if (f >= F) return;
     for (int64_t r = blockIdx.y; r < N; r += gridDim.y) {
@@ -429,11 +439,14 @@ void cu_rmsnorm(nx_backend *be, float *out, float *rstd, const float *in, const 
     cu_rmsnorm_to(be, out, NX_F32, rstd, in, w, N, C, eps);
 }
 
-void cu_rmsnorm_backward(nx_backend *, float *din, float *dw, const float *dout, const float *in, const float *w,
-                         const float *rstd, int N, int C) {
+/* din_at: the new din in bf16 too, where not null */
+void cu_rmsnorm_backward_to(nx_backend *, float *din, void *din_at, nx_dtype at, float *dw, const float *dout,
+                            const float *in, const float *w, const float *rstd, int N, int C) {
+    NX_ASSERT(!din_at || at == NX_BF16);
     if (N == 0 || C == 0) return;
+    __nv_bfloat16 *d16 = (__nv_bfloat16 *)din_at;
     bool fused = C % 4 == 0 && C <= RMS_COLS && cu_aligned16(din) && cu_aligned16(dout) && cu_aligned16(in) &&
-                 cu_aligned16(w);
+                 cu_aligned16(w) && (uintptr_t)d16 % 8 == 0;
     /* Fused: chunks of 32 rows or more (8 a warp), at most 1024 of them (a
      * short second stage) and as many as the partials hold (C ≤ 1024: 512
      * or more). 8192 rows make 256 blocks of 4 warps: at most 255 registers
@@ -452,22 +465,27 @@ void cu_rmsnorm_backward(nx_backend *, float *din, float *dw, const float *dout,
     double *part = (double *)cu_work((size_t)chunks * C * sizeof(double));
     if (fused) {
         switch ((C + 127) / 128) {
-        case 1: rmsnorm_back<1>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
-        case 2: rmsnorm_back<2>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
-        case 3: rmsnorm_back<3>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
-        case 4: rmsnorm_back<4>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
-        case 5: rmsnorm_back<5>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
-        case 6: rmsnorm_back<6>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
-        case 7: rmsnorm_back<7>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
-        default: rmsnorm_back<8>(din, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 1: rmsnorm_back<1>(din, d16, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 2: rmsnorm_back<2>(din, d16, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 3: rmsnorm_back<3>(din, d16, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 4: rmsnorm_back<4>(din, d16, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 5: rmsnorm_back<5>(din, d16, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 6: rmsnorm_back<6>(din, d16, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        case 7: rmsnorm_back<7>(din, d16, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
+        default: rmsnorm_back<8>(din, d16, part, dout, in, w, rstd, N, C, rows_per, chunks); break;
         }
     } else {
-        rmsnorm_dx_k<<<N, CU_THREADS, 0, cu_stream()>>>(din, dout, in, w, rstd, C);
+        rmsnorm_dx_k<<<N, CU_THREADS, 0, cu_stream()>>>(din, d16, dout, in, w, rstd, C);
         rmsnorm_dw_part_k<<<dim3(cu_blocks(C, 128), chunks), 128, 0, cu_stream()>>>(part, dout, in, rstd, N, C,
                                                                                     rows_per);
     }
     rmsnorm_dw_k<<<cu_blocks(C, 32), dim3(32, RMS_SLICES), 0, cu_stream()>>>(dw, part, chunks, C);
     CU_LAUNCHED("rmsnorm backward");
+}
+
+void cu_rmsnorm_backward(nx_backend *be, float *din, float *dw, const float *dout, const float *in, const float *w,
+                         const float *rstd, int N, int C) {
+    cu_rmsnorm_backward_to(be, din, nullptr, NX_F32, dw, dout, in, w, rstd, N, C);
 }
 
 /* C = A·B + beta·C in column-major cuBLAS terms, f32 in and out, the
@@ -627,13 +645,15 @@ static void linear_bf16(void *out, const float *in, const unsigned short *in16, 
     }
 }
 
-/* din = din_beta·din + dout · W and dW += doutᵀ · in, f32 weights. W is
- * narrowed once (not at all where W->bf16 holds it) beside chunks of the
- * rows of in and dout, each narrowed once for both products (in not at all
- * when in16 holds it in bf16, dout not when dout16 does); a W too large for
- * that is narrowed a chunk of its rows at a time for din, and the rows'
- * chunks then serve dW alone. */
-static void linear_backward_bf16(float *din, float din_beta, float *dW, const float *dout,
+/* din = din_beta·din + dout · W (din in bf16 where din16, din_beta 0 then)
+ * and dW += doutᵀ · in, f32 weights. W is narrowed once (not at all where
+ * W->bf16 holds it) beside chunks of the rows of in and dout, each
+ * narrowed once for both products (in not at all when in16 holds it in
+ * bf16, dout not when dout16 does); a W too large for that is narrowed a
+ * chunk of its rows at a time for din (of its columns for a din in bf16,
+ * rounded once from the whole sum), and the rows' chunks then serve dW
+ * alone. */
+static void linear_backward_bf16(void *din, bool din16, float din_beta, float *dW, const float *dout,
                                  const unsigned short *dout16, const float *in, const unsigned short *in16,
                                  const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
@@ -641,7 +661,25 @@ static void linear_backward_bf16(float *din, float din_beta, float *dW, const fl
     const unsigned short *ws = (const unsigned short *)W->bf16;
     int64_t whole = ws ? 0 : (int64_t)OC * IC, row = (in16 ? 0 : IC) + (dout16 ? 0 : OC);
     bool together = whole + row <= CU.narrow_elems;
-    if (din && !together) { /* chunks of W's rows (the sum's terms) and of dout's rows */
+    NX_ASSERT(!din16 || din_beta == 0.0f);
+    if (din && din16 && !together) { /* chunks of W's columns (each over all the sum's terms) and of dout's rows */
+        int64_t wc = min64(IC, CU.narrow_elems / 2 / OC), dr = dout16 ? N : min64(N, (CU.narrow_elems - wc * OC) / OC);
+        NX_ASSERTM(wc > 0 && dr > 0, "linear backward: rows too long for the bf16 narrowing area");
+        unsigned short *w16 = CU.narrow, *d16 = CU.narrow + wc * OC;
+        for (int i0 = 0; i0 < IC; i0 += (int)wc) {
+            int ic = (int)min64(wc, IC - i0);
+            narrowed(w16, Wf + i0, OC, ic, IC);
+            for (int r0 = 0; r0 < N; r0 += (int)dr) {
+                int n = (int)min64(dr, N - r0);
+                const unsigned short *d = dout16 ? dout16 + (int64_t)r0 * OC
+                                                 : narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
+                /* din_cᵀ (ic, n) = W_cᵀ (ic, OC) · doutᵀ (OC, n) */
+                gemm16(CUBLAS_OP_N, CUBLAS_OP_N, ic, n, OC, w16, ic, d, OC, 0.0f,
+                       (unsigned short *)din + (int64_t)r0 * IC + i0, IC, "linear backward (input, bf16)", true);
+            }
+        }
+    }
+    if (din && !din16 && !together) { /* chunks of W's rows (the sum's terms) and of dout's rows */
         int64_t wr = min64(OC, CU.narrow_elems / 2 / IC), dr = dout16 ? N : min64(N, (CU.narrow_elems - wr * IC) / wr);
         NX_ASSERTM(wr > 0 && dr > 0, "linear backward: rows too long for the bf16 narrowing area");
         unsigned short *w16 = CU.narrow, *d16 = CU.narrow + wr * IC;
@@ -654,7 +692,7 @@ static void linear_backward_bf16(float *din, float din_beta, float *dW, const fl
                                                  : narrowed(d16, dout + (int64_t)r0 * OC + o0, n, oc, OC);
                 /* dinᵀ (IC, n) (+)= W_cᵀ (IC, oc) · dout_cᵀ (oc, n) */
                 gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, oc, w16, IC, d, dout16 ? OC : oc, o0 ? 1.0f : din_beta,
-                       din + (int64_t)r0 * IC, IC, "linear backward (input, bf16)");
+                       (float *)din + (int64_t)r0 * IC, IC, "linear backward (input, bf16)");
             }
         }
     }
@@ -668,8 +706,8 @@ static void linear_backward_bf16(float *din, float din_beta, float *dW, const fl
         const unsigned short *x = in16 ? in16 + (int64_t)r0 * IC : narrowed(x16, in + (int64_t)r0 * IC, n, IC, IC);
         const unsigned short *d = dout16 ? dout16 + (int64_t)r0 * OC : narrowed(d16, dout + (int64_t)r0 * OC, n, OC, OC);
         if (din && together) /* dinᵀ (IC, n) (+)= Wᵀ (IC, OC) · doutᵀ (OC, n) */
-            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, wd, IC, d, OC, din_beta, din + (int64_t)r0 * IC, IC,
-                   "linear backward (input, bf16)");
+            gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, wd, IC, d, OC, din_beta,
+                   (char *)din + (int64_t)r0 * IC * (din16 ? 2 : 4), IC, "linear backward (input, bf16)", din16);
         /* dWᵀ (IC, OC) += in_cᵀ (IC, n) · dout_c (n, OC) */
         gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x, IC, d, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
     }
@@ -681,7 +719,7 @@ static void linear_backward_f32(float *din, float din_beta, float *dW, float *db
     int OC = W->rows, IC = W->cols;
     if (N == 0) return;
     if (products_in_bf16(W, N)) {
-        linear_backward_bf16(din, din_beta, dW, dout, nullptr, in, nullptr, W, N);
+        linear_backward_bf16(din, false, din_beta, dW, dout, nullptr, in, nullptr, W, N);
     } else {
         if (din) /* dinᵀ (IC, N) (+)= Wᵀ (IC, OC) · doutᵀ (OC, N) */
             cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, din_beta, din, IC,
@@ -754,19 +792,21 @@ void cu_linear_to(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype
     CU_LAUNCHED("linear");
 }
 
-/* din overwritten (the products' beta 0: din is neither zeroed first nor read) */
-void cu_linear_backward_from(nx_backend *, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
-                             const void *in, nx_dtype it, const nx_weight *W, int N) {
+/* din overwritten (the products' beta 0: din is neither zeroed first nor
+ * read); a din in bf16 always from bf16 operands */
+void cu_linear_backward_from(nx_backend *, void *din, nx_dtype dit, float *dW, float *db, const void *dout,
+                             nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N) {
     NX_ASSERT((it == NX_BF16 || it == NX_F32) && (dt == NX_BF16 || dt == NX_F32) && W->type == NX_F32);
-    NX_ASSERT(!db || dt == NX_F32);
-    if (it == NX_F32 && dt == NX_F32) {
-        linear_backward_f32(din, 0.0f, dW, db, (const float *)dout, (const float *)in, W, N);
+    NX_ASSERT((dit == NX_BF16 || dit == NX_F32) && (!db || dt == NX_F32));
+    if (it == NX_F32 && dt == NX_F32 && dit == NX_F32) {
+        linear_backward_f32((float *)din, 0.0f, dW, db, (const float *)dout, (const float *)in, W, N);
         return;
     }
     if (N == 0) return;
     bool d16 = dt == NX_BF16, i16 = it == NX_BF16;
-    linear_backward_bf16(din, 0.0f, dW, d16 ? nullptr : (const float *)dout, d16 ? (const unsigned short *)dout : nullptr,
-                         i16 ? nullptr : (const float *)in, i16 ? (const unsigned short *)in : nullptr, W, N);
+    linear_backward_bf16(din, dit == NX_BF16, 0.0f, dW, d16 ? nullptr : (const float *)dout,
+                         d16 ? (const unsigned short *)dout : nullptr, i16 ? nullptr : (const float *)in,
+                         i16 ? (const unsigned short *)in : nullptr, W, N);
     if (db) col_sum_k<<<cu_blocks(W->rows, 128), 128, 0, cu_stream()>>>(db, (const float *)dout, N, W->rows);
     CU_LAUNCHED("linear backward");
 }
@@ -821,24 +861,28 @@ void cu_swiglu_to(nx_backend *, void *h, const void *gu, nx_dtype at, int N, int
 
 void cu_swiglu(nx_backend *be, float *h, const float *gu, int N, int F) { cu_swiglu_to(be, h, gu, NX_F32, N, F); }
 
-template <class GT>
-static void swiglu_back_as(GT *dgu, const float *dh, const GT *gu, int N, int F) {
+template <class GT, class HT>
+static void swiglu_back_as(GT *dgu, const HT *dh, const GT *gu, int N, int F) {
     if (F % 4 == 0 && cu_aligned16(dgu) && cu_aligned16(dh) && cu_aligned16(gu))
         swiglu_back_k<4><<<rows_grid(N, F / 4), CU_THREADS, 0, cu_stream()>>>(dgu, dh, gu, N, F);
     else
         swiglu_back_k<1><<<rows_grid(N, F), CU_THREADS, 0, cu_stream()>>>(dgu, dh, gu, N, F);
 }
 
-void cu_swiglu_backward_from(nx_backend *, void *dgu, const float *dh, const void *gu, nx_dtype gt, int N, int F) {
-    NX_ASSERT(gt == NX_F32 || gt == NX_BF16);
+/* gu and dgu in f32 or bf16, dh in f32 or (with gu in bf16) bf16 */
+void cu_swiglu_backward_from(nx_backend *, void *dgu, const void *dh, nx_dtype ht, const void *gu, nx_dtype gt, int N,
+                             int F) {
+    NX_ASSERT((gt == NX_F32 || gt == NX_BF16) && (ht == NX_F32 || ht == gt));
     if ((int64_t)N * F == 0) return;
-    if (gt == NX_BF16) swiglu_back_as((__nv_bfloat16 *)dgu, dh, (const __nv_bfloat16 *)gu, N, F);
-    else swiglu_back_as((float *)dgu, dh, (const float *)gu, N, F);
+    typedef __nv_bfloat16 bf16;
+    if (gt == NX_BF16 && ht == NX_BF16) swiglu_back_as((bf16 *)dgu, (const bf16 *)dh, (const bf16 *)gu, N, F);
+    else if (gt == NX_BF16) swiglu_back_as((bf16 *)dgu, (const float *)dh, (const bf16 *)gu, N, F);
+    else swiglu_back_as((float *)dgu, (const float *)dh, (const float *)gu, N, F);
     CU_LAUNCHED("swiglu backward");
 }
 
 void cu_swiglu_backward(nx_backend *be, float *dgu, const float *dh, const float *gu, int N, int F) {
-    cu_swiglu_backward_from(be, dgu, dh, gu, NX_F32, N, F);
+    cu_swiglu_backward_from(be, dgu, dh, NX_F32, gu, NX_F32, N, F);
 }
 
 void cu_add(nx_backend *, float *y, const float *x, int64_t n) {
