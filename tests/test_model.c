@@ -375,7 +375,11 @@ TEST(acts_of_an_extreme_batch_are_not_counted_in_int) {
  * dq/dk/dv and the residual gradient's copy, as autocast holds them), and
  * the gradients of every tensor stay near the CPU's f32 ones on the same
  * weights and batch: a bound for bf16's rounding (each tensor's relative
- * error below 0.1; a wrong buffer or type gives errors near 1), over GQA,
+ * error below 0.3; a wrong buffer or type gives errors near 1). On an H200
+ * the worst tensors are off by 0.16-0.22 (GQA, biases, head size 16) and
+ * 0.028 (Qwen3), the same with these gradients in f32 (the build before
+ * them): bf16 products in the forward and backward of these small random
+ * models, not the gradients' type. Over GQA,
  * a hidden-state gradient, Qwen3's q/k norms with a window, biases with
  * tied embeddings, recomputation, and a head size without flash. */
 static void bf16_backward_near_f32(nx_model_config cfg, uint64_t seed, bool hidden, bool recompute,
@@ -436,7 +440,7 @@ static void bf16_backward_near_f32(nx_model_config cfg, uint64_t seed, bool hidd
         if (err > worst || err != err) worst = err, worst_name = m.tab[p].name;
     }
     printf("  %s (%s): worst relative error %.3g at %s\n", what, flash ? "flash" : "no flash", worst, worst_name);
-    CHECKF(worst < 0.1, "%s: bf16 gradients off the f32 ones by %.3g at %s", what, worst, worst_name);
+    CHECKF(worst < 0.3, "%s: bf16 gradients off the f32 ones by %.3g at %s", what, worst, worst_name);
     nx_acts_free(&a), nx_acts_free(&ag);
     nx_model_bind_bf16(&g, NULL);
     nx_backend_free(cuda, p16), nx_backend_free(cuda, gradd), nx_backend_free(cuda, tgd), nx_backend_free(cuda, lossd);
