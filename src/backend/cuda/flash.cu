@@ -8,8 +8,9 @@
  * (sequence, head) (64 keys in the backward's dk, dv); each warp holds 32
  * rows' queries (16 for head size 128) as bf16 mma fragments and walks
  * the key tiles of 64 that its rows can see (causal, and from the first
- * key of the window), with an online softmax (running max and
- * sum in f32, as FlashAttention-2): S = Q·Kᵀ and O += P·V are m16n8k16
+ * key of the window), with an online softmax (as FlashAttention-2, in
+ * f32, with a reference maximum that moves only when a score passes it by
+ * 2^8: see fwd_tile): S = Q·Kᵀ and O += P·V are m16n8k16
  * bf16 products with f32 accumulation. Tiles are staged in shared memory
  * as bf16, row-major, with vector loads; ldmatrix reads the fragments,
  * transposing where a product needs the other side (.trans), so no tile
@@ -97,12 +98,12 @@ __device__ __forceinline__ float4 ld4(const opnd &s, int64_t i, bool v4) {
     return make_float4(a.x, a.y, b.x, b.y);
 }
 
-/* c += a·b, m16n8k16, bf16 inputs, f32 accumulators */
+/* c += a·b, m16n8k16, bf16 inputs, f32 accumulators (not volatile: the
+ * compiler may schedule the products among the other work) */
 __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 /* Four 8×8 bf16 matrices from shared memory: lane l gives the address of
