@@ -2,7 +2,8 @@
 # gpu_check.sh — the CUDA backend's exactness and quality on one GPU, in
 # one go, for a device call before any speed figure is taken (then
 # bench/gpu_compare.sh): the op-parity test (every CUDA op against the
-# reference, fp32 and the bf16 paths), generation (KV cache, replayed
+# reference, fp32 and the bf16 paths), whole models' bf16 backward near the
+# CPU's f32 one (test_model), generation (KV cache, replayed
 # decode steps against op-by-op ones), the golden cases on the GPU in fp32,
 # protocol P0 on the GPU, protocol P2 in bf16 (val ppl ≤ 98.2, agreement
 # ≥ 0.61), greedy text on the GPU in bf16 against the CPU, and the same P2
@@ -34,7 +35,7 @@ date -u
 NEXUS_CUDA_LT=0 "$BUILD/tests/test_backend" > "$out/test_backend_nolt.log" 2>&1 && s=ok || s=fail
 grep -q "^skip cuda" "$out/test_backend_nolt.log" && s=fail # no GPU
 check "test_backend, NEXUS_CUDA_LT=0" $s "$(tail_of "$out/test_backend_nolt.log")"
-for t in test_backend test_generate golden_model; do
+for t in test_backend test_model test_generate golden_model; do
     if "$BUILD/tests/$t" > "$out/$t.log" 2>&1; then s=ok; else s=fail; fi
     grep -q "^skip cuda" "$out/$t.log" && s=fail # a CUDA case that did not run: no GPU
     check "$t" $s "$(tail_of "$out/$t.log")"
