@@ -434,7 +434,7 @@ static void zero_unwritten(nx_backend *be, const nx_model_config *c, const nx_we
         w[n++] = dw_of(&gw->qkv), w[n++] = dw_of(&gw->o), w[n++] = dw_of(&gw->gu), w[n++] = dw_of(&gw->down);
     }
     qsort(w, (size_t)n, sizeof w[0], by_address);
-    char *at = (char *)grads, *end = at + nx_model_size(c, NX_F32);
+    char *at = (char *)grads, *end = at + nx_model_size(c, NX_F32); /* the model's nparams floats */
     for (int i = 0; i < n; i++) {
         NX_ASSERT(w[i].at >= at && w[i].at + w[i].n <= end);
         nx_backend_zero(be, at, (size_t)(w[i].at - at));
@@ -456,6 +456,7 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, nx_grad_mode
     nx_weights g = {.layer = gl};
     nx_weights_bind(&g, c, NX_F32, be, grads);
     NX_ASSERT(gm == NX_GRAD_ADD || gm == NX_GRAD_WRITE);
+    NX_ASSERT(m->nparams * sizeof(float) == nx_model_size(c, NX_F32));
     if (gm == NX_GRAD_WRITE) zero_unwritten(be, c, &g, grads);
 
     /* The residual gradient dres (f32: it accumulates) as the down and o
