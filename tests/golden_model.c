@@ -204,7 +204,7 @@ static void run_case(const char *name, nx_backend *be) {
     CHECKF(fabs(kd - kd_ref) <= 1e-5 * fabs(kd_ref), "kd rel err %.3g", fabs(kd - kd_ref) / kd_ref);
     CHECKF(fabs(tot - tot_ref) <= 1e-5 * fabs(tot_ref), "total rel err %.3g", fabs(tot - tot_ref) / tot_ref);
     float *grads = nx_backend_alloc(be, f.s.nparams * sizeof(float), "gradients", NULL);
-    nx_model_backward(&f.s, &f.sa, grads, NULL, NULL);
+    nx_model_backward(&f.s, &f.sa, grads, NX_GRAD_ADD, NULL, NULL);
     check_grads(&f, &f.g, "", grads);
     nx_backend_free(be, grads);
     teardown(&f);
@@ -265,7 +265,7 @@ static void each_loss(nx_backend *be) {
         printf("  %-16s %.9f (ref %.9f)\n", cases[c].key, v, ref);
         CHECKF(fabs(v - ref) <= 1e-5 * fabs(ref), "%s rel err %.3g", cases[c].key, fabs(v - ref) / ref);
         float *grads = nx_backend_alloc(be, f.s.nparams * sizeof(float), "gradients", NULL);
-        nx_model_backward(&f.s, &f.sa, grads, NULL, NULL);
+        nx_model_backward(&f.s, &f.sa, grads, NX_GRAD_ADD, NULL, NULL);
         char prefix[64];
         snprintf(prefix, sizeof prefix, "%s.", cases[c].key);
         check_grads(&f, &g, prefix, grads);

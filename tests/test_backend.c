@@ -245,10 +245,19 @@ TEST(linear_every_weight_type_few_and_many_rows) {
                     float *dx2 = malloc(4L * N * IC);
                     memset(dx2, 0, 4L * N * IC);
                     nx_linear_backward(REF, dx2, dW, bias ? db : NULL, dy, x, &W, N);
-                    nx_linear_backward_from(be, dxd, dWd, bias ? dbd : NULL, dyd, NX_F32, xd, NX_F32, &Wd, N);
+                    nx_linear_backward_from(be, dxd, dWd, bias ? dbd : NULL, NX_GRAD_ADD, dyd, NX_F32, xd, NX_F32, &Wd, N);
                     EXPECT(rel_err(be, dxd, dx2, (long)N * IC), 1e-5, "linear_backward_from din (overwritten)");
                     EXPECT(rel_err(be, dWd, dW, (long)OC * IC), 1e-5, "linear_backward_from dW");
                     EXPECT(rel_err(be, dbd, db, OC), 1e-5, "linear_backward_from db");
+                    /* NX_GRAD_WRITE: dW and db written over garbage, the sums into zeros */
+                    memset(dx2, 0, 4L * N * IC), memset(dW, 0, 4L * OC * IC), memset(db, 0, 4L * OC);
+                    nx_linear_backward(REF, dx2, dW, bias ? db : NULL, dy, x, &W, N);
+                    be->fill(be, dWd, 0xff, 4L * OC * IC), be->fill(be, dbd, 0xff, 4L * OC);
+                    nx_linear_backward_from(be, dxd, dWd, bias ? dbd : NULL, NX_GRAD_WRITE, dyd, NX_F32, xd, NX_F32,
+                                            &Wd, N);
+                    EXPECT(rel_err(be, dxd, dx2, (long)N * IC), 1e-5, "linear_backward_from, gradients written: din");
+                    EXPECT(rel_err(be, dWd, dW, (long)OC * IC), 1e-5, "linear_backward_from, gradients written: dW");
+                    if (bias) EXPECT(rel_err(be, dbd, db, OC), 1e-5, "linear_backward_from, gradients written: db");
                     free(dx2);
                     nx_backend_free(be, dyd), nx_backend_free(be, dxd), nx_backend_free(be, dWd), nx_backend_free(be, dbd);
                     free(dy), free(dx), free(dW), free(db);
@@ -945,16 +954,24 @@ TEST(cuda_bf16_activations) {
                 nx_weight Wb = nx_weight_view(be, NX_F32, OC, IC, up(be, Wr, 4 * nw));
                 memset(dx, 0, 4 * nx), memcpy(dW, dW0, 4 * nw);
                 nx_linear_backward(REF, dx, dW, NULL, dy, x, &Wref, N);
-                nx_linear_backward_from(be, dxd, dWd, NULL, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
+                nx_linear_backward_from(be, dxd, dWd, NULL, NX_GRAD_ADD, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
                 EXPECT(rel_err(be, dxd, dx, nx), 1e-6, "linear backward from bf16: din");
                 EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward from bf16: dW");
+                /* NX_GRAD_WRITE: dW written over garbage (the product's beta 0), in each row chunk */
+                float *dWz = calloc(nw, 4);
+                nx_linear_backward(REF, NULL, dWz, NULL, dy, x, &Wref, N);
+                be->fill(be, dWd, 0xff, 4 * nw);
+                nx_linear_backward_from(be, dxd, dWd, NULL, NX_GRAD_WRITE, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
+                EXPECT(rel_err(be, dxd, dx, nx), 1e-6, "linear backward from bf16, dW written: din");
+                EXPECT(rel_err(be, dWd, dWz, nw), 1e-6, "linear backward from bf16, dW written: dW");
+                free(dWz);
                 /* dout in bf16 too (dy is rounded), and dout alone in bf16 */
                 uint16_t *dy16 = malloc(2 * ny);
                 nx_convert(dy16, NX_BF16, dy, NX_F32, ny);
                 void *dy16d = up(be, dy16, 2 * ny);
                 for (int both = 1; both >= 0; both--) {
                     nx_backend_upload(be, dxd, dx0, 4 * nx), nx_backend_upload(be, dWd, dW0, 4 * nw);
-                    nx_linear_backward_from(be, dxd, dWd, NULL, dy16d, NX_BF16, both ? x16d : (void *)xd,
+                    nx_linear_backward_from(be, dxd, dWd, NULL, NX_GRAD_ADD, dy16d, NX_BF16, both ? x16d : (void *)xd,
                                             both ? NX_BF16 : NX_F32, &Wb, N);
                     EXPECT(rel_err(be, dxd, dx, nx), 1e-6, both ? "linear backward, bf16 in and dout: din"
                                                                 : "linear backward, bf16 dout: din");
@@ -970,7 +987,7 @@ TEST(cuda_bf16_activations) {
                 round_bf16(dxr, nx);
                 for (int from16 = 1; from16 >= 0; from16--) {
                     nx_backend_upload(be, dWd, dW0, 4 * nw);
-                    nx_linear_backward_to(be, dx16d, NX_BF16, dWd, NULL, from16 ? dy16d : (void *)dyd,
+                    nx_linear_backward_to(be, dx16d, NX_BF16, dWd, NULL, NX_GRAD_ADD, from16 ? dy16d : (void *)dyd,
                                           from16 ? NX_BF16 : NX_F32, from16 ? x16d : (void *)xd,
                                           from16 ? NX_BF16 : NX_F32, &Wb, N);
                     EXPECT(rel_err_bf16(be, dx16d, dxr, nx), 4e-3, from16 ? "linear backward into bf16 from bf16: din"
@@ -989,11 +1006,11 @@ TEST(cuda_bf16_activations) {
                 nx_linear_from(be, yd, x16d, NX_BF16, &Wb, NULL, N);
                 EXPECT(rel_err(be, yd, y, ny), 1e-6, "linear from bf16, the weights' bf16 copy");
                 nx_backend_upload(be, dWd, dW0, 4 * nw);
-                nx_linear_backward_from(be, dxd, dWd, NULL, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
+                nx_linear_backward_from(be, dxd, dWd, NULL, NX_GRAD_ADD, dyd, NX_F32, x16d, NX_BF16, &Wb, N);
                 EXPECT(rel_err(be, dxd, dx, nx), 1e-5, "linear backward, the weights' bf16 copy: din");
                 EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward, the weights' bf16 copy: dW");
                 nx_backend_upload(be, dWd, dW0, 4 * nw);
-                nx_linear_backward_to(be, dx16d, NX_BF16, dWd, NULL, dy16d, NX_BF16, x16d, NX_BF16, &Wb, N);
+                nx_linear_backward_to(be, dx16d, NX_BF16, dWd, NULL, NX_GRAD_ADD, dy16d, NX_BF16, x16d, NX_BF16, &Wb, N);
                 EXPECT(rel_err_bf16(be, dx16d, dxr, nx), 4e-3, "linear backward into bf16, the weights' bf16 copy: din");
                 EXPECT(rel_err(be, dWd, dW, nw), 1e-6, "linear backward into bf16, the weights' bf16 copy: dW");
                 nx_backend_free(be, dy16d), nx_backend_free(be, dx16d);

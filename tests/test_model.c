@@ -47,7 +47,7 @@ static void check_config(nx_model_config cfg, uint64_t seed) {
     float *grads = calloc(m.nparams, sizeof(float));
     memset(a.dlogits, 0, sizeof(float) * N * cfg.V);
     model_loss(&m, &a, ids, tg, B, T, a.dlogits, teacher);
-    nx_model_backward(&m, &a, grads, NULL, NULL);
+    nx_model_backward(&m, &a, grads, NX_GRAD_ADD, NULL, NULL);
 
     int np = m.ntab;
     const nx_param *tab = m.tab;
@@ -147,7 +147,7 @@ static void recompute_matches(nx_model_config cfg, uint64_t seed) {
         model_loss(&m, &a, ids, tg, B, T, a.dlogits, teacher);
         for (int l = 0; l <= cfg.L; l++)
             memcpy(hid[k] + (size_t)l * N * cfg.C, nx_acts_hidden(&a, &cfg, l), sizeof(float) * N * cfg.C);
-        nx_model_backward(&m, &a, g[k], NULL, NULL);
+        nx_model_backward(&m, &a, g[k], NX_GRAD_ADD, NULL, NULL);
         nx_acts_free(&a);
     }
     CHECKF(!memcmp(g[0], g[1], sizeof(float) * m.nparams), "gradients differ with recomputation");
@@ -415,7 +415,7 @@ static void bf16_backward_near_f32(nx_model_config cfg, uint64_t seed, bool hidd
     nx_model_forward(&m, &a, ids, B, T, true);
     nx_distill_loss(m.be, &loss[0], &loss[1], NX_KD_FORWARD_KL, 2.0f, a.dlogits, NX_F32, 0.5f, 0.5f, a.logits, a.lt,
                     teacher, NX_F32, tg, N, V);
-    nx_model_backward(&m, &a, want, hidden ? dhid : NULL, NULL);
+    nx_model_backward(&m, &a, want, NX_GRAD_ADD, hidden ? dhid : NULL, NULL);
     float *gradd = nx_backend_alloc(cuda, sizeof(float) * m.nparams, "test", &e), *dhd = NULL, *td;
     int32_t *tgd = nx_backend_alloc(cuda, sizeof tg, "test", &e);
     double *lossd = nx_backend_alloc(cuda, 2 * sizeof(double), "test", &e);
@@ -430,7 +430,7 @@ static void bf16_backward_near_f32(nx_model_config cfg, uint64_t seed, bool hidd
     nx_model_forward(&g, &ag, ids, B, T, true);
     nx_distill_loss(cuda, lossd, lossd + 1, NX_KD_FORWARD_KL, 2.0f, ag.dlogits, ag.at, 0.5f, 0.5f, ag.logits, ag.lt, td,
                     NX_F32, tgd, N, V);
-    nx_model_backward(&g, &ag, gradd, dhd, NULL);
+    nx_model_backward(&g, &ag, gradd, NX_GRAD_ADD, dhd, NULL);
     nx_backend_download(cuda, got, gradd, sizeof(float) * m.nparams);
     double worst = 0;
     const char *worst_name = "";
@@ -472,4 +472,129 @@ TEST(cuda_bf16_backward_stays_near_f32) {
     nx_model_config h = c;
     h.NH = 8, h.KVH = 4, h.HS = 16;
     bf16_backward_near_f32(h, 26, false, false, "head size 16");
+}
+
+/* NX_GRAD_WRITE (a step's first micro-batch) against NX_GRAD_ADD into
+ * zeros: the products' dW written (beta 0) and every other gradient zeroed
+ * first by the model, over a buffer of garbage (NaN); then one more
+ * NX_GRAD_ADD backward on top of each (the later micro-batches). On the
+ * CPU the same bits (0 + x is x; the CPU backend zeroes dW, then adds); on
+ * CUDA (cuda set: bf16 products, flash where it fits) within 1e-6 of each
+ * other, the values that differ counted (the products' beta 0 against 1
+ * into zeros may take another cuBLAS kernel, and −0 becomes +0). */
+static void grads_written_equal_added(nx_backend *cuda, nx_model_config cfg, uint64_t seed, bool hidden,
+                                      bool recompute, const char *what) {
+    nx_err e;
+    nx_rng r;
+    nx_rng_seed(&r, seed);
+    nx_model host, dev, *m = &host;
+    random_model(&host, &cfg, &r);
+    void *p16 = NULL;
+    if (cuda) {
+        NX_ASSERT(nx_backend_set_precision(cuda, NX_PREC_BF16, &e) == NX_OK);
+        CHECKF(nx_model_init_on(&dev, &cfg, NX_F32, cuda, &e) == NX_OK, "%s", e.msg);
+        nx_backend_upload(cuda, dev.params, host.params, sizeof(float) * host.nparams);
+        NX_ASSERT((p16 = nx_backend_alloc(cuda, 2 * host.nparams, "test", &e)));
+        nx_round_bf16(cuda, p16, dev.params, (int64_t)host.nparams);
+        nx_model_bind_bf16(&dev, p16);
+        m = &dev;
+    }
+    nx_backend *be = m->be;
+    int B = 2, T = cuda ? 40 : 5, N = B * T, V = cfg.V;
+    int32_t ids[80], tg[80];
+    float *teacher = random_batch(&r, V, B, T, ids, tg);
+    size_t nh = (size_t)(cfg.L + 1) * N * cfg.C, np = m->nparams;
+    float *dhid = malloc(sizeof(float) * nh);
+    for (size_t i = 0; i < nh; i++) dhid[i] = 0.01f * nx_rng_normal(&r);
+    unsigned mode = NX_ACTS_TRAIN | (recompute ? NX_ACTS_RECOMPUTE : 0);
+    bool flash = cuda && nx_attention_lse_fits(cuda, cfg.HS, B, T, cfg.NH);
+    nx_acts a;
+    CHECKF(nx_acts_init(&a, m, B, T, mode | (flash ? NX_ACTS_FLASH : 0), &e) == NX_OK, "%s", e.msg);
+    float *gd[2], *dhd, *td;
+    int32_t *tgd;
+    double *lossd;
+    NX_ASSERT((gd[0] = nx_backend_alloc(be, sizeof(float) * np, "test", &e)) &&
+              (gd[1] = nx_backend_alloc(be, sizeof(float) * np, "test", &e)) &&
+              (dhd = nx_backend_alloc(be, sizeof(float) * nh, "test", &e)) &&
+              (td = nx_backend_alloc(be, sizeof(float) * N * V, "test", &e)) &&
+              (tgd = nx_backend_alloc(be, sizeof tg, "test", &e)) &&
+              (lossd = nx_backend_alloc(be, 2 * sizeof(double), "test", &e)));
+    nx_backend_upload(be, dhd, dhid, sizeof(float) * nh);
+    nx_backend_upload(be, td, teacher, sizeof(float) * N * V);
+    nx_backend_upload(be, tgd, tg, sizeof tg);
+    nx_backend_zero(be, gd[0], sizeof(float) * np);
+    be->fill(be, gd[1], 0xff, sizeof(float) * np); /* NaN everywhere, padding included */
+    for (int pass = 0; pass < 2; pass++) /* pass 1: the later micro-batches' NX_GRAD_ADD on top */
+        for (int k = 0; k < 2; k++) {
+            nx_model_forward(m, &a, ids, B, T, true);
+            nx_distill_loss(be, lossd, lossd + 1, NX_KD_FORWARD_KL, 2.0f, a.dlogits, a.at, 0.5f, 0.5f, a.logits,
+                            a.lt, td, NX_F32, tgd, N, V);
+            nx_model_backward(m, &a, gd[k], k && !pass ? NX_GRAD_WRITE : NX_GRAD_ADD, hidden ? dhd : NULL, NULL);
+        }
+    float *g[2] = {malloc(sizeof(float) * np), malloc(sizeof(float) * np)};
+    for (int k = 0; k < 2; k++) nx_backend_download(be, g[k], gd[k], sizeof(float) * np);
+    size_t differ = 0;
+    for (size_t i = 0; i < np; i++) differ += memcmp(&g[0][i], &g[1][i], sizeof(float)) != 0;
+    double worst = 0;
+    const char *worst_name = "";
+    for (int p = 0; p < m->ntab; p++) {
+        size_t o = m->tab[p].off / sizeof(float);
+        double err = nxt_rel_err(g[1] + o, g[0] + o, (long)m->tab[p].numel);
+        if (err > worst || err != err) worst = err, worst_name = m->tab[p].name;
+    }
+    bool nan = false; /* the padding too: every float of the buffer finite */
+    for (size_t i = 0; i < np; i++) nan = nan || !isfinite(g[1][i]);
+    if (cuda) {
+        printf("  %s (%s): %zu of %zu values differ, worst relative error %.3g at %s\n", what,
+               flash ? "flash" : "no flash", differ, np, worst, worst_name);
+        CHECKF(!nan && worst <= 1e-6, "%s: written gradients off the added ones by %.3g at %s", what, worst,
+               worst_name);
+    } else {
+        CHECKF(!nan && !differ, "%s: %zu of %zu gradient floats differ written vs added (worst %.3g at %s)", what,
+               differ, np, worst, worst_name);
+    }
+    nx_acts_free(&a);
+    nx_backend_free(be, gd[0]), nx_backend_free(be, gd[1]), nx_backend_free(be, dhd), nx_backend_free(be, td);
+    nx_backend_free(be, tgd), nx_backend_free(be, lossd);
+    if (cuda) {
+        nx_model_bind_bf16(&dev, NULL);
+        nx_backend_free(cuda, p16);
+        nx_model_free(&dev);
+        NX_ASSERT(nx_backend_set_precision(cuda, NX_PREC_FP32, &e) == NX_OK);
+    }
+    nx_model_free(&host);
+    free(teacher), free(dhid), free(g[0]), free(g[1]);
+}
+
+/* The configurations of both runs: GQA, hidden-state gradients,
+ * recomputation, Qwen3 q/k norms with a window, q/k/v and o biases with
+ * tied embeddings (the head's product writes the embedding's gradient,
+ * which the embedding's backward then adds into). */
+static void grads_written_cases(nx_backend *cuda, nx_model_config c) {
+    grads_written_equal_added(cuda, c, 31, false, false, "GQA");
+    grads_written_equal_added(cuda, c, 32, true, false, "GQA, hidden-state gradients");
+    grads_written_equal_added(cuda, c, 33, false, true, "GQA, recomputed");
+    nx_model_config q = c;
+    q.arch = NX_ARCH_QWEN3;
+    q.qk_norm = true;
+    q.HS = cuda ? 64 : 6;
+    q.window = cuda ? 16 : 2, q.window_from = 1;
+    grads_written_equal_added(cuda, q, 34, false, false, "Qwen3 q/k norms, a window");
+    nx_model_config b = c;
+    b.qkv_bias = b.o_bias = true;
+    b.tied = true;
+    grads_written_equal_added(cuda, b, 35, true, false, "biases, tied");
+    b.tied = false;
+    grads_written_equal_added(cuda, b, 36, false, false, "biases, untied");
+}
+
+TEST(backward_writing_gradients_equals_adding_into_zeros) { grads_written_cases(NULL, base()); }
+
+TEST(cuda_backward_writing_gradients_equals_adding_into_zeros) {
+    nx_err e;
+    nx_backend *cuda = nx_backend_cuda(&e);
+    if (!cuda) SKIP("%.200s", e.msg);
+    nx_model_config c = base();
+    c.V = 256, c.C = 128, c.NH = 4, c.KVH = 2, c.HS = 32, c.F = 160, c.max_pos = 64;
+    grads_written_cases(cuda, c);
 }

@@ -144,7 +144,7 @@ static void check_teacher(const char *name) {
     nx_cross_entropy(m.be, &loss, a.dlogits, 1.0f, a.logits, tg, N, c->V);
     CHECKF(fabs(loss - loss_ref) <= 1e-5 * fabs(loss_ref), "%s loss %.9g, transformers %.9g", name, loss, loss_ref);
     float *grads = calloc(m.nparams, sizeof(float));
-    nx_model_backward(&m, &a, grads, NULL, NULL);
+    nx_model_backward(&m, &a, grads, NX_GRAD_ADD, NULL, NULL);
     double worst_g = 0;
     const char *worst_n = "";
     for (int i = 0; i < m.ntab; i++) {

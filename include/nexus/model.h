@@ -332,13 +332,16 @@ void nx_model_compute(const nx_model *m, nx_acts *a, const nx_batch *b);
  * (hidden states only). */
 void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, int T, bool logits);
 
-/* Backward of the last B × T forward from a->dlogits, ADDING into grads (an
- * f32 parameter-shaped buffer on the model's backend, see nx_weights_bind).
- * dhidden, when not NULL, holds (L+1, N, C) extra gradients w.r.t.
+/* Backward of the last B × T forward from a->dlogits into grads (an f32
+ * parameter-shaped buffer on the model's backend, see nx_weights_bind):
+ * NX_GRAD_ADD adds into it; NX_GRAD_WRITE writes all of it (the products'
+ * dW with beta 0, the rest zeroed first), where it holds no earlier sum,
+ * as a step's first micro-batch: the same values as adding into zeros,
+ * without zeroing and reading back the whole buffer. dhidden, when not NULL, holds (L+1, N, C) extra gradients w.r.t.
  * res[0..L] (hidden-state losses); dprobs, when not NULL, L pointers (each
  * NULL or (B, NH, T, T)) of extra gradients w.r.t. the attention maps
  * (attention transfer). */
-void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden,
+void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, nx_grad_mode gm, const float *dhidden,
                        float *const *dprobs);
 
 #endif

@@ -25,6 +25,14 @@
 
 typedef enum nx_kd_kind { NX_KD_FORWARD_KL, NX_KD_REVERSE_KL, NX_KD_JSD } nx_kd_kind;
 
+/* How a backward treats the parameter gradients it is given: NX_GRAD_ADD
+ * adds into them (the default of every backward op, and a step's later
+ * micro-batches); NX_GRAD_WRITE writes them, where the buffer holds no
+ * earlier sum (a step's first micro-batch): a product's beta 0, so the
+ * buffer needs no zeroing first and the product does not read it back.
+ * The result is the same as NX_GRAD_ADD into zeros. */
+typedef enum nx_grad_mode { NX_GRAD_ADD, NX_GRAD_WRITE } nx_grad_mode;
+
 /* Rows of one sequence: len consecutive tokens of sequence seq, at
  * positions pos .. pos+len−1. A batch of rows is a list of spans in row
  * order: training is B spans {b, 0, T}; a prefill chunk one span; a decode
@@ -122,8 +130,9 @@ struct nx_ops {
     void (*linear_from)(nx_backend *, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
                         int N);
     void (*linear_to)(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N);
-    void (*linear_backward_from)(nx_backend *, void *din, nx_dtype dit, float *dW, float *db, const void *dout,
-                                 nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N);
+    void (*linear_backward_from)(nx_backend *, void *din, nx_dtype dit, float *dW, float *db, nx_grad_mode gm,
+                                 const void *dout, nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W,
+                                 int N);
     /* optional: out = res + linear (nx_linear_add) */
     void (*linear_add)(nx_backend *, float *out, const float *res, const void *in, nx_dtype it, const nx_weight *W,
                        const float *b, int N);
@@ -237,10 +246,13 @@ void nx_swiglu_backward_from(nx_backend *be, void *dgu, const void *dh, nx_dtype
 void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, const nx_weight *W, const float *b,
                     int N);
 void nx_linear_to(nx_backend *be, void *out, nx_dtype ot, const void *in, nx_dtype it, const nx_weight *W, int N);
-void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
-                             const void *in, nx_dtype it, const nx_weight *W, int N);
-void nx_linear_backward_to(nx_backend *be, void *din, nx_dtype dit, float *dW, float *db, const void *dout,
-                           nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N);
+/* The two backward entries take gm (nx_grad_mode) for dW and db: added
+ * to, or written (NX_GRAD_WRITE: neither zeroed first nor read; a backend
+ * without its own linear_backward_from zeroes them, then adds). */
+void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, nx_grad_mode gm, const void *dout,
+                             nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N);
+void nx_linear_backward_to(nx_backend *be, void *din, nx_dtype dit, float *dW, float *db, nx_grad_mode gm,
+                           const void *dout, nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N);
 /* out = res + in · Wᵀ (+ b): nx_linear_from and nx_add in one op, where the
  * backend adds res in the product's epilogue (CUDA, bf16 products) rather
  * than in a pass of its own. res and out are distinct (N, W->rows). */

@@ -368,21 +368,26 @@ void nx_linear_from(nx_backend *be, float *out, const void *in, nx_dtype it, con
     CALL(linear_from, be, out, in, it, W, b, N);
 }
 
-void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, const void *dout, nx_dtype dt,
-                             const void *in, nx_dtype it, const nx_weight *W, int N) {
-    nx_linear_backward_to(be, din, NX_F32, dW, db, dout, dt, in, it, W, N);
+void nx_linear_backward_from(nx_backend *be, float *din, float *dW, float *db, nx_grad_mode gm, const void *dout,
+                             nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N) {
+    nx_linear_backward_to(be, din, NX_F32, dW, db, gm, dout, dt, in, it, W, N);
 }
 
-void nx_linear_backward_to(nx_backend *be, void *din, nx_dtype dit, float *dW, float *db, const void *dout,
-                           nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N) {
+void nx_linear_backward_to(nx_backend *be, void *din, nx_dtype dit, float *dW, float *db, nx_grad_mode gm,
+                           const void *dout, nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N) {
     NX_ASSERTM(W->type == NX_F32, "linear backward needs f32 weights");
     NX_ASSERTM(!db || dt == NX_F32, "linear backward: a bias gradient needs dout in f32");
+    NX_ASSERT(gm == NX_GRAD_ADD || gm == NX_GRAD_WRITE);
     if (be->ops->linear_backward_from) {
-        CALL(linear_backward_from, be, din, dit, dW, db, dout, dt, in, it, W, N);
+        CALL(linear_backward_from, be, din, dit, dW, db, gm, dout, dt, in, it, W, N);
         return;
     }
     typed(it == NX_F32 && dt == NX_F32 && dit == NX_F32);
     if (din) nx_backend_zero(be, din, sizeof(float) * N * W->cols);
+    if (gm == NX_GRAD_WRITE) { /* zeroed, then added to: the same values as a product's beta 0 */
+        nx_backend_zero(be, dW, sizeof(float) * W->rows * W->cols);
+        if (db) nx_backend_zero(be, db, sizeof(float) * W->rows);
+    }
     nx_linear_backward(be, din, dW, db, dout, in, W, N);
 }
 

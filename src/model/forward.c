@@ -403,7 +403,47 @@ void nx_model_forward(const nx_model *m, nx_acts *a, const int32_t *ids, int B, 
 
 /* ---- backward ---- */
 
-void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float *dhidden,
+/* A product's dW within the gradient buffer: bytes [at, at + n). */
+typedef struct {
+    char *at;
+    size_t n;
+} dw_range;
+
+static dw_range dw_of(const nx_weight *x) {
+    NX_ASSERT(x->type == NX_F32);
+    return (dw_range){x->data, sizeof(float) * x->rows * x->cols};
+}
+
+static int by_address(const void *x, const void *y) {
+    const dw_range *p = x, *q = y;
+    return p->at < q->at ? -1 : p->at > q->at;
+}
+
+/* Ahead of a backward that writes grads (NX_GRAD_WRITE): zeroes every
+ * part of the model's gradient buffer that no product writes (the norms'
+ * and the Qwen3 q/k norms' gradients, which their ops add into, the
+ * biases', the embedding's unless tied to the head, whose product writes
+ * it before the embedding's backward adds, and the padding between
+ * groups): the stretches between the products' dW, a few per layer. */
+static void zero_unwritten(nx_backend *be, const nx_model_config *c, const nx_weights *g, float *grads) {
+    int n = 0;
+    dw_range w[4 * c->L + 1];
+    w[n++] = dw_of(&g->head);
+    for (int l = 0; l < c->L; l++) {
+        const nx_layer_weights *gw = &g->layer[l];
+        w[n++] = dw_of(&gw->qkv), w[n++] = dw_of(&gw->o), w[n++] = dw_of(&gw->gu), w[n++] = dw_of(&gw->down);
+    }
+    qsort(w, (size_t)n, sizeof w[0], by_address);
+    char *at = (char *)grads, *end = at + nx_model_size(c, NX_F32); /* the model's nparams floats */
+    for (int i = 0; i < n; i++) {
+        NX_ASSERT(w[i].at >= at && w[i].at + w[i].n <= end);
+        nx_backend_zero(be, at, (size_t)(w[i].at - at));
+        at = w[i].at + w[i].n;
+    }
+    nx_backend_zero(be, at, (size_t)(end - at));
+}
+
+void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, nx_grad_mode gm, const float *dhidden,
                        float *const *dprobs) {
     const nx_model_config *c = &m->cfg;
     nx_backend *be = m->be;
@@ -415,6 +455,9 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
     nx_layer_weights gl[c->L];
     nx_weights g = {.layer = gl};
     nx_weights_bind(&g, c, NX_F32, be, grads);
+    NX_ASSERT(gm == NX_GRAD_ADD || gm == NX_GRAD_WRITE);
+    NX_ASSERT(m->nparams * sizeof(float) == nx_model_size(c, NX_F32));
+    if (gm == NX_GRAD_WRITE) zero_unwritten(be, c, &g, grads);
 
     /* The residual gradient dres (f32: it accumulates) as the down and o
      * projections' backward read it: its copy in the activation type, which
@@ -426,7 +469,7 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
     nx_dtype rt = dcopy ? a->at : NX_F32, gt = qkv_type(a, c);
 
     /* logits = lnf @ head.T ; lnf = norm(res[L]) */
-    nx_linear_backward_from(be, a->dlnf, g.head.data, NULL, a->dlogits, a->at, a->lnf, NX_F32, &m->w.head, N);
+    nx_linear_backward_from(be, a->dlnf, g.head.data, NULL, gm, a->dlogits, a->at, a->lnf, NX_F32, &m->w.head, N);
     nx_backend_zero(be, dres, NC);
     nx_rmsnorm_backward_to(be, dres, dcopy, a->at, g.lnf, a->dlnf, res_at(a, c, c->L), m->w.lnf, a->rstdf, N, C);
     if (dhidden) nx_add(be, dres, dhidden + (size_t)c->L * N * C, (int64_t)N * C);
@@ -440,12 +483,12 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
         if (a->recompute) layer_forward(m, a, &again, l, B, T, false);
         layer_acts s = layer_view(a, c, l);
         /* out = mid + down(h): dmid = dres (kept in place), dh = dres @ Wd */
-        nx_linear_backward_to(be, a->dh, a->at, gw->down.data, NULL, dr, rt, s.h, a->at, &w->down, N);
+        nx_linear_backward_to(be, a->dh, a->at, gw->down.data, NULL, gm, dr, rt, s.h, a->at, &w->down, N);
         nx_swiglu_backward_from(be, a->dgu, a->dh, a->at, s.gu, a->at, N, c->F);
-        nx_linear_backward_from(be, a->dln, gw->gu.data, NULL, a->dgu, a->at, s.ln2, a->at, &w->gu, N);
+        nx_linear_backward_from(be, a->dln, gw->gu.data, NULL, gm, a->dgu, a->at, s.ln2, a->at, &w->gu, N);
         nx_rmsnorm_backward_to(be, dres, dcopy, a->at, gw->ln2, a->dln, s.mid, w->ln2, s.rstd2, N, C);
         /* mid = x + o_proj(att): dx = dmid (in place), datt = dmid @ Wo (a bias's gradient sums f32 dres) */
-        nx_linear_backward_to(be, a->datt, att_type(a), gw->o.data, gw->bo, gw->bo ? dres : dr, gw->bo ? NX_F32 : rt,
+        nx_linear_backward_to(be, a->datt, att_type(a), gw->o.data, gw->bo, gm, gw->bo ? dres : dr, gw->bo ? NX_F32 : rt,
                               s.att, att_type(a), &w->o, N);
         if (s.lse) { /* dq and dk come back before the rotation, in q/k/v's type */
             NX_ASSERTM(!dprobs, "attention-map gradients need the maps kept (NX_ACTS_KEEP_PROBS)");
@@ -460,7 +503,7 @@ void nx_model_backward(const nx_model *m, nx_acts *a, float *grads, const float 
             nx_rope(be, a->dqkv, QKV, a->pos, a->rope_cos, a->rope_sin, N, c->NH + c->KVH, c->HS, true);
         }
         if (c->qk_norm) qk_norm_backward(be, c, a, &s, w, gw, N);
-        nx_linear_backward_from(be, a->dln, gw->qkv.data, gw->bqkv, a->dqkv, gt, s.ln1, a->at, &w->qkv, N);
+        nx_linear_backward_from(be, a->dln, gw->qkv.data, gw->bqkv, gm, a->dqkv, gt, s.ln1, a->at, &w->qkv, N);
         /* layer 0's dres goes to the embedding alone */
         nx_rmsnorm_backward_to(be, dres, l ? dcopy : NULL, a->at, gw->ln1, a->dln, res_at(a, c, l), w->ln1, s.rstd1, N,
                                C);

@@ -2,7 +2,9 @@
  * micro-batch: teacher forward (no gradients; logits only when KD is on,
  * attention maps kept only for attention transfer), student forward, fused
  * loss gradient into student dlogits, hidden-state and attention-map
- * gradients into their own buffers, student backward adding into grads.
+ * gradients into their own buffers, student backward into grads: the
+ * first micro-batch's writes them (NX_GRAD_WRITE: no zeroing of the whole
+ * buffer, no product reading it back), the others' add.
  * Then one clip and one AdamW update per step over everything that trains
  * (the student and, where widths differ, the hidden-state projections). */
 #include "nexus/train.h"
@@ -225,7 +227,9 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
     int B = o->B, T = o->T, N = B * T, V = tr->student->cfg.V, P = o->n_layer_map;
     bool kd = tr->teacher && o->alpha > 0, hid = tr->dhidden != NULL, att = tr->dprobs != NULL;
     float w_kd = kd ? o->alpha : 0.0f, w_ce = (tr->teacher ? 1.0f - o->alpha : 1.0f);
-    nx_backend_zero(be, tr->grads, tr->n_train * sizeof(float));
+    /* the model's own gradients are written by micro-batch 0's backward;
+     * the projections' (after them), which hidden_loss adds into, zeroed */
+    nx_backend_zero(be, tr->grads + tr->student->nparams, (tr->n_train - tr->student->nparams) * sizeof(float));
     nx_backend_zero(be, tr->stats, tr->nstats * sizeof(double));
     /* each micro-batch contributes 1/accum of the step's mean loss */
     float s = 1.0f / o->accum;
@@ -239,7 +243,7 @@ int nx_trainer_step(nx_trainer *tr, const int32_t *inputs, const int32_t *target
                         kd ? tr->ta.logits : NULL, kd ? tr->ta.lt : NX_F32, tr->targets, N, V);
         if (hid) hidden_loss(tr, o->hidden_weight * s, a);
         if (att) attention_loss(tr, o->attention_weight * s, a);
-        nx_model_backward(tr->student, &tr->sa, tr->grads, tr->dhidden, tr->dprobs);
+        nx_model_backward(tr->student, &tr->sa, tr->grads, a ? NX_GRAD_ADD : NX_GRAD_WRITE, tr->dhidden, tr->dprobs);
     }
     float lr = nx_lr_at(o->sched, o->lr, o->min_lr, o->warmup, o->total_steps, tr->step);
     double *gn = tr->stats + tr->nstats - 1;

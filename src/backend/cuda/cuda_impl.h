@@ -203,8 +203,8 @@ void cu_swiglu_to(nx_backend *, void *, const void *, nx_dtype, int, int);
 void cu_swiglu_backward_from(nx_backend *, void *, const void *, nx_dtype, const void *, nx_dtype, int, int);
 void cu_linear_to(nx_backend *, void *, nx_dtype, const void *, nx_dtype, const nx_weight *, int);
 void cu_linear_from(nx_backend *, float *, const void *, nx_dtype, const nx_weight *, const float *, int);
-void cu_linear_backward_from(nx_backend *, void *, nx_dtype, float *, float *, const void *, nx_dtype, const void *,
-                             nx_dtype, const nx_weight *, int);
+void cu_linear_backward_from(nx_backend *, void *, nx_dtype, float *, float *, nx_grad_mode, const void *, nx_dtype,
+                             const void *, nx_dtype, const nx_weight *, int);
 void cu_linear_add(nx_backend *, float *, const float *, const void *, nx_dtype, const nx_weight *, const float *, int);
 void cu_swiglu_backward(nx_backend *, float *, const float *, const float *, int, int);
 void cu_add(nx_backend *, float *, const float *, int64_t);

@@ -270,12 +270,13 @@ __global__ void add_bias_k(float *out, const float *b, int N, int OC) {
 }
 
 /* db[o] += Σ_n dout[n, o], in row order */
-__global__ void col_sum_k(float *db, const float *dout, int N, int OC) {
+/* db (+)= Σ_n dout: written where write, else added to */
+__global__ void col_sum_k(float *db, const float *dout, int N, int OC, bool write) {
     int o = blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= OC) return;
     double s = 0;
     for (int n = 0; n < N; n++) s += dout[(int64_t)n * OC + o];
-    db[o] += (float)s;
+    db[o] = write ? (float)s : db[o] + (float)s;
 }
 
 /* Row-wise elementwise kernels run on a grid of (column blocks, rows),
@@ -646,14 +647,14 @@ static void linear_bf16(void *out, const float *in, const unsigned short *in16, 
 }
 
 /* din = din_beta·din + dout · W (din in bf16 where din16, din_beta 0 then)
- * and dW += doutᵀ · in, f32 weights. W is narrowed once (not at all where
+ * and dW = dW_beta·dW + doutᵀ · in (dW_beta 0 or 1), f32 weights. W is narrowed once (not at all where
  * W->bf16 holds it) beside chunks of the rows of in and dout, each
  * narrowed once for both products (in not at all when in16 holds it in
  * bf16, dout not when dout16 does); a W too large for that is narrowed a
  * chunk of its rows at a time for din (of its columns for a din in bf16,
  * rounded once from the whole sum), and the rows' chunks then serve dW
  * alone. */
-static void linear_backward_bf16(void *din, bool din16, float din_beta, float *dW, const float *dout,
+static void linear_backward_bf16(void *din, bool din16, float din_beta, float *dW, float dW_beta, const float *dout,
                                  const unsigned short *dout16, const float *in, const unsigned short *in16,
                                  const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
@@ -708,26 +709,29 @@ static void linear_backward_bf16(void *din, bool din16, float din_beta, float *d
         if (din && together) /* dinᵀ (IC, n) (+)= Wᵀ (IC, OC) · doutᵀ (OC, n) */
             gemm16(CUBLAS_OP_N, CUBLAS_OP_N, IC, n, OC, wd, IC, d, OC, din_beta,
                    (char *)din + (int64_t)r0 * IC * (din16 ? 2 : 4), IC, "linear backward (input, bf16)", din16);
-        /* dWᵀ (IC, OC) += in_cᵀ (IC, n) · dout_c (n, OC) */
-        gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x, IC, d, OC, 1.0f, dW, IC, "linear backward (weights, bf16)");
+        /* dWᵀ (IC, OC) (+)= in_cᵀ (IC, n) · dout_c (n, OC) */
+        gemm16(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, n, x, IC, d, OC, r0 ? 1.0f : dW_beta, dW, IC,
+               "linear backward (weights, bf16)");
     }
 }
 
-/* din = din_beta·din + dout · W, dW += doutᵀ · in, db += Σ dout; all f32 */
-static void linear_backward_f32(float *din, float din_beta, float *dW, float *db, const float *dout, const float *in,
-                                const nx_weight *W, int N) {
+/* din = din_beta·din + dout · W, dW and db (+)= doutᵀ · in and Σ dout
+ * (written where gm is NX_GRAD_WRITE); all f32 */
+static void linear_backward_f32(float *din, float din_beta, float *dW, float *db, nx_grad_mode gm, const float *dout,
+                                const float *in, const nx_weight *W, int N) {
     int OC = W->rows, IC = W->cols;
     if (N == 0) return;
+    float dW_beta = gm == NX_GRAD_WRITE ? 0.0f : 1.0f;
     if (products_in_bf16(W, N)) {
-        linear_backward_bf16(din, false, din_beta, dW, dout, nullptr, in, nullptr, W, N);
+        linear_backward_bf16(din, false, din_beta, dW, dW_beta, dout, nullptr, in, nullptr, W, N);
     } else {
         if (din) /* dinᵀ (IC, N) (+)= Wᵀ (IC, OC) · doutᵀ (OC, N) */
             cu_gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, N, OC, (const float *)W->data, IC, dout, OC, din_beta, din, IC,
                     "linear backward (input)");
-        /* dWᵀ (IC, OC) += inᵀ (IC, N) · dout (N, OC) */
-        cu_gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, in, IC, dout, OC, 1.0f, dW, IC, "linear backward (weights)");
+        /* dWᵀ (IC, OC) (+)= inᵀ (IC, N) · dout (N, OC) */
+        cu_gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, N, in, IC, dout, OC, dW_beta, dW, IC, "linear backward (weights)");
     }
-    if (db) col_sum_k<<<cu_blocks(OC, 128), 128, 0, cu_stream()>>>(db, dout, N, OC);
+    if (db) col_sum_k<<<cu_blocks(OC, 128), 128, 0, cu_stream()>>>(db, dout, N, OC, gm == NX_GRAD_WRITE);
     CU_LAUNCHED("linear backward");
 }
 
@@ -753,7 +757,7 @@ void cu_linear(nx_backend *, float *out, const float *in, const nx_weight *W, co
 
 void cu_linear_backward(nx_backend *, float *din, float *dW, float *db, const float *dout, const float *in,
                         const nx_weight *W, int N) {
-    linear_backward_f32(din, 1.0f, dW, db, dout, in, W, N);
+    linear_backward_f32(din, 1.0f, dW, db, NX_GRAD_ADD, dout, in, W, N);
 }
 
 /* The products on bf16 operands whatever the weights' size or the
@@ -793,21 +797,25 @@ void cu_linear_to(nx_backend *, void *out, nx_dtype ot, const void *in, nx_dtype
 }
 
 /* din overwritten (the products' beta 0: din is neither zeroed first nor
- * read); a din in bf16 always from bf16 operands */
-void cu_linear_backward_from(nx_backend *, void *din, nx_dtype dit, float *dW, float *db, const void *dout,
-                             nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N) {
+ * read), and dW and db too where gm is NX_GRAD_WRITE; a din in bf16 always
+ * from bf16 operands */
+void cu_linear_backward_from(nx_backend *, void *din, nx_dtype dit, float *dW, float *db, nx_grad_mode gm,
+                             const void *dout, nx_dtype dt, const void *in, nx_dtype it, const nx_weight *W, int N) {
     NX_ASSERT((it == NX_BF16 || it == NX_F32) && (dt == NX_BF16 || dt == NX_F32) && W->type == NX_F32);
     NX_ASSERT((dit == NX_BF16 || dit == NX_F32) && (!db || dt == NX_F32));
     if (it == NX_F32 && dt == NX_F32 && dit == NX_F32) {
-        linear_backward_f32((float *)din, 0.0f, dW, db, (const float *)dout, (const float *)in, W, N);
+        linear_backward_f32((float *)din, 0.0f, dW, db, gm, (const float *)dout, (const float *)in, W, N);
         return;
     }
     if (N == 0) return;
     bool d16 = dt == NX_BF16, i16 = it == NX_BF16;
-    linear_backward_bf16(din, dit == NX_BF16, 0.0f, dW, d16 ? nullptr : (const float *)dout,
+    linear_backward_bf16(din, dit == NX_BF16, 0.0f, dW, gm == NX_GRAD_WRITE ? 0.0f : 1.0f,
+                         d16 ? nullptr : (const float *)dout,
                          d16 ? (const unsigned short *)dout : nullptr, i16 ? nullptr : (const float *)in,
                          i16 ? (const unsigned short *)in : nullptr, W, N);
-    if (db) col_sum_k<<<cu_blocks(W->rows, 128), 128, 0, cu_stream()>>>(db, (const float *)dout, N, W->rows);
+    if (db)
+        col_sum_k<<<cu_blocks(W->rows, 128), 128, 0, cu_stream()>>>(db, (const float *)dout, N, W->rows,
+                                                                    gm == NX_GRAD_WRITE);
     CU_LAUNCHED("linear backward");
 }
 
