@@ -269,8 +269,7 @@ __global__ void add_bias_k(float *out, const float *b, int N, int OC) {
     if (i < (int64_t)N * OC) out[i] += b[i % OC];
 }
 
-/* db[o] += Σ_n dout[n, o], in row order */
-/* db (+)= Σ_n dout: written where write, else added to */
+/* db[o] (+)= Σ_n dout[n, o], in row order: written where write, else added to */
 __global__ void col_sum_k(float *db, const float *dout, int N, int OC, bool write) {
     int o = blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= OC) return;
@@ -647,13 +646,13 @@ static void linear_bf16(void *out, const float *in, const unsigned short *in16, 
 }
 
 /* din = din_beta·din + dout · W (din in bf16 where din16, din_beta 0 then)
- * and dW = dW_beta·dW + doutᵀ · in (dW_beta 0 or 1), f32 weights. W is narrowed once (not at all where
- * W->bf16 holds it) beside chunks of the rows of in and dout, each
- * narrowed once for both products (in not at all when in16 holds it in
- * bf16, dout not when dout16 does); a W too large for that is narrowed a
- * chunk of its rows at a time for din (of its columns for a din in bf16,
- * rounded once from the whole sum), and the rows' chunks then serve dW
- * alone. */
+ * and dW = dW_beta·dW + doutᵀ · in (dW_beta 0 or 1), f32 weights. W is
+ * narrowed once (not at all where W->bf16 holds it) beside chunks of the
+ * rows of in and dout, each narrowed once for both products (in not at all
+ * when in16 holds it in bf16, dout not when dout16 does); a W too large for
+ * that is narrowed a chunk of its rows at a time for din (of its columns
+ * for a din in bf16, rounded once from the whole sum), and the rows'
+ * chunks then serve dW alone. */
 static void linear_backward_bf16(void *din, bool din16, float din_beta, float *dW, float dW_beta, const float *dout,
                                  const unsigned short *dout16, const float *in, const unsigned short *in16,
                                  const nx_weight *W, int N) {
