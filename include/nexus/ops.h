@@ -115,9 +115,10 @@ struct nx_ops {
                           nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH,
                           int HS, int window);
     void (*attention_lse_backward)(nx_backend *, void *dq, void *dk, void *dv, nx_dtype gt, float *scratch,
-                                   const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
-                                   const void *v, nx_dtype qt, int64_t ld, const float *rope_cos,
-                                   const float *rope_sin, int B, int T, int NH, int KVH, int HS, int window);
+                                   const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse,
+                                   const void *q, const void *k, const void *v, nx_dtype qt, int64_t ld,
+                                   const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH,
+                                   int HS, int window);
     void (*copy2d)(nx_backend *, float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
     void (*swiglu)(nx_backend *, float *h, const float *gu, int N, int F);
     /* optional: the same ops with their activation side in another type
@@ -273,9 +274,10 @@ void nx_argmax(nx_backend *be, int32_t *out, const float *x, int N, int V);
  * backend's nx_backend_act_type (dout as the output projection's backward
  * writes it, dq, dk, dv as the q/k/v product's backward reads them). */
 void nx_attention_lse_backward(nx_backend *be, void *dq, void *dk, void *dv, nx_dtype gt, float *scratch,
-                               const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
-                               const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
-                               int B, int T, int NH, int KVH, int HS, int window);
+                               const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse,
+                               const void *q, const void *k, const void *v, nx_dtype qt, int64_t ld,
+                               const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+                               int window);
 /* dwte[ids[n],:] += dout[n,:] (dwte f32). */
 void nx_embed_backward(nx_backend *be, float *dwte, const float *dout, const int32_t *ids, int N, int C);
 /* y = w ⊙ x r, r = (mean x² + eps)^-½: dx += r (w⊙dy) − (r³/C) x Σ(w⊙dy⊙x);
