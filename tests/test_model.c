@@ -379,9 +379,9 @@ TEST(acts_of_an_extreme_batch_are_not_counted_in_int) {
  * the worst tensors are off by 0.16-0.22 (GQA, biases, head size 16) and
  * 0.028 (Qwen3), the same with these gradients in f32 (the build before
  * them): bf16 products in the forward and backward of these small random
- * models, not the gradients' type. Over GQA,
- * a hidden-state gradient, Qwen3's q/k norms with a window, biases with
- * tied embeddings, recomputation, and a head size without flash. */
+ * models, not the gradients' type. Over GQA, a hidden-state gradient,
+ * Qwen3's q/k norms with a window, biases with tied embeddings,
+ * recomputation, and a head size without flash. */
 static void bf16_backward_near_f32(nx_model_config cfg, uint64_t seed, bool hidden, bool recompute,
                                    const char *what) {
     nx_err e;
