@@ -280,9 +280,8 @@ struct pack_src {
     int H;
     bool rope, v4;
     /* with rowdot: rowdot[(b·H + h)·T + t] = Σ_d src·dot over the head's D
-     * values of the row (dot laid out as src, of type bf16 where dot16) */
-    const void *dot;
-    bool dot16;
+     * values of the row (dot laid out as src) */
+    opnd dot;
     float *rowdot;
 };
 struct pack_set {
@@ -306,7 +305,7 @@ __global__ void pack_k(pack_set ps, int B, int T, rope_tab rp) {
     bf16 *y = q.dst + (((int64_t)b * q.H + h) * T + t) * D + d;
     float4 v = ld4(q.src, at, q.v4);
     if (q.rowdot) { /* the D/4 threads of a head (all here, or none) add their products */
-        float4 o = ld4(opnd{q.dot, q.dot16}, at, q.v4);
+        float4 o = ld4(q.dot, at, q.v4);
         float dot = v.x * o.x + v.y * o.y + v.z * o.z + v.w * o.w;
         unsigned m = __activemask();
         for (int k = D / 8; k > 0; k >>= 1) dot += __shfl_xor_sync(m, dot, k);
@@ -335,7 +334,7 @@ void pack(std::initializer_list<pack_src> srcs, int B, int T, rope_tab rp) {
     for (pack_src q : srcs) {
         q.rope = q.rope && rp.cs;
         q.v4 = q.ld % 4 == 0 && q.seq % 4 == 0 && (uintptr_t)q.src.p % 16 == 0 &&
-               (!q.dot || (uintptr_t)q.dot % 16 == 0);
+               (!q.dot.p || (uintptr_t)q.dot.p % 16 == 0);
         ps.first[n] = (unsigned)blocks;
         blocks += cu_blocks((int64_t)B * T * q.H * (q.rope ? D / 2 : D) / 4);
         ps.p[n++] = q;
@@ -357,10 +356,8 @@ __device__ __forceinline__ void cp_async4(void *smem, const void *gmem, bool val
 
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
-template <int N>
-__device__ __forceinline__ void cp_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
+/* waits for every copy this thread committed */
+__device__ __forceinline__ void cp_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::); }
 
 /* rows row0.. of a packed (T × D) matrix into a tile, asynchronously (zeros
  * past T). Thread x copies 16 bytes at row x / (D/8) + k·STEP, column
@@ -389,7 +386,7 @@ __device__ __forceinline__ void stage_async(bf16 (*dst)[D + 8], const bf16 *src,
  * it (issue(other buffer)), if there is one: one barrier a step. */
 template <class F>
 __device__ __forceinline__ void next_tile(bool more, F issue, int buf) {
-    cp_wait<0>();
+    cp_wait_all();
     __syncthreads();
     if (more) {
         issue(buf ^ 1);
@@ -635,16 +632,16 @@ void launch(void *out, bool out16, float *lse, const void *q, bool q16, int64_t 
 
 /* rowdot[bh·T + i] = Σ_d dout[i, h, d] · out[i, h, d] (one warp per row;
  * dout and out f32 or bf16) */
-__global__ void rowdot_k(float *rowdot, opnd dout, const void *out, bool out16, int B, int T, int NH, int D) {
+__global__ void rowdot_k(float *rowdot, opnd dout, opnd out, int B, int T, int NH, int D) {
     int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (w >= (int64_t)B * NH * T) return;
     int64_t bh = w / T, i = w % T, b = bh / NH, h = bh % NH, at = ((b * T + i) * NH + h) * D;
     float s = 0;
     for (int d = lane; d < D; d += 32) {
-        float a[1];
-        ld(a, dout, at + d);
-        s += a[0] * (out16 ? __bfloat162float(((const bf16 *)out)[at + d]) : ((const float *)out)[at + d]);
+        float a[1], o[1];
+        ld(a, dout, at + d), ld(o, out, at + d);
+        s += a[0] * o[0];
     }
     for (int k = 16; k > 0; k >>= 1) s += __shfl_xor_sync(0xffffffffu, s, k);
     if (lane == 0) rowdot[w] = s;
@@ -919,8 +916,8 @@ void launch_backward(void *dq, void *dk, void *dv, bool g16, float *rowdot, cons
     int nb = packed_sequences(D, 2LL * (NH + KVH) * T * D, B);
     if (nb == 0) {
         int64_t rows = (int64_t)B * NH * T;
-        rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, opnd{dout, d16}, out, out16, B, T, NH,
-                                                                       D);
+        rowdot_k<<<cu_blocks(rows * 32), CU_THREADS, 0, cu_stream()>>>(rowdot, opnd{dout, d16}, opnd{out, out16}, B, T,
+                                                                       NH, D);
         launch_dq(dq, a, B, std::false_type());
         flash_bwd_dkv_k<D, false><<<dim3(tiles, (unsigned)(B * KVH)), FL_WARPS * 32, 0, cu_stream()>>>(dk, dv, a);
         CU_LAUNCHED("flash attention backward");
@@ -939,7 +936,7 @@ void launch_backward(void *dq, void *dk, void *dv, bool g16, float *rowdot, cons
         /* packing dout also takes its row dots with out */
         const char *o = (const char *)out + r * NH * D * (out16 ? 2 : 4);
         pack<D>({{qp, {c.q, q16}, ld, T * ld, NH, true},
-                 {dop, {c.dout, d16}, (int64_t)NH * D, (int64_t)T * NH * D, NH, false, false, o, out16,
+                 {dop, {c.dout, d16}, (int64_t)NH * D, (int64_t)T * NH * D, NH, false, false, {o, out16},
                   (float *)c.rowdot},
                  {kp, {c.k, q16}, ld, T * ld, KVH, true},
                  {vp, {c.v, q16}, ld, T * ld, KVH, false}},
