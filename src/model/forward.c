@@ -55,7 +55,7 @@ static void plan(nx_acts *a, const nx_model_config *c, nx_arena *ar) {
     a->pos = nx_arena_alloc(ar, R * sizeof(int32_t));
     a->ids = nx_arena_alloc(ar, R * sizeof(int32_t));
     a->res = nx_arena_floats(ar, (a->stream ? 2 : (size_t)c->L + 1) * R * C);
-    size_t es = a->at == NX_BF16 ? 2 : 4; /* the products' inputs, and gu */
+    size_t es = type_size(a->at); /* the products' inputs, and gu */
     a->ln1 = nx_arena_alloc(ar, es * Lk * R * C);
     a->rstd1 = nx_arena_floats(ar, Lk * R);
     a->qkv = nx_arena_alloc(ar, type_size(qkv_type(a, c)) * Lk * R * QKV);

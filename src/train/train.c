@@ -64,6 +64,13 @@ static void *dev_alloc(nx_trainer *tr, size_t bytes, const char *what, nx_err *e
     return nx_backend_alloc(tr->be, bytes, what, err);
 }
 
+/* NX_ACTS_FLASH for m's activations where no maps are kept for attention
+ * transfer (att) and its backend's nx_attention_lse takes the shape (the
+ * memory plan asks the same of nx_cuda_flash, src/app/plan.c) */
+static unsigned flash_flag(const nx_model *m, const nx_train_opts *o, bool att) {
+    return !att && nx_attention_lse_fits(m->be, m->cfg.HS, o->B, o->T, m->cfg.NH) ? NX_ACTS_FLASH : 0;
+}
+
 int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
                     const nx_train_opts *o, nx_err *err) {
     memset(tr, 0, sizeof *tr);
@@ -90,12 +97,11 @@ int nx_trainer_init(nx_trainer *tr, nx_model *student, const nx_model *teacher,
      * reads them (as autocast writes them) */
     unsigned smode = NX_ACTS_TRAIN | NX_ACTS_LOGITS_AT | (att ? NX_ACTS_KEEP_PROBS : 0) |
                      (o->recompute ? NX_ACTS_RECOMPUTE : 0);
-    if (!att && nx_attention_lse_fits(student->be, student->cfg.HS, o->B, o->T, student->cfg.NH)) smode |= NX_ACTS_FLASH;
+    smode |= flash_flag(student, o, att);
     if (nx_acts_init(&tr->sa, student, o->B, o->T, smode, err)) return nx_fail_prefix(err, "student");
     /* the teacher's too, where no maps are kept for attention transfer */
     unsigned tmode = (att ? NX_ACTS_KEEP_PROBS : NX_ACTS_INFER) | NX_ACTS_LOGITS_AT;
-    if (teacher && !att && nx_attention_lse_fits(teacher->be, teacher->cfg.HS, o->B, o->T, teacher->cfg.NH))
-        tmode |= NX_ACTS_FLASH;
+    if (teacher) tmode |= flash_flag(teacher, o, att);
     if (teacher && nx_acts_init(&tr->ta, teacher, o->B, o->T, tmode, err)) {
         nx_acts_free(&tr->sa);
         return nx_fail_prefix(err, "teacher");

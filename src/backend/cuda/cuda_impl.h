@@ -235,16 +235,16 @@ void cu_attention_lse(nx_backend *, void *out, nx_dtype ot, float *lse, const vo
                       nx_kv kv, const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
                       int window);
 void cu_attention_lse_backward(nx_backend *, void *dq, void *dk, void *dv, nx_dtype gt, float *scratch,
-                               const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse, const void *q, const void *k,
-                               const void *v, nx_dtype qt, int64_t ld, const float *rope_cos, const float *rope_sin,
-                               int B, int T, int NH, int KVH, int HS, int window);
+                               const void *dout, nx_dtype dt, const void *out, nx_dtype ot, const float *lse,
+                               const void *q, const void *k, const void *v, nx_dtype qt, int64_t ld,
+                               const float *rope_cos, const float *rope_sin, int B, int T, int NH, int KVH, int HS,
+                               int window);
 /* loss.cu */
 void cu_cross_entropy(nx_backend *, double *, float *, float, const float *, const int32_t *, int, int);
 void cu_kd_loss(nx_backend *, double *, nx_kd_kind, float, float *, float, const float *, const float *,
                 const int32_t *, int, int);
 void cu_distill_loss(nx_backend *, double *, double *, nx_kd_kind, float, void *, nx_dtype, float, float, const void *,
-                     nx_dtype,
-                     const void *, nx_dtype, const int32_t *, int, int);
+                     nx_dtype, const void *, nx_dtype, const int32_t *, int, int);
 void cu_sqdiff(nx_backend *, double *, float *, bool, const float *, const float *, int64_t, float);
 void cu_attention_kl(nx_backend *, double *, float *, const float *, const float *, int, int, int, int, float);
 void cu_sumsq(nx_backend *, double *, const float *, int64_t);
