@@ -62,8 +62,9 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 ifeq ($(CUDA),1)
 CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(CUDA_HOME)/bin/nvcc
-# sm_90: H100/H200; PTX for the rest
-NVFLAGS   ?= -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+# sm_90a: H100/H200, with Hopper's warpgroup products (flash.cu); PTX of
+# compute_90 (without them) for the rest
+NVFLAGS   ?= -O2 -std=c++17 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90
 CU_SRC    := $(wildcard src/backend/cuda/*.cu)
 LIB_OBJ   += $(CU_SRC:%.cu=$(BUILD)/%.o)
 CFLAGS    += -DNX_HAVE_CUDA

@@ -357,6 +357,9 @@ extern "C" nx_backend *nx_backend_cuda(nx_err *err) {
     cu_check_blas(cublasSetMathMode(CU.blas, CUBLAS_PEDANTIC_MATH), "math mode");
     CU.native_bf16 = switched_on("NEXUS_CUDA_BF16_WEIGHTS");
     CU.lt_on = switched_on("NEXUS_CUDA_LT");
+    cudaDeviceProp prop;
+    CU.wgmma = cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.major == 9 && prop.minor == 0 &&
+               switched_on("NEXUS_CUDA_WGMMA");
     CU.narrow_elems = CU_NARROW_BYTES / 2;
     if (const char *ne = getenv("NEXUS_CUDA_NARROW_ELEMS"))
         CU.narrow_elems = atoll(ne) >= 4096 && atoll(ne) < CU.narrow_elems ? atoll(ne) : CU.narrow_elems;

@@ -33,6 +33,9 @@ struct cu_state {
      * NEXUS_CUDA_BF16_WEIGHTS=0 (to measure against); flash attention's
      * switch is nx_cuda_flash's */
     bool native_bf16;
+    /* flash attention's forward on warpgroup products (flash.cu): on an
+     * sm_90 GPU (H100/H200) unless NEXUS_CUDA_WGMMA=0 */
+    bool wgmma;
     char *work;            /* the workspace (device) */
     size_t work_bytes, work_used;
     nx_work planned;

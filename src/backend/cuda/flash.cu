@@ -396,9 +396,10 @@ __device__ __forceinline__ void next_tile(bool more, F issue, int buf) {
 
 /* ---- forward ---- */
 
-/* One key tile of a warp's 16·MT query rows: S = Q·Kᵀ, mask (MASK: the
- * tile crosses the diagonal, the window's edge or the end), online
- * softmax, O += P·V. m holds each row's reference maximum of
+/* The online softmax of one key tile of a warp's 16·MT query rows: its
+ * scores S (accumulators of 16·MT × 64) masked (MASK: the tile crosses the
+ * diagonal, the window's edge or the end) and turned into weights P in
+ * place, O and the row sums l rescaled where needed. m holds each row's reference maximum of
  * scale·log2(e)·S, against which its weights 2^(scale·log2(e)·S − m) are
  * taken. The reference moves (and O and the row sums are rescaled) only
  * where some row of the warp meets a score more than 2^RESCALE_SLACK
@@ -409,13 +410,11 @@ __device__ __forceinline__ void next_tile(bool more, F issue, int buf) {
 enum { RESCALE_SLACK = 8 };
 
 template <int D, int MT, bool MASK>
-__device__ __forceinline__ void fwd_tile(float (*o)[D / 8][4], float (*m)[2], float (*l)[2],
-                                         const uint32_t (*qa)[D / 16][4], const bf16 (*Ks)[D + 8],
-                                         const bf16 (*Vs)[D + 8], int wrow, int key0, int T, int window,
-                                         float scale_log2, int lane) {
+__device__ __forceinline__ void softmax_tile(float (*s)[FL_KEYS / 8][4], float (*o)[D / 8][4], float (*m)[2],
+                                             float (*l)[2], int wrow, int key0, int T, int window, float scale_log2,
+                                             int lane) {
     const int g = lane / 4, tq = lane % 4;
-    float s[MT][FL_KEYS / 8][4], top[MT][2];
-    mul_abt<D, MT, FL_KEYS>(s, qa, Ks, 0, lane);
+    float top[MT][2];
     bool grow = false;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -467,6 +466,17 @@ __device__ __forceinline__ void fwd_tile(float (*o)[D / 8][4], float (*m)[2], fl
                 }
             l[mt][half] += sum;
         }
+}
+
+/* One key tile of a warp's rows on mma.sync: S = Q·Kᵀ, softmax_tile, O += P·V. */
+template <int D, int MT, bool MASK>
+__device__ __forceinline__ void fwd_tile(float (*o)[D / 8][4], float (*m)[2], float (*l)[2],
+                                         const uint32_t (*qa)[D / 16][4], const bf16 (*Ks)[D + 8],
+                                         const bf16 (*Vs)[D + 8], int wrow, int key0, int T, int window,
+                                         float scale_log2, int lane) {
+    float s[MT][FL_KEYS / 8][4];
+    mul_abt<D, MT, FL_KEYS>(s, qa, Ks, 0, lane);
+    softmax_tile<D, MT, MASK>(s, o, m, l, wrow, key0, T, window, scale_log2, lane);
     mul_pb<D, MT, FL_KEYS>(o, s, Vs, 0, lane);
 }
 
@@ -482,6 +492,34 @@ __device__ __forceinline__ void fwd_tile_seen(float (*o)[D / 8][4], float (*m)[2
         fwd_tile<D, MT, false>(o, m, l, qa, Ks, Vs, wrow, key0, T, window, scale_log2, lane);
     else
         fwd_tile<D, MT, true>(o, m, l, qa, Ks, Vs, wrow, key0, T, window, scale_log2, lane);
+}
+
+/* A warp's rows wrow.. of the output (row b·T + i at out + (b·T + i)·NH·D
+ * + h·D, bh = b·NH + h), O over its row sums, and (lse) their log-sum-exp */
+template <int D, int MT>
+__device__ __forceinline__ void store_out(void *out, bool out16, float *lse, const float (*o)[D / 8][4],
+                                          const float (*m)[2], const float (*l)[2], int bh, int wrow, int T, int NH,
+                                          int lane) {
+    const int g = lane / 4, tq = lane % 4, b = bh / NH, h = bh % NH;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            float sum = l[mt][half];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            int i = wrow + 16 * mt + g + 8 * half;
+            if (i >= T) continue;
+            if (lse && tq == 0) lse[(int64_t)bh * T + i] = (m[mt][half] + log2f(sum)) * 0.6931471805599453f;
+            float inv = 1.0f / sum;
+            int64_t at = ((int64_t)b * T + i) * NH * D + (int64_t)h * D + 2 * tq;
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                float x = o[mt][n][2 * half] * inv, y = o[mt][n][2 * half + 1] * inv;
+                if (out16) *(uint32_t *)((bf16 *)out + at + n * 8) = pack_bf16(x, y);
+                else *(float2 *)((float *)out + at + n * 8) = make_float2(x, y);
+            }
+        }
 }
 
 /* grid (⌈T/(64·MT)⌉, B·NH), 128 threads, 16·MT query rows a warp. q: row
@@ -537,25 +575,196 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
             fwd_tile_seen<D, MT>(o, m, l, qa, Ks[0], Vs[0], wrow, kt * FL_KEYS, T, window, scale_log2, lane);
         }
     }
+    store_out<D, MT>(out, out16, lse, o, m, l, bh, wrow, T, NH, lane);
+}
+
+/* ---- forward on Hopper's warpgroup products (wgmma, sm_90a) ----------------
+ * The packed forward for head size 64 where the GPU is an H100/H200
+ * (CU.wgmma): two warpgroups of four warps a block, 64 query rows each.
+ * S = Q·Kᵀ and O += P·V are wgmma m64n64k16 products that read Q, K and V
+ * straight from shared memory, where the tiles lie with the 128-byte
+ * swizzle (16-byte chunk c of row r at chunk c ⊕ (r mod 8)); the queries
+ * are rotated and stored there once, and P comes from registers in the
+ * mma.sync fragments above. (Q as register fragments, reused across key
+ * tiles, read wrong from the second tile on: on an H200 with CUDA 13 the
+ * products' A registers do not keep their values for a later batch.) The
+ * accumulators have mma.sync's layout, so softmax_tile serves both
+ * kernels. A warpgroup's products run asynchronously beside the other
+ * warpgroups' softmax, and with fewer registers (no ldmatrix fragments) a
+ * scheduler keeps four warps instead of two. The same bf16 operands and
+ * f32 sums, but the tensor cores' summation order may differ from
+ * mma.sync's in the last bits. */
+enum { WG_THREADS = 256, WG_ROWS = 128 };
+
+/* the device code of sm_90a alone (the compute_90 PTX has an empty kernel,
+ * which the host never launches there) */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FL_WGMMA 1
+
+/* the descriptor of a 64 × 64 bf16 tile in shared memory (1024-byte
+ * aligned, rows of 128 bytes, swizzled as above): start address, 8-row
+ * groups 1024 bytes apart (the stride field), 128-byte swizzle. A product
+ * over columns kk·16.. of K-major rows starts 32·kk bytes in; over rows
+ * kk·16.. (V, transposed) 2048·kk bytes in. */
+__device__ __forceinline__ uint64_t wg_desc(const bf16 *tile) {
+    uint64_t a = (unsigned)__cvta_generic_to_shared(tile);
+    return (a & 0x3FFFF) >> 4 | (uint64_t)1 << 16 | (uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62;
+}
+
+#define WG_D32                                                                                                 \
+    "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),       \
+        "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),   \
+        "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),   \
+        "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),   \
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+#define WG_D_OPS                                                                                                    \
+    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29," \
+    "%30,%31}, "
+
+/* d (64 × 64 of the warpgroup: a warp's 16 rows as mma.sync's
+ * accumulators) = (acc ? d : 0) + A · Bᵀ, A (64 × 16) and B (64 × 16)
+ * K-major tiles at their descriptors: S = Q·Kᵀ */
+__device__ __forceinline__ void wgmma_abt(float (*d)[4], uint64_t a, uint64_t b, bool acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WG_D_OPS "%32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : WG_D32
+                 : "l"(a), "l"(b), "r"((int)acc));
+}
+
+/* d += a · B, a the warp's A fragment (16 × 16, from registers: P), B the
+ * 16 × 64 operand at its descriptor, stored N-major (V's rows) */
+__device__ __forceinline__ void wgmma_pb(float (*d)[4], const uint32_t *a, uint64_t b) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " WG_D_OPS "{%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
+                 : WG_D32
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+}
+
+/* the products' ordering: fence before a batch (registers it reads or
+ * accumulates into were written since), commit the batch, wait for it */
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit_wait() {
+    asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+
+/* Pins the registers of a batch of products, as CUTLASS's
+ * warpgroup_fence_operand does: before its fence (no write to them, not
+ * even a copy the compiler makes for the asm's operands, may fall between
+ * the fence and the products) and after its wait (no read of the
+ * accumulators before it, no reuse of an A fragment's registers while the
+ * products are in flight). */
+template <int N>
+__device__ __forceinline__ void keep(float (&v)[N][4]) {
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+f"(v[i][0]), "+f"(v[i][1]), "+f"(v[i][2]), "+f"(v[i][3])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void keep(uint32_t (&v)[N][4]) {
 #pragma unroll
-        for (int half = 0; half < 2; half++) {
-            float sum = l[mt][half];
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            int i = wrow + 16 * mt + g + 8 * half;
-            if (i >= T) continue;
-            if (lse && tq == 0) lse[(int64_t)bh * T + i] = (m[mt][half] + log2f(sum)) * 0.6931471805599453f;
-            float inv = 1.0f / sum;
-            int64_t at = ((int64_t)b * T + i) * NH * D + (int64_t)h * D + 2 * tq;
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+r"(v[i][0]), "+r"(v[i][1]), "+r"(v[i][2]), "+r"(v[i][3])::"memory");
+}
+
+/* a warp's A fragments (rows r0.. of a 64 × 64 tile, as load_a gives
+ * them) into the swizzled tile */
+__device__ __forceinline__ void store_swizzled(bf16 *tile, const uint32_t (*a)[4], int r0, int g, int tq) {
 #pragma unroll
-            for (int n = 0; n < D / 8; n++) {
-                float x = o[mt][n][2 * half] * inv, y = o[mt][n][2 * half + 1] * inv;
-                if (out16) *(uint32_t *)((bf16 *)out + at + n * 8) = pack_bf16(x, y);
-                else *(float2 *)((float *)out + at + n * 8) = make_float2(x, y);
-            }
+    for (int kk = 0; kk < 4; kk++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int row = r0 + g + (j & 1) * 8, col = kk * 16 + 2 * tq + (j >> 1) * 8;
+            *(uint32_t *)(tile + row * 64 + (col / 8 ^ (row & 7)) * 8 + col % 8) = a[kk][j];
         }
+}
+
+/* rows row0.. of a packed (T × 64) matrix into a swizzled tile,
+ * asynchronously (zeros past T): thread x copies chunk x mod 8 of rows
+ * x / 8 and x / 8 + 32 */
+__device__ __forceinline__ void stage_swizzled(bf16 *dst, const bf16 *src, int row0, int T) {
+    constexpr int STEP = WG_THREADS / 8;
+    const int r = threadIdx.x / 8, c = threadIdx.x % 8;
+    const bf16 *s = src + (int64_t)(row0 + r) * 64 + c * 8;
+#pragma unroll
+    for (int k = 0; k < FL_KEYS / STEP; k++) {
+        const int row = r + k * STEP;
+        bool in = row0 + row < T;
+        cp_async16(dst + row * 64 + (c ^ (row & 7)) * 8, in ? s + k * STEP * 64 : src, in);
+    }
+}
+
+#endif
+
+/* grid (⌈T/128⌉, B·NH), 256 threads; as flash_fwd_k<64, true, ·> with
+ * warpgroup products: q row b·T + t at q + r·ldq + h·64 (rotated by rp as
+ * it is read), keys and values packed at kp, vp */
+__global__ void __launch_bounds__(WG_THREADS, 2)
+    flash_fwd_wg_k(void *out, bool out16, float *lse, const void *q, bool q16, int64_t ldq, const bf16 *kp,
+                   const bf16 *vp, int T, int NH, int G, int window, float scale_log2, rope_tab rp) {
+#ifdef FL_WGMMA
+    constexpr int D = 64;
+    __shared__ __align__(1024) bf16 Ks[2][FL_KEYS * D];
+    __shared__ __align__(1024) bf16 Vs[2][FL_KEYS * D];
+    __shared__ __align__(1024) bf16 Qs[2][64 * D]; /* a warpgroup's queries */
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, kh = h / G;
+    const int row0 = last_tile_first() * WG_ROWS, grow0 = row0 + warp / 4 * 64, wrow = row0 + warp * 16;
+
+    int last = row0 + WG_ROWS - 1 < T - 1 ? row0 + WG_ROWS - 1 : T - 1;
+    int kt0 = first_key(row0, window) / FL_KEYS, kt1 = last / FL_KEYS;
+    const int64_t at = ((int64_t)b * (NH / G) + kh) * T * D;
+    auto issue = [&](int kt, int buf) {
+        stage_swizzled(Ks[buf], kp + at, kt * FL_KEYS, T);
+        stage_swizzled(Vs[buf], vp + at, kt * FL_KEYS, T);
+    };
+    issue(kt0, 0);
+    cp_commit();
+    { /* the queries into shared memory (the loop's first barrier and fence publish them) */
+        uint32_t qa[D / 16][4];
+        load_a<D>(qa, opnd{q, q16}, (int64_t)b * T * ldq + (int64_t)h * D, ldq, wrow, T, g, tq, rp);
+        store_swizzled(Qs[warp / 4], qa, warp % 4 * 16, g, tq);
+    }
+    float o[1][D / 8][4], m[1][2] = {{-INFINITY, -INFINITY}}, l[1][2] = {{0.0f, 0.0f}};
+    const uint64_t dq = wg_desc(Qs[warp / 4]);
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) o[0][n][0] = o[0][n][1] = o[0][n][2] = o[0][n][3] = 0.0f;
+
+    for (int kt = kt0; kt <= kt1; kt++) {
+        const int buf = (kt - kt0) & 1, key0 = kt * FL_KEYS;
+        cp_wait_all();
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); /* the copies, seen by the products */
+        __syncthreads();
+        if (kt < kt1) {
+            issue(kt + 1, buf ^ 1);
+            cp_commit();
+        }
+        if (!tile_sees(grow0, 64, key0, T, window)) continue; /* the warpgroup's rows: its products are collective */
+        float s[1][FL_KEYS / 8][4];
+        const uint64_t dk = wg_desc(Ks[buf]), dv = wg_desc(Vs[buf]);
+        keep(s[0]);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) wgmma_abt(s[0], dq + 2 * kk, dk + 2 * kk, kk > 0);
+        wg_commit_wait();
+        keep(s[0]);
+        if (tile_seen(wrow, 16, key0, T, window))
+            softmax_tile<D, 1, false>(s, o, m, l, wrow, key0, T, window, scale_log2, lane);
+        else
+            softmax_tile<D, 1, true>(s, o, m, l, wrow, key0, T, window, scale_log2, lane);
+        uint32_t pa[FL_KEYS / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < FL_KEYS / 16; kk++) acc_to_a(pa[kk], s[0], kk);
+        keep(o[0]);
+        keep(pa);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < FL_KEYS / 16; kk++) wgmma_pb(o[0], pa[kk], dv + (2048 >> 4) * kk);
+        wg_commit_wait();
+        keep(o[0]);
+        keep(pa);
+    }
+    store_out<D, 1>(out, out16, lse, o, m, l, bh, wrow, T, NH, lane);
+#endif
 }
 
 /* Can tiles be read with 16-byte loads: every row stride a multiple of 4
@@ -604,10 +813,15 @@ void launch_mt(void *out, bool out16, float *lse, const void *q, bool q16, int64
             const char *k = (const char *)kv.k + b0 * kv.seq * es, *v = (const char *)kv.v + b0 * kv.seq * es;
             pack<D>({{kp, {k, q16}, kv.row, kv.seq, KVH, true}, {vp, {v, q16}, kv.row, kv.seq, KVH, false}}, n, T, rp);
             int64_t o0 = (int64_t)b0 * T * NH * D;
-            flash_fwd_k<D, true, MT><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
-                out16 ? (void *)((bf16 *)out + o0) : (void *)((float *)out + o0), out16,
-                lse ? lse + (int64_t)b0 * NH * T : nullptr, (const char *)q + b0 * T * ldq * es, q16, ldq, kv, kp, vp,
-                T, NH, NH / KVH, window, scale_log2, v4, rp);
+            void *o = out16 ? (void *)((bf16 *)out + o0) : (void *)((float *)out + o0);
+            float *l = lse ? lse + (int64_t)b0 * NH * T : nullptr;
+            const void *qb = (const char *)q + b0 * T * ldq * es;
+            if (D == 64 && MT == 2 && CU.wgmma) /* the same 128 rows a block */
+                flash_fwd_wg_k<<<dim3(tiles, (unsigned)(n * NH)), WG_THREADS, 0, cu_stream()>>>(
+                    o, out16, l, qb, q16, ldq, kp, vp, T, NH, NH / KVH, window, scale_log2, rp);
+            else
+                flash_fwd_k<D, true, MT><<<dim3(tiles, (unsigned)(n * NH)), FL_WARPS * 32, 0, cu_stream()>>>(
+                    o, out16, l, qb, q16, ldq, kv, kp, vp, T, NH, NH / KVH, window, scale_log2, v4, rp);
         }
     }
     CU_LAUNCHED("flash attention");
