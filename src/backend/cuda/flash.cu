@@ -399,14 +399,14 @@ __device__ __forceinline__ void next_tile(bool more, F issue, int buf) {
 /* The online softmax of one key tile of a warp's 16·MT query rows: its
  * scores S (accumulators of 16·MT × 64) masked (MASK: the tile crosses the
  * diagonal, the window's edge or the end) and turned into weights P in
- * place, O and the row sums l rescaled where needed. m holds each row's reference maximum of
- * scale·log2(e)·S, against which its weights 2^(scale·log2(e)·S − m) are
- * taken. The reference moves (and O and the row sums are rescaled) only
- * where some row of the warp meets a score more than 2^RESCALE_SLACK
- * above it; otherwise weights up to 2^RESCALE_SLACK are summed as they
- * are (the same softmax: O and the sums share the reference, and bf16
- * rounds a weight relative to its size), which spares most tiles the
- * rescale of O. */
+ * place, O and the row sums l rescaled where needed. m holds each row's
+ * reference maximum of scale·log2(e)·S, against which its weights
+ * 2^(scale·log2(e)·S − m) are taken. The reference moves (and O and the
+ * row sums are rescaled) only where some row of the warp meets a score
+ * more than 2^RESCALE_SLACK above it; otherwise weights up to
+ * 2^RESCALE_SLACK are summed as they are (the same softmax: O and the sums
+ * share the reference, and bf16 rounds a weight relative to its size),
+ * which spares most tiles the rescale of O. */
 enum { RESCALE_SLACK = 8 };
 
 template <int D, int MT, bool MASK>
@@ -585,9 +585,9 @@ __global__ void __launch_bounds__(FL_WARPS * 32)
  * straight from shared memory, where the tiles lie with the 128-byte
  * swizzle (16-byte chunk c of row r at chunk c ⊕ (r mod 8)); the queries
  * are rotated and stored there once, and P comes from registers in the
- * mma.sync fragments above. (Q as register fragments, reused across key
- * tiles, read wrong from the second tile on: on an H200 with CUDA 13 the
- * products' A registers do not keep their values for a later batch.) The
+ * mma.sync fragments above. (Q kept as register fragments for all key
+ * tiles gave wrong scores from the second tile on, on an H200 with CUDA
+ * 13, and right ones when loaded again for each tile; why, not found.) The
  * accumulators have mma.sync's layout, so softmax_tile serves both
  * kernels. A warpgroup's products run asynchronously beside the other
  * warpgroups' softmax, and with fewer registers (no ldmatrix fragments) a
