@@ -63,7 +63,7 @@ ifeq ($(CUDA),1)
 CUDA_HOME ?= /usr/local/cuda
 NVCC      ?= $(CUDA_HOME)/bin/nvcc
 # sm_90a: H100/H200, with Hopper's warpgroup products (flash.cu); PTX of
-# compute_90 (without them) for the rest
+# compute_90 (without them) for newer GPUs
 NVFLAGS   ?= -O2 -std=c++17 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90
 CU_SRC    := $(wildcard src/backend/cuda/*.cu)
 LIB_OBJ   += $(CU_SRC:%.cu=$(BUILD)/%.o)
